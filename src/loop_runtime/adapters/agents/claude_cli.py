@@ -1,0 +1,332 @@
+"""Claude Code CLI backend: ``claude -p --output-format stream-json --verbose`` in the worktree.
+
+One ``claude`` process per agent call (a fresh session each time, so the implementer is
+never its own verifier and the result's cumulative totals are per-call totals). The
+worktree is the process cwd (the CLI has no ``--cwd``), stdin is ``/dev/null`` and the
+prompt is the last argv element after ``--``.
+
+Permissions (checked against the real CLI 2.1.332, see tests/test_realcli_claude.py):
+``--permission-mode dontAsk`` denies every tool not pre-approved; ``Read(./**)`` and
+``Edit(./**)`` confine reads and edits to the cwd (bare ``Write``/``Edit`` would allow
+writing anywhere on disk), and Bash — which no rule can confine — is always disallowed.
+
+Usage: the final ``result`` message is authoritative. Its snake_case ``usage`` is the
+sum over the run's API calls; ``modelUsage`` is per model and also counts helper calls
+on other models, so when its sum is larger it wins (we bill the larger of the two —
+never under-count). Error subtypes (``error_max_turns``, ``error_during_execution``,
+``is_error`` with ``api_error_status``) carry usage too and are billed. Live usage for
+the hard limit comes from ``assistant`` messages (per message id) and, with partial
+messages, ``stream_event`` ``message_start``/``message_delta`` — not exact, but the best
+signal while the run is in flight.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ...errors import BackendError
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from .process import (
+    Transcript,
+    UsageMeter,
+    child_env,
+    emit,
+    fail_closed,
+    inside_root,
+    int_field,
+    larger,
+    last_line,
+    redact,
+    run_json_lines,
+)
+
+INSTALL_HINT = "install Claude Code (npm i -g @anthropic-ai/claude-code) or pip install 'loop-runtime[claude]'"
+CREDENTIAL_HINT = ("claude CLI has no credentials: set ANTHROPIC_API_KEY "
+                   "(or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`)")
+CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
+
+READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
+                   "--allowedTools", "Read(./**),Glob,Grep",
+                   "--disallowedTools", "Bash,Write,Edit,NotebookEdit,WebFetch,WebSearch")
+EDIT_WORKTREE_FLAGS = ("--permission-mode", "dontAsk",
+                       "--allowedTools", "Read(./**),Edit(./**),Glob,Grep",
+                       "--disallowedTools", "Bash,WebFetch,WebSearch")
+EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
+
+
+def permission_flags(permission: Permission) -> tuple[str, ...]:
+    """The CLI flags for one permission level (never a bare ``Write``/``Edit`` grant)."""
+    if permission is Permission.EDIT_WORKTREE:
+        return EDIT_WORKTREE_FLAGS
+    return READ_ONLY_FLAGS
+
+
+def find_claude(binary: str | None = None) -> str:
+    """An explicit binary, else ``claude`` on PATH, else the CLI bundled in the claude-agent-sdk wheel."""
+    if binary:
+        found = shutil.which(binary)
+        if found is None:
+            raise BackendError(f"claude CLI not found at {binary!r}: {INSTALL_HINT}")
+        return found
+    found = shutil.which("claude")
+    if found:
+        return found
+    bundled = _bundled_claude()
+    if bundled is None:
+        raise BackendError(f"claude CLI not found: {INSTALL_HINT}")
+    return bundled
+
+
+def _bundled_claude() -> str | None:
+    try:
+        spec = importlib.util.find_spec("claude_agent_sdk")  # locates the wheel without importing it
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "_bundled" / "claude"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def credentials_known_missing(env: Mapping[str, str]) -> bool:
+    """True only when it is certain the CLI cannot authenticate (cheap checks, no network).
+
+    Any credential variable or cloud-provider switch, a login file under the config dir,
+    an ``apiKeyHelper`` setting, or macOS (logins live in the keychain) count as "maybe".
+    """
+    if any(env.get(k) for k in (*CREDENTIAL_VARS, *PROVIDER_SWITCHES)):
+        return False
+    home = env.get("HOME")
+    if sys.platform == "darwin" or not home:
+        return False
+    config = Path(env.get("CLAUDE_CONFIG_DIR") or Path(home) / ".claude")
+    if (config / ".credentials.json").is_file():
+        return False
+    for path, needles in ((config / "settings.json", ("apiKeyHelper",)),
+                          (Path(home) / ".claude.json", ("primaryApiKey", "oauthAccount"))):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            return False
+    return True
+
+
+def anthropic_usage(raw: Any) -> Usage:
+    """Usage from an Anthropic ``usage`` object (the three input fields are disjoint)."""
+    return Usage(input=int_field(raw, "input_tokens"), output=int_field(raw, "output_tokens"),
+                 cache_write=int_field(raw, "cache_creation_input_tokens"),
+                 cache_read=int_field(raw, "cache_read_input_tokens"))
+
+
+def result_usage(result: Mapping[str, Any]) -> Usage:
+    """The billed usage of a ``result`` message: the larger of ``usage`` and the ``modelUsage`` sum."""
+    usage = anthropic_usage(result.get("usage"))
+    per_model = result.get("modelUsage")
+    costs: list[float] = []
+    if isinstance(per_model, Mapping):
+        summed = Usage()
+        for entry in per_model.values():
+            summed = summed + Usage(input=int_field(entry, "inputTokens"), output=int_field(entry, "outputTokens"),
+                                    cache_write=int_field(entry, "cacheCreationInputTokens"),
+                                    cache_read=int_field(entry, "cacheReadInputTokens"))
+            if isinstance(entry, Mapping) and isinstance(entry.get("costUSD"), (int, float)):
+                costs.append(float(entry["costUSD"]))
+        usage = larger(usage, summed)
+    cost = result.get("total_cost_usd")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        cost = sum(costs) if costs else None
+    return replace(usage, cost_usd=None if cost is None else float(cost))
+
+
+def result_error(result: Mapping[str, Any]) -> str | None:
+    """A one-line error for an error result, or None for a clean success."""
+    subtype = str(result.get("subtype") or "unknown")
+    if subtype == "success" and not result.get("is_error"):
+        return None
+    errors = result.get("errors")
+    parts = [str(e) for e in errors if e] if isinstance(errors, list) else []
+    if not parts and isinstance(result.get("result"), str) and result["result"].strip():
+        parts.append(result["result"].strip())
+    status = result.get("api_error_status")
+    prefix = f"{subtype} (API status {status})" if status else subtype
+    return f"{prefix}: {'; '.join(parts)}" if parts else prefix
+
+
+def _not_logged_in(result: Mapping[str, Any], usage: Usage) -> bool:
+    text = str(result.get("result") or "")
+    return bool(result.get("is_error")) and usage.total == 0 and (
+        "Not logged in" in text or result.get("api_error_status") == 401 or "Invalid API key" in text)
+
+
+@dataclass
+class _Run:
+    """Parse state of one run's event stream."""
+
+    request: AgentRequest
+    meter: UsageMeter
+    on_event: EventSink | None
+    root: str
+    texts: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    message_ids: set[str] = field(default_factory=set)
+    edits: dict[str, str] = field(default_factory=dict)  # tool_use id -> path
+    changed: dict[str, None] = field(default_factory=dict)
+    stream_id: str | None = None
+    stream_usage: dict[str, Any] = field(default_factory=dict)
+
+    def handle(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("type")
+        grew = False
+        if kind == "result":
+            self.result = event
+            return None
+        if kind == "system" and event.get("subtype") == "init":
+            emit(self.on_event, "agent.start", {"backend": "claude", "role": self.request.role,
+                                                "model": event.get("model"), "session": event.get("session_id")})
+        elif kind == "assistant":
+            grew = self._assistant(event.get("message"))
+        elif kind == "user":
+            self._tool_results(event.get("message"))
+        elif kind == "stream_event":
+            grew = self._stream(event.get("event"))
+        if grew:
+            emit(self.on_event, "agent.usage", self.meter.usage.as_dict())
+            if self.meter.over():
+                return "budget"
+        return None
+
+    def _assistant(self, message: Any) -> bool:
+        if not isinstance(message, Mapping):
+            return False
+        msg_id = str(message.get("id") or f"anon-{len(self.message_ids)}")
+        self.message_ids.add(msg_id)
+        for block in message.get("content") or ():
+            if not isinstance(block, Mapping):
+                continue
+            if block.get("type") == "text" and isinstance(block.get("text"), str):
+                self.texts.append(block["text"])
+                emit(self.on_event, "agent.text", {"text": block["text"]})
+            elif block.get("type") == "tool_use":
+                tool_input = block.get("input") if isinstance(block.get("input"), Mapping) else {}
+                emit(self.on_event, "agent.tool", {"name": block.get("name"), "input": dict(tool_input)})
+                key = EDIT_TOOLS.get(str(block.get("name")))
+                if key and isinstance(tool_input.get(key), str):
+                    self.edits[str(block.get("id"))] = tool_input[key]
+        return self.meter.observe(msg_id, anthropic_usage(message.get("usage")))
+
+    def _tool_results(self, message: Any) -> None:
+        if not isinstance(message, Mapping) or not isinstance(message.get("content"), list):
+            return
+        for block in message["content"]:
+            if not isinstance(block, Mapping) or block.get("type") != "tool_result":
+                continue
+            path = self.edits.pop(str(block.get("tool_use_id")), None)
+            if path is not None and not block.get("is_error"):
+                rel = inside_root(self.root, path)
+                if rel is not None:
+                    self.changed[rel] = None
+
+    def _stream(self, raw: Any) -> bool:
+        if not isinstance(raw, Mapping):
+            return False
+        if raw.get("type") == "message_start" and isinstance(raw.get("message"), Mapping):
+            self.stream_id = str(raw["message"].get("id") or "stream")
+            self.stream_usage = dict(raw["message"].get("usage") or {})
+        elif raw.get("type") == "message_delta" and isinstance(raw.get("usage"), Mapping) and self.stream_id:
+            self.stream_usage.update({k: v for k, v in raw["usage"].items() if v is not None})
+        else:
+            return False
+        return self.meter.observe(self.stream_id or "stream", anthropic_usage(self.stream_usage))
+
+
+class ClaudeCliBackend:
+    """Runs one agent role through the Claude Code CLI with exact usage from its result."""
+
+    name = "claude"
+
+    def __init__(self, *, binary: str | None = None, model: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.binary = find_claude(binary)
+        self.model = model
+        source = os.environ if env is None else env
+        self.credentials = {k: v for k, v in source.items()
+                            if k.startswith("ANTHROPIC_") or k in (*CREDENTIAL_VARS, *PROVIDER_SWITCHES)}
+
+    def argv(self, request: AgentRequest) -> list[str]:
+        """The exact command line for ``request`` (prompt last, after ``--``)."""
+        argv = [self.binary, "-p", "--output-format", "stream-json", "--verbose",
+                "--max-turns", str(max(1, request.max_turns))]
+        model = request.model or self.model
+        if model:
+            argv += ["--model", model]
+        if request.system_prompt:
+            argv += ["--append-system-prompt", request.system_prompt]
+        argv += [*permission_flags(request.permission), "--", request.prompt]
+        return argv
+
+    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
+                  on_event: EventSink | None = None) -> AgentResult:
+        env = child_env(request.env, self.credentials)
+        if credentials_known_missing(env):
+            raise BackendError(CREDENTIAL_HINT)
+        secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
+        transcript = Transcript(request.transcript_dir, request.role, secrets)
+        state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
+        try:
+            outcome = await run_json_lines(self.argv(request), cwd=request.cwd, env=env,
+                                           timeout_s=request.timeout_s, handle=state.handle,
+                                           transcript=transcript, stop=stop)
+        finally:
+            path = transcript.close()
+        result = self._result(request, state, outcome.halted, outcome.returncode, outcome.garbage,
+                              outcome.stderr_tail, secrets)
+        result = replace(result, duration_s=outcome.duration_s, transcript=path)
+        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
+                                     "usage": result.usage.as_dict(), "error": result.error})
+        return result
+
+    def _result(self, request: AgentRequest, state: _Run, halted: str | None, returncode: int | None,
+                garbage: int, stderr: str, secrets: list[str]) -> AgentResult:
+        changed = tuple(state.changed)
+        turns = len(state.message_ids)
+        if state.result is not None:
+            usage = result_usage(state.result)
+            if _not_logged_in(state.result, usage):
+                raise BackendError(CREDENTIAL_HINT)
+            error = result_error(state.result)
+            error = redact(error, secrets) if error else None
+            text = state.result.get("result")
+            return AgentResult(
+                text=text if isinstance(text, str) else "\n".join(state.texts), usage=usage,
+                status="error" if error else "ok", turns=int_field(state.result, "num_turns") or turns,
+                error=error, files_changed=changed)
+        text = "\n".join(state.texts)
+        if halted == "budget":
+            return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=turns,
+                               stop_reason="budget", files_changed=changed,
+                               error=f"stopped: usage passed the reservation of {request.token_limit} tokens")
+        usage = fail_closed(state.meter.usage, request.token_limit)
+        if halted is not None:
+            return AgentResult(text=text, usage=usage, status="halted", turns=turns, stop_reason=halted,
+                               files_changed=changed, error=f"stopped ({halted}) before a result; "
+                               f"charged the full reservation of {request.token_limit} tokens")
+        detail = last_line(stderr, secrets) or (f"{garbage} unparseable output line(s)" if garbage else "no output")
+        return AgentResult(text=text, usage=usage, status="error", turns=turns, files_changed=changed,
+                           error=f"claude exited with code {returncode} without a result ({detail}); "
+                                 f"charged the full reservation of {request.token_limit} tokens")
+
+
+__all__ = ["ClaudeCliBackend", "anthropic_usage", "find_claude", "permission_flags", "result_usage"]

@@ -1,0 +1,232 @@
+"""Codex CLI backend: ``codex exec --json -C <worktree> -s read-only|workspace-write``.
+
+``codex exec`` never asks for approvals; the sandbox is the permission boundary
+(``read-only`` for L0/L1 roles, ``workspace-write`` for the L2+ implementer — checked
+with the real CLI: a shell write in ``read-only`` fails with "Read-only file system").
+There is no system-prompt flag, so ``request.system_prompt`` goes in as the config
+override ``developer_instructions`` and there is no max-turns flag (one exec = one turn;
+the wall-clock deadline and the token ceiling bound it). ``--skip-git-repo-check`` is
+passed because loop-runtime, not the agent, chooses the working directory.
+
+Usage: ``turn.completed.usage`` is the thread's *cumulative* total, and OpenAI
+semantics make ``cached_input_tokens`` (and ``cache_write_input_tokens``, Codex's
+``input_tokens_details.cache_write_tokens``) subsets of ``input_tokens``:
+
+    Usage(input = input_tokens - cached - cache_write, cache_write = cache_write_input_tokens,
+          cache_read = cached_input_tokens, output = output_tokens)
+
+so ``Usage.total == input_tokens + output_tokens`` (reasoning is inside output_tokens).
+``turn.failed`` and fatal ``error`` events carry no usage: such a run is charged its
+full reservation (fail closed). An ``item.completed`` of type ``error`` is a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ...errors import BackendError
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from .process import (
+    Transcript,
+    UsageMeter,
+    child_env,
+    emit,
+    fail_closed,
+    inside_root,
+    int_field,
+    last_line,
+    redact,
+    run_json_lines,
+)
+
+INSTALL_HINT = "codex CLI not found: install it with npm i -g @openai/codex"
+CREDENTIAL_HINT = "codex CLI has no credentials: set OPENAI_API_KEY (or CODEX_API_KEY), or run `codex login`"
+CREDENTIAL_VARS = ("OPENAI_API_KEY", "CODEX_API_KEY")
+
+
+def sandbox_flag(permission: Permission) -> str:
+    return "workspace-write" if permission is Permission.EDIT_WORKTREE else "read-only"
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string (for ``-c key=value``): JSON escapes minus the ones TOML lacks."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def codex_usage(raw: Any) -> Usage:
+    """Our usage from a ``turn.completed.usage`` object (cached and cache-write are subsets of input)."""
+    inp = int_field(raw, "input_tokens")
+    cached = int_field(raw, "cached_input_tokens")
+    written = int_field(raw, "cache_write_input_tokens")
+    # If a provider reports cached > input the breakdown wins: we over-count rather than under-count.
+    return Usage(input=max(0, inp - cached - written), output=int_field(raw, "output_tokens"),
+                 cache_write=written, cache_read=cached)
+
+
+def find_codex(binary: str | None = None) -> str:
+    found = shutil.which(binary or "codex")
+    if found is None:
+        where = f" at {binary!r}" if binary else ""
+        raise BackendError(f"codex CLI not found{where}: install it with npm i -g @openai/codex")
+    return found
+
+
+def credentials_known_missing(env: Mapping[str, str]) -> bool:
+    """True only when no key variable is set and the Codex home has neither a login nor a config."""
+    if any(env.get(k) for k in CREDENTIAL_VARS):
+        return False
+    home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+    if home is None:
+        return False
+    # A config.toml may select a provider that needs no key (a local server): we cannot know cheaply.
+    return not ((Path(home) / "auth.json").is_file() or (Path(home) / "config.toml").is_file())
+
+
+@dataclass
+class _Run:
+    """Parse state of one ``codex exec --json`` stream."""
+
+    request: AgentRequest
+    meter: UsageMeter
+    on_event: EventSink | None
+    texts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    changed: dict[str, None] = field(default_factory=dict)
+    completed: int = 0
+    reported: Usage | None = None
+    failed: str | None = None
+    last_error: str | None = None
+
+    def handle(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("type")
+        if kind == "thread.started":
+            emit(self.on_event, "agent.start", {"backend": "codex", "role": self.request.role,
+                                                "model": self.request.model, "session": event.get("thread_id")})
+        elif kind in ("item.started", "item.completed") and isinstance(event.get("item"), Mapping):
+            self._item(kind, event["item"])
+        elif kind == "turn.completed":
+            self.completed += 1
+            self.failed = None
+            self.reported = codex_usage(event.get("usage"))
+            if self.meter.cumulative(self.reported):
+                emit(self.on_event, "agent.usage", self.meter.usage.as_dict())
+            # A turn is finished when it reports: nothing is in flight, so no look-ahead here.
+            if self.meter.over(predict=False):
+                return "budget"
+        elif kind == "turn.failed":
+            error = event.get("error")
+            message = error.get("message") if isinstance(error, Mapping) else None
+            self.failed = str(message or self.last_error or "turn failed")
+        elif kind == "error":
+            self.last_error = str(event.get("message") or "error")
+            emit(self.on_event, "agent.warning", {"message": self.last_error})
+        return None
+
+    def _item(self, kind: str, item: Mapping[str, Any]) -> None:
+        itype = item.get("type")
+        if kind == "item.completed" and itype == "agent_message" and isinstance(item.get("text"), str):
+            self.texts.append(item["text"])
+            emit(self.on_event, "agent.text", {"text": item["text"]})
+        elif kind == "item.completed" and itype == "error":
+            self.warnings.append(str(item.get("message") or ""))
+            emit(self.on_event, "agent.warning", {"message": item.get("message")})
+        elif kind == "item.started" and itype in ("command_execution", "mcp_tool_call", "web_search"):
+            emit(self.on_event, "agent.tool", {"name": itype, "input": {
+                k: item.get(k) for k in ("command", "server", "tool", "arguments", "query") if k in item}})
+        elif kind == "item.completed" and itype == "file_change":
+            emit(self.on_event, "agent.tool", {"name": "file_change", "input": {"changes": item.get("changes")}})
+            if item.get("status") != "failed" and isinstance(item.get("changes"), list):
+                for change in item["changes"]:
+                    path = change.get("path") if isinstance(change, Mapping) else None
+                    rel = inside_root(self.request.cwd, path) if isinstance(path, str) else None
+                    if rel is not None:
+                        self.changed[rel] = None
+
+
+class CodexCliBackend:
+    """Runs one agent role through ``codex exec`` with usage from ``turn.completed``."""
+
+    name = "codex"
+
+    def __init__(self, *, binary: str | None = None, model: str | None = None,
+                 env: Mapping[str, str] | None = None, codex_home: str | None = None) -> None:
+        self.binary = find_codex(binary)
+        self.model = model
+        source = os.environ if env is None else env
+        self.credentials = {k: v for k, v in source.items() if k.startswith("OPENAI_") or k in CREDENTIAL_VARS}
+        if codex_home is not None:
+            self.credentials["CODEX_HOME"] = codex_home
+        elif source.get("CODEX_HOME"):
+            self.credentials["CODEX_HOME"] = source["CODEX_HOME"]
+
+    def argv(self, request: AgentRequest) -> list[str]:
+        """The exact command line for ``request`` (prompt last, after ``--``)."""
+        argv = [self.binary, "exec", "--json", "--skip-git-repo-check", "-C", request.cwd,
+                "-s", sandbox_flag(request.permission)]
+        model = request.model or self.model
+        if model:
+            argv += ["-m", model]
+        if request.system_prompt:
+            argv += ["-c", f"developer_instructions={toml_string(request.system_prompt)}"]
+        return [*argv, "--", request.prompt]
+
+    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
+                  on_event: EventSink | None = None) -> AgentResult:
+        env = child_env(request.env, self.credentials)
+        if credentials_known_missing(env):
+            raise BackendError(CREDENTIAL_HINT)
+        secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
+        transcript = Transcript(request.transcript_dir, request.role, secrets)
+        state = _Run(request, UsageMeter(request.token_limit), on_event)
+        try:
+            outcome = await run_json_lines(self.argv(request), cwd=request.cwd, env=env,
+                                           timeout_s=request.timeout_s, handle=state.handle,
+                                           transcript=transcript, stop=stop)
+        finally:
+            path = transcript.close()
+        result = _result(request, state, outcome.halted, outcome.returncode, outcome.garbage,
+                         last_line(outcome.stderr_tail, secrets))
+        if result.error:
+            result = replace(result, error=redact(result.error, secrets))
+        result = replace(result, duration_s=outcome.duration_s, transcript=path)
+        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
+                                     "usage": result.usage.as_dict(), "error": result.error})
+        return result
+
+
+def _result(request: AgentRequest, state: _Run, halted: str | None, returncode: int | None,
+            garbage: int, stderr: str) -> AgentResult:
+    text = "\n".join(state.texts)
+    changed = tuple(state.changed)
+    limit = request.token_limit
+    charged = f"no usage reported; charged the full reservation of {limit} tokens"
+    if halted == "budget":
+        return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=state.completed,
+                           stop_reason="budget", files_changed=changed,
+                           error=f"stopped: usage passed the reservation of {limit} tokens")
+    if state.reported is not None and state.failed is None:
+        ok = returncode == 0 or halted is not None  # killed after its turn completed: the usage is final
+        return AgentResult(text=text, usage=state.reported, status="ok" if ok else "error",
+                           turns=state.completed, files_changed=changed,
+                           error=None if ok else f"codex exited with code {returncode}: "
+                                                 f"{state.last_error or stderr or 'no detail'}")
+    usage = fail_closed(state.meter.usage, limit)
+    if halted is not None:
+        return AgentResult(text=text, usage=usage, status="halted", turns=state.completed, stop_reason=halted,
+                           files_changed=changed, error=f"stopped ({halted}) before the turn completed; {charged}")
+    if state.failed is not None:
+        reason = state.failed
+    else:
+        detail = state.last_error or stderr or (f"{garbage} unparseable output line(s)" if garbage else "no output")
+        reason = f"codex exited with code {returncode} without completing the turn ({detail})"
+    return AgentResult(text=text, usage=usage, status="error", turns=state.completed, files_changed=changed,
+                       error=f"{reason}; {charged}")
+
+
+__all__ = ["CodexCliBackend", "codex_usage", "find_codex", "sandbox_flag", "toml_string"]

@@ -1,0 +1,557 @@
+"""``GitWorkspace``: one git worktree per act attempt, recorded the way loop-worktree records it.
+
+Why worktrees: at L2 an agent may change code, but never the user's checkout or the
+base branch. Each attempt gets ``.loop-worktrees/<run-id>`` on a new branch
+``loop/<run-id>`` from the base commit, listed in ``.loop-worktrees/manifest.json`` so
+the ecosystem's ``loop-worktree list/cleanup/gc`` see our attempts (R25). Manifest
+updates happen under ``.loop-worktrees/.manifest.mutex`` (stale after 30 s); advisory
+locks in ``.loop-worktrees/locks/*.json`` by other owners are honoured, read under the
+tool's own ``locks/.mutex``.
+
+The diff is the truth: ``diff`` stages everything in the worktree's own index and
+asks git what changed against the base commit; ``finish`` commits exactly the tree that
+was checked (a change made after the check is refused), with ``Loop-Run-Id`` and
+``Loop-Pattern`` trailers, and writes the binary-safe patch to
+``.loop-runtime/patches/<run-id>.patch``. A rejected attempt is discarded and its
+branch deleted; its worktree may be recycled into a small pool
+(``.loop-runtime/worktree-pool``) so a repeat attempt costs a ``checkout`` + ``clean``
+instead of writing every file of the repository again.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from ..core.redact import redact
+from ..errors import ConfigError, GitError
+from ..formats import worktree_manifest as wm
+from ..ports import Clock, Diff, FileChange, WorkspaceHandle
+from .clock import SystemClock
+from .git import added_lines_by_path, decode, git_ok, parse_numstat_z, parse_raw_z, run_git, run_git_bytes
+
+__all__ = ["GitWorkspace"]
+
+POOL_DIR = ".loop-runtime/worktree-pool"
+PATCH_DIR = ".loop-runtime/patches"
+MUTEX = f"{wm.MANIFEST_DIR}/.manifest.mutex"
+LOCKS_DIR = f"{wm.MANIFEST_DIR}/locks"
+LOCKS_MUTEX = f"{LOCKS_DIR}/.mutex"
+MUTEX_STALE_S = 30.0
+MUTEX_WAIT_S = 15.0
+EXCLUDES = (f"{wm.MANIFEST_DIR}/", ".loop-runtime/")
+STATUSES = (*wm.VALID_STATUSES, "fix-proposed")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_KIND = {"A": "added", "C": "added", "D": "deleted", "R": "renamed", "T": "typechange", "M": "modified"}
+# per-worktree state that makes a recycled worktree unsafe to hand out again
+_DIRTY_GIT_STATE = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "BISECT_LOG", "rebase-merge", "rebase-apply",
+                    "sequencer", "config.worktree", "info/sparse-checkout")
+_FALLBACK_IDENT = {"GIT_AUTHOR_NAME": "loop-runtime", "GIT_AUTHOR_EMAIL": "loop-runtime@localhost",
+                   "GIT_COMMITTER_NAME": "loop-runtime", "GIT_COMMITTER_EMAIL": "loop-runtime@localhost"}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_WAIT_S) -> Iterator[None]:
+    """An exclusive-create mutex file, as loop-worktree uses; older than ``stale_s`` means its owner died."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime > stale_s:
+                    path.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            if time.monotonic() > deadline:
+                raise GitError(f"timed out waiting for {path}: another process holds it; "
+                               f"delete it if no loop is running") from None
+            time.sleep(0.02 + random.random() * 0.05)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class GitWorkspace:
+    """``ports.Workspace`` over git worktrees of the repository at ``root``."""
+
+    def __init__(self, root: Path | str, *, base_branch: str | None = None, pool_size: int = 0,
+                 clock: Clock | None = None) -> None:
+        if pool_size < 0:
+            raise ConfigError("", "pool_size", pool_size)
+        self._given_root = Path(root)
+        self.base_branch = base_branch
+        self.pool_size = pool_size
+        self.clock: Clock = clock or SystemClock()
+        self._root: Path | None = None
+        self._checked: dict[str, str] = {}  # run id -> tree sha that diff() showed
+        self._ident: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            try:
+                top = run_git(["rev-parse", "--show-toplevel"], self._given_root)
+            except GitError:
+                raise GitError(f"not a git repository: {self._given_root} (worktrees need git)") from None
+            self._root = Path(top).resolve()
+        return self._root
+
+    def _rel(self, run_id: str) -> str:
+        return f"{wm.MANIFEST_DIR}/{run_id}"
+
+    def _identity(self) -> dict[str, str]:
+        """Commit as the user when git knows who that is, else as ``loop-runtime``."""
+        if self._ident is None:
+            known = git_ok(["var", "GIT_AUTHOR_IDENT"], self.root) and git_ok(["var", "GIT_COMMITTER_IDENT"], self.root)
+            self._ident = {} if known else dict(_FALLBACK_IDENT)
+        return self._ident
+
+    def _read_manifest(self) -> wm.Manifest:
+        path = self.root / wm.MANIFEST_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return wm.Manifest()
+        except OSError as exc:
+            raise GitError(f"cannot read {wm.MANIFEST_FILE}: {exc}") from None
+        return wm.parse_manifest(text, file=wm.MANIFEST_FILE)
+
+    def _write_manifest(self, m: wm.Manifest) -> None:
+        _atomic_write(self.root / wm.MANIFEST_FILE, wm.render_manifest(m).encode("utf-8"))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _mutex(self.root / MUTEX):
+            yield
+
+    def _ensure_excluded(self) -> None:
+        """Keep our folders out of ``git status`` via ``info/exclude``: the user's .gitignore is theirs."""
+        common = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root))
+        exclude = common / "info" / "exclude"
+        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
+        missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
+        if missing:
+            sep = "" if not text or text.endswith("\n") else "\n"
+            _atomic_write(exclude, (text + sep + "".join(f"/{p}\n" for p in missing)).encode("utf-8"))
+
+    def _resolve_base(self) -> tuple[str, str]:
+        branch = self.base_branch
+        if branch is None:
+            try:
+                branch = run_git(["symbolic-ref", "-q", "--short", "HEAD"], self.root) or "main"
+            except GitError:
+                branch = "main"
+        for rev in (f"refs/heads/{branch}^{{commit}}", f"{branch}^{{commit}}"):
+            try:
+                return branch, run_git(["rev-parse", "--verify", "-q", rev], self.root)
+            except GitError:
+                continue
+        raise GitError(f"base branch {branch!r} not found in {self.root}")
+
+    def _branch_exists(self, branch: str) -> bool:
+        return git_ok(["show-ref", "--verify", "-q", f"refs/heads/{branch}"], self.root)
+
+    def _worktrees(self) -> dict[Path, dict[str, str]]:
+        """``git worktree list --porcelain -z``: resolved path -> attributes (branch, detached, prunable...)."""
+        out: dict[Path, dict[str, str]] = {}
+        current: dict[str, str] = {}
+        for field in decode(run_git_bytes(["worktree", "list", "--porcelain", "-z"], self.root)).split("\0"):
+            if not field:
+                if current.get("worktree"):
+                    out[Path(os.path.realpath(current["worktree"]))] = current
+                current = {}
+                continue
+            key, _, value = field.partition(" ")
+            current[key] = value
+        return out
+
+    # ------------------------------------------------------------------ locks
+
+    def _lock_files(self) -> list[wm.LockFile]:
+        folder = self.root / LOCKS_DIR
+        if not folder.is_dir():
+            return []
+        locks: list[wm.LockFile] = []
+        with _mutex(self.root / LOCKS_MUTEX, wait_s=5.0):
+            for path in sorted(folder.glob("*.json")):
+                if path.name.endswith(".wait.json"):
+                    continue
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except OSError:
+                    continue
+                locks.append(wm.parse_lock(text, file=f"{LOCKS_DIR}/{path.name}"))
+        return locks
+
+    def foreign_locks(self, paths: Sequence[str], owners: Sequence[str]) -> list[str]:
+        """Why ``paths`` may not be touched: non-expired locks of other owners that overlap them."""
+        now = self.clock.now()
+        blocked: list[str] = []
+        for lock in self._lock_files():
+            if lock.owner in owners or wm.is_expired(lock, now):
+                continue
+            for p in paths:
+                clash = next((lp for lp in lock.paths if wm.paths_overlap(p, lp)), None)
+                if clash is not None:
+                    until = f", expires {lock.expires_at}" if lock.expires_at else ""
+                    blocked.append(f'path "{p}" is locked by owner "{lock.owner}" as "{clash}" '
+                                   f"(locked at {lock.locked_at}{until})")
+        return blocked
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, run_id: str, pattern: str, *, paths: Sequence[str] | None = None) -> WorkspaceHandle:
+        """A fresh worktree for one attempt. ``paths``: globs it may touch (default: anything)."""
+        if not _RUN_ID.match(run_id) or ".." in run_id or run_id.endswith((".lock", ".")):
+            raise ConfigError("", "run_id", run_id)
+        self._ensure_excluded()
+        base_branch, base_commit = self._resolve_base()
+        rel, branch = self._rel(run_id), f"loop/{run_id}"
+        dest = self.root / rel
+        with self._locked():
+            manifest = self._read_manifest()
+            old = manifest.get(run_id)
+            if old is not None and old.status == "active":
+                raise GitError(f'run id "{run_id}" already has an active worktree at {old.path}')
+            blocked = self.foreign_locks(tuple(paths or ("**",)), (pattern, run_id))
+            if blocked:
+                raise GitError("; ".join(blocked) + " — not starting an attempt on locked paths")
+            if self._branch_exists(branch):
+                raise GitError(f"branch {branch} already exists; choose a new run id or delete the branch")
+            if dest.exists() or dest.is_symlink():
+                raise GitError(f"{rel} already exists on disk; run `loop-worktree gc` or remove it")
+            pooled = self._take_from_pool(dest)
+            entry = wm.WorktreeEntry(id=run_id, path=rel, branch=branch, base_branch=base_branch, pattern=pattern,
+                                     created_at=wm.format_timestamp(self.clock.now()), status="active",
+                                     base_commit=base_commit)
+            self._write_manifest(wm.upsert(manifest, entry))
+        try:
+            if pooled:
+                self._reset_pooled(dest, branch, base_commit)
+            else:
+                run_git(["worktree", "add", "-q", "-b", branch, rel, base_commit], self.root)
+        except GitError:
+            self._undo_prepare(run_id, old, dest, branch)
+            raise
+        self._checked.pop(run_id, None)
+        return WorkspaceHandle(run_id=run_id, path=str(dest), branch=branch, base_branch=base_branch,
+                               base_commit=base_commit)
+
+    def _undo_prepare(self, run_id: str, old: wm.WorktreeEntry | None, dest: Path, branch: str) -> None:
+        if dest.exists():
+            git_ok(["worktree", "remove", "--force", str(dest)], self.root)
+        git_ok(["worktree", "prune"], self.root)
+        if self._branch_exists(branch):
+            git_ok(["branch", "-D", branch], self.root)
+        with self._locked():
+            m = self._read_manifest()
+            self._write_manifest(wm.upsert(m, old) if old is not None else wm.remove(m, [run_id]))
+
+    # ------------------------------------------------------------------ pool
+
+    def _pool_slots(self) -> list[Path]:
+        pool = (self.root / POOL_DIR).resolve()
+        return sorted(p for p, attrs in self._worktrees().items()
+                      if p.parent == pool and "prunable" not in attrs and "locked" not in attrs)
+
+    def _slot_is_clean(self, slot: Path) -> bool:
+        gitdir = Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], slot))
+        return not any((gitdir / name).exists() for name in _DIRTY_GIT_STATE)
+
+    def _take_from_pool(self, dest: Path) -> bool:
+        """Move a pooled worktree to ``dest`` (cheap: a rename). False when the pool is empty."""
+        if self.pool_size <= 0:
+            return False
+        for slot in self._pool_slots():
+            try:
+                if self._slot_is_clean(slot):
+                    run_git(["worktree", "move", str(slot), str(dest)], self.root)
+                    return True
+            except GitError:
+                pass
+            git_ok(["worktree", "remove", "--force", "--force", str(slot)], self.root)
+        return False
+
+    def _reset_pooled(self, wt: Path, branch: str, base_commit: str) -> None:
+        """Nothing of an earlier attempt may survive: flags, tracked edits, untracked and ignored files."""
+        flagged = [rec[2:] for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0")
+                   if rec and (rec[0].islower() or rec[0] == "S")]
+        if flagged:
+            run_git(["--literal-pathspecs", "update-index", "--no-assume-unchanged", "--no-skip-worktree",
+                     "--", *flagged], wt)
+        run_git(["checkout", "-q", "-f", "-b", branch, base_commit], wt)
+        run_git(["clean", "-q", "-ffdx"], wt)
+
+    def warm_pool(self) -> int:
+        """Pre-create pooled worktrees up to ``pool_size`` so even first attempts are cheap."""
+        _, base_commit = self._resolve_base()
+        self._ensure_excluded()
+        made = 0
+        with self._locked():
+            for _ in range(self.pool_size - len(self._pool_slots())):
+                slot = self.root / POOL_DIR / f"slot-{uuid.uuid4().hex[:8]}"
+                slot.parent.mkdir(parents=True, exist_ok=True)
+                run_git(["worktree", "add", "-q", "--detach", str(slot), base_commit], self.root)
+                made += 1
+        return made
+
+    def _recycle(self, wt: Path, base_commit: str) -> bool:
+        if self.pool_size <= 0 or len(self._pool_slots()) >= self.pool_size:
+            return False
+        try:
+            if not self._slot_is_clean(wt):
+                return False
+            run_git(["checkout", "-q", "-f", "--detach", base_commit], wt)
+            run_git(["clean", "-q", "-ffdx"], wt)
+            slot = self.root / POOL_DIR / f"slot-{uuid.uuid4().hex[:8]}"
+            slot.parent.mkdir(parents=True, exist_ok=True)
+            run_git(["worktree", "move", str(wt), str(slot)], self.root)
+            return True
+        except GitError:
+            return False
+
+    # ------------------------------------------------------------------ diff
+
+    def diff(self, handle: WorkspaceHandle) -> Diff:
+        """What the attempt changed against its base commit, staged in the worktree's own index."""
+        wt = Path(handle.path)
+        run_git(["add", "-A"], wt)
+        self._checked[handle.run_id] = run_git(["write-tree"], wt)
+        return self._diff_index(wt, handle.base_commit)
+
+    def _diff_index(self, wt: Path, base: str) -> Diff:
+        common = ["diff-index", "--cached", "-M", "--no-ext-diff", "--no-textconv"]
+        raw = parse_raw_z(run_git_bytes([*common, "--raw", "-z", "--no-abbrev", base], wt))
+        binary = parse_numstat_z(run_git_bytes([*common, "--numstat", "-z", base], wt))
+        patch = decode(run_git_bytes([*common, "-p", "--binary", "--src-prefix=a/", "--dst-prefix=b/", base], wt))
+        added = added_lines_by_path(patch)
+        targets = self._symlink_targets(wt, [e.new_sha for e in raw if e.new_mode == "120000"])
+        changes = []
+        for e in raw:
+            kind = _KIND.get(e.status, "modified")
+            if kind == "modified" and e.old_sha == e.new_sha and e.old_mode != e.new_mode:
+                kind = "mode"
+            link_mode = e.old_mode if kind == "deleted" else e.new_mode
+            is_binary = binary.get(e.path, False)
+            changes.append(FileChange(
+                path=e.path, kind=kind, old_path=e.old_path if kind == "renamed" else None,  # type: ignore[arg-type]
+                is_symlink=link_mode == "120000", symlink_target=targets.get(e.new_sha) if kind != "deleted" else None,
+                is_binary=is_binary, old_mode=None if e.old_mode == "000000" else e.old_mode,
+                new_mode=None if e.new_mode == "000000" else e.new_mode,
+                added_lines=() if is_binary or kind == "deleted" else tuple(added.get(e.path, ())),
+            ))
+        return Diff(base_commit=base, changes=tuple(changes), patch=patch)
+
+    def _symlink_targets(self, wt: Path, shas: list[str]) -> dict[str, str]:
+        if not shas:
+            return {}
+        out = run_git_bytes(["cat-file", "--batch"], wt, input="".join(f"{s}\n" for s in shas).encode())
+        targets: dict[str, str] = {}
+        pos = 0
+        for sha in shas:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].split()
+            if len(header) != 3:  # "<sha> missing"
+                pos = nl + 1
+                continue
+            size = int(header[2])
+            targets[sha] = decode(out[nl + 1:nl + 1 + size])
+            pos = nl + 1 + size + 1
+        return targets
+
+    # ------------------------------------------------------------------ finish
+
+    def finish(self, handle: WorkspaceHandle, status: str, *, commit_message: str | None = None) -> str | None:
+        """Record the attempt's outcome; commit first when a message is given (never for ``rejected``)."""
+        if status not in STATUSES:
+            raise ConfigError(wm.MANIFEST_FILE, "status", status, valid=STATUSES)
+        sha = None
+        if status == "rejected":
+            try:
+                self._discard(handle)
+            finally:
+                self.mark(handle.run_id, "rejected")
+            return None
+        if commit_message is not None:
+            sha = self._commit(handle, commit_message)
+        self.mark(handle.run_id, status)
+        return sha
+
+    def _discard(self, handle: WorkspaceHandle) -> None:
+        wt = Path(handle.path)
+        self._checked.pop(handle.run_id, None)
+        if wt.resolve() in self._worktrees():
+            with self._locked():
+                recycled = self._recycle(wt, handle.base_commit)
+            if not recycled:
+                run_git(["worktree", "remove", "--force", "--force", str(wt)], self.root)
+        git_ok(["worktree", "prune"], self.root)
+        if self._branch_exists(handle.branch):
+            run_git(["branch", "-D", handle.branch], self.root)
+
+    def _pattern_of(self, run_id: str) -> str:
+        entry = self._read_manifest().get(run_id)
+        return entry.pattern if entry is not None else "unknown"
+
+    def _commit(self, handle: WorkspaceHandle, message: str) -> str | None:
+        wt = Path(handle.path)
+        run_git(["add", "-A"], wt)
+        tree = run_git(["write-tree"], wt)
+        checked = self._checked.get(handle.run_id)
+        if checked is not None and checked != tree:
+            raise GitError(f"worktree {handle.run_id} changed after its diff was checked; not committing")
+        if tree == run_git(["rev-parse", f"{handle.base_commit}^{{tree}}"], wt):
+            return None  # nothing to commit
+        text = (f"{redact(message).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
+                f"Loop-Pattern: {self._pattern_of(handle.run_id)}\n")
+        sha = run_git(["commit-tree", tree, "-p", handle.base_commit, "-F", "-"], wt, input=text,
+                      env=self._identity())
+        run_git(["update-ref", "-m", "loop-runtime: attempt commit", f"refs/heads/{handle.branch}", sha], wt)
+        run_git(["symbolic-ref", "HEAD", f"refs/heads/{handle.branch}"], wt)
+        patch = run_git_bytes(["diff-tree", "-p", "-M", "--binary", "--no-ext-diff", "--no-textconv",
+                               "--src-prefix=a/", "--dst-prefix=b/", handle.base_commit, sha], wt)
+        _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch", patch)
+        return sha
+
+    # ------------------------------------------------------------------ merge
+
+    def merge(self, handle: WorkspaceHandle) -> str:
+        """Merge ``loop/<run-id>`` into the base branch in the main checkout (L3, on the engine's word)."""
+        root = self.root
+        dirty = run_git_bytes(["status", "--porcelain", "-z", "--untracked-files=no"], root,
+                              env={"GIT_OPTIONAL_LOCKS": "0"})
+        if dirty.strip(b"\0"):
+            raise GitError(f"main checkout has uncommitted changes; not merging {handle.branch}")
+        try:
+            head = run_git(["symbolic-ref", "-q", "HEAD"], root)
+        except GitError:
+            head = ""
+        if head != f"refs/heads/{handle.base_branch}":
+            raise GitError(f"main checkout is on {head or 'a detached HEAD'}, not {handle.base_branch}; "
+                           f"not merging {handle.branch}")
+        if not self._branch_exists(handle.branch):
+            raise GitError(f"branch {handle.branch} not found; nothing to merge")
+        try:
+            run_git(["merge", "-q", "--ff", "--no-edit", "-m", f"Merge {handle.branch} (loop-runtime)",
+                     handle.branch], root, env=self._identity())
+        except GitError:
+            git_ok(["merge", "--abort"], root)
+            raise
+        self.mark(handle.run_id, "merged")
+        return run_git(["rev-parse", "HEAD"], root)
+
+    # ------------------------------------------------------------------ approve later
+
+    def _tree_with_patch(self, base_commit: str, patch: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="loop-runtime-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            run_git(["read-tree", base_commit], self.root, env=env)
+            if patch.strip():
+                run_git(["apply", "--cached", "--binary"], self.root, input=patch, env=env)
+            return run_git(["write-tree"], self.root, env=env)
+
+    def apply_held(self, run_id: str, patch: str, pattern: str, message: str) -> WorkspaceHandle:
+        """Re-create (or reuse) an escalated attempt's worktree with its stored patch, and commit it."""
+        if not _RUN_ID.match(run_id) or ".." in run_id:
+            raise ConfigError("", "run_id", run_id)
+        self._ensure_excluded()
+        entry = self._read_manifest().get(run_id)
+        if entry is not None and entry.base_commit:
+            base_branch, base_commit = entry.base_branch, entry.base_commit
+        else:
+            base_branch, base_commit = self._resolve_base()
+        rel, branch = self._rel(run_id), f"loop/{run_id}"
+        wt = self.root / rel
+        target = self._tree_with_patch(base_commit, patch)
+        if wt.resolve() in self._worktrees():
+            run_git(["add", "-A"], wt)
+            if run_git(["write-tree"], wt) != target:
+                run_git(["checkout", "-q", "-f", "-B", branch, base_commit], wt)
+                run_git(["clean", "-q", "-ffdx"], wt)
+                self._apply(wt, patch)
+        else:
+            git_ok(["worktree", "prune"], self.root)
+            if wt.exists():
+                raise GitError(f"{rel} exists but is not a git worktree; remove it to approve {run_id}")
+            run_git(["worktree", "add", "-q", "-B", branch, rel, base_commit], self.root)
+            self._apply(wt, patch)
+        new = wm.WorktreeEntry(id=run_id, path=rel, branch=branch, base_branch=base_branch, pattern=pattern,
+                               created_at=entry.created_at if entry else wm.format_timestamp(self.clock.now()),
+                               status="active", base_commit=base_commit, extra=entry.extra if entry else {})
+        with self._locked():
+            self._write_manifest(wm.upsert(self._read_manifest(), new))
+        handle = WorkspaceHandle(run_id=run_id, path=str(wt), branch=branch, base_branch=base_branch,
+                                 base_commit=base_commit)
+        self._checked[run_id] = target
+        self._commit(handle, message)
+        return handle
+
+    def _apply(self, wt: Path, patch: str) -> None:
+        if patch.strip():
+            run_git(["apply", "--index", "--binary", "--whitespace=nowarn"], wt, input=patch)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def mark(self, run_id: str, status: str) -> None:
+        """Set a manifest entry's status (``fix-proposed`` is recorded as loop-worktree's ``active``)."""
+        if status not in STATUSES:
+            raise ConfigError(wm.MANIFEST_FILE, "status", status, valid=STATUSES)
+        with self._locked():
+            m = self._read_manifest()
+            self._write_manifest(wm.set_status(m, run_id, "active" if status == "fix-proposed" else status))
+
+    def recover_stale(self, older_than_s: float, live_run_ids: set[str]) -> list[str]:
+        """``active`` attempts whose run died: worktree removed, branch kept if it has commits, marked ``stale``."""
+        now = self.clock.now()
+        stale: list[wm.WorktreeEntry] = []
+        for e in self._read_manifest().worktrees:
+            born = wm.parse_timestamp(e.created_at)
+            old_enough = born is None or (now - born).total_seconds() >= older_than_s
+            if e.status == "active" and e.id not in live_run_ids and old_enough:
+                stale.append(e)
+        registered = self._worktrees()
+        for e in stale:
+            wt = (self.root / e.path).resolve()
+            if wt in registered:
+                run_git(["worktree", "remove", "--force", "--force", str(wt)], self.root)
+            self._checked.pop(e.id, None)
+            if self._branch_exists(e.branch) and e.base_commit and git_ok(["cat-file", "-e", e.base_commit], self.root):
+                ahead = run_git(["rev-list", "--count", f"{e.base_commit}..refs/heads/{e.branch}"], self.root)
+                if ahead == "0":
+                    run_git(["branch", "-D", e.branch], self.root)
+        git_ok(["worktree", "prune"], self.root)
+        with self._locked():
+            m = self._read_manifest()
+            for e in stale:
+                current = m.get(e.id)
+                if current is not None and current.status == "active":
+                    m = wm.upsert(m, replace(current, status="stale"))
+            self._write_manifest(m)
+        return [e.id for e in stale]
+

@@ -1,0 +1,481 @@
+"""The outside-change guard: nothing outside an attempt's worktree may change while an agent runs.
+
+Why: permission flags confine an agent's *edit tools*, not a shell it was given, nor a
+buggy CLI. So the runtime checks the result instead. Before every agent run it takes
+an ``OutsideSnapshot`` of the user's main checkout — ``git status`` (tracked changes,
+untracked and ignored files), the content of every dirty, untracked or ignored file,
+stat signatures inside ignored folders, ``HEAD``, every ref, the git config and hooks —
+and compares a second snapshot after the run. Any difference halts the tick.
+
+``restore`` puts back what git can: refs and ``HEAD`` are reset, tracked files are
+checked out from the previous ``HEAD`` (or rewritten from the saved content of a file
+the user had been editing), new files are *moved* into
+``.loop-runtime/quarantine/<ts>/`` rather than deleted, and any file about to be
+overwritten is copied there first — a user editing during the run loses nothing.
+
+The runtime's own folders (``.loop-worktrees``, ``.loop-runtime``) are not watched, and
+the branches of active attempts (``refs/heads/loop/<id>``) may move: they live inside
+the worktree's world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import GitError, LoopError
+from ..formats.worktree_manifest import MANIFEST_FILE, parse_manifest
+from .git import decode, run_git, run_git_bytes
+
+__all__ = ["FileState", "GitGuard", "OutsideSnapshot", "compare", "restore", "snapshot"]
+
+RUNTIME_DIRS = (".loop-worktrees", ".loop-runtime")
+QUARANTINE = ".loop-runtime/quarantine"
+KEEP_BYTES = 1 << 20  # files up to 1 MiB are kept in memory so they can be put back
+KEEP_TOTAL = 64 << 20
+HASH_BYTES = 256 << 20
+WALK_LIMIT = 200_000
+_META_FILES = ("config", "info/attributes", "info/exclude")
+_NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0"}
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file as the snapshot saw it. ``data`` is kept for small files so they can be restored."""
+
+    kind: str  # file | link | dir | missing
+    sig: tuple[int, ...] = ()
+    digest: str | None = None
+    data: bytes | None = None
+    target: str | None = None
+
+    def same_as(self, other: FileState) -> bool:
+        if self.kind != other.kind:
+            return False
+        if self.kind == "link":
+            return self.target == other.target
+        if self.kind != "file" or self.sig == other.sig:
+            return True
+        mode_same = self.sig[-1:] == other.sig[-1:]
+        return mode_same and self.digest is not None and self.digest == other.digest
+
+
+@dataclass(frozen=True)
+class OutsideSnapshot:
+    root: str
+    head: str | None
+    head_ref: str | None  # refs/heads/<branch>, None when detached
+    refs: Mapping[str, str]
+    status: Mapping[str, str]  # path -> porcelain v2 record without the path ("?" / "!" for untracked / ignored)
+    files: Mapping[str, FileState]  # every path in status
+    ignored_trees: Mapping[str, Mapping[str, tuple[int, ...]]] = field(default_factory=dict)
+    meta: Mapping[str, bytes | None] = field(default_factory=dict)  # git config / hooks, by path in the git dir
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _maybe(args: list[str], root: Path) -> str | None:
+    try:
+        return run_git(args, root, env=_NO_LOCKS) or None
+    except GitError:
+        return None
+
+
+def _read_state(path: Path, budget: list[int]) -> FileState:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return FileState("missing")
+    if stat.S_ISLNK(st.st_mode):
+        return FileState("link", target=os.readlink(path))
+    if stat.S_ISDIR(st.st_mode):
+        return FileState("dir")
+    sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, stat.S_IMODE(st.st_mode))
+    if st.st_size > HASH_BYTES:
+        return FileState("file", sig)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return FileState("file", sig)
+    keep = st.st_size <= KEEP_BYTES and budget[0] >= st.st_size
+    if keep:
+        budget[0] -= st.st_size
+    return FileState("file", sig, hashlib.sha256(data).hexdigest(), data if keep else None)
+
+
+def _walk(base: Path) -> dict[str, tuple[int, ...]]:
+    """Stat signatures of every entry under an ignored folder (bounded)."""
+    out: dict[str, tuple[int, ...]] = {}
+    stack = [base]
+    while stack and len(out) < WALK_LIMIT:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            rel = os.path.relpath(entry.path, base).replace(os.sep, "/")
+            out[rel] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return out
+
+
+def _parse_status(data: bytes) -> dict[str, str]:
+    tokens = decode(data).split("\0")
+    status: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        rec = tokens[i]
+        i += 1
+        if not rec:
+            continue
+        kind = rec[0]
+        if kind in "?!":
+            status[rec[2:]] = kind
+        elif kind == "1":
+            head, path = rec.split(" ", 8)[:8], rec.split(" ", 8)[8]
+            status[path] = " ".join(head)
+        elif kind == "2":
+            parts = rec.split(" ", 9)
+            status[parts[9]] = " ".join(parts[:9]) + " <- " + tokens[i]
+            i += 1  # the original path
+        elif kind == "u":
+            parts = rec.split(" ", 10)
+            status[parts[10]] = " ".join(parts[:10])
+    return status
+
+
+def _meta(git_dir: Path) -> dict[str, bytes | None]:
+    names = list(_META_FILES)
+    hooks = git_dir / "hooks"
+    if hooks.is_dir():
+        names += [f"hooks/{p.name}" for p in hooks.iterdir() if not p.name.endswith(".sample")]
+    out: dict[str, bytes | None] = {}
+    for name in names:
+        try:
+            out[name] = (git_dir / name).read_bytes()
+        except OSError:
+            out[name] = None
+    return out
+
+
+def _git_dir(root: Path) -> Path:
+    return Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root))
+
+
+def snapshot(root: Path) -> OutsideSnapshot:
+    """Everything the guard watches in the main checkout at ``root``."""
+    root = Path(root)
+    excludes = [f":(exclude){d}" for d in RUNTIME_DIRS]
+    raw = run_git_bytes(["status", "--porcelain=v2", "-z", "--untracked-files=all", "--ignored=matching",
+                         "--no-renames", "--", ".", *excludes], root, env=_NO_LOCKS)
+    status = _parse_status(raw)
+    budget = [KEEP_TOTAL]
+    files = {p: _read_state(root / p, budget) for p in sorted(status)}
+    trees = {p: _walk(root / p) for p, st in files.items() if st.kind == "dir" and status[p] in "?!"}
+    refs: dict[str, str] = {}
+    for line in run_git(["for-each-ref", "--format=%(refname)%00%(objectname)"], root, env=_NO_LOCKS).splitlines():
+        name, _, sha = line.partition("\0")
+        refs[name] = sha
+    return OutsideSnapshot(
+        root=str(root), head=_maybe(["rev-parse", "-q", "--verify", "HEAD^{commit}"], root),
+        head_ref=_maybe(["symbolic-ref", "-q", "HEAD"], root), refs=refs, status=status, files=files,
+        ignored_trees=trees, meta=_meta(_git_dir(root)),
+    )
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _short(sha: str | None) -> str:
+    return sha[:10] if sha else "(none)"
+
+
+def _ref_changes(before: OutsideSnapshot, after: OutsideSnapshot, allowed: frozenset[str]) -> list[str]:
+    out: list[str] = []
+    if before.head_ref != after.head_ref:
+        out.append(f"HEAD switched from {before.head_ref or 'detached'} to {after.head_ref or 'detached'}")
+    elif before.head_ref is None and before.head != after.head:
+        out.append(f"detached HEAD moved {_short(before.head)} → {_short(after.head)}")
+    for name in sorted(set(before.refs) | set(after.refs)):
+        if name in allowed:
+            continue
+        old, new = before.refs.get(name), after.refs.get(name)
+        if old == new:
+            continue
+        if old is None:
+            out.append(f"ref {name} created at {_short(new)}")
+        elif new is None:
+            out.append(f"ref {name} deleted (was {_short(old)})")
+        else:
+            out.append(f"ref {name} moved {_short(old)} → {_short(new)}")
+    return out
+
+
+def _describe_file(path: str, before: OutsideSnapshot, after: OutsideSnapshot) -> str | None:
+    b_rec, a_rec = before.status.get(path), after.status.get(path)
+    b_state = before.files.get(path, FileState("missing"))
+    a_state = after.files.get(path, FileState("missing"))
+    if b_rec == a_rec and b_state.same_as(a_state):
+        return None
+    if b_rec is None:
+        what = {"?": "new untracked", "!": "new ignored"}.get(a_rec or "", "changed tracked")
+        if a_rec not in ("?", "!") and a_state.kind == "missing":
+            what = "deleted tracked"
+        return f"{what} file {path}"
+    if a_rec is None:
+        return f"{'deleted' if b_rec in '?!' else 'reverted'} file {path}"
+    if b_rec != a_rec:
+        return f"git status of {path} changed"
+    return f"modified file {path}"
+
+
+def _tree_changes(before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]:
+    out: list[str] = []
+    for folder, old in before.ignored_trees.items():
+        new = after.ignored_trees.get(folder)
+        if new is None:
+            continue
+        added = sorted(set(new) - set(old))
+        gone = sorted(set(old) - set(new))
+        changed = sorted(p for p in set(old) & set(new) if old[p] != new[p] and old[p][0] != stat.S_IFDIR)
+        for label, items in (("new", added), ("deleted", gone), ("changed", changed)):
+            if items:
+                shown = ", ".join(items[:3]) + (" …" if len(items) > 3 else "")
+                out.append(f"{len(items)} {label} file(s) in ignored folder {folder}: {shown}")
+    return out
+
+
+def compare(before: OutsideSnapshot, after: OutsideSnapshot, *, allowed_refs: Iterable[str] = ()) -> tuple[str, ...]:
+    """Human-readable differences between two snapshots; empty when nothing outside changed."""
+    out = _ref_changes(before, after, frozenset(allowed_refs))
+    for path in sorted(set(before.status) | set(after.status)):
+        line = _describe_file(path, before, after)
+        if line:
+            out.append(line)
+    out.extend(_tree_changes(before, after))
+    for name in sorted(set(before.meta) | set(after.meta)):
+        if before.meta.get(name) != after.meta.get(name):
+            out.append(f"git {name} changed" if before.meta.get(name) is not None else f"git {name} added")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- restore
+
+
+class _Quarantine:
+    """``.loop-runtime/quarantine/<ts>/``: where the agent's files go instead of being deleted."""
+
+    def __init__(self, root: Path) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.dir = root / QUARANTINE / f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+    def _dest(self, rel: str) -> Path:
+        dest = self.dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest
+
+    def move(self, src: Path, rel: str) -> None:
+        shutil.move(str(src), str(self._dest(rel)))
+
+    def copy(self, src: Path, rel: str) -> None:
+        if src.is_symlink() or src.is_file():
+            shutil.copy2(str(src), str(self._dest(rel)), follow_symlinks=False)
+
+
+def _write_back(target: Path, state: FileState) -> bool:
+    if target.is_symlink() or target.exists():
+        if target.is_dir() and not target.is_symlink():
+            return False
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if state.kind == "link" and state.target is not None:
+        os.symlink(state.target, target)
+        return True
+    if state.kind != "file" or state.data is None:
+        return False
+    tmp = target.with_name(f".{target.name}.loop-restore")
+    tmp.write_bytes(state.data)
+    os.chmod(tmp, state.sig[-1])
+    os.replace(tmp, target)
+    return True
+
+
+def _restore_refs(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, allowed: frozenset[str]) -> list[str]:
+    done: list[str] = []
+    for name in sorted(set(before.refs) | set(after.refs)):
+        old, new = before.refs.get(name), after.refs.get(name)
+        if name in allowed or old == new:
+            continue
+        if old is None:
+            run_git(["update-ref", "-d", name], root)
+            done.append(f"deleted ref {name}")
+        else:
+            run_git(["update-ref", name, old], root)
+            done.append(f"reset ref {name} to {_short(old)}")
+    if before.head_ref and before.head_ref != after.head_ref:
+        run_git(["symbolic-ref", "HEAD", before.head_ref], root)
+        done.append(f"HEAD back on {before.head_ref}")
+    elif before.head_ref is None and before.head and before.head != after.head:
+        run_git(["update-ref", "--no-deref", "HEAD", before.head], root)
+        done.append(f"detached HEAD back at {_short(before.head)}")
+    return done
+
+
+def _in_commit(root: Path, commit: str | None, path: str) -> bool:
+    if commit is None:
+        return False
+    try:
+        run_git(["cat-file", "-e", f"{commit}:{path}"], root)
+        return True
+    except GitError:
+        return False
+
+
+def _restore_clean(root: Path, before: OutsideSnapshot, path: str, q: _Quarantine) -> str:
+    """A path that was clean (or absent) before: back to the previous HEAD's content."""
+    target = root / path
+    if _in_commit(root, before.head, path):
+        q.copy(target, path)
+        run_git(["--literal-pathspecs", "checkout", before.head or "HEAD", "--", path], root)
+        return f"checked out {path} from {_short(before.head)}"
+    run_git(["--literal-pathspecs", "rm", "--cached", "-q", "--ignore-unmatch", "--", path], root)
+    if target.is_symlink() or target.exists():
+        q.move(target, path)
+        return f"quarantined {path}"
+    return f"unstaged {path}"
+
+
+def _restore_index(root: Path, rec: str, path: str) -> None:
+    """Put back a dirty path's index entry from its porcelain v2 record (``mI`` and ``hI``)."""
+    fields = rec.split(" ")
+    if fields[0] not in "12" or len(fields) < 8:
+        return
+    m_index, h_index = fields[4], fields[7]
+    if set(h_index) == {"0"} or m_index == "000000":
+        run_git(["update-index", "--force-remove", "--", path], root)
+    else:
+        run_git(["update-index", "--add", "--cacheinfo", f"{m_index},{h_index},{path}"], root)
+
+
+def _restore_path(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, path: str, q: _Quarantine) -> str:
+    b_rec = before.status.get(path)
+    if b_rec is None:
+        return _restore_clean(root, before, path, q)
+    b_state = before.files.get(path, FileState("missing"))
+    target = root / path
+    if b_rec not in "?!" and after.status.get(path) != b_rec:
+        _restore_index(root, b_rec, path)
+    if b_state.same_as(after.files.get(path, FileState("missing"))):
+        return f"restored the index entry of {path}"
+    if b_state.kind == "missing":
+        q.move(target, path)
+        return f"quarantined {path}"
+    if b_state.kind == "file" and b_state.data is None:
+        return f"NOT restored {path}: too large to keep a copy"
+    if target.is_symlink() or target.is_file():
+        q.copy(target, path)
+    if _write_back(target, b_state):
+        return f"restored {path}"
+    return f"NOT restored {path}"
+
+
+def _restore_trees(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, q: _Quarantine) -> list[str]:
+    done: list[str] = []
+    for folder, old in before.ignored_trees.items():
+        new = after.ignored_trees.get(folder, {})
+        for rel in sorted(set(new) - set(old), key=len):
+            src = root / folder / rel
+            if (src.is_symlink() or src.exists()) and not any(rel.startswith(d + "/") for d in done):
+                q.move(src, f"{folder.rstrip('/')}/{rel}")
+                done.append(rel)
+    return [f"quarantined {len(done)} new file(s) in ignored folders"] if done else []
+
+
+def _restore_meta(git_dir: Path, before: OutsideSnapshot, after: OutsideSnapshot, q: _Quarantine) -> list[str]:
+    done: list[str] = []
+    for name in sorted(set(before.meta) | set(after.meta)):
+        old, new = before.meta.get(name), after.meta.get(name)
+        if old == new:
+            continue
+        target = git_dir / name
+        if old is None:
+            q.move(target, f".git/{name}")
+            done.append(f"quarantined git {name}")
+        else:
+            if target.exists():
+                q.copy(target, f".git/{name}")
+            target.write_bytes(old)
+            done.append(f"restored git {name}")
+    return done
+
+
+def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
+            allowed_refs: Iterable[str] = ()) -> tuple[str, ...]:
+    """Undo what changed between ``before`` and ``after`` where git can; returns what was done.
+
+    Whatever is still different afterwards is reported as ``NOT restored: …``.
+    """
+    root = Path(root)
+    allowed = frozenset(allowed_refs)
+    q = _Quarantine(root)
+    done = _restore_refs(root, before, after, allowed)
+    done += _restore_meta(_git_dir(root), before, after, q)
+    if done:  # with HEAD back, files the agent committed show up as changes again
+        after = snapshot(root)
+    for path in sorted(set(before.status) | set(after.status)):
+        if _describe_file(path, before, after) is None:
+            continue
+        try:
+            done.append(_restore_path(root, before, after, path, q))
+        except (GitError, OSError) as exc:
+            done.append(f"NOT restored {path}: {exc}")
+    done += _restore_trees(root, before, after, q)
+    left = compare(before, snapshot(root), allowed_refs=allowed)
+    done += [f"NOT restored: {line}" for line in left]
+    return tuple(done)
+
+
+# --------------------------------------------------------------------------- port adapter
+
+
+class GitGuard:
+    """``ports.OutsideGuard`` for the main checkout at ``root``.
+
+    The branches of attempts that are ``active`` in the worktree manifest may move (an
+    agent committing inside its own worktree moves ``refs/heads/loop/<id>``); any other
+    ref, file or git setting that changes is reported.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def _allowed_refs(self) -> frozenset[str]:
+        try:
+            text = (self.root / MANIFEST_FILE).read_text(encoding="utf-8")
+            manifest = parse_manifest(text, file=str(self.root / MANIFEST_FILE))
+        except (OSError, LoopError):
+            return frozenset()
+        return frozenset(f"refs/heads/{e.branch}" for e in manifest.worktrees if e.status == "active")
+
+    def snapshot(self) -> OutsideSnapshot:
+        return snapshot(self.root)
+
+    def changes(self, before: OutsideSnapshot) -> tuple[str, ...]:
+        return compare(before, snapshot(self.root), allowed_refs=self._allowed_refs())
+
+    def restore(self, before: OutsideSnapshot) -> tuple[str, ...]:
+        return restore(self.root, before, snapshot(self.root), allowed_refs=self._allowed_refs())

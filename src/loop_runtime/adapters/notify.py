@@ -1,0 +1,192 @@
+"""Notifiers: tell a human when a loop needs one, through apprise URLs from the config.
+
+Kinds sent by the runtime (``Notification.kind``): ``escalation`` (a change is held
+for approval), ``budget-80`` / ``budget-100``, ``kill`` (halted by the kill switch),
+``daemon-error`` and the optional ``daily-summary``. Any apprise URL works: Slack,
+Discord, email, ntfy, or ``json://host/path`` for a plain webhook.
+
+Rules every message follows, and why:
+
+* **Short.** Title ≤ 100 and body ≤ 300 characters, single-line title: a phone
+  notification, not a report; the dashboard link carries the detail.
+* **No secrets.** Title and body are redacted (``core.redact.redact`` when present,
+  else a local fallback) before anything leaves the process — including literal
+  credentials found in the notifier URLs themselves, and the query string (where a
+  dashboard token would sit) of the dashboard link.
+* **Never fatal.** A notifier is a side channel: a bad URL, a refused connection or
+  an exception inside apprise is logged and swallowed, so it can never fail a tick.
+
+apprise is imported lazily (it is an optional extra and slow to import).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from ..core.sanitize import clean
+from ..ports import Notification
+
+__all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "redact_text"]
+
+TITLE_MAX = 100
+BODY_MAX = 300
+
+_log = logging.getLogger("loop_runtime.notify")
+
+_FALLBACK_PATTERNS = (
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
+    re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"),
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    re.compile(r"(?i)((?:password|passwd|secret|token(?!s)|api[_-]?key)\w*\s*[=:]\s*)['\"]?[^\s'\",;&]{4,}"),
+)
+_REDACTED = "[REDACTED]"
+
+
+def _fallback_redact(text: str, extra_secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in extra_secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    for pattern in _FALLBACK_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
+        else:
+            text = pattern.sub(_REDACTED, text)
+    return text
+
+
+def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
+    """Redact with ``loop_runtime.core.redact.redact`` when it exists, else the fallback."""
+    secrets = tuple(extra_secrets)
+    try:
+        from ..core.redact import redact
+    except ImportError:
+        return _fallback_redact(text, secrets)
+    return redact(text, extra_secrets=secrets)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _url_secrets(url: str) -> list[str]:
+    """Credentials embedded in a notifier URL (password, long path/query tokens)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or "", parts.username or ""]
+    found += re.split(r"[/?&=#]", parts.path + "?" + parts.query)
+    return [s for s in found if len(s) >= 8]
+
+
+def _safe_url(url: str) -> str:
+    """What a log line may show of a notifier URL: its scheme only.
+
+    Many services carry the credential in the "host" part (``tgram://<bot token>/…``,
+    ``discord://<id>/<token>``), so not even the host is safe to print.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    return f"{scheme}://…" if scheme.isidentifier() or scheme.replace("+", "").isalnum() else "<URL>"
+
+
+def _bare(url: str) -> str:
+    """A link without query or fragment (where a dashboard token would sit)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+_TYPES = {"escalation": "warning", "budget-80": "warning", "budget-100": "failure", "kill": "failure",
+          "daemon-error": "failure", "daily-summary": "info"}
+
+
+class AppriseNotifier:
+    """``ports.Notifier`` over apprise: short, redacted messages; failures are logged only."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        dashboard_url: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._urls = tuple(u.strip() for u in urls if u and u.strip())
+        self._dashboard_url = _bare(dashboard_url) if dashboard_url else None
+        self._log = log or _log.warning
+        self._secrets = [s for u in self._urls for s in _url_secrets(u)]
+        self._apprise: Any = None
+
+    def __repr__(self) -> str:
+        return f"AppriseNotifier({[_safe_url(u) for u in self._urls]})"
+
+    def format(self, note: Notification) -> tuple[str, str]:
+        """The (title, body) that would be sent: redacted, short, with the dashboard link."""
+        title = _shorten(clean(redact_text(note.title, self._secrets), 10_000), TITLE_MAX)
+        link = self._link(note.url)
+        room = BODY_MAX - (len(link) + 1 if link else 0)
+        body = _shorten(redact_text(note.body, self._secrets).strip(), max(room, 40))
+        return title, (f"{body}\n{link}" if link else body)[:BODY_MAX]
+
+    def _link(self, url: str | None) -> str | None:
+        if url and urlsplit(url).scheme in ("http", "https"):
+            return _bare(url)
+        if self._dashboard_url:
+            return _bare(urljoin(self._dashboard_url, url)) if url else self._dashboard_url
+        return None
+
+    def notify(self, note: Notification) -> None:
+        """Send ``note`` to every URL; never raises."""
+        if not self._urls:
+            return
+        try:
+            title, body = self.format(note)
+            client = self._client()
+            if client is None:
+                return
+            sent = client.notify(title=title, body=body, notify_type=_TYPES.get(note.kind, "info"))
+            if not sent:
+                self._log(f"notifier: sending {note.kind!r} failed for at least one of {self!r}")
+        except Exception as exc:  # a notifier must never fail a tick
+            self._log(f"notifier: {note.kind!r} not sent: {type(exc).__name__}: {redact_text(str(exc), self._secrets)}")
+
+    def _client(self) -> Any:
+        """Build the apprise object once; URLs apprise rejects are logged (host only) and skipped."""
+        if self._apprise is not None:
+            return self._apprise
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # apprise imports imghdr on 3.11+
+            import apprise
+
+            client = apprise.Apprise()
+            for url in self._urls:
+                if not client.add(url):
+                    self._log(f"notifier: URL rejected by apprise: {_safe_url(url)}")
+        self._apprise = client
+        return client
+
+
+class NullNotifier:
+    """Sends nothing: the default when no notifier URL is configured."""
+
+    def notify(self, note: Notification) -> None:
+        return None
+
+
+class RecordingNotifier:
+    """Public fake: keeps every notification in ``notes`` for tests to assert on."""
+
+    def __init__(self) -> None:
+        self.notes: list[Notification] = []
+
+    def notify(self, note: Notification) -> None:
+        self.notes.append(note)

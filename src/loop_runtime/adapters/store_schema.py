@@ -1,0 +1,333 @@
+"""Schema of the run store (``.loop-runtime/runtime.db``): migrations, encodings, row records.
+
+Why versioned migrations rather than ``CREATE TABLE IF NOT EXISTS`` everywhere: the
+database outlives the code that created it. A user upgrades loop-runtime and keeps
+their escalations and budget history, so every schema change is a new numbered step
+appended to ``MIGRATIONS`` — never an edit of an old one. ``schema_version`` holds one
+row with the number of the last applied step. A database written by a *newer*
+loop-runtime is refused rather than guessed at.
+
+Migrations run inside one ``BEGIN IMMEDIATE`` transaction, so two processes opening a
+fresh project at the same moment cannot both apply step 1.
+
+Encodings shared by every table:
+
+* timestamps are ISO-8601 UTC text with microseconds, fixed width
+  (``2026-09-15T08:00:39.000000Z``), so SQL string comparison is time order;
+* days are ``YYYY-MM-DD`` (UTC);
+* mappings (phase data, event payloads, summaries, contexts) are JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "EscalationRecord",
+    "EventRecord",
+    "PhaseRecord",
+    "Reservation",
+    "TickRecord",
+    "TopupRecord",
+    "dump_json",
+    "load_json",
+    "migrate",
+    "parse_ts",
+    "to_day",
+    "to_ts",
+]
+
+TICK_STATUSES = ("running", "finished", "halted", "crashed", "resumable")
+ESCALATION_STATUSES = ("open", "approved", "rejected")
+
+_V1: tuple[str, ...] = (
+    """CREATE TABLE leases (
+        pattern     TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at  TEXT NOT NULL)""",
+    f"""CREATE TABLE ticks (
+        tick_id     TEXT PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        pattern     TEXT NOT NULL,
+        level       TEXT NOT NULL,
+        backend     TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN {TICK_STATUSES!r}),
+        outcome     TEXT,
+        tokens      INTEGER NOT NULL DEFAULT 0,
+        started_at  TEXT NOT NULL,
+        started_day TEXT NOT NULL,
+        finished_at TEXT,
+        owner       TEXT NOT NULL,
+        summary     TEXT NOT NULL DEFAULT '{{}}')""",
+    "CREATE INDEX ticks_pattern_started ON ticks (pattern, started_at)",
+    "CREATE INDEX ticks_pattern_day ON ticks (pattern, started_day)",
+    "CREATE INDEX ticks_status ON ticks (status)",
+    """CREATE TABLE phases (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        tick_id TEXT NOT NULL REFERENCES ticks (tick_id),
+        phase   TEXT NOT NULL,
+        data    TEXT NOT NULL,
+        at      TEXT NOT NULL)""",
+    "CREATE INDEX phases_tick ON phases (tick_id, id)",
+    """CREATE TABLE events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT NOT NULL,
+        pattern TEXT,
+        tick_id TEXT,
+        payload TEXT NOT NULL,
+        at      TEXT NOT NULL)""",
+    """CREATE TABLE reservations (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        pattern    TEXT NOT NULL,
+        day        TEXT NOT NULL,
+        amount     INTEGER NOT NULL CHECK (amount > 0),
+        tick_id    TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        settled    INTEGER,
+        settled_at TEXT,
+        note       TEXT)""",
+    "CREATE INDEX reservations_pattern_day ON reservations (pattern, day)",
+    "CREATE INDEX reservations_open ON reservations (settled) WHERE settled IS NULL",
+    """CREATE TABLE external_spend (
+        pattern    TEXT NOT NULL,
+        day        TEXT NOT NULL,
+        tokens     INTEGER NOT NULL,
+        PRIMARY KEY (pattern, day))""",
+    """CREATE TABLE topups (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        pattern TEXT NOT NULL,
+        day     TEXT NOT NULL,
+        tokens  INTEGER NOT NULL,
+        reason  TEXT NOT NULL,
+        at      TEXT NOT NULL)""",
+    "CREATE INDEX topups_pattern_day ON topups (pattern, day)",
+    f"""CREATE TABLE escalations (
+        id         TEXT PRIMARY KEY,
+        pattern    TEXT NOT NULL,
+        tick_id    TEXT NOT NULL,
+        run_id     TEXT NOT NULL,
+        item_id    TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        diff       TEXT NOT NULL,
+        context    TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN {ESCALATION_STATUSES!r}),
+        created_at TEXT NOT NULL,
+        decided_by TEXT,
+        reason     TEXT,
+        decided_at TEXT,
+        result     TEXT)""",
+    "CREATE INDEX escalations_status ON escalations (status, created_at)",
+    """CREATE TABLE schedule (
+        pattern  TEXT PRIMARY KEY,
+        next_due TEXT NOT NULL)""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+"""Step ``i`` (1-based) brings the schema from version ``i-1`` to ``i``. Append only."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> int:
+    """Apply the pending migrations in one immediate transaction; return the version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) so the explicit
+    ``BEGIN IMMEDIATE`` here is the only transaction.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where}: schema version {current} is newer than this loop-runtime understands "
+                f"({SCHEMA_VERSION}); upgrade loop-runtime"
+            )
+        for step in MIGRATIONS[current:]:
+            for statement in step:
+                conn.execute(statement)
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif current != SCHEMA_VERSION:
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- encodings
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def to_ts(dt: datetime) -> str:
+    """Fixed-width ISO UTC text; naive datetimes are refused (their UTC day is unknown)."""
+    if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"store timestamps must be timezone-aware datetimes, got {dt!r}")
+    return dt.astimezone(timezone.utc).strftime(_TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:  # written by hand or by an older build: any ISO form
+        dt = datetime.fromisoformat(text)
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def to_day(day: date | str) -> str:
+    """``YYYY-MM-DD`` for a date (a datetime counts by its UTC day) or a validated string."""
+    if isinstance(day, datetime):
+        return to_ts(day)[:10]
+    if isinstance(day, date):
+        return day.isoformat()
+    if isinstance(day, str):
+        try:
+            return date.fromisoformat(day).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"day must be a date or 'YYYY-MM-DD', got {day!r}")
+
+
+def dump_json(data: Mapping[str, Any]) -> str:
+    """JSON text for a mapping; values JSON cannot hold (datetimes, paths) become strings."""
+    return json.dumps(dict(data), default=_jsonable, ensure_ascii=False)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return to_ts(value) if value.tzinfo is not None else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def load_json(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    phase: str
+    data: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    tick_id: str
+    run_id: str
+    pattern: str
+    level: str
+    backend: str
+    status: str
+    outcome: str | None
+    tokens: int
+    started_at: datetime
+    finished_at: datetime | None
+    owner: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    kind: str
+    pattern: str | None
+    tick_id: str | None
+    payload: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens set aside for one agent call; ``settled`` is the actual usage once known."""
+
+    id: int
+    pattern: str
+    day: date
+    amount: int
+    tick_id: str
+    settled: int | None = None
+
+
+@dataclass(frozen=True)
+class TopupRecord:
+    id: int
+    pattern: str
+    day: date
+    tokens: int
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    id: str
+    pattern: str
+    tick_id: str
+    run_id: str
+    item_id: str
+    title: str
+    diff: str
+    context: dict[str, Any]
+    status: str
+    created_at: datetime
+    decided_by: str | None = None
+    reason: str | None = None
+    decided_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+TICK_COLS = "tick_id, run_id, pattern, level, backend, status, outcome, tokens, started_at, finished_at, owner, summary"
+RES_COLS = "id, pattern, day, amount, tick_id, settled"
+ESC_COLS = (
+    "id, pattern, tick_id, run_id, item_id, title, diff, context, status, created_at, decided_by, reason, decided_at, result"
+)
+
+
+def _opt_ts(text: str | None) -> datetime | None:
+    return None if text is None else parse_ts(text)
+
+
+def tick_from_row(row: tuple[Any, ...]) -> TickRecord:
+    (tick_id, run_id, pattern, level, backend, status, outcome, tokens, started, finished, owner, summary) = row
+    return TickRecord(
+        tick_id, run_id, pattern, level, backend, status, outcome, int(tokens),
+        parse_ts(started), _opt_ts(finished), owner, load_json(summary),
+    )
+
+
+def reservation_from_row(row: tuple[Any, ...]) -> Reservation:
+    rid, pattern, day, amount, tick_id, settled = row
+    return Reservation(int(rid), pattern, date.fromisoformat(day), int(amount), tick_id, settled)
+
+
+def escalation_from_row(row: tuple[Any, ...]) -> EscalationRecord:
+    (eid, pattern, tick_id, run_id, item_id, title, diff, context, status, created, by, reason, decided, result) = row
+    return EscalationRecord(
+        eid, pattern, tick_id, run_id, item_id, title, diff, load_json(context), status,
+        parse_ts(created), by, reason, _opt_ts(decided), load_json(result),
+    )

@@ -1,0 +1,490 @@
+"""``loop-runtime``: the command line.
+
+Exit codes (R27): 0 completed (including no-op and paused), 2 a human is needed
+(escalation, gate hold, budget halt), 1 configuration or runtime error — always one
+line on stderr naming the file, field and value, never a traceback. Every read command
+takes ``--json``. The project root is ``--root`` > ``LOOP_PROJECT_ROOT`` > cwd (R33).
+
+Start-up matters (a scheduler or CI job calls this often): only click is imported at
+module level; everything else is imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .errors import LoopError
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class _Ctx:
+    def __init__(self, root: str | None) -> None:
+        self._root_flag = root
+        self._project: Any = None
+
+    @property
+    def root(self) -> Any:
+        from .runtime import resolve_root
+
+        return resolve_root(self._root_flag)
+
+    @property
+    def project(self) -> Any:
+        if self._project is None:
+            from .runtime import load_project
+
+            self._project = load_project(self.root)
+        return self._project
+
+
+pass_ctx = click.make_pass_decorator(_Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Project root (default: $LOOP_PROJECT_ROOT, else the current directory).")
+@click.version_option(package_name="loop-runtime")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """Run loop-engineering loops: scheduler, worktrees, verifier, budget breaker, human gates."""
+    ctx.obj = _Ctx(root)
+
+
+# ---------------------------------------------------------------------------- read commands
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_cmd(c: _Ctx, as_json: bool) -> None:
+    """List the registry's patterns (the project's registry, else the bundled one)."""
+    from .formats.registry import load_registry
+
+    reg = load_registry(c.root)
+    rows = [
+        {"id": p.id, "name": p.name, "cadence": p.cadence, "risk": p.risk, "weekOneMode": p.week_one_mode,
+         "tokenCost": p.token_cost, "state": p.state,
+         "dailyCap": p.cost.suggested_daily_cap if p.cost else None}
+        for p in reg.patterns
+    ]
+    if as_json:
+        _emit_json({"registry": {"source": reg.source, "path": reg.path}, "patterns": rows,
+                    "warnings": list(reg.warnings)})
+        return
+    from .render import table
+
+    click.echo(f"Registry: {reg.source} ({reg.path})")
+    click.echo(table([[r["id"], r["name"], r["cadence"], r["risk"], r["weekOneMode"] or "-", r["tokenCost"] or "-",
+                       f"{r['dailyCap']:,}" if r["dailyCap"] else "unknown", r["state"]] for r in rows],
+                     ["ID", "NAME", "CADENCE", "RISK", "WEEK-1", "COST", "DAILY CAP", "STATE FILE"]))
+    for w in reg.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+@cli.command()
+@click.argument("pattern")
+@click.option("--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None)
+@click.option("--cadence", default=None, help="Override the cadence (e.g. 15m, 6h-1d).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def plan(c: _Ctx, pattern: str, level: str | None, cadence: str | None, as_json: bool) -> None:
+    """Show how a loop would run: level, cadence, caps, attempts, and where each came from."""
+    from .render import plan_text
+
+    doc = c.project.plan(pattern, level, cadence).as_json()
+    doc["registry"] = {"source": c.project.registry.source, "path": c.project.registry.path}
+    if as_json:
+        _emit_json(doc)
+    else:
+        click.echo(plan_text(doc))
+        click.echo(f"  registry:    {doc['registry']['source']} ({doc['registry']['path']})")
+
+
+@cli.command()
+@click.argument("pattern")
+@click.option("--level", type=click.Choice(["L1", "L2", "L3"]), default="L1", show_default=True)
+@click.option("--cadence", default=None)
+@click.option("--conservative", is_flag=True, help="Use the slower end of a cadence range.")
+@click.option("--with-caching", is_flag=True, help="Also estimate the prompt-caching scenario.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, conservative: bool, with_caching: bool,
+         as_json: bool) -> None:
+    """Estimate daily tokens exactly as @cobusgreyling/loop-cost does."""
+    from .core.cost import estimate, format_estimate
+    from .formats.registry import find_pattern, load_registry
+
+    est = estimate(find_pattern(load_registry(c.root), pattern), level, cadence, conservative,
+                   with_caching=with_caching)
+    if as_json:
+        _emit_json(est)
+    else:
+        click.echo(format_estimate(est))
+
+
+@cli.group()
+def gate() -> None:
+    """Path policy (gate.yaml), exactly as @cobusgreyling/loop-gate."""
+
+
+@gate.command("check")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--action", type=click.Choice(["commit", "merge", "auto-merge"]), default="commit", show_default=True)
+@click.option("--gate-file", default=None, help="Policy file (default: <root>/gate.yaml, else the safety.md default).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | None, as_json: bool) -> None:
+    """Check paths against the gate policy; exit 0 allowed, 2 escalate."""
+    from pathlib import Path
+
+    from .core.gate import check, format_decision
+    from .formats.gate_config import load_gate_policy, parse_gate_yaml
+
+    if gate_file:
+        try:
+            text = Path(gate_file).read_text("utf-8")
+        except OSError as e:
+            raise LoopError(f"{gate_file}: cannot read gate file: {e.strerror}") from None
+        policy, warning = parse_gate_yaml(text, file=gate_file), None
+    else:
+        policy, warning = load_gate_policy(c.root)
+    split = [p for arg in paths for p in arg.split(",") if p]
+    decision = check(policy, split, action)
+    if warning and not as_json:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        _emit_json(decision.as_json())
+    else:
+        click.echo(format_decision(decision))
+    sys.exit(0 if decision.allowed else 2)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(c: _Ctx, as_json: bool) -> None:
+    """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
+    from .runtime import now_utc
+    from .status import project_status
+
+    project = c.project
+    store = _store_if_exists(project)
+    try:
+        doc = project_status(project, now_utc(), store)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        _emit_json(doc)
+        return
+    _print_status(doc)
+
+
+def _store_if_exists(project: Any) -> Any:
+    if not (project.root / ".loop-runtime" / "runtime.db").exists():
+        return None
+    from .adapters.sqlite_store import RunStore
+
+    return RunStore.open(project.root)
+
+
+def _print_status(doc: dict[str, Any]) -> None:
+    from .render import table
+
+    rows = []
+    for lp in doc["loops"]:
+        lvl = lp["level"]
+        b = lp["budget"]
+        spend = f"{b['spent']:,}/{b['cap']:,}" if b["cap"] else f"{b['spent']:,}/?"
+        last = lp["lastRun"]["outcome"] if lp["lastRun"] else "never"
+        runs = f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}"
+        phase = f" ({lp['running']['phase']})" if lp["running"] else ""
+        rows.append([lp["pattern"], f"{lvl['configured']}→{lvl['effective']}", lp["cadence"],
+                     lp["nextRun"] or "-", last + phase, spend, runs, lp["openEscalations"],
+                     "ON" if lp["killSwitch"]["engaged"] else "off"])
+    click.echo(f"Project: {doc['root']}  (registry: {doc['registry']['source']})"
+               + ("  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""))
+    click.echo(table(rows, ["LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"]))
+    for lp in doc["loops"]:
+        lvl = lp["level"]
+        if lvl["effective"] != lvl["configured"]:
+            click.echo(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@cli.command()
+@click.argument("pattern")
+@click.option("--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None)
+@click.option("--dry-run", is_flag=True, help="Run in memory: read the project, write nothing.")
+@click.option("--ticks", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+              help="Agent backend (default: loop-runtime.toml, else mock).")
+@click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
+@click.option("--model", default=None)
+@click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
+              help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
+@pass_ctx
+def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
+        scenario: str | None, model: str | None, log_format: str, as_json: bool) -> None:
+    """Run tick(s) of one loop now."""
+    import asyncio
+
+    from .progress import make_progress
+    from .runner import LoopRunner, RunOptions, backend_name, dry_run as do_dry_run
+
+    project = c.project
+    plan_ = project.plan(pattern, level)
+    progress = make_progress(log_format)
+    opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
+                      on_event=progress.event if progress else None, notifier=_notifier(project))
+    name = backend_name(project, plan_, opts)
+    try:
+        if dry_run:
+            results = asyncio.run(do_dry_run(project, plan_, opts, ticks))
+            spent = sum(r.tokens for r in results)
+            from .core.budget import utc_day
+            from .runner import runlog_spent
+            from .runtime import now_utc
+
+            spent += runlog_spent(project, pattern, utc_day(now_utc()))
+        else:
+            runner = LoopRunner(project, plan_, opts)
+            try:
+                results = []
+                for _ in range(ticks):
+                    results.append(asyncio.run(runner.tick()))
+                from .runner import StoreBudget
+                from .runtime import now_utc
+
+                st = StoreBudget(runner.store, pattern, plan_.daily_token_cap, "-").status(now_utc())
+                spent = st.spent
+            finally:
+                runner.store.close()
+    finally:
+        if progress:
+            progress.close()
+    if as_json:
+        _emit_json({"pattern": pattern, "backend": name, "dryRun": dry_run,
+                    "ticks": [r.as_json() for r in results]})
+    else:
+        from .render import tick_report
+
+        cap = _cap_today(project, plan_, results)
+        click.echo(tick_report(results, pattern_name=plan_.pattern.name, level=level or plan_.level, backend=name,
+                               dry_run=dry_run, spent=spent, cap=cap))
+    sys.exit(max(r.exit_code for r in results))
+
+
+def _cap_today(project: Any, plan_: Any, results: Any) -> int | None:
+    if plan_.daily_token_cap is None:
+        return None
+    store = _store_if_exists(project)
+    if store is None:
+        return int(plan_.daily_token_cap)
+    try:
+        from .core.budget import utc_day
+        from .runtime import now_utc
+
+        return int(plan_.daily_token_cap + store.topups(plan_.pattern_id, utc_day(now_utc())))
+    finally:
+        store.close()
+
+
+def _notifier(project: Any) -> Any:
+    urls = tuple(project.config.notify)
+    if not urls:
+        return None
+    from .adapters.notify import AppriseNotifier
+
+    return AppriseNotifier(urls, log=lambda msg: click.echo(f"notify: {msg}", err=True))
+
+
+# ---------------------------------------------------------------------------- human actions
+
+
+@cli.command()
+@click.argument("pattern", required=False)
+@click.option("--reason", default="", help="Recorded in the kill-switch file.")
+@pass_ctx
+def kill(c: _Ctx, pattern: str | None, reason: str) -> None:
+    """Pause every loop (or one): writes loop-pause-all (or loop-pause-<pattern>) at the root."""
+    from .actions import kill as do_kill
+
+    name = do_kill(c.project, pattern, reason=reason)
+    click.echo(f"Kill switch set: {name} — {'all loops' if pattern is None else pattern} paused; "
+               "running ticks stop within 5 seconds.")
+
+
+@cli.command()
+@click.argument("pattern", required=False)
+@pass_ctx
+def resume(c: _Ctx, pattern: str | None) -> None:
+    """Clear the kill switch written by `kill` (flags written by hand are reported)."""
+    from .actions import resume as do_resume
+
+    cleared, remaining = do_resume(c.project, pattern)
+    click.echo(f"Cleared: {', '.join(cleared)}" if cleared else "No kill-switch file to clear.")
+    for r in remaining:
+        click.echo(f"Still paused by {r}")
+    if remaining:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include approved and rejected ones.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def escalations(c: _Ctx, show_all: bool, as_json: bool) -> None:
+    """List escalations held for a human."""
+    store = _store_if_exists(c.project)
+    items = [] if store is None else store.list_escalations(None if show_all else "open")
+    if store is not None:
+        store.close()
+    docs = [_esc_doc(e) for e in items]
+    if as_json:
+        _emit_json({"escalations": docs})
+        return
+    if not docs:
+        click.echo("No open escalations.")
+        return
+    from .render import table
+
+    click.echo(table([[d["id"], d["status"], d["pattern"], d["item"], d["reason"], d["createdAt"], d["title"][:60]]
+                      for d in docs], ["ID", "STATUS", "LOOP", "ITEM", "REASON", "CREATED", "TITLE"]))
+
+
+def _esc_doc(e: Any) -> dict[str, Any]:
+    created = e.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(e.created_at, "strftime") else str(e.created_at)
+    return {"id": e.id, "status": e.status, "pattern": e.pattern, "item": e.item_id, "title": e.title,
+            "reason": e.context.get("reason"), "createdAt": created, "runId": e.run_id,
+            "branch": e.context.get("branch"), "attempts": e.context.get("attempts"),
+            "lastError": e.context.get("lastError"), "diffLines": len(e.diff.splitlines())}
+
+
+@cli.command()
+@click.argument("escalation_id")
+@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human).")
+@pass_ctx
+def approve(c: _Ctx, escalation_id: str, merge: bool) -> None:
+    """Apply a held change exactly as reviewed (no agent is called)."""
+    from .actions import approve as do_approve
+
+    r = do_approve(c.project, escalation_id, merge=merge)
+    where = f" on {r['branch']}" if r.get("branch") else ""
+    click.echo(f"Approved {escalation_id}: committed{where}" + (" and merged" if merge else "") + ".")
+
+
+@cli.command()
+@click.argument("escalation_id")
+@click.option("--reason", required=True, help="Why — recorded in the state file.")
+@pass_ctx
+def reject(c: _Ctx, escalation_id: str, reason: str) -> None:
+    """Discard a held change and record the decision."""
+    from .actions import reject as do_reject
+
+    do_reject(c.project, escalation_id, reason=reason)
+    click.echo(f"Rejected {escalation_id}: {reason}")
+
+
+@cli.command()
+@click.argument("pattern")
+@click.argument("tokens", type=int)
+@click.option("--reason", default="manual top-up", show_default=True)
+@click.option("--resume", "resume_tick", is_flag=True, help="Resume the last budget-halted tick from its last phase.")
+@pass_ctx
+def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool) -> None:
+    """Raise today's cap for one loop; optionally resume its budget-halted tick."""
+    from .actions import topup as do_topup
+
+    r = do_topup(c.project, pattern, tokens, reason=reason)
+    click.echo(f"Top-up: +{r['tokens']:,} tokens for {pattern} today ({r['day']}): {reason}")
+    if resume_tick:
+        import asyncio
+
+        from .runner import resume_halted
+
+        result = asyncio.run(resume_halted(c.project, pattern))
+        if result is None:
+            click.echo("No budget-halted tick to resume.")
+            return
+        click.echo(f"resumed tick: {result.headline}")
+        for line in result.lines:
+            click.echo(f"· {line}")
+        sys.exit(result.exit_code)
+
+
+# ---------------------------------------------------------------------------- always-on
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--dashboard", is_flag=True, help="Also serve the dashboard.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None)
+@click.option("--scenario", default=None)
+@click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto")
+@pass_ctx
+def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backend: str | None,
+          scenario: str | None, log_format: str) -> None:
+    """Run every enabled loop (or the named ones) on its cadence until SIGTERM/SIGINT."""
+    from .daemon import run_daemon
+
+    sys.exit(run_daemon(c.project, list(patterns), dashboard=dashboard, port=port, backend=backend,
+                        scenario=scenario, log_format=log_format))
+
+
+@cli.command()
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--token", default=None, help="Required for mutating requests (default: random, printed).")
+@pass_ctx
+def dashboard(c: _Ctx, port: int, host: str, token: str | None) -> None:
+    """Serve the local dashboard (cost burn-down, live loops, kill button, escalations)."""
+    from .dashboard.server import serve
+
+    serve(c.project, host=host, port=port, token=token)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Map every error to one line and the documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="loop-runtime", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("loop-runtime: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as e:
+        click.echo(f"loop-runtime: {e.format_message()}", err=True)
+        sys.exit(1)
+    except LoopError as e:
+        click.echo(f"loop-runtime: {e}", err=True)
+        sys.exit(e.exit_code if e.exit_code != 0 else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as e:
+        click.echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
+        sys.exit(1)
+    except Exception as e:  # a bug: still one line, the traceback on request
+        import os
+
+        if os.environ.get("LOOP_RUNTIME_DEBUG"):
+            raise
+        click.echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
+                   "traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

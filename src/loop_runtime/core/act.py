@@ -1,0 +1,294 @@
+"""The act path of a tick: attempts in worktrees, checked by the diff, the tests and a verifier.
+
+Why the diff and not the agent's word: an agent's account of what it changed is
+untrusted output. Every attempt is judged on ``git diff`` against the base commit —
+each touched path, old and new names alike — then on the project's own tests, then by
+a verifier agent in a fresh session. The implementer is never its own verifier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
+from ..formats.triage import TriageDecision, TriageItem
+from ..formats.verdict import parse_verdict
+from ..ports import Diff, Permission, TestRun, WorkspaceHandle
+from . import breaker, gate
+from .diff_policy import check_diff
+from .engine import worktree_run_id
+from .prompts import implementer_prompt, verifier_prompt
+from .redact import redact
+from .result import TickResult, VERDICT_WORDS
+from .tick import Tick
+
+LEDGER = "loop-ledger.json"
+CONTROL_FILES = ("gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml",
+                 "promotion.yaml", "repair.yaml", LEDGER, "loop-run-log.md")
+
+
+class Escalate(Exception):
+    def __init__(self, reason: str, detail: str, handle: WorkspaceHandle | None = None, diff: Diff | None = None,
+                 verdict: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.handle, self.diff, self.verdict = reason, detail, handle, diff, verdict
+
+
+def prune_error(text: str, *, lines: int = 8, chars: int = 600) -> str:
+    """A short, redacted error summary fed to the next attempt and to the escalation."""
+    kept = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()][:lines]
+    out = "\n".join(kept)
+    return redact(out[:chars] + ("…" if len(out) > chars else ""))
+
+
+async def act(t: Tick, decision: TriageDecision) -> TickResult:
+    item = decision.items[0]
+    ledger = _load_ledger(t)
+    start = _failures_in_a_row(ledger, item.id) + 1
+    prev_error: str | None = _last_error(ledger, item.id)
+    extra = [f"- {i.id} — {i.title}" for i in decision.items[1:]]
+    if extra:
+        t.lines.append(f"{len(extra)} more item(s) left for later ticks")
+    try:
+        if start > t.plan.max_attempts:
+            raise Escalate("max-attempts", f"{start - 1} failed attempt(s) already recorded for {item.id}")
+        for n in range(start, t.plan.max_attempts + 1):
+            outcome = await _attempt(t, item, n, prev_error)
+            if isinstance(outcome, TickResult):
+                return outcome
+            prev_error = outcome
+            ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
+                                                    action=f"fix {item.id}: {item.title}"[:200],
+                                                    outcome="failure", error=prev_error,
+                                                    tokens_used=t.tokens,
+                                                    timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
+            t.deps.state.write(LEDGER, render_ledger(ledger))
+            verdict = breaker.check(ledger, breaker.BreakerConfig())
+            if verdict.escalate:
+                raise Escalate(f"breaker:{verdict.trigger}", verdict.reason)
+        raise Escalate("max-attempts", f"{t.plan.max_attempts} attempts failed; last error: {prev_error}")
+    except Escalate as esc:
+        return _escalate(t, item, esc, len(decision.items), prev_error)
+
+
+async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) -> TickResult | str:
+    """One attempt. Returns a TickResult when the tick is decided, else the pruned error of a reject."""
+    ws = t.deps.workspace
+    assert ws is not None
+    t.enter("implementing", attempt=n, item=item.id)
+    t.attempt = n
+    handle = ws.prepare(worktree_run_id(t.plan.pattern_id, t.run_id, n), t.plan.pattern_id)
+    t.record("workspace", {"attempt": n, "run_id": handle.run_id, "path": handle.path, "branch": handle.branch})
+    p = t.plan.pattern
+    prompt = implementer_prompt(
+        ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
+        item_id=item.id, item_title=item.title, item_detail=item.detail, attempt=n,
+        max_attempts=t.plan.max_attempts, previous_error=prev_error,
+    )
+    guard = t.deps.guard
+    before = guard.snapshot() if guard is not None else None
+    await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
+    if guard is not None:
+        outside = guard.changes(before)
+        if outside:
+            restored = guard.restore(before)
+            t.lines.append(f"agent changed files outside its worktree: {', '.join(outside[:5])}")
+            t.notify("escalation", f"{p.name}: agent wrote outside its worktree", "; ".join(outside[:5]))
+            raise Escalate("outside-change", "changed outside the worktree: " + "; ".join(outside[:10])
+                           + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
+    diff = ws.diff(handle)
+    paths = diff.touched_paths
+    t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
+    if n == 1 or paths:
+        t.lines.append(f"proposed change touching {', '.join(paths) if paths else '(nothing)'}")
+    violations = check_diff(diff, control_files=CONTROL_FILES + (t.plan.state_file,))
+    if violations:
+        v = violations[0]
+        raise Escalate(f"policy:{v.code}", f"{v.code}: {v.path} — {v.detail}", handle, diff)
+    decision = gate.check(_policy(t), list(paths), "commit")
+    if not decision.allowed:
+        raise Escalate(f"gate:{decision.trigger}", decision.reason, handle, diff)
+    if not diff.changes:
+        return _reject(t, handle, n, "the implementer made no change")
+    t.enter("verifying", attempt=n)
+    tests = _run_tests(t, handle)
+    t.record("tests", {"attempt": n, "command": tests.command, "passed": tests.passed,
+                       "exit_code": tests.exit_code, "output": tests.output[-4000:]})
+    if tests.command:
+        t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
+    vprompt = verifier_prompt(
+        ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
+        item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
+    )
+    vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
+    verdict = parse_verdict(vres.text)
+    kind = verdict.kind
+    reasons = list(verdict.reasons)
+    if not verdict.found:
+        reasons.insert(0, "verifier gave no '## Verdict:' line (counted as REJECT)")
+    if kind == "APPROVE" and not tests.passed:
+        kind, reasons = "REJECT", [f"tests failed: {tests.command}", *reasons]
+    t.record("verdict", {"attempt": n, "verdict": kind, "reasons": reasons[:10]})
+    word = VERDICT_WORDS[kind]
+    t.lines.append(f"verifier verdict: {word}" + (f" (attempt {n}/{t.plan.max_attempts})" if n > 1 or
+                                                    kind == "REJECT" else ""))
+    if kind == "ESCALATE_HUMAN":
+        raise Escalate("verifier", "; ".join(reasons) or "verifier asked for a human", handle, diff, kind)
+    if kind == "REJECT":
+        error = "; ".join(reasons) or "rejected"
+        if not tests.passed:
+            error += "\n" + tests.output[-1500:]
+        return _reject(t, handle, n, error)
+    return _accept(t, item, handle, diff, n)
+
+
+def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int) -> TickResult:
+    ws = t.deps.workspace
+    assert ws is not None
+    t.enter("gated", attempt=n)
+    paths = list(diff.touched_paths)
+    merge_ok = False
+    why = "L2: a human merges"
+    if t.effective == "L3":
+        auto = gate.check(_policy(t), paths, "auto-merge")
+        promo = t.deps.promotion_ready(diff) if t.deps.promotion_ready is not None else True
+        merge_ok = auto.allowed and promo
+        why = "auto-merge allowlisted + APPROVE" if merge_ok else (
+            auto.reason if not auto.allowed else "promotion.yaml: not merge-ready")
+    message = f"loop({t.plan.pattern_id}): {item.title}"[:72] + f"\n\n{item.detail}".rstrip()
+    sha = ws.finish(handle, "active", commit_message=message)
+    t.enter("committed", attempt=n, commit=sha or "")
+    t.lines.append("committed: safe + allowlisted")
+    merged = False
+    if merge_ok:
+        merge = getattr(ws, "merge", None)
+        if merge is not None:
+            merge(handle)
+            merged = True
+            t.lines.append(f"merged into {handle.base_branch}: {why}")
+    elif t.effective == "L3":
+        t.lines.append(f"not merged: {why}")
+    t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})
+    _record_success(t, item, n)
+    note = f"{item.id}: fix on {handle.branch}" + (" (merged)" if merged else "")
+    return t._finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE", branch=handle.branch,
+                     commit=sha, merged=merged, attempts=n,
+                     extras={"branch": handle.branch, **({"commit": sha} if sha else {})})
+
+
+def _reject(t: Tick, handle: WorkspaceHandle, n: int, error: str) -> str:
+    ws = t.deps.workspace
+    assert ws is not None
+    t.enter("rejected", attempt=n)
+    ws.finish(handle, "rejected")
+    pruned = prune_error(error)
+    t.record("rejected", {"attempt": n, "error": pruned})
+    return pruned
+
+
+def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: str | None) -> TickResult:
+    if t.phase != "escalated":
+        t.phase = "escalated"
+    ws = t.deps.workspace
+    if esc.handle is not None and ws is not None:
+        ws.finish(esc.handle, "escalated")
+    summary = {
+        "goal": t.plan.pattern.goal,
+        "item": item.id,
+        "title": item.title,
+        "attempts": max(getattr(t, "attempt", 0), _attempts_made(t, item.id)),
+        "reason": esc.reason,
+        "detail": redact(esc.detail),
+        "lastError": prev_error,
+        "breaker": esc.reason.split(":", 1)[1] if esc.reason.startswith("breaker:") else None,
+        "branch": esc.handle.branch if esc.handle else None,
+        "worktreeRunId": esc.handle.run_id if esc.handle else None,
+        "baseCommit": esc.handle.base_commit if esc.handle else None,
+        "level": t.effective,
+        "verdict": esc.verdict,
+    }
+    esc_id = None
+    j = t.deps.journal
+    if j is not None:
+        esc_id = j.escalate(tick_id=t.tick_id, run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id,
+                            title=item.title, diff=redact(esc.diff.patch) if esc.diff else "", context=summary,
+                            at=t.deps.clock.now())
+    t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
+    ref = f" [{esc_id}]" if esc_id else ""
+    t.lines.append(f"escalated{ref}: {esc.reason} — {redact(esc.detail)[:160]}")
+    action = f"escalated ({esc.reason}){ref}; attempts {summary['attempts']}/{t.plan.max_attempts}"
+    if esc.handle is not None:
+        action += f"; held on {esc.handle.branch}"
+    t.notify("escalation", f"{t.plan.pattern.name}: escalation{ref}", f"{item.id}: {esc.reason}")
+    return t._finish("act", "escalated", note=f"{item.id}: {esc.reason}", items=found, escalations=1,
+                     state_update=t.escalation_state(item.id, item.title, action), verdict=esc.verdict,
+                     escalation_id=esc_id, branch=esc.handle.branch if esc.handle else None,
+                     attempts=summary["attempts"], extras={"reason": esc.reason, **({"escalation": esc_id}
+                                                                                     if esc_id else {})})
+
+
+# -- helpers
+
+
+def _policy(t: Tick) -> Any:
+    if t.deps.gate_policy is not None:
+        return t.deps.gate_policy
+    from ..formats.gate_config import DEFAULT_POLICY
+
+    return DEFAULT_POLICY
+
+
+def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
+    if t.deps.tests is None:
+        return TestRun(command=None, exit_code=None, passed=True, output="no test runner configured")
+    return t.deps.tests.run(handle.path)
+
+
+def _test_summary(tests: TestRun) -> str:
+    if tests.command is None:
+        return "No test command was found for this project; judge the diff on its own and escalate if unsure."
+    head = f"$ {tests.command}\nexit code: {tests.exit_code}{' (timed out)' if tests.timed_out else ''}\n"
+    return head + tests.output[-6000:]
+
+
+def _load_ledger(t: Tick) -> Ledger:
+    text = t.deps.state.read(LEDGER)
+    if text:
+        return parse_ledger(text, file=LEDGER)
+    return new_ledger(t.plan.pattern.goal, t.plan.pattern_id, t.effective,
+                      t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _mine(a: Attempt, item_id: str) -> bool:
+    return a.action.startswith(f"fix {item_id}:")
+
+
+def _failures_in_a_row(ledger: Ledger, item_id: str) -> int:
+    n = 0
+    for a in reversed(ledger.attempts):
+        if not _mine(a, item_id):
+            continue
+        if a.outcome != "failure":
+            break
+        n += 1
+    return n
+
+
+def _last_error(ledger: Ledger, item_id: str) -> str | None:
+    for a in reversed(ledger.attempts):
+        if _mine(a, item_id):
+            return a.error if a.outcome == "failure" else None
+    return None
+
+
+def _attempts_made(t: Tick, item_id: str) -> int:
+    return _failures_in_a_row(_load_ledger(t), item_id)
+
+
+def _record_success(t: Tick, item: TriageItem, n: int) -> None:
+    ledger = _load_ledger(t)
+    ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
+                                            action=f"fix {item.id}: {item.title}"[:200], outcome="success",
+                                            tokens_used=t.tokens,
+                                            timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
+    t.deps.state.write(LEDGER, render_ledger(ledger))

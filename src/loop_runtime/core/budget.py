@@ -1,0 +1,107 @@
+"""The budget circuit-breaker (R17): reserve before a call, settle after, per UTC day.
+
+Why reserve → settle rather than check → spend: an agent call's cost is only known
+after it ran. Reserving ``min(remaining, per-call cap)`` first and handing that number
+to the backend as a hard ceiling means two calls can never both see the same headroom,
+and a runaway agent is stopped at its reservation instead of at the end of the day.
+
+Thresholds: at ≥80% of today's cap a tick is forced down to L1 (report-only); at ≥100%
+no tick runs. Days are UTC; spend rolls over at 00:00 UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from ..errors import BudgetExceeded
+from ..ports import BudgetStatus, Reservation
+
+DOWNGRADE_AT = 0.80
+HALT_AT = 1.00
+
+
+def utc_day(now: datetime) -> date:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("budget clocks must be timezone-aware (UTC)")
+    return (now - now.utcoffset()).date()  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    """What the budget allows a tick to do right now."""
+
+    halt: bool
+    level_cap: str | None  # "L1" at ≥80%
+    reason: str
+
+
+def assess(status: BudgetStatus) -> BudgetVerdict:
+    """≥100% → halt; ≥80% → L1; an unknown cap never blocks (R4)."""
+    if not status.cap:
+        return BudgetVerdict(False, None, "budget unknown (no cap)")
+    pct = status.used / status.cap
+    if pct >= HALT_AT:
+        return BudgetVerdict(True, None, f"budget: {status.used:,} / {status.cap:,} tokens spent today (≥100%)")
+    if pct >= DOWNGRADE_AT:
+        return BudgetVerdict(False, "L1", f"budget: {status.used:,} / {status.cap:,} tokens today (≥80% → L1)")
+    return BudgetVerdict(False, None, f"budget: {status.used:,} / {status.cap:,} tokens today")
+
+
+class BudgetBreaker:
+    """In-memory budget for one pattern: the reference implementation of ``ports.BudgetLedger``.
+
+    ``spent`` seeds today's spend (e.g. from the run log) so a fresh process does not
+    forget what earlier ones spent.
+    """
+
+    def __init__(self, cap: int | None, *, spent: int = 0, day: date | None = None, topup: int = 0) -> None:
+        self.cap = cap
+        self._spent = spent
+        self._day = day
+        self._topup = topup
+        self._open: dict[int, int] = {}
+        self._next_id = 1
+
+    def _roll(self, now: datetime) -> None:
+        today = utc_day(now)
+        if self._day is None:
+            self._day = today
+        elif today != self._day:
+            self._day, self._spent, self._topup = today, 0, 0
+
+    def _cap(self) -> int | None:
+        return None if self.cap is None else self.cap + self._topup
+
+    def status(self, now: datetime) -> BudgetStatus:
+        self._roll(now)
+        return BudgetStatus(
+            day=str(self._day), cap=self._cap(), spent=self._spent, reserved=sum(self._open.values())
+        )
+
+    def reserve(self, amount: int, now: datetime) -> Reservation | None:
+        """Grant ``min(amount, remaining)``; None when nothing remains."""
+        st = self.status(now)
+        grant = amount if st.cap is None else min(amount, st.cap - st.used)
+        if grant <= 0:
+            return None
+        res = Reservation(self._next_id, grant)
+        self._next_id += 1
+        self._open[res.id] = grant
+        return res
+
+    def reserve_or_raise(self, amount: int, now: datetime) -> Reservation:
+        res = self.reserve(amount, now)
+        if res is None:
+            raise BudgetExceeded(f"budget exhausted: {self.status(now).used:,} / {self._cap():,} tokens today")
+        return res
+
+    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
+        """Record what the call really used; settling twice is a no-op."""
+        if self._open.pop(reservation.id, None) is None:
+            return
+        self._roll(now)
+        self._spent += max(0, int(actual))
+
+    def topup(self, tokens: int) -> None:
+        self._topup += tokens

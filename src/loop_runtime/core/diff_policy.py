@@ -1,0 +1,173 @@
+"""What a diff may never contain, whatever the gate and the verifier say.
+
+Why separate from the path gate (``gate.yaml``): the gate is the user's policy and can
+be loosened; these rules protect the runtime itself and cannot. An agent's diff is
+untrusted output, so every touched path — old and new names of a rename alike — is
+checked for escapes (``..``, absolute paths, ``.git``, symlinks leaving the worktree),
+for edits to the loop's own control files (an agent must not raise its own budget or
+rewrite its gate), and for weakened tests (a deleted or renamed-away test file, a skip
+or focus marker added). Any violation escalates the attempt to a human.
+
+Pure: a ``ports.Diff`` in, ``Violation`` values out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ..ports import Diff, FileChange
+
+__all__ = [
+    "CONTROL_DIRS",
+    "CONTROL_FILES",
+    "SKIP_MARKERS",
+    "Violation",
+    "check_diff",
+    "is_test_path",
+    "symlink_escapes",
+]
+
+CONTROL_FILES: tuple[str, ...] = (
+    "gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml", "promotion.yaml",
+    "repair.yaml", "loop-ledger.json", "loop-run-log.md", "loop-constraints.md",
+)
+"""Loop control files, matched by file name at any depth (a monorepo keeps one loop per package)."""
+
+CONTROL_DIRS: tuple[str, ...] = (".loop-worktrees", ".loop-runtime", ".loop-context", ".loop-sandbox")
+"""Runtime bookkeeping folders: nothing inside them is ever part of a change."""
+
+_AGENT_SETTINGS = (".claude/settings.json", ".claude/settings.local.json", ".codex/config.toml")
+"""Agent configuration that could grant the next run more permissions or hooks."""
+
+_TEST_DIRS = frozenset({"tests", "test", "__tests__", "spec", "specs", "testing"})
+_TEST_NAME = re.compile(
+    r"""(?x)^(?:
+        test_.+\.py | .+_test\.py | conftest\.py | .+_test\.go
+      | .+\.(?:test|spec)\.[A-Za-z0-9]+ | .+_spec\.rb | .+Test\.(?:java|kt|cs|php) | .+Tests\.(?:java|kt|cs|swift)
+    )$"""
+)
+
+SKIP_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("pytest skip mark", re.compile(r"@\s*pytest\.mark\.(?:skip|skipif|xfail)\b")),
+    ("pytest.skip()", re.compile(r"\bpytest\.(?:skip|xfail|importorskip)\s*\(")),
+    ("unittest skip", re.compile(r"@\s*unittest\.(?:skip|skipIf|skipUnless|expectedFailure)\b|\bself\.skipTest\s*\(")),
+    ("JS skip", re.compile(r"\b(?:it|describe|test|context|suite)\.(?:skip|todo)\s*\(|\bx(?:it|describe|test)\s*\(")),
+    ("JS focus (.only)", re.compile(r"\b(?:it|describe|test|context|suite)\.only\s*\(|\bf(?:it|describe)\s*\(")),
+    ("mocha this.skip()", re.compile(r"\bthis\.skip\s*\(")),
+    ("go t.Skip", re.compile(r"\b[a-z]\.Skip(?:Now|f)?\s*\(")),
+    ("rust #[ignore]", re.compile(r"#\[\s*ignore\b")),
+    ("JUnit @Disabled/@Ignore", re.compile(r"@(?:Disabled|Ignore)\b")),
+)
+_PY_ONLY = {"pytest skip mark", "pytest.skip()", "unittest skip"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str  # dotdot | git-dir | symlink-escape | control-file | test-deleted | test-skipped
+    path: str
+    detail: str
+
+
+def _segments(path: str) -> list[str]:
+    return path.replace("\\", "/").split("/")
+
+
+def is_test_path(path: str) -> bool:
+    """A test file by name (``test_*.py``, ``*.spec.ts`` …) or by a test folder on its way."""
+    parts = [p for p in _segments(path) if p]
+    if not parts:
+        return False
+    if _TEST_NAME.match(parts[-1]):
+        return True
+    return any(p.lower() in _TEST_DIRS for p in parts[:-1])
+
+
+def symlink_escapes(link_path: str, target: str) -> str | None:
+    """Why a link at ``link_path`` pointing to ``target`` leaves the worktree (lexically), or None."""
+    if not target:
+        return "empty symlink target"
+    t = target.replace("\\", "/")
+    if t.startswith("/") or t.startswith("~") or re.match(r"^[A-Za-z]:", t):
+        return f"symlink to absolute path {target!r}"
+    stack = [p for p in _segments(link_path)[:-1] if p not in ("", ".")]
+    for part in t.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return f"symlink to {target!r} leaves the worktree"
+            stack.pop()
+        else:
+            stack.append(part)
+    if stack and stack[0].casefold() == ".git":
+        return f"symlink to {target!r} points into .git"
+    return None
+
+
+def _path_violations(path: str, controls: frozenset[str]) -> list[Violation]:
+    out: list[Violation] = []
+    norm = path.replace("\\", "/")
+    segs = _segments(path)
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in segs:
+        out.append(Violation("dotdot", path, "path is absolute or has a '..' segment"))
+    if any(s.casefold() == ".git" for s in segs):
+        out.append(Violation("git-dir", path, "path inside a .git directory"))
+    stripped = norm[2:] if norm.startswith("./") else norm
+    name = segs[-1].casefold() if segs else ""
+    if stripped in controls or name in {c.casefold() for c in CONTROL_FILES}:
+        out.append(Violation("control-file", path, "the loop's own control file"))
+    elif segs and segs[0] in CONTROL_DIRS:
+        out.append(Violation("control-file", path, f"inside the runtime's {segs[0]}/ folder"))
+    elif stripped in _AGENT_SETTINGS:
+        out.append(Violation("control-file", path, "agent settings (permissions, hooks)"))
+    return out
+
+
+def _change_violations(c: FileChange) -> list[Violation]:
+    out: list[Violation] = []
+    if c.new_mode == "160000":
+        out.append(Violation("git-dir", c.path, "embedded git repository (gitlink)"))
+    if c.is_symlink and c.kind != "deleted":
+        why = symlink_escapes(c.path, c.symlink_target or "")
+        if why:
+            out.append(Violation("symlink-escape", c.path, why))
+    removed = c.old_path if c.kind == "renamed" else c.path
+    if removed and is_test_path(removed):
+        if c.kind == "deleted":
+            out.append(Violation("test-deleted", removed, "test file deleted"))
+        elif c.kind == "renamed" and not is_test_path(c.path):
+            out.append(Violation("test-deleted", removed, f"test file renamed away to {c.path}"))
+        elif c.kind == "typechange" and c.is_symlink:
+            out.append(Violation("test-deleted", removed, "test file replaced by a symlink"))
+    out.extend(_skip_violations(c))
+    return out
+
+
+def _skip_violations(c: FileChange) -> list[Violation]:
+    if c.kind == "deleted" or not c.added_lines:
+        return []
+    test_file = is_test_path(c.path)
+    suffix = PurePosixPath(c.path).suffix
+    for line in c.added_lines:
+        for label, pattern in SKIP_MARKERS:
+            applies = test_file or (suffix == ".py" and label in _PY_ONLY) or (suffix == ".rs" and "rust" in label)
+            if applies and pattern.search(line):
+                return [Violation("test-skipped", c.path, f"{label} added: {line.strip()[:120]}")]
+    return []
+
+
+def check_diff(diff: Diff, *, control_files: Iterable[str] = ()) -> tuple[Violation, ...]:
+    """Every reason this diff must not be committed; empty when none. Order is stable."""
+    controls = frozenset(p[2:] if p.startswith("./") else p for p in control_files if p)
+    seen: dict[tuple[str, str, str], Violation] = {}
+    for change in diff.changes:
+        found: list[Violation] = []
+        for path in change.paths:
+            found.extend(_path_violations(path, controls))
+        found.extend(_change_violations(change))
+        for v in found:
+            seen.setdefault((v.code, v.path, v.detail), v)
+    return tuple(seen.values())

@@ -1,0 +1,120 @@
+"""Secret redaction for everything the runtime writes (logs, transcripts, test output, state).
+
+Why here, in the pure core: redaction is a text → text policy with no I/O, and every
+writer must apply the same one. Two sources of secrets are combined:
+
+* exact values the caller knows (``extra_secrets``: values from ``.env`` files and
+  secret-named environment variables, see ``adapters.environment.secret_values``);
+* shapes of well-known credentials (provider keys, tokens, JWTs, PEM private keys,
+  ``Authorization`` headers, ``password=``-style assignments, ``user:pass@`` URLs).
+
+Each match becomes ``[REDACTED]``; assignments and headers keep their name so the text
+stays readable. The function is idempotent: replacement runs to a fixed point, so
+``redact(redact(x)) == redact(x)`` even where one replacement exposes another match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["MARK", "MIN_SECRET_LEN", "redact"]
+
+MARK = "[REDACTED]"
+MIN_SECRET_LEN = 4  # shorter literal "secrets" would shred ordinary text
+_MAX_PASSES = 4
+
+_PEM = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+
+# name=value / name: value where the name ends in a secret word. The value is quoted or a bare word.
+_ASSIGN = re.compile(
+    r"""(?ix)
+    (?<![A-Za-z0-9])
+    (
+      ["']?
+      [A-Za-z0-9_.-]*?
+      (?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key
+         |client[_-]?secret|auth[_-]?key|credentials?)
+      ["']?
+      [ \t]*[:=][ \t]*
+    )
+    (?:(["'])(?!\[REDACTED\]\2)(?:(?!\2)[^\n])+\2|(?!\[REDACTED\])[^\s"',;}{)(\]\[]+)
+    """
+)
+
+_AUTH_HEADER = re.compile(
+    r"(?i)((?>\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|basic|token|bot)[ \t]+)?))"
+    r"(?!\[REDACTED\])[^\s\"',;]+"
+)
+_BEARER = re.compile(r"(?i)(\bbearer[ \t]+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}")
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@]+:)(?!\[REDACTED\]@)[^\s/@]+(@)")
+
+_TOKENS = re.compile(
+    r"""(?x)
+    (?<![A-Za-z0-9_-])
+    (?:
+        sk-ant-[A-Za-z0-9_-]{16,}
+      | sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}
+      | (?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}
+      | gh[pousr]_[A-Za-z0-9]{30,}
+      | github_pat_[A-Za-z0-9_]{22,}
+      | glpat-[A-Za-z0-9_-]{20,}
+      | xox[abprse]-[A-Za-z0-9-]{10,}
+      | xapp-[A-Za-z0-9-]{10,}
+      | (?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}
+      | AIza[0-9A-Za-z_-]{35}
+      | ya29\.[0-9A-Za-z_-]{20,}
+      | npm_[A-Za-z0-9]{36}
+      | hf_[A-Za-z0-9]{30,}
+      | eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}
+    )
+    """
+)
+
+
+def _literal_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    usable = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN and s not in MARK}
+    if not usable:
+        return None
+    ordered = sorted(usable, key=len, reverse=True)  # longest first: a secret containing another wins
+    return re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def _keep_group(match: re.Match[str]) -> str:
+    return match.group(1) + MARK
+
+
+def _assign_sub(match: re.Match[str]) -> str:
+    quote = match.group(2) or ""
+    return match.group(1) + quote + MARK + quote
+
+
+def _url_sub(match: re.Match[str]) -> str:
+    return match.group(1) + MARK + match.group(2)
+
+
+def _one_pass(text: str, literal: re.Pattern[str] | None) -> str:
+    if literal is not None:
+        text = literal.sub(MARK, text)
+    text = _PEM.sub(MARK, text)
+    text = _URL_CREDENTIALS.sub(_url_sub, text)
+    text = _AUTH_HEADER.sub(_keep_group, text)
+    text = _BEARER.sub(_keep_group, text)
+    text = _ASSIGN.sub(_assign_sub, text)
+    return _TOKENS.sub(MARK, text)
+
+
+def redact(text: str, *, extra_secrets: Iterable[str] = ()) -> str:
+    """Replace every known secret value and every credential-shaped string with ``[REDACTED]``."""
+    if not text:
+        return text
+    literal = _literal_pattern(extra_secrets)
+    for _ in range(_MAX_PASSES):
+        new = _one_pass(text, literal)
+        if new == text:
+            return new
+        text = new
+    return text

@@ -1,0 +1,109 @@
+"""``loop-runtime start``: the embedded always-on process (one asyncio loop, SQLite store).
+
+Every enabled loop of the project ticks on its cadence through the same ``LoopRunner``
+the CLI's ``run`` uses; the scheduler adds timing (cadence + jitter, no overlap,
+runs/day, restart without burst) and SIGTERM/SIGINT handling. A tick failing never
+stops the daemon: it is logged, notified, and the loop ticks again at its next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError, LeaseHeld, LoopError
+from .runtime import Project
+
+GRACE_S = 30.0
+
+
+def _logger(fmt: str) -> Any:
+    def log(kind: str, fields: Mapping[str, Any]) -> None:
+        if fmt == "none":
+            return
+        if fmt == "json":
+            print(json.dumps({"event": kind, **{k: str(v) for k, v in fields.items()}}), file=sys.stderr, flush=True)
+        else:
+            extras = " ".join(f"{k}={v}" for k, v in fields.items())
+            print(f"{kind} {extras}".rstrip(), file=sys.stderr, flush=True)
+
+    return log
+
+
+async def serve_forever(project: Project, patterns: list[str], *, backend: str | None = None,
+                        scenario: str | None = None, log_format: str = "plain", dashboard_port: int | None = None,
+                        clock: Any = None) -> None:
+    from .adapters.clock import SystemClock
+    from .adapters.sqlite_store import RunStore
+    from .core.schedule import LoopSchedule
+    from .runner import LoopRunner, RunOptions
+    from .scheduler import Scheduler, install_signal_handlers
+
+    ids = patterns or project.enabled_patterns()
+    if not ids:
+        raise ConfigError("LOOP.md", "Active Loops", None, message="no loops enabled: name patterns on the command "
+                          "line, or list them in LOOP.md (## Active Loops) or loop-runtime.toml ([patterns.<id>])")
+    clock = clock or SystemClock()
+    store = RunStore.open(project.root)
+    log = _logger(log_format)
+    notifier = None
+    if project.config.notify:
+        from .adapters.notify import AppriseNotifier
+
+        url = f"http://127.0.0.1:{dashboard_port}/" if dashboard_port else None
+        notifier = AppriseNotifier(tuple(project.config.notify), dashboard_url=url,
+                                   log=lambda m: log("notify.error", {"error": m}))
+    runners: dict[str, LoopRunner] = {}
+    specs = []
+    for pid in ids:
+        plan = project.plan(pid)
+        opts = RunOptions(backend=backend, scenario=scenario, clock=clock, notifier=notifier,
+                          on_event=lambda k, p: log(k, p) if k == "tick.end" else None)
+        runners[pid] = LoopRunner(project, plan, opts, store=store)
+        specs.append(LoopSchedule.for_interval(pid, plan.interval_s, plan.max_runs_per_day))
+
+    async def run_tick(pid: str) -> None:
+        try:
+            result = await runners[pid].tick()
+            log("tick", {"pattern": pid, "outcome": result.outcome, "tokens": result.tokens})
+        except LeaseHeld as e:
+            log("skip.lease", {"pattern": pid, "detail": str(e)})
+        except LoopError as e:
+            log("tick.error", {"pattern": pid, "error": str(e)})
+            if notifier is not None:
+                from .ports import Notification
+
+                notifier.notify(Notification("daemon-error", f"{pid}: tick failed", str(e)[:300], pattern=pid))
+
+    scheduler = Scheduler(specs, run_tick, store=store, clock=clock, on_log=log)
+    loop = asyncio.get_running_loop()
+    remove = install_signal_handlers(scheduler, loop, GRACE_S)
+    server_task = None
+    if dashboard_port:
+        from .dashboard.server import make_server
+
+        server, token = make_server(project, host="127.0.0.1", port=dashboard_port, token=None)
+        print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
+        server_task = asyncio.ensure_future(server.serve())
+    log("daemon.start", {"loops": ",".join(ids)})
+    try:
+        await scheduler.run()
+        await scheduler.shutdown(GRACE_S)
+    finally:
+        remove()
+        if server_task is not None:
+            server.should_exit = True
+            await asyncio.wait([server_task], timeout=5)
+        store.close()
+        log("daemon.stop", {})
+
+
+def run_daemon(project: Project, patterns: list[str], *, dashboard: bool, port: int, backend: str | None,
+               scenario: str | None, log_format: str) -> int:
+    fmt = "plain" if log_format == "auto" else log_format
+    asyncio.run(serve_forever(project, patterns, backend=backend, scenario=scenario, log_format=fmt,
+                              dashboard_port=port if dashboard else None))
+    return 0

@@ -1,0 +1,309 @@
+"""What each dashboard page shows, as plain data for the templates (no HTTP here).
+
+Every string that came from a file, the store or an agent is redacted here, before a
+template sees it, and templates autoescape it: an agent's text can neither leak a
+secret nor inject markup. Markdown (the state file) is rendered by a deliberately tiny
+renderer that escapes first and only then adds a handful of tags.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..core.redact import redact
+from ..formats.runlog import parse_run_log
+from ..runtime import Project
+
+__all__ = [
+    "DiffFile",
+    "diff_files",
+    "escalation_view",
+    "fmt_ts",
+    "loop_view",
+    "render_markdown",
+    "safe",
+    "tick_rows",
+    "transcript_path",
+]
+
+TRANSCRIPTS = Path(".loop-runtime") / "transcripts"
+MAX_TEXT = 20_000
+TICKS_SHOWN = 30
+
+
+def safe(text: Any, secrets: Sequence[str] = (), limit: int = MAX_TEXT) -> str:
+    """Redacted, length-capped text (escaping is the template's job)."""
+    s = "" if text is None else str(text)
+    if len(s) > limit:
+        s = s[:limit] + f"\n… ({len(s) - limit:,} more characters)"
+    return redact(s, extra_secrets=secrets)
+
+
+def fmt_ts(dt: datetime | None) -> str:
+    return "" if dt is None else dt.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _duration(start: datetime, end: datetime | None, now: datetime) -> str:
+    secs = int(((end or now) - start).total_seconds())
+    return f"{secs}s" if secs < 120 else f"{secs // 60}m {secs % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------- ticks
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    at: str
+    name: str
+    detail: str
+
+
+def _role_tokens(phases: Iterable[Any]) -> dict[str, int]:
+    """Tokens per role (triage, implementer, verifier) from the tick's agent journal entries."""
+    out: dict[str, int] = {}
+    for p in phases:
+        if not p.phase.startswith("agent:"):
+            continue
+        usage = p.data.get("usage") or {}
+        total = sum(int(usage.get(k) or 0) for k in ("input", "output", "cache_write", "cache_read"))
+        role = p.phase.removeprefix("agent:").split(":", 1)[0]
+        out[role] = out.get(role, 0) + total
+    return out
+
+
+def _detail(data: Mapping[str, Any], secrets: Sequence[str]) -> str:
+    small = {k: v for k, v in data.items() if k not in ("text", "output", "system", "prompt")}
+    text = json.dumps(small, ensure_ascii=False, default=str, sort_keys=True)
+    return safe(text, secrets, 400)
+
+
+def tick_rows(project: Project, store: Any, pattern: str, now: datetime, secrets: Sequence[str]) -> list[dict[str, Any]]:
+    """The loop page's timeline: newest tick first, with phases, tokens per role, verdict, outcome."""
+    if store is None:
+        return []
+    rows = []
+    for t in store.recent_ticks(pattern, TICKS_SHOWN):
+        phases = store.phases(t.tick_id)
+        verdicts = [p.data.get("verdict") for p in phases if p.phase == "verdict"]
+        rows.append({
+            "id": t.tick_id,
+            "runId": t.run_id,
+            "started": fmt_ts(t.started_at),
+            "duration": _duration(t.started_at, t.finished_at, now),
+            "status": t.status,
+            "outcome": t.outcome or ("running" if t.status == "running" else ""),
+            "level": t.level,
+            "effective": t.summary.get("effectiveLevel") or t.level,
+            "backend": t.backend,
+            "tokens": t.tokens if t.finished_at else sum(_role_tokens(phases).values()),
+            "roles": _role_tokens(phases),
+            "phases": [p.phase.removeprefix("phase:") for p in phases if p.phase.startswith("phase:")],
+            "verdict": t.summary.get("verdict") or (verdicts[-1] if verdicts else None),
+            "note": safe(t.summary.get("note") or t.summary.get("error") or "", secrets, 300),
+            "escalation": t.summary.get("escalationId"),
+            "journal": [JournalLine(fmt_ts(p.at), p.phase, _detail(p.data, secrets)) for p in phases],
+            "transcripts": transcripts(project, t.tick_id),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------- transcripts
+
+
+def transcripts(project: Project, tick_id: str) -> list[str]:
+    """File names of a tick's saved transcripts (only regular files directly in its folder)."""
+    folder = transcript_path(project, tick_id, None)
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
+
+
+def transcript_path(project: Project, tick_id: str, name: str | None) -> Path | None:
+    """The transcript folder (or a file in it) — None for any name that could escape it."""
+    if not _SAFE_NAME.match(tick_id) or (name is not None and (not _SAFE_NAME.match(name) or ".." in name)):
+        return None
+    base = (project.root / TRANSCRIPTS).resolve()
+    path = base / tick_id if name is None else base / tick_id / name
+    if path.is_symlink():
+        return None
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return None
+    return resolved if resolved.is_relative_to(base) else None
+
+
+# ---------------------------------------------------------------------------- loop page
+
+
+def loop_view(project: Project, store: Any, loop: Mapping[str, Any], now: datetime,
+              secrets: Sequence[str]) -> dict[str, Any]:
+    """Everything the loop page shows besides the status row: ticks, state file, run log."""
+    pattern = loop["pattern"]
+    state_text = project.read(loop["stateFile"]) or ""
+    log = parse_run_log(project.read("loop-run-log.md") or "")
+    entries = [e for e in log.entries if e.pattern == pattern][-50:]
+    runs = [{
+        "runId": safe(e.run_id, secrets, 40), "outcome": safe(e.outcome, secrets, 40), "tokens": e.tokens_estimate,
+        "items": e.items_found, "actions": e.actions_taken, "escalations": e.escalations,
+        "duration": e.duration_s, "level": safe(e.extras.get("level", ""), secrets, 10),
+        "note": safe(e.extras.get("note") or e.extras.get("reason") or e.extras.get("branch") or "", secrets, 160),
+    } for e in reversed(entries)]
+    return {
+        "ticks": tick_rows(project, store, pattern, now, secrets),
+        "stateHtml": render_markdown(safe(state_text, secrets)),
+        "stateFile": loop["stateFile"],
+        "runs": runs,
+    }
+
+
+# ---------------------------------------------------------------------------- escalations
+
+
+@dataclass(frozen=True)
+class DiffFile:
+    name: str
+    lines: tuple[tuple[str, str], ...]  # (css class, text)
+    added: int
+    removed: int
+
+
+def diff_files(patch: str) -> list[DiffFile]:
+    """Split a unified diff into files of classified lines (header, hunk, add, del, ctx)."""
+    files: list[DiffFile] = []
+    name, lines, added, removed = "", [], 0, 0
+
+    def flush() -> None:
+        if lines:
+            files.append(DiffFile(name or "(patch)", tuple(lines), added, removed))
+
+    for raw in patch.splitlines():
+        if raw.startswith("diff --git "):
+            flush()
+            parts = raw.split(" b/", 1)
+            name, lines, added, removed = (parts[1] if len(parts) == 2 else raw[11:]), [], 0, 0
+            lines.append(("hdr", raw))
+        elif raw.startswith(("+++ ", "--- ", "index ", "new file", "deleted file", "similarity", "rename ",
+                             "old mode", "new mode", "Binary files")):
+            if raw.startswith("+++ ") and not name:
+                name = raw[4:].removeprefix("b/")
+            lines.append(("hdr", raw))
+        elif raw.startswith("@@"):
+            lines.append(("hunk", raw))
+        elif raw.startswith("+"):
+            lines.append(("add", raw))
+            added += 1
+        elif raw.startswith("-"):
+            lines.append(("del", raw))
+            removed += 1
+        else:
+            lines.append(("ctx", raw))
+    flush()
+    return files
+
+
+def _last(phases: Sequence[Any], name: str) -> Mapping[str, Any] | None:
+    found = [p.data for p in phases if p.phase == name]
+    return found[-1] if found else None
+
+
+def escalation_view(project: Project, store: Any, esc: Any, secrets: Sequence[str]) -> dict[str, Any]:
+    """The held diff, the verifier's verdict and reasons, the test output, and the decision so far."""
+    phases = store.phases(esc.tick_id)
+    verdict = _last(phases, "verdict") or {}
+    tests = _last(phases, "tests")
+    ctx = esc.context
+    reasons = [safe(r, secrets, 500) for r in verdict.get("reasons") or []]
+    if not reasons and ctx.get("detail"):
+        reasons = [safe(ctx.get("detail"), secrets, 1000)]
+    level = str(ctx.get("level") or project.plan(esc.pattern).level) if _known(project, esc.pattern) else "L2"
+    return {
+        "id": esc.id, "pattern": esc.pattern, "item": safe(esc.item_id, secrets, 80),
+        "title": safe(esc.title, secrets, 300), "status": esc.status, "created": fmt_ts(esc.created_at),
+        "reason": safe(ctx.get("reason") or "", secrets, 200), "branch": safe(ctx.get("branch") or "", secrets, 200),
+        "attempts": ctx.get("attempts"), "level": level, "canMerge": level == "L3",
+        "verdict": verdict.get("verdict") or ctx.get("verdict"), "reasons": reasons,
+        "lastError": safe(ctx.get("lastError") or "", secrets, 2000),
+        "tests": None if tests is None else {
+            "command": safe(tests.get("command") or "(none found)", secrets, 300), "passed": bool(tests.get("passed")),
+            "exitCode": tests.get("exit_code"), "output": safe(tests.get("output") or "", secrets)},
+        "diff": diff_files(safe(esc.diff, secrets, 400_000)),
+        "diffEmpty": not esc.diff.strip(),
+        "decidedBy": safe(esc.decided_by or "", secrets, 100), "decidedAt": fmt_ts(esc.decided_at),
+        "decision": safe(esc.reason or "", secrets, 500),
+        "result": {k: safe(v, secrets, 200) for k, v in (esc.result or {}).items() if k in ("branch", "commit", "merge")},
+        "tickId": esc.tick_id,
+    }
+
+
+def _known(project: Project, pattern: str) -> bool:
+    return any(p.id == pattern for p in project.registry.patterns)
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+_INLINE = (
+    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
+    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
+)
+
+
+def _inline(escaped: str) -> str:
+    for rx, repl in _INLINE:
+        escaped = rx.sub(repl, escaped)
+    return escaped
+
+
+def render_markdown(text: str) -> str:
+    """A safe subset of Markdown (headings, lists, checkboxes, code, bold) as HTML.
+
+    The whole text is HTML-escaped first, so the only tags in the output are the ones
+    added here; links and raw HTML stay visible as text, never live.
+    """
+    out: list[str] = []
+    in_list = in_code = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            if in_list:
+                out.append("</ul>")
+                in_list = False
+            out.append("</pre>" if in_code else '<pre class="md-code">')
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line) + "\n")
+            continue
+        esc = html.escape(line)
+        m = re.match(r"^\s*[-*+]\s+(?:\[([ xX])\]\s+)?(.*)$", line)
+        if m:
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            box = "" if m.group(1) is None else ("☑ " if m.group(1).lower() == "x" else "☐ ")
+            out.append(f"<li>{box}{_inline(html.escape(m.group(2)))}</li>")
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        h = re.match(r"^(#{1,6})\s+(.*)$", line)
+        if h:
+            level = min(len(h.group(1)) + 1, 6)
+            out.append(f"<h{level}>{_inline(html.escape(h.group(2)))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(esc)}</p>")
+    if in_list:
+        out.append("</ul>")
+    if in_code:
+        out.append("</pre>")
+    return "\n".join(out)

@@ -1,0 +1,246 @@
+"""Optional ``loop-runtime.toml`` at the project root, plus environment overrides.
+
+The ecosystem files (registry, LOOP.md, loop-budget.md) are enough to run a loop;
+this file only holds what they cannot say: which agent backend runs it, the test
+command, notifier URLs and so on. It is never required. Precedence, lowest first:
+built-in defaults < ``loop-runtime.toml`` < environment variables < CLI flags (the
+flags are applied by the CLI, not here).
+
+File format (every key optional; unknown keys are an error naming the valid ones)::
+
+    backend = "claude"            # mock | claude | codex | openai   (default "mock")
+    model = "claude-sonnet-4-5"   # backend model name (default: the backend's own)
+    test_command = "pytest -q"    # run in the worktree to verify a fix
+    test_timeout_s = 600          # seconds (default 600)
+    max_attempts = 3              # fix attempts per item before escalating (default 3)
+    global_daily_cap = 2000000    # tokens/day across all loops (default: none)
+    notify = ["mailto://ops@example.com", "slack://T/B/C"]   # apprise URLs
+    dashboard_token = "..."       # bearer token for the dashboard (prefer the env var)
+    discovery = ["gh issue list --json number,title"]         # commands whose output feeds triage
+    openai_base_url = "http://localhost:8000/v1"              # for backend = "openai"
+    agent_timeout_s = 900         # seconds per agent call (default 900)
+    max_turns = 30                # agent turns per call (default 30)
+
+    [patterns.daily-triage]       # per pattern id; every key optional
+    level = "L1"                  # L0 | L1 | L2 | L3
+    cadence = "1d"                # registry cadence syntax: 5m, 6h, 1d, 6h-1d
+    backend = "codex"
+    model = "gpt-5-codex"
+    early_exit = true
+    discovery = ["gh pr list --json number,title"]
+    enabled = true                # false: the scheduler skips this loop
+    daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
+
+Environment variables (a non-empty value overrides the file):
+``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
+``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN`` and
+``LOOP_RUNTIME_NOTIFY`` (comma-separated URLs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+
+FILE_NAME = "loop-runtime.toml"
+BACKENDS = ("mock", "claude", "codex", "openai")
+LEVELS = ("L0", "L1", "L2", "L3")
+CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
+PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+ENV_FILE = "environment"
+
+
+@dataclass(frozen=True)
+class PatternConfig:
+    level: str | None = None
+    cadence: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    early_exit: bool | None = None
+    discovery: tuple[str, ...] = ()
+    enabled: bool = True
+    daily_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    backend: str = "mock"
+    model: str | None = None
+    test_command: str | None = None
+    test_timeout_s: float = 600.0
+    max_attempts: int = 3
+    global_daily_cap: int | None = None
+    notify: tuple[str, ...] = ()
+    dashboard_token: str | None = field(default=None, repr=False)  # a secret: kept out of logs
+    discovery: tuple[str, ...] = ()
+    openai_base_url: str | None = None
+    agent_timeout_s: float = 900.0
+    max_turns: int = 30
+    patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def for_pattern(self, pattern_id: str) -> PatternConfig:
+        """The ``[patterns.<id>]`` table, or all defaults when the file has none."""
+        return self.patterns.get(pattern_id, PatternConfig())
+
+
+def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
+    """Validate ``loop-runtime.toml`` text; every problem is one ``ConfigError`` line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
+    values = _check_table(data, _TOP, "", file)
+    patterns_raw = data.get("patterns", {})
+    if not isinstance(patterns_raw, dict):
+        raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
+    patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
+    return ProjectConfig(**values, patterns=MappingProxyType(patterns))
+
+
+def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> ProjectConfig:
+    """``<root>/loop-runtime.toml`` when present (else defaults), then environment overrides."""
+    path = Path(root) / FILE_NAME
+    config = ProjectConfig()
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
+        config = parse_project_config(text, file=str(path))
+    return apply_env(config, env)
+
+
+def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
+    """Environment variables over the file; empty values count as unset."""
+    changes: dict[str, Any] = {}
+    for var, name in _ENV.items():
+        value = (env.get(var) or "").strip()
+        if not value:
+            continue
+        if name == "backend" and value not in BACKENDS:
+            raise ConfigError(ENV_FILE, var, value, valid=BACKENDS)
+        changes[name] = tuple(u.strip() for u in value.split(",") if u.strip()) if name == "notify" else value
+    return replace(config, **changes) if changes else config
+
+
+_ENV = {
+    "LOOP_RUNTIME_BACKEND": "backend",
+    "LOOP_RUNTIME_MODEL": "model",
+    "LOOP_RUNTIME_TEST_COMMAND": "test_command",
+    "LOOP_RUNTIME_OPENAI_BASE_URL": "openai_base_url",
+    "LOOP_RUNTIME_DASHBOARD_TOKEN": "dashboard_token",
+    "LOOP_RUNTIME_NOTIFY": "notify",
+}
+
+# ── validation ────────────────────────────────────────────────────────────
+Check = Callable[[object], Any]  # returns the converted value or raises ValueError
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value
+
+
+def _choice(valid: tuple[str, ...]) -> Check:
+    def check(value: object) -> str:
+        if value not in valid:
+            raise ValueError
+        return str(value)
+
+    check.valid = valid  # type: ignore[attr-defined]
+    return check
+
+
+def _cadence(value: object) -> str:
+    if not isinstance(value, str) or not CADENCE_RE.fullmatch(value):
+        raise ValueError
+    return value
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError
+    return value
+
+
+def _positive_number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError
+    return float(value)
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError
+    return tuple(value)
+
+
+_TOP: dict[str, Check] = {
+    "backend": _choice(BACKENDS),
+    "model": _text,
+    "test_command": _text,
+    "test_timeout_s": _positive_number,
+    "max_attempts": _positive_int,
+    "global_daily_cap": _positive_int,
+    "notify": _strings,
+    "dashboard_token": _text,
+    "discovery": _strings,
+    "openai_base_url": _text,
+    "agent_timeout_s": _positive_number,
+    "max_turns": _positive_int,
+}
+_PATTERN: dict[str, Check] = {
+    "level": _choice(LEVELS),
+    "cadence": _cadence,
+    "backend": _choice(BACKENDS),
+    "model": _text,
+    "early_exit": _boolean,
+    "discovery": _strings,
+    "enabled": _boolean,
+    "daily_cap": _positive_int,
+}
+
+
+def _check_table(data: Mapping[str, Any], checks: Mapping[str, Check], prefix: str, file: str,
+                 extra: tuple[str, ...] = ("patterns",)) -> dict[str, Any]:
+    valid = sorted((*checks, *extra))
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key in extra:
+            continue
+        if key not in checks:
+            raise ConfigError(file, name, key, valid=valid, message=f"unknown key {name!r} (valid: {', '.join(valid)})")
+        try:
+            out[key] = checks[key](value)
+        except ValueError:
+            raise ConfigError(file, name, value, valid=getattr(checks[key], "valid", None)) from None
+    return out
+
+
+def _pattern(pattern_id: str, raw: object, file: str) -> PatternConfig:
+    prefix = f"patterns.{pattern_id}"
+    if not PATTERN_ID_RE.fullmatch(pattern_id):
+        raise ConfigError(file, "patterns", pattern_id, message=f"pattern id invalid: {pattern_id!r}")
+    if not isinstance(raw, dict):
+        raise ConfigError(file, prefix, raw, message=f"{prefix} must be a table")
+    return PatternConfig(**_check_table(raw, _PATTERN, prefix + ".", file, extra=()))

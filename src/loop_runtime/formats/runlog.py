@@ -1,0 +1,292 @@
+"""Read and append ``loop-run-log.md``, the ecosystem's one-JSON-object-per-line run history (R22, R23).
+
+Appending reproduces ``scripts/append-run-log.mjs`` byte for byte: the text up to and
+including the marker, a blank line, the kept entry lines joined by ``\\n``, a final
+``\\n``; kept lines are the trimmed originals, never re-serialised. One deliberate
+difference: an entry whose ``run_id`` is not a date is kept instead of dropped
+(upstream issue #610), so hand-written ids survive.
+
+Reading is tolerant: a Markdown-table log (the quant starter), a missing marker or
+malformed lines never raise; they just contribute no token data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+
+MARKER = "<!-- Loop appends below this line -->"
+MAX_AGE = timedelta(days=30)
+OUTCOMES = ("report-only", "fix-proposed", "escalated", "no-op")
+CANONICAL_FIELDS = (
+    "run_id", "pattern", "duration_s", "items_found", "actions_taken", "escalations", "tokens_estimate", "outcome",
+)
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.IGNORECASE,
+)
+# JavaScript's String.prototype.trim() set (Python's str.strip() also strips \x1c-\x1f and \x85).
+_JS_SPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+TEMPLATE = """# Loop Run Log — {project}
+
+Append one entry per run. Prune entries older than 30 days.
+
+## Format
+
+```json
+{{
+  "run_id": "2026-06-09T08:15:00Z",
+  "pattern": "daily-triage",
+  "duration_s": 45,
+  "items_found": 4,
+  "actions_taken": 1,
+  "escalations": 0,
+  "tokens_estimate": 52000,
+  "outcome": "report-only | fix-proposed | escalated | no-op"
+}}
+```
+
+## Recent Runs
+
+""" + MARKER
+
+
+@dataclass(frozen=True)
+class RunLogEntry:
+    """One run, as one compact JSON line; ``extras`` keeps fields other tools add."""
+
+    run_id: str
+    pattern: str
+    duration_s: float | int
+    items_found: int
+    actions_taken: int
+    escalations: int
+    tokens_estimate: int
+    outcome: str
+    extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def to_json(self) -> str:
+        """Compact JSON, the 8 canonical fields first in their order, extras after (like JSON.stringify)."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "pattern": self.pattern,
+            "duration_s": _js_number(self.duration_s),
+            "items_found": int(self.items_found),
+            "actions_taken": int(self.actions_taken),
+            "escalations": int(self.escalations),
+            "tokens_estimate": int(self.tokens_estimate),
+            "outcome": self.outcome,
+        }
+        for key, value in self.extras.items():
+            if key not in data:
+                data[key] = _js_value(value)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunLogEntry:
+        """Tolerant read: any outcome is accepted, a missing or non-numeric count is 0."""
+        if not isinstance(d, Mapping):
+            raise ConfigError("loop-run-log.md", "entry", d, message="run-log entry must be a JSON object")
+        extras = {str(k): v for k, v in d.items() if k not in CANONICAL_FIELDS}
+        return cls(
+            run_id=_text(d.get("run_id")),
+            pattern=_text(d.get("pattern")),
+            duration_s=_number(d.get("duration_s")),
+            items_found=int(_number(d.get("items_found"))),
+            actions_taken=int(_number(d.get("actions_taken"))),
+            escalations=int(_number(d.get("escalations"))),
+            tokens_estimate=int(_number(d.get("tokens_estimate"))),
+            outcome=_text(d.get("outcome")),
+            extras=MappingProxyType(extras),
+        )
+
+
+@dataclass(frozen=True)
+class RunLog:
+    entries: tuple[RunLogEntry, ...]
+    has_marker: bool
+    format: str  # "json" | "table" | "none"
+    skipped_lines: int
+
+
+def parse_run_log(text: str) -> RunLog:
+    """Entries of a run log; never raises (a table log gives format "table" and no entries)."""
+    has_marker = MARKER in text
+    if has_marker:
+        candidates = text[text.index(MARKER) + len(MARKER):].split("\n")
+    else:
+        candidates = _outside_fences(text.split("\n"))
+    entries: list[RunLogEntry] = []
+    skipped = 0
+    for line in candidates:
+        trimmed = line.strip(_JS_SPACE)
+        if not trimmed or (not has_marker and not trimmed.startswith("{")):
+            continue
+        obj = _load_object(trimmed)
+        if obj is None:
+            skipped += 1
+        else:
+            entries.append(RunLogEntry.from_dict(obj))
+    if entries or has_marker:
+        kind = "json"
+    elif any(_TABLE_ROW.match(line) for line in text.split("\n")):
+        kind = "table"
+    else:
+        kind = "none"
+    return RunLog(entries=tuple(entries), has_marker=has_marker, format=kind, skipped_lines=skipped)
+
+
+def append_entry(
+    text: str | None, entry: RunLogEntry, *, now: datetime, project: str = "project", file: str = "loop-run-log.md"
+) -> str:
+    """The whole new log text with ``entry`` appended and entries older than 30 days pruned.
+
+    ``text`` None means the log does not exist yet: the ecosystem template is created.
+    An existing log without the marker is a human's file in another shape; it is
+    refused (``ConfigError``) rather than rewritten.
+    """
+    if entry.outcome not in OUTCOMES:
+        raise ValueError(f"run-log outcome must be one of {', '.join(OUTCOMES)}: {entry.outcome!r}")
+    if text is None:
+        text = TEMPLATE.format(project=" ".join(project.split()) or "project")
+    at = text.find(MARKER)
+    if at == -1:
+        raise ConfigError(file, "marker", MARKER, message=f"marker line {MARKER!r} not found; add it under '## Recent Runs'")
+    before, after = text[:at + len(MARKER)], text[at + len(MARKER):]
+    current = _utc(now)
+    kept = []
+    for line in after.split("\n"):
+        trimmed = line.strip(_JS_SPACE)
+        if not trimmed.startswith("{"):
+            continue
+        obj = _load_object(trimmed)
+        if obj is None:
+            continue  # malformed lines are dropped, as upstream does
+        when = parse_run_time(obj.get("run_id"))
+        if when is None or current - when <= MAX_AGE:
+            kept.append(trimmed)
+    kept.append(entry.to_json())
+    return f"{before}\n\n" + "\n".join(kept) + "\n"
+
+
+def parse_run_time(run_id: object) -> datetime | None:
+    """The UTC time an ISO-8601 ``run_id`` denotes, or None when it is not a date.
+
+    Date-only and offset-less forms are taken as UTC (runs are logged in UTC).
+    """
+    if not isinstance(run_id, str):
+        return None
+    match = _ISO.match(run_id.strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        when = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro)
+        return when.replace(tzinfo=_zone(zone)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def tokens_on_day(log: RunLog, pattern: str, day: date) -> int:
+    """Tokens the log records for ``pattern`` on UTC ``day`` (the budget's "spent today")."""
+    return sum(e.tokens_estimate for e in _on_day(log, pattern, day))
+
+
+def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
+    return sum(1 for _ in _on_day(log, pattern, day))
+
+
+def _on_day(log: RunLog, pattern: str, day: date) -> list[RunLogEntry]:
+    out = []
+    for entry in log.entries:
+        when = parse_run_time(entry.run_id)
+        if entry.pattern == pattern and when is not None and when.date() == day:
+            out.append(entry)
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # JSON.parse rejects NaN/Infinity; so do we
+
+
+def _load_object(line: str) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _outside_fences(lines: list[str]) -> list[str]:
+    out, fenced = [], False
+    for line in lines:
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            out.append(line)
+    return out
+
+
+def _zone(zone: str | None) -> timezone:
+    if not zone or zone.upper() == "Z":
+        return timezone.utc
+    sign = -1 if zone[0] == "-" else 1
+    digits = zone[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _number(value: object) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return value
+
+
+def _js_value(value: Any) -> Any:
+    """Extras as JSON.stringify would write them: non-finite numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _js_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_js_value(v) for v in value]
+    return value
+
+
+def _js_number(value: float | int) -> float | int:
+    """What JSON.stringify would print: integral floats without ``.0``, non-finite as 0."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return 0
+        if value.is_integer():
+            return int(value)
+    return value

@@ -1,0 +1,367 @@
+"""Runs ticks of one loop for real or as a dry run: adapters, lease, recovery, budget, journal.
+
+The engine (``core``) decides; this module wires the real adapters around it:
+the file state writer with the level's write allowlist, git worktrees, the test runner,
+the outside-change guard, the SQLite store as journal and budget ledger (shared by
+every process of the project), the kill switch polled while an agent runs, and the
+lease that keeps two processes from ticking the same pattern at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from .core import killswitch
+from .core.budget import BudgetBreaker, utc_day
+from .core.engine import LoopEngine, TickDeps, new_run_id
+from .core.plan import Plan
+from .core.result import TickResult
+from .errors import ConfigError, LeaseHeld
+from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation, TestRun
+from .runtime import Project, gate_policy, owner_id
+
+LEASE_TTL_S = 120.0
+BACKENDS = ("mock", "claude", "codex", "openai")
+
+
+# ---------------------------------------------------------------------------- store-backed ports
+
+
+class StoreBudget:
+    """``ports.BudgetLedger`` over the SQLite store: every process of the project shares one ledger."""
+
+    def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str) -> None:
+        self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id
+
+    def status(self, now: datetime) -> BudgetStatus:
+        day = utc_day(now)
+        cap = None if self.cap is None else self.cap + self.store.topups(self.pattern, day)
+        spent = self.store.spent(self.pattern, day) + self.store.external_spent(self.pattern, day)
+        return BudgetStatus(str(day), cap, spent, self.store.reserved(self.pattern, day))
+
+    def reserve(self, amount: int, now: datetime) -> Reservation | None:
+        cap = self.cap if self.cap is not None else 10**15
+        r = self.store.reserve(pattern=self.pattern, day=utc_day(now), amount=amount, cap=cap,
+                               tick_id=self.tick_id, now=now)
+        return None if r is None else Reservation(r.id, r.amount)
+
+    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
+        self.store.settle(reservation.id, actual, now)
+
+
+class StoreJournal:
+    """``ports.TickJournal`` over the SQLite store."""
+
+    def __init__(self, store: Any, owner: str) -> None:
+        self.store, self.owner = store, owner
+
+    def begin(self, *, tick_id: str, run_id: str, pattern: str, level: str, backend: str, at: datetime) -> None:
+        self.store.begin_tick(tick_id=tick_id, run_id=run_id, pattern=pattern, level=level, backend=backend,
+                              started_at=at, owner=self.owner)
+
+    def record(self, tick_id: str, phase: str, data: Mapping[str, Any], at: datetime) -> None:
+        self.store.record_phase(tick_id, phase, data, at)
+
+    def finish(self, tick_id: str, *, status: str, outcome: str, tokens: int, summary: Mapping[str, Any],
+               at: datetime) -> None:
+        self.store.finish_tick(tick_id, outcome=outcome, tokens=tokens, summary=summary, finished_at=at)
+        self.store.set_tick_status(tick_id, status)
+
+    def escalate(self, *, tick_id: str, run_id: str, pattern: str, item_id: str, title: str, diff: str,
+                 context: Mapping[str, Any], at: datetime) -> str:
+        return str(self.store.add_escalation(pattern=pattern, tick_id=tick_id, run_id=run_id, item_id=item_id,
+                                             title=title, diff=diff, context=context, created_at=at))
+
+    def event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
+              tick_id: str | None = None) -> None:
+        self.store.add_event(kind, payload, at, pattern=pattern, tick_id=tick_id)
+
+
+class ProjectTests:
+    """``ports.TestRunner``: the project's test command (loop-runtime.toml, else detected) in a worktree."""
+
+    def __init__(self, command: str | None, timeout_s: float, env: Mapping[str, str], secrets: list[str]) -> None:
+        self.command, self.timeout_s, self.env, self.secrets = command, timeout_s, env, secrets
+
+    def run(self, worktree: str) -> TestRun:
+        from .adapters.test_runner import detect_test_command, run_tests
+
+        command = self.command or detect_test_command(Path(worktree))
+        return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env, secrets=self.secrets)
+
+
+class RepoGuard:
+    """``ports.OutsideGuard`` over the user's checkout and the repository's refs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def snapshot(self) -> Any:
+        from .adapters.guard import snapshot
+
+        return snapshot(self.root)
+
+    def changes(self, before: Any) -> tuple[str, ...]:
+        from .adapters.guard import compare, snapshot
+
+        return tuple(compare(before, snapshot(self.root)))
+
+    def restore(self, before: Any) -> tuple[str, ...]:
+        from .adapters.guard import restore, snapshot
+
+        return tuple(restore(self.root, before, snapshot(self.root)))
+
+
+# ---------------------------------------------------------------------------- options
+
+
+@dataclass
+class RunOptions:
+    level: str | None = None
+    backend: str | None = None
+    dry_run: bool = False
+    scenario: str | None = None
+    model: str | None = None
+    clock: Clock | None = None
+    on_event: EventSink | None = None
+    notifier: Notifier | None = None
+    replay: Mapping[str, Mapping[str, Any]] | None = None
+    run_id: str | None = None
+    extra_stop: Callable[[], str | None] | None = None
+
+
+def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
+    name = opts.backend or project.config.for_pattern(plan.pattern_id).backend or project.config.backend or "mock"
+    if name not in BACKENDS:
+        raise ConfigError("--backend", "backend", name, valid=BACKENDS)
+    return name
+
+
+def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None) -> Any:
+    if name == "mock":
+        from .adapters.mock import MockBackend, load_scenario
+
+        return MockBackend(load_scenario(opts.scenario), memory=memory, root=str(project.root))
+    from .adapters.agents import make_backend as real_backend
+
+    cfg = project.config
+    model = opts.model or cfg.for_pattern(plan.pattern_id).model or cfg.model
+    return real_backend(name, model=model, base_url=cfg.openai_base_url)
+
+
+def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:
+    """Polled while an agent runs: the kill switch appearing stops it within one poll."""
+
+    def stop() -> str | None:
+        names = {plan.state_file, "STATE.md", "LOOP.md"}
+        texts = {n: project.read(n) for n in names}
+        files = {f for f in (killswitch.ALL, killswitch.pattern_switch(plan.pattern_id))
+                 if (project.root / f).exists()}
+        state = killswitch.evaluate(plan.pattern_id, state_file=plan.state_file, texts=texts, root_files=files)
+        return "kill" if state.engaged else None
+
+    return stop
+
+
+def runlog_spent(project: Project, pattern: str, day: date, exclude_run_ids: set[str] = frozenset()) -> int:  # type: ignore[assignment]
+    from .formats.runlog import parse_run_log
+
+    log = parse_run_log(project.read("loop-run-log.md") or "")
+    total = 0
+    for e in log.entries:
+        if e.pattern == pattern and e.run_id not in exclude_run_ids and e.run_id[:10] == str(day):
+            total += int(e.tokens_estimate or 0)
+    return total
+
+
+# ---------------------------------------------------------------------------- dry run
+
+
+async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1) -> list[TickResult]:
+    """Everything in memory: the real files are read, nothing is written to the project."""
+    from .adapters.mock import MemoryStateWriter, MemoryWorkspace
+    from .adapters.project import load_context
+    from .adapters.state_files import FileStateWriter
+
+    clock = opts.clock or _system_clock()
+    name = backend_name(project, plan, opts)
+    state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()))
+    ws = MemoryWorkspace()
+    level = opts.level or plan.level
+    if name != "mock" and level in ("L2", "L3"):
+        level = "L1"  # a real agent in a dry run may only read
+    backend = make_backend(name, project, plan, opts, memory=ws)
+    today = utc_day(clock.now())
+    budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
+    deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
+                    context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
+                    on_event=opts.on_event, env={})
+    engine = LoopEngine(plan, deps=deps)
+    return [await engine.tick(level=level) for _ in range(ticks)]
+
+
+def _system_clock() -> Clock:
+    from .adapters.clock import SystemClock
+
+    return SystemClock()
+
+
+# ---------------------------------------------------------------------------- real run
+
+
+class LoopRunner:
+    """Runs real ticks of one pattern in a project, holding the pattern's lease while it does."""
+
+    def __init__(self, project: Project, plan: Plan, opts: RunOptions, *, store: Any = None,
+                 owner: str | None = None) -> None:
+        self.project, self.plan, self.opts = project, plan, opts
+        self.clock = opts.clock or _system_clock()
+        self.owner = owner or owner_id()
+        if store is None:
+            from .adapters.sqlite_store import RunStore
+
+            store = RunStore.open(project.root)
+        self.store = store
+        self.backend_name = backend_name(project, plan, opts)
+
+    async def tick(self) -> TickResult:
+        pattern = self.plan.pattern_id
+        now = self.clock.now()
+        if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
+            holder = self.store.lease_holder(pattern, now)
+            raise LeaseHeld(f"pattern {pattern!r} is being ticked by another process ({holder}); try again later")
+        renew = asyncio.ensure_future(self._renew())
+        try:
+            from .recovery import recover
+
+            recover(self.project, self.store, pattern, self.clock.now())
+            deps = self._deps()
+            return await LoopEngine(self.plan, deps=deps).tick(level=self.opts.level or self.plan.level)
+        finally:
+            renew.cancel()
+            self.store.release_lease(pattern, self.owner)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL_S / 4)
+            self.store.renew_lease(self.plan.pattern_id, self.owner, LEASE_TTL_S, self.clock.now())
+
+    def _deps(self) -> TickDeps:
+        from .adapters.environment import scrubbed_env, secret_values
+        from .adapters.project import load_context
+        from .adapters.state_files import FileStateWriter, writable_for
+        project, plan, cfg = self.project, self.plan, self.project.config
+        level = self.opts.level or plan.level
+        now = self.clock.now()
+        tick_id = f"{plan.pattern_id}-{os.urandom(6).hex()}"
+        run_id = self.opts.run_id or new_run_id(now)
+        day = utc_day(now)
+        ours = self.store.tick_run_ids(plan.pattern_id, day)
+        self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
+        secrets = secret_values(project.root, os.environ)
+        env = scrubbed_env(os.environ)
+        workspace = None
+        if project.is_git and level in ("L2", "L3"):
+            from .adapters.git_workspace import GitWorkspace
+
+            workspace = GitWorkspace(project.root)
+        transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
+        stop = kill_stop(project, plan)
+        extra = self.opts.extra_stop
+
+        def stop_all() -> str | None:
+            return stop() or (extra() if extra is not None else None)
+
+        pcfg = cfg.for_pattern(plan.pattern_id)
+        probes = tuple(pcfg.discovery) or tuple(cfg.discovery)
+
+        def observe() -> str:
+            from .adapters.discovery import observe as run_probes
+
+            return run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+
+        def on_event(kind: str, payload: Mapping[str, Any]) -> None:
+            if self.opts.on_event is not None:
+                self.opts.on_event(kind, payload)
+
+        return TickDeps(
+            backend=make_backend(self.backend_name, project, plan, self.opts),
+            state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file)),
+            budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id),
+            clock=self.clock,
+            workspace=workspace,
+            tests=ProjectTests(cfg.test_command, cfg.test_timeout_s, env, secrets) if workspace else None,
+            guard=RepoGuard(project.root) if workspace else None,
+            journal=StoreJournal(self.store, self.owner),
+            notifier=self.opts.notifier,
+            context=load_context(project.root),
+            observe=observe,
+            gate_policy=gate_policy(project),
+            promotion_ready=_promotion_check(project),
+            env=env,
+            transcript_dir=str(transcripts),
+            stop=stop_all,
+            on_event=on_event,
+            root=str(project.root),
+            model=self.opts.model or pcfg.model or cfg.model,
+            max_turns=cfg.max_turns,
+            agent_timeout_s=cfg.agent_timeout_s,
+            replay=dict(self.opts.replay or {}),
+            tick_id=tick_id,
+            run_id=run_id,
+        )
+
+
+def _promotion_check(project: Project) -> Callable[[Any], bool] | None:
+    """L3 merges also need promotion to be merge-ready when ``promotion.yaml`` exists (R11).
+
+    Evidence comes from ``.loop-runtime/promotion-evidence.json`` (written by the team's CI
+    bridge); without evidence the check holds the merge.
+    """
+    if not (project.root / "promotion.yaml").exists():
+        return None
+
+    def ready(_diff: Any) -> bool:
+        from .core.promotion import promote
+        from .formats.promotion import parse_contract, parse_evidence
+
+        evidence = project.read(".loop-runtime/promotion-evidence.json")
+        if evidence is None:
+            return False
+        contract = parse_contract(project.read("promotion.yaml") or "", file="promotion.yaml")
+        decision = promote(contract, parse_evidence(evidence), gate_policy(project))
+        return bool(decision.allowed)
+
+    return ready
+
+
+async def resume_halted(project: Project, pattern: str, opts: RunOptions | None = None) -> TickResult | None:
+    """Resume the last budget-halted tick of ``pattern`` from its last completed phase.
+
+    Agent calls the halted tick completed are replayed from its journal (no backend
+    call, no tokens); its worktree is reused as it was left; the tick continues with
+    the first call that had not finished.
+    """
+    from .adapters.sqlite_store import RunStore
+
+    store = RunStore.open(project.root)
+    try:
+        halted = [t for t in store.recent_ticks(pattern, 50) if t.status == "resumable"]
+        if not halted:
+            return None
+        tick = halted[0]
+        replay = {p.phase.removeprefix("agent:"): p.data for p in store.phases(tick.tick_id)
+                  if p.phase.startswith("agent:") and p.data.get("status") == "ok"}
+        base = opts or RunOptions()
+        resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level})
+        store.set_tick_status(tick.tick_id, "resumed")
+        runner = LoopRunner(project, project.plan(pattern), resumed, store=store)
+        return await runner.tick()
+    finally:
+        store.close()

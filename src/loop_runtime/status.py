@@ -1,0 +1,115 @@
+"""``status``: every loop's level, cadence, next run, last outcome, spend, runs and escalations.
+
+One function builds the document that ``loop-runtime status --json`` prints and the
+dashboard renders, so both always agree. The JSON shape is stable (documented in the
+README): a top-level object with ``root``, ``registry``, ``killSwitch`` and ``loops``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .core import killswitch
+from .core.budget import assess, utc_day
+from .core.levels import lowest
+from .ports import BudgetStatus
+from .runtime import Project
+
+
+def loops_to_show(project: Project, store: Any) -> list[str]:
+    ids = project.enabled_patterns()
+    from .formats.runlog import parse_run_log
+
+    log = parse_run_log(project.read("loop-run-log.md") or "")
+    active = {e.pattern for e in log.entries}
+    if store is not None:
+        active |= {t.pattern for t in store.recent_ticks(None, 200)}
+    for p in project.registry.patterns:
+        if p.id not in ids and (p.id in active or (project.root / p.state).exists() and p.state != "STATE.md"):
+            ids.append(p.id)
+    if not ids:
+        ids = [p.id for p in project.registry.patterns if (project.root / p.state).exists()]
+    return ids or [p.id for p in project.registry.patterns]
+
+
+def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) -> dict[str, Any]:
+    from .formats.runlog import parse_run_log, runs_on_day, tokens_on_day
+
+    plan = project.plan(pattern_id)
+    day = utc_day(now)
+    log = parse_run_log(project.read("loop-run-log.md") or "")
+    texts = {n: project.read(n) for n in {plan.state_file, "STATE.md", "LOOP.md"}}
+    files = {f for f in (killswitch.ALL, killswitch.pattern_switch(pattern_id)) if (project.root / f).exists()}
+    ks = killswitch.evaluate(pattern_id, state_file=plan.state_file, texts=texts, root_files=files)
+    spent, reserved, topups, next_due, last, escalations, running = tokens_on_day(log, pattern_id, day), 0, 0, None, None, 0, None
+    if store is not None:
+        ours = store.tick_run_ids(pattern_id, day)
+        external = sum(int(e.tokens_estimate or 0) for e in log.entries
+                       if e.pattern == pattern_id and e.run_id[:10] == str(day) and e.run_id not in ours)
+        spent = store.spent(pattern_id, day) + external
+        reserved = store.reserved(pattern_id, day)
+        topups = store.topups(pattern_id, day)
+        nd = store.get_next_due(pattern_id)
+        next_due = nd.strftime("%Y-%m-%dT%H:%M:%SZ") if nd else None
+        lt = store.last_tick(pattern_id)
+        if lt is not None:
+            last = {"outcome": lt.outcome, "status": lt.status, "tokens": lt.tokens, "runId": lt.run_id,
+                    "at": (lt.finished_at or lt.started_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    if hasattr(lt.started_at, "strftime") else str(lt.finished_at or lt.started_at)}
+            if lt.status == "running":
+                phases = store.phases(lt.tick_id)
+                running = {"tick": lt.tick_id, "phase": phases[-1].phase if phases else "starting"}
+        escalations = len([e for e in store.list_escalations("open") if e.pattern == pattern_id])
+    if last is None:
+        mine = [e for e in log.entries if e.pattern == pattern_id]
+        if mine:
+            e = mine[-1]
+            last = {"outcome": e.outcome, "status": "logged", "tokens": e.tokens_estimate, "runId": e.run_id,
+                    "at": e.run_id}
+    cap = None if plan.daily_token_cap is None else plan.daily_token_cap + topups
+    budget = BudgetStatus(str(day), cap, spent, reserved)
+    verdict = assess(budget)
+    caps: list[tuple[str, str]] = []
+    if verdict.level_cap:
+        caps.append((verdict.level_cap, verdict.reason))
+    if plan.level in ("L2", "L3") and not project.is_git:
+        caps.append(("L1", "not a git repository"))
+    eff = lowest(plan.level, caps)
+    effective, reason = eff.effective, eff.reason if eff.reason != "configured" else plan.level_source
+    if ks.engaged:
+        effective, reason = "paused", f"kill switch ({ks.source})"
+    elif verdict.halt:
+        effective, reason = "halted", verdict.reason
+    runs = runs_on_day(log, pattern_id, day)
+    return {
+        "pattern": pattern_id,
+        "name": plan.pattern.name,
+        "level": {"configured": plan.level, "source": plan.level_source, "effective": effective, "reason": reason},
+        "cadence": plan.cadence.text,
+        "intervalSeconds": plan.interval_s,
+        "nextRun": next_due,
+        "lastRun": last,
+        "running": running,
+        "budget": {"day": str(day), "spent": spent, "reserved": reserved, "cap": cap, "topups": topups,
+                   "percent": None if not cap else round(100 * (spent + reserved) / cap, 1)},
+        "runs": {"today": runs, "max": plan.max_runs_per_day},
+        "openEscalations": escalations,
+        "killSwitch": {"engaged": ks.engaged, "scope": ks.scope, "source": ks.source},
+        "stateFile": plan.state_file,
+    }
+
+
+def project_status(project: Project, now: datetime, store: Any = None) -> dict[str, Any]:
+    all_on = (project.root / killswitch.ALL).exists()
+    for name in ("STATE.md", "LOOP.md"):
+        text = project.read(name)
+        if text and killswitch.evaluate("*", state_file=name, texts={name: text}, root_files=set()).scope == "all":
+            all_on = True
+    return {
+        "root": str(project.root),
+        "registry": {"source": project.registry.source, "path": project.registry.path},
+        "killSwitch": {"all": all_on},
+        "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loops": [loop_status(project, pid, now, store) for pid in loops_to_show(project, store)],
+    }

@@ -1,0 +1,35 @@
+"""Shared fixtures: real temporary git repos and a CLI runner that maps to our exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+def run_cli(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess (exit codes, stdout/stderr as a user sees them)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LOOP_PROJECT_ROOT", None) if env is None or "LOOP_PROJECT_ROOT" not in env else None
+    return subprocess.run([sys.executable, "-m", "loop_runtime", *args], cwd=cwd, capture_output=True, text=True,
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
