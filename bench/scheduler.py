@@ -36,7 +36,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def make_specs(loops: int, lo: int, hi: int, seed: int) -> list[LoopSchedule]:
@@ -141,7 +141,8 @@ def report(args: argparse.Namespace, sched: dict[str, Any], base: dict[str, Any]
     print(f"  ticks launched: {n} ({n / sched['wall']:.0f}/s); overlap skips {sched['skip.overlap']}, "
           f"tick errors {sched['tick.error']}, store errors {sched['store.error']}")
     verdict = "PASS" if p99 <= 1.0 else "FAIL"
-    print(f"  start lateness: p50 {ms(p50)}, p99 {ms(p99)}, max {ms(mx)}, mean {ms(statistics.fmean(sched['late']) if n else 0)}"
+    mean = statistics.fmean(sched["late"]) if n else 0.0
+    print(f"  start lateness: p50 {ms(p50)}, p99 {ms(p99)}, max {ms(mx)}, mean {ms(mean)}"
           f"  (target p99 ≤ 1 s: {verdict})")
     s50, s99 = percentile(sched["steady"], 50), percentile(sched["steady"], 99)
     print(f"  steady state (each loop's first, start-up tick excluded): p50 {ms(s50)}, p99 {ms(s99)}")

@@ -44,34 +44,43 @@ def build_repo(path: Path, files: int) -> Path:
     return path
 
 
-def time_fresh(repo: Path, repeats: int) -> list[float]:
-    """``git worktree add -b`` of a new branch, as loop-worktree ``create`` does, then removed untimed."""
-    times = []
-    for i in range(repeats):
-        rel = f".bench-fresh/wt{i}"
-        start = time.perf_counter()
-        _git(repo, "worktree", "add", "-q", "-b", f"bench/fresh-{i}", rel, "main")
-        times.append(time.perf_counter() - start)
-        _git(repo, "worktree", "remove", "--force", rel)
-        _git(repo, "branch", "-D", f"bench/fresh-{i}")
-    return times
+def fresh_add(repo: Path, i: int) -> float:
+    """``git worktree add -b`` of a new branch, as loop-worktree ``create`` does; removed untimed."""
+    rel = f".bench-fresh/wt{i}"
+    os.sync()  # earlier removals' writeback must not be billed to this measurement
+    start = time.perf_counter()
+    _git(repo, "worktree", "add", "-q", "-b", f"bench/fresh-{i}", rel, "main")
+    elapsed = time.perf_counter() - start
+    _git(repo, "worktree", "remove", "--force", rel)
+    _git(repo, "branch", "-D", f"bench/fresh-{i}")
+    return elapsed
 
 
-def time_repeat(repo: Path, repeats: int) -> list[float]:
-    """``GitWorkspace.prepare`` for attempts 2..n, each after the previous attempt was rejected."""
-    ws = GitWorkspace(repo, pool_size=1)
-    handle = ws.prepare("bench-a0", "bench")
-    (Path(handle.path) / "scratch.txt").write_text("left by attempt 0\n")  # leftovers must go
+def repeat_attempt(ws: GitWorkspace, i: int) -> float:
+    """``GitWorkspace.prepare`` for attempt ``i`` after attempt ``i - 1`` was rejected; rejected untimed."""
+    os.sync()
+    start = time.perf_counter()
+    handle = ws.prepare(f"bench-a{i}", "bench")
+    elapsed = time.perf_counter() - start
+    wt = Path(handle.path)
+    assert not (wt / "scratch.txt").exists() and not (wt / "build").exists(), "leftovers from an earlier attempt"
+    (wt / "scratch.txt").write_text(f"left by attempt {i}\n")
+    (wt / "build").mkdir()
+    (wt / "build" / "out.bin").write_bytes(b"ignored or not, it must go")
+    (wt / "src" / "pkg000" / "mod00000.py").write_text("edited by the attempt\n")
     ws.finish(handle, "rejected")
-    times = []
+    return elapsed
+
+
+def measure(repo: Path, repeats: int) -> tuple[list[float], list[float]]:
+    """Interleave the two so that file-system noise (writeback after removals) hits both alike."""
+    ws = GitWorkspace(repo, pool_size=1)
+    ws.finish(ws.prepare("bench-a0", "bench"), "rejected")  # attempt 1 fills the pool
+    fresh, ours = [], []
     for i in range(1, repeats + 1):
-        start = time.perf_counter()
-        handle = ws.prepare(f"bench-a{i}", "bench")
-        times.append(time.perf_counter() - start)
-        assert not (Path(handle.path) / "scratch.txt").exists()
-        (Path(handle.path) / "scratch.txt").write_text(f"left by attempt {i}\n")
-        ws.finish(handle, "rejected")
-    return times
+        fresh.append(fresh_add(repo, i))
+        ours.append(repeat_attempt(ws, i))
+    return fresh, ours
 
 
 def main() -> int:
@@ -84,8 +93,7 @@ def main() -> int:
         t0 = time.perf_counter()
         repo = build_repo(tmp / "repo", args.files)
         print(f"built {args.files}-file repo in {time.perf_counter() - t0:.1f}s ({os.cpu_count()} cpus)")
-        fresh = time_fresh(repo, args.repeats)
-        ours = time_repeat(repo, args.repeats)
+        fresh, ours = measure(repo, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     f_med, o_med = statistics.median(fresh), statistics.median(ours)

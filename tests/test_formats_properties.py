@@ -32,7 +32,7 @@ from loop_runtime.formats.verdict import parse_verdict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGISTRY_ENTRIES = yaml.safe_load((FIXTURES / "patterns__registry.yaml").read_text(encoding="utf-8"))["patterns"]
-SETTINGS = settings(deadline=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 # Markdown-shaped text: lines built from the fragments these formats care about, so the
 # generated documents reach the interesting branches instead of being pure noise.

@@ -100,3 +100,10 @@ def test_act_without_items_warns() -> None:
     """'act' with no items is kept but flagged."""
     result = parse_triage('{"decision": "act"}')
     assert result.decision == "act" and result.parsed and result.warnings
+
+
+def test_ids_are_safe_tokens() -> None:
+    """Ids keep only [A-Za-z0-9#._:/-] (they become STATE.md ids and branch names), at most 100 chars."""
+    raw = {"decision": "act", "items": [{"id": "owner/repo#12 <!-- x -->"}, {"id": "a" * 300}, {"id": "  !!  "}]}
+    items = parse_triage(json.dumps(raw)).items
+    assert [i.id for i in items] == ["owner/repo#12-x", "a" * 100, "item-3"]

@@ -190,3 +190,27 @@ def test_formatting_is_short_and_secret_free(title: str, body: str, url: str | N
     assert len(b) <= BODY_MAX
     assert SECRET not in b and GH_TOKEN not in t
     assert SECRET[:24] not in b
+
+
+def test_daily_summary_counts_ticks_tokens_and_escalations(tmp_path: Any, endpoint: Endpoint) -> None:
+    """The daily summary lists each loop's ticks and settled tokens and the escalations waiting."""
+    from datetime import date, datetime, timezone
+
+    from loop_runtime.adapters.notify import daily_summary
+    from loop_runtime.adapters.sqlite_store import RunStore
+
+    day, at = date(2026, 3, 10), datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
+    with RunStore.open(tmp_path) as store:
+        assert daily_summary(store, day, ["a"]).body == "no ticks"
+        for n in range(2):
+            store.begin_tick(tick_id=f"t{n}", run_id=f"r{n}", pattern="a", level="L1", backend="mock",
+                             started_at=at, owner="me")
+        r = store.reserve(pattern="a", day=day, amount=1500, cap=10_000, tick_id="t0", now=at)
+        store.settle(r.id, 1234, at)
+        store.add_escalation(pattern="a", tick_id="t1", run_id="r1", item_id="i", title="x", diff="", context={},
+                             created_at=at)
+        summary = daily_summary(store, day, ["a", "idle"])
+    assert summary.kind == "daily-summary"
+    assert summary.body == "a 2 ticks, 1,234 tokens · 1 escalation waiting for approval"
+    AppriseNotifier([endpoint.url], dashboard_url="http://127.0.0.1:8765").notify(summary)
+    assert endpoint.received[0]["message"].endswith("\nhttp://127.0.0.1:8765/escalations")

@@ -8,6 +8,7 @@ record when they started. The last test is a real process stopped by SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
@@ -81,7 +82,7 @@ class Sim:
 
 
 def gaps(times: list[datetime]) -> list[float]:
-    return [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
 
 
 @pytest.fixture
@@ -393,6 +394,58 @@ def test_request_stop_wakes_a_sleeping_scheduler(tmp_path: Path) -> None:
 
         asyncio.run(main())
         assert started == ["daily"]
+
+
+def test_a_second_signal_cancels_running_ticks_at_once(tmp_path: Path) -> None:
+    """First SIGTERM starts a graceful shutdown; a second one cancels the running tick without waiting."""
+    from loop_runtime.scheduler import install_signal_handlers
+
+    clock = ManualClock(T0)
+    logs: list[tuple[str, dict[str, Any]]] = []
+
+    async def sleep(seconds: float) -> None:
+        if seconds >= 3600:  # the grace period: never elapses by itself in this test
+            await asyncio.Event().wait()
+        await clock.sleep(seconds)
+
+    async def tick(pattern: str) -> None:
+        await asyncio.Event().wait()
+
+    class FakeLoop:
+        def __init__(self) -> None:
+            self.handlers: dict[int, Callable[[], None]] = {}
+
+        def add_signal_handler(self, sig: int, fn: Callable[..., None], *args: Any) -> None:
+            self.handlers[sig] = lambda: fn(*args)
+
+        def remove_signal_handler(self, sig: int) -> bool:
+            return self.handlers.pop(sig, None) is not None
+
+    loop = FakeLoop()
+    with RunStore.open(tmp_path) as store:
+        sched = Scheduler([LoopSchedule("a", 60, 0, None)], tick, store=store, clock=clock, sleep=sleep,
+                          on_log=lambda kind, fields: logs.append((kind, dict(fields))))
+
+        async def main() -> None:
+            remove = install_signal_handlers(sched, loop, grace_s=86400)  # type: ignore[arg-type]
+            assert set(loop.handlers) == {signal.SIGTERM, signal.SIGINT}
+            runner = asyncio.ensure_future(sched.run())
+            while not any(k == "tick.start" for k, _ in logs):
+                await asyncio.sleep(0)
+            loop.handlers[signal.SIGTERM]()
+            await runner
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert sched.stopping and sched.running_patterns == ("a",)
+            loop.handlers[signal.SIGINT]()
+            await sched.shutdown(grace_s=1)  # joins the shutdown already under way
+            remove()
+            assert loop.handlers == {}
+
+        asyncio.run(main())
+    kinds = [k for k, _ in logs]
+    assert kinds.count("tick.cancelled") == 1 and kinds.count("shutdown.start") == 1
+    assert dict(logs)["shutdown.start"]["grace_s"] == 86400
 
 
 SIGNAL_SCRIPT = textwrap.dedent(

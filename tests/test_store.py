@@ -28,9 +28,8 @@ def store(tmp_path: Path) -> RunStore:
 
 
 def begin(store: RunStore, tick_id: str, *, pattern: str = "triage", at: datetime = T0, owner: str = "me") -> None:
-    store.begin_tick(
-        tick_id=tick_id, run_id=f"run-{tick_id}", pattern=pattern, level="L1", backend="mock", started_at=at, owner=owner
-    )
+    store.begin_tick(tick_id=tick_id, run_id=f"run-{tick_id}", pattern=pattern, level="L1", backend="mock",
+                     started_at=at, owner=owner)
 
 
 # --------------------------------------------------------------------------- opening
@@ -85,7 +84,7 @@ def test_a_corrupt_database_is_a_store_error(tmp_path: Path) -> None:
     """Garbage in runtime.db is reported as StoreError, not sqlite3.DatabaseError."""
     (tmp_path / ".loop-runtime").mkdir()
     (tmp_path / ".loop-runtime" / "runtime.db").write_bytes(b"not a database" * 200)
-    with pytest.raises(StoreError, match="runtime.db"):
+    with pytest.raises(StoreError, match=r"runtime\.db"):
         RunStore.open(tmp_path)
 
 
@@ -165,7 +164,8 @@ def test_tick_lifecycle_and_journal(store: RunStore) -> None:
     store.record_phase("t1", "triage", {"decision": "act", "at": T0}, T0)
     store.record_phase("t1", "implement", {"files": ["a.py"]}, T0 + timedelta(seconds=5))
     assert [t.tick_id for t in store.open_ticks()] == ["t1"]
-    store.finish_tick("t1", outcome="fix-proposed", tokens=1234, summary={"items": 1}, finished_at=T0 + timedelta(minutes=2))
+    store.finish_tick("t1", outcome="fix-proposed", tokens=1234, summary={"items": 1},
+                      finished_at=T0 + timedelta(minutes=2))
     tick = store.get_tick("t1")
     assert tick is not None
     assert (tick.status, tick.outcome, tick.tokens, tick.owner) == ("finished", "fix-proposed", 1234, "me")
@@ -435,8 +435,11 @@ def test_escalation_round_trip_and_resolution(store: RunStore) -> None:
     """An open escalation keeps its diff and context; resolving records who, why and the result."""
     esc = add_esc(store)
     rec = store.get_escalation(esc)
-    assert (rec.status, rec.diff, rec.context, rec.created_at) == ("open", "diff --git a/x b/x\n", {"reason": "risky path"}, T0)
-    store.resolve_escalation(esc, status="approved", decided_by="ana", reason="looks fine", at=T0, result={"commit": "abc"})
+    assert (rec.status, rec.diff, rec.context, rec.created_at) == (
+        "open", "diff --git a/x b/x\n", {"reason": "risky path"}, T0
+    )
+    store.resolve_escalation(esc, status="approved", decided_by="ana", reason="looks fine", at=T0,
+                             result={"commit": "abc"})
     rec = store.get_escalation(esc)
     assert (rec.status, rec.decided_by, rec.reason, rec.decided_at, rec.result) == (
         "approved", "ana", "looks fine", T0, {"commit": "abc"}

@@ -57,6 +57,8 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
     if recovered and project.is_git and (project.root / ".loop-worktrees").exists():
         from .adapters.git_workspace import GitWorkspace
 
-        live = {t.run_id for t in store.open_ticks(None)}
+        live: set[str] = set()  # worktrees of ticks still running in other processes
+        for other in store.open_ticks(None):
+            live |= {str(p.data.get("run_id")) for p in store.phases(other.tick_id) if p.phase == "workspace"}
         GitWorkspace(project.root).recover_stale(0, live)
     return recovered

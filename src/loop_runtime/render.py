@@ -6,9 +6,10 @@ Kept apart from the commands so the seed demo's exact wording lives in one place
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core.result import TickResult
+if TYPE_CHECKING:
+    from .core.result import TickResult
 
 
 def tick_report(results: Sequence[TickResult], *, pattern_name: str, level: str, backend: str, dry_run: bool,

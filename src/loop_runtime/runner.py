@@ -23,7 +23,7 @@ from .core.engine import LoopEngine, TickDeps, new_run_id
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld
-from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation, TestRun
+from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation
 from .runtime import Project, gate_policy, owner_id
 
 LEASE_TTL_S = 120.0
@@ -67,6 +67,11 @@ class StoreJournal:
 
     def record(self, tick_id: str, phase: str, data: Mapping[str, Any], at: datetime) -> None:
         self.store.record_phase(tick_id, phase, data, at)
+        fault = os.environ.get("LOOP_RUNTIME_FAULT_AT")
+        if fault and fault == phase:  # fault injection for crash-safety tests: die like `kill -9`
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def finish(self, tick_id: str, *, status: str, outcome: str, tokens: int, summary: Mapping[str, Any],
                at: datetime) -> None:
@@ -81,41 +86,6 @@ class StoreJournal:
     def event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
               tick_id: str | None = None) -> None:
         self.store.add_event(kind, payload, at, pattern=pattern, tick_id=tick_id)
-
-
-class ProjectTests:
-    """``ports.TestRunner``: the project's test command (loop-runtime.toml, else detected) in a worktree."""
-
-    def __init__(self, command: str | None, timeout_s: float, env: Mapping[str, str], secrets: list[str]) -> None:
-        self.command, self.timeout_s, self.env, self.secrets = command, timeout_s, env, secrets
-
-    def run(self, worktree: str) -> TestRun:
-        from .adapters.test_runner import detect_test_command, run_tests
-
-        command = self.command or detect_test_command(Path(worktree))
-        return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env, secrets=self.secrets)
-
-
-class RepoGuard:
-    """``ports.OutsideGuard`` over the user's checkout and the repository's refs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def snapshot(self) -> Any:
-        from .adapters.guard import snapshot
-
-        return snapshot(self.root)
-
-    def changes(self, before: Any) -> tuple[str, ...]:
-        from .adapters.guard import compare, snapshot
-
-        return tuple(compare(before, snapshot(self.root)))
-
-    def restore(self, before: Any) -> tuple[str, ...]:
-        from .adapters.guard import restore, snapshot
-
-        return tuple(restore(self.root, before, snapshot(self.root)))
 
 
 # ---------------------------------------------------------------------------- options
@@ -235,7 +205,10 @@ class LoopRunner:
         now = self.clock.now()
         if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
             holder = self.store.lease_holder(pattern, now)
-            raise LeaseHeld(f"pattern {pattern!r} is being ticked by another process ({holder}); try again later")
+            if holder is not None and _dead_local_owner(holder):
+                self.store.release_lease(pattern, holder)  # its process is gone: the lease is void
+            if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
+                raise LeaseHeld(f"pattern {pattern!r} is being ticked by another process ({holder}); try again later")
         renew = asyncio.ensure_future(self._renew())
         try:
             from .recovery import recover
@@ -266,6 +239,9 @@ class LoopRunner:
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
         secrets = secret_values(project.root, os.environ)
         env = scrubbed_env(os.environ)
+        from .adapters.guard import GitGuard
+        from .adapters.test_runner import ProjectTestRunner
+
         workspace = None
         if project.is_git and level in ("L2", "L3"):
             from .adapters.git_workspace import GitWorkspace
@@ -296,8 +272,9 @@ class LoopRunner:
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id),
             clock=self.clock,
             workspace=workspace,
-            tests=ProjectTests(cfg.test_command, cfg.test_timeout_s, env, secrets) if workspace else None,
-            guard=RepoGuard(project.root) if workspace else None,
+            tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
+                                    secrets=secrets) if workspace else None,
+            guard=GitGuard(project.root) if workspace else None,
             journal=StoreJournal(self.store, self.owner),
             notifier=self.opts.notifier,
             context=load_context(project.root),
@@ -316,6 +293,23 @@ class LoopRunner:
             tick_id=tick_id,
             run_id=run_id,
         )
+
+
+def _dead_local_owner(owner: str) -> bool:
+    """A lease owner ``host:pid:nonce`` on this host whose process no longer exists."""
+    import socket
+
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _promotion_check(project: Project) -> Callable[[Any], bool] | None:

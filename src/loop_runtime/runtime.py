@@ -8,17 +8,19 @@ wherever a tick starts. Root resolution is ``--root`` > ``LOOP_PROJECT_ROOT`` > 
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .core.plan import Plan, build_plan
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError
-from .formats.registry_types import Pattern, Registry
+
+if TYPE_CHECKING:
+    from .core.plan import Plan
+    from .formats.registry_types import Pattern, Registry
 
 
 def resolve_root(flag: str | None, env: Mapping[str, str] = os.environ) -> Path:
@@ -52,6 +54,8 @@ class Project:
         return find_pattern(self.registry, pattern_id)
 
     def plan(self, pattern_id: str, level: str | None = None, cadence: str | None = None) -> Plan:
+        from .core.plan import build_plan
+
         return build_plan(self.pattern(pattern_id), level, cadence=cadence, loop_md=self.loop_md,
                           budget=self.budget, config=self.config)
 
@@ -107,6 +111,9 @@ def gate_policy(project: Project) -> Any:
 
 
 def owner_id() -> str:
+    import socket
+    import uuid
+
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 

@@ -44,6 +44,7 @@ import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from .adapters.sqlite_store import RunStore
@@ -153,9 +154,9 @@ class Scheduler:
         """Build the heap from the stored next-due times (one catch-up at most after downtime)."""
         self._heap.clear()
         now = self._clock.now()
-        for spec in self._specs.values():
-            stored = self._store_call("get_next_due", lambda p=spec.pattern: self._store.get_next_due(p))
-            self._push(spec.pattern, first_due(spec, now, stored))
+        for pattern, spec in self._specs.items():
+            stored = self._store_call("get_next_due", partial(self._store.get_next_due, pattern))
+            self._push(pattern, first_due(spec, now, stored))
 
     async def _nap(self, seconds: float) -> None:
         """Sleep (interruptibly: ``request_stop`` cancels the nap)."""
@@ -209,8 +210,8 @@ class Scheduler:
         except Exception as exc:  # a failing tick is logged, never fatal to the scheduler
             error = _error_text(exc)
             self._emit("tick.error", {"pattern": pattern, "error": error})
-            at = self._clock.now()
-            self._store_call("add_event", lambda: self._store.add_event("tick.error", {"error": error}, at, pattern=pattern))
+            event = partial(self._store.add_event, "tick.error", {"error": error}, self._clock.now(), pattern=pattern)
+            self._store_call("add_event", event)
         else:
             self._emit("tick.done", {"pattern": pattern, "duration_s": loop.time() - started})
 
@@ -275,7 +276,8 @@ class Scheduler:
         now = self._clock.now()
         settled = self._store_call("settle_orphans", lambda: self._store.settle_orphans(set(), now))
         if settled:
-            self._emit("shutdown.settled", {"reservations": [r.id for r in settled], "tokens": sum(r.settled or 0 for r in settled)})
+            tokens = sum(r.settled or 0 for r in settled)
+            self._emit("shutdown.settled", {"reservations": [r.id for r in settled], "tokens": tokens})
         self._emit("shutdown.done", {"abandoned": sorted(live)})
 
     async def _wait_grace(self, pending: set[asyncio.Task[None]], grace_s: float) -> set[asyncio.Task[None]]:

@@ -97,6 +97,8 @@ def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_
 class GitWorkspace:
     """``ports.Workspace`` over git worktrees of the repository at ``root``."""
 
+    mutex_wait_s = MUTEX_WAIT_S  # how long to wait for another process's manifest mutex
+
     def __init__(self, root: Path | str, *, base_branch: str | None = None, pool_size: int = 0,
                  clock: Clock | None = None) -> None:
         if pool_size < 0:
@@ -106,6 +108,7 @@ class GitWorkspace:
         self.pool_size = pool_size
         self.clock: Clock = clock or SystemClock()
         self._root: Path | None = None
+        self._common: Path | None = None
         self._checked: dict[str, str] = {}  # run id -> tree sha that diff() showed
         self._ident: dict[str, str] | None = None
 
@@ -146,13 +149,18 @@ class GitWorkspace:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with _mutex(self.root / MUTEX):
+        with _mutex(self.root / MUTEX, wait_s=self.mutex_wait_s):
             yield
+
+    @property
+    def common_dir(self) -> Path:
+        if self._common is None:
+            self._common = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root))
+        return self._common
 
     def _ensure_excluded(self) -> None:
         """Keep our folders out of ``git status`` via ``info/exclude``: the user's .gitignore is theirs."""
-        common = Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root))
-        exclude = common / "info" / "exclude"
+        exclude = self.common_dir / "info" / "exclude"
         text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
         have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
         missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
@@ -280,8 +288,19 @@ class GitWorkspace:
         return sorted(p for p, attrs in self._worktrees().items()
                       if p.parent == pool and "prunable" not in attrs and "locked" not in attrs)
 
+    @staticmethod
+    def _worktree_gitdir(wt: Path) -> Path:
+        """A linked worktree's private git dir, read from its ``.git`` file (no subprocess)."""
+        try:
+            text = (wt / ".git").read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise GitError(f"{wt} is not a linked worktree: {exc}") from None
+        if not text.startswith("gitdir:"):
+            raise GitError(f"{wt}/.git is not a gitdir file")
+        return (wt / text[len("gitdir:"):].strip()).resolve()
+
     def _slot_is_clean(self, slot: Path) -> bool:
-        gitdir = Path(run_git(["rev-parse", "--path-format=absolute", "--git-dir"], slot))
+        gitdir = self._worktree_gitdir(slot)
         return not any((gitdir / name).exists() for name in _DIRTY_GIT_STATE)
 
     def _take_from_pool(self, dest: Path) -> bool:
@@ -305,7 +324,17 @@ class GitWorkspace:
         if flagged:
             run_git(["--literal-pathspecs", "update-index", "--no-assume-unchanged", "--no-skip-worktree",
                      "--", *flagged], wt)
-        run_git(["checkout", "-q", "-f", "-b", branch, base_commit], wt)
+        head = (self._worktree_gitdir(wt) / "HEAD").read_text(encoding="utf-8").strip()
+        if head == base_commit and not flagged:
+            # Recycled at this very commit: switch branch without rewriting 10,000 files, then prove
+            # the index is the base tree and the files are the index; anything else gets a full reset.
+            run_git(["checkout", "-q", "-b", branch], wt)
+            pristine = git_ok(["diff-index", "--cached", "--quiet", base_commit, "--"], wt) and git_ok(
+                ["diff-files", "--quiet"], wt)
+            if not pristine:
+                run_git(["checkout", "-q", "-f", "-B", branch, base_commit], wt)
+        else:
+            run_git(["checkout", "-q", "-f", "-b", branch, base_commit], wt)
         run_git(["clean", "-q", "-ffdx"], wt)
 
     def warm_pool(self) -> int:
@@ -344,6 +373,20 @@ class GitWorkspace:
         run_git(["add", "-A"], wt)
         self._checked[handle.run_id] = run_git(["write-tree"], wt)
         return self._diff_index(wt, handle.base_commit)
+
+    def discard_side_effects(self, handle: WorkspaceHandle) -> None:
+        """Put the worktree back to the tree ``diff()`` checked, after the tests ran in it.
+
+        Test runs leave artefacts (``__pycache__``, coverage files, rewritten snapshots); they
+        are not part of the reviewed change and must not reach the commit. Tracked files
+        are restored from the worktree's index (which holds the checked tree) and files the
+        index does not know are removed; ignored files are left alone (git never commits them).
+        """
+        wt = Path(handle.path)
+        if handle.run_id not in self._checked:
+            return
+        run_git(["checkout-index", "-a", "-f"], wt)
+        run_git(["clean", "-fdq"], wt)
 
     def _diff_index(self, wt: Path, base: str) -> Diff:
         common = ["diff-index", "--cached", "-M", "--no-ext-diff", "--no-textconv"]

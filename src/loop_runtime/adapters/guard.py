@@ -182,7 +182,8 @@ def snapshot(root: Path) -> OutsideSnapshot:
     excludes = [f":(exclude){d}" for d in RUNTIME_DIRS]
     raw = run_git_bytes(["status", "--porcelain=v2", "-z", "--untracked-files=all", "--ignored=matching",
                          "--no-renames", "--", ".", *excludes], root, env=_NO_LOCKS)
-    status = _parse_status(raw)
+    status = {p: s for p, s in _parse_status(raw).items()  # git lists an ignored runtime folder itself
+              if p.rstrip("/").split("/", 1)[0] not in RUNTIME_DIRS}
     budget = [KEEP_TOTAL]
     files = {p: _read_state(root / p, budget) for p in sorted(status)}
     trees = {p: _walk(root / p) for p, st in files.items() if st.kind == "dir" and status[p] in "?!"}

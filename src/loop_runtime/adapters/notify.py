@@ -25,13 +25,17 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..core.sanitize import clean
 from ..ports import Notification
 
-__all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "redact_text"]
+if TYPE_CHECKING:
+    from .sqlite_store import RunStore
+
+__all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "daily_summary", "redact_text"]
 
 TITLE_MAX = 100
 BODY_MAX = 300
@@ -58,10 +62,8 @@ def _fallback_redact(text: str, extra_secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in extra_secrets if s}, key=len, reverse=True):
         text = text.replace(secret, _REDACTED)
     for pattern in _FALLBACK_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
-        else:
-            text = pattern.sub(_REDACTED, text)
+        # assignments keep their key ("password=[REDACTED]"); bare tokens vanish whole
+        text = pattern.sub(r"\1" + _REDACTED if pattern.groups else _REDACTED, text)
     return text
 
 
@@ -190,3 +192,22 @@ class RecordingNotifier:
 
     def notify(self, note: Notification) -> None:
         self.notes.append(note)
+
+
+def daily_summary(store: RunStore, day: date, patterns: Sequence[str]) -> Notification:
+    """The optional ``daily-summary`` note: ticks and settled tokens per loop, open escalations.
+
+    Built from the run store only (never from agent output), so it carries no secrets
+    by construction; the notifier still redacts and shortens it like any other note.
+    """
+    parts = []
+    for pattern in patterns:
+        runs, spent = store.runs_on_day(pattern, day), store.spent(pattern, day)
+        if runs or spent:
+            parts.append(f"{pattern} {runs} tick{'s' if runs != 1 else ''}, {spent:,} tokens")
+    waiting = len(store.list_escalations("open"))
+    body = "; ".join(parts) if parts else "no ticks"
+    if waiting:
+        body += f" · {waiting} escalation{'s' if waiting != 1 else ''} waiting for approval"
+    return Notification("daily-summary", f"loop-runtime daily summary {day.isoformat()}", body,
+                        url="/escalations" if waiting else None)

@@ -27,21 +27,17 @@ The store writes what it is given: callers redact secrets *before* handing text 
 
 from __future__ import annotations
 
-import hashlib
-import os
-import random
 import sqlite3
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from ..errors import StoreError
 from .store_schema import (
+    BUSY_TIMEOUT_S,
     ESC_COLS,
     ESCALATION_STATUSES,
     RES_COLS,
@@ -53,12 +49,17 @@ from .store_schema import (
     Reservation,
     TickRecord,
     TopupRecord,
+    check_tokens,
     dump_json,
+    ensure_gitignore,
     escalation_from_row,
+    escalation_id,
+    expiry_ts,
     load_json,
     migrate,
     parse_ts,
     reservation_from_row,
+    retry_busy,
     tick_from_row,
     to_day,
     to_ts,
@@ -74,11 +75,8 @@ __all__ = [
     "TopupRecord",
 ]
 
-T = TypeVar("T")
-
 STORE_DIR = ".loop-runtime"
 DB_NAME = "runtime.db"
-BUSY_TIMEOUT_S = 10.0
 
 # --------------------------------------------------------------------------- the store
 
@@ -96,7 +94,7 @@ class RunStore:
                 str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             try:
-                self.schema_version = _retry_busy(lambda: self._configure(conn))
+                self.schema_version = retry_busy(lambda: self._configure(conn))
             except BaseException:
                 conn.close()
                 raise
@@ -121,7 +119,7 @@ class RunStore:
         folder = root / STORE_DIR
         try:
             folder.mkdir(exist_ok=True)
-            _ensure_gitignore(folder / ".gitignore")
+            ensure_gitignore(folder / ".gitignore")
         except OSError as exc:
             raise StoreError(f"{folder}: cannot create the runtime store folder: {exc.strerror or exc}") from exc
         return cls(folder / DB_NAME)
@@ -195,7 +193,7 @@ class RunStore:
                 "INSERT INTO leases (pattern, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (pattern) DO UPDATE SET owner = excluded.owner, "
                 "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                (pattern, owner, to_ts(now), _expiry(now, ttl_s)),
+                (pattern, owner, to_ts(now), expiry_ts(now, ttl_s)),
             )
             return True
 
@@ -204,7 +202,7 @@ class RunStore:
         with self._tx("renew_lease") as conn:
             cur = conn.execute(
                 "UPDATE leases SET expires_at = ? WHERE pattern = ? AND owner = ?",
-                (_expiry(now, ttl_s), pattern, owner),
+                (expiry_ts(now, ttl_s), pattern, owner),
             )
             return cur.rowcount == 1
 
@@ -215,11 +213,12 @@ class RunStore:
 
     def lease_holder(self, pattern: str, now: datetime) -> str | None:
         """Who holds an unexpired lease on ``pattern``, if anyone."""
-        return self._one(
+        owner = self._one(
             "lease_holder",
             "SELECT owner FROM leases WHERE pattern = ? AND expires_at > ?",
             (pattern, to_ts(now)),
         )
+        return None if owner is None else str(owner)
 
     # ------------------------------------------------------------------ ticks & journal
 
@@ -229,7 +228,8 @@ class RunStore:
         started = to_ts(started_at)
         with self._tx("begin_tick") as conn:
             conn.execute(
-                f"INSERT INTO ticks ({TICK_COLS}, started_day) VALUES (?, ?, ?, ?, ?, 'running', NULL, 0, ?, NULL, ?, '{{}}', ?)",
+                f"INSERT INTO ticks ({TICK_COLS}, started_day) "
+                "VALUES (?, ?, ?, ?, ?, 'running', NULL, 0, ?, NULL, ?, '{}', ?)",
                 (tick_id, run_id, pattern, level, backend, started, owner, started[:10]),
             )
 
@@ -243,7 +243,9 @@ class RunStore:
 
     def phases(self, tick_id: str) -> list[PhaseRecord]:
         with self._read("phases") as conn:
-            rows = conn.execute("SELECT phase, data, at FROM phases WHERE tick_id = ? ORDER BY id", (tick_id,)).fetchall()
+            rows = conn.execute(
+                "SELECT phase, data, at FROM phases WHERE tick_id = ? ORDER BY id", (tick_id,)
+            ).fetchall()
         return [PhaseRecord(p, load_json(d), parse_ts(a)) for p, d, a in rows]
 
     def finish_tick(
@@ -254,7 +256,7 @@ class RunStore:
         with self._tx("finish_tick") as conn:
             cur = conn.execute(
                 "UPDATE ticks SET status = ?, outcome = ?, tokens = ?, summary = ?, finished_at = ? WHERE tick_id = ?",
-                (status, outcome, _tokens(tokens, "tokens"), dump_json(summary), to_ts(finished_at), tick_id),
+                (status, outcome, check_tokens(tokens, "tokens"), dump_json(summary), to_ts(finished_at), tick_id),
             )
             if cur.rowcount == 0:
                 raise StoreError(f"{self.path}: finish_tick failed: no tick {tick_id!r}")
@@ -338,9 +340,9 @@ class RunStore:
         and the insert share one ``BEGIN IMMEDIATE`` transaction, which is what keeps
         concurrent processes from overspending together.
         """
-        if _tokens(amount, "amount") <= 0:
+        if check_tokens(amount, "amount") <= 0:
             raise ValueError(f"reserve: amount must be > 0, got {amount}")
-        _tokens(cap, "cap")
+        check_tokens(cap, "cap")
         d = to_day(day)
         with self._tx("reserve") as conn:
             used = _used(conn, pattern, d)
@@ -358,7 +360,7 @@ class RunStore:
 
     def settle(self, reservation_id: int, actual: int, now: datetime) -> None:
         """Record a call's actual usage. Settling twice is a no-op (the first value stands)."""
-        actual = max(0, _tokens(actual, "actual"))
+        actual = max(0, check_tokens(actual, "actual"))
         with self._tx("settle") as conn:
             cur = conn.execute(
                 "UPDATE reservations SET settled = ?, settled_at = ? WHERE id = ? AND settled IS NULL",
@@ -432,12 +434,12 @@ class RunStore:
             conn.execute(
                 "INSERT INTO external_spend (pattern, day, tokens) VALUES (?, ?, ?) "
                 "ON CONFLICT (pattern, day) DO UPDATE SET tokens = excluded.tokens",
-                (pattern, to_day(day), max(0, _tokens(tokens, "tokens"))),
+                (pattern, to_day(day), max(0, check_tokens(tokens, "tokens"))),
             )
 
     def add_topup(self, pattern: str, day: date, tokens: int, reason: str, at: datetime) -> None:
         """A human raised today's cap by ``tokens`` (kept as an auditable record)."""
-        if _tokens(tokens, "tokens") <= 0:
+        if check_tokens(tokens, "tokens") <= 0:
             raise ValueError(f"add_topup: tokens must be > 0, got {tokens}")
         with self._tx("add_topup") as conn:
             conn.execute(
@@ -480,11 +482,12 @@ class RunStore:
         """
         with self._tx("add_escalation") as conn:
             for salt in range(1000):
-                esc_id = _escalation_id(tick_id, item_id, salt)
+                esc_id = escalation_id(tick_id, item_id, salt)
                 row = conn.execute("SELECT tick_id, item_id FROM escalations WHERE id = ?", (esc_id,)).fetchone()
                 if row is None:
                     conn.execute(
-                        f"INSERT INTO escalations ({ESC_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, NULL, NULL, NULL, NULL)",
+                        f"INSERT INTO escalations ({ESC_COLS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, NULL, NULL, NULL, NULL)",
                         (esc_id, pattern, tick_id, run_id, item_id, title, diff, dump_json(context), to_ts(created_at)),
                     )
                     return esc_id
@@ -510,7 +513,7 @@ class RunStore:
         decided_by: str,
         reason: str,
         at: datetime,
-        result: Mapping[str, Any] = {},  # noqa: B006 - read-only default, never mutated
+        result: Mapping[str, Any] = {},  # read-only default, never mutated
     ) -> None:
         """Decide an open escalation; raises ``StoreError`` if it is unknown or already decided."""
         if status not in ESCALATION_STATUSES[1:]:
@@ -522,7 +525,8 @@ class RunStore:
             if row[0] != "open":
                 raise StoreError(f"escalation {esc_id} is already {row[0]}")
             conn.execute(
-                "UPDATE escalations SET status = ?, decided_by = ?, reason = ?, decided_at = ?, result = ? WHERE id = ?",
+                "UPDATE escalations SET status = ?, decided_by = ?, reason = ?, decided_at = ?, result = ? "
+                "WHERE id = ?",
                 (status, decided_by, reason, to_ts(at), dump_json(result), esc_id),
             )
 
@@ -538,12 +542,7 @@ class RunStore:
         return None if text is None else parse_ts(text)
 
     def set_next_due(self, pattern: str, at: datetime) -> None:
-        with self._tx("set_next_due") as conn:
-            conn.execute(
-                "INSERT INTO schedule (pattern, next_due) VALUES (?, ?) "
-                "ON CONFLICT (pattern) DO UPDATE SET next_due = excluded.next_due",
-                (pattern, to_ts(at)),
-            )
+        self.set_next_dues({pattern: at})
 
     def set_next_dues(self, due: Mapping[str, datetime]) -> None:
         """``set_next_due`` for many patterns in one transaction (the scheduler's batch)."""
@@ -570,30 +569,6 @@ class RunStore:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _retry_busy(call: Callable[[], T]) -> T:
-    """Retry ``call`` while SQLite reports the database locked, up to ``BUSY_TIMEOUT_S``.
-
-    Needed when opening: switching a fresh database to WAL takes an exclusive lock and
-    SQLite returns "database is locked" at once there instead of calling the busy
-    handler, so processes creating the store together must back off and retry.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            return call()
-        except sqlite3.OperationalError as exc:
-            transient = "locked" in str(exc) or "busy" in str(exc)
-            if not transient or time.monotonic() > deadline:
-                raise
-        time.sleep(random.uniform(0.005, 0.05))
-
-
-def _tokens(value: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{what} must be an integer number of tokens, got {value!r}")
-    return value
 
 
 def _used(conn: sqlite3.Connection, pattern: str, day: str) -> int:
@@ -642,28 +617,3 @@ def _usage_in(data: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
-
-
-def _expiry(now: datetime, ttl_s: float) -> str:
-    if ttl_s <= 0:
-        raise ValueError(f"lease ttl_s must be > 0, got {ttl_s}")
-    return to_ts(now + timedelta(seconds=ttl_s))
-
-
-def _escalation_id(tick_id: str, item_id: str, salt: int) -> str:
-    digest = hashlib.sha256(f"{tick_id}\0{item_id}\0{salt}".encode()).hexdigest()
-    return f"esc-{digest[:8]}"
-
-
-def _ensure_gitignore(path: Path) -> None:
-    """Write ``*`` to ``.loop-runtime/.gitignore`` once, atomically (temp file + rename)."""
-    if path.exists():
-        return
-    fd, tmp = tempfile.mkstemp(prefix=".gitignore.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("*\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,5 +1,7 @@
 """Schema of the run store (``.loop-runtime/runtime.db``): migrations, encodings, row records.
 
+Also the small helpers ``sqlite_store`` needs around them (opening retries, ids, expiry).
+
 Why versioned migrations rather than ``CREATE TABLE IF NOT EXISTS`` everywhere: the
 database outlives the code that created it. A user upgrades loop-runtime and keeps
 their escalations and budget history, so every schema change is a new numbered step
@@ -20,12 +22,18 @@ Encodings shared by every table:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
 import sqlite3
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
 
 from ..errors import StoreError
 
@@ -46,7 +54,12 @@ __all__ = [
     "to_ts",
 ]
 
-TICK_STATUSES = ("running", "finished", "halted", "crashed", "resumable")
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a writer waits for another process's lock before giving up (SQLite busy_timeout)."""
+
+TICK_STATUSES = ("running", "finished", "halted", "crashed", "resumable", "resumed", "error")
 ESCALATION_STATUSES = ("open", "approved", "rejected")
 
 _V1: tuple[str, ...] = (
@@ -167,6 +180,41 @@ def migrate(conn: sqlite3.Connection, where: str) -> int:
             conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def retry_busy(call: Callable[[], T]) -> T:
+    """Retry ``call`` while SQLite reports the database locked, up to ``BUSY_TIMEOUT_S``.
+
+    Needed when opening: switching a fresh database to WAL takes an exclusive lock and
+    SQLite returns "database is locked" at once there instead of calling the busy
+    handler, so processes creating the store together must back off and retry.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.005, 0.05))
+
+
+def ensure_gitignore(path: Path) -> None:
+    """Write ``*`` to ``.loop-runtime/.gitignore`` once, atomically (temp file + rename)."""
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".gitignore.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("*\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- encodings
@@ -304,7 +352,8 @@ class EscalationRecord:
 TICK_COLS = "tick_id, run_id, pattern, level, backend, status, outcome, tokens, started_at, finished_at, owner, summary"
 RES_COLS = "id, pattern, day, amount, tick_id, settled"
 ESC_COLS = (
-    "id, pattern, tick_id, run_id, item_id, title, diff, context, status, created_at, decided_by, reason, decided_at, result"
+    "id, pattern, tick_id, run_id, item_id, title, diff, context, status, created_at, "
+    "decided_by, reason, decided_at, result"
 )
 
 
@@ -331,3 +380,23 @@ def escalation_from_row(row: tuple[Any, ...]) -> EscalationRecord:
         eid, pattern, tick_id, run_id, item_id, title, diff, load_json(context), status,
         parse_ts(created), by, reason, _opt_ts(decided), load_json(result),
     )
+
+
+# --------------------------------------------------------------------------- values
+
+
+def check_tokens(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer number of tokens, got {value!r}")
+    return value
+
+
+def expiry_ts(now: datetime, ttl_s: float) -> str:
+    if ttl_s <= 0:
+        raise ValueError(f"lease ttl_s must be > 0, got {ttl_s}")
+    return to_ts(now + timedelta(seconds=ttl_s))
+
+
+def escalation_id(tick_id: str, item_id: str, salt: int) -> str:
+    digest = hashlib.sha256(f"{tick_id}\0{item_id}\0{salt}".encode()).hexdigest()
+    return f"esc-{digest[:8]}"

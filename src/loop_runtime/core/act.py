@@ -112,6 +112,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         return _reject(t, handle, n, "the implementer made no change")
     t.enter("verifying", attempt=n)
     tests = _run_tests(t, handle)
+    tidy = getattr(ws, "discard_side_effects", None)
+    if tidy is not None:
+        tidy(handle)  # test artefacts are not part of the reviewed change
     t.record("tests", {"attempt": n, "command": tests.command, "passed": tests.passed,
                        "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:

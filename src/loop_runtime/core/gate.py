@@ -44,9 +44,12 @@ def js_trim(s: str) -> str:
     return s.strip(JS_WHITESPACE)
 
 
+_ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
+
+
 def to_utf16(s: str) -> str:
     """Spell astral characters as surrogate pairs so lengths and regexes see JS code units."""
-    if all(ord(c) < 0x10000 for c in s):
+    if not _ASTRAL_RE.search(s):
         return s
     out: list[str] = []
     for c in s:
@@ -256,12 +259,14 @@ class _Matcher:
     negate: bool
     sets: tuple[tuple[Segment, ...], ...]
 
-    def match(self, path: str) -> bool:
+    def match(self, path: str, file: list[str] | None = None) -> bool:
+        """Match a path (already in UTF-16 form); ``file`` is its split, when the caller has it."""
         if self.kind == "comment":
             return False
         if self.kind == "empty":
             return path == ""
-        file = re.split("/+", path)
+        if file is None:
+            file = _split_path(path)
         for pattern in self.sets:
             if _match_parts(file, pattern):
                 return not self.negate
@@ -278,6 +283,10 @@ def _compile(pattern: str) -> _Matcher:
     pattern = pattern[bangs:]
     sets = tuple(tuple(_parse_segment(s) for s in _level_one(re.split("/+", g))) for g in _brace_expand(pattern))
     return _Matcher("normal", bangs % 2 == 1, sets)
+
+
+def _split_path(path: str) -> list[str]:
+    return re.split("/+", path)
 
 
 def _match_parts(file: list[str], pattern: tuple[Segment, ...]) -> bool:
@@ -401,7 +410,9 @@ class GateDecision:
 
 
 def _matches_any(path: str, globs: Sequence[str]) -> bool:
-    return any(glob_match(path, g) for g in globs)
+    unit_path = to_utf16(path)
+    file = _split_path(unit_path)
+    return any(_compile(to_utf16(g)).match(unit_path, file) for g in globs)
 
 
 def check(policy: GatePolicy, paths: Sequence[str], action: str = "commit") -> GateDecision:

@@ -24,6 +24,7 @@ from ..runtime import Project
 __all__ = [
     "DiffFile",
     "diff_files",
+    "escalation_row",
     "escalation_view",
     "fmt_ts",
     "loop_view",
@@ -155,7 +156,7 @@ def loop_view(project: Project, store: Any, loop: Mapping[str, Any], now: dateti
     entries = [e for e in log.entries if e.pattern == pattern][-50:]
     runs = [{
         "runId": safe(e.run_id, secrets, 40), "outcome": safe(e.outcome, secrets, 40), "tokens": e.tokens_estimate,
-        "items": e.items_found, "actions": e.actions_taken, "escalations": e.escalations,
+        "found": e.items_found, "actions": e.actions_taken, "escalations": e.escalations,
         "duration": e.duration_s, "level": safe(e.extras.get("level", ""), secrets, 10),
         "note": safe(e.extras.get("note") or e.extras.get("reason") or e.extras.get("branch") or "", secrets, 160),
     } for e in reversed(entries)]
@@ -210,6 +211,16 @@ def diff_files(patch: str) -> list[DiffFile]:
             lines.append(("ctx", raw))
     flush()
     return files
+
+
+def escalation_row(e: Any, secrets: Sequence[str]) -> dict[str, Any]:
+    """One line of an escalation list, every agent-written field redacted."""
+    return {
+        "id": e.id, "pattern": e.pattern, "status": e.status, "item": safe(e.item_id, secrets, 80),
+        "title": safe(e.title, secrets, 200), "reason": safe(e.context.get("reason") or "", secrets, 80),
+        "created": fmt_ts(e.created_at), "decidedBy": safe(e.decided_by or "", secrets, 100),
+        "decidedAt": fmt_ts(e.decided_at), "decision": safe(e.reason or "", secrets, 300),
+    }
 
 
 def _last(phases: Sequence[Any], name: str) -> Mapping[str, Any] | None:
@@ -282,7 +293,7 @@ def render_markdown(text: str) -> str:
             in_code = not in_code
             continue
         if in_code:
-            out.append(html.escape(line) + "\n")
+            out.append(html.escape(line))
             continue
         esc = html.escape(line)
         m = re.match(r"^\s*[-*+]\s+(?:\[([ xX])\]\s+)?(.*)$", line)

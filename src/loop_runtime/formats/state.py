@@ -66,10 +66,13 @@ class StateDoc:
     @property
     def newline(self) -> str:
         """The file's own line ending, reused for every line the runtime adds."""
-        for line in self.lines():
+        lines = self.lines()
+        for line in lines:
             if line.endswith("\n"):
                 return "\r\n" if line.endswith("\r\n") else "\n"
-        return "\n"
+        # No terminated line yet: a trailing "\r" means "\n" would complete a CRLF
+        # and change the file's style on the next edit, so use CRLF from the start.
+        return "\r\n" if lines and lines[-1].endswith("\r") else "\n"
 
     def lines(self) -> tuple[str, ...]:
         body = tuple(line for s in self.sections for line in (s.heading, *s.body))
@@ -227,8 +230,9 @@ def replace_section_items(doc: StateDoc, title: str, lines: list[str]) -> StateD
     """Replace a section's bullet items (with their indented continuation lines).
 
     Non-bullet prose in the section stays where it is; the new items go where the
-    first old item was. A line given without a bullet marker gets ``- `` so the next
-    run can find and replace it again.
+    first old item was, and runs of blank lines the old items leave behind shrink to
+    one. A line given without a bullet marker gets ``- `` so the next run can find and
+    replace it again.
     """
     nl = doc.newline
     new: list[str] = []
@@ -260,8 +264,10 @@ def replace_section_items(doc: StateDoc, title: str, lines: list[str]) -> StateD
         return _with_body(doc, index, _append_lines(doc, index, new)) if new else doc
     if insert_at > 0 and not kept[insert_at - 1].endswith("\n"):
         kept[insert_at - 1] += nl
-    kept[insert_at:insert_at] = new
-    return _with_body(doc, index, _collapse_blank_runs(kept))
+    head, rest = kept[:insert_at], _collapse_blank_runs(kept[insert_at:])
+    if not new and head and rest and not _strip_eol(head[-1]).strip() and not _strip_eol(rest[0]).strip():
+        rest = rest[1:]
+    return _with_body(doc, index, head + new + rest)
 
 
 def append_section_line(doc: StateDoc, title: str, line: str) -> StateDoc:
@@ -410,8 +416,8 @@ def _with_body(doc: StateDoc, index: int, body: list[str]) -> StateDoc:
 def _append_lines(doc: StateDoc, index: int, new: list[str]) -> list[str]:
     """Body of section ``index`` with ``new`` after its last non-blank line.
 
-    Keeps one blank line between the heading and the items, and one after them when
-    something (another section or the footer) follows.
+    Keeps one blank line between the heading and the items, and exactly one after them
+    when something (another section or the footer) follows.
     """
     nl = doc.newline
     body = list(doc.sections[index].body)
@@ -425,8 +431,7 @@ def _append_lines(doc: StateDoc, index: int, new: list[str]) -> list[str]:
     if not content:
         content = [nl]
     followed = index + 1 < len(doc.sections) or bool(doc.footer)
-    if followed and not trailing:
-        trailing = [nl]
+    trailing = trailing[:1] if trailing or not followed else [nl]
     return content + new + trailing
 
 
@@ -486,7 +491,7 @@ def _closers(lines: list[str]) -> list[str]:
 
 
 def _collapse_blank_runs(body: list[str]) -> list[str]:
-    """Removing items leaves the blank lines that separated them; keep one of each run."""
+    """Removed items leave the blank lines that separated them; keep one of each run."""
     out: list[str] = []
     for raw in body:
         if not _strip_eol(raw).strip() and out and not _strip_eol(out[-1]).strip():
@@ -496,17 +501,23 @@ def _collapse_blank_runs(body: list[str]) -> list[str]:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Text for one line: no line breaks, and no comment markers that would hide what follows."""
+    return _defuse(" ".join(str(text).split()))
+
+
+def _defuse(text: str) -> str:
+    """``<!--`` / ``-->`` as entities: they render the same but cannot open or close a comment."""
+    return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")
 
 
 def _as_item(line: str, *, continuation: bool) -> str:
     """A bullet line; an indented line is kept as a continuation only after an item."""
-    text = str(line).replace("\r", " ").replace("\n", " ").rstrip()
+    text = _defuse(str(line).replace("\r", " ").replace("\n", " ").rstrip())
     if _BULLET.match(text) or (continuation and text[:1] in (" ", "\t") and text.strip()):
         return text
     return f"- {text.strip()}"
 
 
 def _check_id(item_id: str) -> None:
-    if not item_id or any(c.isspace() for c in item_id):
-        raise ValueError(f"state item id must be non-empty with no whitespace: {item_id!r}")
+    if not item_id or any(c.isspace() for c in item_id) or "<!--" in item_id or "-->" in item_id:
+        raise ValueError(f"state item id must be one token without comment markers: {item_id!r}")

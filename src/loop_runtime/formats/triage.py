@@ -3,7 +3,8 @@
 The triage agent answers in prose; the decision is a JSON object somewhere in it (in
 a ```json fence, or bare). Agent output is untrusted, so this never raises and never
 trusts shape or size: strings are capped at 500 characters, items at 50, ids are made
-single tokens (they become STATE.md entry ids), and anything unreadable degrades to
+short single tokens of safe characters (they become STATE.md entry ids and branch
+names), and anything unreadable degrades to
 ``report`` — the safe middle: a human sees the run, no code is touched.
 
 When several objects carry a ``decision``, the last valid one wins (an agent that
@@ -21,7 +22,9 @@ from typing import Any, Literal
 Decision = Literal["noop", "report", "act"]
 MAX_ITEMS = 50
 MAX_CHARS = 500
+MAX_ID_CHARS = 100
 MAX_SCAN = 2000  # '{' positions tried; bounds the work on hostile output
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9#._:/-]+")
 _DECISIONS: dict[str, Decision] = {"noop": "noop", "no-op": "noop", "no_op": "noop", "report": "report", "act": "act"}
 
 
@@ -162,5 +165,6 @@ def _one_line(text: str) -> str:
 
 
 def _token(text: str) -> str:
-    """An id usable as one Markdown token: whitespace becomes ``-``."""
-    return _cap(re.sub(r"\s+", "-", _visible(text).strip()))
+    """An id usable as one STATE.md token: only ``[A-Za-z0-9#._:/-]``, anything else becomes ``-``."""
+    token = re.sub(r"-{2,}", "-", _UNSAFE_ID.sub("-", _visible(text).strip()))
+    return token.strip("-")[:MAX_ID_CHARS]

@@ -1,0 +1,521 @@
+"""The dashboard as a Starlette app: server-rendered pages, a JSON API, live updates over SSE.
+
+Reads go through the same functions as the CLI (``status.project_status`` for the
+overview, the run store for ticks and escalations); writes go *only* through
+``loop_runtime.actions`` (``kill``, ``resume``, ``approve``, ``reject``, ``topup``), so
+a button and a command always have the same effect and the dashboard never calls an
+agent backend. Blocking work (SQLite, git, file reads) runs in the thread pool, so a
+dashboard embedded in the daemon never stalls its scheduler.
+
+Routes (``POST`` ones need the token, see ``security``)::
+
+    GET  /                      overview: loops, spend vs cap, charts, kill switch
+    GET  /loops/{pattern}       ticks timeline, state file, run log, transcripts
+    GET  /loops/{pattern}/timeline      the timeline table alone (live refresh)
+    GET  /escalations           open and decided escalations
+    GET  /escalations/{id}      held diff, verdict and reasons, test output
+    GET  /transcripts/{tick}/{name}     one transcript, redacted
+    GET  /api/status  /api/budget       JSON (status = ``loop-runtime status --json``)
+    GET  /events                SSE: store events as they arrive + status snapshots
+    POST /kill  /resume  /escalations/{id}/approve  /escalations/{id}/reject  /loops/{pattern}/topup
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .. import actions
+from ..errors import ConfigError, LoopError
+from ..runtime import Project, now_utc
+from .security import CSRF_FIELD, Guard, SecurityMiddleware, loopback_hosts
+
+__all__ = ["create_app"]
+
+HERE = Path(__file__).parent
+FLASH_COOKIE = "loop_runtime_flash"
+POLL_S = 0.5
+STATUS_EVERY_S = 5.0
+
+_STRICT = False  # tests may flip this to catch a template referring to a missing field
+
+StoreFactory = Callable[[Project], Any]
+
+
+class Dashboard:
+    """What every request of one app shares: project, guard, store, templates, secrets."""
+
+    def __init__(self, project: Project, guard: Guard, store_factory: StoreFactory | None) -> None:
+        from starlette.templating import Jinja2Templates
+
+        from ..adapters.environment import secret_values
+
+        self.project, self.guard = project, guard
+        self._factory = store_factory
+        self._store: Any = None
+        self._lock = threading.Lock()
+        self.closing = False
+        self.secrets: list[str] = secret_values(project.root, {})
+        if guard.token not in self.secrets:
+            self.secrets.append(guard.token)
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                                 undefined=jinja2.StrictUndefined if _STRICT else jinja2.Undefined)
+        self.templates = Jinja2Templates(env=env)
+        self.templates.env.filters["num"] = lambda v: "—" if v is None else f"{int(v):,}"
+        self.templates.env.filters["pct"] = lambda v: "" if v is None else f"{float(v):.0f}%"
+
+    # -- store
+    def store(self) -> Any:
+        """The run store, opened once it exists (the dashboard never creates one by looking)."""
+        with self._lock:
+            if self._store is None:
+                if self._factory is not None:
+                    self._store = self._factory(self.project)
+                elif (self.project.root / ".loop-runtime" / "runtime.db").exists():
+                    from ..adapters.sqlite_store import RunStore
+
+                    self._store = RunStore.open(self.project.root)
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None and self._factory is None:
+                self._store.close()
+            self._store = None
+
+    # -- reads
+    def status(self) -> dict[str, Any]:
+        from ..status import project_status
+
+        return project_status(self.project, now_utc(), self.store())
+
+    def latest_event_id(self) -> int:
+        """The newest event id. The store exposes ``events_since`` only; ids only grow, so
+        "is there an event after k" is monotone in k and a doubling + bisection over
+        one-row reads finds the newest in O(log n) queries."""
+        store = self.store()
+        if store is None or not store.events_since(0, 1):
+            return 0
+        lo, hi = 0, 1  # invariant: an event exists after lo
+        while store.events_since(hi, 1):
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if store.events_since(mid, 1) else (lo, mid)
+        return hi
+
+    def events_since(self, last: int, limit: int = 200) -> list[dict[str, Any]]:
+        store = self.store()
+        if store is None:
+            return []
+        return [self.event_doc(e) for e in store.events_since(last, limit)]
+
+    def event_doc(self, e: Any) -> dict[str, Any]:
+        from ..core.redact import redact
+
+        payload = json.loads(redact(json.dumps(e.payload, default=str, ensure_ascii=False), extra_secrets=self.secrets))
+        return {"id": e.id, "kind": e.kind, "pattern": e.pattern, "tick": e.tick_id,
+                "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "payload": payload}
+
+    def recent_events(self, n: int = 25) -> tuple[list[dict[str, Any]], int]:
+        last = self.latest_event_id()
+        return self.events_since(max(0, last - n), n)[::-1], last
+
+    # -- responses
+    def page(self, request: Any, name: str, context: dict[str, Any], status_code: int = 200) -> Any:
+        flash = request.cookies.get(FLASH_COOKIE)
+        ctx = {
+            "csrf": self.guard.csrf if self.guard.authenticated(request) else None,
+            "csrf_field": CSRF_FIELD,
+            "flash": _parse_flash(flash),
+            "root": str(self.project.root),
+            "path": request.url.path,
+            **context,
+        }
+        response = self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+        if flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path="/")
+        return response
+
+
+def _parse_flash(raw: str | None) -> dict[str, str] | None:
+    if not raw or ":" not in raw:
+        return None
+    kind, _, text = unquote(raw).partition(":")
+    return {"kind": "error" if kind == "error" else "ok", "text": text[:400]}
+
+
+def _dash(request: Any) -> Dashboard:
+    return request.app.state.dashboard  # type: ignore[no-any-return]
+
+
+def _wants_json(request: Any, guard: Guard) -> bool:
+    return "application/json" in (request.headers.get("accept") or "") or guard.by_header(request.headers)
+
+
+def _next_url(form: Any, fallback: str) -> str:
+    target = str(form.get("next") or fallback) if form is not None else fallback
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else fallback
+
+
+def _done(request: Any, form: Any, message: str, data: dict[str, Any], fallback: str = "/") -> Any:
+    from starlette.responses import JSONResponse, RedirectResponse
+
+    if _wants_json(request, _dash(request).guard):
+        return JSONResponse({"ok": True, "message": message, **data})
+    response = RedirectResponse(_next_url(form, fallback), status_code=303)
+    response.set_cookie(FLASH_COOKIE, quote(f"ok:{message}"[:400]), httponly=True, samesite="strict", path="/")
+    return response
+
+
+def _failed(request: Any, form: Any, error: Exception, fallback: str = "/") -> Any:
+    from starlette.responses import JSONResponse, RedirectResponse
+
+    message = str(error)
+    status = 400
+    if isinstance(error, ConfigError) and error.field in ("escalation", "pattern"):
+        status = 404  # an unknown id
+    elif "already" in message:
+        status = 409  # decided by someone else meanwhile
+    if _wants_json(request, _dash(request).guard):
+        return JSONResponse({"ok": False, "error": message}, status_code=status)
+    response = RedirectResponse(_next_url(form, fallback), status_code=303)
+    response.set_cookie(FLASH_COOKIE, quote(f"error:{message}"[:400]), httponly=True, samesite="strict", path="/")
+    return response
+
+
+async def _authorized_form(request: Any) -> tuple[Any, Any]:
+    """The POSTed form, or a 403 response when the request may not mutate anything."""
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    form = await request.form()
+    refused = _dash(request).guard.refuse_mutation(request, form)
+    if refused is None:
+        return form, None
+    if "application/json" in (request.headers.get("accept") or ""):
+        return form, JSONResponse({"ok": False, "error": refused}, status_code=403)
+    return form, PlainTextResponse(refused, status_code=403)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+async def overview(request: Any) -> Any:
+    from .views import escalation_row
+
+    d = _dash(request)
+    doc = await _call(d.status)
+    store = await _call(d.store)
+    open_esc = [] if store is None else await _call(store.list_escalations, "open")
+    events, last = await _call(d.recent_events)
+    rows = [escalation_row(e, d.secrets) for e in open_esc]
+    return d.page(request, "overview.html", {"status": doc, "escalations": rows, "events": events,
+                                             "since": last, "nav": "overview"})
+
+
+async def loop_page(request: Any) -> Any:
+    from .views import loop_view
+
+    d = _dash(request)
+    pattern = request.path_params["pattern"]
+    doc = await _call(d.status)
+    loop = next((lp for lp in doc["loops"] if lp["pattern"] == pattern), None)
+    if loop is None:
+        return _not_found(request, f"no loop {pattern!r} in this project")
+    view = await _call(loop_view, d.project, d.store(), loop, now_utc(), d.secrets)
+    events, last = await _call(d.recent_events)
+    return d.page(request, "loop.html", {"status": doc, "loop": loop, "view": view, "since": last,
+                                         "events": [e for e in events if e["pattern"] == pattern], "nav": "loop"})
+
+
+async def timeline(request: Any) -> Any:
+    from .views import tick_rows
+
+    d = _dash(request)
+    pattern = request.path_params["pattern"]
+    if not any(p.id == pattern for p in d.project.registry.patterns):
+        return _not_found(request, f"no loop {pattern!r}")
+    rows = await _call(tick_rows, d.project, d.store(), pattern, now_utc(), d.secrets)
+    return d.page(request, "_timeline.html", {"ticks": rows, "pattern": pattern})
+
+
+async def escalations_page(request: Any) -> Any:
+    from .views import escalation_row
+
+    d = _dash(request)
+    store = await _call(d.store)
+    items = [] if store is None else await _call(store.list_escalations, None)
+    doc = await _call(d.status)
+    open_ = [escalation_row(e, d.secrets) for e in items if e.status == "open"]
+    done = sorted((e for e in items if e.status != "open"), key=lambda e: e.decided_at or e.created_at, reverse=True)
+    decided = [escalation_row(e, d.secrets) for e in done[:50]]
+    return d.page(request, "escalations.html", {"status": doc, "open": open_, "decided": decided,
+                                                "since": None, "nav": "escalations"})
+
+
+async def escalation_page(request: Any) -> Any:
+    from .views import escalation_view
+
+    d = _dash(request)
+    store = await _call(d.store)
+    esc = None if store is None else await _call(store.get_escalation, request.path_params["esc_id"])
+    if esc is None:
+        return _not_found(request, "no such escalation")
+    view = await _call(escalation_view, d.project, store, esc, d.secrets)
+    doc = await _call(d.status)
+    return d.page(request, "escalation.html", {"status": doc, "esc": view, "since": None, "nav": "escalations"})
+
+
+async def transcript_page(request: Any) -> Any:
+    from .views import safe, transcript_path
+
+    d = _dash(request)
+    tick, name = request.path_params["tick_id"], request.path_params["name"]
+    path = transcript_path(d.project, tick, name)
+    if path is None or not path.is_file():
+        return _not_found(request, "no such transcript")
+    text = await _call(path.read_text, "utf-8", "replace")
+    doc = await _call(d.status)
+    return d.page(request, "transcript.html", {"status": doc, "tick": tick, "name": name, "since": None,
+                                               "text": safe(text, d.secrets, 2_000_000), "nav": "loop"})
+
+
+def _not_found(request: Any, message: str) -> Any:
+    d = _dash(request)
+    return d.page(request, "error.html", {"status": None, "message": message, "since": None, "nav": ""},
+                  status_code=404)
+
+
+# ---------------------------------------------------------------------------- JSON + SSE
+
+
+async def api_status(request: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(await _call(_dash(request).status))
+
+
+async def api_budget(request: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    from ..status import loops_to_show
+    from .charts import budget_document
+
+    d = _dash(request)
+
+    def build() -> dict[str, Any]:
+        store = d.store()
+        return budget_document(d.project, store, loops_to_show(d.project, store), now_utc())
+
+    return JSONResponse(await _call(build))
+
+
+def _sse(kind: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+async def events(request: Any) -> Any:
+    """SSE: every store event after ``since`` (or ``Last-Event-ID``), plus a status snapshot
+    whenever events arrived and at least every few seconds. ``limit`` ends the stream
+    after that many messages (tests, and clients that page)."""
+    from starlette.responses import StreamingResponse
+
+    d = _dash(request)
+    raw = request.headers.get("last-event-id") or request.query_params.get("since")  # a reconnect resumes
+    try:
+        since = int(raw) if raw is not None else None
+        limit = int(request.query_params.get("limit") or 0)
+    except ValueError:
+        from starlette.responses import PlainTextResponse
+
+        return PlainTextResponse("since and limit must be integers", status_code=400)
+    if since is None:
+        since = await _call(d.latest_event_id)
+    return StreamingResponse(_stream(request, d, since, limit), media_type="text/event-stream",
+                             headers={"x-accel-buffering": "no"})
+
+
+async def _stream(request: Any, d: Dashboard, since: int, limit: int) -> AsyncIterator[str]:
+    sent, last, next_status = 0, since, 0.0
+    yield "retry: 2000\n\n"
+    while not d.closing:
+        batch = await _call(d.events_since, last)
+        for e in batch:
+            yield _sse("store", e, e["id"])
+            last, sent = e["id"], sent + 1
+            if limit and sent >= limit:
+                return
+        if batch or time.monotonic() >= next_status:
+            yield _sse("status", await _call(d.status))
+            sent, next_status = sent + 1, time.monotonic() + STATUS_EVERY_S
+            if limit and sent >= limit:
+                return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(POLL_S)
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+async def kill_action(request: Any) -> Any:
+    form, refused = await _authorized_form(request)
+    if refused is not None:
+        return refused
+    d = _dash(request)
+    pattern = str(form.get("pattern") or "") or None
+    try:
+        name = await _call(actions.kill, d.project, pattern, reason=str(form.get("reason") or "from the dashboard"))
+    except LoopError as e:
+        return _failed(request, form, e)
+    scope = "all loops" if pattern is None else pattern
+    return _done(request, form, f"Kill switch set: {name} — {scope} paused; running ticks stop within 5 seconds.",
+                 {"file": name, "scope": pattern or "all"})
+
+
+async def resume_action(request: Any) -> Any:
+    form, refused = await _authorized_form(request)
+    if refused is not None:
+        return refused
+    d = _dash(request)
+    pattern = str(form.get("pattern") or "") or None
+    try:
+        cleared, remaining = await _call(actions.resume, d.project, pattern)
+    except LoopError as e:
+        return _failed(request, form, e)
+    message = f"Cleared: {', '.join(cleared)}." if cleared else "No kill-switch file to clear."
+    if remaining:
+        message += " Still paused by " + "; ".join(remaining)
+    return _done(request, form, message, {"cleared": cleared, "remaining": remaining})
+
+
+async def approve_action(request: Any) -> Any:
+    form, refused = await _authorized_form(request)
+    if refused is not None:
+        return refused
+    d = _dash(request)
+    esc_id = request.path_params["esc_id"]
+    merge = str(form.get("merge") or "").lower() in ("on", "true", "1", "yes")
+    back = f"/escalations/{quote(esc_id)}"
+    try:
+        store = await _call(d.store)
+        result = await _call(actions.approve, d.project, esc_id, merge=merge, store=store)
+    except LoopError as e:
+        return _failed(request, form, e, back)
+    where = f" on {result['branch']}" if result.get("branch") else ""
+    return _done(request, form, f"Approved {esc_id}: committed{where}" + (" and merged" if merge else "") + ".",
+                 {"result": result}, back)
+
+
+async def reject_action(request: Any) -> Any:
+    form, refused = await _authorized_form(request)
+    if refused is not None:
+        return refused
+    d = _dash(request)
+    esc_id = request.path_params["esc_id"]
+    reason = " ".join(str(form.get("reason") or "").split())
+    back = f"/escalations/{quote(esc_id)}"
+    if not reason:
+        return _failed(request, form, ConfigError("reject", "reason", "", message="a reason is required to reject"),
+                       back)
+    try:
+        store = await _call(d.store)
+        result = await _call(actions.reject, d.project, esc_id, reason=reason[:500], store=store)
+    except LoopError as e:
+        return _failed(request, form, e, back)
+    return _done(request, form, f"Rejected {esc_id}: {reason[:200]}", {"result": result}, back)
+
+
+async def topup_action(request: Any) -> Any:
+    form, refused = await _authorized_form(request)
+    if refused is not None:
+        return refused
+    d = _dash(request)
+    pattern = request.path_params["pattern"]
+    back = f"/loops/{quote(pattern)}"
+    try:
+        tokens = int(str(form.get("tokens") or "").replace(",", "").replace("_", "").strip())
+    except ValueError:
+        return _failed(request, form, ConfigError("topup", "tokens", form.get("tokens")), back)
+    try:
+        store = await _call(d.store)
+        result = await _call(actions.topup, d.project, pattern, tokens,
+                             reason=str(form.get("reason") or "top-up from the dashboard")[:200], store=store)
+    except LoopError as e:
+        return _failed(request, form, e, back)
+    return _done(request, form, f"Top-up: +{tokens:,} tokens for {pattern} today ({result['day']}).",
+                 {"result": result}, back)
+
+
+# ---------------------------------------------------------------------------- factory
+
+
+def create_app(project: Project, *, token: str, store_factory: StoreFactory | None = None,
+               public_reads: bool = True, allowed_hosts: list[str] | None = None) -> Any:
+    """The dashboard app for one project.
+
+    ``token`` is required for every mutating request (and every request when
+    ``public_reads`` is False). ``store_factory(project)`` supplies the run store (the
+    caller keeps ownership of it); by default the app opens ``.loop-runtime/runtime.db``
+    once it exists and closes it on shutdown. ``allowed_hosts`` pins the Host header
+    (default: loopback names only).
+    """
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    if not token:
+        raise ConfigError("dashboard", "token", "", message="the dashboard needs a token")
+    guard = Guard(token, public_reads=public_reads)
+    dash = Dashboard(project, guard, store_factory)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            dash.closing = True
+            dash.close()
+
+    routes = [
+        Route("/", overview),
+        Route("/loops/{pattern}", loop_page),
+        Route("/loops/{pattern}/timeline", timeline),
+        Route("/loops/{pattern}/topup", topup_action, methods=["POST"]),
+        Route("/escalations", escalations_page),
+        Route("/escalations/{esc_id}", escalation_page),
+        Route("/escalations/{esc_id}/approve", approve_action, methods=["POST"]),
+        Route("/escalations/{esc_id}/reject", reject_action, methods=["POST"]),
+        Route("/transcripts/{tick_id}/{name}", transcript_page),
+        Route("/api/status", api_status),
+        Route("/api/budget", api_budget),
+        Route("/events", events),
+        Route("/kill", kill_action, methods=["POST"]),
+        Route("/resume", resume_action, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    middleware = [
+        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or loopback_hosts()),
+        Middleware(SecurityMiddleware, guard=guard),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.dashboard = dash
+    return app
