@@ -102,11 +102,13 @@ def test_not_test_paths(path: str) -> None:
 
 
 def test_deleting_or_renaming_away_a_test_escalates() -> None:
-    """A deleted test, or one renamed out of test naming, is `test-deleted`; a test-to-test rename is fine."""
+    """A deleted test, or one renamed out of test naming or its folder, is `test-deleted`."""
     assert _codes(_diff(FileChange("tests/test_a.py", "deleted"))) == [("test-deleted", "tests/test_a.py")]
     assert _codes(_diff(FileChange("src/a_helper.py", "renamed", old_path="src/a_test.py"))) == [
         ("test-deleted", "src/a_test.py")]
     assert _codes(_diff(FileChange("tests/test_b.py", "renamed", old_path="tests/test_a.py"))) == []
+    assert _codes(_diff(FileChange("src/a_test.py", "renamed", old_path="tests/test_a.py"))) == [
+        ("test-deleted", "tests/test_a.py")]  # moved where the runner may not look
     assert _codes(_diff(FileChange("tests/test_a.py", "typechange", is_symlink=True, symlink_target="x.py"))) == [
         ("test-deleted", "tests/test_a.py")]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 from datetime import date, datetime, timedelta, timezone
@@ -155,7 +156,8 @@ def test_with_last_run_touches_one_line(text: str, when: datetime, note: str) ->
 # Invariant: after add_high_priority the id is listed exactly once, adding it again changes
 # nothing, and setting a decision keeps it listed.
 @SETTINGS
-@given(markdown(), st.text(alphabet=string.ascii_letters + string.digits + "-#", min_size=1, max_size=10),
+@given(markdown(), st.one_of(st.sampled_from(["E1", "E2", "ID"]),
+                             st.text(alphabet=string.ascii_letters + string.digits + "-#", min_size=1, max_size=10)),
        st.text(max_size=30), st.text(max_size=30))
 def test_high_priority_entries_are_idempotent(text: str, item_id: str, line: str, action: str) -> None:
     """add → listed once; add again → same doc; decision → still listed, round-trips."""
@@ -271,10 +273,8 @@ def test_token_amount_round_trip(n: int) -> None:
 @given(st.text())
 def test_token_amount_only_raises_value_error(text: str) -> None:
     """Random text: a non-negative int or ValueError."""
-    try:
+    with contextlib.suppress(ValueError):
         assert parse_token_amount(text) >= 0
-    except ValueError:
-        pass
 
 
 # Invariant: verdict parsing never raises; without the word 'verdict' nothing is found and the

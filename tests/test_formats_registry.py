@@ -89,7 +89,8 @@ def test_reference_table_values_for_every_pattern() -> None:
     }
     for p in parse_registry(NEWEST).patterns:
         assert p.cost is not None
-        assert (p.cadence, p.week_one_mode, p.cost.suggested_daily_cap, p.cost.early_exit_required, p.state) == expected[p.id]
+        got = (p.cadence, p.week_one_mode, p.cost.suggested_daily_cap, p.cost.early_exit_required, p.state)
+        assert got == expected[p.id]
 
 
 def test_bad_cadence_names_index_and_value() -> None:

@@ -151,7 +151,8 @@ def test_non_canonical_outcome_is_not_written() -> None:
 
 def test_to_json_is_compact_with_canonical_order_then_extras() -> None:
     """to_json puts the 8 canonical fields first, extras after, compactly like JSON.stringify."""
-    entry = RunLogEntry("r1", "ci-sweeper", 4.0, 1, 2, 3, 4000, "fix-proposed", extras={"worktree": "loop/r1", "é": "ü"})
+    extras = {"worktree": "loop/r1", "é": "ü"}
+    entry = RunLogEntry("r1", "ci-sweeper", 4.0, 1, 2, 3, 4000, "fix-proposed", extras=extras)
     assert entry.to_json() == (
         '{"run_id":"r1","pattern":"ci-sweeper","duration_s":4,"items_found":1,"actions_taken":2,'
         '"escalations":3,"tokens_estimate":4000,"outcome":"fix-proposed","worktree":"loop/r1","é":"ü"}'
@@ -175,7 +176,8 @@ def test_table_log_reads_as_table_with_no_entries() -> None:
 
 def test_malformed_lines_are_counted_not_fatal() -> None:
     """Garbage after the marker is skipped and counted."""
-    text = f"{MARKER}\n{{\"run_id\":\"2026-09-15T01:00:00Z\",\"pattern\":\"p\",\"tokens_estimate\":5}}\n{{oops\n[1,2]\ntext\n"
+    good = '{"run_id":"2026-09-15T01:00:00Z","pattern":"p","tokens_estimate":5}'
+    text = f"{MARKER}\n{good}\n{{oops\n[1,2]\ntext\n"
     log = parse_run_log(text)
     assert len(log.entries) == 1 and log.skipped_lines == 3
 

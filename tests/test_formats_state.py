@@ -197,6 +197,23 @@ def test_template_comment_is_not_an_entry() -> None:
     assert "- [ ] ID — one-line description" in render_state(doc)
 
 
+def test_entry_moved_by_a_human_is_left_alone() -> None:
+    """An entry a human moved to Watch List stays there; re-escalating adds a High Priority entry."""
+    doc = parse_state(new_state_text("p"))
+    doc = replace_section_items(doc, "Watch List", ["- [ ] E1 — parked by a human"])
+    doc = add_high_priority(doc, "E1", "again", "retried")
+    assert high_priority_ids(doc) == ["E1"]
+    assert "## Watch List\n\n- [ ] E1 — parked by a human\n" in render_state(doc)
+
+
+def test_set_human_decision_finds_moved_entries() -> None:
+    """A decision is recorded even when the entry now lives in another section."""
+    doc = parse_state("## Watch List\n\n- [ ] E3 — moved\n  Human decision: pending\n")
+    assert render_state(set_human_decision(doc, "E3", "done")) == (
+        "## Watch List\n\n- [x] E3 — moved\n  Human decision: done\n"
+    )
+
+
 def test_add_high_priority_rejects_ids_with_spaces() -> None:
     """Entry ids are single tokens so they can be found again."""
     with pytest.raises(ValueError):
@@ -223,7 +240,10 @@ def test_set_human_decision_adds_missing_line() -> None:
     """A hand-written entry without a Human decision line gets one."""
     doc = parse_state("## High Priority\n\n- [ ] E7 — hand written\n  Loop action: none\n\n## Watch List\n")
     out = render_state(set_human_decision(doc, "E7", "rejected"))
-    assert out == "## High Priority\n\n- [x] E7 — hand written\n  Loop action: none\n  Human decision: rejected\n\n## Watch List\n"
+    assert out == (
+        "## High Priority\n\n- [x] E7 — hand written\n  Loop action: none\n  Human decision: rejected\n\n"
+        "## Watch List\n"
+    )
 
 
 def test_set_human_decision_on_unknown_id_changes_nothing() -> None:
@@ -234,7 +254,9 @@ def test_set_human_decision_on_unknown_id_changes_nothing() -> None:
 
 def test_replace_section_items_keeps_prose() -> None:
     """Watch List items are replaced each run; prose in the section stays."""
-    doc = parse_state("## Watch List\n\nSome prose.\n\n- old 1\n  continued\n- old 2\n\nTrailing note.\n\n---\nRun log: x\n")
+    doc = parse_state(
+        "## Watch List\n\nSome prose.\n\n- old 1\n  continued\n- old 2\n\nTrailing note.\n\n---\nRun log: x\n"
+    )
     out = render_state(replace_section_items(doc, "Watch List", ["- new 1", "new 2"]))
     assert out == "## Watch List\n\nSome prose.\n\n- new 1\n- new 2\n\nTrailing note.\n\n---\nRun log: x\n"
 

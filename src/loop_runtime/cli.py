@@ -401,8 +401,12 @@ def reject(c: _Ctx, escalation_id: str, reason: str) -> None:
 @click.argument("tokens", type=int)
 @click.option("--reason", default="manual top-up", show_default=True)
 @click.option("--resume", "resume_tick", is_flag=True, help="Resume the last budget-halted tick from its last phase.")
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+              help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
+@click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick.")
 @pass_ctx
-def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool) -> None:
+def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, backend: str | None,
+          scenario: str | None) -> None:
     """Raise today's cap for one loop; optionally resume its budget-halted tick."""
     from .actions import topup as do_topup
 
@@ -411,9 +415,9 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool) ->
     if resume_tick:
         import asyncio
 
-        from .runner import resume_halted
+        from .runner import RunOptions, resume_halted
 
-        result = asyncio.run(resume_halted(c.project, pattern))
+        result = asyncio.run(resume_halted(c.project, pattern, RunOptions(backend=backend, scenario=scenario)))
         if result is None:
             click.echo("No budget-halted tick to resume.")
             return

@@ -350,8 +350,12 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
         if not halted:
             return None
         tick = halted[0]
-        replay = {p.phase.removeprefix("agent:"): p.data for p in store.phases(tick.tick_id)
-                  if p.phase.startswith("agent:") and p.data.get("status") == "ok"}
+        replay: dict[str, Any] = {}
+        for p in store.phases(tick.tick_id):
+            if p.phase.startswith("agent:") and p.data.get("status") == "ok":
+                replay[p.phase.removeprefix("agent:")] = p.data
+            elif p.phase == "workspace":
+                replay[f"workspace:{p.data.get('attempt')}"] = p.data
         base = opts or RunOptions()
         resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level})
         store.set_tick_status(tick.tick_id, "resumed")

@@ -561,6 +561,17 @@ class GitWorkspace:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def attach(self, run_id: str) -> WorkspaceHandle | None:
+        """The handle of an attempt's existing ``active`` worktree (resuming a halted tick), else None."""
+        entry = self._read_manifest().get(run_id)
+        if entry is None or entry.status != "active" or not entry.base_commit:
+            return None
+        path = (self.root / entry.path).resolve()
+        if path not in self._worktrees():
+            return None
+        return WorkspaceHandle(run_id=run_id, path=str(path), branch=entry.branch, base_branch=entry.base_branch,
+                               base_commit=entry.base_commit)
+
     def mark(self, run_id: str, status: str) -> None:
         """Set a manifest entry's status (``fix-proposed`` is recorded as loop-worktree's ``active``)."""
         if status not in STATUSES:

@@ -77,7 +77,13 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     assert ws is not None
     t.enter("implementing", attempt=n, item=item.id)
     t.attempt = n
-    handle = ws.prepare(worktree_run_id(t.plan.pattern_id, t.run_id, n), t.plan.pattern_id)
+    handle = None
+    held = t.deps.replay.get(f"workspace:{n}")
+    attach = getattr(ws, "attach", None)
+    if held is not None and attach is not None:  # resuming: the halted attempt's worktree, as it was left
+        handle = attach(str(held.get("run_id")))
+    if handle is None:
+        handle = ws.prepare(worktree_run_id(t.plan.pattern_id, t.run_id, n, t.tick_id), t.plan.pattern_id)
     t.record("workspace", {"attempt": n, "run_id": handle.run_id, "path": handle.path, "branch": handle.branch})
     p = t.plan.pattern
     prompt = implementer_prompt(

@@ -101,9 +101,9 @@ def new_run_id(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def worktree_run_id(pattern: str, run_id: str, attempt: int) -> str:
-    """A git-ref-safe id for one attempt's worktree and branch (``loop/<id>``)."""
-    return f"{pattern}-{run_id.replace(':', '').replace('-', '')}-a{attempt}"
+def worktree_run_id(pattern: str, run_id: str, attempt: int, tick_id: str) -> str:
+    """A git-ref-safe, unique id for one attempt's worktree and branch (``loop/<id>``)."""
+    return f"{pattern}-{run_id.replace(':', '').replace('-', '')}-{tick_id[-6:]}-a{attempt}"
 
 
 class LoopEngine:

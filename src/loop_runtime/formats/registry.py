@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -82,7 +82,7 @@ def parse_registry(text: str, *, file: str = DEFAULT_FILE, source: str = "projec
             raise ConfigError(file, f"patterns[{index}].id", pattern.id, message=f"duplicate pattern id: {pattern.id}")
         seen.add(pattern.id)
         patterns.append(pattern)
-    kind = "bundled" if source == "bundled" else "project"
+    kind: Literal["project", "bundled"] = "bundled" if source == "bundled" else "project"
     return Registry(patterns=tuple(patterns), source=kind, path=file, warnings=tuple(warnings))
 
 
@@ -165,7 +165,7 @@ def _parse_cost(raw: object, prefix: str, file: str, warnings: list[str]) -> Cos
     for key in COST_REQUIRED:
         if key not in raw:
             raise ConfigError(file, f"{prefix}.{key}", None, message=f"{prefix} missing field: {key}")
-    known = COST_REQUIRED + ("stable_fraction",)
+    known = (*COST_REQUIRED, "stable_fraction")
     warnings.extend(f"{prefix}: unknown key {k!r} ignored" for k in raw if k not in known)
     tokens = {}
     for key in COST_TOKENS:

@@ -167,7 +167,8 @@ def append_entry(
         text = TEMPLATE.format(project=" ".join(project.split()) or "project")
     at = text.find(MARKER)
     if at == -1:
-        raise ConfigError(file, "marker", MARKER, message=f"marker line {MARKER!r} not found; add it under '## Recent Runs'")
+        message = f"marker line {MARKER!r} not found; add it under '## Recent Runs'"
+        raise ConfigError(file, "marker", MARKER, message=message)
     before, after = text[:at + len(MARKER)], text[at + len(MARKER):]
     current = _utc(now)
     kept = []

@@ -172,7 +172,11 @@ def ensure_canonical_sections(doc: StateDoc) -> StateDoc:
 def add_high_priority(
     doc: StateDoc, item_id: str, line: str, loop_action: str, human_decision: str = "pending"
 ) -> StateDoc:
-    """Record an escalation under High Priority, replacing any entry with the same id."""
+    """Record an escalation under High Priority, replacing that section's entry with the same id.
+
+    An entry a human moved to another section is left there; a new escalation of the
+    same id gets a fresh High Priority entry.
+    """
     _check_id(item_id)
     nl = doc.newline
     entry = [
@@ -180,28 +184,28 @@ def add_high_priority(
         f"  Loop action: {_one_line(loop_action)}{nl}",
         f"  Human decision: {_one_line(human_decision)}{nl}",
     ]
-    for index, section in enumerate(doc.sections):
-        span = _entry_span(section.body, item_id)
+    target = _find_section(doc, HIGH_PRIORITY)
+    if target is not None:
+        span = _entry_span(doc.sections[target].body, item_id)
         if span is not None:
-            body = list(section.body)
+            body = list(doc.sections[target].body)
             body[span[0]:span[1]] = entry
-            return _with_body(doc, index, body)
-    index = _find_section(doc, HIGH_PRIORITY)
-    if index is None:
+            return _with_body(doc, target, body)
+    else:
         before = _find_section(doc, WATCH_LIST)
         if before is None:
             before = _find_section(doc, RECENT_NOISE)
-        doc = _add_section(doc, HIGH_PRIORITY, len(doc.sections) if before is None else before)
-        index = _find_section(doc, HIGH_PRIORITY)
-        assert index is not None
-    return _with_body(doc, index, _append_lines(doc, index, entry))
+        target = len(doc.sections) if before is None else before
+        doc = _add_section(doc, HIGH_PRIORITY, target)
+    return _with_body(doc, target, _append_lines(doc, target, entry))
 
 
 def set_human_decision(doc: StateDoc, item_id: str, decision: str, *, resolved: bool = True) -> StateDoc:
     """Rewrite an entry's ``Human decision:`` line and tick its box when resolved.
 
-    A human may have removed the entry by hand; then there is nothing to record and
-    the document comes back unchanged.
+    The entry is looked for in every section (a human may have moved it). A human may
+    also have removed it; then there is nothing to record and the document comes back
+    unchanged.
     """
     nl = doc.newline
     for index, section in enumerate(doc.sections):
@@ -240,9 +244,8 @@ def replace_section_items(doc: StateDoc, title: str, lines: list[str]) -> StateD
         new.append(_as_item(line, continuation=bool(new)) + nl)
     index = _find_section(doc, title)
     if index is None:
-        doc = _add_section(doc, title, len(doc.sections))
-        index = _find_section(doc, title)
-        assert index is not None
+        index = len(doc.sections)
+        doc = _add_section(doc, title, index)
         return _with_body(doc, index, _append_lines(doc, index, new)) if new else doc
     body = list(doc.sections[index].body)
     hidden = _comment_lines(body)
@@ -274,9 +277,8 @@ def append_section_line(doc: StateDoc, title: str, line: str) -> StateDoc:
     """Append one line to a section, creating the section at the end (before the footer)."""
     index = _find_section(doc, title)
     if index is None:
-        doc = _add_section(doc, title, len(doc.sections))
-        index = _find_section(doc, title)
-        assert index is not None
+        index = len(doc.sections)
+        doc = _add_section(doc, title, index)
     return _with_body(doc, index, _append_lines(doc, index, [_one_line(line) + doc.newline]))
 
 

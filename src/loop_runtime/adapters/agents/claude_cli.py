@@ -48,8 +48,9 @@ from .process import (
 )
 
 INSTALL_HINT = "install Claude Code (npm i -g @anthropic-ai/claude-code) or pip install 'loop-runtime[claude]'"
-CREDENTIAL_HINT = ("claude CLI has no credentials: set ANTHROPIC_API_KEY "
-                   "(or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`)")
+SET_HINT = "set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`)"
+CREDENTIAL_HINT = f"claude CLI has no credentials: {SET_HINT}"
+REJECTED_HINT = f"claude CLI credentials were rejected (HTTP 401/403): {SET_HINT}"
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
@@ -59,6 +60,7 @@ READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
 EDIT_WORKTREE_FLAGS = ("--permission-mode", "dontAsk",
                        "--allowedTools", "Read(./**),Edit(./**),Glob,Grep",
                        "--disallowedTools", "Bash,WebFetch,WebSearch")
+AUTH_FAILED = "auth-failed"  # internal stop reason: the provider rejected the credentials
 EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
 
 
@@ -196,6 +198,11 @@ class _Run:
         if kind == "system" and event.get("subtype") == "init":
             emit(self.on_event, "agent.start", {"backend": "claude", "role": self.request.role,
                                                 "model": event.get("model"), "session": event.get("session_id")})
+        elif kind == "system" and event.get("subtype") == "api_retry":
+            emit(self.on_event, "agent.warning", {"message": f"API retry {event.get('attempt')}: "
+                                                  f"{event.get('error')} ({event.get('error_status')})"})
+            if event.get("error") == "authentication_failed" or event.get("error_status") in (401, 403):
+                return AUTH_FAILED  # the CLI would retry a rejected key for minutes
         elif kind == "assistant":
             grew = self._assistant(event.get("message"))
         elif kind == "user":
@@ -291,6 +298,8 @@ class ClaudeCliBackend:
                                            transcript=transcript, stop=stop)
         finally:
             path = transcript.close()
+        if outcome.halted == AUTH_FAILED and state.result is None:
+            raise BackendError(REJECTED_HINT)
         result = self._result(request, state, outcome.halted, outcome.returncode, outcome.garbage,
                               outcome.stderr_tail, secrets)
         result = replace(result, duration_s=outcome.duration_s, transcript=path)

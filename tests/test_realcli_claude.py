@@ -1,0 +1,180 @@
+"""ClaudeCliBackend driving the REAL Claude Code CLI offline, against the local model stand-in.
+
+The CLI is the one bundled in the claude-agent-sdk wheel. ``ANTHROPIC_BASE_URL`` points it
+at ``tests/fakes/model_server.py``, whose scripted turns make the real CLI run its real
+Read/Write/Edit tools in the worktree. Each run gets its own HOME. These tests skip when
+the bundled CLI is absent, except under ``CI=true`` where they must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loop_runtime.adapters.agents import ClaudeCliBackend
+from loop_runtime.adapters.agents.claude_cli import _bundled_claude
+from loop_runtime.errors import BackendError
+from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
+from tests.fakes.model_server import ModelServer
+
+pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
+
+U = {"input_tokens": 1000, "output_tokens": 200, "cache_creation_input_tokens": 300, "cache_read_input_tokens": 500}
+
+
+@pytest.fixture(scope="module")
+def claude_bin() -> str:
+    path = _bundled_claude()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the claude CLI bundled in claude-agent-sdk is required under CI=true")
+        pytest.skip("claude-agent-sdk's bundled CLI not installed")
+    return path
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Path:
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / "notes.txt").write_text("status: broken\n")
+    return wt.resolve()
+
+
+def run_real(claude_bin: str, server: ModelServer, worktree: Path, tmp_path: Path, permission: Permission,
+             **kw: Any) -> AgentResult:
+    """One real `claude -p` run through our backend with an isolated HOME and the stand-in as API."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    backend = ClaudeCliBackend(binary=claude_bin, env={"ANTHROPIC_API_KEY": "test",
+                                                       "ANTHROPIC_BASE_URL": server.base_url})
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    request = AgentRequest(role="implementer", prompt="update notes.txt", cwd=str(worktree), permission=permission,
+                           token_limit=kw.pop("token_limit", 1_000_000), timeout_s=kw.pop("timeout_s", 60.0),
+                           max_turns=10, env=env, transcript_dir=str(tmp_path / ".loop-runtime" / "transcripts"),
+                           **kw)
+    return asyncio.run(backend.run(request))
+
+
+def result_line(res: AgentResult) -> dict[str, Any]:
+    lines = [json.loads(line) for line in Path(res.transcript or "").read_text().splitlines() if line.strip()]
+    return next(e for e in lines if e.get("type") == "result")
+
+
+def tool_results(server: ModelServer) -> list[dict[str, Any]]:
+    """The tool_result blocks the CLI sent back to the model, in order."""
+    last = server.bodies("/v1/messages")[-1]
+    return [b for m in last["messages"] if isinstance(m.get("content"), list)
+            for b in m["content"] if b.get("type") == "tool_result"]
+
+
+def test_real_cli_reads_and_edits_in_the_worktree_with_exact_usage(claude_bin: str, worktree: Path,
+                                                                   tmp_path: Path) -> None:
+    """EDIT_WORKTREE: Read, Edit and Write really change files; usage equals the script's sum exactly."""
+    target = worktree / "notes.txt"
+    turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
+             {"tool_use": {"name": "Edit", "input": {"file_path": str(target), "old_string": "broken",
+                                                     "new_string": "fixed"}}, "usage": U},
+             {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "src" / "new.py"),
+                                                      "content": "X = 1\n"}}, "usage": U},
+             {"text": "updated the notes", "usage": U}]
+    with ModelServer(turns) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
+        assert server.exhausted == 0
+    assert res.status == "ok", res.error
+    assert target.read_text() == "status: fixed\n"
+    assert (worktree / "src" / "new.py").read_text() == "X = 1\n"
+    assert res.usage == Usage(input=4000, output=800, cache_write=1200, cache_read=2000,
+                              cost_usd=res.usage.cost_usd)
+    assert res.text == "updated the notes" and res.turns == 4
+    assert set(res.files_changed) == {"notes.txt", "src/new.py"}
+    assert result_line(res)["permission_denials"] == []
+
+
+def test_real_cli_denies_write_at_read_only(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """READ_ONLY: the CLI itself denies Write (permission_denials); the file is unchanged."""
+    target = worktree / "notes.txt"
+    turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
+             {"tool_use": {"name": "Write", "input": {"file_path": str(target), "content": "pwned\n"}}, "usage": U},
+             {"text": "could not write", "usage": U}]
+    with ModelServer(turns) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY)
+        results = tool_results(server)
+    assert target.read_text() == "status: broken\n"
+    denials = result_line(res)["permission_denials"]
+    assert [d["tool_name"] for d in denials] == ["Write"]
+    assert results[0].get("is_error") is not True and results[1]["is_error"] is True
+    assert res.status == "ok" and res.usage.total == 3 * 2000 and res.files_changed == ()
+
+
+def test_real_cli_denies_write_outside_the_worktree_at_edit_level(claude_bin: str, worktree: Path,
+                                                                  tmp_path: Path) -> None:
+    """EDIT_WORKTREE: a Write to an absolute path outside the cwd is denied by the Edit(./**) rule."""
+    outside = tmp_path / "outside.txt"
+    turns = [{"tool_use": {"name": "Write", "input": {"file_path": str(outside), "content": "escaped\n"}},
+              "usage": U},
+             {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "inside.txt"),
+                                                      "content": "ok\n"}}, "usage": U},
+             {"text": "done", "usage": U}]
+    with ModelServer(turns) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
+    assert not outside.exists()
+    assert (worktree / "inside.txt").read_text() == "ok\n"
+    denials = result_line(res)["permission_denials"]
+    assert len(denials) == 1 and denials[0]["tool_input"]["file_path"] == str(outside)
+    assert res.files_changed == ("inside.txt",)
+
+
+def test_real_cli_runaway_is_halted_at_its_reservation(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """A real run that keeps calling tools is killed once the next turn would pass its reservation."""
+    turn = {"tool_use": {"name": "Glob", "input": {"pattern": "*.txt"}}, "usage": U}
+    with ModelServer([turn] * 40) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY, token_limit=7000)
+        served = server.served
+    assert (res.status, res.stop_reason) == ("halted", "budget")
+    # live signal per message: input + cache write + cache read + placeholder output (1)
+    assert 7000 - 1801 < res.usage.total <= 7000
+    assert served <= 5
+
+
+def test_real_cli_rejected_key_is_a_credentials_error(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """A 401 from the API makes the CLI retry for minutes; we stop at once with a one-line error."""
+    with ModelServer([{"status": 401, "message": "invalid x-api-key", "repeat": 20}]) as server:
+        with pytest.raises(BackendError, match="set ANTHROPIC_API_KEY"):
+            run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY, timeout_s=20)
+        assert len(server.requests) <= 2
+
+
+def test_real_cli_timeout_leaves_no_process(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """A model that never answers: the run halts at the deadline and the CLI's group is gone."""
+    with ModelServer([{"text": "late", "delay": 30}]) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY, timeout_s=3,
+                       token_limit=5000)
+    assert (res.status, res.stop_reason, res.usage.total) == ("halted", "timeout", 5000)
+    init = json.loads(Path(res.transcript or "").read_text().splitlines()[0])
+    assert init["type"] == "system"
+    assert _live_processes_in(worktree) == []
+
+
+def _live_processes_in(cwd: Path, wait_s: float = 2.0) -> list[int]:
+    """Non-zombie processes whose working directory is ``cwd`` (the CLI and anything it spawned)."""
+    end = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(cwd):
+                    state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":
+                        found.append(int(entry))
+            except (OSError, IndexError):
+                continue
+        if not found or time.monotonic() > end:
+            return found
+        time.sleep(0.05)
