@@ -218,6 +218,19 @@ def test_diff_reports_every_change_kind(repo: Path) -> None:
     assert check_diff(diff) == ()
 
 
+def test_odd_file_names_round_trip_through_the_diff(repo: Path) -> None:
+    """Quotes, tabs, spaces and backslashes in names come back as the file system spells them."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r1", "p")
+    names = ['we"ird.py', "tab\tname.py", "sp ace.py", "back\\slash.py", "日本.py"]
+    for i, name in enumerate(names):
+        write(Path(h.path), f"odd/{name}", f"line {i}\n")
+    diff = ws.diff(h)
+    assert sorted(c.path for c in diff.changes) == sorted(f"odd/{n}" for n in names)
+    for i, name in enumerate(names):
+        assert _change(diff, f"odd/{name}").added_lines == (f"line {i}",)
+
+
 def test_diff_stages_in_the_worktree_index_only(repo: Path) -> None:
     """The main checkout's index and files are untouched by diff()."""
     ws = GitWorkspace(repo)
@@ -280,15 +293,18 @@ def test_commit_carries_trailers_and_writes_the_patch(repo: Path) -> None:
     assert git(repo, "rev-parse", "main") == h.base_commit
 
 
-def test_finish_refuses_to_commit_what_was_not_checked(repo: Path) -> None:
-    """A file changed after diff() (say by a verifier) blocks the commit."""
+def test_finish_commits_exactly_what_was_checked(repo: Path) -> None:
+    """Edits and test caches written after diff() never reach the branch."""
     ws = GitWorkspace(repo)
     h = ws.prepare("r1", "p")
     write(Path(h.path), "src/app.py", "checked\n")
     ws.diff(h)
     write(Path(h.path), "src/app.py", "sneaked in later\n")
-    with pytest.raises(GitError, match="changed after its diff was checked"):
-        ws.finish(h, "active", commit_message="x")
+    write(Path(h.path), "src/__pycache__/app.cpython-311.pyc", b"\0cache")
+    sha = ws.finish(h, "active", commit_message="x")
+    assert git(repo, "show", f"{sha}:src/app.py") == "checked"
+    assert git(repo, "diff", "--name-only", h.base_commit, sha) == "src/app.py"
+    assert git(Path(h.path), "status", "--porcelain").splitlines() == ["M src/app.py", "?? src/__pycache__/"]
 
 
 def test_finish_discards_agent_commits_and_commits_exactly_the_diff(repo: Path) -> None:

@@ -130,6 +130,20 @@ def test_work_inside_an_attempt_worktree_is_not_outside(repo: Path) -> None:
     assert git(repo, "rev-parse", "--verify", "-q", "refs/heads/sneaky", check=False) == ""
 
 
+def test_another_loops_attempt_branches_may_come_and_go(repo: Path) -> None:
+    """A second loop preparing, committing and rejecting its attempts meanwhile is not a breach."""
+    ws = GitWorkspace(repo)
+    other = ws.prepare("other-1", "ci-sweeper")
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    ws.finish(other, "rejected")
+    third = ws.prepare("other-2", "ci-sweeper")
+    write(Path(third.path), "src/app.py", "their fix\n")
+    ws.diff(third)
+    ws.finish(third, "escalated", commit_message="theirs")
+    assert guard.changes(before) == ()
+
+
 def test_guard_port_round_trip(repo: Path) -> None:
     """snapshot → agent writes → changes → restore → no changes, through the port's three methods."""
     guard = GitGuard(repo)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from loop_runtime.adapters.agents import ClaudeCliBackend
 from loop_runtime.adapters.agents.claude_cli import _bundled_claude
 from loop_runtime.errors import BackendError
 from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
+from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
@@ -98,36 +98,63 @@ def test_real_cli_reads_and_edits_in_the_worktree_with_exact_usage(claude_bin: s
 
 
 def test_real_cli_denies_write_at_read_only(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
-    """READ_ONLY: the CLI itself denies Write (permission_denials); the file is unchanged."""
+    """READ_ONLY: the CLI itself refuses Write (disabled for the session, not even offered); file unchanged."""
     target = worktree / "notes.txt"
     turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
              {"tool_use": {"name": "Write", "input": {"file_path": str(target), "content": "pwned\n"}}, "usage": U},
+             {"tool_use": {"name": "Edit", "input": {"file_path": str(target), "old_string": "broken",
+                                                     "new_string": "pwned"}}, "usage": U},
              {"text": "could not write", "usage": U}]
     with ModelServer(turns) as server:
         res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY)
         results = tool_results(server)
+        offered = {t["name"] for t in server.bodies("/v1/messages")[0]["tools"]}
     assert target.read_text() == "status: broken\n"
-    denials = result_line(res)["permission_denials"]
-    assert [d["tool_name"] for d in denials] == ["Write"]
-    assert results[0].get("is_error") is not True and results[1]["is_error"] is True
-    assert res.status == "ok" and res.usage.total == 3 * 2000 and res.files_changed == ()
+    assert results[0].get("is_error") is not True and "status: broken" in str(results[0]["content"])
+    assert results[1]["is_error"] is True and "Write is disabled" in str(results[1]["content"])
+    assert results[2]["is_error"] is True and "Edit is disabled" in str(results[2]["content"])
+    assert not {"Write", "Edit", "Bash", "NotebookEdit"} & offered
+    assert res.status == "ok" and res.usage.total == 4 * 2000 and res.files_changed == ()
+
+
+def test_real_cli_read_rule_confines_grep_and_glob(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """READ_ONLY: Read, Grep and Glob work inside the worktree and are denied outside it (dontAsk)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("status: secret\n")
+    calls = [("Grep", {"pattern": "status", "output_mode": "content"}),
+             ("Grep", {"pattern": "status", "path": str(outside), "output_mode": "content"}),
+             ("Glob", {"pattern": "*", "path": str(outside)}),
+             ("Read", {"file_path": str(outside / "secret.txt")})]
+    turns = [{"tool_use": {"name": n, "input": i}, "usage": U} for n, i in calls] + [{"text": "x", "usage": U}]
+    with ModelServer(turns) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY)
+        results = tool_results(server)
+    assert "notes.txt:1:status: broken" in str(results[0]["content"])
+    assert all(r["is_error"] is True and "secret" not in str(r["content"]) for r in results[1:])
+    assert [d["tool_name"] for d in result_line(res)["permission_denials"]] == ["Grep", "Glob", "Read"]
 
 
 def test_real_cli_denies_write_outside_the_worktree_at_edit_level(claude_bin: str, worktree: Path,
                                                                   tmp_path: Path) -> None:
-    """EDIT_WORKTREE: a Write to an absolute path outside the cwd is denied by the Edit(./**) rule."""
-    outside = tmp_path / "outside.txt"
-    turns = [{"tool_use": {"name": "Write", "input": {"file_path": str(outside), "content": "escaped\n"}},
-              "usage": U},
+    """EDIT_WORKTREE: Writes to an absolute outside path or through an outward symlink are denied."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (worktree / "link").symlink_to(outside)
+    turns = [{"tool_use": {"name": "Write", "input": {"file_path": str(tmp_path / "escaped.txt"),
+                                                      "content": "escaped\n"}}, "usage": U},
+             {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "link" / "escaped.txt"),
+                                                      "content": "escaped\n"}}, "usage": U},
              {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "inside.txt"),
                                                       "content": "ok\n"}}, "usage": U},
              {"text": "done", "usage": U}]
     with ModelServer(turns) as server:
         res = run_real(claude_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
-    assert not outside.exists()
+    assert not (tmp_path / "escaped.txt").exists() and list(outside.iterdir()) == []
     assert (worktree / "inside.txt").read_text() == "ok\n"
     denials = result_line(res)["permission_denials"]
-    assert len(denials) == 1 and denials[0]["tool_input"]["file_path"] == str(outside)
+    assert [d["tool_input"]["file_path"] for d in denials] == [str(tmp_path / "escaped.txt"),
+                                                               str(worktree / "link" / "escaped.txt")]
     assert res.files_changed == ("inside.txt",)
 
 
@@ -159,22 +186,5 @@ def test_real_cli_timeout_leaves_no_process(claude_bin: str, worktree: Path, tmp
     assert (res.status, res.stop_reason, res.usage.total) == ("halted", "timeout", 5000)
     init = json.loads(Path(res.transcript or "").read_text().splitlines()[0])
     assert init["type"] == "system"
-    assert _live_processes_in(worktree) == []
+    assert live_processes_in(worktree) == []
 
-
-def _live_processes_in(cwd: Path, wait_s: float = 2.0) -> list[int]:
-    """Non-zombie processes whose working directory is ``cwd`` (the CLI and anything it spawned)."""
-    end = time.monotonic() + wait_s
-    while True:
-        found = []
-        for entry in os.listdir("/proc"):
-            try:
-                if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(cwd):
-                    state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state != "Z":
-                        found.append(int(entry))
-            except (OSError, IndexError):
-                continue
-        if not found or time.monotonic() > end:
-            return found
-        time.sleep(0.05)

@@ -114,9 +114,10 @@ def test_output_is_tail_truncated_and_redacted(tmp_path: Path) -> None:
 
 
 def test_no_command_is_reported_not_run(tmp_path: Path) -> None:
-    """Without a command nothing runs and the result says so (command None, not passed)."""
+    """Without a command nothing runs: command None (the verifier is told), nothing failed."""
     run = run_tests(tmp_path, None, timeout_s=30, env=ENV)
-    assert run.command is None and run.exit_code is None and not run.passed
+    assert run.command is None and run.exit_code is None and run.passed
+    assert run.output == "no test command found"
 
 
 def test_project_runner_implements_the_port_and_detects(tmp_path: Path) -> None:

@@ -196,26 +196,35 @@ def _store_if_exists(project: Any) -> Any:
 
 
 def _print_status(doc: dict[str, Any]) -> None:
-    from .render import table
+    """A compact rich table (plain columns when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
 
-    rows = []
+    console = Console(highlight=False, soft_wrap=True)
+    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
+    if doc["killSwitch"]["all"]:
+        title += "  [bold red]KILL SWITCH: ALL LOOPS PAUSED[/]"
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
+    for col in ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"):
+        table.add_column(col, no_wrap=True)
     for lp in doc["loops"]:
-        lvl = lp["level"]
-        b = lp["budget"]
-        spend = f"{b['spent']:,}/{b['cap']:,}" if b["cap"] else f"{b['spent']:,}/?"
+        lvl, b = lp["level"], lp["budget"]
+        spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
+        if b["percent"] is not None and b["percent"] >= 80:
+            spend = f"[{'red' if b['percent'] >= 100 else 'yellow'}]{spend}[/]"
         last = lp["lastRun"]["outcome"] if lp["lastRun"] else "never"
-        runs = f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}"
-        phase = f" ({lp['running']['phase']})" if lp["running"] else ""
-        rows.append([lp["pattern"], f"{lvl['configured']}→{lvl['effective']}", lp["cadence"],
-                     lp["nextRun"] or "-", last + phase, spend, runs, lp["openEscalations"],
-                     "ON" if lp["killSwitch"]["engaged"] else "off"])
-    click.echo(f"Project: {doc['root']}  (registry: {doc['registry']['source']})"
-               + ("  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""))
-    click.echo(table(rows, ["LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"]))
+        if lp["running"]:
+            last = f"[cyan]running: {lp['running']['phase']}[/]"
+        eff = lvl["effective"]
+        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→[yellow]{eff}[/]"
+        table.add_row(lp["pattern"], level, lp["cadence"], lp["nextRun"] or "-", last, spend,
+                      f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}", str(lp["openEscalations"] or "-"),
+                      "[red]ON[/]" if lp["killSwitch"]["engaged"] else "off")
+    console.print(table)
     for lp in doc["loops"]:
         lvl = lp["level"]
         if lvl["effective"] != lvl["configured"]:
-            click.echo(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
+            console.print(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
 
 
 # ---------------------------------------------------------------------------- run

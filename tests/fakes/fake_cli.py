@@ -110,3 +110,21 @@ def process_gone(pid: int, timeout: float = 2.0) -> bool:
         if time.monotonic() > end:
             return False
         time.sleep(0.02)
+
+
+def live_processes_in(cwd: Path, wait_s: float = 2.0) -> list[int]:
+    """Non-zombie processes whose working directory is ``cwd`` (an agent CLI and anything it spawned)."""
+    end = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(cwd):
+                    fields = _stat(int(entry))
+                    if fields and fields[0] != "Z":
+                        found.append(int(entry))
+            except OSError:
+                continue
+        if not found or time.monotonic() > end:
+            return found
+        time.sleep(0.05)

@@ -10,7 +10,7 @@ tool's own ``locks/.mutex``.
 
 The diff is the truth: ``diff`` stages everything in the worktree's own index and
 asks git what changed against the base commit; ``finish`` commits exactly the tree that
-was checked (a change made after the check is refused), with ``Loop-Run-Id`` and
+was checked (files written later, such as test caches, are left out), with ``Loop-Run-Id`` and
 ``Loop-Pattern`` trailers, and writes the binary-safe patch to
 ``.loop-runtime/patches/<run-id>.patch``. A rejected attempt is discarded and its
 branch deleted; its worktree may be recycled into a small pool
@@ -463,12 +463,13 @@ class GitWorkspace:
         return entry.pattern if entry is not None else "unknown"
 
     def _commit(self, handle: WorkspaceHandle, message: str) -> str | None:
+        """Commit the tree ``diff`` showed — not whatever the worktree holds now (test caches, a
+        verifier's stray edit): what was checked is exactly what lands on the branch."""
         wt = Path(handle.path)
-        run_git(["add", "-A"], wt)
-        tree = run_git(["write-tree"], wt)
-        checked = self._checked.get(handle.run_id)
-        if checked is not None and checked != tree:
-            raise GitError(f"worktree {handle.run_id} changed after its diff was checked; not committing")
+        tree = self._checked.get(handle.run_id)
+        if tree is None:  # no diff() in this process: judge and commit the worktree as it is
+            run_git(["add", "-A"], wt)
+            tree = run_git(["write-tree"], wt)
         if tree == run_git(["rev-parse", f"{handle.base_commit}^{{tree}}"], wt):
             return None  # nothing to commit
         text = (f"{redact(message).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
@@ -477,6 +478,7 @@ class GitWorkspace:
                       env=self._identity())
         run_git(["update-ref", "-m", "loop-runtime: attempt commit", f"refs/heads/{handle.branch}", sha], wt)
         run_git(["symbolic-ref", "HEAD", f"refs/heads/{handle.branch}"], wt)
+        run_git(["reset", "-q"], wt)  # index = the commit; later edits stay as unstaged changes
         patch = run_git_bytes(["diff-tree", "-p", "-M", "--binary", "--no-ext-diff", "--no-textconv",
                                "--src-prefix=a/", "--dst-prefix=b/", handle.base_commit, sha], wt)
         _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch", patch)

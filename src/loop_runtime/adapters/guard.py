@@ -14,8 +14,8 @@ the user had been editing), new files are *moved* into
 overwritten is copied there first — a user editing during the run loses nothing.
 
 The runtime's own folders (``.loop-worktrees``, ``.loop-runtime``) are not watched, and
-the branches of active attempts (``refs/heads/loop/<id>``) may move: they live inside
-the worktree's world.
+the branches of recorded attempts (``refs/heads/loop/<id>``) may move: they live inside
+the worktrees' world.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ RUNTIME_DIRS = (".loop-worktrees", ".loop-runtime")
 QUARANTINE = ".loop-runtime/quarantine"
 KEEP_BYTES = 1 << 20  # files up to 1 MiB are kept in memory so they can be put back
 KEEP_TOTAL = 64 << 20
-HASH_BYTES = 256 << 20
+HASH_BYTES = 32 << 20  # above this, the stat signature alone decides
 WALK_LIMIT = 200_000
 _META_FILES = ("config", "info/attributes", "info/exclude")
 _NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0"}
@@ -456,9 +456,10 @@ def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
 class GitGuard:
     """``ports.OutsideGuard`` for the main checkout at ``root``.
 
-    The branches of attempts that are ``active`` in the worktree manifest may move (an
-    agent committing inside its own worktree moves ``refs/heads/loop/<id>``); any other
-    ref, file or git setting that changes is reported.
+    The branches of attempts listed in the worktree manifest may move: an agent committing
+    inside its own worktree moves ``refs/heads/loop/<id>``, and another loop's engine
+    creates, commits and deletes its attempts' branches meanwhile. Any other ref, file or
+    git setting that changes is reported.
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -470,7 +471,7 @@ class GitGuard:
             manifest = parse_manifest(text, file=str(self.root / MANIFEST_FILE))
         except (OSError, LoopError):
             return frozenset()
-        return frozenset(f"refs/heads/{e.branch}" for e in manifest.worktrees if e.status == "active")
+        return frozenset(f"refs/heads/{e.branch}" for e in manifest.worktrees)
 
     def snapshot(self) -> OutsideSnapshot:
         return snapshot(self.root)

@@ -162,12 +162,16 @@ class Tick(TickBase):
             extras={"level": self.effective, **(extras or {})},
         )
         new_log = append_entry(st.read(RUN_LOG), entry, now=now, project=self.deps.context.project_name)
-        st.write(name, new_state)  # both texts are computed before either file is written
-        st.write(RUN_LOG, new_log)
+        badge = None
         if "triage" in self.plan.pattern_id:
-            new = update_last_run(st.read(LAST_RUN_JSON), now)
-            if new is not None:
-                st.write(LAST_RUN_JSON, new)
+            try:
+                badge = update_last_run(st.read(LAST_RUN_JSON), now)
+            except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
+                self.lines.append(f"warning: {e}")
+        st.write(name, new_state)  # every text is computed before any file is written
+        st.write(RUN_LOG, new_log)
+        if badge is not None:
+            st.write(LAST_RUN_JSON, badge)
         self.record("logged", {"outcome": outcome, "tokens": self.tokens})
 
     def escalation_state(self, item_id: str, line: str, action: str) -> Any:

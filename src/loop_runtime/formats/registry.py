@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry.yaml"
 
 from ..errors import ConfigError
 from .registry_types import CostModel, Pattern, Registry
@@ -96,7 +97,7 @@ def load_registry(root: Path) -> Registry:
     project = Path(root) / "patterns" / "registry.yaml"
     if project.is_file():
         return parse_registry(_read(project), file=str(project), source="project")
-    bundled = resources.files("loop_runtime") / "data" / "registry.yaml"
+    bundled = BUNDLED_REGISTRY  # a plain path: importlib.resources costs start-up time for nothing here
     return parse_registry(bundled.read_text(encoding="utf-8"), file=str(bundled), source="bundled")
 
 

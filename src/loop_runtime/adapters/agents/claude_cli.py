@@ -7,8 +7,10 @@ prompt is the last argv element after ``--``.
 
 Permissions (checked against the real CLI 2.1.332, see tests/test_realcli_claude.py):
 ``--permission-mode dontAsk`` denies every tool not pre-approved; ``Read(./**)`` and
-``Edit(./**)`` confine reads and edits to the cwd (bare ``Write``/``Edit`` would allow
-writing anywhere on disk), and Bash — which no rule can confine — is always disallowed.
+``Edit(./**)`` confine reads and edits to the cwd, symlinks resolved (bare ``Write``/``Edit``
+would allow writing anywhere on disk). Glob and Grep are NOT granted by name: a bare
+``Glob``/``Grep`` grant lets Grep print ``/etc/passwd``; the ``Read(./**)`` rule already
+covers both, inside the cwd only. Bash — which no rule can confine — is always disallowed.
 
 Usage: the final ``result`` message is authoritative. Its snake_case ``usage`` is the
 sum over the run's API calls; ``modelUsage`` is per model and also counts helper calls
@@ -55,10 +57,10 @@ CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAU
 PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
 READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
-                   "--allowedTools", "Read(./**),Glob,Grep",
+                   "--allowedTools", "Read(./**)",
                    "--disallowedTools", "Bash,Write,Edit,NotebookEdit,WebFetch,WebSearch")
 EDIT_WORKTREE_FLAGS = ("--permission-mode", "dontAsk",
-                       "--allowedTools", "Read(./**),Edit(./**),Glob,Grep",
+                       "--allowedTools", "Read(./**),Edit(./**)",
                        "--disallowedTools", "Bash,WebFetch,WebSearch")
 AUTH_FAILED = "auth-failed"  # internal stop reason: the provider rejected the credentials
 EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
