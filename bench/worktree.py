@@ -97,10 +97,13 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     f_med, o_med = statistics.median(fresh), statistics.median(ours)
-    print(f"fresh `git worktree add`        median {f_med * 1000:8.1f} ms  ({', '.join(f'{t*1000:.0f}' for t in fresh)})")
-    print(f"GitWorkspace.prepare (repeat)   median {o_med * 1000:8.1f} ms  ({', '.join(f'{t*1000:.0f}' for t in ours)})")
+    rows = (("fresh `git worktree add`", fresh, f_med), ("GitWorkspace.prepare (repeat)", ours, o_med))
+    for label, times, med in rows:
+        print(f"{label:<31} median {med * 1000:8.1f} ms  ({', '.join(f'{t * 1000:.0f}' for t in times)})")
     ratio = o_med / f_med
-    print(f"ratio repeat/fresh = {ratio:.3f} (target <= 0.2): {'OK' if ratio <= 0.2 else 'MISSED'}")
+    vs_best = o_med / min(fresh)  # against the fastest fresh add: robust to a noisy, write-bound machine
+    print(f"ratio repeat/fresh = {ratio:.3f} (target <= 0.2): {'OK' if ratio <= 0.2 else 'MISSED'}; "
+          f"against the fastest fresh add: {vs_best:.3f}")
     return 0
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from loop_runtime.adapters.agents import ClaudeCliBackend, make_backend
 from loop_runtime.adapters.agents.claude_cli import find_claude, result_usage
-from loop_runtime.adapters.agents.process import UsageMeter
+from loop_runtime.adapters.agents.process import BASE_ENV_KEYS, UsageMeter, _fallback_redact, child_env, redact
 from loop_runtime.errors import BackendError
 from loop_runtime.ports import AgentBackend, AgentRequest, Permission, Usage
 from tests.fakes.fake_cli import FakeCli, group_gone, process_gone
@@ -198,6 +198,28 @@ def test_not_logged_in_result_is_a_credentials_error(fake: FakeCli, worktree: Pa
     assert "\n" not in str(info.value)
 
 
+def test_rejected_key_retries_stop_at_once(fake: FakeCli, worktree: Path) -> None:
+    """An api_retry for authentication_failed ends the run now with the credentials error, group killed."""
+    retry = {"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 10, "retry_delay_ms": 500,
+             "error_status": 401, "error": "authentication_failed", "session_id": "s", "uuid": "u"}
+    fake.script([{"raw": retry}, {"hang": True}], spawn_child=True)
+    started = time.monotonic()
+    with pytest.raises(BackendError, match=r"rejected.*set ANTHROPIC_API_KEY"):
+        run(backend(fake), request(fake, worktree))
+    assert time.monotonic() - started < 5
+    assert group_gone(fake.calls()[0]["pgid"])
+
+
+def test_rate_limit_retries_are_warnings_not_failures(fake: FakeCli, worktree: Path) -> None:
+    """api_retry for a 429 is reported as agent.warning and the run carries on to its result."""
+    retry = {"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 10, "retry_delay_ms": 5,
+             "error_status": 429, "error": "rate_limit", "session_id": "s", "uuid": "u"}
+    fake.script([{"raw": retry}, {"assistant": {"text": "x", "usage": U1}}, {"result": {}}])
+    kinds: list[str] = []
+    res = run(backend(fake), request(fake, worktree), on_event=lambda k, p: kinds.append(k))
+    assert res.status == "ok" and "agent.warning" in kinds
+
+
 def test_nonzero_exit_without_result_fails_closed(fake: FakeCli, worktree: Path) -> None:
     """No result and exit 3: status error, the stderr line in the error, the reservation charged."""
     fake.script([{"assistant": {"text": "x", "usage": U1}}, {"stderr": "boom: segfault in tool"}, {"exit": 3}])
@@ -370,3 +392,24 @@ def test_make_backend_builds_a_claude_backend(fake: FakeCli) -> None:
                      base_url="ignored")
     assert isinstance(b, ClaudeCliBackend) and isinstance(b, AgentBackend)
     assert (b.name, b.model) == ("claude", "opus")
+
+
+# --------------------------------------------------------------------------- shared runner pieces
+
+
+def test_redact_removes_exact_values_and_key_shapes() -> None:
+    """Known secret values go exactly; key-shaped strings go by pattern, also in the regex fallback."""
+    text = f"value=hunter2-long-pass and {KEY} and Authorization: Bearer abcdefghijklmnopqrstuvwxyz"
+    out = redact(text, ["hunter2-long-pass"])
+    assert "hunter2-long-pass" not in out and KEY not in out and "abcdefghijklmnopqrstuvwxyz" not in out
+    fallback = _fallback_redact(f"{KEY} token=abcdefgh12345678 ghp_{'a' * 30}")
+    assert KEY not in fallback and "abcdefgh12345678" not in fallback and "ghp_" not in fallback
+    assert _fallback_redact("plain words stay") == "plain words stay"
+
+
+def test_empty_request_env_passes_only_the_base_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no scrubbed env from the engine, only PATH/HOME-like variables of ours go to the child."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    env = child_env({}, {"ANTHROPIC_API_KEY": KEY})
+    assert "AWS_SECRET_ACCESS_KEY" not in env and env["ANTHROPIC_API_KEY"] == KEY
+    assert set(env) <= {*BASE_ENV_KEYS, "ANTHROPIC_API_KEY"} and "PATH" in env

@@ -103,6 +103,10 @@ def test_sandbox_flag_per_level_on_received_argv(fake: FakeCli, worktree: Path, 
     assert argv[argv.index("-C") + 1] == str(worktree)
     assert argv[argv.index("-s") + 1] == sandbox
     assert "--dangerously-bypass-approvals-and-sandbox" not in argv and "--full-auto" not in argv
+    tmp_excluded = {"sandbox_workspace_write.exclude_slash_tmp=true",
+                    "sandbox_workspace_write.exclude_tmpdir_env_var=true"}
+    overrides = {argv[i + 1] for i, a in enumerate(argv) if a == "-c"}
+    assert (tmp_excluded <= overrides) == (sandbox == "workspace-write")  # worktree is the only writable root
     assert argv[-2:] == ["--", "-x"]
     assert call["stdin_devnull"] is True and call["pgid"] == call["pid"]
 
@@ -114,7 +118,7 @@ def test_model_and_system_prompt_become_flags(fake: FakeCli, worktree: Path) -> 
     run(backend(fake, model="gpt-5"), request(fake, worktree, system_prompt=system))
     argv = fake.calls()[0]["argv"]
     assert argv[argv.index("-m") + 1] == "gpt-5"
-    override = argv[argv.index("-c") + 1]
+    (override,) = [argv[i + 1] for i, a in enumerate(argv) if a == "-c" and "developer" in argv[i + 1]]
     assert override.startswith("developer_instructions=")
     assert tomllib.loads(override)["developer_instructions"] == system
 

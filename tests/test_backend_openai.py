@@ -15,6 +15,8 @@ from loop_runtime.errors import BackendError, ConfigError
 from loop_runtime.ports import AgentBackend, AgentRequest, Permission, Usage
 from tests.fakes.model_server import ModelServer
 
+Turns = list[dict[str, Any]]  # a model-server script
+
 KEY = "sk-proj-local-test-0123456789abcdef"
 
 
@@ -75,7 +77,7 @@ def test_text_answer_usage_is_exact(worktree: Path) -> None:
 
 def test_tool_loop_reads_writes_and_edits_inside_the_worktree(worktree: Path) -> None:
     """read → write → edit → answer: files change on disk and usage is the sum of all four responses."""
-    turns = [call("read_file", path="app.py"), call("write_file", path="pkg/new.py", content="X = 1\n"),
+    turns: Turns = [call("read_file", path="app.py"), call("write_file", path="pkg/new.py", content="X = 1\n"),
              call("edit_file", path="app.py", old="VALUE = 1", new="VALUE = 2"),
              {"text": "done", "usage": usage(500, 20, cached=100)}]
     events: list[str] = []
@@ -93,7 +95,7 @@ def test_tool_loop_reads_writes_and_edits_inside_the_worktree(worktree: Path) ->
 
 def test_read_only_offers_no_write_tools_and_refuses_them(worktree: Path) -> None:
     """READ_ONLY exposes read/list/search only; a write_file call anyway is refused, file unchanged."""
-    turns = [call("write_file", path="app.py", content="pwned"), call("run_command", command="touch x"),
+    turns: Turns = [call("write_file", path="app.py", content="pwned"), call("run_command", command="touch x"),
              {"text": "ok", "usage": usage(10, 1)}]
     with ModelServer(turns) as server:
         res = run(backend(server), request(worktree, permission=Permission.READ_ONLY))
@@ -109,7 +111,8 @@ def test_escaping_paths_come_back_as_tool_errors(worktree: Path, tmp_path: Path)
     """`..`, absolute paths and an outward symlink are refused as tool results; the run continues."""
     (tmp_path / "outside").mkdir()
     (worktree / "out").symlink_to(tmp_path / "outside")
-    turns = [call("write_file", path="../evil.txt", content="x"), call("write_file", path="/tmp/evil.txt", content="x"),
+    turns: Turns = [call("write_file", path="../evil.txt", content="x"),
+                    call("write_file", path="/tmp/evil.txt", content="x"),
              call("write_file", path="out/evil.txt", content="x"), call("read_file", path="../../etc/passwd"),
              {"text": "gave up", "usage": usage(10, 1)}]
     with ModelServer(turns) as server:
@@ -121,7 +124,7 @@ def test_escaping_paths_come_back_as_tool_errors(worktree: Path, tmp_path: Path)
 
 def test_bad_tool_arguments_are_reported_to_the_model(worktree: Path) -> None:
     """Invalid JSON arguments, wrong types and unknown tools become tool errors, never exceptions."""
-    turns = [{"tool_calls": [{"name": "read_file", "raw_arguments": "{not json"},
+    turns: Turns = [{"tool_calls": [{"name": "read_file", "raw_arguments": "{not json"},
                              {"name": "read_file", "input": {"path": 7}},
                              {"name": "rm_rf", "input": {}}], "usage": usage(10, 1)},
              {"text": "ok", "usage": usage(10, 1)}]
@@ -137,7 +140,8 @@ def test_run_command_runs_in_the_worktree_with_the_scrubbed_env(worktree: Path,
     """run_command's cwd is the worktree; neither our API key nor our environment reaches it."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("LEAKY_SECRET", "nope")
-    turns = [call("run_command", command="pwd; env; echo to-stderr >&2; exit 3"), {"text": "ok", "usage": usage(1, 1)}]
+    turns: Turns = [call("run_command", command="pwd; env; echo to-stderr >&2; exit 3"),
+                    {"text": "ok", "usage": usage(1, 1)}]
     with ModelServer(turns) as server:
         run(backend(server), request(worktree))
         (out,) = tool_messages(server)
@@ -148,7 +152,7 @@ def test_run_command_runs_in_the_worktree_with_the_scrubbed_env(worktree: Path,
 def test_run_command_timeout_is_reported(worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A command past its time limit is killed and the model is told it timed out."""
     monkeypatch.setattr("loop_runtime.adapters.agents.openai_api.COMMAND_TIMEOUT_S", 0.5)
-    turns = [call("run_command", command="sleep 30"), {"text": "ok", "usage": usage(1, 1)}]
+    turns: Turns = [call("run_command", command="sleep 30"), {"text": "ok", "usage": usage(1, 1)}]
     started = time.monotonic()
     with ModelServer(turns) as server:
         run(backend(server), request(worktree))
@@ -169,7 +173,7 @@ def test_max_turns_ends_a_model_that_never_stops(worktree: Path) -> None:
 
 def test_budget_halts_before_a_call_that_would_pass_the_reservation(worktree: Path) -> None:
     """After a 600-token response, another of that size would pass 1,000: halted, usage exact."""
-    turns = [{"tool_use": {"name": "list_files", "input": {}}, "usage": usage(500, 100)}] * 5
+    turns: Turns = [{"tool_use": {"name": "list_files", "input": {}}, "usage": usage(500, 100)}] * 5
     with ModelServer(turns) as server:
         res = run(backend(server), request(worktree, token_limit=1000))
         assert len(server.bodies("/v1/chat/completions")) == 1
@@ -207,7 +211,7 @@ def test_missing_usage_fails_closed(worktree: Path) -> None:
 
 def test_rate_limits_and_server_errors_are_retried(worktree: Path) -> None:
     """429 (Retry-After 0) and 500 are retried with backoff; the third attempt's usage is billed."""
-    turns = [{"status": 429, "retry_after": 0}, {"status": 500}, {"text": "ok", "usage": usage(10, 2)}]
+    turns: Turns = [{"status": 429, "retry_after": 0}, {"status": 500}, {"text": "ok", "usage": usage(10, 2)}]
     with ModelServer(turns) as server:
         res = run(backend(server, max_retries=4), request(worktree))
         assert len(server.bodies("/v1/chat/completions")) == 3
@@ -247,7 +251,7 @@ def test_unreachable_server_is_a_clear_error(worktree: Path) -> None:
 
 def test_transcript_holds_requests_responses_and_tools_without_the_key(worktree: Path, tmp_path: Path) -> None:
     """The transcript records the exchange as JSON lines and never the API key."""
-    turns = [call("run_command", command=f"echo {KEY}"), {"text": "done", "usage": usage(1, 1)}]
+    turns: Turns = [call("run_command", command=f"echo {KEY}"), {"text": "done", "usage": usage(1, 1)}]
     with ModelServer(turns) as server:
         res = run(backend(server), request(worktree, transcript_dir=str(tmp_path / "tr")))
         (out,) = tool_messages(server)

@@ -6,8 +6,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loop_runtime.core.breaker import BreakerConfig, BreakerDecision, PruneConfig, build_context_injection, check, \
-    error_signature, format_decision, js_number, prune_ledger, record_daily_spend, similarity, summarize_attempts
+from loop_runtime.core.breaker import (
+    BreakerConfig,
+    BreakerDecision,
+    PruneConfig,
+    build_context_injection,
+    check,
+    error_signature,
+    format_decision,
+    js_number,
+    prune_ledger,
+    record_daily_spend,
+    similarity,
+    summarize_attempts,
+)
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.ledger import Attempt, DailySpend, Ledger, new_ledger
 

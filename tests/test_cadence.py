@@ -95,3 +95,22 @@ def test_runs_per_day_is_positive_and_monotone(a: tuple[int, str], b: tuple[int,
         assert ra >= rb
     band = parse_cadence(f"{a[0]}{a[1]}-{b[0]}{b[1]}")
     assert 1 <= runs_per_day(band, conservative=True) <= runs_per_day(band)
+
+
+def test_parity_core_modules_do_no_io() -> None:
+    """core/{cadence,cost,gate,breaker,promotion} import no I/O module and never call open()."""
+    import ast
+    from pathlib import Path
+
+    import loop_runtime.core as core
+
+    banned = {"subprocess", "asyncio", "sqlite3", "httpx", "socket", "os", "pathlib", "shutil", "io", "tempfile"}
+    for name in ("cadence", "cost", "gate", "breaker", "promotion"):
+        tree = ast.parse((Path(core.__file__).parent / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & banned, name
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert (node.module or "").split(".")[0] not in banned, name
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("open", "exec", "eval", "input"), name

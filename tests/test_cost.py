@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from loop_runtime.core.cost import estimate, format_estimate, format_tokens, js_round, list_patterns, \
-    parse_orchestration
+from loop_runtime.core.cost import (
+    estimate,
+    format_estimate,
+    format_tokens,
+    js_round,
+    list_patterns,
+    parse_orchestration,
+)
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.registry import find_pattern, parse_registry
 from loop_runtime.formats.registry_types import Pattern, Registry

@@ -77,10 +77,10 @@ def run_tick(root: Path, scenario: str, pattern: str = PATTERN) -> Any:
         runner.store.close()
 
 
-def escalated_project(root: Path, **kw: Any) -> tuple[Path, str]:
+def escalated_project(root: Path, *, title: str = TITLE, **kw: Any) -> tuple[Path, str]:
     """A project with one open escalation holding a real diff; returns (root, escalation id)."""
     make_project(root, **kw)
-    result = run_tick(root, write_scenario(root.parent))
+    result = run_tick(root, write_scenario(root.parent, title=title))
     assert result.outcome == "escalated", result.lines
     assert result.escalation_id
     return root, result.escalation_id
@@ -187,7 +187,8 @@ def test_agent_text_is_escaped_and_secrets_redacted_everywhere(ro: TestClient, s
         assert TOKEN not in text, url
         seen += text
     assert "&lt;img src=x onerror=alert(1)&gt;" in seen and "[REDACTED]" in seen
-    events = ro.get("/events?since=0&limit=200").text
+    events = ro.get("/events?since=0&follow=0").text
+    assert "tick.end" in events
     assert SECRET not in events and TOKEN not in events
 
 
@@ -210,7 +211,7 @@ def test_security_headers_on_every_response(ro: TestClient) -> None:
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
 
 
 # ---------------------------------------------------------------------------- JSON + SSE
@@ -386,13 +387,29 @@ def test_approve_commits_exactly_the_held_diff_on_its_branch(tmp_path: Path) -> 
         assert r.status_code == 303
         page = c.get(r.headers["location"]).text
         assert f"Approved {esc_id}: committed on loop/" in page
-        branch = re.search(r"on (loop/[\w.-]+)", page).group(1)  # type: ignore[union-attr]
+        branch = re.search(r"committed on (loop/\S+?)\.", page).group(1)  # type: ignore[union-attr]
+        commit = re.search(r'id="approved-commit">([0-9a-f]{40})<', page).group(1)  # type: ignore[union-attr]
         again = c.post(f"/escalations/{esc_id}/approve", headers={"x-loop-token": TOKEN})
         assert again.status_code == 409 and "already approved" in again.json()["error"]
+    assert git(root, "rev-parse", branch) == commit
     assert git(root, "show", f"{branch}:src/session.ts") + "\n" == NEW
-    assert f"Approved-by:" in git(root, "log", "-1", "--format=%B", branch)
+    assert "Approved-by:" in git(root, "log", "-1", "--format=%B", branch)
     assert git(root, "rev-parse", "main") == base and (root / "src/session.ts").read_text() == OLD
     assert "approved by" in (root / "STATE.md").read_text()
+
+
+def test_merge_is_offered_at_l3_only_and_merges_into_main(tmp_path: Path, ro: TestClient,
+                                                           shared: tuple[Path, str]) -> None:
+    """At L2 the page offers no merge; at L3 "also merge" commits and merges into main."""
+    assert 'name="merge"' not in ro.get(f"/escalations/{shared[1]}").text
+    root, esc_id = escalated_project(tmp_path / "repo", env_secret=None, level="L3")
+    with client(root) as c:
+        login(c)
+        assert 'name="merge"' in c.get(f"/escalations/{esc_id}").text
+        r = c.post(f"/escalations/{esc_id}/approve", data={"csrf_token": csrf(), "merge": "on"})
+        assert r.status_code == 303 and "and merged" in c.get(r.headers["location"]).text
+    assert (root / "src/session.ts").read_text() == NEW
+    assert git(root, "log", "-1", "--format=%s", "main").startswith("loop(daily-triage):")
 
 
 def test_reject_needs_a_reason_and_records_it(tmp_path: Path) -> None:
@@ -435,20 +452,27 @@ def test_redirect_target_stays_on_this_site(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- transcripts
 
 
-def test_transcripts_are_redacted_and_confined_to_their_folder(tmp_path: Path) -> None:
-    """A transcript is served redacted; traversal or symlinks out of the folder are 404."""
-    root = make_project(tmp_path / "repo")
-    folder = root / ".loop-runtime" / "transcripts" / "tick-1"
+def test_transcripts_are_linked_redacted_and_confined_to_their_folder(tmp_path: Path) -> None:
+    """The loop page links a tick's transcripts; served redacted; traversal or symlinks out are 404."""
+    from loop_runtime.adapters.sqlite_store import RunStore
+
+    root, _ = escalated_project(tmp_path / "repo")
+    with RunStore.open(root) as store:
+        tick = store.last_tick(PATTERN).tick_id  # type: ignore[union-attr]
+    folder = root / ".loop-runtime" / "transcripts" / tick
     folder.mkdir(parents=True)
-    (folder / "implementer.jsonl").write_text(f'{{"text": "password={SECRET}"}}\nAuthorization: Bearer abcdefghijklmnop\n')
+    (folder / "implementer.jsonl").write_text(
+        f'{{"text": "password={SECRET}"}}\nAuthorization: Bearer abcdefghijklmnop\n')
     (root / "outside.txt").write_text("not a transcript")
     (folder / "link.txt").symlink_to(root / "outside.txt")
     with client(root) as c:
-        r = c.get("/transcripts/tick-1/implementer.jsonl")
+        page = c.get(f"/loops/{PATTERN}").text
+        assert f'href="/transcripts/{tick}/implementer.jsonl"' in page and "link.txt" not in page
+        r = c.get(f"/transcripts/{tick}/implementer.jsonl")
         assert r.status_code == 200 and SECRET not in r.text and "abcdefghijklmnop" not in r.text
         assert "[REDACTED]" in r.text
-        assert c.get("/transcripts/tick-1/link.txt").status_code == 404
-        assert c.get("/transcripts/tick-1/..%2F..%2F..%2Foutside.txt").status_code == 404
+        assert c.get(f"/transcripts/{tick}/link.txt").status_code == 404
+        assert c.get(f"/transcripts/{tick}/..%2F..%2F..%2F..%2Foutside.txt").status_code == 404
         assert c.get("/transcripts/..%2F..%2Foutside.txt/x").status_code == 404
 
 
@@ -466,8 +490,21 @@ def test_make_server_refuses_non_loopback_without_a_token(tmp_path: Path) -> Non
         make_server(project, host="127.0.0.1", port=0, token="abc")
     server, token = make_server(project, host="0.0.0.0", port=0, token=TOKEN)
     assert token == TOKEN and server.config.host == "0.0.0.0"
+    with TestClient(server.config.app, base_url="http://192.0.2.7:8765") as c:  # any Host, but token-only
+        assert c.get("/").status_code == 401
+        assert c.get("/", headers={"x-loop-token": TOKEN}).status_code == 200
     server, token = make_server(project, host="127.0.0.1", port=0, token=None)
     assert len(token) >= 32 and server.config.host == "127.0.0.1"
+
+
+def test_event_streams_end_when_the_server_shuts_down(tmp_path: Path) -> None:
+    """Once uvicorn is told to exit, /events ends instead of holding shutdown open."""
+    from loop_runtime.dashboard.server import make_server
+
+    server, _ = make_server(load_project(make_project(tmp_path / "repo")), host="127.0.0.1", port=0, token=TOKEN)
+    server.should_exit = True
+    with TestClient(server.config.app, base_url=BASE) as c:
+        assert c.get("/events").text == "retry: 2000\n\n"
 
 
 def test_serve_prints_the_url_with_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -508,7 +545,8 @@ def test_markdown_renderer_emits_only_its_own_tags(text: str) -> None:
     out = render_markdown(text)
     tags = re.findall(r"</?([a-zA-Z0-9]+)[^>]*>", out)
     assert set(tags) <= ALLOWED_TAGS
-    assert re.sub(r"</?(?:%s)(?: class=\"md-code\")?>" % "|".join(ALLOWED_TAGS), "", out).count("<") == 0
+    ours = r"</?(?:" + "|".join(ALLOWED_TAGS) + r")(?: class=\"md-code\")?>"
+    assert re.sub(ours, "", out).count("<") == 0
 
 
 # Invariant: splitting a diff into files never loses or reorders a line.
@@ -522,3 +560,13 @@ def test_diff_files_keep_every_line_in_order(lines: list[str]) -> None:
     patch = "\n".join(lines)
     got = [text for f in diff_files(patch) for _, text in f.lines]
     assert got == patch.splitlines()
+
+
+def test_diff_lines_inside_a_hunk_are_content_even_when_they_look_like_headers() -> None:
+    """A removed SQL comment ('-- x' → '--- x') inside a hunk is a deletion, not a file header."""
+    from loop_runtime.dashboard.views import diff_files
+
+    patch = "diff --git a/q.sql b/q.sql\n--- a/q.sql\n+++ b/q.sql\n@@ -1,2 +1,1 @@\n--- old note\n+++ new\n select 1;\n"
+    [f] = diff_files(patch)
+    assert f.name == "q.sql" and (f.added, f.removed) == (1, 1)
+    assert [c for c, _ in f.lines] == ["hdr", "hdr", "hdr", "hunk", "del", "add", "ctx"]

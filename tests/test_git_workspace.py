@@ -19,6 +19,7 @@ from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.git_workspace import GitWorkspace
 from loop_runtime.adapters.guard import compare, snapshot
 from loop_runtime.core.diff_policy import check_diff
+from loop_runtime.core.redact import redact
 from loop_runtime.errors import ConfigError, GitError
 from loop_runtime.formats.worktree_manifest import parse_manifest
 from tests.support.gitrepo import git, make_repo, write
@@ -321,6 +322,24 @@ def test_finish_discards_agent_commits_and_commits_exactly_the_diff(repo: Path) 
     assert git(repo, "show", f"{sha}:src/app.py") == "agent"
 
 
+def test_discard_side_effects_puts_the_checked_tree_back(repo: Path) -> None:
+    """After the tests ran: their edits and new files go, the checked change and ignored files stay."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r1", "p")
+    wt = Path(h.path)
+    write(wt, "src/app.py", "the change\n")
+    ws.diff(h)
+    write(wt, "src/app.py", "rewritten by a snapshot test\n")
+    (wt / "docs" / "guide.md").unlink()
+    write(wt, ".coverage", "coverage data\n")
+    write(wt, "run.log", "ignored log\n")
+    ws.discard_side_effects(h)
+    assert (wt / "src" / "app.py").read_text() == "the change\n"
+    assert (wt / "docs" / "guide.md").read_text() == FILES["docs/guide.md"]
+    assert not (wt / ".coverage").exists() and (wt / "run.log").exists()
+    assert [c.path for c in ws.diff(h).changes] == ["src/app.py"]
+
+
 def test_nothing_to_commit_returns_none(repo: Path) -> None:
     """An empty attempt makes no commit."""
     ws = GitWorkspace(repo)
@@ -408,6 +427,23 @@ def test_a_pooled_worktree_has_no_leftovers(repo: Path) -> None:
     assert git(wt2, "rev-parse", "--abbrev-ref", "HEAD") == "loop/r2"
     assert ws.diff(h2).changes == ()
     assert not _has_branch(repo, "loop/r1")
+
+
+def test_a_pool_slot_tampered_with_while_idle_is_reset(repo: Path) -> None:
+    """Edits, staged changes and planted files in an idle slot do not reach the next attempt."""
+    ws = GitWorkspace(repo, pool_size=1)
+    ws.finish(ws.prepare("r1", "p"), "rejected")
+    (slot,) = list((repo / ".loop-runtime" / "worktree-pool").iterdir())
+    write(slot, "src/app.py", "tampered\n")
+    write(slot, "src/util.py", "staged tamper\n")
+    git(slot, "add", "src/util.py")
+    write(slot, "src/util.py", "X = 1\n")
+    write(slot, "build/planted.sh", "evil\n")
+    h = ws.prepare("r2", "p")
+    wt = Path(h.path)
+    assert git(wt, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    assert (wt / "src" / "app.py").read_text() == FILES["src/app.py"]
+    assert ws.diff(h).changes == ()
 
 
 def test_a_pooled_worktree_follows_a_moved_base(repo: Path) -> None:
@@ -512,10 +548,57 @@ def test_approve_resets_a_worktree_that_drifted(repo: Path, tmp_path: Path) -> N
 
 
 def test_a_patch_that_no_longer_applies_is_a_git_error(repo: Path) -> None:
-    """The git command and git's last word are in the message."""
+    """The git command and git's last word are in the message; nothing is left half-done."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r9", "p")
+    write(Path(h.path), "src/app.py", "held\n")
+    ws.diff(h)
+    held = ws.finish(h, "escalated", commit_message="held")
+    git(repo, "worktree", "remove", "--force", h.path)
     bad = "diff --git a/nope.txt b/nope.txt\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-a\n+b\n"
-    with pytest.raises(GitError, match=r"git apply --cached --binary failed: .*nope.txt"):
-        GitWorkspace(repo).apply_held("r9", bad, "p", "m")
+    with pytest.raises(GitError, match=r"git apply --index --binary --whitespace=nowarn failed: .*nope.txt"):
+        ws.apply_held("r9", bad, "p", "m")
+    assert not Path(h.path).exists()
+    assert git(repo, "rev-parse", "loop/r9") == held  # the escalated commit is untouched
+
+
+def test_approving_a_redacted_patch_uses_the_exact_copy(repo: Path, tmp_path: Path) -> None:
+    """The reviewer saw `[REDACTED]`; the commit gets the real value from the escalation's patch file."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r1", "p")
+    write(Path(h.path), "src/config.py", 'API_KEY = "sk-live-value-1234567"\n')
+    diff = ws.diff(h)
+    ws.finish(h, "escalated")
+    shown = redact(diff.patch)
+    assert "[REDACTED]" in shown and (repo / ".loop-runtime" / "patches" / "r1.patch").read_text() == diff.patch
+    git(repo, "worktree", "remove", "--force", h.path)
+    _approve_in_subprocess(repo, "r1", shown, tmp_path)
+    assert git(repo, "show", "loop/r1:src/config.py") == 'API_KEY = "sk-live-value-1234567"'
+
+
+def test_a_redacted_patch_is_matched_against_the_held_worktree(repo: Path) -> None:
+    """With no patch file left, a worktree whose diff redacts to the reviewed text is committed as is."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r1", "p")
+    write(Path(h.path), "src/config.py", 'token = "abcdef123456"\n')
+    diff = ws.diff(h)
+    ws.finish(h, "escalated")
+    (repo / ".loop-runtime" / "patches" / "r1.patch").unlink()
+    GitWorkspace(repo).apply_held("r1", redact(diff.patch), "p", "approved")
+    assert git(repo, "show", "loop/r1:src/config.py") == 'token = "abcdef123456"'
+
+
+def test_a_redacted_patch_without_an_exact_copy_is_refused(repo: Path) -> None:
+    """Never commit a placeholder: with no exact copy and no matching worktree, approve fails."""
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r1", "p")
+    write(Path(h.path), "src/config.py", 'token = "abcdef123456"\n')
+    diff = ws.diff(h)
+    ws.finish(h, "escalated")
+    (repo / ".loop-runtime" / "patches" / "r1.patch").unlink()
+    write(Path(h.path), "src/config.py", 'token = "changed-since"\n')
+    with pytest.raises(GitError, match="redacted"):
+        ws.apply_held("r1", redact(diff.patch), "p", "m")
 
 
 # --------------------------------------------------------------------------- merge

@@ -10,11 +10,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loop_runtime.errors import ConfigError
-from loop_runtime.formats.ledger import Attempt, DailySpend, Ledger, append_attempt, new_ledger, next_iteration, \
-    parse_daily_spend, parse_ledger, render_daily_spend, render_ledger
+from loop_runtime.formats.ledger import (
+    Attempt,
+    DailySpend,
+    Ledger,
+    append_attempt,
+    new_ledger,
+    next_iteration,
+    parse_daily_spend,
+    parse_ledger,
+    render_daily_spend,
+    render_ledger,
+)
 from tests.support import npm_tools
 
-SEEDED = '{\n  "goal": "Get failing CI back to green",\n  "pattern": "ci-sweeper",\n  "level": "L2",\n  "attempts": []\n}\n'
+SEEDED = ('{\n  "goal": "Get failing CI back to green",\n  "pattern": "ci-sweeper",\n  "level": "L2",\n'
+          '  "attempts": []\n}\n')
 
 
 @pytest.mark.parity

@@ -15,14 +15,22 @@ import random
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loop_runtime.core.breaker import BreakerConfig, PruneConfig, build_context_injection, check, format_decision, \
-    prune_ledger, record_daily_spend, summarize_attempts
+from loop_runtime.core.breaker import (
+    BreakerConfig,
+    PruneConfig,
+    build_context_injection,
+    check,
+    format_decision,
+    prune_ledger,
+    record_daily_spend,
+    summarize_attempts,
+)
 from loop_runtime.core.cost import estimate
 from loop_runtime.formats.ledger import DailySpend, parse_daily_spend, parse_ledger, render_daily_spend
 from loop_runtime.formats.registry import find_pattern, parse_registry
@@ -179,12 +187,13 @@ def test_cli_daily_budget_matches(tmp_path: Path) -> None:
     registry_text = (npm_tools.ensure_installed() / "node_modules/@cobusgreyling/loop-cost/registry.json").read_text()
     cap = estimate(find_pattern(parse_registry(registry_text, file="registry.json"), "ci-sweeper"),
                    "L2")["suggestedDailyCap"]
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
     ledger_raw = {"goal": "g", "pattern": "ci-sweeper", "level": "L2",
                   "attempts": [{"iteration": 1, "action": "a", "outcome": "success", "tokensUsed": 7_000}]}
     (tmp_path / "ledger.json").write_text(json.dumps(ledger_raw))
     ledger = parse_ledger(json.dumps(ledger_raw))
-    for before in [None, DailySpend(today, cap - 10_000), DailySpend(today, cap - 5_000), DailySpend("2000-01-01", cap)]:
+    befores = [None, DailySpend(today, cap - 10_000), DailySpend(today, cap - 5_000), DailySpend("2000-01-01", cap)]
+    for before in befores:
         state_dir = tmp_path / f"state-{before.tokens_used_today if before else 'none'}-{before and before.date}"
         state_dir.mkdir()
         state_file = state_dir / "daily-spend.ci-sweeper.json"

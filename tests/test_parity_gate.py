@@ -124,7 +124,8 @@ def test_glob_matching_matches_minimatch_on_thousands_of_paths(tmp_path: Path) -
         policy = make()
         deny_only = GatePolicy(policy.denylist, None, None, f"{name}:denylist")
         allow_only = GatePolicy((), None, policy.auto_merge_allowlist or (), f"{name}:allowlist")
-        deny_file, allow_file = _gate_file(tmp_path, deny_only, f"{name}-d"), _gate_file(tmp_path, allow_only, f"{name}-a")
+        deny_file = _gate_file(tmp_path, deny_only, f"{name}-d")
+        allow_file = _gate_file(tmp_path, allow_only, f"{name}-a")
         jobs += [(deny_file, deny_only, "commit", b) for b in _batches(deny_only, "commit", paths)]
         jobs += [(allow_file, allow_only, "auto-merge", b) for b in _batches(allow_only, "auto-merge", paths)]
     assert len(jobs) <= 60
@@ -162,7 +163,8 @@ def test_the_fixture_gate_file_itself(tmp_path: Path) -> None:
     for action, paths in [("auto-merge", ["apps/web/src/a.ts", "server/app/x/authz.py"]),
                           ("commit", ["deploy/k8s.yml"]), ("auto-merge", ["docs/readme.md"])]:
         code, theirs = _real(gate, action, paths)
-        assert check(policy, paths, action).as_json() == theirs
+        ours = check(policy, paths, action)
+        assert ours.as_json() == theirs and ours.exit_code == code
 
 
 def test_human_output_and_paths_argument(tmp_path: Path) -> None:

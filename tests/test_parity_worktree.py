@@ -1,4 +1,5 @@
-"""Parity with the real `loop-worktree` 1.2.0: it lists, marks, cleans and gc's what we write, and we honour its locks."""
+"""Parity with the real `loop-worktree` 1.2.0: it lists, marks, cleans and gc's what we write;
+we honour its locks."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from loop_runtime.errors import BackendError
 from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
+
+Turns = list[dict[str, Any]]  # a model-server script
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
 
@@ -78,7 +81,7 @@ def test_real_cli_reads_and_edits_in_the_worktree_with_exact_usage(claude_bin: s
                                                                    tmp_path: Path) -> None:
     """EDIT_WORKTREE: Read, Edit and Write really change files; usage equals the script's sum exactly."""
     target = worktree / "notes.txt"
-    turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
+    turns: Turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
              {"tool_use": {"name": "Edit", "input": {"file_path": str(target), "old_string": "broken",
                                                      "new_string": "fixed"}}, "usage": U},
              {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "src" / "new.py"),
@@ -100,7 +103,7 @@ def test_real_cli_reads_and_edits_in_the_worktree_with_exact_usage(claude_bin: s
 def test_real_cli_denies_write_at_read_only(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
     """READ_ONLY: the CLI itself refuses Write (disabled for the session, not even offered); file unchanged."""
     target = worktree / "notes.txt"
-    turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
+    turns: Turns = [{"tool_use": {"name": "Read", "input": {"file_path": str(target)}}, "usage": U},
              {"tool_use": {"name": "Write", "input": {"file_path": str(target), "content": "pwned\n"}}, "usage": U},
              {"tool_use": {"name": "Edit", "input": {"file_path": str(target), "old_string": "broken",
                                                      "new_string": "pwned"}}, "usage": U},
@@ -126,7 +129,7 @@ def test_real_cli_read_rule_confines_grep_and_glob(claude_bin: str, worktree: Pa
              ("Grep", {"pattern": "status", "path": str(outside), "output_mode": "content"}),
              ("Glob", {"pattern": "*", "path": str(outside)}),
              ("Read", {"file_path": str(outside / "secret.txt")})]
-    turns = [{"tool_use": {"name": n, "input": i}, "usage": U} for n, i in calls] + [{"text": "x", "usage": U}]
+    turns: Turns = [{"tool_use": {"name": n, "input": i}, "usage": U} for n, i in calls] + [{"text": "x", "usage": U}]
     with ModelServer(turns) as server:
         res = run_real(claude_bin, server, worktree, tmp_path, Permission.READ_ONLY)
         results = tool_results(server)
@@ -137,11 +140,15 @@ def test_real_cli_read_rule_confines_grep_and_glob(claude_bin: str, worktree: Pa
 
 def test_real_cli_denies_write_outside_the_worktree_at_edit_level(claude_bin: str, worktree: Path,
                                                                   tmp_path: Path) -> None:
-    """EDIT_WORKTREE: Writes to an absolute outside path or through an outward symlink are denied."""
+    """EDIT_WORKTREE: Writes outside, through an outward symlink or into .git/hooks are denied."""
+    subprocess.run(["git", "init", "-q", str(worktree)], check=True)
+    hook = worktree / ".git" / "hooks" / "pre-commit"
     outside = tmp_path / "outside"
     outside.mkdir()
     (worktree / "link").symlink_to(outside)
-    turns = [{"tool_use": {"name": "Write", "input": {"file_path": str(tmp_path / "escaped.txt"),
+    turns: Turns = [{"tool_use": {"name": "Write", "input": {"file_path": str(hook), "content": "#!/bin/sh\n"}},
+                     "usage": U},
+             {"tool_use": {"name": "Write", "input": {"file_path": str(tmp_path / "escaped.txt"),
                                                       "content": "escaped\n"}}, "usage": U},
              {"tool_use": {"name": "Write", "input": {"file_path": str(worktree / "link" / "escaped.txt"),
                                                       "content": "escaped\n"}}, "usage": U},
@@ -153,8 +160,9 @@ def test_real_cli_denies_write_outside_the_worktree_at_edit_level(claude_bin: st
     assert not (tmp_path / "escaped.txt").exists() and list(outside.iterdir()) == []
     assert (worktree / "inside.txt").read_text() == "ok\n"
     denials = result_line(res)["permission_denials"]
-    assert [d["tool_input"]["file_path"] for d in denials] == [str(tmp_path / "escaped.txt"),
+    assert [d["tool_input"]["file_path"] for d in denials] == [str(hook), str(tmp_path / "escaped.txt"),
                                                                str(worktree / "link" / "escaped.txt")]
+    assert not hook.exists()
     assert res.files_changed == ("inside.txt",)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
 from tests.support.npm_tools import bin_path
+
+Turns = list[dict[str, Any]]  # a model-server script
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
 
@@ -94,7 +97,8 @@ def test_real_codex_server_error_fails_closed(codex_bin: str, worktree: Path, tm
 
 def test_real_codex_edits_a_file_in_workspace_write(codex_bin: str, worktree: Path, tmp_path: Path) -> None:
     """workspace-write: a shell edit really changes the worktree; the cumulative usage is billed exactly."""
-    turns = [{"tool_use": {"name": "exec_command", "input": {"cmd": "sed -i s/broken/fixed/ notes.txt && echo ok"}},
+    edit = "sed -i s/broken/fixed/ notes.txt && echo ok"
+    turns: Turns = [{"tool_use": {"name": "exec_command", "input": {"cmd": edit}},
               "usage": responses_usage(100, 0, 10)},
              {"text": "fixed it", "usage": responses_usage(200, 50, 20)}]
     with ModelServer(turns) as server:
@@ -115,7 +119,7 @@ def patch(body: str) -> dict[str, Any]:
 
 def test_real_codex_applies_a_patch_and_reports_the_file(codex_bin: str, worktree: Path, tmp_path: Path) -> None:
     """workspace-write: an apply_patch edit lands on disk and comes back as files_changed."""
-    turns = [patch("*** Update File: notes.txt\n@@\n-status: broken\n+status: patched\n"),
+    turns: Turns = [patch("*** Update File: notes.txt\n@@\n-status: broken\n+status: patched\n"),
              {"text": "patched", "usage": responses_usage(200, 0, 20)}]
     with ModelServer(turns) as server:
         res = run_real(codex_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
@@ -125,9 +129,9 @@ def test_real_codex_applies_a_patch_and_reports_the_file(codex_bin: str, worktre
 
 
 def test_real_codex_rejects_a_patch_outside_the_worktree(codex_bin: str, worktree: Path, tmp_path: Path) -> None:
-    """workspace-write: a patch adding a file outside the worktree is rejected by codex; nothing is written."""
+    """workspace-write: a patch adding a file outside the worktree (even in /tmp) is rejected; nothing written."""
     outside = tmp_path / "escaped.txt"
-    turns = [patch(f"*** Add File: {outside}\n+escaped\n"), {"text": "no", "usage": responses_usage(200, 0, 20)}]
+    turns: Turns = [patch(f"*** Add File: {outside}\n+escaped\n"), {"text": "no", "usage": responses_usage(200, 0, 20)}]
     with ModelServer(turns) as server:
         res = run_real(codex_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
         outputs = function_outputs(server)
@@ -135,9 +139,25 @@ def test_real_codex_rejects_a_patch_outside_the_worktree(codex_bin: str, worktre
     assert res.files_changed == ()
 
 
+def test_real_codex_shell_cannot_write_to_tmp_at_workspace_write(codex_bin: str, worktree: Path,
+                                                                 tmp_path: Path) -> None:
+    """workspace-write with our overrides: /tmp and .git are not writable from the sandbox, the worktree is."""
+    subprocess.run(["git", "init", "-q", str(worktree)], check=True)
+    outside = tmp_path / "escaped.txt"
+    cmd = f"echo x > {outside}; echo x > .git/hooks/pre-commit; echo x > inside.txt"
+    turns: Turns = [{"tool_use": {"name": "exec_command", "input": {"cmd": cmd}},
+              "usage": responses_usage(100, 0, 10)}, {"text": "done", "usage": responses_usage(200, 0, 20)}]
+    with ModelServer(turns) as server:
+        run_real(codex_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
+        outputs = function_outputs(server)
+    assert not outside.exists() and not (worktree / ".git" / "hooks" / "pre-commit").exists()
+    assert outputs[0].count("Read-only file system") == 2
+    assert (worktree / "inside.txt").read_text() == "x\n"
+
+
 def test_real_codex_read_only_sandbox_blocks_writes(codex_bin: str, worktree: Path, tmp_path: Path) -> None:
     """read-only: a shell write fails inside codex's sandbox and a patch is rejected; the file is unchanged."""
-    turns = [{"tool_use": {"name": "exec_command", "input": {"cmd": "echo pwned > notes.txt"}},
+    turns: Turns = [{"tool_use": {"name": "exec_command", "input": {"cmd": "echo pwned > notes.txt"}},
               "usage": responses_usage(100, 0, 10)},
              patch("*** Update File: notes.txt\n@@\n-status: broken\n+status: pwned\n"),
              {"text": "could not", "usage": responses_usage(200, 0, 20)}]

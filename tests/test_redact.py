@@ -16,7 +16,8 @@ SECRETS = {
     "slack": "xoxb-1234567890-0987654321-abcdefghij",
     "aws access key": "AKIAIOSFODNN7EXAMPLE",
     "google": "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"[:35],
-    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+           "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
     "gitlab": "glpat-" + "abcdefghij0123456789",
 }
 
@@ -50,7 +51,8 @@ def test_assignments_headers_and_urls_keep_their_names(text: str, expected: str)
 
 def test_pem_private_keys_are_removed_whole() -> None:
     """A PEM private key block goes entirely, even when output was cut before its END line."""
-    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAAB3NzaC1yc2E=\n-----END OPENSSH PRIVATE KEY-----"
+    key = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAAB3NzaC1yc2E=\n"
+           "-----END OPENSSH PRIVATE KEY-----")
     assert redact(f"before\n{key}\nafter") == f"before\n{MARK}\nafter"
     assert redact("x\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow") == f"x\n{MARK}"
 

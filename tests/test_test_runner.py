@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loop_runtime.adapters.test_runner import ProjectTestRunner, detect_test_command, run_tests
 from loop_runtime import ports
+from loop_runtime.adapters.test_runner import ProjectTestRunner, detect_test_command, run_tests
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -143,7 +144,8 @@ def test_timestamps_look_like_javascript_to_iso_string() -> None:
 def test_lock_files_parse_and_expire() -> None:
     """A lock expires only at a parseable expiresAt; no TTL means it never expires."""
     now = datetime(2026, 7, 7, 12, tzinfo=timezone.utc)
-    text = '{\n  "owner": "dependency-sweeper",\n  "paths": [\n    "package.json"\n  ],\n  "lockedAt": "2026-07-07T06:00:00.000Z",\n  "expiresAt": "2026-07-07T12:00:00.000Z"\n}\n'
+    text = ('{\n  "owner": "dependency-sweeper",\n  "paths": [\n    "package.json"\n  ],\n'
+            '  "lockedAt": "2026-07-07T06:00:00.000Z",\n  "expiresAt": "2026-07-07T12:00:00.000Z"\n}\n')
     lock = parse_lock(text, file="locks/dependency-sweeper.json")
     assert lock == LockFile("dependency-sweeper", ("package.json",), "2026-07-07T06:00:00.000Z",
                             "2026-07-07T12:00:00.000Z")
@@ -220,7 +222,5 @@ def test_render_parse_round_trip(entries: list[WorktreeEntry]) -> None:
                                                           max_size=3))))
 def test_parse_never_crashes(text: str) -> None:
     """parse_manifest returns a Manifest or raises ConfigError."""
-    try:
+    with contextlib.suppress(ConfigError):
         assert isinstance(parse_manifest(text), Manifest)
-    except ConfigError:
-        pass

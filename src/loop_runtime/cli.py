@@ -144,7 +144,7 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | No
     """Check paths against the gate policy; exit 0 allowed, 2 escalate."""
     from pathlib import Path
 
-    from .core.gate import check, format_decision
+    from .core.gate import check, format_decision, split_paths_arg
     from .formats.gate_config import load_gate_policy, parse_gate_yaml
 
     if gate_file:
@@ -155,7 +155,7 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | No
         policy, warning = parse_gate_yaml(text, file=gate_file), None
     else:
         policy, warning = load_gate_policy(c.root)
-    split = [p for arg in paths for p in arg.split(",") if p]
+    split = [p for arg in paths for p in split_paths_arg(arg)]
     decision = check(policy, split, action)
     if warning and not as_json:
         click.echo(f"warning: {warning}", err=True)

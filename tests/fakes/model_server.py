@@ -41,7 +41,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,9 +53,9 @@ DEFAULT_EXHAUSTED: Turn = {"text": "done."}
 class ModelServer:
     """A scripted model endpoint in a background thread; use as a context manager."""
 
-    def __init__(self, turns: list[Turn] | None = None, *, exhausted_turn: Turn | None = None,
+    def __init__(self, turns: Sequence[Mapping[str, Any]] | None = None, *, exhausted_turn: Turn | None = None,
                  model: str = "stand-in-model") -> None:
-        self._turns: list[Turn] = [copy.deepcopy(t) for t in (turns or [])]
+        self._turns: list[Turn] = [copy.deepcopy(dict(t)) for t in (turns or [])]
         self._lock = threading.Lock()
         self.exhausted_turn = exhausted_turn or dict(DEFAULT_EXHAUSTED)
         self.model = model
@@ -88,9 +88,9 @@ class ModelServer:
         return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ script
-    def add(self, *turns: Turn) -> None:
+    def add(self, *turns: Mapping[str, Any]) -> None:
         with self._lock:
-            self._turns.extend(copy.deepcopy(t) for t in turns)
+            self._turns.extend(copy.deepcopy(dict(t)) for t in turns)
 
     def next_turn(self) -> Turn:
         with self._lock:

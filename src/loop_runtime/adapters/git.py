@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GitError
+from ..ports import Diff, FileChange
 
 __all__ = [
     "RawEntry",
     "added_lines_by_path",
     "decode",
+    "diff_against",
     "git_env",
     "git_ok",
     "parse_numstat_z",
@@ -212,3 +214,55 @@ def added_lines_by_path(patch: str) -> dict[str, list[str]]:
         elif in_hunk and path is not None and line.startswith("+"):
             result.setdefault(path, []).append(line[1:].rstrip("\r"))
     return result
+
+
+# --------------------------------------------------------------------------- the diff of an index
+
+_KIND = {"A": "added", "C": "added", "D": "deleted", "R": "renamed", "T": "typechange", "M": "modified"}
+
+
+def _blobs(cwd: Path, shas: list[str]) -> dict[str, str]:
+    """Contents of small blobs (symlink targets) in one ``cat-file --batch`` call."""
+    if not shas:
+        return {}
+    out = run_git_bytes(["cat-file", "--batch"], cwd, input="".join(f"{s}\n" for s in shas).encode())
+    blobs: dict[str, str] = {}
+    pos = 0
+    for sha in shas:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].split()
+        if len(header) != 3:  # "<sha> missing"
+            pos = nl + 1
+            continue
+        size = int(header[2])
+        blobs[sha] = decode(out[nl + 1:nl + 1 + size])
+        pos = nl + 1 + size + 1
+    return blobs
+
+
+def _file_change(e: RawEntry, binary: Mapping[str, bool], added: Mapping[str, list[str]],
+                 targets: Mapping[str, str]) -> FileChange:
+    kind = _KIND.get(e.status, "modified")
+    if kind == "modified" and e.old_sha == e.new_sha and e.old_mode != e.new_mode:
+        kind = "mode"
+    is_binary = binary.get(e.path, False)
+    return FileChange(
+        path=e.path, kind=kind, old_path=e.old_path if kind == "renamed" else None,  # type: ignore[arg-type]
+        is_symlink=(e.old_mode if kind == "deleted" else e.new_mode) == "120000",
+        symlink_target=targets.get(e.new_sha) if kind != "deleted" else None,
+        is_binary=is_binary, old_mode=None if e.old_mode == "000000" else e.old_mode,
+        new_mode=None if e.new_mode == "000000" else e.new_mode,
+        added_lines=() if is_binary or kind == "deleted" else tuple(added.get(e.path, ())),
+    )
+
+
+def diff_against(cwd: Path, base: str) -> Diff:
+    """What the index at ``cwd`` changes against commit ``base``: plumbing only, so no user
+    diff config (``noprefix``, external diff, textconv) can change what the runtime reads."""
+    common = ["diff-index", "--cached", "-M", "--no-ext-diff", "--no-textconv"]
+    raw = parse_raw_z(run_git_bytes([*common, "--raw", "-z", "--no-abbrev", base], cwd))
+    binary = parse_numstat_z(run_git_bytes([*common, "--numstat", "-z", base], cwd))
+    patch = decode(run_git_bytes([*common, "-p", "--binary", "--src-prefix=a/", "--dst-prefix=b/", base], cwd))
+    added = added_lines_by_path(patch)
+    targets = _blobs(cwd, [e.new_sha for e in raw if e.new_mode == "120000"])
+    return Diff(base_commit=base, changes=tuple(_file_change(e, binary, added, targets) for e in raw), patch=patch)

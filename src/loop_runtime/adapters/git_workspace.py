@@ -31,12 +31,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from ..core.redact import redact
+from ..core.redact import MARK, redact
 from ..errors import ConfigError, GitError
 from ..formats import worktree_manifest as wm
-from ..ports import Clock, Diff, FileChange, WorkspaceHandle
+from ..ports import Clock, Diff, WorkspaceHandle
 from .clock import SystemClock
-from .git import added_lines_by_path, decode, git_ok, parse_numstat_z, parse_raw_z, run_git, run_git_bytes
+from .git import decode, diff_against, git_ok, run_git, run_git_bytes
 
 __all__ = ["GitWorkspace"]
 
@@ -50,7 +50,6 @@ MUTEX_WAIT_S = 15.0
 EXCLUDES = (f"{wm.MANIFEST_DIR}/", ".loop-runtime/")
 STATUSES = (*wm.VALID_STATUSES, "fix-proposed")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_KIND = {"A": "added", "C": "added", "D": "deleted", "R": "renamed", "T": "typechange", "M": "modified"}
 # per-worktree state that makes a recycled worktree unsafe to hand out again
 _DIRTY_GIT_STATE = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "BISECT_LOG", "rebase-merge", "rebase-apply",
                     "sequencer", "config.worktree", "info/sparse-checkout")
@@ -322,8 +321,8 @@ class GitWorkspace:
         flagged = [rec[2:] for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0")
                    if rec and (rec[0].islower() or rec[0] == "S")]
         if flagged:
-            run_git(["--literal-pathspecs", "update-index", "--no-assume-unchanged", "--no-skip-worktree",
-                     "--", *flagged], wt)
+            run_git(["update-index", "--no-assume-unchanged", "--no-skip-worktree", "-z", "--stdin"], wt,
+                    input="".join(f"{p}\0" for p in flagged))
         head = (self._worktree_gitdir(wt) / "HEAD").read_text(encoding="utf-8").strip()
         if head == base_commit and not flagged:
             # Recycled at this very commit: switch branch without rewriting 10,000 files, then prove
@@ -372,7 +371,7 @@ class GitWorkspace:
         wt = Path(handle.path)
         run_git(["add", "-A"], wt)
         self._checked[handle.run_id] = run_git(["write-tree"], wt)
-        return self._diff_index(wt, handle.base_commit)
+        return diff_against(wt, handle.base_commit)
 
     def discard_side_effects(self, handle: WorkspaceHandle) -> None:
         """Put the worktree back to the tree ``diff()`` checked, after the tests ran in it.
@@ -385,48 +384,10 @@ class GitWorkspace:
         wt = Path(handle.path)
         if handle.run_id not in self._checked:
             return
-        run_git(["checkout-index", "-a", "-f"], wt)
+        changed = run_git_bytes(["diff-files", "--name-only", "-z"], wt)  # stat check: rewrite only these
+        if changed.strip(b"\0"):
+            run_git_bytes(["checkout-index", "-f", "-z", "--stdin"], wt, input=changed)
         run_git(["clean", "-fdq"], wt)
-
-    def _diff_index(self, wt: Path, base: str) -> Diff:
-        common = ["diff-index", "--cached", "-M", "--no-ext-diff", "--no-textconv"]
-        raw = parse_raw_z(run_git_bytes([*common, "--raw", "-z", "--no-abbrev", base], wt))
-        binary = parse_numstat_z(run_git_bytes([*common, "--numstat", "-z", base], wt))
-        patch = decode(run_git_bytes([*common, "-p", "--binary", "--src-prefix=a/", "--dst-prefix=b/", base], wt))
-        added = added_lines_by_path(patch)
-        targets = self._symlink_targets(wt, [e.new_sha for e in raw if e.new_mode == "120000"])
-        changes = []
-        for e in raw:
-            kind = _KIND.get(e.status, "modified")
-            if kind == "modified" and e.old_sha == e.new_sha and e.old_mode != e.new_mode:
-                kind = "mode"
-            link_mode = e.old_mode if kind == "deleted" else e.new_mode
-            is_binary = binary.get(e.path, False)
-            changes.append(FileChange(
-                path=e.path, kind=kind, old_path=e.old_path if kind == "renamed" else None,  # type: ignore[arg-type]
-                is_symlink=link_mode == "120000", symlink_target=targets.get(e.new_sha) if kind != "deleted" else None,
-                is_binary=is_binary, old_mode=None if e.old_mode == "000000" else e.old_mode,
-                new_mode=None if e.new_mode == "000000" else e.new_mode,
-                added_lines=() if is_binary or kind == "deleted" else tuple(added.get(e.path, ())),
-            ))
-        return Diff(base_commit=base, changes=tuple(changes), patch=patch)
-
-    def _symlink_targets(self, wt: Path, shas: list[str]) -> dict[str, str]:
-        if not shas:
-            return {}
-        out = run_git_bytes(["cat-file", "--batch"], wt, input="".join(f"{s}\n" for s in shas).encode())
-        targets: dict[str, str] = {}
-        pos = 0
-        for sha in shas:
-            nl = out.index(b"\n", pos)
-            header = out[pos:nl].split()
-            if len(header) != 3:  # "<sha> missing"
-                pos = nl + 1
-                continue
-            size = int(header[2])
-            targets[sha] = decode(out[nl + 1:nl + 1 + size])
-            pos = nl + 1 + size + 1
-        return targets
 
     # ------------------------------------------------------------------ finish
 
@@ -443,8 +404,19 @@ class GitWorkspace:
             return None
         if commit_message is not None:
             sha = self._commit(handle, commit_message)
+        elif status == "escalated" and Path(handle.path).is_dir():
+            self._write_patch(handle, self._tree_of(handle))  # what the human will be asked to approve
         self.mark(handle.run_id, status)
         return sha
+
+    def _tree_of(self, handle: WorkspaceHandle) -> str:
+        """The checked tree of the attempt, or (no diff yet) the worktree as it stands."""
+        tree = self._checked.get(handle.run_id)
+        if tree is None:
+            wt = Path(handle.path)
+            run_git(["add", "-A"], wt)
+            tree = run_git(["write-tree"], wt)
+        return tree
 
     def _discard(self, handle: WorkspaceHandle) -> None:
         wt = Path(handle.path)
@@ -466,10 +438,7 @@ class GitWorkspace:
         """Commit the tree ``diff`` showed — not whatever the worktree holds now (test caches, a
         verifier's stray edit): what was checked is exactly what lands on the branch."""
         wt = Path(handle.path)
-        tree = self._checked.get(handle.run_id)
-        if tree is None:  # no diff() in this process: judge and commit the worktree as it is
-            run_git(["add", "-A"], wt)
-            tree = run_git(["write-tree"], wt)
+        tree = self._tree_of(handle)  # no diff() in this process: commit the worktree as it is
         if tree == run_git(["rev-parse", f"{handle.base_commit}^{{tree}}"], wt):
             return None  # nothing to commit
         text = (f"{redact(message).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
@@ -479,10 +448,18 @@ class GitWorkspace:
         run_git(["update-ref", "-m", "loop-runtime: attempt commit", f"refs/heads/{handle.branch}", sha], wt)
         run_git(["symbolic-ref", "HEAD", f"refs/heads/{handle.branch}"], wt)
         run_git(["reset", "-q"], wt)  # index = the commit; later edits stay as unstaged changes
-        patch = run_git_bytes(["diff-tree", "-p", "-M", "--binary", "--no-ext-diff", "--no-textconv",
-                               "--src-prefix=a/", "--dst-prefix=b/", handle.base_commit, sha], wt)
-        _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch", patch)
+        self._write_patch(handle, sha)
         return sha
+
+    def _patch_between(self, wt: Path, base: str, rev: str) -> str:
+        """The binary-safe patch from ``base`` to a commit or tree, in ``Diff.patch``'s format."""
+        return decode(run_git_bytes(["diff-tree", "-p", "-M", "--binary", "--no-ext-diff", "--no-textconv",
+                                     "--src-prefix=a/", "--dst-prefix=b/", base, rev], wt))
+
+    def _write_patch(self, handle: WorkspaceHandle, rev: str) -> None:
+        """``.loop-runtime/patches/<run-id>.patch``: the exact change, kept for review and approval."""
+        patch = self._patch_between(Path(handle.path), handle.base_commit, rev)
+        _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch", patch.encode("utf-8", "surrogateescape"))
 
     # ------------------------------------------------------------------ merge
 
@@ -522,7 +499,12 @@ class GitWorkspace:
             return run_git(["write-tree"], self.root, env=env)
 
     def apply_held(self, run_id: str, patch: str, pattern: str, message: str) -> WorkspaceHandle:
-        """Re-create (or reuse) an escalated attempt's worktree with its stored patch, and commit it."""
+        """Re-create (or reuse) an escalated attempt's worktree with its stored patch, and commit it.
+
+        ``patch`` may be the redacted copy a human reviewed; the exact patch written at
+        escalation (``.loop-runtime/patches/<run-id>.patch``) or a worktree that still holds
+        the change is then used instead — never a ``[REDACTED]`` placeholder.
+        """
         if not _RUN_ID.match(run_id) or ".." in run_id:
             raise ConfigError("", "run_id", run_id)
         self._ensure_excluded()
@@ -533,19 +515,27 @@ class GitWorkspace:
             base_branch, base_commit = self._resolve_base()
         rel, branch = self._rel(run_id), f"loop/{run_id}"
         wt = self.root / rel
-        target = self._tree_with_patch(base_commit, patch)
+        patch = self._unredacted(run_id, patch)
         if wt.resolve() in self._worktrees():
             run_git(["add", "-A"], wt)
-            if run_git(["write-tree"], wt) != target:
-                run_git(["checkout", "-q", "-f", "-B", branch, base_commit], wt)
-                run_git(["clean", "-q", "-ffdx"], wt)
-                self._apply(wt, patch)
+            current = run_git(["write-tree"], wt)
+            if self._holds(wt, base_commit, current, patch):
+                target = current
+            else:
+                target = self._reapply(run_id, wt, patch, reset=base_commit)
         else:
             git_ok(["worktree", "prune"], self.root)
             if wt.exists():
                 raise GitError(f"{rel} exists but is not a git worktree; remove it to approve {run_id}")
-            run_git(["worktree", "add", "-q", "-B", branch, rel, base_commit], self.root)
-            self._apply(wt, patch)
+            if MARK in patch:
+                self._reapply(run_id, wt, patch)  # refuses before touching anything
+            # detached: the branch (maybe holding the escalated commit) moves only when we commit
+            run_git(["worktree", "add", "-q", "--detach", rel, base_commit], self.root)
+            try:
+                target = self._reapply(run_id, wt, patch)
+            except GitError:
+                git_ok(["worktree", "remove", "--force", "--force", str(wt)], self.root)
+                raise
         new = wm.WorktreeEntry(id=run_id, path=rel, branch=branch, base_branch=base_branch, pattern=pattern,
                                created_at=entry.created_at if entry else wm.format_timestamp(self.clock.now()),
                                status="active", base_commit=base_commit, extra=entry.extra if entry else {})
@@ -556,6 +546,30 @@ class GitWorkspace:
         self._checked[run_id] = target
         self._commit(handle, message)
         return handle
+
+    def _unredacted(self, run_id: str, patch: str) -> str:
+        try:
+            stored = decode((self.root / PATCH_DIR / f"{run_id}.patch").read_bytes())
+        except OSError:
+            return patch
+        return stored if stored != patch and redact(stored) == patch else patch
+
+    def _holds(self, wt: Path, base_commit: str, tree: str, patch: str) -> bool:
+        """Does ``tree`` (the worktree as it is) hold exactly the held change?"""
+        if MARK not in patch:
+            return tree == self._tree_with_patch(base_commit, patch)
+        current = self._patch_between(wt, base_commit, tree)
+        return patch in (current, redact(current))
+
+    def _reapply(self, run_id: str, wt: Path, patch: str, reset: str | None = None) -> str:
+        if MARK in patch:
+            raise GitError(f"the held patch of {run_id} is redacted and no exact copy is left; "
+                           "re-run the attempt rather than commit a placeholder")
+        if reset is not None:
+            run_git(["checkout", "-q", "-f", "--detach", reset], wt)
+            run_git(["clean", "-q", "-ffdx"], wt)
+        self._apply(wt, patch)
+        return run_git(["write-tree"], wt)
 
     def _apply(self, wt: Path, patch: str) -> None:
         if patch.strip():

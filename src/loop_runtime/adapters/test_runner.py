@@ -10,6 +10,7 @@ as a redacted tail: the end of a test log is where failures are summarised.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -126,10 +127,8 @@ class _TailReader(threading.Thread):
 
 
 def _kill_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _finish_output(reader: _TailReader, max_output: int, secrets: Iterable[str]) -> str:
@@ -176,10 +175,8 @@ def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Map
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
         code = None
     _kill_group(proc.pid, signal.SIGKILL)  # stragglers (servers, watchers) left in the group
     proc.wait()

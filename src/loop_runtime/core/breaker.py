@@ -129,7 +129,8 @@ class BreakerConfig:
         check_similarity_threshold(self.similarity_threshold)
         spent = self.daily_spent
         if not isinstance(spent, int) or isinstance(spent, bool) or spent < 0:
-            raise ConfigError("", "dailySpent", spent, message=f"dailySpent must be a whole number >= 0; got {spent!r}.")
+            raise ConfigError("", "dailySpent", spent,
+                              message=f"dailySpent must be a whole number >= 0; got {spent!r}.")
 
 
 @dataclass(frozen=True)
@@ -250,11 +251,12 @@ def _per_run_trigger(ledger: Ledger, config: BreakerConfig, tokens: int) -> tupl
         return "token-budget", (f"Token budget reached ({tokens} ≥ {config.token_budget}). "
                                 "Escalating to avoid cost blowup.")
     if len(ledger.attempts) >= config.max_iterations:
-        return "max-iterations", f"Iteration cap reached ({len(ledger.attempts)} ≥ {config.max_iterations}). Escalating."
+        return "max-iterations", (f"Iteration cap reached ({len(ledger.attempts)} ≥ {config.max_iterations}). "
+                                  "Escalating.")
     return None
 
 
-def check(ledger: Ledger, config: BreakerConfig = BreakerConfig()) -> BreakerDecision:  # noqa: B008 - frozen
+def check(ledger: Ledger, config: BreakerConfig = BreakerConfig()) -> BreakerDecision:
     """May the loop try again? Equal to ``loop-context --check --json`` on the same ledger."""
     tokens = total_tokens(ledger)
     hit = _per_run_trigger(ledger, config, tokens)
@@ -285,7 +287,7 @@ def prune_stack_trace(trace: str, max_lines: int) -> str:
     return f"{kept}\n  … ({omitted} more line{'' if omitted == 1 else 's'} pruned)"
 
 
-def prune_ledger(ledger: Ledger, prune: PruneConfig = PruneConfig()) -> dict[str, Any]:  # noqa: B008 - frozen
+def prune_ledger(ledger: Ledger, prune: PruneConfig = PruneConfig()) -> dict[str, Any]:
     """``loop-context --prune``: recent window, trimmed traces, identical failures collapsed."""
     collapsed: list[Attempt] = []
     for attempt in ledger.attempts[-prune.window:]:
@@ -328,8 +330,8 @@ def summarize_attempts(ledger: Ledger, similarity_threshold: float = 0.85) -> di
             "distinctErrors": sorted(groups, key=lambda g: -g["count"]), "actionsTried": list(actions)}
 
 
-def build_context_injection(ledger: Ledger, config: BreakerConfig = BreakerConfig(),  # noqa: B008 - frozen
-                            prune: PruneConfig = PruneConfig()) -> str:  # noqa: B008 - frozen
+def build_context_injection(ledger: Ledger, config: BreakerConfig = BreakerConfig(),
+                            prune: PruneConfig = PruneConfig()) -> str:
     """``loop-context --inject``: the compact block a human (or the next prompt) gets."""
     summary = summarize_attempts(ledger, config.similarity_threshold)
     decision = check(ledger, replace(config, daily_budget=None))  # --inject never applies the daily cap

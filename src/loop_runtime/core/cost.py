@@ -190,7 +190,8 @@ def format_estimate(est: dict[str, Any]) -> str:
               "Daily token estimates:"]
     for label, key in (("Early-exit / no-op:  ", "noop"), ("Full triage:         ", "report"),
                        ("Action every run:    ", "action")):
-        lines.append(f"  {label}{format_tokens(sc[key]['tokensPerDay'])}  ({format_tokens(sc[key]['tokensPerRun'])}/run)")
+        per_day, per_run = format_tokens(sc[key]["tokensPerDay"]), format_tokens(sc[key]["tokensPerRun"])
+        lines.append(f"  {label}{per_day}  ({per_run}/run)")
     lines.append(f"  Realistic blend:     {format_tokens(sc['realistic']['tokensPerDay'])}  "
                  f"({sc['realistic']['assumptions']})")
     if "caching" in sc:

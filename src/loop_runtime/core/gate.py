@@ -24,10 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Union
-
-import bracex
-from wcmatch import fnmatch as wc_fnmatch
+from typing import Any
 
 from ..errors import ConfigError
 from ..formats.gate_config import GatePolicy
@@ -65,7 +62,7 @@ def to_utf16(s: str) -> str:
 # ------------------------------------------------------------------ minimatch {dot: true}
 
 _GLOBSTAR = object()  # a "**" path portion
-Segment = Union[str, object, Callable[[str], bool]]
+Segment = object  # a literal str, the _GLOBSTAR sentinel, or a Callable[[str], bool] test
 
 _BRACE_RE = re.compile("\\{(?:(?!\\{)[^\n\r\u2028\u2029])*\\}")
 _RE_SPECIALS = set("().*{}+?[]^$\\!")
@@ -196,6 +193,8 @@ def _fast_test(seg: str) -> Callable[[str], bool] | None:
 
 
 def _wcmatch_segment(seg: str) -> Callable[[str], bool]:
+    from wcmatch import fnmatch as wc_fnmatch  # only extglob segments need it; keep start-up light
+
     flags = wc_fnmatch.DOTMATCH | wc_fnmatch.EXTMATCH | wc_fnmatch.FORCEUNIX
     return lambda f: bool(wc_fnmatch.fnmatch(f, seg, flags=flags))
 
@@ -246,9 +245,11 @@ def _level_one(parts: list[str]) -> list[str]:
 def _brace_expand(pattern: str) -> list[str]:
     if not _BRACE_RE.search(pattern):
         return [pattern]
+    import bracex  # only brace patterns need it; keep start-up light
+
     try:
         expanded = bracex.expand(pattern, keep_escapes=True, limit=100_000)
-    except Exception:  # noqa: BLE001 - any expansion failure leaves the pattern literal
+    except Exception:
         return [pattern]
     return list(dict.fromkeys(expanded)) or [pattern]
 

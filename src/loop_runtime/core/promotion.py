@@ -117,9 +117,11 @@ def _checks(c: PromotionContract, e: PromotionEvidence) -> list[Issue]:
     for required in c.required_checks:
         matching = [x for x in e.checks if x.name == required and x.sha == sha]
         if len(matching) > 1:
-            out.append(Issue("check-ambiguous", "checks", "blocked", f"Required check {required} has duplicate evidence."))
+            out.append(Issue("check-ambiguous", "checks", "blocked",
+                             f"Required check {required} has duplicate evidence."))
         elif not matching:
-            out.append(Issue("check-missing", "checks", "waiting", f"Required check {required} has no evidence for {sha}."))
+            out.append(Issue("check-missing", "checks", "waiting",
+                             f"Required check {required} has no evidence for {sha}."))
         elif matching[0].status == "pending":
             out.append(Issue("check-pending", "checks", "waiting", f"Required check {required} is pending."))
         elif matching[0].status == "failure":
@@ -138,7 +140,8 @@ def _deployment(c: PromotionContract, e: PromotionEvidence) -> list[Issue]:
         out.append(Issue("deployment-environment", "deployment", "blocked",
                          f"Expected environment {c.deployment_environment}, got {d.environment}."))
     if d.sha != e.pull_request.head_sha:
-        out.append(Issue("deployment-sha", "deployment", "waiting", "Deployment does not match the current PR HEAD SHA."))
+        out.append(Issue("deployment-sha", "deployment", "waiting",
+                         "Deployment does not match the current PR HEAD SHA."))
     if d.status != "success":
         out.append(Issue(f"deployment-{d.status}", "deployment", _kind_for(d.status),
                          f"Deployment status is {d.status}."))
@@ -155,7 +158,8 @@ def _test_data(c: PromotionContract, e: PromotionEvidence) -> list[Issue]:
         return [Issue("test-data-missing", "test-data", "waiting", "No test-data evidence was supplied.")]
     out = []
     if data.kind not in c.allowed_kinds:
-        out.append(Issue("test-data-kind", "test-data", "human-required", f"Dataset kind {data.kind} is not permitted."))
+        out.append(Issue("test-data-kind", "test-data", "human-required",
+                         f"Dataset kind {data.kind} is not permitted."))
     if c.require_version and not data.version:
         out.append(Issue("test-data-version", "test-data", "blocked", "Dataset version is required."))
     if data.sha != e.pull_request.head_sha:
@@ -188,7 +192,8 @@ def _e2e(c: PromotionContract, e: PromotionEvidence) -> list[Issue]:
             continue
         suite = matching[0]
         if suite.status != "success":
-            out.append(Issue(f"e2e-{suite.status}", "e2e", _kind_for(suite.status), f"E2E suite {name} is {suite.status}."))
+            out.append(Issue(f"e2e-{suite.status}", "e2e", _kind_for(suite.status),
+                             f"E2E suite {name} is {suite.status}."))
         if c.require_dataset_match and dataset and suite.dataset_version != dataset:
             out.append(Issue("e2e-dataset", "e2e", "blocked", f"E2E suite {name} used a different dataset version."))
         if _stale(suite.completed_at, e.observed_at, c.e2e_max_age_hours):

@@ -23,6 +23,7 @@ Routes (``POST`` ones need the token, see ``security``)::
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import threading
 import time
@@ -30,21 +31,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from .. import actions
-from ..errors import ConfigError, LoopError
+from ..errors import ConfigError
 from ..runtime import Project, now_utc
+from .mutations import FLASH_COOKIE, call, dash_of
 from .security import CSRF_FIELD, Guard, SecurityMiddleware, loopback_hosts
 
 __all__ = ["create_app"]
 
 HERE = Path(__file__).parent
-FLASH_COOKIE = "loop_runtime_flash"
 POLL_S = 0.5
 STATUS_EVERY_S = 5.0
-
-_STRICT = False  # tests may flip this to catch a template referring to a missing field
 
 StoreFactory = Callable[[Project], Any]
 
@@ -62,13 +60,13 @@ class Dashboard:
         self._store: Any = None
         self._lock = threading.Lock()
         self.closing = False
-        self.secrets: list[str] = secret_values(project.root, {})
+        self.should_stop: Callable[[], bool] = lambda: False  # the server's "shutting down" flag
+        self.secrets: list[str] = secret_values(project.root, os.environ)
         if guard.token not in self.secrets:
             self.secrets.append(guard.token)
         import jinja2
 
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
-                                 undefined=jinja2.StrictUndefined if _STRICT else jinja2.Undefined)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
         self.templates = Jinja2Templates(env=env)
         self.templates.env.filters["num"] = lambda v: "—" if v is None else f"{int(v):,}"
         self.templates.env.filters["pct"] = lambda v: "" if v is None else f"{float(v):.0f}%"
@@ -97,6 +95,24 @@ class Dashboard:
         from ..status import project_status
 
         return project_status(self.project, now_utc(), self.store())
+
+    def live(self, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Running ticks' lifecycle phase and tokens so far, by pattern.
+
+        ``status`` reports a running tick's last journal entry (``reserve:…``,
+        ``workspace``…); the page shows the lifecycle phase (``implementing``) instead.
+        """
+        from .views import running_tick
+
+        store = self.store()
+        if store is None:
+            return {}
+        return {lp["pattern"]: running_tick(store, lp["running"]["tick"]) for lp in doc["loops"] if lp.get("running")}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The SSE status message: the status document plus ``live`` (dashboard-only)."""
+        doc = self.status()
+        return {**doc, "live": self.live(doc)}
 
     def latest_event_id(self) -> int:
         """The newest event id. The store exposes ``events_since`` only; ids only grow, so
@@ -148,68 +164,11 @@ class Dashboard:
 
 
 def _parse_flash(raw: str | None) -> dict[str, str] | None:
-    if not raw or ":" not in raw:
+    text = unquote(raw or "")
+    if ":" not in text:
         return None
-    kind, _, text = unquote(raw).partition(":")
+    kind, _, text = text.partition(":")
     return {"kind": "error" if kind == "error" else "ok", "text": text[:400]}
-
-
-def _dash(request: Any) -> Dashboard:
-    return request.app.state.dashboard  # type: ignore[no-any-return]
-
-
-def _wants_json(request: Any, guard: Guard) -> bool:
-    return "application/json" in (request.headers.get("accept") or "") or guard.by_header(request.headers)
-
-
-def _next_url(form: Any, fallback: str) -> str:
-    target = str(form.get("next") or fallback) if form is not None else fallback
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else fallback
-
-
-def _done(request: Any, form: Any, message: str, data: dict[str, Any], fallback: str = "/") -> Any:
-    from starlette.responses import JSONResponse, RedirectResponse
-
-    if _wants_json(request, _dash(request).guard):
-        return JSONResponse({"ok": True, "message": message, **data})
-    response = RedirectResponse(_next_url(form, fallback), status_code=303)
-    response.set_cookie(FLASH_COOKIE, quote(f"ok:{message}"[:400]), httponly=True, samesite="strict", path="/")
-    return response
-
-
-def _failed(request: Any, form: Any, error: Exception, fallback: str = "/") -> Any:
-    from starlette.responses import JSONResponse, RedirectResponse
-
-    message = str(error)
-    status = 400
-    if isinstance(error, ConfigError) and error.field in ("escalation", "pattern"):
-        status = 404  # an unknown id
-    elif "already" in message:
-        status = 409  # decided by someone else meanwhile
-    if _wants_json(request, _dash(request).guard):
-        return JSONResponse({"ok": False, "error": message}, status_code=status)
-    response = RedirectResponse(_next_url(form, fallback), status_code=303)
-    response.set_cookie(FLASH_COOKIE, quote(f"error:{message}"[:400]), httponly=True, samesite="strict", path="/")
-    return response
-
-
-async def _authorized_form(request: Any) -> tuple[Any, Any]:
-    """The POSTed form, or a 403 response when the request may not mutate anything."""
-    from starlette.responses import JSONResponse, PlainTextResponse
-
-    form = await request.form()
-    refused = _dash(request).guard.refuse_mutation(request, form)
-    if refused is None:
-        return form, None
-    if "application/json" in (request.headers.get("accept") or ""):
-        return form, JSONResponse({"ok": False, "error": refused}, status_code=403)
-    return form, PlainTextResponse(refused, status_code=403)
-
-
-async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 # ---------------------------------------------------------------------------- pages
@@ -218,27 +177,27 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 async def overview(request: Any) -> Any:
     from .views import escalation_row
 
-    d = _dash(request)
-    doc = await _call(d.status)
-    store = await _call(d.store)
-    open_esc = [] if store is None else await _call(store.list_escalations, "open")
-    events, last = await _call(d.recent_events)
+    d = dash_of(request)
+    doc = await call(d.snapshot)
+    store = await call(d.store)
+    open_esc = [] if store is None else await call(store.list_escalations, "open")
+    events, last = await call(d.recent_events)
     rows = [escalation_row(e, d.secrets) for e in open_esc]
-    return d.page(request, "overview.html", {"status": doc, "escalations": rows, "events": events,
-                                             "since": last, "nav": "overview"})
+    return d.page(request, "overview.html", {"status": doc, "live": doc["live"], "escalations": rows,
+                                             "events": events, "since": last, "nav": "overview"})
 
 
 async def loop_page(request: Any) -> Any:
     from .views import loop_view
 
-    d = _dash(request)
+    d = dash_of(request)
     pattern = request.path_params["pattern"]
-    doc = await _call(d.status)
+    doc = await call(d.status)
     loop = next((lp for lp in doc["loops"] if lp["pattern"] == pattern), None)
     if loop is None:
         return _not_found(request, f"no loop {pattern!r} in this project")
-    view = await _call(loop_view, d.project, d.store(), loop, now_utc(), d.secrets)
-    events, last = await _call(d.recent_events)
+    view = await call(loop_view, d.project, d.store(), loop, now_utc(), d.secrets)
+    events, last = await call(d.recent_events)
     return d.page(request, "loop.html", {"status": doc, "loop": loop, "view": view, "since": last,
                                          "events": [e for e in events if e["pattern"] == pattern], "nav": "loop"})
 
@@ -246,21 +205,21 @@ async def loop_page(request: Any) -> Any:
 async def timeline(request: Any) -> Any:
     from .views import tick_rows
 
-    d = _dash(request)
+    d = dash_of(request)
     pattern = request.path_params["pattern"]
     if not any(p.id == pattern for p in d.project.registry.patterns):
         return _not_found(request, f"no loop {pattern!r}")
-    rows = await _call(tick_rows, d.project, d.store(), pattern, now_utc(), d.secrets)
+    rows = await call(tick_rows, d.project, d.store(), pattern, now_utc(), d.secrets)
     return d.page(request, "_timeline.html", {"ticks": rows, "pattern": pattern})
 
 
 async def escalations_page(request: Any) -> Any:
     from .views import escalation_row
 
-    d = _dash(request)
-    store = await _call(d.store)
-    items = [] if store is None else await _call(store.list_escalations, None)
-    doc = await _call(d.status)
+    d = dash_of(request)
+    store = await call(d.store)
+    items = [] if store is None else await call(store.list_escalations, None)
+    doc = await call(d.status)
     open_ = [escalation_row(e, d.secrets) for e in items if e.status == "open"]
     done = sorted((e for e in items if e.status != "open"), key=lambda e: e.decided_at or e.created_at, reverse=True)
     decided = [escalation_row(e, d.secrets) for e in done[:50]]
@@ -271,32 +230,32 @@ async def escalations_page(request: Any) -> Any:
 async def escalation_page(request: Any) -> Any:
     from .views import escalation_view
 
-    d = _dash(request)
-    store = await _call(d.store)
-    esc = None if store is None else await _call(store.get_escalation, request.path_params["esc_id"])
+    d = dash_of(request)
+    store = await call(d.store)
+    esc = None if store is None else await call(store.get_escalation, request.path_params["esc_id"])
     if esc is None:
         return _not_found(request, "no such escalation")
-    view = await _call(escalation_view, d.project, store, esc, d.secrets)
-    doc = await _call(d.status)
+    view = await call(escalation_view, d.project, store, esc, d.secrets)
+    doc = await call(d.status)
     return d.page(request, "escalation.html", {"status": doc, "esc": view, "since": None, "nav": "escalations"})
 
 
 async def transcript_page(request: Any) -> Any:
     from .views import safe, transcript_path
 
-    d = _dash(request)
+    d = dash_of(request)
     tick, name = request.path_params["tick_id"], request.path_params["name"]
     path = transcript_path(d.project, tick, name)
     if path is None or not path.is_file():
         return _not_found(request, "no such transcript")
-    text = await _call(path.read_text, "utf-8", "replace")
-    doc = await _call(d.status)
+    text = await call(path.read_text, "utf-8", "replace")
+    doc = await call(d.status)
     return d.page(request, "transcript.html", {"status": doc, "tick": tick, "name": name, "since": None,
                                                "text": safe(text, d.secrets, 2_000_000), "nav": "loop"})
 
 
 def _not_found(request: Any, message: str) -> Any:
-    d = _dash(request)
+    d = dash_of(request)
     return d.page(request, "error.html", {"status": None, "message": message, "since": None, "nav": ""},
                   status_code=404)
 
@@ -307,7 +266,7 @@ def _not_found(request: Any, message: str) -> Any:
 async def api_status(request: Any) -> Any:
     from starlette.responses import JSONResponse
 
-    return JSONResponse(await _call(_dash(request).status))
+    return JSONResponse(await call(dash_of(request).status))
 
 
 async def api_budget(request: Any) -> Any:
@@ -316,13 +275,13 @@ async def api_budget(request: Any) -> Any:
     from ..status import loops_to_show
     from .charts import budget_document
 
-    d = _dash(request)
+    d = dash_of(request)
 
     def build() -> dict[str, Any]:
         store = d.store()
         return budget_document(d.project, store, loops_to_show(d.project, store), now_utc())
 
-    return JSONResponse(await _call(build))
+    return JSONResponse(await call(build))
 
 
 def _sse(kind: str, data: Any, event_id: int | None = None) -> str:
@@ -333,134 +292,48 @@ def _sse(kind: str, data: Any, event_id: int | None = None) -> str:
 async def events(request: Any) -> Any:
     """SSE: every store event after ``since`` (or ``Last-Event-ID``), plus a status snapshot
     whenever events arrived and at least every few seconds. ``limit`` ends the stream
-    after that many messages (tests, and clients that page)."""
+    after that many messages; ``follow=0`` ends it once caught up (a script dumping
+    history, a test)."""
     from starlette.responses import StreamingResponse
 
-    d = _dash(request)
+    d = dash_of(request)
     raw = request.headers.get("last-event-id") or request.query_params.get("since")  # a reconnect resumes
     try:
         since = int(raw) if raw is not None else None
         limit = int(request.query_params.get("limit") or 0)
+        follow = request.query_params.get("follow", "1") not in ("0", "false", "no")
     except ValueError:
         from starlette.responses import PlainTextResponse
 
         return PlainTextResponse("since and limit must be integers", status_code=400)
     if since is None:
-        since = await _call(d.latest_event_id)
-    return StreamingResponse(_stream(request, d, since, limit), media_type="text/event-stream",
+        since = await call(d.latest_event_id)
+    return StreamingResponse(_stream(request, d, since, limit, follow), media_type="text/event-stream",
                              headers={"x-accel-buffering": "no"})
 
 
-async def _stream(request: Any, d: Dashboard, since: int, limit: int) -> AsyncIterator[str]:
+async def _stream(request: Any, d: Dashboard, since: int, limit: int, follow: bool) -> AsyncIterator[str]:
     sent, last, next_status = 0, since, 0.0
     yield "retry: 2000\n\n"
-    while not d.closing:
-        batch = await _call(d.events_since, last)
+    while not (d.closing or d.should_stop()):
+        batch = await call(d.events_since, last)
         for e in batch:
             yield _sse("store", e, e["id"])
             last, sent = e["id"], sent + 1
             if limit and sent >= limit:
                 return
         if batch or time.monotonic() >= next_status:
-            yield _sse("status", await _call(d.status))
+            yield _sse("status", await call(d.snapshot))
             sent, next_status = sent + 1, time.monotonic() + STATUS_EVERY_S
             if limit and sent >= limit:
                 return
+        if not follow:
+            if not batch:
+                return
+            continue  # catching up: no pause between pages
         if await request.is_disconnected():
             return
         await asyncio.sleep(POLL_S)
-
-
-# ---------------------------------------------------------------------------- actions
-
-
-async def kill_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = _dash(request)
-    pattern = str(form.get("pattern") or "") or None
-    try:
-        name = await _call(actions.kill, d.project, pattern, reason=str(form.get("reason") or "from the dashboard"))
-    except LoopError as e:
-        return _failed(request, form, e)
-    scope = "all loops" if pattern is None else pattern
-    return _done(request, form, f"Kill switch set: {name} — {scope} paused; running ticks stop within 5 seconds.",
-                 {"file": name, "scope": pattern or "all"})
-
-
-async def resume_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = _dash(request)
-    pattern = str(form.get("pattern") or "") or None
-    try:
-        cleared, remaining = await _call(actions.resume, d.project, pattern)
-    except LoopError as e:
-        return _failed(request, form, e)
-    message = f"Cleared: {', '.join(cleared)}." if cleared else "No kill-switch file to clear."
-    if remaining:
-        message += " Still paused by " + "; ".join(remaining)
-    return _done(request, form, message, {"cleared": cleared, "remaining": remaining})
-
-
-async def approve_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = _dash(request)
-    esc_id = request.path_params["esc_id"]
-    merge = str(form.get("merge") or "").lower() in ("on", "true", "1", "yes")
-    back = f"/escalations/{quote(esc_id)}"
-    try:
-        store = await _call(d.store)
-        result = await _call(actions.approve, d.project, esc_id, merge=merge, store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
-    where = f" on {result['branch']}" if result.get("branch") else ""
-    return _done(request, form, f"Approved {esc_id}: committed{where}" + (" and merged" if merge else "") + ".",
-                 {"result": result}, back)
-
-
-async def reject_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = _dash(request)
-    esc_id = request.path_params["esc_id"]
-    reason = " ".join(str(form.get("reason") or "").split())
-    back = f"/escalations/{quote(esc_id)}"
-    if not reason:
-        return _failed(request, form, ConfigError("reject", "reason", "", message="a reason is required to reject"),
-                       back)
-    try:
-        store = await _call(d.store)
-        result = await _call(actions.reject, d.project, esc_id, reason=reason[:500], store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
-    return _done(request, form, f"Rejected {esc_id}: {reason[:200]}", {"result": result}, back)
-
-
-async def topup_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = _dash(request)
-    pattern = request.path_params["pattern"]
-    back = f"/loops/{quote(pattern)}"
-    try:
-        tokens = int(str(form.get("tokens") or "").replace(",", "").replace("_", "").strip())
-    except ValueError:
-        return _failed(request, form, ConfigError("topup", "tokens", form.get("tokens")), back)
-    try:
-        store = await _call(d.store)
-        result = await _call(actions.topup, d.project, pattern, tokens,
-                             reason=str(form.get("reason") or "top-up from the dashboard")[:200], store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
-    return _done(request, form, f"Top-up: +{tokens:,} tokens for {pattern} today ({result['day']}).",
-                 {"result": result}, back)
 
 
 # ---------------------------------------------------------------------------- factory
@@ -481,6 +354,8 @@ def create_app(project: Project, *, token: str, store_factory: StoreFactory | No
     from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
+
+    from .mutations import approve_action, kill_action, reject_action, resume_action, topup_action
 
     if not token:
         raise ConfigError("dashboard", "token", "", message="the dashboard needs a token")

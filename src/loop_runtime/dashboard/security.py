@@ -63,7 +63,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
                                  b"base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer Chromium sends ``Origin: null`` on form posts
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 )
 
@@ -156,10 +157,14 @@ class Guard:
 
 
 def origin_ok(request: Any) -> bool:
-    """A browser's ``Sec-Fetch-Site``/``Origin`` must say same-origin when present."""
+    """A browser's ``Sec-Fetch-Site`` (or, from older browsers, ``Origin``) must say same-origin.
+
+    ``Sec-Fetch-Site`` is set by the browser and cannot be forged by a page, so when
+    present it decides alone; ``none`` is a user-initiated navigation.
+    """
     site = (request.headers.get("sec-fetch-site") or "").lower()
-    if site and site not in ("same-origin", "none"):
-        return False
+    if site:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if not origin:
         return True  # same-origin GET-form posts from old browsers, curl, scripts

@@ -38,7 +38,9 @@ def make_server(project: Project, *, host: str, port: int, token: str | None) ->
     app = create_app(project, token=token, public_reads=loopback, allowed_hosts=None if loopback else ["*"])
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_S, server_header=False)
-    return uvicorn.Server(config), token
+    server = uvicorn.Server(config)
+    app.state.dashboard.should_stop = lambda: server.should_exit  # SSE streams end at shutdown
+    return server, token
 
 
 def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "fmt_ts",
     "loop_view",
     "render_markdown",
+    "running_tick",
     "safe",
     "tick_rows",
     "transcript_path",
@@ -79,13 +80,22 @@ def _role_tokens(phases: Iterable[Any]) -> dict[str, int]:
     return out
 
 
+def running_tick(store: Any, tick_id: str) -> dict[str, Any]:
+    """A running tick's lifecycle phase (last ``phase:*`` entry), last step and tokens so far."""
+    phases = store.phases(tick_id)
+    lifecycle = [p.phase.removeprefix("phase:") for p in phases if p.phase.startswith("phase:")]
+    return {"tick": tick_id, "phase": lifecycle[-1] if lifecycle else "starting",
+            "step": phases[-1].phase if phases else "", "tokens": sum(_role_tokens(phases).values())}
+
+
 def _detail(data: Mapping[str, Any], secrets: Sequence[str]) -> str:
     small = {k: v for k, v in data.items() if k not in ("text", "output", "system", "prompt")}
     text = json.dumps(small, ensure_ascii=False, default=str, sort_keys=True)
     return safe(text, secrets, 400)
 
 
-def tick_rows(project: Project, store: Any, pattern: str, now: datetime, secrets: Sequence[str]) -> list[dict[str, Any]]:
+def tick_rows(project: Project, store: Any, pattern: str, now: datetime,
+              secrets: Sequence[str]) -> list[dict[str, Any]]:
     """The loop page's timeline: newest tick first, with phases, tokens per role, verdict, outcome."""
     if store is None:
         return []
@@ -179,38 +189,40 @@ class DiffFile:
     removed: int
 
 
+def _classify(line: str, in_hunk: bool) -> str:
+    """A diff line's kind; inside a hunk, ``+++``/``---`` are content, not file headers."""
+    if line.startswith("@@"):
+        return "hunk"
+    if in_hunk and line[:1] in ("+", "-", " ", "\\", ""):
+        return {"+": "add", "-": "del"}.get(line[:1], "ctx")
+    if line.startswith(("diff --git ", "+++ ", "--- ", "index ", "new file", "deleted file", "similarity",
+                        "rename ", "old mode", "new mode", "Binary files", "copy ")):
+        return "hdr"
+    return {"+": "add", "-": "del"}.get(line[:1], "ctx")
+
+
 def diff_files(patch: str) -> list[DiffFile]:
-    """Split a unified diff into files of classified lines (header, hunk, add, del, ctx)."""
-    files: list[DiffFile] = []
-    name, lines, added, removed = "", [], 0, 0
+    """Split a unified diff into files of classified lines (hdr, hunk, add, del, ctx)."""
+    chunks: list[list[tuple[str, str]]] = []
+    in_hunk = False
+    for line in patch.splitlines():
+        if line.startswith("diff --git ") or not chunks:
+            chunks.append([])
+            in_hunk = False
+        kind = _classify(line, in_hunk)
+        in_hunk = in_hunk or kind == "hunk"
+        chunks[-1].append((kind, line))
+    return [DiffFile(_file_name(chunk), tuple(chunk), sum(c == "add" for c, _ in chunk),
+                     sum(c == "del" for c, _ in chunk)) for chunk in chunks]
 
-    def flush() -> None:
-        if lines:
-            files.append(DiffFile(name or "(patch)", tuple(lines), added, removed))
 
-    for raw in patch.splitlines():
-        if raw.startswith("diff --git "):
-            flush()
-            parts = raw.split(" b/", 1)
-            name, lines, added, removed = (parts[1] if len(parts) == 2 else raw[11:]), [], 0, 0
-            lines.append(("hdr", raw))
-        elif raw.startswith(("+++ ", "--- ", "index ", "new file", "deleted file", "similarity", "rename ",
-                             "old mode", "new mode", "Binary files")):
-            if raw.startswith("+++ ") and not name:
-                name = raw[4:].removeprefix("b/")
-            lines.append(("hdr", raw))
-        elif raw.startswith("@@"):
-            lines.append(("hunk", raw))
-        elif raw.startswith("+"):
-            lines.append(("add", raw))
-            added += 1
-        elif raw.startswith("-"):
-            lines.append(("del", raw))
-            removed += 1
-        else:
-            lines.append(("ctx", raw))
-    flush()
-    return files
+def _file_name(chunk: list[tuple[str, str]]) -> str:
+    for kind, line in chunk:
+        if kind == "hdr" and line.startswith("diff --git ") and " b/" in line:
+            return line.split(" b/", 1)[1]
+        if kind == "hdr" and line.startswith("+++ ") and line[4:] != "/dev/null":
+            return line[4:].removeprefix("b/")
+    return "(patch)"
 
 
 def escalation_row(e: Any, secrets: Sequence[str]) -> dict[str, Any]:
@@ -252,7 +264,8 @@ def escalation_view(project: Project, store: Any, esc: Any, secrets: Sequence[st
         "diffEmpty": not esc.diff.strip(),
         "decidedBy": safe(esc.decided_by or "", secrets, 100), "decidedAt": fmt_ts(esc.decided_at),
         "decision": safe(esc.reason or "", secrets, 500),
-        "result": {k: safe(v, secrets, 200) for k, v in (esc.result or {}).items() if k in ("branch", "commit", "merge")},
+        "result": {k: safe(v, secrets, 200) for k, v in (esc.result or {}).items()
+                   if k in ("branch", "commit", "merge")},
         "tickId": esc.tick_id,
     }
 

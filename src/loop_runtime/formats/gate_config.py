@@ -120,7 +120,7 @@ _CoreLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 def load_yaml(text: str, *, file: str) -> Any:
     """Parse YAML the way loop-gate does; syntax errors become a one-line ``ConfigError``."""
     try:
-        return yaml.load(text, Loader=_CoreLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_CoreLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -149,10 +149,12 @@ def _max_files(data: dict[str, Any], file: str) -> int | None:
         return None
     value = data["maxFiles"]
     if not _is_number(value) or not math.isfinite(value):
-        raise ConfigError(file, "maxFiles", value, message=f'maxFiles invalid: {value!r} — "maxFiles" must be a number.')
+        raise ConfigError(file, "maxFiles", value,
+                          message=f'maxFiles invalid: {value!r} — "maxFiles" must be a number.')
     if value != int(value):
         # loop-gate would compare against 2.5; a file count is whole, so say so instead.
-        raise ConfigError(file, "maxFiles", value, message=f'maxFiles invalid: {value!r} — "maxFiles" must be a whole number.')
+        raise ConfigError(file, "maxFiles", value,
+                          message=f'maxFiles invalid: {value!r} — "maxFiles" must be a whole number.')
     return int(value)
 
 

@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ConfigError
 
@@ -83,7 +83,7 @@ def _loads(text: str, file: str) -> Any:
         raise ConfigError(file, "json", None, message=f"invalid JSON: {err}") from None
 
 
-def _whole_number(value: Any) -> bool:
+def _whole_number(value: Any) -> TypeGuard[int | float]:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -132,7 +132,8 @@ def _attempt(raw: Any, index: int, file: str) -> Attempt:
 def parse_ledger(text: str, *, file: str = LEDGER_FILE) -> Ledger:
     """Read a ledger; anything loop-context could not use safely is a ``ConfigError``."""
     data = _loads(text, file)
-    if not isinstance(data, dict) or not isinstance(data.get("goal"), str) or not isinstance(data.get("attempts"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("goal"), str) \
+            or not isinstance(data.get("attempts"), list):
         raise ConfigError(file, "goal/attempts", None,
                           message="invalid ledger: expected { goal: string, attempts: Attempt[] }")
     return Ledger(

@@ -156,7 +156,8 @@ def parse_manifest(text: str, file: str = MANIFEST_FILE) -> Manifest:
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         if entry.id in seen:
-            raise ConfigError(file, f"worktrees[{i}].id", entry.id, message=f"worktrees[{i}].id duplicate: {entry.id!r}")
+            raise ConfigError(file, f"worktrees[{i}].id", entry.id,
+                              message=f"worktrees[{i}].id duplicate: {entry.id!r}")
         seen.add(entry.id)
     extra = {k: v for k, v in raw.items() if k not in ("version", "worktrees")}
     return Manifest(version=1, worktrees=entries, extra=extra)
@@ -264,7 +265,7 @@ def paths_overlap(a: str, b: str) -> bool:
         return True
     seg_a = [s for s in a.split("/") if s]
     seg_b = [s for s in b.split("/") if s]
-    for sa, sb in zip(seg_a, seg_b):
+    for sa, sb in zip(seg_a, seg_b, strict=False):
         if sa != sb and not _wild(sa) and not _wild(sb):
             return False
     if len(seg_a) == len(seg_b):

@@ -36,6 +36,7 @@ from typing import Any
 from ...errors import BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
 from .process import (
+    ProcessOutcome,
     Transcript,
     UsageMeter,
     child_env,
@@ -47,6 +48,7 @@ from .process import (
     last_line,
     redact,
     run_json_lines,
+    summarize,
 )
 
 INSTALL_HINT = "install Claude Code (npm i -g @anthropic-ai/claude-code) or pip install 'loop-runtime[claude]'"
@@ -229,8 +231,9 @@ class _Run:
                 self.texts.append(block["text"])
                 emit(self.on_event, "agent.text", {"text": block["text"]})
             elif block.get("type") == "tool_use":
-                tool_input = block.get("input") if isinstance(block.get("input"), Mapping) else {}
-                emit(self.on_event, "agent.tool", {"name": block.get("name"), "input": dict(tool_input)})
+                raw_input = block.get("input")
+                tool_input: Mapping[str, Any] = raw_input if isinstance(raw_input, Mapping) else {}
+                emit(self.on_event, "agent.tool", {"name": block.get("name"), "input": summarize(tool_input)})
                 key = EDIT_TOOLS.get(str(block.get("name")))
                 if key and isinstance(tool_input.get(key), str):
                     self.edits[str(block.get("id"))] = tool_input[key]
@@ -302,15 +305,15 @@ class ClaudeCliBackend:
             path = transcript.close()
         if outcome.halted == AUTH_FAILED and state.result is None:
             raise BackendError(REJECTED_HINT)
-        result = self._result(request, state, outcome.halted, outcome.returncode, outcome.garbage,
-                              outcome.stderr_tail, secrets)
+        result = self._result(request, state, outcome, secrets)
         result = replace(result, duration_s=outcome.duration_s, transcript=path)
         emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                      "usage": result.usage.as_dict(), "error": result.error})
         return result
 
-    def _result(self, request: AgentRequest, state: _Run, halted: str | None, returncode: int | None,
-                garbage: int, stderr: str, secrets: list[str]) -> AgentResult:
+    def _result(self, request: AgentRequest, state: _Run, outcome: ProcessOutcome,
+                secrets: list[str]) -> AgentResult:
+        halted, returncode, garbage = outcome.halted, outcome.returncode, outcome.garbage
         changed = tuple(state.changed)
         turns = len(state.message_ids)
         if state.result is not None:
@@ -334,7 +337,8 @@ class ClaudeCliBackend:
             return AgentResult(text=text, usage=usage, status="halted", turns=turns, stop_reason=halted,
                                files_changed=changed, error=f"stopped ({halted}) before a result; "
                                f"charged the full reservation of {request.token_limit} tokens")
-        detail = last_line(stderr, secrets) or (f"{garbage} unparseable output line(s)" if garbage else "no output")
+        detail = (last_line(outcome.stderr_tail, secrets)
+                  or (f"{garbage} unparseable output line(s)" if garbage else "no output"))
         return AgentResult(text=text, usage=usage, status="error", turns=turns, files_changed=changed,
                            error=f"claude exited with code {returncode} without a result ({detail}); "
                                  f"charged the full reservation of {request.token_limit} tokens")

@@ -3,6 +3,8 @@
 ``codex exec`` never asks for approvals; the sandbox is the permission boundary
 (``read-only`` for L0/L1 roles, ``workspace-write`` for the L2+ implementer — checked
 with the real CLI: a shell write in ``read-only`` fails with "Read-only file system").
+``workspace-write`` also makes ``/tmp`` and ``$TMPDIR`` writable by default (the real CLI
+wrote a patch to /tmp), so we exclude both: the worktree is the only writable root.
 There is no system-prompt flag, so ``request.system_prompt`` goes in as the config
 override ``developer_instructions`` and there is no max-turns flag (one exec = one turn;
 the wall-clock deadline and the token ceiling bound it). ``--skip-git-repo-check`` is
@@ -33,6 +35,7 @@ from typing import Any
 from ...errors import BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
 from .process import (
+    ProcessOutcome,
     Transcript,
     UsageMeter,
     child_env,
@@ -45,13 +48,23 @@ from .process import (
     run_json_lines,
 )
 
-INSTALL_HINT = "codex CLI not found: install it with npm i -g @openai/codex"
+INSTALL_HINT = "install it with npm i -g @openai/codex"
 CREDENTIAL_HINT = "codex CLI has no credentials: set OPENAI_API_KEY (or CODEX_API_KEY), or run `codex login`"
 CREDENTIAL_VARS = ("OPENAI_API_KEY", "CODEX_API_KEY")
 
 
+WORKTREE_ONLY = ("-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+                 "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true")
+
+
 def sandbox_flag(permission: Permission) -> str:
     return "workspace-write" if permission is Permission.EDIT_WORKTREE else "read-only"
+
+
+def sandbox_flags(permission: Permission) -> tuple[str, ...]:
+    """``-s <mode>``, plus the overrides that keep ``workspace-write`` to the worktree alone."""
+    extra = WORKTREE_ONLY if permission is Permission.EDIT_WORKTREE else ()
+    return ("-s", sandbox_flag(permission), *extra)
 
 
 def toml_string(text: str) -> str:
@@ -73,7 +86,7 @@ def find_codex(binary: str | None = None) -> str:
     found = shutil.which(binary or "codex")
     if found is None:
         where = f" at {binary!r}" if binary else ""
-        raise BackendError(f"codex CLI not found{where}: install it with npm i -g @openai/codex")
+        raise BackendError(f"codex CLI not found{where}: {INSTALL_HINT}")
     return found
 
 
@@ -168,7 +181,7 @@ class CodexCliBackend:
     def argv(self, request: AgentRequest) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``)."""
         argv = [self.binary, "exec", "--json", "--skip-git-repo-check", "-C", request.cwd,
-                "-s", sandbox_flag(request.permission)]
+                *sandbox_flags(request.permission)]
         model = request.model or self.model
         if model:
             argv += ["-m", model]
@@ -190,8 +203,7 @@ class CodexCliBackend:
                                            transcript=transcript, stop=stop)
         finally:
             path = transcript.close()
-        result = _result(request, state, outcome.halted, outcome.returncode, outcome.garbage,
-                         last_line(outcome.stderr_tail, secrets))
+        result = _result(request, state, outcome, last_line(outcome.stderr_tail, secrets))
         if result.error:
             result = replace(result, error=redact(result.error, secrets))
         result = replace(result, duration_s=outcome.duration_s, transcript=path)
@@ -200,8 +212,9 @@ class CodexCliBackend:
         return result
 
 
-def _result(request: AgentRequest, state: _Run, halted: str | None, returncode: int | None,
-            garbage: int, stderr: str) -> AgentResult:
+def _result(request: AgentRequest, state: _Run, outcome: ProcessOutcome, stderr: str) -> AgentResult:
+    """Status and billed usage from what the stream reported and how the process ended."""
+    halted, returncode, garbage = outcome.halted, outcome.returncode, outcome.garbage
     text = "\n".join(state.texts)
     changed = tuple(state.changed)
     limit = request.token_limit
@@ -229,4 +242,4 @@ def _result(request: AgentRequest, state: _Run, halted: str | None, returncode: 
                        error=f"{reason}; {charged}")
 
 
-__all__ = ["CodexCliBackend", "codex_usage", "find_codex", "sandbox_flag", "toml_string"]
+__all__ = ["CodexCliBackend", "codex_usage", "find_codex", "sandbox_flag", "sandbox_flags", "toml_string"]

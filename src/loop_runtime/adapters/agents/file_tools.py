@@ -12,6 +12,7 @@ failures ``FileToolError``, which the agent loop turns into tool results (never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -142,10 +143,8 @@ def _atomic_write(full: Path, data: bytes) -> None:
             os.chmod(tmp, mode)
         os.replace(tmp, full)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 

@@ -32,7 +32,18 @@ from urllib.parse import urlsplit
 from ...errors import BackendError, GateDenied
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
 from . import file_tools
-from .process import POLL_S, Transcript, UsageMeter, child_env, emit, fail_closed, int_field, redact, run_shell
+from .process import (
+    POLL_S,
+    Transcript,
+    UsageMeter,
+    child_env,
+    emit,
+    fail_closed,
+    int_field,
+    redact,
+    run_shell,
+    summarize,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -157,8 +168,8 @@ class OpenAIBackend:
         deadline = started + request.timeout_s
         transcript = Transcript(request.transcript_dir, request.role, [self.api_key or ""])
         loop = _Loop(request, UsageMeter(request.token_limit), transcript, on_event)
-        loop.messages = [{"role": "system", "content": "\n\n".join(p for p in (BASE_SYSTEM, request.system_prompt) if p)},
-                         {"role": "user", "content": request.prompt}]
+        system = "\n\n".join(p for p in (BASE_SYSTEM, request.system_prompt) if p)
+        loop.messages = [{"role": "system", "content": system}, {"role": "user", "content": request.prompt}]
         emit(on_event, "agent.start", {"backend": "openai", "role": request.role,
                                        "model": request.model or self.model, "session": None})
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -168,7 +179,7 @@ class OpenAIBackend:
                 status, reason, error = await self._loop(client, loop, deadline, stop)
         finally:
             path = transcript.close()
-        return self._finish(loop, status, reason, error, path, time.monotonic() - started)
+        return self._finish(loop, (status, reason, error), path=path, duration=time.monotonic() - started)
 
     async def _loop(self, client: httpx.AsyncClient, loop: _Loop, deadline: float,
                     stop: StopCheck | None) -> tuple[str, str | None, str | None]:
@@ -201,7 +212,8 @@ class OpenAIBackend:
     async def _call_with_retries(self, client: httpx.AsyncClient, body: dict[str, Any], loop: _Loop,
                                  deadline: float, stop: StopCheck | None) -> dict[str, Any]:
         import httpx
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential
+        from tenacity.stop import stop_base
 
         backoff = wait_exponential(multiplier=0.5, min=0.2, max=20)
 
@@ -210,16 +222,20 @@ class OpenAIBackend:
             hinted = getattr(exc, "retry_after", None) or 0.0
             return max(backoff(state), float(hinted))
 
-        def past_deadline(state: Any) -> bool:
-            upcoming = getattr(state, "upcoming_sleep", 0.0) or 0.0
-            return time.monotonic() + upcoming >= deadline or loop.meter.over()
+        class PastDeadline(stop_base):
+            """Stop retrying when the next sleep would end past the deadline, or the budget is spent."""
+
+            def __call__(self, state: Any) -> bool:
+                upcoming = getattr(state, "upcoming_sleep", 0.0) or 0.0
+                return time.monotonic() + upcoming >= deadline or loop.meter.over()
 
         async def sleep(seconds: float) -> None:
             await self._wait_polling(None, min(seconds, max(0.0, deadline - time.monotonic())), deadline, stop)
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, (_Transient, httpx.TransportError))),
-            wait=wait, stop=stop_after_attempt(self.max_retries + 1) | past_deadline, sleep=sleep, reraise=True)
+            wait=wait, stop=stop_any(stop_after_attempt(self.max_retries + 1), PastDeadline()), sleep=sleep,
+            reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -291,8 +307,9 @@ class OpenAIBackend:
         else:
             loop.missing_usage += 1
         choices = data.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
-        message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+        first = choices[0] if isinstance(choices, list) and choices else None
+        raw_message = first.get("message") if isinstance(first, Mapping) else None
+        message: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
         content = message.get("content")
         if isinstance(content, str) and content:
             loop.texts.append(content)
@@ -317,7 +334,7 @@ class OpenAIBackend:
         except ValueError as exc:
             output = f"error: arguments are not a valid JSON object: {exc}"
         else:
-            emit(loop.on_event, "agent.tool", {"name": name, "input": _summary(args)})
+            emit(loop.on_event, "agent.tool", {"name": name, "input": summarize(args)})
             output = await self._dispatch(loop, name, args, deadline)
         output = redact(output[:TOOL_OUTPUT_CHARS], [self.api_key or ""])
         loop.transcript.write_json({"kind": "tool", "name": name, "output": output[:2000]})
@@ -358,8 +375,9 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ result
 
-    def _finish(self, loop: _Loop, status: str, reason: str | None, error: str | None, path: str | None,
+    def _finish(self, loop: _Loop, ending: tuple[str, str | None, str | None], *, path: str | None,
                 duration: float) -> AgentResult:
+        status, reason, error = ending
         usage = loop.meter.usage
         limit = loop.request.token_limit
         notes = [error] if error else []
@@ -395,10 +413,6 @@ def _str(args: Mapping[str, Any], key: str, default: str | None = None) -> str:
     if not isinstance(value, str):
         raise ValueError(f"argument {key!r} must be a string")
     return value
-
-
-def _summary(args: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v if not isinstance(v, str) or len(v) <= 200 else v[:200] + "…") for k, v in args.items()}
 
 
 def _error_text(response: httpx.Response) -> str:

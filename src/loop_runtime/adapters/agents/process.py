@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import json
 import os
@@ -25,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def _core_redact() -> Callable[[str], str]:
         from ...core.redact import redact as core
     except Exception:  # noqa: BLE001 - absent or half-written: the regex fallback still protects
         return _fallback_redact
-    return core  # type: ignore[no-any-return]
+    return core
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -188,7 +189,7 @@ class Transcript:
         try:
             folder = Path(directory)
             folder.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             path = folder / f"{role}-{stamp}.jsonl"
             n = 1
             while path.exists() or path.with_name(path.name + ".part").exists():
@@ -233,20 +234,16 @@ class ProcessOutcome:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     """SIGTERM the whole group, wait ``grace_s`` for the leader, then SIGKILL whatever is left."""
     pgid = proc.pid
     _signal_group(pgid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), grace_s)
-    except asyncio.TimeoutError:
-        pass
     _signal_group(pgid, signal.SIGKILL)
     await proc.wait()
 
@@ -304,8 +301,8 @@ async def run_json_lines(
     counts = {"lines": 0, "garbage": 0}
     halted: str | None = None
     try:
-        halted = await _read_loop(queue, exited, proc.pid, handle, transcript, stop,
-                                  started + timeout_s, counts)
+        halted = await _read_loop(queue, exited, pgid=proc.pid, handle=handle, transcript=transcript,
+                                  stop=stop, deadline=started + timeout_s, counts=counts)
         if halted is None:
             halted = await _await_exit(exited, stop, started + timeout_s)
         if halted is not None:
@@ -315,10 +312,8 @@ async def run_json_lines(
     finally:
         if proc.returncode is None:  # cancelled or crashed while the child runs: never leave it behind
             _signal_group(proc.pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # best effort while unwinding
                 await asyncio.wait_for(proc.wait(), 5)
-            except BaseException:  # noqa: BLE001 - best effort during unwinding
-                pass
         for task in (*readers, exited):
             if not task.done():
                 task.cancel()
@@ -331,6 +326,7 @@ async def run_json_lines(
 async def _read_loop(
     queue: asyncio.Queue[bytes | None],
     exited: asyncio.Future[int],
+    *,
     pgid: int,
     handle: EventHandler,
     transcript: Transcript,
@@ -354,7 +350,7 @@ async def _read_loop(
             reaped = True
         try:
             raw = await asyncio.wait_for(queue.get(), min(POLL_S, max(deadline - now, 0.001)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if raw is None:
             return None
@@ -407,7 +403,7 @@ async def run_shell(command: str, *, cwd: str, env: Mapping[str, str], timeout_s
     code: int | None = None
     try:
         code = await asyncio.wait_for(proc.wait(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     finally:
         _signal_group(proc.pid, signal.SIGKILL)  # on timeout, and background jobs it left in its group
@@ -415,7 +411,7 @@ async def run_shell(command: str, *, cwd: str, env: Mapping[str, str], timeout_s
             await proc.wait()
         try:
             await asyncio.wait_for(reader, 2)
-        except asyncio.TimeoutError:  # a process that left the group still holds the pipe
+        except TimeoutError:  # a process that left the group still holds the pipe
             reader.cancel()
     out = b"".join(chunks)
     text = out.decode(errors="replace")
@@ -438,6 +434,11 @@ def last_line(text: str, secrets: Iterable[str] = ()) -> str:
     """The last non-blank line of a stderr tail, redacted, for a one-line error."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return redact(lines[-1][:300], secrets) if lines else ""
+
+
+def summarize(args: Mapping[str, Any], limit: int = 200) -> dict[str, Any]:
+    """Tool arguments for a progress event: long strings (file contents) cut to ``limit`` characters."""
+    return {k: (v[:limit] + "…" if isinstance(v, str) and len(v) > limit else v) for k, v in args.items()}
 
 
 def emit(on_event: EventSink | None, kind: str, payload: Mapping[str, Any]) -> None:

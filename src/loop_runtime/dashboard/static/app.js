@@ -27,7 +27,7 @@
   /* ---------------------------------------------------------------- spend bars */
 
   function setBars(root) {
-    $$(".bar .fill[data-pct]", root).forEach(function (f) {
+    $$(".bar [data-pct]", root).forEach(function (f) {
       var pct = Math.max(0, Math.min(100, parseFloat(f.getAttribute("data-pct")) || 0));
       f.style.width = pct + "%";
     });
@@ -37,7 +37,8 @@
     if (!box) { return; }
     var fill = $(".fill", box);
     var pct = budget.percent || 0;
-    fill.setAttribute("data-pct", pct);
+    fill.setAttribute("data-pct", budget.cap ? 100 * budget.spent / budget.cap : 0);
+    $(".held", box).setAttribute("data-pct", budget.cap ? 100 * budget.reserved / budget.cap : 0);
     fill.classList.toggle("warn", pct >= 80);
     fill.classList.toggle("over", pct >= 100);
     var text = num(budget.spent) + (budget.reserved ? " (+" + num(budget.reserved) + " held)" : "") + " / " + num(budget.cap);
@@ -57,14 +58,13 @@
     }
   }
 
-  function setLive(cell, lp) {
-    var tokens = $(".live-tokens", cell);
-    var keep = tokens && lp.running ? tokens.textContent : "";
+  function setLive(cell, lp, run) {
     cell.replaceChildren();
     if (lp.running) {
-      cell.appendChild(el("span", "phase running", phaseName(lp.running.phase)));
+      run = run || {};
+      cell.appendChild(el("span", "phase running", run.phase || "starting"));
       cell.appendChild(document.createTextNode(" "));
-      cell.appendChild(el("span", "live-tokens muted", keep));
+      cell.appendChild(el("span", "live-tokens muted", run.tokens ? num(run.tokens) + " tok" : ""));
     } else if (lp.killSwitch.engaged) {
       cell.appendChild(el("span", "phase paused", "paused"));
     } else {
@@ -81,7 +81,7 @@
     btn.className = engaged ? "btn btn-sm" : "btn btn-sm btn-danger-outline";
   }
 
-  function applyLoop(row, lp) {
+  function applyLoop(row, lp, run) {
     var f = function (name) { return $('[data-field="' + name + '"]', row); };
     setLevel(f("level"), lp.level);
     f("next").textContent = when(lp.nextRun);
@@ -90,12 +90,14 @@
     if (lp.lastRun) {
       var o = lp.lastRun.outcome || lp.lastRun.status;
       last.appendChild(el("span", "badge o-" + o, o));
-      last.appendChild(document.createTextNode(" "));
-      last.appendChild(el("span", "muted", num(lp.lastRun.tokens) + " tok"));
+      if (lp.lastRun.status !== "running") {
+        last.appendChild(document.createTextNode(" "));
+        last.appendChild(el("span", "muted", num(lp.lastRun.tokens) + " tok"));
+      }
     } else {
       last.appendChild(el("span", "muted", "never"));
     }
-    setLive(f("live"), lp);
+    setLive(f("live"), lp, run);
     updateSpend(f("spend"), lp.budget);
     f("runs").textContent = lp.runs.today + (lp.runs.max ? " / " + lp.runs.max : "");
     var esc = f("esc");
@@ -129,7 +131,7 @@
     if (escCount) { escCount.textContent = doc.loops.reduce(function (n, l) { return n + (l.openEscalations || 0); }, 0); }
     doc.loops.forEach(function (lp) {
       var row = $('#loops tr[data-pattern="' + CSS.escape(lp.pattern) + '"]');
-      if (row) { applyLoop(row, lp); }
+      if (row) { applyLoop(row, lp, (doc.live || {})[lp.pattern]); }
       var head = $('.loop-head[data-pattern="' + CSS.escape(lp.pattern) + '"]');
       if (head) { updateSpend($('[data-field="spend"]', head), lp.budget); }
     });

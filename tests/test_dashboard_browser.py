@@ -1,0 +1,170 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium), against a real server.
+
+One scenario, end to end: a project with an open escalation (a real held diff) and a
+loop whose tick is running; the overview receives live updates over SSE; Kill stops
+the tick (switch on disk, tick halted within 5 s); the escalation is approved and the
+commit is checked in git. Screenshots of every page land in the test's tmp folder
+(``<basetemp>/.../screenshots``). Nothing is downloaded: the browser is the apt package
+and every asset the page loads is served by the dashboard itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loop_runtime.runtime import load_project
+from tests.support.gitrepo import git
+from tests.test_dashboard_app import NEW, PATTERN, TOKEN, escalated_project, run_tick, write_scenario
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 15_000
+
+
+def _need_browser() -> Any:
+    """The Playwright sync API, or skip (FAIL under CI=true) when it or chromium is missing."""
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason, sync_playwright = "playwright is not installed", None
+    if reason is None and not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test cannot run under CI: {reason}")
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@contextmanager
+def dashboard(root: Path) -> Iterator[str]:
+    """The real uvicorn server from ``make_server`` on a free loopback port, in a thread."""
+    from loop_runtime.dashboard.server import make_server
+
+    server, _ = make_server(load_project(root), host="127.0.0.1", port=0, token=TOKEN)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    started = threading.Event()
+    for _ in range(200):
+        if server.started:
+            started.set()
+            break
+        started.wait(0.05)
+    assert server.started, "dashboard server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
+    """Live phases arrive over SSE; Kill stops the running tick within 5 s; Approve commits the held diff."""
+    sync_playwright = _need_browser()
+    from playwright.sync_api import expect
+
+    root, esc_id = escalated_project(tmp_path / "repo", title="Tighten the session timeout", env_secret=None)
+    slow = write_scenario(tmp_path, title="Slow fix", verdict="APPROVE", implementer={"sleep_s": 30})
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    outcome: dict[str, Any] = {}
+
+    def slow_tick() -> None:
+        try:
+            outcome["result"] = run_tick(root, slow)
+        except BaseException as e:  # surfaced by the assertion below
+            outcome["error"] = e
+
+    with dashboard(root) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+
+            def local_only(route: Any) -> None:
+                if route.request.url.startswith(base):
+                    route.continue_()
+                else:  # the page must work offline: anything external is a failure
+                    problems.append(f"external request: {route.request.url}")
+                    route.abort()
+
+            page.route("**/*", local_only)
+
+            # 1. the overview, loaded before the tick starts: updates can only arrive live
+            page.goto(f"{base}/?token={TOKEN}")
+            assert page.url == f"{base}/"
+            expect(page.locator("#live")).to_have_text("● live", timeout=WAIT_MS)
+            row = page.locator(f'#loops tr[data-pattern="{PATTERN}"]')
+            expect(row.locator('[data-field="live"]')).to_have_text("idle")
+            tick = threading.Thread(target=slow_tick, daemon=True)
+            tick.start()
+            expect(row.locator('[data-field="live"] .phase.running')).to_have_text("implementing", timeout=WAIT_MS)
+            expect(row.locator(".live-tokens")).to_have_text("1,000 tok", timeout=WAIT_MS)
+            expect(page.locator("#activity li").first).to_contain_text("tick.", timeout=WAIT_MS)
+            expect(page.locator("#stat-running")).to_have_text("1", timeout=WAIT_MS)
+            expect(page.locator("#budget-charts .uplot")).to_have_count(2, timeout=WAIT_MS)
+            page.screenshot(path=str(shots / "1-overview-running.png"), full_page=True)
+
+            # 2. Kill: the switch on disk, the running tick halted within 5 s
+            page.click("#kill-all")
+            expect(page.locator(".flash-ok")).to_contain_text("Kill switch set: loop-pause-all")
+            assert (root / "loop-pause-all").exists()
+            tick.join(5)
+            assert not tick.is_alive(), "the running tick did not stop within 5 s of Kill"
+            assert "error" not in outcome, outcome.get("error")
+            assert outcome["result"].outcome == "halted" and outcome["result"].halt_reason == "kill"
+            expect(page.locator("#global-kill")).to_contain_text("KILL SWITCH ON", timeout=WAIT_MS)
+            expect(row.locator('[data-field="live"]')).to_have_text("paused", timeout=WAIT_MS)
+            page.screenshot(path=str(shots / "2-overview-killed.png"), full_page=True)
+
+            # 3. the loop page: the halted tick and the escalated one in the timeline
+            page.click(f'#loops a[href="/loops/{PATTERN}"]')
+            timeline = page.locator("#timeline tr.tick")
+            expect(timeline).to_have_count(2)
+            expect(timeline.first).to_contain_text("halted")
+            expect(timeline.nth(1)).to_contain_text("ESCALATE_HUMAN")
+            expect(page.locator("#budget-charts .uplot")).to_have_count(2, timeout=WAIT_MS)
+            page.screenshot(path=str(shots / "3-loop.png"), full_page=True)
+
+            # 4. the escalation: diff rendered, approve → a commit in git
+            page.goto(f"{base}/")
+            page.click(f'a[href="/escalations/{esc_id}"]')
+            expect(page.locator("pre.diff .d-add")).to_contain_text("SESSION_TIMEOUT_S = 900")
+            expect(page.locator(".verdict")).to_contain_text("needs a security review")
+            page.screenshot(path=str(shots / "4-escalation.png"), full_page=True)
+            page.click("#approve")
+            expect(page.locator(".flash-ok")).to_contain_text(f"Approved {esc_id}: committed on loop/")
+            expect(page.locator("#esc-status")).to_have_text("approved")
+            commit = page.locator("#approved-commit").inner_text()
+            page.screenshot(path=str(shots / "5-escalation-approved.png"), full_page=True)
+            page.goto(f"{base}/escalations")
+            page.screenshot(path=str(shots / "6-escalations.png"), full_page=True)
+            assert problems == []
+        finally:
+            browser.close()
+
+    branch = git(root, "branch", "--contains", commit, "--format=%(refname:short)").splitlines()
+    assert len(branch) == 1 and branch[0].startswith(f"loop/{PATTERN}-")
+    assert git(root, "show", f"{commit}:src/session.ts") + "\n" == NEW
+    assert "Approved-by:" in git(root, "log", "-1", "--format=%B", commit)
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "1-overview-running.png", "2-overview-killed.png", "3-loop.png", "4-escalation.png",
+        "5-escalation-approved.png", "6-escalations.png"]
