@@ -238,7 +238,8 @@ class LoopRunner:
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
         secrets = secret_values(project.root, os.environ)
-        env = scrubbed_env(os.environ)
+        passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
+        env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
         from .adapters.test_runner import ProjectTestRunner
 
