@@ -570,3 +570,19 @@ def test_diff_lines_inside_a_hunk_are_content_even_when_they_look_like_headers()
     [f] = diff_files(patch)
     assert f.name == "q.sql" and (f.added, f.removed) == (1, 1)
     assert [c for c, _ in f.lines] == ["hdr", "hdr", "hdr", "hunk", "del", "add", "ctx"]
+
+
+# Invariant: redacting an event payload keeps it the same JSON shape and leaves no planted secret,
+# whatever the strings around it (quotes and backslashes included).
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["note", "password", "phase", "api_key", "detail"]),
+                       st.text(alphabet=st.sampled_from(list('ab"\\: =')), max_size=12), max_size=5))
+def test_event_payload_redaction_keeps_valid_json(payload: dict[str, str]) -> None:
+    """redact_tree(payload) serialises to valid JSON with the same keys; a planted secret never survives."""
+    from loop_runtime.dashboard.views import redact_tree
+
+    planted = {**payload, "detail": f'x" {SECRET} "y', "nested": [{"token": "t0k3n-value"}]}
+    out = redact_tree(planted, [SECRET])
+    text = json.dumps(out)
+    assert json.loads(text).keys() == planted.keys()
+    assert SECRET not in text and "t0k3n-value" not in text

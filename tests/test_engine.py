@@ -6,7 +6,6 @@ import asyncio
 import json
 from datetime import datetime, timezone
 
-import pytest
 
 from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MockBackend, build_plan
 from loop_runtime.adapters.clock import ManualClock

@@ -42,39 +42,11 @@ BODY_MAX = 300
 
 _log = logging.getLogger("loop_runtime.notify")
 
-_FALLBACK_PATTERNS = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
-    re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),
-    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"),
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?i)(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
-    re.compile(r"(?i)((?:password|passwd|secret|token(?!s)|api[_-]?key)\w*\s*[=:]\s*)['\"]?[^\s'\",;&]{4,}"),
-)
-_REDACTED = "[REDACTED]"
-
-
-def _fallback_redact(text: str, extra_secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in extra_secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
-    for pattern in _FALLBACK_PATTERNS:
-        # assignments keep their key ("password=[REDACTED]"); bare tokens vanish whole
-        text = pattern.sub(r"\1" + _REDACTED if pattern.groups else _REDACTED, text)
-    return text
-
-
 def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """Redact with ``loop_runtime.core.redact.redact`` when it exists, else the fallback."""
-    secrets = tuple(extra_secrets)
-    try:
-        from ..core.redact import redact
-    except ImportError:
-        return _fallback_redact(text, secrets)
-    return redact(text, extra_secrets=secrets)
+    """Notifications never carry secrets: the runtime's one redactor, plus the URL's own secrets."""
+    from ..core.redact import redact
+
+    return redact(text, extra_secrets=tuple(extra_secrets))
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -23,8 +23,8 @@ Routes (``POST`` ones need the token, see ``security``)::
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -136,11 +136,10 @@ class Dashboard:
         return [self.event_doc(e) for e in store.events_since(last, limit)]
 
     def event_doc(self, e: Any) -> dict[str, Any]:
-        from ..core.redact import redact
+        from .views import redact_tree
 
-        payload = json.loads(redact(json.dumps(e.payload, default=str, ensure_ascii=False), extra_secrets=self.secrets))
         return {"id": e.id, "kind": e.kind, "pattern": e.pattern, "tick": e.tick_id,
-                "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "payload": payload}
+                "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "payload": redact_tree(e.payload, self.secrets)}
 
     def recent_events(self, n: int = 25) -> tuple[list[dict[str, Any]], int]:
         last = self.latest_event_id()

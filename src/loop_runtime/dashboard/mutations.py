@@ -46,6 +46,13 @@ async def read_form(request: Any) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+def _redacted(request: Any, message: str) -> str:
+    """Messages echo user and git text: never let a secret through a flash or JSON answer."""
+    from ..core.redact import redact
+
+    return redact(message, extra_secrets=dash_of(request).secrets)
+
+
 def _wants_json(request: Any, guard: Guard) -> bool:
     return "application/json" in (request.headers.get("accept") or "") or guard.by_header(request.headers)
 
@@ -58,6 +65,7 @@ def _next_url(form: Any, fallback: str) -> str:
 def _done(request: Any, form: Any, message: str, data: dict[str, Any], fallback: str = "/") -> Any:
     from starlette.responses import JSONResponse, RedirectResponse
 
+    message = _redacted(request, message)
     if _wants_json(request, dash_of(request).guard):
         return JSONResponse({"ok": True, "message": message, **data})
     response = RedirectResponse(_next_url(form, fallback), status_code=303)
@@ -68,7 +76,7 @@ def _done(request: Any, form: Any, message: str, data: dict[str, Any], fallback:
 def _failed(request: Any, form: Any, error: Exception, fallback: str = "/") -> Any:
     from starlette.responses import JSONResponse, RedirectResponse
 
-    message = str(error)
+    message = _redacted(request, str(error))
     status = 400
     if isinstance(error, ConfigError) and error.field in ("escalation", "pattern"):
         status = 404  # an unknown id

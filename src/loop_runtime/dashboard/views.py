@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.redact import redact
+from ..core.redact import MARK, redact
 from ..formats.runlog import parse_run_log
 from ..runtime import Project
 
@@ -28,6 +28,7 @@ __all__ = [
     "escalation_view",
     "fmt_ts",
     "loop_view",
+    "redact_tree",
     "render_markdown",
     "running_tick",
     "safe",
@@ -46,6 +47,26 @@ def safe(text: Any, secrets: Sequence[str] = (), limit: int = MAX_TEXT) -> str:
     if len(s) > limit:
         s = s[:limit] + f"\n… ({len(s) - limit:,} more characters)"
     return redact(s, extra_secrets=secrets)
+
+
+_SECRET_KEY = re.compile(r"(?i)(password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key"
+                         r"|private[_-]?key|credential|authorization)s?$")
+
+
+def redact_tree(value: Any, secrets: Sequence[str] = ()) -> Any:
+    """``redact`` every string inside a JSON-like value, keeping its shape (so it stays valid JSON).
+
+    A string under a secret-named key (``password``, ``api_key``…) is hidden whole, since
+    the key that would tell ``redact`` it is a secret is not part of the string.
+    """
+    if isinstance(value, str):
+        return redact(value, extra_secrets=secrets)
+    if isinstance(value, Mapping):
+        return {str(k): MARK if isinstance(v, str) and v and _SECRET_KEY.search(str(k)) else redact_tree(v, secrets)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_tree(v, secrets) for v in value]
+    return value
 
 
 def fmt_ts(dt: datetime | None) -> str:

@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 import yaml
 
-BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry.yaml"
-
 from ..errors import ConfigError
 from .registry_types import CostModel, Pattern, Registry
+
+BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry.yaml"
 
 ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")

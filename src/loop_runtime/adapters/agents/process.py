@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import json
 import os
-import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,41 +46,11 @@ EventHandler = Callable[[dict[str, Any]], "str | None"]
 
 # --------------------------------------------------------------------------- redaction
 
-_FALLBACK_PATTERNS = (
-    re.compile(r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"),
-    re.compile(r"xox[abposr]-[A-Za-z0-9\-]{10,}"),
-    re.compile(r"AKIA[0-9A-Z]{16}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{16,}"),
-    re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{8,}"),
-)
-
-
-def _fallback_redact(text: str) -> str:
-    for pattern in _FALLBACK_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() and m.group(1) else "") + "[REDACTED]", text)
-    return text
-
-
-@functools.lru_cache(maxsize=1)
-def _core_redact() -> Callable[[str], str]:
-    """The engine's redactor when it exists (imported lazily, it is another module's concern)."""
-    try:
-        from ...core.redact import redact as core
-    except Exception:  # noqa: BLE001 - absent or half-written: the regex fallback still protects
-        return _fallback_redact
-    return core
-
-
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove known secret values (exactly) and anything that looks like a key or token."""
-    for value in secrets:
-        if value and len(value) >= 6:
-            text = text.replace(value, "[REDACTED]")
-    try:
-        return _core_redact()(text)
-    except Exception:  # noqa: BLE001 - a broken redactor must not leak: fall back
-        return _fallback_redact(text)
+    from ...core.redact import redact as core_redact
+
+    return core_redact(text, extra_secrets=[v for v in secrets if v and len(v) >= 6])
 
 
 # --------------------------------------------------------------------------- environment
