@@ -115,3 +115,15 @@ def test_topup_resumes_a_budget_halted_tick_without_repeating_phases(tmp_path: P
     roles = [r[0] for r in store_query(repo, "select phase from phases where phase like 'agent:%' order by id")]
     assert roles.count("agent:triage") == 1 and roles.count("agent:implementer:1") == 1
     assert "finish the CI fix" in (repo / "ci-sweeper-state.md").read_text()
+
+
+def test_global_daily_cap_is_shared_by_every_loop(tmp_path: Path) -> None:
+    """global_daily_cap bounds the sum over loops: the second loop is halted when the first spent it."""
+    repo = project(tmp_path)
+    (repo / "loop-runtime.toml").write_text("global_daily_cap = 5000\n")
+    first = run_cli("run", "daily-triage", "--scenario", "report-only", cwd=repo)  # 4,000 tokens
+    assert first.returncode == 0, first.stderr
+    second = run_cli("run", "issue-triage", "--scenario", "report-only", cwd=repo)
+    assert second.returncode == 2 and "halted" in second.stdout
+    spent = store_query(repo, "select coalesce(sum(settled),0) from reservations where pattern != '*'")[0][0]
+    assert spent <= 5000

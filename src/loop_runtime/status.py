@@ -68,8 +68,9 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) ->
             last = {"outcome": e.outcome, "status": "logged", "tokens": e.tokens_estimate, "runId": e.run_id,
                     "at": e.run_id}
     cap = None if plan.daily_token_cap is None else plan.daily_token_cap + topups
-    budget = BudgetStatus(str(day), cap, spent, reserved)
-    verdict = assess(budget)
+    # the level a loop would get is decided on settled spend: a running call's reservation is
+    # not spent yet, and counting it would show every busy loop as halted
+    verdict = assess(BudgetStatus(str(day), cap, spent, 0))
     caps: list[tuple[str, str]] = []
     if verdict.level_cap:
         caps.append((verdict.level_cap, verdict.reason))

@@ -138,8 +138,6 @@ def build_plan(
             caps.append((row.max_tokens_per_day, "loop-budget.md Max tokens/day"))
     if pcfg is not None and pcfg.daily_cap:
         caps.append((pcfg.daily_cap, "loop-runtime.toml daily_cap"))
-    if config is not None and config.global_daily_cap:
-        caps.append((config.global_daily_cap, "loop-runtime.toml global_daily_cap"))
     if caps:
         cap, cap_src = min(caps, key=lambda c: c[0])
     else:
