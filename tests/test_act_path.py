@@ -187,3 +187,23 @@ def test_reject_from_another_process_discards_and_records(tmp_path: Path) -> Non
     manifest = json.loads((repo / ".loop-worktrees" / "manifest.json").read_text())
     assert manifest["worktrees"][-1]["status"] == "rejected"
     assert json.loads(run_cli("escalations", "--json", cwd=repo).stdout)["escalations"] == []
+
+
+def test_l3_merges_only_what_the_auto_merge_allowlist_allows(tmp_path: Path) -> None:
+    """L3 + APPROVE + every path in autoMergeAllowlist → merged into main; otherwise only proposed."""
+    gate = "version: 1\ndenylist: ['**/.env']\nautoMergeAllowlist: ['docs/**', 'calc.py']\n"
+    repo = project(tmp_path, {"gate.yaml": gate, "ci-sweeper-state.md": "# Loop State\n\nLast run: never\n",
+                              "loop-run-log.md": "# Log\n\n<!-- Loop appends below this line -->\n"})
+    run_cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo)  # own files now dirty
+    proc = run_cli("run", "ci-sweeper", "--level", "L3", "--scenario",
+                   scenario(tmp_path, [{"files": {"calc.py": FIXED}}]), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "merged into main" in proc.stdout
+    assert git(repo, "show", "main:calc.py") + "\n" == FIXED
+
+    repo2 = project(tmp_path / "two", {"gate.yaml": gate})
+    proc2 = run_cli("run", "ci-sweeper", "--level", "L3", "--scenario",
+                    scenario(tmp_path, [{"files": {"calc.py": FIXED, "src/extra.py": "x = 1\n"}}]), cwd=repo2)
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert "not merged" in proc2.stdout
+    assert git(repo2, "show", "main:calc.py") + "\n" == BUGGY

@@ -130,3 +130,15 @@ def test_every_read_command_has_json(tmp_path: Path) -> None:
         proc = run_cli(*args, "--json", cwd=tmp_path)
         assert proc.returncode == 0, (args, proc.stderr)
         json.loads(proc.stdout)
+
+
+def test_malformed_ledger_stops_an_l2_run_before_any_token(tmp_path: Path) -> None:
+    """A broken loop-ledger.json at L2: one line naming the file, exit 1, nothing written."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "loop-ledger.json").write_text('{"goal": "x", "attempts": "many"}')
+    proc = run_cli("run", "ci-sweeper", "--level", "L2", cwd=tmp_path)
+    assert proc.returncode == 1 and "loop-ledger.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "loop-run-log.md").exists() and not (tmp_path / "ci-sweeper-state.md").exists()
+    assert (tmp_path / "loop-ledger.json").read_text() == '{"goal": "x", "attempts": "many"}'

@@ -130,3 +130,28 @@ def test_log_format_json_emits_structured_events(tmp_path: Path) -> None:
     kinds = {e["event"] for e in events}
     assert {"tick.phase", "tick.agent", "tick.end"} <= kinds
     assert proc.stdout.startswith("Ran 1 tick(s) of Daily Triage")
+
+
+def test_two_daemons_on_one_project_never_tick_a_pattern_twice_at_once(tmp_path: Path) -> None:
+    """Two real `start` processes: each pattern is ticked by one at a time (lease); spend stays under the cap."""
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("triage: {decision: report, tokens: 1000, sleep_s: 2, items: [{id: A, title: a}]}\n")
+    (repo / "loop-runtime.toml").write_text("[patterns.issue-triage]\ndaily_cap = 1500\n")
+    a = start(repo, "issue-triage", "--scenario", str(slow))
+    b = start(repo, "issue-triage", "--scenario", str(slow))
+    try:
+        assert wait_for(lambda: rows(repo, "select count(*) from ticks where status!='running'") >= [(1,)], 30)
+        time.sleep(1.0)
+    finally:
+        for p in (a, b):
+            p.send_signal(signal.SIGTERM)
+        errs = [p.communicate(timeout=40)[1] for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, errs
+    ticks = rows(repo, "select started_at, finished_at from ticks where pattern='issue-triage' order by started_at")
+    for (s1, f1), (s2, _) in zip(ticks, ticks[1:]):
+        assert f1 is not None and f1 <= s2  # no overlap
+    # either the second daemon met the lease, or it read the first one's next-due time from the store
+    assert any("skip.lease" in e for e in errs) or len(ticks) == 1
+    spent = rows(repo, "select coalesce(sum(settled), 0) from reservations where pattern='issue-triage'")[0][0]
+    assert spent <= 1500

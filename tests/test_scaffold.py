@@ -68,3 +68,44 @@ def test_daily_triage_scaffold_caps_from_loop_budget(tmp_path: Path, cli) -> Non
     assert plan["dailyTokenCap"] == 100_000 and plan["maxRunsPerDay"] == 2
     assert plan["level"] == "L1" and plan["levelSource"] == "LOOP.md"
     assert plan["cadence"] == "1d" and plan["cadenceSource"] == "LOOP.md"
+
+
+def test_ci_sweeper_scaffold_acts_at_l2_in_a_worktree(tmp_path: Path, cli) -> None:
+    """On a loop-init ci-sweeper scaffold, an L2 tick fixes in a worktree and proposes a branch."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    scen = tmp_path / "fix.yaml"
+    scen.write_text("triage: {decision: act, tokens: 1000, items: [{id: CI-9, title: fix lint, files: [src/a.py]}]}\n"
+                    "implementer: [{files: {src/a.py: \"x = 1\\n\"}, tokens: 2000}]\n"
+                    "verifier: [{verdict: APPROVE, tokens: 1000}]\n")
+    proc = cli("run", "ci-sweeper", "--level", "L2", "--scenario", str(scen), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "committed: safe + allowlisted" in proc.stdout
+    assert git(repo, "branch", "--list", "loop/*")
+    ledger = json.loads((repo / "loop-ledger.json").read_text())
+    assert ledger["attempts"][-1]["outcome"] == "success"
+    assert changed_files(repo) <= {"ci-sweeper-state.md", "loop-run-log.md", "loop-ledger.json"}
+
+
+def test_prompts_come_from_the_project_itself(tmp_path: Path) -> None:
+    """Triage sees the scaffold's triage skill, AGENTS.md and constraints; the verifier its agent definition."""
+    import asyncio
+
+    from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MemoryWorkspace, MockBackend
+    from loop_runtime.adapters.mock import load_scenario
+    from loop_runtime.adapters.project import load_context
+    from loop_runtime.runtime import load_project
+
+    repo = scaffold(tmp_path, "daily-triage")
+    project = load_project(repo)
+    plan = project.plan("daily-triage", "L2")
+    ws = MemoryWorkspace()
+    backend = MockBackend(load_scenario("default"), memory=ws)
+    engine = LoopEngine(plan, backend=backend, state=MemoryStateWriter(), budget=BudgetBreaker(100_000),
+                        workspace=ws, context=load_context(repo))
+    asyncio.run(engine.tick())
+    triage, _, verifier = backend.calls
+    skill = (repo / ".claude" / "skills" / "loop-triage" / "SKILL.md").read_text()
+    assert skill.strip().splitlines()[-1] in triage.prompt
+    assert (repo / "AGENTS.md").read_text().strip().splitlines()[0] in triage.system_prompt
+    agent = (repo / ".claude" / "agents" / "loop-verifier.md").read_text()
+    assert agent.strip().splitlines()[-1] in verifier.prompt

@@ -99,7 +99,7 @@ class GitWorkspace:
     mutex_wait_s = MUTEX_WAIT_S  # how long to wait for another process's manifest mutex
 
     def __init__(self, root: Path | str, *, base_branch: str | None = None, pool_size: int = 0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, own_files: Sequence[str] = ()) -> None:
         if pool_size < 0:
             raise ConfigError("", "pool_size", pool_size)
         self._given_root = Path(root)
@@ -110,6 +110,9 @@ class GitWorkspace:
         self._common: Path | None = None
         self._checked: dict[str, str] = {}  # run id -> tree sha that diff() showed
         self._ident: dict[str, str] | None = None
+        # the loop's own bookkeeping (state file, run log, ledger) is rewritten every tick in the
+        # main checkout; a merge that does not touch them may proceed while they are modified
+        self.own_files = frozenset(own_files)
 
     # ------------------------------------------------------------------ basics
 
@@ -468,7 +471,8 @@ class GitWorkspace:
         root = self.root
         dirty = run_git_bytes(["status", "--porcelain", "-z", "--untracked-files=no"], root,
                               env={"GIT_OPTIONAL_LOCKS": "0"})
-        if dirty.strip(b"\0"):
+        entries = [decode(e)[3:] for e in dirty.split(b"\0") if len(e) > 3]
+        if any(path not in self.own_files for path in entries):
             raise GitError(f"main checkout has uncommitted changes; not merging {handle.branch}")
         try:
             head = run_git(["symbolic-ref", "-q", "HEAD"], root)

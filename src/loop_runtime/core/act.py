@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
 from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
@@ -172,9 +173,12 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
     if merge_ok:
         merge = getattr(ws, "merge", None)
         if merge is not None:
-            merge(handle)
-            merged = True
-            t.lines.append(f"merged into {handle.base_branch}: {why}")
+            try:
+                merge(handle)
+                merged = True
+                t.lines.append(f"merged into {handle.base_branch}: {why}")
+            except LoopError as e:  # the fix stays proposed on its branch; a human merges
+                t.lines.append(f"not merged: {e}")
     elif t.effective == "L3":
         t.lines.append(f"not merged: {why}")
     t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})

@@ -187,6 +187,12 @@ class Tick(TickBase):
         if text is not None and not parse_run_log(text).has_marker and text.strip():
             raise ConfigError(RUN_LOG, "marker", None, message=f"run log has no marker line {MARKER!r}; add it "
                               "(loop-runtime never rewrites a log it cannot append to safely)")
+        if rank(self.level) >= 2:
+            ledger = self.deps.state.read("loop-ledger.json")
+            if ledger:
+                from ..formats.ledger import parse_ledger
+
+                parse_ledger(ledger, file="loop-ledger.json")  # a broken ledger stops us before any token
 
     def _check_runs_cap(self) -> None:
         cap = self.plan.max_runs_per_day
