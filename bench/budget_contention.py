@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 from loop_runtime.adapters.sqlite_store import RunStore
@@ -43,7 +43,7 @@ def worker(root: Path, name: str, days: int, cap: int, max_amount: int, hold_ms:
         for d in range(days):
             day = FIRST_DAY + timedelta(days=d)
             while True:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 r = store.reserve(pattern=PATTERN, day=day, amount=rng.randint(1, max_amount), cap=cap,
                                   tick_id=name, now=now)
                 ops += 1

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ async def run_scheduler(specs: list[LoopSchedule], seconds: float, work_ms: floa
 
     sched = Scheduler(specs, probe.tick, store=store, clock=clock, rng=random.Random(1), on_log=on_log)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    until = datetime.now(UTC) + timedelta(seconds=seconds)
     await sched.run(until=until)
     await sched.shutdown(grace_s=5)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from hypothesis import given
@@ -19,7 +19,7 @@ from loop_runtime.core.sanitize import clean, fence, inert
 from loop_runtime.errors import BudgetExceeded
 from loop_runtime.ports import BudgetStatus
 
-T0 = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
 # -- kill switch (R12)

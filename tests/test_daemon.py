@@ -149,7 +149,7 @@ def test_two_daemons_on_one_project_never_tick_a_pattern_twice_at_once(tmp_path:
         errs = [p.communicate(timeout=40)[1] for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, errs
     ticks = rows(repo, "select started_at, finished_at from ticks where pattern='issue-triage' order by started_at")
-    for (s1, f1), (s2, _) in zip(ticks, ticks[1:]):
+    for (_, f1), (s2, _) in zip(ticks, ticks[1:], strict=False):
         assert f1 is not None and f1 <= s2  # no overlap
     # either the second daemon met the lease, or it read the first one's next-due time from the store
     assert any("skip.lease" in e for e in errs) or len(ticks) == 1

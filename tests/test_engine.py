@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 
 from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MockBackend, build_plan
@@ -13,7 +13,7 @@ from loop_runtime.adapters.mock import MemoryWorkspace, load_scenario
 from loop_runtime.formats.registry import find_pattern, load_registry
 from loop_runtime.formats.runlog import parse_run_log
 
-T0 = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
 def make(pattern: str = "daily-triage", level: str = "L2", scenario: str = "default", files=None, cap=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import string
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import yaml
@@ -211,7 +211,7 @@ entries = st.builds(
 @given(st.one_of(any_text, markdown().map(lambda t: t + "\n" + MARKER + "\n" + t)), entries)
 def test_append_entry_keeps_header_and_ends_with_entry(text: str, entry: RunLogEntry) -> None:
     """append_entry: ConfigError, or header intact and the new entry last."""
-    now = datetime(2026, 9, 16, tzinfo=timezone.utc)
+    now = datetime(2026, 9, 16, tzinfo=UTC)
     try:
         out = append_entry(text, entry, now=now)
     except ConfigError:
@@ -231,7 +231,7 @@ def test_append_entry_keeps_header_and_ends_with_entry(text: str, entry: RunLogE
 def test_pruning_window(old: list[RunLogEntry], days_later: int) -> None:
     """Kept entries are those with a non-date run_id or run_id within 30×24h of now."""
     text = MARKER + "\n" + "".join(e.to_json() + "\n" for e in old)
-    now = datetime(2026, 8, 1, tzinfo=timezone.utc) + timedelta(days=days_later)
+    now = datetime(2026, 8, 1, tzinfo=UTC) + timedelta(days=days_later)
     new = RunLogEntry("manual", "p", 0, 0, 0, 0, 0, "no-op")
     kept = parse_run_log(append_entry(text, new, now=now)).entries[:-1]
     from loop_runtime.formats.runlog import parse_run_time
@@ -338,7 +338,7 @@ def test_project_config_only_raises_config_error(text: str) -> None:
 @given(st.one_of(st.text(), json_values.map(json.dumps)))
 def test_last_run_badge_only_raises_config_error(text: str) -> None:
     """Random badge text: updated JSON or ConfigError."""
-    when = datetime(2026, 9, 16, tzinfo=timezone.utc)
+    when = datetime(2026, 9, 16, tzinfo=UTC)
     try:
         out = update_last_run(text, when)
     except ConfigError:

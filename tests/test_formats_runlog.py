@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ ENTRY = RunLogEntry(
 
 
 def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_fixture_log_has_22_entries() -> None:
@@ -216,7 +216,7 @@ def test_tokens_and_runs_on_day_use_utc_dates() -> None:
     ("run_id", "expected"),
     [
         ("2026-09-15T08:00:39Z", _utc(2026, 9, 15, 8, 0, 39)),
-        ("2026-09-15T08:00:39.250Z", datetime(2026, 9, 15, 8, 0, 39, 250000, tzinfo=timezone.utc)),
+        ("2026-09-15T08:00:39.250Z", datetime(2026, 9, 15, 8, 0, 39, 250000, tzinfo=UTC)),
         ("2026-09-15", _utc(2026, 9, 15)),
         ("2026-09-15T10:00:00+02:00", _utc(2026, 9, 15, 8)),
         ("2026-09-15T08:00", _utc(2026, 9, 15, 8)),

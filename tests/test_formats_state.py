@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ STATE_FIXTURES = [
     "starters__issue-pr-repair__repair-loop-state.md.example",
     "starters__quant-research-loop__STATE.md",
 ]
-WHEN = datetime(2026, 9, 16, 8, 0, 39, tzinfo=timezone.utc)
+WHEN = datetime(2026, 9, 16, 8, 0, 39, tzinfo=UTC)
 
 
 def _read(name: str) -> str:

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ FILES = {
     "docs/guide.md": "guide\n",
     ".gitignore": "*.log\nbuild/\n",
 }
-T0 = datetime(2026, 7, 7, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 7, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

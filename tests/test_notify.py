@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from loop_runtime.adapters.notify import BODY_MAX, TITLE_MAX, AppriseNotifier, NullNotifier, RecordingNotifier
 from loop_runtime.ports import Notification, Notifier
+from datetime import UTC
 
 SECRET = "sk-ant-api03-" + "Q" * 40
 GH_TOKEN = "ghp_" + "a1B2c3D4e5" * 4
@@ -194,12 +195,12 @@ def test_formatting_is_short_and_secret_free(title: str, body: str, url: str | N
 
 def test_daily_summary_counts_ticks_tokens_and_escalations(tmp_path: Any, endpoint: Endpoint) -> None:
     """The daily summary lists each loop's ticks and settled tokens and the escalations waiting."""
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     from loop_runtime.adapters.notify import daily_summary
     from loop_runtime.adapters.sqlite_store import RunStore
 
-    day, at = date(2026, 3, 10), datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
+    day, at = date(2026, 3, 10), datetime(2026, 3, 10, 9, tzinfo=UTC)
     with RunStore.open(tmp_path) as store:
         assert daily_summary(store, day, ["a"]).body == "no ticks"
         for n in range(2):

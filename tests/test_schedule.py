@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 import pytest
 from hypothesis import given
@@ -22,7 +22,7 @@ from loop_runtime.core.schedule import (
 )
 from loop_runtime.errors import ConfigError
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 aware_times = st.datetimes(

@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from loop_runtime.errors import ConfigError
 from loop_runtime.ports import Clock
 from loop_runtime.scheduler import Scheduler
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from loop_runtime.adapters.sqlite_store import RunStore
 from loop_runtime.adapters.store_schema import SCHEMA_VERSION
 from loop_runtime.errors import StoreError
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DAY = date(2026, 3, 10)
 

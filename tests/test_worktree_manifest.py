@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 import pytest
 from hypothesis import given, settings
@@ -143,7 +143,7 @@ def test_timestamps_look_like_javascript_to_iso_string() -> None:
 
 def test_lock_files_parse_and_expire() -> None:
     """A lock expires only at a parseable expiresAt; no TTL means it never expires."""
-    now = datetime(2026, 7, 7, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 7, 7, 12, tzinfo=UTC)
     text = ('{\n  "owner": "dependency-sweeper",\n  "paths": [\n    "package.json"\n  ],\n'
             '  "lockedAt": "2026-07-07T06:00:00.000Z",\n  "expiresAt": "2026-07-07T12:00:00.000Z"\n}\n')
     lock = parse_lock(text, file="locks/dependency-sweeper.json")

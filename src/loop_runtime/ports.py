@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 Role = Literal["triage", "implementer", "verifier"]
 
 
-class Permission(str, enum.Enum):
+class Permission(enum.StrEnum):
     """What an agent may do. Adapters map this onto each CLI's own flags.
 
     READ_ONLY: read files inside the working directory only (L0/L1, triage, verifier).
@@ -324,7 +324,8 @@ class TickJournal(Protocol):
 
     def record(self, tick_id: str, phase: str, data: Mapping[str, Any], at: datetime) -> None: ...
 
-    def finish(self, tick_id: str, *, status: str, outcome: str, tokens: int, summary: Mapping[str, Any], at: datetime) -> None: ...
+    def finish(self, tick_id: str, *, status: str, outcome: str, tokens: int, summary: Mapping[str, Any],
+               at: datetime) -> None: ...
 
     def escalate(self, *, tick_id: str, run_id: str, pattern: str, item_id: str, title: str, diff: str,
                  context: Mapping[str, Any], at: datetime) -> str: ...

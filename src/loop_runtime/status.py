@@ -33,8 +33,50 @@ def loops_to_show(project: Project, store: Any) -> list[str]:
     return ids or [p.id for p in project.registry.patterns]
 
 
+def _iso(dt: Any) -> str | None:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(dt, "strftime") else (None if dt is None else str(dt))
+
+
+def _store_facts(store: Any, pattern_id: str, day: Any, log: Any) -> dict[str, Any]:
+    """Spend, schedule, last tick and escalations as the run store knows them."""
+    ours = store.tick_run_ids(pattern_id, day)
+    external = sum(int(e.tokens_estimate or 0) for e in log.entries
+                   if e.pattern == pattern_id and e.run_id[:10] == str(day) and e.run_id not in ours)
+    facts: dict[str, Any] = {
+        "spent": store.spent(pattern_id, day) + external,
+        "reserved": store.reserved(pattern_id, day),
+        "topups": store.topups(pattern_id, day),
+        "next_due": _iso(store.get_next_due(pattern_id)),
+        "last": None,
+        "running": None,
+        "escalations": len([e for e in store.list_escalations("open") if e.pattern == pattern_id]),
+    }
+    lt = store.last_tick(pattern_id)
+    if lt is not None:
+        facts["last"] = {"outcome": lt.outcome, "status": lt.status, "tokens": lt.tokens, "runId": lt.run_id,
+                         "at": _iso(lt.finished_at or lt.started_at)}
+        if lt.status == "running":
+            phases = store.phases(lt.tick_id)
+            facts["running"] = {"tick": lt.tick_id, "phase": phases[-1].phase if phases else "starting"}
+    return facts
+
+
+def _log_facts(log: Any, pattern_id: str, day: Any) -> dict[str, Any]:
+    """The same facts from the run log alone (no store yet: only other tools have run the loop)."""
+    from .formats.runlog import tokens_on_day
+
+    mine = [e for e in log.entries if e.pattern == pattern_id]
+    last = None
+    if mine:
+        e = mine[-1]
+        last = {"outcome": e.outcome, "status": "logged", "tokens": e.tokens_estimate, "runId": e.run_id,
+                "at": e.run_id}
+    return {"spent": tokens_on_day(log, pattern_id, day), "reserved": 0, "topups": 0, "next_due": None,
+            "last": last, "running": None, "escalations": 0}
+
+
 def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) -> dict[str, Any]:
-    from .formats.runlog import parse_run_log, runs_on_day, tokens_on_day
+    from .formats.runlog import parse_run_log, runs_on_day
 
     plan = project.plan(pattern_id)
     day = utc_day(now)
@@ -42,31 +84,11 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) ->
     texts = {n: project.read(n) for n in {plan.state_file, "STATE.md", "LOOP.md"}}
     files = {f for f in (killswitch.ALL, killswitch.pattern_switch(pattern_id)) if (project.root / f).exists()}
     ks = killswitch.evaluate(pattern_id, state_file=plan.state_file, texts=texts, root_files=files)
-    spent, reserved, topups, next_due, last, escalations, running = tokens_on_day(log, pattern_id, day), 0, 0, None, None, 0, None
-    if store is not None:
-        ours = store.tick_run_ids(pattern_id, day)
-        external = sum(int(e.tokens_estimate or 0) for e in log.entries
-                       if e.pattern == pattern_id and e.run_id[:10] == str(day) and e.run_id not in ours)
-        spent = store.spent(pattern_id, day) + external
-        reserved = store.reserved(pattern_id, day)
-        topups = store.topups(pattern_id, day)
-        nd = store.get_next_due(pattern_id)
-        next_due = nd.strftime("%Y-%m-%dT%H:%M:%SZ") if nd else None
-        lt = store.last_tick(pattern_id)
-        if lt is not None:
-            last = {"outcome": lt.outcome, "status": lt.status, "tokens": lt.tokens, "runId": lt.run_id,
-                    "at": (lt.finished_at or lt.started_at).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    if hasattr(lt.started_at, "strftime") else str(lt.finished_at or lt.started_at)}
-            if lt.status == "running":
-                phases = store.phases(lt.tick_id)
-                running = {"tick": lt.tick_id, "phase": phases[-1].phase if phases else "starting"}
-        escalations = len([e for e in store.list_escalations("open") if e.pattern == pattern_id])
-    if last is None:
-        mine = [e for e in log.entries if e.pattern == pattern_id]
-        if mine:
-            e = mine[-1]
-            last = {"outcome": e.outcome, "status": "logged", "tokens": e.tokens_estimate, "runId": e.run_id,
-                    "at": e.run_id}
+    facts = _store_facts(store, pattern_id, day, log) if store is not None else _log_facts(log, pattern_id, day)
+    if facts["last"] is None:
+        facts["last"] = _log_facts(log, pattern_id, day)["last"]
+    spent, reserved, topups = facts["spent"], facts["reserved"], facts["topups"]
+    next_due, last, running, escalations = facts["next_due"], facts["last"], facts["running"], facts["escalations"]
     cap = None if plan.daily_token_cap is None else plan.daily_token_cap + topups
     # the level a loop would get is decided on settled spend: a running call's reservation is
     # not spent yet, and counting it would show every busy loop as halted

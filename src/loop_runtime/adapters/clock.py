@@ -13,7 +13,7 @@ naive "now" silently shifts UTC day boundaries by the machine's offset.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 __all__ = ["ManualClock", "SystemClock", "as_utc"]
 
@@ -22,14 +22,14 @@ def as_utc(dt: datetime) -> datetime:
     """Return ``dt`` converted to UTC; refuse naive datetimes (their day is ambiguous)."""
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"datetime must be timezone-aware (UTC), got naive {dt.isoformat()}")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 class SystemClock:
     """The wall clock, in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def __repr__(self) -> str:
         return "SystemClock()"

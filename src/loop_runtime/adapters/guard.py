@@ -27,7 +27,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from ..errors import GitError, LoopError
@@ -281,7 +281,7 @@ class _Quarantine:
     """``.loop-runtime/quarantine/<ts>/``: where the agent's files go instead of being deleted."""
 
     def __init__(self, root: Path) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.dir = root / QUARANTINE / f"{stamp}-{uuid.uuid4().hex[:6]}"
 
     def _dest(self, rel: str) -> Path:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -226,15 +226,15 @@ def to_ts(dt: datetime) -> str:
     """Fixed-width ISO UTC text; naive datetimes are refused (their UTC day is unknown)."""
     if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"store timestamps must be timezone-aware datetimes, got {dt!r}")
-    return dt.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    return dt.astimezone(UTC).strftime(_TS_FORMAT)
 
 
 def parse_ts(text: str) -> datetime:
     try:
-        return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
     except ValueError:  # written by hand or by an older build: any ISO form
         dt = datetime.fromisoformat(text)
-        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def to_day(day: date | str) -> str:

@@ -16,15 +16,14 @@ from datetime import date, datetime
 
 from ..errors import BudgetExceeded
 from ..ports import BudgetStatus, Reservation
+from .schedule import utc_day  # one definition of "the UTC day" for budgets and schedules
+
+__all__ = ["BudgetBreaker", "BudgetVerdict", "assess", "utc_day"]
 
 DOWNGRADE_AT = 0.80
 HALT_AT = 1.00
 
 
-def utc_day(now: datetime) -> date:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("budget clocks must be timezone-aware (UTC)")
-    return (now - now.utcoffset()).date()  # type: ignore[operator]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from ..errors import BackendError
@@ -55,7 +55,7 @@ LAST_RUN_JSON = "docs/last-run.json"
 
 class _SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Halt(Exception):
 
 def new_run_id(now: datetime) -> str:
     """The run log's ``run_id``: an ISO-8601 UTC timestamp, as the ecosystem writes it."""
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def worktree_run_id(pattern: str, run_id: str, attempt: int, tick_id: str) -> str:

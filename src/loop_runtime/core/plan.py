@@ -119,11 +119,13 @@ def build_plan(
     if cadence is not None:
         cad, csrc = parse_cadence(cadence, file="--cadence", field="cadence"), "flag --cadence"
     elif pcfg is not None and pcfg.cadence:
-        cad, csrc = parse_cadence(pcfg.cadence, file="loop-runtime.toml", field=f"patterns.{pattern.id}.cadence"), "loop-runtime.toml"
+        cad = parse_cadence(pcfg.cadence, file="loop-runtime.toml", field=f"patterns.{pattern.id}.cadence")
+        csrc = "loop-runtime.toml"
     elif override is not None and override.cadence:
         cad, csrc = parse_cadence(override.cadence, file="LOOP.md", field=f"{override.name}.cadence"), "LOOP.md"
     else:
-        cad, csrc = parse_cadence(pattern.cadence, file="patterns/registry.yaml", field=f"{pattern.id}.cadence"), "registry"
+        cad = parse_cadence(pattern.cadence, file="patterns/registry.yaml", field=f"{pattern.id}.cadence")
+        csrc = "registry"
 
     # daily cap: the smaller of registry suggested_daily_cap, loop-budget.md, toml, global
     caps: list[tuple[int, str]] = []

@@ -23,7 +23,7 @@ Rules (the scheduler driver, ``loop_runtime.scheduler``, carries them out):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, UTC
 
 from ..errors import ConfigError
 
@@ -77,7 +77,7 @@ class LoopSchedule:
 def _utc(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"schedule times must be timezone-aware (UTC), got naive {dt.isoformat()}")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def utc_day(dt: datetime) -> date:
@@ -116,4 +116,4 @@ def runs_cap_reached(spec: LoopSchedule, runs_today: int) -> bool:
 
 def next_day_start(now: datetime) -> datetime:
     """00:00 UTC of the day after ``now``: where a loop capped for today resumes."""
-    return datetime.combine(utc_day(now) + timedelta(days=1), time(0, 0), tzinfo=timezone.utc)
+    return datetime.combine(utc_day(now) + timedelta(days=1), time(0, 0), tzinfo=UTC)

@@ -17,7 +17,7 @@ Without a store (nothing has run yet) everything comes from the run log.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, UTC
 from typing import Any
 
 from ..core.budget import utc_day
@@ -30,7 +30,7 @@ HISTORY_DAYS = 7
 
 
 def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def _epoch(dt: datetime) -> int:
@@ -77,7 +77,7 @@ def burn_down(project: Project, store: Any, pattern: str, now: datetime, log: Ru
     points, total_now = _spend_points(store, log, pattern, day)
     cap = _cap(project, store, pattern, day)
     xs, spent = [], []
-    for hour in range(now.astimezone(timezone.utc).hour + 1):
+    for hour in range(now.astimezone(UTC).hour + 1):
         edge = start + timedelta(hours=hour)
         xs.append(_epoch(edge))
         spent.append(min(total_now, sum(t for when, t in points if when <= edge)))

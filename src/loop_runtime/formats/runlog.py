@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, UTC
 from types import MappingProxyType
 from typing import Any
 
@@ -200,7 +200,7 @@ def parse_run_time(run_id: object) -> datetime | None:
     try:
         micro = int((fraction or "0")[:6].ljust(6, "0"))
         when = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro)
-        return when.replace(tzinfo=_zone(zone)).astimezone(timezone.utc)
+        return when.replace(tzinfo=_zone(zone)).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
 
@@ -247,7 +247,7 @@ def _outside_fences(lines: list[str]) -> list[str]:
 
 def _zone(zone: str | None) -> timezone:
     if not zone or zone.upper() == "Z":
-        return timezone.utc
+        return UTC
     sign = -1 if zone[0] == "-" else 1
     digits = zone[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:] or 0)
@@ -255,7 +255,7 @@ def _zone(zone: str | None) -> timezone:
 
 
 def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _text(value: object) -> str:

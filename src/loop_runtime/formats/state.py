@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 HIGH_PRIORITY = "High Priority (loop is acting or waiting on human)"
 WATCH_LIST = "Watch List"
@@ -131,8 +131,8 @@ def new_state_text(project: str) -> str:
 def format_time(when: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC; a naive time is taken as UTC."""
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def with_last_run(doc: StateDoc, when: datetime, note: str) -> StateDoc:

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from ..errors import ConfigError
@@ -198,7 +198,7 @@ def remove(m: Manifest, entry_ids: Iterable[str]) -> Manifest:
 
 def format_timestamp(dt: datetime) -> str:
     """JavaScript ``Date.toISOString()``: UTC, milliseconds, ``Z``."""
-    utc = dt.astimezone(timezone.utc)
+    utc = dt.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -209,8 +209,8 @@ def parse_timestamp(text: str) -> datetime | None:
     except (ValueError, AttributeError):
         return None
     if dt.tzinfo is None:  # Date.parse reads a date-time without offset as local time; we say UTC
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- locks
@@ -251,7 +251,7 @@ def is_expired(lock: LockFile, now: datetime) -> bool:
     if lock.expires_at is None:
         return False
     when = parse_timestamp(lock.expires_at)
-    return when is not None and when <= now.astimezone(timezone.utc)
+    return when is not None and when <= now.astimezone(UTC)
 
 
 def _wild(segment: str) -> bool:
