@@ -207,3 +207,15 @@ def test_l3_merges_only_what_the_auto_merge_allowlist_allows(tmp_path: Path) -> 
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
     assert "not merged" in proc2.stdout
     assert git(repo2, "show", "main:calc.py") + "\n" == BUGGY
+
+
+def test_l3_with_promotion_yaml_holds_the_merge_without_merge_ready_evidence(tmp_path: Path, fixtures: Path) -> None:
+    """When promotion.yaml exists, L3 merges only if promotion is merge-ready; no evidence → not merged (R11)."""
+    gate = "version: 1\ndenylist: ['**/.env']\nautoMergeAllowlist: ['calc.py']\n"
+    repo = project(tmp_path, {"gate.yaml": gate,
+                              "promotion.yaml": (fixtures / "examples__coaligne__promotion.yaml").read_text()})
+    proc = run_cli("run", "ci-sweeper", "--level", "L3", "--scenario",
+                   scenario(tmp_path, [{"files": {"calc.py": FIXED}}]), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not merged: promotion.yaml: not merge-ready" in proc.stdout
+    assert git(repo, "show", "main:calc.py") + "\n" == BUGGY

@@ -185,3 +185,15 @@ def test_l0_drafts_prompts_only() -> None:
     engine, backend, state, *_ = make(level="L0")
     r = tick(engine)
     assert r.decision == "draft" and backend.calls == [] and state.writes == []
+
+
+def test_budget_80_notifies_and_last_run_badge_is_updated() -> None:
+    """≥80% sends one budget-80 notification; docs/last-run.json (when present) gets today's date (R24)."""
+    from loop_runtime.adapters.notify import RecordingNotifier
+
+    notes = RecordingNotifier()
+    badge = '{"schemaVersion":1,"label":"last triage","message":"2026-09-15","color":"3ee8c5"}\n'
+    engine, backend, state, *_ = make(spent=85_000, files={"docs/last-run.json": badge}, notifier=notes)
+    tick(engine)
+    assert [n.kind for n in notes.notes] == ["budget-80"]
+    assert '"message":"2026-11-25"' in state.files["docs/last-run.json"].replace(" ", "")

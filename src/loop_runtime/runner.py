@@ -120,6 +120,28 @@ class StoreJournal:
         self.store.add_event(kind, payload, at, pattern=pattern, tick_id=tick_id)
 
 
+class OncePerDayNotifier:
+    """Budget notifications go out once per loop per UTC day, not on every tick past the threshold.
+
+    Every other kind (escalation, kill, daemon error) is a distinct event a human must see.
+    """
+
+    DAILY = ("budget-80", "budget-100")
+
+    def __init__(self, inner: Notifier, store: Any, clock: Clock) -> None:
+        self.inner, self.store, self.clock = inner, store, clock
+
+    def notify(self, note: Any) -> None:
+        if note.kind in self.DAILY:
+            now = self.clock.now()
+            midnight = datetime.combine(utc_day(now), datetime.min.time(), tzinfo=now.tzinfo)
+            kind = f"notify.{note.kind}"
+            if self.store.count_events(kind, pattern=note.pattern, since=midnight):
+                return
+            self.store.add_event(kind, {"title": note.title}, now, pattern=note.pattern)
+        self.inner.notify(note)
+
+
 # ---------------------------------------------------------------------------- options
 
 
@@ -310,7 +332,7 @@ class LoopRunner:
                                     secrets=secrets) if workspace else None,
             guard=GitGuard(project.root) if workspace else None,
             journal=StoreJournal(self.store, self.owner),
-            notifier=self.opts.notifier,
+            notifier=OncePerDayNotifier(self.opts.notifier, self.store, self.clock) if self.opts.notifier else None,
             context=load_context(project.root),
             observe=observe,
             gate_policy=gate_policy(project),

@@ -329,6 +329,21 @@ class RunStore:
             ).fetchall()
         return [EventRecord(int(i), k, p, t, load_json(d), parse_ts(a)) for i, k, p, t, d, a in rows]
 
+    def count_events(self, kind: str, *, pattern: str | None, since: datetime) -> int:
+        """How many ``kind`` events (of ``pattern``) since ``since`` — for once-a-day notifications."""
+        with self._read("count_events") as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE kind = ? AND pattern IS ? AND at >= ?",
+                (kind, pattern, to_ts(since)),
+            ).fetchone()
+        return int(row[0])
+
+    def last_event_id(self) -> int:
+        """The newest event id (0 when there is none): where a live view starts following."""
+        with self._read("last_event_id") as conn:
+            row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(row[0])
+
     # ------------------------------------------------------------------ budget
 
     def reserve(

@@ -199,6 +199,8 @@ class TickBase:
             raise Halt("budget", verdict.reason)
         if verdict.level_cap:
             caps.append((verdict.level_cap, verdict.reason))
+            if rank(self.level) > rank(verdict.level_cap):
+                self.notify("budget-80", f"{self.plan.pattern.name}: budget ≥80%", f"{verdict.reason}; report-only")
         if rank(self.level) >= 2 and self.deps.workspace is None:
             caps.append(("L1", "no workspace (not a git repository): acting needs a worktree"))
         decision = lowest(self.level, caps)
