@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests state invariants, not speed: no per-example deadline (a loaded 2-core CI
+# machine must not turn a slow example into a failure), and a fixed seed in CI so a red
+# run can be reproduced exactly.
+settings.register_profile("loop-runtime", deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                          derandomize=os.environ.get("CI") == "true")
+settings.load_profile("loop-runtime")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -217,7 +217,7 @@ class TickBase:
         recorded = self.deps.replay.get(key)
         if recorded is not None:
             res = _result_from(recorded)
-            self._add_usage(role, res.usage, count=False)
+            self._add_usage(role, res.usage)
             return res
         reason = self._stop()
         if reason:
@@ -246,14 +246,14 @@ class TickBase:
             result = await self.deps.backend.run(request, stop=self._stop, on_event=self.deps.on_event)
         except BackendError:
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())  # fail closed
-            self._add_usage(role, Usage(input=reservation.amount), count=True)
+            self._add_usage(role, Usage(input=reservation.amount))
             raise
         except BaseException:
             # cancelled (shutdown) or crashed mid-call: we cannot know the usage → charge the reservation
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())
             raise
         self.deps.budget.settle(reservation, result.usage.total, self.deps.clock.now())
-        self._add_usage(role, result.usage, count=True)
+        self._add_usage(role, result.usage)
         self.record(f"agent:{key}", _result_to(result))
         if result.status == "halted":
             raise Halt(result.stop_reason or "halted", f"{role} stopped: {result.stop_reason}")
@@ -266,7 +266,7 @@ class TickBase:
                 return reason
         return None
 
-    def _add_usage(self, role: str, usage: Usage, *, count: bool) -> None:
+    def _add_usage(self, role: str, usage: Usage) -> None:
         self.usage[role] = self.usage.get(role, Usage()) + usage
         self.emit("tick.usage", {"role": role, "tokens": self.tokens})
 
