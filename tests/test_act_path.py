@@ -219,3 +219,41 @@ def test_l3_with_promotion_yaml_holds_the_merge_without_merge_ready_evidence(tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "not merged: promotion.yaml: not merge-ready" in proc.stdout
     assert git(repo, "show", "main:calc.py") + "\n" == BUGGY
+
+
+def test_guard_ignores_what_the_runtime_itself_writes_during_an_agent_run(tmp_path: Path) -> None:
+    """A kill switch, another loop's state file and run-log entry written while an agent runs are not
+    'outside changes' and are never restored away; an agent's own write is still caught."""
+    from loop_runtime.adapters.guard import GitGuard
+    from loop_runtime.runner import runtime_written
+    from loop_runtime.runtime import load_project
+
+    repo = project(tmp_path, {"loop-run-log.md": "# Log\n\n<!-- Loop appends below this line -->\n"})
+    guard = GitGuard(repo, ignore=runtime_written(load_project(repo)))
+    before = guard.snapshot()
+    (repo / "loop-pause-all").write_text("paused\n")
+    (repo / "ci-sweeper-state.md").write_text("# Loop State\n")
+    (repo / "loop-run-log.md").write_text("# Log\n\n<!-- Loop appends below this line -->\n\n{}\n")
+    assert guard.changes(before) == ()
+    (repo / "calc.py").write_text("hacked\n")
+    assert guard.changes(before) and guard.restore(before)
+    assert (repo / "loop-pause-all").exists() and (repo / "calc.py").read_text() == BUGGY
+
+
+def test_guard_allows_another_loops_l3_merge(tmp_path: Path) -> None:
+    """A base-branch move that merges a `merged` loop attempt (another loop at L3) is not undone."""
+    from loop_runtime.adapters.git_workspace import GitWorkspace
+    from loop_runtime.adapters.guard import GitGuard
+
+    repo = project(tmp_path)
+    ws = GitWorkspace(repo)
+    handle = ws.prepare("other-loop-a1", "ci-sweeper")
+    (Path(handle.path) / "calc.py").write_text(FIXED)
+    ws.diff(handle)
+    ws.finish(handle, "active", commit_message="fix add")
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    ws.merge(handle)
+    assert guard.changes(before) == ()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "agent sneaks a commit onto main")
+    assert guard.changes(before)  # a commit on top of the merge is not the merge: still reported

@@ -330,7 +330,7 @@ class LoopRunner:
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
                                     secrets=secrets) if workspace else None,
-            guard=GitGuard(project.root) if workspace else None,
+            guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
             journal=StoreJournal(self.store, self.owner),
             notifier=OncePerDayNotifier(self.opts.notifier, self.store, self.clock) if self.opts.notifier else None,
             context=load_context(project.root),
@@ -349,6 +349,13 @@ class LoopRunner:
             tick_id=tick_id,
             run_id=run_id,
         )
+
+
+def runtime_written(project: Project) -> tuple[str, ...]:
+    """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
+    states = {p.state for p in project.registry.patterns}
+    return (*sorted(states), "loop-run-log.md", "loop-ledger.json", "docs/last-run.json", ".loop-context",
+            ".loop-context/*", "loop-pause-*")
 
 
 def _dead_local_owner(owner: str) -> bool:

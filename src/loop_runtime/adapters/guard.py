@@ -20,6 +20,7 @@ the worktrees' world.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
+from typing import Any
 
 from ..errors import GitError, LoopError
 from ..formats.worktree_manifest import MANIFEST_FILE, parse_manifest
@@ -176,14 +178,21 @@ def _git_dir(root: Path) -> Path:
     return Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root))
 
 
-def snapshot(root: Path) -> OutsideSnapshot:
-    """Everything the guard watches in the main checkout at ``root``."""
+def snapshot(root: Path, *, ignore: Iterable[str] = ()) -> OutsideSnapshot:
+    """Everything the guard watches in the main checkout at ``root``.
+
+    ``ignore`` holds ``fnmatch`` patterns of paths the runtime itself writes while agents
+    run (every loop's state file, the run log, the ledger, the kill-switch files): other
+    loops and a human pressing kill change them legitimately.
+    """
     root = Path(root)
+    patterns = tuple(ignore)
     excludes = [f":(exclude){d}" for d in RUNTIME_DIRS]
     raw = run_git_bytes(["status", "--porcelain=v2", "-z", "--untracked-files=all", "--ignored=matching",
                          "--no-renames", "--", ".", *excludes], root, env=_NO_LOCKS)
     status = {p: s for p, s in _parse_status(raw).items()  # git lists an ignored runtime folder itself
-              if p.rstrip("/").split("/", 1)[0] not in RUNTIME_DIRS}
+              if p.rstrip("/").split("/", 1)[0] not in RUNTIME_DIRS
+              and not any(fnmatch.fnmatchcase(p.rstrip("/"), pat) for pat in patterns)}
     budget = [KEEP_TOTAL]
     files = {p: _read_state(root / p, budget) for p in sorted(status)}
     trees = {p: _walk(root / p) for p, st in files.items() if st.kind == "dir" and status[p] in "?!"}
@@ -462,22 +471,46 @@ class GitGuard:
     git setting that changes is reported.
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, ignore: Iterable[str] = ()) -> None:
         self.root = Path(root)
+        self.ignore = tuple(ignore)
 
-    def _allowed_refs(self) -> frozenset[str]:
+    def _manifest(self) -> list[Any]:
         try:
             text = (self.root / MANIFEST_FILE).read_text(encoding="utf-8")
-            manifest = parse_manifest(text, file=str(self.root / MANIFEST_FILE))
+            return list(parse_manifest(text, file=str(self.root / MANIFEST_FILE)).worktrees)
         except (OSError, LoopError):
-            return frozenset()
-        return frozenset(f"refs/heads/{e.branch}" for e in manifest.worktrees)
+            return []
+
+    def _allowed_refs(self, before: OutsideSnapshot | None = None,
+                      after: OutsideSnapshot | None = None) -> frozenset[str]:
+        entries = self._manifest()
+        allowed = {f"refs/heads/{e.branch}" for e in entries}
+        if before is not None and after is not None:
+            allowed |= self._loop_merges(entries, before, after)
+        return frozenset(allowed)
+
+    def _loop_merges(self, entries: list[Any], before: OutsideSnapshot, after: OutsideSnapshot) -> set[str]:
+        """Base-branch moves made by another loop's L3 merge of a ``merged`` attempt (not an agent)."""
+        tips = {before.refs.get(f"refs/heads/{e.branch}") or after.refs.get(f"refs/heads/{e.branch}")
+                for e in entries if e.status == "merged"}
+        tips.discard(None)
+        moved: set[str] = set()
+        for name, new in after.refs.items():
+            if not tips or not name.startswith("refs/heads/") or before.refs.get(name) in (None, new):
+                continue
+            parents = (_maybe(["rev-list", "--parents", "-n", "1", new], self.root) or "").split()
+            if new in tips or any(p in tips for p in parents[2:]):  # fast-forward, or a merge commit of the tip
+                moved.add(name)
+        return moved
 
     def snapshot(self) -> OutsideSnapshot:
-        return snapshot(self.root)
+        return snapshot(self.root, ignore=self.ignore)
 
     def changes(self, before: OutsideSnapshot) -> tuple[str, ...]:
-        return compare(before, snapshot(self.root), allowed_refs=self._allowed_refs())
+        after = snapshot(self.root, ignore=self.ignore)
+        return compare(before, after, allowed_refs=self._allowed_refs(before, after))
 
     def restore(self, before: OutsideSnapshot) -> tuple[str, ...]:
-        return restore(self.root, before, snapshot(self.root), allowed_refs=self._allowed_refs())
+        after = snapshot(self.root, ignore=self.ignore)
+        return restore(self.root, before, after, allowed_refs=self._allowed_refs(before, after))
