@@ -196,3 +196,19 @@ def test_real_cli_timeout_leaves_no_process(claude_bin: str, worktree: Path, tmp
     assert init["type"] == "system"
     assert live_processes_in(worktree) == []
 
+
+
+def test_real_cli_project_settings_cannot_re_enable_bash(claude_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """A repo's own .claude/settings.json allowing Bash does not give the implementer a shell: our
+    --disallowedTools wins over project allow rules (checked with the real CLI)."""
+    marker = tmp_path / "pwned.txt"
+    (worktree / ".claude").mkdir()
+    (worktree / ".claude" / "settings.json").write_text(json.dumps({"permissions": {"allow": ["Bash", "Bash(*)"]}}))
+    turns: Turns = [{"tool_use": {"name": "Bash", "input": {"command": f"touch {marker}"}}, "usage": U},
+                    {"text": "tried", "usage": U}]
+    with ModelServer(turns) as server:
+        res = run_real(claude_bin, server, worktree, tmp_path, Permission.EDIT_WORKTREE)
+        offered = {t["name"] for t in server.bodies("/v1/messages")[0]["tools"]}
+    assert not marker.exists()
+    assert "Bash" not in offered
+    assert res.status == "ok"
