@@ -155,3 +155,31 @@ def test_two_daemons_on_one_project_never_tick_a_pattern_twice_at_once(tmp_path:
     assert any("skip.lease" in e for e in errs) or len(ticks) == 1
     spent = rows(repo, "select coalesce(sum(settled), 0) from reservations where pattern='issue-triage'")[0][0]
     assert spent <= 1500
+
+
+def test_daily_summary_is_sent_after_each_utc_midnight(tmp_path: Path) -> None:
+    """With daily_summary on, one summary of the previous UTC day goes out after midnight."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from loop_runtime.adapters.clock import ManualClock
+    from loop_runtime.adapters.notify import RecordingNotifier
+    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.daemon import _daily_summaries
+
+    clock = ManualClock(datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc))
+    store = RunStore.open(tmp_path)
+    notes = RecordingNotifier()
+    sleeps = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.advance(seconds)
+        if len(sleeps) >= 2:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(_daily_summaries(store, notes, clock, ["daily-triage"], lambda *a: None, sleep=fake_sleep))
+    store.close()
+    assert [n.kind for n in notes.notes] == ["daily-summary"]
+    assert "2026-11-25" in notes.notes[0].title and sleeps[0] == 2 * 3600 + 5

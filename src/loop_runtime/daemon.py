@@ -79,6 +79,9 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
                 notifier.notify(Notification("daemon-error", f"{pid}: tick failed", str(e)[:300], pattern=pid))
 
     scheduler = Scheduler(specs, run_tick, store=store, clock=clock, on_log=log)
+    summary_task = None
+    if notifier is not None and project.config.daily_summary:
+        summary_task = asyncio.ensure_future(_daily_summaries(store, notifier, clock, ids, log))
     loop = asyncio.get_running_loop()
     remove = install_signal_handlers(scheduler, loop, GRACE_S)
     server_task = None
@@ -94,11 +97,29 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         await scheduler.shutdown(GRACE_S)
     finally:
         remove()
+        if summary_task is not None:
+            summary_task.cancel()
         if server_task is not None:
             server.should_exit = True
             await asyncio.wait([server_task], timeout=5)
         store.close()
         log("daemon.stop", {})
+
+
+async def _daily_summaries(store: Any, notifier: Any, clock: Any, patterns: list[str], log: Any,
+                           sleep: Any = asyncio.sleep) -> None:
+    """After each UTC midnight, one short summary of the day before (ticks, tokens, waiting escalations)."""
+    from datetime import timedelta
+
+    from .adapters.notify import daily_summary
+    from .core.schedule import next_day_start
+
+    while True:
+        now = clock.now()
+        await sleep(max(1.0, (next_day_start(now) - now).total_seconds() + 5))
+        yesterday = (clock.now() - timedelta(hours=12)).date()
+        notifier.notify(daily_summary(store, yesterday, patterns))
+        log("notify.daily-summary", {"day": str(yesterday)})
 
 
 def run_daemon(project: Project, patterns: list[str], *, dashboard: bool, port: int, backend: str | None,

@@ -20,6 +20,7 @@ File format (every key optional; unknown keys are an error naming the valid ones
     openai_base_url = "http://localhost:8000/v1"              # for backend = "openai"
     agent_timeout_s = 900         # seconds per agent call (default 900)
     max_turns = 30                # agent turns per call (default 30)
+    daily_summary = false         # `start` sends a summary notification after each UTC day
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -84,6 +85,7 @@ class ProjectConfig:
     openai_base_url: str | None = None
     agent_timeout_s: float = 900.0
     max_turns: int = 30
+    daily_summary: bool = False
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def for_pattern(self, pattern_id: str) -> PatternConfig:
@@ -207,6 +209,7 @@ _TOP: dict[str, Check] = {
     "openai_base_url": _text,
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
+    "daily_summary": _boolean,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),
