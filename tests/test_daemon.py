@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.support.gitrepo import make_repo
+from datetime import UTC
 
 pytestmark = pytest.mark.slow
 
@@ -160,14 +161,14 @@ def test_two_daemons_on_one_project_never_tick_a_pattern_twice_at_once(tmp_path:
 def test_daily_summary_is_sent_after_each_utc_midnight(tmp_path: Path) -> None:
     """With daily_summary on, one summary of the previous UTC day goes out after midnight."""
     import asyncio
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from loop_runtime.adapters.clock import ManualClock
     from loop_runtime.adapters.notify import RecordingNotifier
     from loop_runtime.adapters.sqlite_store import RunStore
     from loop_runtime.daemon import _daily_summaries
 
-    clock = ManualClock(datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2026, 11, 25, 22, 0, tzinfo=UTC))
     store = RunStore.open(tmp_path)
     notes = RecordingNotifier()
     sleeps = []

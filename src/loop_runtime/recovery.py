@@ -37,8 +37,8 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
         phases = store.phases(tick.tick_id)
         store.set_tick_status(tick.tick_id, "crashed")
         settled = store.settle_orphans({t.tick_id for t in store.open_ticks(None)}, now)
-        tokens = max(_journal_tokens(phases), sum(r.amount for r in settled if r.tick_id == tick.tick_id)
-                     + _journal_tokens(phases))
+        # what the journal recorded as settled, plus the orphan reservations just charged in full
+        tokens = _journal_tokens(phases) + sum(r.amount for r in settled if r.tick_id == tick.tick_id)
         if not any(p.phase == "logged" for p in phases):
             entry = RunLogEntry(run_id=tick.run_id, pattern=pattern, duration_s=0, items_found=0, actions_taken=0,
                                 escalations=0, tokens_estimate=tokens, outcome="no-op",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -193,15 +193,11 @@ def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:
     return stop
 
 
-def runlog_spent(project: Project, pattern: str, day: date, exclude_run_ids: set[str] = frozenset()) -> int:  # type: ignore[assignment]
-    from .formats.runlog import parse_run_log
+def runlog_spent(project: Project, pattern: str, day: date, exclude_run_ids: Collection[str] = ()) -> int:
+    from .formats.runlog import parse_run_log, tokens_on_day
 
     log = parse_run_log(project.read("loop-run-log.md") or "")
-    total = 0
-    for e in log.entries:
-        if e.pattern == pattern and e.run_id not in exclude_run_ids and e.run_id[:10] == str(day):
-            total += int(e.tokens_estimate or 0)
-    return total
+    return tokens_on_day(log, pattern, day, exclude_run_ids=exclude_run_ids)
 
 
 # ---------------------------------------------------------------------------- dry run

@@ -39,9 +39,9 @@ def _iso(dt: Any) -> str | None:
 
 def _store_facts(store: Any, pattern_id: str, day: Any, log: Any) -> dict[str, Any]:
     """Spend, schedule, last tick and escalations as the run store knows them."""
-    ours = store.tick_run_ids(pattern_id, day)
-    external = sum(int(e.tokens_estimate or 0) for e in log.entries
-                   if e.pattern == pattern_id and e.run_id[:10] == str(day) and e.run_id not in ours)
+    from .formats.runlog import tokens_on_day
+
+    external = tokens_on_day(log, pattern_id, day, exclude_run_ids=store.tick_run_ids(pattern_id, day))
     facts: dict[str, Any] = {
         "spent": store.spent(pattern_id, day) + external,
         "reserved": store.reserved(pattern_id, day),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, UTC
 from types import MappingProxyType
@@ -205,9 +205,13 @@ def parse_run_time(run_id: object) -> datetime | None:
         return None
 
 
-def tokens_on_day(log: RunLog, pattern: str, day: date) -> int:
-    """Tokens the log records for ``pattern`` on UTC ``day`` (the budget's "spent today")."""
-    return sum(e.tokens_estimate for e in _on_day(log, pattern, day))
+def tokens_on_day(log: RunLog, pattern: str, day: date, *, exclude_run_ids: Collection[str] = ()) -> int:
+    """Tokens the log records for ``pattern`` on UTC ``day`` (the budget's "spent today").
+
+    ``exclude_run_ids``: entries whose tokens the run store already counts (our own ticks),
+    so what remains is what other tools spent.
+    """
+    return sum(e.tokens_estimate for e in _on_day(log, pattern, day) if e.run_id not in exclude_run_ids)
 
 
 def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
