@@ -12,6 +12,7 @@ module level; everything else is imported inside the command that needs it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -490,10 +491,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
         sys.exit(1)
     except Exception as e:  # a bug: still one line, the traceback on request
-        import os
-
         if os.environ.get("LOOP_RUNTIME_DEBUG"):
             raise
+        from .optional import missing_message
+
+        missing = missing_message(e) if isinstance(e, ImportError) else None
+        if missing:  # an optional part used without its extra: name the extra, not "internal error"
+            click.echo(f"loop-runtime: {missing}", err=True)
+            sys.exit(1)
         click.echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
                    "traceback)", err=True)
         sys.exit(1)
