@@ -87,7 +87,8 @@ LAYOUTS: dict[str, StateLayout] = {
 }
 
 #: the starters' "nothing here yet" lines
-_PLACEHOLDER = re.compile(r"^\s*(?:[-*+]\s+)?\(?\s*(?:none(?: yet)?\b[^)]*|—|-|n/?a)\s*\)?\s*\.?\s*$", re.I)
+_PLACEHOLDER = re.compile(r"^\s*(?:[-*+]\s+)?(?:\(\s*(?:none|n/?a|—)(?:\s+yet)?(?:\s*[—–-][^)]*)?\)|(?:none|n/?a|—)\.?)\s*$",
+                          re.IGNORECASE)
 
 
 def layout_for(pattern_id: str, state_file: str) -> StateLayout:
