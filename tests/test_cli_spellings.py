@@ -85,6 +85,9 @@ def test_gate_check_takes_loop_gates_paths_flag_with_several_values(tmp_path: Pa
     assert ok.returncode == 0 and ok.stdout.startswith("ALLOWED")
     none = run_cli("gate", "check", cwd=tmp_path)
     assert none.returncode == 1 and "no paths" in none.stderr
+    for empty in ([""], [" , ,"], ["--paths", ""]):
+        proc = run_cli("gate", "check", *empty, cwd=tmp_path)
+        assert proc.returncode == 1 and "at least one non-empty path" in proc.stderr, empty
 
 
 @pytest.mark.parametrize("args", [["plan", "--pattern", "ci-sweeper", "--json"], ["plan", "-p", "ci-sweeper", "--json"],

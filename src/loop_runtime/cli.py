@@ -208,6 +208,8 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
     else:
         policy, warning = load_gate_policy(c.root)
     split = [p for arg in paths for p in split_paths_arg(arg)]
+    if not split:  # `--paths ""` or `--paths ,,`: nothing to check is not "allowed"
+        raise click.UsageError("--paths must contain at least one non-empty path.")
     decision = check(policy, split, action)
     if warning and not as_json:
         click.echo(f"warning: {warning}", err=True)
