@@ -195,36 +195,76 @@ def _store_if_exists(project: Any) -> Any:
     return RunStore.open(project.root)
 
 
-def _print_status(doc: dict[str, Any]) -> None:
-    """A compact rich table (plain columns when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)
-    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
-    if doc["killSwitch"]["all"]:
-        title += "  [bold red]KILL SWITCH: ALL LOOPS PAUSED[/]"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col in ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"):
-        table.add_column(col, no_wrap=True)
+def _status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """Each loop's cells as (text, rich style): the same words on a terminal and in a pipe."""
+    rows = []
     for lp in doc["loops"]:
         lvl, b = lp["level"], lp["budget"]
         spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
+        spend_style = ""
         if b["percent"] is not None and b["percent"] >= 80:
-            spend = f"[{'red' if b['percent'] >= 100 else 'yellow'}]{spend}[/]"
-        last = lp["lastRun"]["outcome"] if lp["lastRun"] else "never"
+            spend_style = "red" if b["percent"] >= 100 else "yellow"
+        last, last_style = (lp["lastRun"]["outcome"] if lp["lastRun"] else "never"), ""
         if lp["running"]:
-            last = f"[cyan]running: {lp['running']['phase']}[/]"
+            last, last_style = f"running: {lp['running']['phase']}", "cyan"
         eff = lvl["effective"]
-        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→[yellow]{eff}[/]"
-        table.add_row(lp["pattern"], level, lp["cadence"], lp["nextRun"] or "-", last, spend,
-                      f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}", str(lp["openEscalations"] or "-"),
-                      "[red]ON[/]" if lp["killSwitch"]["engaged"] else "off")
-    console.print(table)
-    for lp in doc["loops"]:
-        lvl = lp["level"]
-        if lvl["effective"] != lvl["configured"]:
-            console.print(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
+        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→{eff}"
+        rows.append([(lp["pattern"], ""), (level, "" if eff == lvl["configured"] else "yellow"),
+                     (lp["cadence"], ""), (lp["nextRun"] or "-", ""), (last, last_style), (spend, spend_style),
+                     (f"{lp['runs']['today']:,}/{lp['runs']['max'] or '-'}", ""),
+                     (f"{lp['openEscalations']:,}" if lp["openEscalations"] else "-", ""),
+                     ("ON", "red") if lp["killSwitch"]["engaged"] else ("off", "")])
+    return rows
+
+
+_STATUS_COLUMNS = ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL")
+
+
+def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
+    """A rich table on a terminal; plain full-width columns, one loop per line, anywhere else (never cut)."""
+    stream = stream or click.get_text_stream("stdout")
+    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
+    kill_all = "  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""
+    rows = _status_rows(doc)
+    notes = [f"{lp['pattern']}: {lp['level']['effective']} — {lp['level']['reason']}" for lp in doc["loops"]
+             if lp["level"]["effective"] != lp["level"]["configured"]]
+    notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
+              for lp in doc["loops"] if lp.get("enabled") is False]
+    others = doc.get("otherPatterns", 0)
+    if not doc["loops"]:
+        from .loops import LOOKED_FOR
+
+        notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
+    if others:
+        notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
+                     "(`loop-runtime list` shows them).")
+    if not stream.isatty():
+        from .render import table
+
+        click.echo(title + kill_all, file=stream)
+        if rows:
+            click.echo(table([[text for text, _ in r] for r in rows], _STATUS_COLUMNS), file=stream)
+        for n in notes:
+            click.echo(n, file=stream)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    table_ = Table(title=escape(title) + (f"[bold red]{kill_all}[/]" if kill_all else ""), title_justify="left",
+                   box=None, pad_edge=False, header_style="bold")
+    for col in _STATUS_COLUMNS:
+        table_.add_column(col, overflow="fold")
+    for r in rows:
+        table_.add_row(*[Text(text, style=style) for text, style in r])
+    if rows:
+        console.print(table_)
+    else:
+        console.print(Text(title + kill_all))
+    for n in notes:
+        console.print(Text(n))
 
 
 # ---------------------------------------------------------------------------- run
