@@ -422,27 +422,68 @@ def _esc_doc(e: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("escalation_id")
-@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human).")
+@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human); on an "
+              "escalation approved earlier, merge its branch now.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @pass_ctx
-def approve(c: _Ctx, escalation_id: str, merge: bool) -> None:
+def approve(c: _Ctx, escalation_id: str, merge: bool, as_json: bool) -> None:
     """Apply a held change exactly as reviewed (no agent is called)."""
     from .actions import approve as do_approve
 
     r = do_approve(c.project, escalation_id, merge=merge)
-    where = f" on {r['branch']}" if r.get("branch") else ""
-    click.echo(f"Approved {escalation_id}: committed{where}" + (" and merged" if merge else "") + ".")
+    if as_json:
+        _emit_json(r)
+        return
+    click.echo(approve_text(r))
+
+
+def approve_text(r: dict[str, Any]) -> str:
+    """What ``approve`` did, in words: the commit, the merge, and what happened to the runtime's own files."""
+    esc = r["id"]
+    if r.get("later"):
+        lines = [f"Merged {esc} (approved earlier): {r['branch']} into {r['into']} at {r['merge'][:12]}."]
+    else:
+        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "") if r.get("branch") else ""
+        lines = [f"Approved {esc}: committed{where}."]
+        if r.get("merge"):
+            lines.append(f"Merged {r['branch']} into {r['into']} at {r['merge'][:12]}.")
+        elif r.get("branch"):
+            lines.append(f"Not merged: `loop-runtime approve {esc} --merge` merges it later.")
+    if r.get("committed"):
+        lines.append(f"Committed loop-runtime's own files first ({r['stateCommit'][:12]}), since the branch "
+                     f"changes them too: {', '.join(r['committed'])}.")
+    if r.get("carried"):
+        lines.append(f"Carried over loop-runtime's own uncommitted files (still uncommitted): "
+                     f"{', '.join(r['carried'])}.")
+    removed = r.get("removed") or {}
+    if removed.get("worktree"):
+        lines.append(f"Removed worktree {removed['worktree']}; kept branch {r['branch']}.")
+    return "\n".join(lines)
 
 
 @cli.command()
 @click.argument("escalation_id")
 @click.option("--reason", required=True, help="Why — recorded in the state file.")
+@click.option("--keep-branch", is_flag=True, help="Keep the branch loop/<run-id> (with the held change committed "
+              "on it) instead of deleting it.")
 @pass_ctx
-def reject(c: _Ctx, escalation_id: str, reason: str) -> None:
-    """Discard a held change and record the decision."""
+def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
+    """Discard a held change: remove its worktree and branch, and record the decision."""
     from .actions import reject as do_reject
 
-    do_reject(c.project, escalation_id, reason=reason)
+    r = do_reject(c.project, escalation_id, reason=reason, keep_branch=keep_branch)
     click.echo(f"Rejected {escalation_id}: {reason}")
+    removed = r.get("removed") or {}
+    gone = [f"worktree {removed['worktree']}" if removed.get("worktree") else "",
+            f"branch {removed['branch']}" if removed.get("branch") else "",
+            f"held patch {removed['patch']}" if removed.get("patch") else ""]
+    if any(gone):
+        click.echo("Removed " + ", ".join(g for g in gone if g) + ".")
+    if removed.get("branchKept"):
+        click.echo(f"Kept branch {removed['branchKept']} (the held change is committed on it); "
+                   f"delete it with `git branch -D {removed['branchKept']}`.")
+    elif not any(gone):
+        click.echo("Nothing on disk to remove (no worktree or branch was left).")
 
 
 @cli.command()
