@@ -281,10 +281,12 @@ def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
 @click.option("--model", default=None)
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
               help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
+@click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
+              "is reached (the token budget and the kill switch still apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, as_json: bool) -> None:
+        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
     """Run tick(s) of one loop now."""
     import asyncio
 
@@ -293,9 +295,9 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     project = c.project
     plan_ = project.plan(pattern, level)
-    progress = make_progress(log_format)
+    progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
-                      on_event=progress.event if progress else None, notifier=_notifier(project))
+                      on_event=progress.event if progress else None, notifier=_notifier(project), force=force)
     name = backend_name(project, plan_, opts)
     try:
         if dry_run:
