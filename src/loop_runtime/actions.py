@@ -104,9 +104,11 @@ def spine_files(project: Project) -> tuple[str, ...]:
 
 
 def _is_spine(path: str, patterns: tuple[str, ...]) -> bool:
+    """``path`` is one of the runtime's files; a pattern's ``*`` never crosses a ``/`` (so a user's
+    ``loop-pause-notes/todo.py`` is not mistaken for the kill-switch file ``loop-pause-*``)."""
     from fnmatch import fnmatchcase
 
-    return any(fnmatchcase(path, p) for p in patterns)
+    return any(fnmatchcase(path, p) and path.count("/") == p.count("/") for p in patterns)
 
 
 def _dirty_paths(root: Path) -> list[str]:
