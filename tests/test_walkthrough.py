@@ -323,3 +323,34 @@ def test_live_progress_renders_on_a_terminal_stream() -> None:
     text = out.getvalue()
     assert re.search(r"ci-sweeper 1/2: no-op in \d+\.\d s — 3,000 tokens", text)
     assert re.search(r"ci-sweeper 2/2: no-op in \d+\.\d s — 1,000 tokens", text)
+
+
+def test_approve_merge_refuses_off_the_base_branch_before_committing_anything(tmp_path: Path, cli) -> None:
+    repo = scaffold(tmp_path, "ci-sweeper")
+    esc = escalate(tmp_path, repo, cli)
+    git(repo, "switch", "-q", "-c", "elsewhere")
+    before = git(repo, "for-each-ref", "refs/heads/loop/")
+    proc = cli("approve", esc, "--merge", cwd=repo)
+    assert proc.returncode == 1
+    assert "on elsewhere, not main" in proc.stderr and "git switch main" in proc.stderr
+    assert git(repo, "for-each-ref", "refs/heads/loop/") == before  # nothing committed on the branch
+
+
+def test_only_the_runtimes_own_files_count_as_spine_files() -> None:
+    """A user's file is never carried or committed as the runtime's: ``*`` does not cross ``/``."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from loop_runtime.actions import _is_spine
+
+    spine = ("ci-sweeper-state.md", "loop-run-log.md", "loop-ledger.json", ".loop-context/*", "loop-pause-*")
+    assert _is_spine("loop-pause-all", spine) and _is_spine(".loop-context/packet.md", spine)
+    name = st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+    @given(name, name)
+    def nested_paths_never_match(a: str, b: str) -> None:
+        assert not _is_spine(f"{a}/loop-pause-{b}/x", spine)
+        assert not _is_spine(f"loop-pause-{a}/{b}", spine)
+        assert not _is_spine(f"{a}/ci-sweeper-state.md", spine)
+
+    nested_paths_never_match()

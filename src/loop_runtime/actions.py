@@ -132,11 +132,22 @@ def _dirty_paths(root: Path) -> list[str]:
     return paths
 
 
-def merge_preflight(project: Project, esc_id: str) -> list[str]:
-    """Refuse a merge (before anything changes) when the main checkout holds someone's uncommitted work.
+def merge_preflight(project: Project, esc_id: str, run_id: str | None = None) -> list[str]:
+    """Refuse a merge (before anything changes) when the main checkout is not on the attempt's base
+    branch or holds someone's uncommitted work.
 
     Returns the dirty spine files that the merge will carry over or commit.
     """
+    from .adapters.git import run_git
+    from .adapters.git_workspace import GitWorkspace
+
+    handle = GitWorkspace(project.root).handle_for(run_id) if run_id else None
+    if handle is not None and handle.base_branch:
+        head = run_git(["symbolic-ref", "-q", "--short", "HEAD"], project.root) if _on_branch(project.root) else ""
+        if head != handle.base_branch:
+            raise LoopError(f"not merging {esc_id}: the main checkout is on {head or 'a detached HEAD'}, not "
+                            f"{handle.base_branch}; `git switch {handle.base_branch}`, then run "
+                            f"`loop-runtime approve {esc_id} --merge`")
     dirty = _dirty_paths(project.root)
     spine = spine_files(project)
     foreign = [p for p in dirty if not _is_spine(p, spine)]
@@ -146,6 +157,12 @@ def merge_preflight(project: Project, esc_id: str) -> list[str]:
                         f"(not loop-runtime's own files); commit or stash them, then run "
                         f"`loop-runtime approve {esc_id} --merge`")
     return [p for p in dirty if _is_spine(p, spine)]
+
+
+def _on_branch(root: Path) -> bool:
+    from .adapters.git import git_ok
+
+    return git_ok(["symbolic-ref", "-q", "HEAD"], root)
 
 
 def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> dict[str, Any]:
@@ -192,7 +209,7 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
         ctx = esc.context
         who = by or getpass.getuser()
         result: dict[str, Any] = {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id}
-        spine_dirty = merge_preflight(project, esc_id) if merge and esc.diff.strip() else []
+        spine_dirty = merge_preflight(project, esc_id, ctx.get("worktreeRunId")) if merge and esc.diff.strip() else []
         if esc.diff.strip():
             ws = GitWorkspace(project.root)
             run_id = ctx.get("worktreeRunId") or f"{esc.pattern}-approved-{esc_id}"
@@ -233,7 +250,7 @@ def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
         raise LoopError(f"escalation {esc.id}: branch {branch} no longer exists; nothing to merge")
     if _already_merged(project.root, branch):
         raise LoopError(f"escalation {esc.id} is already approved and {branch} is already merged into HEAD")
-    spine_dirty = merge_preflight(project, esc.id)
+    spine_dirty = merge_preflight(project, esc.id, run_id)
     result: dict[str, Any] = {"id": esc.id, "pattern": esc.pattern, "item": esc.item_id, "branch": branch,
                               "commit": _head(project.root, branch), "worktreeRunId": run_id, "later": True}
     result.update(_merge(project, ws, handle, spine_dirty))
