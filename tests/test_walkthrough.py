@@ -354,3 +354,15 @@ def test_only_the_runtimes_own_files_count_as_spine_files() -> None:
         assert not _is_spine(f"{a}/ci-sweeper-state.md", spine)
 
     nested_paths_never_match()
+
+
+def test_daemon_log_lines_are_sentences_with_the_way_out() -> None:
+    from loop_runtime.daemon import human_line
+
+    tick = {"pattern": "ci-sweeper", "tokens": 0, "duration_s": 0.157}
+    assert human_line("tick", {**tick, "outcome": "no-op"}) == "ci-sweeper: no-op in 0.16 s"
+    assert human_line("tick", {**tick, "outcome": "paused", "haltReason": "paused"}) == "ci-sweeper: paused in 0.16 s"
+    budget = human_line("tick", {**tick, "outcome": "halted", "tokens": 1500, "haltReason": "budget"})
+    assert budget.startswith("ci-sweeper: halted in 0.16 s — 1,500 tokens")
+    assert "`loop-runtime topup ci-sweeper <tokens> --resume`" in budget
+    assert human_line("tick.start", {"pattern": "ci-sweeper"}) == ""  # bookkeeping stays in --log-format json

@@ -66,7 +66,12 @@ def human_line(kind: str, f: Mapping[str, Any]) -> str:
     if kind == "tick":
         secs = float(f.get("duration_s", 0.0))
         tokens = int(f.get("tokens", 0))
-        return f"{pat}: {f.get('outcome')} in {secs:.2f} s" + (f" — {tokens:,} tokens" if tokens else "")
+        line = f"{pat}: {f.get('outcome')} in {secs:.2f} s" + (f" — {tokens:,} tokens" if tokens else "")
+        if f.get("haltReason") == "budget":
+            line += f" (budget: `loop-runtime topup {pat} <tokens> --resume` raises today's cap and resumes it)"
+        elif f.get("haltReason") not in (None, "paused"):
+            line += f" ({f.get('haltReason')})"
+        return line
     if kind == "skip.lease":
         return f"{pat}: skipped — {f.get('detail')}"
     if kind == "skip.overlap":
@@ -137,7 +142,7 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
             result = await runners[pid].tick()
             log("tick", {"pattern": pid, "outcome": result.decision if result.decision == "paused" else result.outcome,
                          "tokens": result.tokens, "duration_s": round(time.monotonic() - t0, 3),
-                         "runId": result.run_id})
+                         "runId": result.run_id, "haltReason": result.halt_reason})
         except LeaseHeld as e:
             log("skip.lease", {"pattern": pid, "detail": str(e)})
         except LoopError as e:
