@@ -1,7 +1,7 @@
 """``loop-runtime``: the command line.
 
 Exit codes (R27): 0 completed (including no-op and paused), 2 a human is needed
-(escalation, gate hold, budget halt), 1 configuration or runtime error — always one
+(escalation, gate hold, budget or runs/day halt), 1 configuration or runtime error — always one
 line on stderr naming the file, field and value, never a traceback. Every read command
 takes ``--json``. The project root is ``--root`` > ``LOOP_PROJECT_ROOT`` > cwd (R33).
 
