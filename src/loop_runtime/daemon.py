@@ -85,7 +85,8 @@ def human_line(kind: str, f: Mapping[str, Any]) -> str:
         return f"{pat}: tick cancelled"
     if kind == "shutdown.start":  # the signal handler already said "SIGTERM: stopping"
         running = ", ".join(f.get("running") or [])
-        return f"loop-runtime: waiting up to {float(f.get('grace_s', 0)):g} s for {running} to finish" if running else ""
+        grace = float(f.get("grace_s", 0))
+        return f"loop-runtime: waiting up to {grace:g} s for {running} to finish" if running else ""
     if kind == "shutdown.abandoned":
         return f"loop-runtime: grace period over, cancelling {', '.join(f.get('running') or [])}"
     if kind == "shutdown.done":
