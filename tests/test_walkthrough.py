@@ -366,3 +366,19 @@ def test_daemon_log_lines_are_sentences_with_the_way_out() -> None:
     assert budget.startswith("ci-sweeper: halted in 0.16 s — 1,500 tokens")
     assert "`loop-runtime topup ci-sweeper <tokens> --resume`" in budget
     assert human_line("tick.start", {"pattern": "ci-sweeper"}) == ""  # bookkeeping stays in --log-format json
+
+
+def test_approve_merge_that_conflicts_names_the_files_and_merges_nothing(tmp_path: Path, cli) -> None:
+    repo = scaffold(tmp_path, "ci-sweeper")
+    esc = escalate(tmp_path, repo, cli)
+    (repo / "src").mkdir(exist_ok=True)
+    (repo / "src" / "a.py").write_text("y = 2\n")  # a human commits the same file meanwhile
+    git(repo, "add", "src/a.py")
+    git(repo, "commit", "-q", "-m", "human change")
+    head = git(repo, "rev-parse", "HEAD")
+    proc = cli("approve", esc, "--merge", cwd=repo)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "conflicts in src/a.py" in line and "nothing was merged" in line and "git merge loop/" in line
+    assert git(repo, "rev-parse", "HEAD") == head and (repo / "src" / "a.py").read_text() == "y = 2\n"
+    assert not (repo / ".git" / "MERGE_HEAD").exists()

@@ -15,7 +15,7 @@ from typing import Any
 from .adapters.state_files import atomic_write
 from .core import killswitch
 from .core.budget import utc_day
-from .errors import ConfigError, LoopError
+from .errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
 
 
@@ -180,9 +180,28 @@ def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> di
                  *to_commit], project.root, env=ws._identity())
         info["stateCommit"] = run_git(["rev-parse", "HEAD"], project.root)
     merge_ws = type(ws)(project.root, own_files=carried)
-    info["merge"] = merge_ws.merge(handle)
+    try:
+        info["merge"] = merge_ws.merge(handle)
+    except GitError as e:
+        conflicts = _conflicts(project.root, handle.branch)
+        if not conflicts:
+            raise
+        raise LoopError(f"not merging {handle.branch} into {handle.base_branch}: it conflicts in "
+                        f"{', '.join(conflicts[:5])}; nothing was merged (the reviewed change is committed on "
+                        f"{handle.branch}) — merge it by hand with `git merge {handle.branch}`") from e
     info["into"] = handle.base_branch
     return info
+
+
+def _conflicts(root: Path, branch: str) -> list[str]:
+    """Paths where merging ``branch`` into HEAD conflicts (``git merge-tree``; empty if it cannot tell)."""
+    import subprocess
+
+    proc = subprocess.run(["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", "HEAD", branch],
+                          cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    if proc.returncode != 1:
+        return []
+    return [line for line in proc.stdout.splitlines()[1:] if line.strip()]
 
 
 def _already_merged(root: Path, branch: str) -> bool:
