@@ -382,3 +382,24 @@ def test_approve_merge_that_conflicts_names_the_files_and_merges_nothing(tmp_pat
     assert "conflicts in src/a.py" in line and "nothing was merged" in line and "git merge loop/" in line
     assert git(repo, "rev-parse", "HEAD") == head and (repo / "src" / "a.py").read_text() == "y = 2\n"
     assert not (repo / ".git" / "MERGE_HEAD").exists()
+
+
+def test_merge_commits_the_runtimes_files_first_when_the_branch_changes_them_too(tmp_path: Path, cli) -> None:
+    """Carrying is impossible when the branch edits a dirty state file: it is committed first, and said so."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    esc = escalate(tmp_path, repo, cli)
+    assert cli("approve", esc, cwd=repo).returncode == 0
+    (branch,) = git(repo, "branch", "--list", "loop/*", "--format=%(refname:short)").splitlines()
+    (wt,) = [Path(line.split()[0]) for line in git(repo, "worktree", "list").splitlines() if f"[{branch}]" in line]
+    state = wt / "ci-sweeper-state.md"
+    state.write_text(state.read_text().replace("## Watch (flakes / infra)", "## Watch (flakes / infra / timeouts)"))
+    git(wt, "commit", "-q", "-am", "rename a section")
+    assert "ci-sweeper-state.md" in dirty(repo)
+    proc = cli("approve", esc, "--merge", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"Committed loop-runtime's own files first \([0-9a-f]{12}\).*: ci-sweeper-state\.md\.",
+                     proc.stdout), proc.stdout
+    log = git(repo, "log", "--format=%s", "main").splitlines()
+    assert f"loop-runtime: record loop state before merging {branch}" in log
+    merged = (repo / "ci-sweeper-state.md").read_text()
+    assert "## Watch (flakes / infra / timeouts)" in merged and "Last run: 20" in merged

@@ -184,6 +184,8 @@ def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> di
         info["merge"] = merge_ws.merge(handle)
     except GitError as e:
         conflicts = _conflicts(project.root, handle.branch)
+        if info["stateCommit"] and run_git(["rev-parse", "HEAD"], project.root) == info["stateCommit"]:
+            run_git(["reset", "-q", "HEAD~1"], project.root)  # undo our own commit: the files stay as they were
         if not conflicts:
             raise
         raise LoopError(f"not merging {handle.branch} into {handle.base_branch}: it conflicts in "
