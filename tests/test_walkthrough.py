@@ -193,6 +193,8 @@ def test_an_approved_change_can_be_merged_later_once(tmp_path: Path, cli) -> Non
     later = cli("approve", esc, "--merge", cwd=repo)
     assert later.returncode == 0, later.stderr
     assert f"Merged {esc} (approved earlier)" in later.stdout
+    assert re.search(r"Human decision: approved by .+ on \d{4}-\d\d-\d\d; merged on ",
+                     (repo / "ci-sweeper-state.md").read_text())
     assert (repo / "src" / "a.py").read_text() == "x = 1\n"
     twice = cli("approve", esc, "--merge", cwd=repo)
     assert twice.returncode == 1 and "already merged" in twice.stderr

@@ -276,7 +276,13 @@ def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
                               "commit": _head(project.root, branch), "worktreeRunId": run_id, "later": True}
     result.update(_merge(project, ws, handle, spine_dirty))
     result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
-    store.add_event("escalation.merged", result, now_utc(), pattern=esc.pattern)
+    now = now_utc()
+    from .formats.state import parse_state, render_state, set_human_decision
+
+    approved = f"{esc.decided_at:%Y-%m-%d}" if hasattr(esc.decided_at, "strftime") else "earlier"
+    _state_decision(project, esc, f"approved by {esc.decided_by or 'a human'} on {approved}; merged on {now:%Y-%m-%d}",
+                    parse_state, render_state, set_human_decision)
+    store.add_event("escalation.merged", result, now, pattern=esc.pattern)
     return result
 
 
