@@ -12,7 +12,9 @@ while ``start`` refused with "no loops enabled" — the same project, two answer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .runtime import Project
@@ -29,7 +31,7 @@ class ProjectLoops:
     """The project's loops: enabled ones (with why), ones only seen in history, and what was looked for."""
 
     enabled: tuple[str, ...]
-    reasons: dict[str, str]
+    reasons: Mapping[str, str]  # pattern id -> what enabled it ("LOOP.md", "state file ci-sweeper-state.md" …)
     disabled: tuple[str, ...]
     history_only: tuple[str, ...]
     registry_size: int
@@ -77,7 +79,7 @@ def project_loops(project: Project, store: Any = None) -> ProjectLoops:
             continue
         enabled.append(p.id)
         reasons[p.id] = why
-    if not enabled:
+    if not enabled and not disabled:  # nothing more specific names a loop (not even to turn it off)
         for pid in shared:
             if project.config.for_pattern(pid).enabled:
                 enabled.append(pid)
@@ -87,7 +89,8 @@ def project_loops(project: Project, store: Any = None) -> ProjectLoops:
     for p in project.registry.patterns:
         if p.id in ran and p.id not in enabled:
             history.append(p.id)
-    return ProjectLoops(tuple(enabled), reasons, tuple(disabled), tuple(history), len(project.registry.patterns))
+    return ProjectLoops(tuple(enabled), MappingProxyType(reasons), tuple(disabled), tuple(history),
+                        len(project.registry.patterns))
 
 
 def _ran(project: Project, store: Any) -> set[str]:
