@@ -1,7 +1,7 @@
 """``loop-runtime``: the command line.
 
 Exit codes (R27): 0 completed (including no-op and paused), 2 a human is needed
-(escalation, gate hold, budget halt), 1 configuration or runtime error — always one
+(escalation, gate hold, budget or runs/day halt), 1 configuration or runtime error — always one
 line on stderr naming the file, field and value, never a traceback. Every read command
 takes ``--json``. The project root is ``--root`` > ``LOOP_PROJECT_ROOT`` > cwd (R33).
 
@@ -249,36 +249,76 @@ def _store_if_exists(project: Any) -> Any:
     return RunStore.open(project.root)
 
 
-def _print_status(doc: dict[str, Any]) -> None:
-    """A compact rich table (plain columns when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)
-    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
-    if doc["killSwitch"]["all"]:
-        title += "  [bold red]KILL SWITCH: ALL LOOPS PAUSED[/]"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col in ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"):
-        table.add_column(col, no_wrap=True)
+def _status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """Each loop's cells as (text, rich style): the same words on a terminal and in a pipe."""
+    rows = []
     for lp in doc["loops"]:
         lvl, b = lp["level"], lp["budget"]
         spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
+        spend_style = ""
         if b["percent"] is not None and b["percent"] >= 80:
-            spend = f"[{'red' if b['percent'] >= 100 else 'yellow'}]{spend}[/]"
-        last = lp["lastRun"]["outcome"] if lp["lastRun"] else "never"
+            spend_style = "red" if b["percent"] >= 100 else "yellow"
+        last, last_style = (lp["lastRun"]["outcome"] if lp["lastRun"] else "never"), ""
         if lp["running"]:
-            last = f"[cyan]running: {lp['running']['phase']}[/]"
+            last, last_style = f"running: {lp['running']['phase']}", "cyan"
         eff = lvl["effective"]
-        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→[yellow]{eff}[/]"
-        table.add_row(lp["pattern"], level, lp["cadence"], lp["nextRun"] or "-", last, spend,
-                      f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}", str(lp["openEscalations"] or "-"),
-                      "[red]ON[/]" if lp["killSwitch"]["engaged"] else "off")
-    console.print(table)
-    for lp in doc["loops"]:
-        lvl = lp["level"]
-        if lvl["effective"] != lvl["configured"]:
-            console.print(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
+        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→{eff}"
+        rows.append([(lp["pattern"], ""), (level, "" if eff == lvl["configured"] else "yellow"),
+                     (lp["cadence"], ""), (lp["nextRun"] or "-", ""), (last, last_style), (spend, spend_style),
+                     (f"{lp['runs']['today']:,}/{lp['runs']['max'] or '-'}", ""),
+                     (f"{lp['openEscalations']:,}" if lp["openEscalations"] else "-", ""),
+                     ("ON", "red") if lp["killSwitch"]["engaged"] else ("off", "")])
+    return rows
+
+
+_STATUS_COLUMNS = ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL")
+
+
+def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
+    """A rich table on a terminal; plain full-width columns, one loop per line, anywhere else (never cut)."""
+    stream = stream or click.get_text_stream("stdout")
+    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
+    kill_all = "  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""
+    rows = _status_rows(doc)
+    notes = [f"{lp['pattern']}: {lp['level']['effective']} — {lp['level']['reason']}" for lp in doc["loops"]
+             if lp["level"]["effective"] != lp["level"]["configured"]]
+    notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
+              for lp in doc["loops"] if lp.get("enabled") is False]
+    others = doc.get("otherPatterns", 0)
+    if not doc["loops"]:
+        from .loops import LOOKED_FOR
+
+        notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
+    if others:
+        notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
+                     "(`loop-runtime list` shows them).")
+    if not stream.isatty():
+        from .render import table
+
+        click.echo(title + kill_all, file=stream)
+        if rows:
+            click.echo(table([[text for text, _ in r] for r in rows], _STATUS_COLUMNS), file=stream)
+        for n in notes:
+            click.echo(n, file=stream)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    table_ = Table(title=escape(title) + (f"[bold red]{kill_all}[/]" if kill_all else ""), title_justify="left",
+                   box=None, pad_edge=False, header_style="bold")
+    for col in _STATUS_COLUMNS:
+        table_.add_column(col, overflow="fold")
+    for r in rows:
+        table_.add_row(*[Text(text, style=style) for text, style in r])
+    if rows:
+        console.print(table_)
+    else:
+        console.print(Text(title + kill_all))
+    for n in notes:
+        console.print(Text(n))
 
 
 # ---------------------------------------------------------------------------- run
@@ -296,10 +336,12 @@ def _print_status(doc: dict[str, Any]) -> None:
 @click.option("--model", default=None, help="Model for the agent backend (default: the backend's own).")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
               help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
+@click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
+              "is reached (the token budget and the kill switch still apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, as_json: bool) -> None:
+        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
     """Run tick(s) of one loop now.
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
@@ -311,9 +353,9 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     project = c.project
     plan_ = project.plan(pattern, level)
-    progress = make_progress(log_format)
+    progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
-                      on_event=progress.event if progress else None, notifier=_notifier(project))
+                      on_event=progress.event if progress else None, notifier=_notifier(project), force=force)
     name = backend_name(project, plan_, opts)
     try:
         if dry_run:
@@ -446,9 +488,11 @@ def _esc_doc(e: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("escalation_id")
-@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human).")
+@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human); on an "
+              "escalation approved earlier, merge its branch now.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @pass_ctx
-def approve(c: _Ctx, escalation_id: str, merge: bool) -> None:
+def approve(c: _Ctx, escalation_id: str, merge: bool, as_json: bool) -> None:
     """Apply a held change exactly as reviewed (no agent is called).
 
     ESCALATION_ID: the id `loop-runtime escalations` shows.
@@ -456,23 +500,62 @@ def approve(c: _Ctx, escalation_id: str, merge: bool) -> None:
     from .actions import approve as do_approve
 
     r = do_approve(c.project, escalation_id, merge=merge)
-    where = f" on {r['branch']}" if r.get("branch") else ""
-    click.echo(f"Approved {escalation_id}: committed{where}" + (" and merged" if merge else "") + ".")
+    if as_json:
+        _emit_json(r)
+        return
+    click.echo(approve_text(r))
+
+
+def approve_text(r: dict[str, Any]) -> str:
+    """What ``approve`` did, in words: the commit, the merge, and what happened to the runtime's own files."""
+    esc = r["id"]
+    if r.get("later"):
+        lines = [f"Merged {esc} (approved earlier): {r['branch']} into {r['into']} at {r['merge'][:12]}."]
+    else:
+        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "") if r.get("branch") else ""
+        lines = [f"Approved {esc}: committed{where}."]
+        if r.get("merge"):
+            lines.append(f"Merged {r['branch']} into {r['into']} at {r['merge'][:12]}.")
+        elif r.get("branch"):
+            lines.append(f"Not merged: `loop-runtime approve {esc} --merge` merges it later.")
+    if r.get("committed"):
+        lines.append(f"Committed loop-runtime's own files first ({r['stateCommit'][:12]}), since the branch "
+                     f"changes them too: {', '.join(r['committed'])}.")
+    if r.get("carried"):
+        lines.append(f"Carried over loop-runtime's own uncommitted files (still uncommitted): "
+                     f"{', '.join(r['carried'])}.")
+    removed = r.get("removed") or {}
+    if removed.get("worktree"):
+        lines.append(f"Removed worktree {removed['worktree']}; kept branch {r['branch']}.")
+    return "\n".join(lines)
 
 
 @cli.command()
 @click.argument("escalation_id")
 @click.option("--reason", required=True, help="Why — recorded in the state file.")
+@click.option("--keep-branch", is_flag=True, help="Keep the branch loop/<run-id> (with the held change committed "
+              "on it) instead of deleting it.")
 @pass_ctx
-def reject(c: _Ctx, escalation_id: str, reason: str) -> None:
-    """Discard a held change and record the decision.
+def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
+    """Discard a held change: remove its worktree and branch, and record the decision.
 
     ESCALATION_ID: the id `loop-runtime escalations` shows.
     """
     from .actions import reject as do_reject
 
-    do_reject(c.project, escalation_id, reason=reason)
+    r = do_reject(c.project, escalation_id, reason=reason, keep_branch=keep_branch)
     click.echo(f"Rejected {escalation_id}: {reason}")
+    removed = r.get("removed") or {}
+    gone = [f"worktree {removed['worktree']}" if removed.get("worktree") else "",
+            f"branch {removed['branch']}" if removed.get("branch") else "",
+            f"held patch {removed['patch']}" if removed.get("patch") else ""]
+    if any(gone):
+        click.echo("Removed " + ", ".join(g for g in gone if g) + ".")
+    if removed.get("branchKept"):
+        click.echo(f"Kept branch {removed['branchKept']} (the held change is committed on it); "
+                   f"delete it with `git branch -D {removed['branchKept']}`.")
+    elif not any(gone):
+        click.echo("Nothing on disk to remove (no worktree or branch was left).")
 
 
 @cli.command()

@@ -158,6 +158,7 @@ class RunOptions:
     replay: Mapping[str, Mapping[str, Any]] | None = None
     run_id: str | None = None
     extra_stop: Callable[[], str | None] | None = None
+    force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
@@ -221,7 +222,7 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
-                    on_event=opts.on_event, env={})
+                    on_event=opts.on_event, env={}, force=opts.force)
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
 
@@ -349,6 +350,7 @@ class LoopRunner:
             replay=dict(self.opts.replay or {}),
             tick_id=tick_id,
             run_id=run_id,
+            force=self.opts.force,
         )
 
 

@@ -86,6 +86,7 @@ class TickDeps:
     replay: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # resume: recorded agent results
     tick_id: str | None = None
     run_id: str | None = None
+    force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
 
 
 class Halt(Exception):

@@ -21,6 +21,8 @@ from .result import TickResult
 from .sanitize import inert
 
 WATCH = "Watch List"
+#: How a human gets past an early exit or the runs/day cap (budget and kill switch still apply).
+FORCE_HINT = "run with --force to tick anyway"
 
 
 class Tick(TickBase):
@@ -44,7 +46,8 @@ class Tick(TickBase):
                 status = "resumable" if result.halt_reason == "budget" and self.phase not in ("idle",) else status
             j.finish(self.tick_id, status=status, outcome=result.outcome, tokens=result.tokens,
                      summary=result.as_json(), at=self.deps.clock.now())
-        self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens})
+        self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens, "decision": result.decision,
+                               "haltReason": result.halt_reason})
         return result
 
     async def _run(self) -> TickResult:
@@ -52,14 +55,16 @@ class Tick(TickBase):
         ks = self.kill_state()
         if ks.engaged:
             raise Halt("paused", ks.note)
-        self._check_runs_cap()
+        if not self.deps.force:
+            self._check_runs_cap()
         self.decide_level()
         if self.effective == "L0":
             return self._draft()
         self.enter("discovering")
         observation, fp = self.observe()
-        if self.plan.early_exit_required and fp == self._last_noop_fingerprint():
-            self.lines.append("no change since the last no-op tick: exit early without calling an agent")
+        if self.plan.early_exit_required and not self.deps.force and fp == self._last_noop_fingerprint():
+            self.lines.append(f"no change since the last no-op tick: exit early without calling an agent "
+                              f"({FORCE_HINT})")
             return self._finish("noop", "no-op", note="early exit: nothing changed", refingerprint=True)
         self.enter("triaging")
         tri = await self.call_agent("triage", "triage", self.triage_prompt(observation), self.deps.root,
@@ -104,7 +109,15 @@ class Tick(TickBase):
         return self.result("draft", "no-op", note="L0 draft")
 
     def halted(self, reason: str, note: str) -> TickResult:
-        self.lines.append(f"halted: {note}")
+        if reason == "paused":
+            self.lines.append(f"paused: {note}")
+        elif reason == "budget":
+            self.lines.append(f"halted: {note} — `loop-runtime topup {self.plan.pattern_id} <tokens> --resume` "
+                              "raises today's cap and resumes this tick")
+        elif reason == "runs-cap":
+            self.lines.append(f"halted: {note} ({FORCE_HINT})")
+        else:
+            self.lines.append(f"halted: {note}")
         self.phase = "halted"
         self.record("phase:halted", {"reason": reason, "note": note})
         if reason == "budget":
