@@ -126,6 +126,8 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
                        "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:
         t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
+    else:
+        t.lines.append("tests: none found (no test command; the verifier was told)")
     vprompt = verifier_prompt(
         ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
@@ -258,8 +260,10 @@ def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
 
 
 def _test_summary(tests: TestRun) -> str:
-    if tests.command is None:
-        return "No test command was found for this project; judge the diff on its own and escalate if unsure."
+    """What the verifier reads about the tests; "no tests" is said plainly, never as a pass."""
+    if not tests.command:
+        return ("NO TESTS RAN: no test command was found for this project, so nothing was checked "
+                "(this is not a pass). Judge the diff on its own, and escalate if you are unsure.")
     head = f"$ {tests.command}\nexit code: {tests.exit_code}{' (timed out)' if tests.timed_out else ''}\n"
     return head + tests.output[-6000:]
 
