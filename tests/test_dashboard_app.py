@@ -547,7 +547,7 @@ def test_markdown_renderer_emits_only_allowlisted_tags(text: str) -> None:
     for m in _TAG.finditer(out):
         assert m.group(2) in ALLOWED_TAGS, m.group(0)
         attrs = dict(re.findall(r'([a-z-]+)="([^"]*)"', m.group(3)))
-        assert set(attrs) <= {"href", "title", "rel", "style", "start"}, m.group(0)
+        assert set(attrs) <= {"href", "title", "rel", "class", "start"}, m.group(0)
         assert not attrs.get("href", "").lower().lstrip().startswith(("javascript", "data", "vbscript")), m.group(0)
     assert _TAG.sub("", out).count("<") == 0
 

@@ -170,7 +170,7 @@ def test_live_activity_reads_as_sentences_linking_to_the_tick(c: Any, ticks: dic
     ok = ticks["ok"].tick_id
     assert re.search(rf'<a class="sentence" href="/ticks/{ok}">daily-triage · verifier approved · 5,000 tokens</a>',
                      feed), feed
-    assert f"daily-triage · tick fix-proposed · 5,000 tokens" in feed
+    assert "daily-triage · tick fix-proposed · 5,000 tokens" in feed
     assert "tick.phase" not in feed and "tick.usage" not in feed and "tick.record" not in feed
 
 
@@ -274,7 +274,7 @@ def test_markdown_renders_tables_rules_and_links() -> None:
 
     out = render_markdown("# Title\n\n| a | b |\n|---|--:|\n| 1 | 2 |\n\n---\n\n[docs](https://example.com/x?a=1&b=2)\n"
                           "- [ ] open\n- [x] done\n")
-    assert "<table>" in out and "<th>a</th>" in out and '<td style="text-align:right">2</td>' in out
+    assert "<table>" in out and "<th>a</th>" in out and '<td class="md-right">2</td>' in out
     assert "<hr>" in out
     assert '<a href="https://example.com/x?a=1&amp;b=2" rel="noopener noreferrer nofollow">docs</a>' in out
     assert "<h2>Title</h2>" in out and "☐ open" in out and "☑ done" in out

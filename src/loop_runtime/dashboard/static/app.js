@@ -33,6 +33,16 @@
     });
   }
 
+  /* the tick page's phase bar: positions come as data attributes (the CSP allows no inline style) */
+  function setSegments(root) {
+    $$(".phase-bar .seg", root).forEach(function (s) {
+      var left = Math.max(0, Math.min(100, parseFloat(s.getAttribute("data-left")) || 0));
+      var width = Math.max(0, Math.min(100 - left, parseFloat(s.getAttribute("data-width")) || 0));
+      s.style.left = left + "%";
+      s.style.width = width + "%";
+    });
+  }
+
   function updateSpend(box, budget) {
     if (!box) { return; }
     var fill = $(".fill", box);
@@ -256,7 +266,7 @@
   function burnDown(target, bd, width) {
     var stepped = uPlot.paths.stepped({ align: 1 });
     var series = [{}, { label: "spent", stroke: BLUE, width: 2, fill: "rgba(47,91,211,0.12)", points: { show: false },
-                        value: function (u, v) { return num(v); } }];
+                        paths: stepped, value: function (u, v) { return num(v); } }];
     var data = [bd.x, bd.spent];
     if (bd.cap !== null && bd.capVisible) {
       series.push({ label: "cap", stroke: RED, width: 1.5, dash: [5, 4], points: { show: false }, paths: stepped,
@@ -308,7 +318,7 @@
     for (var i = st.series.length - 1; i >= 0; i--) {
       var c = PALETTE[i % PALETTE.length];
       series.push({ label: st.series[i].name, stroke: c, width: 1.5, fill: c + "cc", points: { show: false },
-                    value: function (u, v) { return num(v); } });
+                    paths: uPlot.paths.stepped({ align: 1 }), value: function (u, v) { return num(v); } });
       data.push(st.series[i].cumulative);
     }
     if (st.capVisible) {
@@ -375,6 +385,7 @@
   /* ---------------------------------------------------------------- start */
 
   setBars(document);
+  setSegments(document);
   loadCharts();
   setInterval(loadCharts, 60000);
   window.addEventListener("resize", function () { scheduleCharts(300); });
