@@ -126,8 +126,6 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
                        "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:
         t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
-    else:
-        t.lines.append("tests: none found (no test command; the verifier was told)")
     vprompt = verifier_prompt(
         ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
