@@ -100,8 +100,11 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
     slow = write_scenario(tmp_path, title="Slow fix", verdict="APPROVE", implementer={"sleep_s": 30})
     shots = SHOTS
     shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
+    names = ["1-overview-running", "2-overview-killed", "3-loop", "3b-tick-escalated", "3c-tick-halted",
+             "4-escalation", "5-escalation-approved", "6-escalations", "7-not-found"]
+    files = [shots / f"{n}-{w}.png" for n in names for w in ("wide", "narrow")]
+    for old in files:
+        old.unlink(missing_ok=True)
     outcome: dict[str, Any] = {}
 
     def slow_tick() -> None:
@@ -164,13 +167,14 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
             snap(page, shots, "3-loop")
 
             # 3b. the escalated tick's own page: phases, tokens by role, verdict, tests, held diff
-            page.click("#timeline tr.tick:nth-child(2) td:first-child a")
+            escalated_href = timeline.nth(1).locator("td:first-child a").get_attribute("href")
+            halted_href = timeline.first.locator("td:first-child a").get_attribute("href")
+            page.goto(f"{base}{escalated_href}")
             expect(page.locator("#phases li")).not_to_have_count(0)
             expect(page.locator('#roles tr[data-role="implementer"]')).to_contain_text("3,000")
             expect(page.locator("#diff pre.diff .d-add")).to_contain_text("SESSION_TIMEOUT_S = 900")
             snap(page, shots, "3b-tick-escalated")
-            page.go_back()
-            page.click("#timeline tr.tick:first-child td:first-child a")
+            page.goto(f"{base}{halted_href}")
             expect(page.locator("#phases")).to_contain_text("halted")
             snap(page, shots, "3c-tick-halted")
 
@@ -198,6 +202,50 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
     assert len(branch) == 1 and branch[0].startswith(f"loop/{PATTERN}-")
     assert git(root, "show", f"{commit}:src/session.ts") + "\n" == NEW
     assert "Approved-by:" in git(root, "log", "-1", "--format=%B", commit)
-    names = ["1-overview-running", "2-overview-killed", "3-loop", "3b-tick-escalated", "3c-tick-halted",
-             "4-escalation", "5-escalation-approved", "6-escalations", "7-not-found"]
-    assert sorted(p.name for p in shots.glob("*.png")) == sorted(f"{n}-{w}.png" for n in names for w in ("wide", "narrow"))
+    assert [f.name for f in files if not f.is_file()] == []
+
+
+def test_browser_stacked_spend_and_markdown_state_file(tmp_path: Path) -> None:
+    """Two loops with spend today: one stacked chart of both plus each loop's own; the state file's table renders."""
+    sync_playwright = _need_browser()
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    from loop_runtime.formats.runlog import RunLogEntry, append_entry
+    from loop_runtime.runtime import now_utc
+
+    root, _ = escalated_project(tmp_path / "repo", title="Tighten the session timeout", env_secret=None)
+    now = now_utc()
+    when = max(datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(minutes=1), now - timedelta(minutes=40))
+    log = root / "loop-run-log.md"
+    entry = RunLogEntry(when.strftime("%Y-%m-%dT%H:%M:%SZ"), "ci-sweeper", 5, 1, 0, 0, 3000, "report-only")
+    log.write_text(append_entry(log.read_text(), entry, now=now))
+    state = root / "STATE.md"
+    state.write_text(state.read_text() + "\n## Owners\n\n| Item | Owner | Due |\n|---|---|--:|\n| EX-3 | ops | 2 |\n\n---\n\n"
+                     "See [the runbook](https://example.com/runbook) · <b>raw html stays text</b>\n")
+    shots = SHOTS
+    shots.mkdir(parents=True, exist_ok=True)
+    with dashboard(root) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=WIDE)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/?token={TOKEN}")
+            expect(page.locator('[data-chart="stacked"] .uplot')).to_have_count(2, timeout=WAIT_MS)
+            expect(page.locator('[data-chart="stacked"] h3')).to_contain_text("8,000 tokens today")
+            expect(page.locator("#budget-charts .uplot")).to_have_count(6, timeout=WAIT_MS)
+            snap(page, shots, "8-overview-two-loops")
+            page.goto(f"{base}/loops/{PATTERN}")
+            md = page.locator(".markdown")
+            expect(md.locator("table td").first).to_have_text("EX-3")
+            expect(md.locator("hr")).to_have_count(2)  # the starter's rule and ours
+            expect(md.locator('a[href="https://example.com/runbook"]')).to_have_text("the runbook")
+            expect(md.locator("b")).to_have_count(0)
+            expect(md).to_contain_text("<b>raw html stays text</b>")
+            snap(page, shots, "9-loop-markdown")
+            assert problems == []
+        finally:
+            browser.close()

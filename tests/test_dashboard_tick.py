@@ -133,6 +133,25 @@ def test_tick_page_needs_the_token_when_reads_are_private(ticks: dict[str, Any])
         assert cl.get(f"/ticks/{tick}").status_code == 200
 
 
+def test_tick_page_links_its_transcripts_and_they_are_redacted(c: Any, ticks: dict[str, Any]) -> None:
+    """Transcripts saved under .loop-runtime/transcripts/<tick>/ are listed and open redacted and escaped."""
+    tick = ticks["esc"].tick_id
+    folder = ticks["root"] / ".loop-runtime" / "transcripts" / tick
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "verifier-1.jsonl").write_text(json.dumps({"text": f"{SCRIPT} DB_PASSWORD={SECRET}"}) + "\n")
+    (folder / "link.jsonl").symlink_to(ticks["root"] / ".env")
+    try:
+        html = c.get(f"/ticks/{tick}").text
+        assert f'href="/transcripts/{tick}/verifier-1.jsonl"' in html
+        assert "link.jsonl" not in html  # a symlink is never followed
+        page = c.get(f"/transcripts/{tick}/verifier-1.jsonl")
+        assert page.status_code == 200 and SECRET not in page.text and "<script>alert" not in page.text
+    finally:
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+
+
 def test_timeline_and_escalation_link_to_the_tick_page(c: Any, ticks: dict[str, Any]) -> None:
     tick = ticks["esc"].tick_id
     assert f'href="/ticks/{tick}"' in c.get(f"/loops/{PATTERN}").text
@@ -185,6 +204,12 @@ def test_event_sentences_for_every_tick_event() -> None:
     assert s("tick.end", "x", {"outcome": "no-op", "tokens": 1234}) == "x · tick no-op · 1,234 tokens"
     assert s("tick.record", "x", {"phase": "tests", "command": None}) == "x · no tests found"
     assert s("tick.usage", "x", {"role": "triage", "tokens": 5}) is None
+    assert s("kill", None, {"scope": "all"}) == "all loops · kill switch set"
+    assert s("resume", "x", {"scope": "x"}) == "x · resumed"
+    assert s("escalation.approved", "x", {"commit": "abc"}) == "x · escalation approved"
+    assert s("escalation.rejected", "x", {"id": "esc-1"}) == "x · escalation esc-1 rejected"
+    assert s("skip.runs-cap", "x", {}) == "x · skipped: runs/day cap reached"
+    assert s("budget.topup", "x", {"tokens": 50000}) == "x · cap topped up by 50,000 tokens"
     assert s("tick.record", "x", {"phase": "reserve:triage"}) is None
 
 

@@ -273,8 +273,20 @@ def event_sentence(kind: str, pattern: str | None, payload: Mapping[str, Any], t
         return f"{who} · tick {payload.get('outcome') or 'ended'} · {_num(payload.get('tokens'))} tokens"
     if kind == "budget.topup":
         return f"{who} · cap topped up by {_num(payload.get('tokens'))} tokens"
-    if kind.startswith("kill") or kind.startswith("resume"):
-        return f"{who} · {kind.replace('.', ' ')}"
+    if kind == "kill":
+        return f"{pattern or 'all loops'} · kill switch set"
+    if kind == "resume":
+        return f"{pattern or 'all loops'} · resumed"
     if kind.startswith("escalation."):
-        return f"{who} · escalation {payload.get('id') or ''} {kind.split('.', 1)[1]}".replace("  ", " ")
+        ident = str(payload.get("id") or "")
+        return f"{who} · escalation {ident + ' ' if ident else ''}{kind.split('.', 1)[1]}"
+    if kind == "tick.recovered":
+        return f"{who} · tick recovered after a crash · {_num(payload.get('tokens'))} tokens charged"
+    if kind == "tick.error":
+        return f"{who} · tick failed: {str(payload.get('error') or 'error')[:160]}"
+    if kind.startswith("skip."):
+        why = kind.removeprefix("skip.")
+        return f"{who} · skipped: {'runs/day cap reached' if why == 'runs-cap' else why}"
+    if kind.startswith("notify."):
+        return f"{who} · notified: {str(payload.get('title') or kind.removeprefix('notify.'))[:160]}"
     return f"{who} · {kind.replace('.', ' ')}"

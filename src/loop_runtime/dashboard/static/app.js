@@ -239,13 +239,18 @@
   }
 
   function dayLabels(u, splits) {
-    return splits.map(function (s) { return new Date(s * 1e3).toISOString().slice(5, 10); });
+    var roomy = (u.width - 60) / Math.max(1, splits.length) >= 44;
+    return splits.map(function (s) {
+      var iso = new Date(s * 1e3).toISOString();
+      return roomy ? iso.slice(5, 10) : String(Number(iso.slice(8, 10)));
+    });
   }
 
   function compact(u, splits) {
     return splits.map(function (v) {
       if (v === null) { return ""; }
-      return v >= 1e6 ? (v / 1e6).toFixed(1) + "M" : v >= 1e3 ? Math.round(v / 1e3) + "k" : String(v);
+      var k = function (x, unit) { return (x >= 10 ? String(Math.round(x)) : x.toFixed(1).replace(/\.0$/, "")) + unit; };
+      return v >= 1e6 ? k(v / 1e6, "M") : v >= 1e3 ? k(v / 1e3, "k") : String(v);
     });
   }
 
@@ -313,6 +318,10 @@
     pair.appendChild(right);
     card.appendChild(pair);
     box.appendChild(card);
+    return function () { drawStacked(st, left, right); };
+  }
+
+  function drawStacked(st, left, right) {
     var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
     var series = [{}], data = [st.x];
     for (var i = st.series.length - 1; i >= 0; i--) {
@@ -342,7 +351,8 @@
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
     box.replaceChildren();
-    if (doc.stacked && want.length > 1) { stackedCharts(box, doc.stacked); }
+    var draws = [];  /* every card is laid out first, then charts are sized to their final boxes */
+    if (doc.stacked && want.length > 1) { draws.push(stackedCharts(box, doc.stacked)); }
     doc.loops.filter(function (lp) { return want.indexOf(lp.pattern) >= 0; }).forEach(function (lp) {
       var card = el("div", "chart-card");
       card.setAttribute("data-chart", lp.pattern);
@@ -361,10 +371,13 @@
       pair.appendChild(right);
       card.appendChild(pair);
       box.appendChild(card);
-      var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
-      charts.push(burnDown(left, bd, lw));
-      charts.push(historyChart(right, lp.history, rw));
+      draws.push(function () {
+        var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
+        charts.push(burnDown(left, bd, lw));
+        charts.push(historyChart(right, lp.history, rw));
+      });
     });
+    draws.forEach(function (draw) { draw(); });
     if (!charts.length) { box.appendChild(el("p", "muted", "No loops to chart.")); }
   }
 
