@@ -15,7 +15,7 @@ from loop_runtime.optional import EXTRAS, MissingDependency, check, missing_mess
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "loop_runtime"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-MODULE_OF = {"pyyaml": "yaml", "claude-agent-sdk": "claude_agent_sdk"}
+MODULE_OF = {"pyyaml": "yaml", "claude-agent-sdk": "claude_agent_sdk", "markdown-it-py": "markdown_it"}
 
 
 def _name(requirement: str) -> str:
