@@ -15,10 +15,12 @@ stays readable. The function is idempotent: replacement runs to a fixed point, s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
-__all__ = ["MARK", "MIN_SECRET_LEN", "redact"]
+__all__ = ["MARK", "MIN_SECRET_LEN", "redact", "variants"]
 
 MARK = "[REDACTED]"
 MIN_SECRET_LEN = 4  # shorter literal "secrets" would shred ordinary text
@@ -58,6 +60,7 @@ _TOKENS = re.compile(
     (?:
         sk-ant-[A-Za-z0-9_-]{16,}
       | sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}
+      | xai-[A-Za-z0-9_-]{20,}
       | (?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}
       | gh[pousr]_[A-Za-z0-9]{30,}
       | github_pat_[A-Za-z0-9_]{22,}
@@ -70,17 +73,46 @@ _TOKENS = re.compile(
       | npm_[A-Za-z0-9]{36}
       | hf_[A-Za-z0-9]{30,}
       | eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}
+      | xoxe\.xox[bp]-[A-Za-z0-9-]{10,}
+      | https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}
     )
     """
 )
 
+# A bare AWS secret access key: 40 base64 characters with upper, lower and digits, not hex
+# (a git sha) — only next to an AWS access key id or an ``aws``/``secret`` word nearby, so a
+# random 40-character identifier elsewhere is left alone.
+_AWS_SECRET = re.compile(
+    r"(?i:(?:AKIA|ASIA)[0-9A-Z]{16}|aws|secret)[^\n]{0,80}?"
+    r"(?<![A-Za-z0-9/+=_.-])((?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[0-9])"
+    r"[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=_.-])"
+)
 
-def _literal_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    usable = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN and s not in MARK}
+
+def variants(secret: str) -> set[str]:
+    """The forms a literal secret takes once written: as is, JSON-escaped, with Markdown's ``\\|``,
+    and as ``sanitize.clean`` renders it in a state file (backticks → ``'``, whitespace collapsed)."""
+    forms = {secret, secret.replace("|", "\\|"), json.dumps(secret)[1:-1],
+             json.dumps(secret, ensure_ascii=False)[1:-1]}
+    cleaned = " ".join("".join("'" if ch == "`" else " " if ch in "\t\n\r\f\v" else ch for ch in secret).split())
+    forms |= {cleaned, cleaned.replace("|", "\\|")}
+    return {f for f in forms if len(f) >= MIN_SECRET_LEN and f not in MARK}
+
+
+@lru_cache(maxsize=64)
+def _compiled_literals(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    usable: set[str] = set()
+    for s in secrets:
+        if len(s) >= MIN_SECRET_LEN and s not in MARK:
+            usable |= variants(s)
     if not usable:
         return None
     ordered = sorted(usable, key=len, reverse=True)  # longest first: a secret containing another wins
     return re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def _literal_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    return _compiled_literals(tuple(sorted({s for s in secrets if isinstance(s, str)})))
 
 
 def _keep_group(match: re.Match[str]) -> str:
@@ -104,7 +136,14 @@ def _one_pass(text: str, literal: re.Pattern[str] | None) -> str:
     text = _AUTH_HEADER.sub(_keep_group, text)
     text = _BEARER.sub(_keep_group, text)
     text = _ASSIGN.sub(_assign_sub, text)
-    return _TOKENS.sub(MARK, text)
+    text = _TOKENS.sub(MARK, text)
+    return _AWS_SECRET.sub(_aws_sub, text)
+
+
+def _aws_sub(match: re.Match[str]) -> str:
+    start, end = match.span(1)
+    whole = match.group(0)
+    return whole[: start - match.start()] + MARK + whole[end - match.start():]
 
 
 def redact(text: str, *, extra_secrets: Iterable[str] = ()) -> str:
