@@ -43,13 +43,13 @@ _ASSIGN = re.compile(
       ["']?
       [ \t]*[:=][ \t]*
     )
-    (?:(["'])(?!\[REDACTED\]\2)(?:(?!\2)[^\n])+\2|(?!\[REDACTED\])[^\s"',;}{)(\]\[]+)
+    (?:(["'])(?!\[REDACTED\]\2)(?:(?!\2)[^\n])+\2|(?!\[REDACTED\])[^\s"'`,;}{)(\]\[]+)
     """
 )
 
 _AUTH_HEADER = re.compile(
     r"(?i)((?>\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|basic|token|bot)[ \t]+)?))"
-    r"(?!\[REDACTED\])[^\s\"',;]+"
+    r"(?!\[REDACTED\])[^\s\"'`,;]+"
 )
 _BEARER = re.compile(r"(?i)(\bbearer[ \t]+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}")
 _URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@]+:)(?!\[REDACTED\]@)[^\s/@]+(@)")

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .redact import _PEM, _TOKENS, _URL_CREDENTIALS, MARK, redact
+from .redact import _AWS_SECRET, _PEM, _TOKENS, _URL_CREDENTIALS, MARK, redact
 
 __all__ = [
     "SECRET_KEY",
@@ -191,6 +191,17 @@ _QUOTED_ASSIGN = re.compile(
     (?:[A-Za-z]{1,2})?(["'`])(?P<value>[^"'`\s]{8,})\1
     """
 )
+# in config files (``.env``, INI, YAML, TOML, properties) a value needs no quotes
+_BARE_ASSIGN = re.compile(
+    r"""(?ix)
+    ^\s*(?:export\s+)?["']?[A-Za-z0-9_.-]*?
+    (?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key
+       |client[_-]?secret|auth[_-]?key|credentials?|[_-]key)
+    ["']?\s*[:=]\s*(?P<value>[^\s"'`()\[\]{}]{8,})(?:\s+\#.*)?\s*$
+    """
+)
+_CONFIG_FILE = re.compile(r"(?i)(?:^|/)(?:\.env[^/]*|[^/]*\.(?:env|ini|cfg|conf|properties|ya?ml|toml|npmrc|netrc)"
+                          r"|credentials|\.npmrc|\.netrc|\.pypirc)$")
 _BEARER_LITERAL = re.compile(r"(?i)\bbearer[ \t]+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)")
 _PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|\.+|-+|<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}|%\(.*\)s|\$[A-Z_]+|"
                           r".*(?:example|placeholder|changeme|your[_-]|dummy|redacted|xxxx).*)$")
@@ -211,7 +222,7 @@ def _looks_secret(value: str) -> bool:
     return classes >= 2
 
 
-def _line_findings(line: str, secrets: Sequence[str]) -> list[str]:
+def _line_findings(line: str, secrets: Sequence[str], config: bool = False) -> list[str]:
     kinds: list[str] = []
     if any(s in line for s in secrets):
         kinds.append("known secret value")
@@ -228,6 +239,11 @@ def _line_findings(line: str, secrets: Sequence[str]) -> list[str]:
     for m in _QUOTED_ASSIGN.finditer(line):
         if _looks_secret(m.group("value")):
             kinds.append("secret assignment")
+    if config:
+        m = _BARE_ASSIGN.match(line)
+        if m and _looks_secret(m.group("value")):
+            kinds.append("secret assignment")
+    kinds += ["AWS secret key" for m in _AWS_SECRET.finditer(line) if _looks_secret(m.group(1))]
     return kinds
 
 
@@ -243,8 +259,9 @@ def added_secrets(changes: Iterable[Any], secrets: Iterable[str] = ()) -> tuple[
     for change in changes:
         if getattr(change, "is_binary", False):
             continue
+        config = _CONFIG_FILE.search(str(change.path)) is not None
         for n, line in enumerate(getattr(change, "added_lines", ()) or (), 1):
-            for kind in dict.fromkeys(_line_findings(line, known)):
+            for kind in dict.fromkeys(_line_findings(line, known, config)):
                 found.append(SecretFinding(path=str(change.path), line=n, kind=kind))
     return tuple(found)
 
