@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from typing import Any
 
-from ..errors import AgentNotStarted, BackendError
+from ..errors import AgentNotStarted, BackendError, ConfigError
 from ..ports import (
     AgentBackend,
     AgentRequest,
@@ -245,7 +245,7 @@ class TickBase:
         self.emit("tick.agent", {"role": role, "key": key, "reservation": reservation.amount})
         try:
             result = await self.deps.backend.run(request, stop=self._stop, on_event=self.deps.on_event)
-        except AgentNotStarted as exc:  # no agent ran (configuration, spawn): nothing was spent
+        except (AgentNotStarted, ConfigError) as exc:  # no agent ran (configuration, spawn): nothing was spent
             self.deps.budget.settle(reservation, 0, self.deps.clock.now())
             self.record(f"agent-not-started:{key}", {"reservation_id": reservation.id, "actual": 0,
                                                      "error": str(exc)[:300]})

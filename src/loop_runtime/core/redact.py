@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-__all__ = ["MARK", "MIN_SECRET_LEN", "redact", "variants"]
+__all__ = ["MARK", "MIN_SECRET_LEN", "may_hold_secret", "redact", "variants"]
 
 MARK = "[REDACTED]"
 MIN_SECRET_LEN = 4  # shorter literal "secrets" would shred ordinary text
@@ -146,9 +146,41 @@ def _aws_sub(match: re.Match[str]) -> str:
     return whole[: start - match.start()] + MARK + whole[end - match.start():]
 
 
+# A cheap superset of every pattern above: text without any of these cannot match one, so it is
+# returned untouched without running the passes (most of what the runtime writes is like that).
+_MAYBE = re.compile(  # matched against the lower-cased text: case-insensitive regexes are slow
+    r"-----begin|://|authorization|bearer|aws|secret"
+    r"|(?:password|passwd|passphrase|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|auth[_-]?key"
+    r"|credentials?)s?(?:\\?[\"'])?(?:[ \t]|\\t)*[:=]"
+    r"|sk-|xai-|[srp]k_(?:live|test)_|gh[pousr]_|github_pat_|glpat-|xox|xapp-"
+    r"|akia|asia|agpa|aida|aroa|anpa|aiza|ya29\.|npm_|hf_|eyj"
+)
+
+
+@lru_cache(maxsize=64)
+def _literal_values(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    found: set[str] = set()
+    for s in secrets:
+        if len(s) >= MIN_SECRET_LEN and s not in MARK:
+            found |= variants(s)
+    return tuple(found)
+
+
+def may_hold_secret(text: str, extra_secrets: Iterable[str] = ()) -> bool:
+    """False only when ``redact`` would surely change nothing — also for the JSON-encoded form of
+    ``text`` (an escaped quote or tab in front of ``:`` still counts), so encoded text can be
+    skipped whole before its strings are decoded one by one."""
+    if _MAYBE.search(text.lower()) is not None:
+        return True
+    values = _literal_values(tuple(sorted({s for s in extra_secrets if isinstance(s, str)})))
+    return any(v in text for v in values)
+
+
 def redact(text: str, *, extra_secrets: Iterable[str] = ()) -> str:
     """Replace every known secret value and every credential-shaped string with ``[REDACTED]``."""
     if not text:
+        return text
+    if not may_hold_secret(text, extra_secrets):
         return text
     literal = _literal_pattern(extra_secrets)
     for _ in range(_MAX_PASSES):

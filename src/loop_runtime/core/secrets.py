@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .redact import _AWS_SECRET, _PEM, _TOKENS, _URL_CREDENTIALS, MARK, redact
+from .redact import _AWS_SECRET, _PEM, _TOKENS, _URL_CREDENTIALS, MARK, may_hold_secret, redact
 
 __all__ = [
     "SECRET_KEY",
@@ -73,6 +73,8 @@ def _encode(value: str, raw: str) -> str:
 
 def redact_json_text(text: str, secrets: Sequence[str] = ()) -> str:
     """Redact the string literals of JSON text, keeping everything else byte for byte (valid JSON stays valid)."""
+    if not may_hold_secret(text, secrets):
+        return text
     out: list[str] = []
     pos = 0
     key_end, key_secret = -1, False
@@ -112,6 +114,8 @@ def _looks_like_json(line: str) -> bool:
 
 
 def _redact_line(line: str, secrets: Sequence[str]) -> str:
+    if not may_hold_secret(line, secrets):
+        return line
     if _looks_like_json(line):
         return redact_json_text(line, secrets)
     if line.lstrip().startswith("|"):
@@ -126,6 +130,8 @@ def redact_markdown(text: str, secrets: Sequence[str] = ()) -> str:
     Multi-line secrets (a PEM block, a known value with a newline) are removed from the
     whole text first; the base64 body of a PEM block cut before its END line goes too.
     """
+    if not may_hold_secret(text, secrets):
+        return text
     multi = [s for s in secrets if "\n" in s]
     text = _PEM.sub(lambda m: MARK if "-----END" in m.group(0) else m.group(0), text)
     if multi:  # raw, they cannot sit inside a JSON line (JSON escapes newlines)
