@@ -293,3 +293,13 @@ def test_pem_blocks_go_whole_even_when_cut() -> None:
     text = f"# State\n\n-----BEGIN RSA PRIVATE KEY-----\n{body}\n\nLast run: x\n"
     out = redact_file_text("STATE.md", text)
     assert all(line not in out for line in body.splitlines()) and "Last run: x" in out
+
+
+def test_a_key_split_over_two_run_log_lines_never_breaks_their_json() -> None:
+    """BEGIN in one JSON line and END in the next: each line is redacted alone and stays valid JSON."""
+    text = ("<!-- Loop appends below this line -->\n"
+            + json.dumps({"note": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow" + "A" * 40}) + "\n"
+            + json.dumps({"note": "x" * 10 + "\n-----END RSA PRIVATE KEY-----"}) + "\n")
+    out = redact_file_text("loop-run-log.md", text)
+    rows = [json.loads(ln) for ln in out.splitlines()[1:] if ln]
+    assert len(rows) == 2 and "MIIEow" not in out

@@ -133,7 +133,8 @@ def redact_markdown(text: str, secrets: Sequence[str] = ()) -> str:
     if not may_hold_secret(text, secrets):
         return text
     multi = [s for s in secrets if "\n" in s]
-    text = _PEM.sub(lambda m: MARK if "-----END" in m.group(0) else m.group(0), text)
+    # a whole block only: one that spans a quote would cross JSON lines, which are handled one by one
+    text = _PEM.sub(lambda m: MARK if "-----END" in m.group(0) and '"' not in m.group(0) else m.group(0), text)
     if multi:  # raw, they cannot sit inside a JSON line (JSON escapes newlines)
         text = _literal_only(text, multi)
     lines = text.split("\n")
