@@ -203,7 +203,8 @@ def _points_into_runtime(git_dir: Path, admin: Path) -> bool:
         link = (admin / "gitdir").read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return False
-    target = os.path.realpath(admin / link)
+    joined = os.path.normpath(os.path.join(admin, link))  # not resolving the link's last part: an
+    target = os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))  # agent's symlink
     top = os.path.realpath(git_dir.parent)
     return any(target.startswith(os.path.join(top, d) + os.sep) for d in RUNTIME_DIRS)
 
