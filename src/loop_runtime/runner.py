@@ -297,8 +297,9 @@ class LoopRunner:
         if project.is_git and level in ("L2", "L3"):
             from .adapters.git_workspace import GitWorkspace
 
-            workspace = GitWorkspace(project.root, own_files=(plan.state_file, "loop-run-log.md", "loop-ledger.json",
-                                                              "docs/last-run.json"))
+            from .core.control_files import SPINE_FILES
+
+            workspace = GitWorkspace(project.root, own_files=(plan.state_file, *SPINE_FILES))
         transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
         stop = kill_stop(project, plan)
         extra = self.opts.extra_stop

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "CONTROL_NAMES",
     "ControlSet",
     "KILL_SWITCH_GLOB",
     "RUNTIME_DIRS",
@@ -54,7 +55,7 @@ RUNTIME_DIRS: tuple[str, ...] = (".loop-worktrees", ".loop-runtime", ".loop-cont
 
 # File names that are control files wherever they sit (a monorepo keeps one loop per package;
 # git reads a nested .gitattributes, and its filters run code).
-_NAMES: tuple[str, ...] = (
+CONTROL_NAMES: tuple[str, ...] = (
     "LOOP.md", "STATE.md", "loop-budget.md", "gate.yaml", "promotion.yaml", "repair.yaml", "loop-runtime.toml",
     "loop-ledger.json", "loop-run-log.md", "loop-constraints.md", "AGENTS.md", "CLAUDE.md", ".mcp.json",
     ".gitattributes", ".gitmodules", ".lfsconfig",
@@ -161,7 +162,7 @@ def control_set(*, state_files: Iterable[str] = (), kill_switches: Iterable[str]
     """The control set of one project: the fixed names plus its registry's state files and
     kill switches (and any ``extra`` paths a caller knows the runtime reads)."""
     exact = {normalise(p) for p in (*state_files, *kill_switches, *extra) if p and normalise(p)}
-    names = {normalise_segment(n) for n in _NAMES}
+    names = {normalise_segment(n) for n in CONTROL_NAMES}
     names |= {p.rsplit("/", 1)[-1] for p in exact}
     return ControlSet(exact=frozenset(exact), names=frozenset(names))
 

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 from ..ports import Diff, FileChange
 from .control_files import DEFAULT as DEFAULT_CONTROLS
-from .control_files import RUNTIME_DIRS, ControlSet, git_component
+from .control_files import CONTROL_NAMES, RUNTIME_DIRS, ControlSet, git_component
 
 __all__ = [
     "CONTROL_DIRS",
@@ -32,11 +32,9 @@ __all__ = [
     "symlink_escapes",
 ]
 
-CONTROL_FILES: tuple[str, ...] = (
-    "gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml", "promotion.yaml",
-    "repair.yaml", "loop-ledger.json", "loop-run-log.md", "loop-constraints.md",
-)
-"""Kept for callers that list them; the one definition of control files is ``core.control_files``."""
+CONTROL_FILES: tuple[str, ...] = CONTROL_NAMES
+"""The fixed control-file names; the one definition (with folders and the project's state files)
+is ``core.control_files``."""
 
 CONTROL_DIRS: tuple[str, ...] = RUNTIME_DIRS
 """Runtime bookkeeping folders: nothing inside them is ever part of a change."""
