@@ -221,3 +221,19 @@ def test_a_test_run_that_rewrites_the_users_git_dir_is_restored_and_escalated(tm
     assert escalation_reason(repo) == "outside-change"
     assert "test run changed outside the worktree" in proc.stdout + proc.stderr or "test run" in proc.stdout
     assert_untouched(repo, before, base)
+
+
+@pytest.mark.parametrize("what", ["sub/.git", ".git"])
+def test_a_test_run_that_plants_a_dot_git_in_the_worktree_escalates(tmp_path: Path, what: str) -> None:
+    """The project's tests write a gitdir pointer into the worktree: caught before the runtime runs git there."""
+    evil = ("import pathlib\n"
+            f"p = pathlib.Path({what!r})\n"
+            "p.parent.mkdir(parents=True, exist_ok=True)\n"
+            "p.write_text('gitdir: ' + str(pathlib.Path.cwd().parent.parent / '.git') + '\\n')\n")
+    repo = project(tmp_path, {"evil_test.py": evil}, test_command=f"{sys.executable} evil_test.py")
+    base = git(repo, "rev-parse", "HEAD")
+    before = fingerprint(repo)
+    proc = tick(repo, scenario(tmp_path, {"files": {"calc.py": FIXED}}), "L3")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert escalation_reason(repo) == "policy:git-dir"
+    assert_untouched(repo, before, base)

@@ -727,3 +727,16 @@ def test_nested_git_entries_are_found_even_when_ignored(tmp_path: Path) -> None:
     assert len(problems) == 3 and all("nested git entry" in p for p in problems)
     assert ws.nested_git(h) == []  # moved to quarantine, not deleted
     assert any((repo / ".loop-runtime" / "quarantine").rglob("config"))
+
+
+def test_an_index_flag_cannot_hide_an_edit_from_the_diff(tmp_path: Path) -> None:
+    """assume-unchanged / skip-worktree set in the worktree's index does not hide a change."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n", "b.py": "b = 1\n"})
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r-a1", "p")
+    wt = Path(h.path)
+    write(wt, "a.py", "a = 2\n")
+    write(wt, "b.py", "b = 2\n")
+    git(wt, "update-index", "--assume-unchanged", "a.py")
+    git(wt, "update-index", "--skip-worktree", "b.py")
+    assert ws.diff(h).touched_paths == ("a.py", "b.py")

@@ -67,6 +67,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _clear_index_flags(wt: Path) -> list[str]:
+    """Clear assume-unchanged and skip-worktree flags in a worktree's index; returns the flagged paths."""
+    records = [rec for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0") if rec]
+    assumed = [rec[2:] for rec in records if rec[0].islower()]
+    skipped = [rec[2:] for rec in records if rec[0] in "Ss"]
+    # one flag option per call: update-index applies only the last of --no-assume-unchanged/--no-skip-worktree
+    for option, paths in (("--no-assume-unchanged", assumed), ("--no-skip-worktree", skipped)):
+        if paths:
+            run_git(["update-index", option, "-z", "--stdin"], wt, input="".join(f"{p}\0" for p in paths))
+    return sorted(set(assumed) | set(skipped))
+
+
 @contextmanager
 def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_WAIT_S) -> Iterator[None]:
     """An exclusive-create mutex file, as loop-worktree uses; older than ``stale_s`` means its owner died."""
@@ -326,11 +338,7 @@ class GitWorkspace:
 
     def _reset_pooled(self, wt: Path, branch: str, base_commit: str) -> None:
         """Nothing of an earlier attempt may survive: flags, tracked edits, untracked and ignored files."""
-        flagged = [rec[2:] for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0")
-                   if rec and (rec[0].islower() or rec[0] == "S")]
-        if flagged:
-            run_git(["update-index", "--no-assume-unchanged", "--no-skip-worktree", "-z", "--stdin"], wt,
-                    input="".join(f"{p}\0" for p in flagged))
+        flagged = _clear_index_flags(wt)
         head = (self._worktree_gitdir(wt) / "HEAD").read_text(encoding="utf-8").strip()
         if head == base_commit and not flagged:
             # Recycled at this very commit: switch branch without rewriting 10,000 files, then prove
@@ -536,6 +544,7 @@ class GitWorkspace:
     def diff(self, handle: WorkspaceHandle) -> Diff:
         """What the attempt changed against its base commit, staged in the worktree's own index."""
         wt = self._safe(handle)
+        _clear_index_flags(wt)  # an assume-unchanged/skip-worktree flag would hide an edit from `add -A`
         run_git(["add", "-A"], wt)
         self._checked[handle.run_id] = run_git(["write-tree"], wt)
         return diff_against(wt, handle.base_commit)
