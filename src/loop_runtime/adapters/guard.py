@@ -4,8 +4,12 @@ Why: permission flags confine an agent's *edit tools*, not a shell it was given,
 buggy CLI. So the runtime checks the result instead. Before every agent run it takes
 an ``OutsideSnapshot`` of the user's main checkout — ``git status`` (tracked changes,
 untracked and ignored files), the content of every dirty, untracked or ignored file,
-stat signatures inside ignored folders, ``HEAD``, every ref, the git config and hooks —
-and compares a second snapshot after the run. Any difference halts the tick.
+stat signatures inside ignored folders, ``HEAD`` (symbolic ref and target), every ref, the
+index (by entry, so a stat refresh is no change), the git config, hooks, ``info/``,
+``modules/`` and every linked worktree's links under ``worktrees/`` — and compares a second
+snapshot after the run (every agent run and every test run). Any difference halts the tick.
+Git metadata is read before any git command runs, and a changed config or hook is put back
+first: ``core.fsmonitor``, a filter or a hook set by an agent must not run as the runtime.
 
 ``restore`` puts back what git can: refs and ``HEAD`` are reset, tracked files are
 checked out from the previous ``HEAD`` (or rewritten from the saved content of a file
