@@ -237,3 +237,63 @@ def test_a_test_run_that_plants_a_dot_git_in_the_worktree_escalates(tmp_path: Pa
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert escalation_reason(repo) == "policy:git-dir"
     assert_untouched(repo, before, base)
+
+
+# --------------------------------------------------------------------------- combined, at random
+
+
+def _misbehaviours():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    ordinary = st.sampled_from(["calc.py", "src/new.py", "docs/notes.md", "tests/test_more.py"])
+    control = st.sampled_from(["gate.yaml", "STATE.md", "patterns/registry.yaml", ".claude/skills/x/SKILL.md",
+                               "src/.gitattributes", ".GitModules", ".github/workflows/x.yml", "LOOP.md"])
+    dotgit = st.sampled_from([".git", "sub/.git", "sub/.git/config", "build/.GIT/HEAD", "v/.git./x"])
+    return st.fixed_dictionaries({
+        "ordinary": st.lists(ordinary, max_size=2, unique=True),
+        "control": st.lists(control, max_size=2, unique=True),
+        "dotgit": st.lists(dotgit, max_size=2, unique=True),
+    })
+
+
+def test_random_combinations_never_reach_a_commit_and_never_touch_the_checkout(tmp_path_factory: Any) -> None:
+    """Whatever mix of ordinary edits, control-file edits and .git entries an attempt leaves, the
+    runtime's checks (worktree integrity, then the diff policy) hold back exactly the unsafe ones, and
+    the user's HEAD, index, refs and config are unchanged after the attempt is held."""
+    from hypothesis import HealthCheck, given, settings
+
+    from loop_runtime.adapters.git_workspace import GitWorkspace
+    from loop_runtime.core.control_files import control_set
+    from loop_runtime.core.diff_policy import check_diff
+
+    repo = project(tmp_path_factory.mktemp("combo"))
+    base = git(repo, "rev-parse", "HEAD")
+    before = fingerprint(repo)
+    ws = GitWorkspace(repo)
+    counter = iter(range(10_000))
+    controls = control_set(state_files=("ci-sweeper-state.md",))
+
+    @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_misbehaviours())
+    def one(m: dict[str, list[str]]) -> None:
+        h = ws.prepare(f"combo-a{next(counter)}", "ci-sweeper")
+        wt = Path(h.path)
+        for rel in m["ordinary"] + m["control"]:
+            (wt / rel).parent.mkdir(parents=True, exist_ok=True)
+            (wt / rel).write_text("changed\n")
+        for rel in m["dotgit"]:
+            target = wt / rel
+            try:  # "sub/.git" then "sub/.git/config": the second cannot be made, the first stays
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text("gitdir: " + str(repo / ".git") + "\n")
+            except OSError:
+                continue
+        problems = ws.integrity(h)
+        violations = check_diff(ws.diff(h), controls=controls)
+        unsafe = bool(problems) or any(v.code in ("git-dir", "control-file") for v in violations)
+        assert unsafe == bool(m["control"] or m["dotgit"]), (m, problems, violations)
+        ws.finish(h, "escalated")
+        assert fingerprint(repo) == before
+        assert git(repo, "rev-list", "--all").split() == [base]
+
+    one()

@@ -170,6 +170,9 @@ def _parse_status(data: bytes) -> dict[str, str]:
     return status
 
 
+_BULK = frozenset({"objects", "logs", "refs", "rr-cache", "lfs"})  # large and not code-running
+
+
 def _files_under(base: Path, limit: int) -> list[Path]:
     out: list[Path] = []
     stack = [base]
@@ -180,7 +183,8 @@ def _files_under(base: Path, limit: int) -> list[Path]:
             continue
         for e in entries:
             if e.is_dir(follow_symlinks=False):
-                stack.append(Path(e.path))
+                if e.name not in _BULK:
+                    stack.append(Path(e.path))
             else:
                 out.append(Path(e.path))
     return out
