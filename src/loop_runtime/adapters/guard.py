@@ -606,6 +606,7 @@ class GitGuard:
         self.root = Path(root)
         self.ignore = tuple(ignore)
         self._early: list[str] = []  # git metadata already put back by ``changes``
+        self._git_dir: Path | None = None
 
     def _manifest(self) -> list[Any]:
         try:
@@ -636,14 +637,20 @@ class GitGuard:
                 moved.add(name)
         return moved
 
+    @property
+    def git_dir(self) -> Path:
+        if self._git_dir is None:
+            self._git_dir = _git_dir(self.root)
+        return self._git_dir
+
     def snapshot(self) -> OutsideSnapshot:
-        return snapshot(self.root, ignore=self.ignore)
+        return snapshot(self.root, ignore=self.ignore, git_dir=self.git_dir)
 
     def changes(self, before: OutsideSnapshot) -> tuple[str, ...]:
         """What changed since ``before``. A changed git config, hook or worktree link is put
         back *before* the runtime runs git again (``core.fsmonitor``, a filter or a hook
         would otherwise run the agent's code as the runtime) and is still reported."""
-        git_dir = _git_dir(self.root)
+        git_dir = self.git_dir
         meta = _meta(git_dir)
         if meta != before.meta:
             changed = OutsideSnapshot(root=before.root, head=before.head, head_ref=before.head_ref, refs=before.refs,
