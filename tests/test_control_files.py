@@ -131,7 +131,7 @@ def test_any_spelling_of_a_dot_git_component_is_caught(path: str) -> None:
 def ordinary_paths(draw: st.DrawFn) -> str:
     folder = draw(st.lists(st.sampled_from(["src", "lib", "app", "pkg", "internal", "tests", "docs", "web"]),
                            max_size=3))
-    name = draw(_plain_segment) + draw(st.sampled_from([".py", ".ts", ".go", ".rs", ".txt", ".json", ".md", ""]))
+    name = draw(_plain_segment) + draw(st.sampled_from([".py", ".ts", ".go", ".rs", ".txt", ".json", ".md"]))
     return "/".join([*folder, name])
 
 
@@ -148,3 +148,12 @@ def test_ordinary_source_paths_are_never_control_files(path: str) -> None:
 def test_normalise_never_fails_and_is_idempotent(path: str) -> None:
     once = normalise(path)
     assert normalise(once) == once
+
+
+@pytest.mark.parametrize("path", [".claude", ".github/workflows", "skills", "patterns", "pkg/.codex", "docs",
+                                  ".loop-runtime"])
+def test_a_control_folder_itself_matches_so_a_symlink_cannot_replace_it(path: str) -> None:
+    if path == "docs":
+        assert PROJECT.matches(path)  # holds docs/last-run.json
+    else:
+        assert PROJECT.matches(path), path

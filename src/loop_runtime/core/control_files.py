@@ -139,12 +139,13 @@ class ControlSet:
             parts = suffix.split("/")
             if segs[-len(parts):] == parts:
                 return why
-        for folder, why in _DIRS:
-            parts = folder.split("/")
-            if len(segs) > len(parts) and _is_under(segs[:-1], parts):
+            if segs[-1:] == parts[:1]:  # the folder itself (replaced by a symlink, say)
+                return f"the folder holding {why}"
+        for folder, why in _DIRS:  # the folder itself or anything inside it
+            if _is_under(segs, folder.split("/")):
                 return why
         for folder, why in _ROOT_DIRS:
-            if len(segs) > 1 and segs[0] == folder:
+            if segs[0] == folder:
                 return why
         return None
 
