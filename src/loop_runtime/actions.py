@@ -156,7 +156,7 @@ def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any,
     text = project.read(state_file)
     if text is None:
         return
-    doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200))
+    doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200), ref=esc.id)
     atomic_write(project.root / state_file, render_state(doc))
 
 

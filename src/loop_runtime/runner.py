@@ -18,7 +18,7 @@ from typing import Any
 
 from .core import killswitch
 from .core.budget import BudgetBreaker, utc_day
-from .core.engine import LoopEngine, TickDeps, new_run_id
+from .core.engine import LoopEngine, TickDeps
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld
@@ -283,7 +283,12 @@ class LoopRunner:
         level = self.opts.level or plan.level
         now = self.clock.now()
         tick_id = f"{plan.pattern_id}-{os.urandom(6).hex()}"
-        run_id = self.opts.run_id or new_run_id(now)
+        if self.opts.run_id:
+            run_id = self.opts.run_id  # a resumed tick keeps its run's id
+        else:
+            from .adapters.run_ids import allocate_run_id
+
+            run_id = allocate_run_id(project.root, now)  # unique across processes on this project
         day = utc_day(now)
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))

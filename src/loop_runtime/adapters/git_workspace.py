@@ -86,7 +86,7 @@ def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # umask decides
         except FileExistsError:
             try:
                 if time.time() - path.stat().st_mtime > stale_s:

@@ -10,15 +10,8 @@ from typing import Any
 from ..formats.lastrun import update_last_run
 from ..errors import ConfigError, LoopError
 from ..formats.runlog import MARKER, RunLogEntry, append_entry, parse_run_log, runs_on_day
-from ..formats.state import (
-    add_high_priority,
-    ensure_canonical_sections,
-    new_state_text,
-    parse_state,
-    render_state,
-    replace_section_items,
-    with_last_run,
-)
+from ..formats.state import parse_state, render_state, with_last_run
+from ..formats.state_layout import layout_for, new_layout_text, prepare, write_escalation, write_report
 from ..formats.triage import TriageDecision, parse_triage
 from ..ports import Permission
 from .budget import utc_day
@@ -93,8 +86,10 @@ class Tick(TickBase):
         self.enter("reporting")
         items = [f"- {inert(i.id, 40)} — {inert(i.title)}" for i in decision.items]
 
+        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
+
         def update(doc: Any) -> Any:
-            return replace_section_items(doc, WATCH, items) if items else doc
+            return write_report(doc, layout, items)  # the pattern's own report section (Watch List for triage)
 
         note = decision.summary or f"{len(decision.items)} item(s) reported"
         return self._finish(decision.decision, "report-only", note=note, items=len(decision.items),
@@ -147,8 +142,10 @@ class Tick(TickBase):
         st, now = self.deps.state, self.deps.clock.now()
         name = self.plan.state_file
         text = st.read(name)
-        doc = parse_state(text if text is not None else new_state_text(self.deps.context.project_name), file=name)
-        doc = ensure_canonical_sections(with_last_run(doc, now, f"{outcome}: {note}"[:200]))
+        layout = layout_for(self.plan.pattern_id, name)
+        fresh = new_layout_text(layout, self.deps.context.project_name)  # the pattern's starter shape
+        doc = parse_state(text if text is not None else fresh, file=name)
+        doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
         if state_update is not None:
             doc = state_update(doc)
         new_state = render_state(doc)
@@ -175,8 +172,10 @@ class Tick(TickBase):
         self.record("logged", {"outcome": outcome, "tokens": self.tokens})
 
     def escalation_state(self, item_id: str, line: str, action: str) -> Any:
+        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
+
         def update(doc: Any) -> Any:
-            return add_high_priority(doc, item_id, inert(line), action)
+            return write_escalation(doc, layout, item_id, inert(line), action)  # a new entry per escalation
 
         return update
 
