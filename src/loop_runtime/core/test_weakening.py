@@ -38,11 +38,12 @@ class Weakening:
 
     @property
     def detail(self) -> str:
+        """The tests first (an escalation line is cut short), then why."""
         text = "; ".join(self.reasons)
         if self.tests:
             shown = ", ".join(self.tests[:MAX_NAMES])
             more = f" (+{len(self.tests) - MAX_NAMES} more)" if len(self.tests) > MAX_NAMES else ""
-            text += f" — tests: {shown}{more}"
+            text = f"tests {shown}{more} — {text}"
         return text
 
 
