@@ -182,21 +182,31 @@ def _report_env(env: Mapping[str, str], junit: Path) -> dict[str, str]:
 
 
 def _read_private(path: Path) -> bytes | None:
-    """A regular file's bytes (no symlink followed, bounded size), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    """A regular file's bytes (no symlink followed, bounded size); ``b""`` when there is something else
+    at ``path`` (a link, a folder, a huge file: garbled); None when nothing is there."""
+    if not os.path.lexists(path):
         return None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
-            return None
-        return f.read(MAX_REPORT_BYTES + 1)
+            return b""
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read(MAX_REPORT_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_report(junit: Path, output: str) -> TestReport | None:
     """What ran: the JUnit XML at ``junit`` when it is there and sound, else the output's summary lines.
 
+    Something at ``junit`` that is not a sound report (garbled, a symlink, a folder) is no
+    report at all: printable text does not stand in for a report that was tampered with.
     pytest's JUnit XML has no deselected count; it is taken from pytest's summary line.
     """
     data = _read_private(junit)

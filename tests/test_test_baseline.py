@@ -1,0 +1,135 @@
+"""The runner side of "tests cannot be weakened": per-test reports from real pytest runs, the
+base commit's run in a clean detached checkout, cached per (base commit, command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from loop_runtime.adapters.git_workspace import GitWorkspace
+from loop_runtime.adapters.test_runner import ProjectTestRunner, read_report, run_tests
+from tests.support.gitrepo import git, make_repo
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+PYTEST = f"{sys.executable} -m pytest -q -p no:cacheprovider"
+TESTS = ("import pytest\n\n\ndef test_a():\n    pass\n\n\ndef test_b():\n    assert 0\n\n\n"
+         "@pytest.mark.skip\ndef test_c():\n    pass\n")
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_a_pytest_run_reports_every_test_by_name(tmp_path: Path) -> None:
+    """Whatever the command, pytest is asked for JUnit XML through PYTEST_ADDOPTS; deselected come from its summary."""
+    _write(tmp_path, {"tests/test_x.py": TESTS + "\n\ndef test_d():\n    pass\n"})
+    run = run_tests(tmp_path, f"{PYTEST} -k 'not test_d'", timeout_s=120, env=ENV)
+    assert run.report is not None and run.report.source == "junit"
+    assert {c.name: c.outcome for c in run.report.cases or ()} == {
+        "tests.test_x::test_a": "passed", "tests.test_x::test_b": "failed", "tests.test_x::test_c": "skipped"}
+    assert run.report.deselected == 1
+    assert "PASSED tests/test_x.py::test_a" in run.output  # -rA: the verifier sees every outcome too
+
+
+def test_the_users_pytest_addopts_are_kept(tmp_path: Path) -> None:
+    _write(tmp_path, {"tests/test_x.py": TESTS})
+    run = run_tests(tmp_path, PYTEST, timeout_s=120, env={**ENV, "PYTEST_ADDOPTS": "-k test_a"})
+    assert run.report is not None and run.report.collected == 1 and run.report.deselected == 2
+
+
+def test_the_report_lives_outside_the_worktree_and_is_removed(tmp_path: Path) -> None:
+    """The JUnit path is a fresh private temp dir (not in the worktree), gone after the run."""
+    _write(tmp_path, {"tests/test_x.py": "import os\n\n\ndef test_where():\n"
+                                         "    print('ADDOPTS=' + os.environ['PYTEST_ADDOPTS'])\n"})
+    run = run_tests(tmp_path, f"{PYTEST} -s", timeout_s=120, env=ENV)
+    line = next(ln for ln in run.output.splitlines() if "ADDOPTS=" in ln)
+    junit = Path(line.split("--junitxml=", 1)[1].split()[0])
+    assert not junit.is_relative_to(tmp_path) and not junit.parent.exists()
+    assert len(junit.stem) == 16  # an unguessable name in a private mkdtemp folder
+    assert not any(p.suffix == ".xml" for p in tmp_path.rglob("*"))
+
+
+def test_a_symlinked_or_oversized_report_is_no_report(tmp_path: Path) -> None:
+    """A report replaced by a symlink or folder is not followed, and a garbled one is not replaced by the summary;
+    only a missing one falls back to the summary lines."""
+    target = tmp_path / "forged.xml"
+    target.write_text('<testsuite><testcase classname="m" name="t"/></testsuite>')
+    link = tmp_path / "report.xml"
+    link.symlink_to(target)
+    assert read_report(link, "1 passed in 0.01s\n") is None
+    assert read_report(tmp_path / "missing.xml", "1 passed in 0.01s\n").source == "pytest"  # type: ignore[union-attr]
+    garbled = tmp_path / "garbled.xml"
+    garbled.write_text("<testsuites>")
+    assert read_report(garbled, "1 passed in 0.01s\n") is None
+    (tmp_path / "dir.xml").mkdir()
+    assert read_report(tmp_path / "dir.xml", "") is None
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
+    counter = tmp_path / "runs.log"
+    repo = make_repo(tmp_path / "repo", {"tests/test_x.py": TESTS, "pytest.ini": "[pytest]\n"})
+    return repo, counter
+
+
+def test_baseline_runs_in_a_clean_checkout_once_per_base_commit(tmp_path: Path) -> None:
+    """A clean detached worktree of the commit (the user's edits are not in it); cached across runners."""
+    repo, counter = _project(tmp_path)
+    (repo / "tests" / "test_x.py").write_text("def test_only_in_the_checkout():\n    pass\n")  # uncommitted
+    base = git(repo, "rev-parse", "HEAD")
+    ws = GitWorkspace(repo)
+    cmd = f'echo "$PWD" >> {counter}; {PYTEST}'
+    first = ProjectTestRunner(cmd, env=ENV, checkout=ws.base_checkout, cache_dir=repo / ".loop-runtime" / "tb")
+    run = first.baseline(base)
+    assert run is not None and run.report is not None
+    assert {c.name for c in run.report.cases or ()} == {"tests.test_x::test_a", "tests.test_x::test_b",
+                                                        "tests.test_x::test_c"}
+    assert first.baseline(base) == run
+    again = ProjectTestRunner(cmd, env=ENV, checkout=ws.base_checkout, cache_dir=repo / ".loop-runtime" / "tb")
+    assert again.baseline(base).report == run.report  # type: ignore[union-attr]
+    lines = counter.read_text().splitlines()
+    assert len(lines) == 1 and "/.loop-runtime/base-checkouts/" in lines[0]
+    assert not any((repo / ".loop-runtime" / "base-checkouts").iterdir())
+    assert "base-checkouts" not in git(repo, "worktree", "list")
+    assert git(repo, "status", "--porcelain") == "M tests/test_x.py"
+
+
+def test_the_cache_is_per_command_and_a_broken_entry_is_run_again(tmp_path: Path) -> None:
+    repo, counter = _project(tmp_path)
+    base = git(repo, "rev-parse", "HEAD")
+    ws = GitWorkspace(repo)
+    cache = repo / ".loop-runtime" / "tb"
+
+    def runner(extra: str = "") -> ProjectTestRunner:
+        return ProjectTestRunner(f'echo x >> {counter}; {PYTEST}{extra}', env=ENV, checkout=ws.base_checkout,
+                                 cache_dir=cache)
+
+    runner().baseline(base)
+    runner(" -k test_a").baseline(base)
+    assert len(counter.read_text().splitlines()) == 2  # another command is another baseline
+    for f in cache.glob("*.json"):
+        doc = json.loads(f.read_text())
+        doc["report"]["cases"] = "forged"
+        f.write_text(json.dumps(doc))
+    run = runner().baseline(base)
+    assert len(counter.read_text().splitlines()) == 3 and run is not None and run.report is not None
+    assert run.report.collected == 3
+
+
+def test_no_checkout_no_baseline(tmp_path: Path) -> None:
+    assert ProjectTestRunner(PYTEST, env=ENV).baseline("a" * 40) is None
+
+
+@contextmanager
+def _fake_checkout(path: Path):
+    yield str(path)
+
+
+def test_a_base_without_tests_is_no_baseline_to_compare(tmp_path: Path) -> None:
+    run = ProjectTestRunner(None, env=ENV, checkout=lambda c: _fake_checkout(tmp_path)).baseline("a" * 40)
+    assert run is not None and run.command is None and run.report is None
