@@ -133,3 +133,49 @@ def _fake_checkout(path: Path):
 def test_a_base_without_tests_is_no_baseline_to_compare(tmp_path: Path) -> None:
     run = ProjectTestRunner(None, env=ENV, checkout=lambda c: _fake_checkout(tmp_path)).baseline("a" * 40)
     assert run is not None and run.command is None and run.report is None
+
+
+def _forging_tests(cache: Path, base: str, command: str) -> str:
+    """A test file that writes a forged 'base commit ran nothing' result into the runtime's cache."""
+    import hashlib
+
+    key = hashlib.sha256(f"{base}\0{command}".encode()).hexdigest()[:32]
+    forged = {"version": 1, "base_commit": base, "configured": command, "command": command, "exit_code": 0,
+              "passed": True, "output": "", "report": {"source": "junit", "passed": 0, "failed": 0, "errors": 0,
+                                                       "skipped": 0, "xfailed": 0, "deselected": 0, "cases": []}}
+    return (f"import json, pathlib\n\n\ndef test_forge():\n    p = pathlib.Path({str(cache / (key + '.json'))!r})\n"
+            f"    p.parent.mkdir(parents=True, exist_ok=True)\n    p.write_text(json.dumps({forged!r}))\n")
+
+
+def test_an_attempts_tests_cannot_forge_the_cached_base_result(tmp_path: Path) -> None:
+    """Whatever an attempt's tests write into the cache — before or after the base ran, in this tick or for
+    the next — the base result believed is the one the runtime computed."""
+    repo, counter = _project(tmp_path)
+    base = git(repo, "rev-parse", "HEAD")
+    ws = GitWorkspace(repo)
+    cache = repo / ".loop-runtime" / "tb"
+    cmd = f'echo x >> {counter}; {PYTEST}'
+
+    def runner() -> ProjectTestRunner:
+        return ProjectTestRunner(cmd, env=ENV, checkout=ws.base_checkout, cache_dir=cache)
+
+    def attempt(n: int) -> str:
+        handle = ws.prepare(f"run-{n}", "p")
+        (Path(handle.path) / "tests" / "test_forge.py").write_text(_forging_tests(cache, base, cmd))
+        return handle.path
+
+    # 1. forged before the base ran, in the same tick: not believed, the base runs
+    r = runner()
+    r.run(attempt(1))
+    assert r.baseline(base).report.collected == 3  # type: ignore[union-attr]
+    # 2. forged after the base ran: the next tick still sees the real result, without a new base run
+    r.run(attempt(2))
+    runs_so_far = len(counter.read_text().splitlines())
+    assert runner().baseline(base).report.collected == 3  # type: ignore[union-attr]
+    assert len(counter.read_text().splitlines()) == runs_so_far
+    # 3. forged by an attempt whose tick never ran the base: removed, the next tick runs the base itself
+    for f in cache.glob("*.json"):
+        f.unlink()
+    runner().run(attempt(3))
+    assert not list(cache.glob("*.json"))
+    assert runner().baseline(base).report.collected == 3  # type: ignore[union-attr]

@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.redact import redact
-from ..errors import ConfigError
+from ..errors import ConfigError, LoopError
 from ..formats.test_report import MAX_REPORT_BYTES, TestReport, parse_junit, parse_summary, report_from_dict, \
     report_to_dict
 from ..ports import TestRun
@@ -295,6 +295,7 @@ class ProjectTestRunner:
         self.checkout = checkout
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._baselines: dict[str, TestRun] = {}
+        self._untrusted_ran = False  # an attempt's tests ran: cache files may have been written by them
 
     def _cache_file(self, base_commit: str) -> Path | None:
         if self.cache_dir is None:
@@ -338,10 +339,17 @@ class ProjectTestRunner:
                 os.unlink(tmp)
 
     def baseline(self, base_commit: str) -> TestRun | None:
-        """The project's tests run on ``base_commit`` in a clean checkout; cached. None without a checkout."""
+        """The project's tests run on ``base_commit`` in a clean checkout; cached. None without a checkout.
+
+        The cache file is read only while no attempt's tests have run in this process, or
+        when it was read before they ran (``run`` primes it): an attempt's tests can write
+        under ``.loop-runtime/``, so a file that appeared during one is not believed.
+        """
         if self.checkout is None:
             return None
-        run = self._baselines.get(base_commit) or self._cached(base_commit)
+        run = self._baselines.get(base_commit)
+        if run is None and not self._untrusted_ran:
+            run = self._cached(base_commit)
         if run is None:
             with self.checkout(base_commit) as path:
                 command = self.command or detect_test_command(Path(path))
@@ -352,7 +360,38 @@ class ProjectTestRunner:
         self._baselines[base_commit] = run
         return run
 
+    def _head(self, worktree: str) -> str | None:
+        from .git import run_git
+
+        try:
+            return run_git(["rev-parse", "--verify", "-q", "HEAD"], worktree).strip() or None
+        except (LoopError, OSError):
+            return None
+
     def run(self, worktree: str) -> TestRun:
+        """The tests of an attempt's worktree (untrusted code).
+
+        Around it the base commit's cached result is guarded: read before the run (the
+        worktree's ``HEAD`` is still the base commit), and after it rewritten from memory or
+        removed, so whatever the attempt's tests wrote there is not believed by a later tick.
+        """
         command = self.command or detect_test_command(Path(worktree))
-        return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env,
-                         max_output=self.max_output, secrets=self.secrets)
+        base = self._head(worktree) if self.checkout is not None and self.cache_dir is not None else None
+        if base is not None and base not in self._baselines and not self._untrusted_ran:
+            primed = self._cached(base)
+            if primed is not None:
+                self._baselines[base] = primed
+        self._untrusted_ran = True
+        try:
+            return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env,
+                             max_output=self.max_output, secrets=self.secrets)
+        finally:
+            for commit in {*self._baselines, *([base] if base else [])}:
+                known = self._baselines.get(commit)
+                if known is not None:
+                    self._store(commit, known)
+                else:
+                    cache = self._cache_file(commit)
+                    if cache is not None:
+                        with contextlib.suppress(OSError):
+                            cache.unlink()
