@@ -34,7 +34,8 @@ def test_a_pytest_run_reports_every_test_by_name(tmp_path: Path) -> None:
     assert {c.name: c.outcome for c in run.report.cases or ()} == {
         "tests.test_x::test_a": "passed", "tests.test_x::test_b": "failed", "tests.test_x::test_c": "skipped"}
     assert run.report.deselected == 1
-    assert "PASSED tests/test_x.py::test_a" in run.output  # -rA: the verifier sees every outcome too
+    assert "SKIPPED [1] tests/test_x.py" in run.output  # -ra: the verifier sees what did not pass, and why
+    assert "PASSED" not in run.output  # and the failures are not pushed out of the tail by passing tests
 
 
 def test_the_users_pytest_addopts_are_kept(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ as a redacted tail: the end of a test log is where failures are summarised.
 
 What ran is recorded too (``TestRun.report``), so an attempt that skips, deselects or
 renames away tests is caught by comparing it with the base commit's run
-(``core.test_weakening``). pytest is asked for JUnit XML and a per-test summary through
+(``core.test_weakening``). pytest is asked for JUnit XML and a summary of what did not pass through
 ``PYTEST_ADDOPTS`` (whatever command calls it), ``go test`` for ``-v`` through
 ``GOFLAGS``; other runners are read from their summary lines. The report goes to a
 fresh private directory outside the worktree, and a report that is not a regular
@@ -173,9 +173,14 @@ def _finish_output(reader: _TailReader, max_output: int, secrets: Iterable[str])
 
 
 def _report_env(env: Mapping[str, str], junit: Path) -> dict[str, str]:
-    """``env`` plus the flags that make pytest write JUnit XML to ``junit`` and list every test, and go test -v."""
+    """``env`` plus the flags that make pytest write JUnit XML to ``junit``, and go test -v.
+
+    ``-ra`` lists every test that did not pass (skips and xfails with their reasons) for the
+    verifier; not ``-rA``: a line per passing test would push the failures out of the output
+    tail that the verifier and the next attempt see, and the names are in the JUnit XML.
+    """
     out = dict(env)
-    extra = f"--junitxml={shlex.quote(str(junit))} -rA"
+    extra = f"--junitxml={shlex.quote(str(junit))} -ra"
     out["PYTEST_ADDOPTS"] = f"{out['PYTEST_ADDOPTS']} {extra}" if out.get("PYTEST_ADDOPTS") else extra
     out["GOFLAGS"] = f"{out['GOFLAGS']} -v" if out.get("GOFLAGS") else "-v"
     return out

@@ -49,7 +49,8 @@ _PY = (
     ("__test__ = False", re.compile(r"\b__test__\s*(?::[^=]*)?=")),
     ("skip import", re.compile(r"^\s*from\s+(?:pytest|_pytest[\w.]*|unittest[\w.]*)\s+import\s+.*\b(?:skip\w*|xfail|"
                                r"importorskip|SkipTest|Skipped|expectedFailure|exit)\b")),
-    ("aliased pytest", re.compile(r"\bimport\s+(?:pytest|_pytest[\w.]*)\s+as\b|\bmark\s+as\s+\w+|\bmark\s*\.\s*__getattr__|getattr\s*\(\s*[\w.]*mark\b")),
+    ("aliased pytest", re.compile(r"\bimport\s+(?:pytest|_pytest[\w.]*)\s+as\b|\bmark\s+as\s+\w+|"
+                                  r"\bmark\s*\.\s*__getattr__|getattr\s*\(\s*[\w.]*mark\b")),
     ("unittest skip", re.compile(r"@\s*(?:[\w.]+\.)?(?:skip|skipIf|skipUnless|expectedFailure)\b")),
     ("raise SkipTest", re.compile(r"\b(?:SkipTest|Skipped|SkipException)\b")),
     ("self.skipTest()", re.compile(r"\.\s*skipTest\s*\(")),
