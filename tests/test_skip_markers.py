@@ -148,6 +148,8 @@ def test_rust_cfg_put_on_a_test_is_a_violation() -> None:
     ("vitest.config.ts", "added", ("export default {}",), ()),
     (".mocharc.yml", "modified", ("grep: sub",), ()),
     ("Cargo.toml", "modified", ("[[test]]", "harness = false"), ()),
+    ("Makefile", "modified", ("\tpytest -k 'not add'",), ("\tpytest",)),
+    ("pyproject.toml", "modified", ("xfail_strict = false",), ()),
 ])
 def test_test_configuration_changes_escalate(path: str, kind: str, added: tuple[str, ...],
                                              removed: tuple[str, ...]) -> None:
@@ -162,6 +164,8 @@ def test_test_configuration_changes_escalate(path: str, kind: str, added: tuple[
     ("pyproject.toml", ('version = "1.2.0"',)),
     ("package.json", ('  "version": "1.2.0",',)),
     ("setup.cfg", ("[metadata]", "name = calc")),
+    ("pyproject.toml", ('description = "a toxic-waste diagnose tool"',)),
+    ("Makefile", ("build:", "\tcc -o calc calc.c")),
 ])
 def test_unrelated_edits_to_shared_config_files_pass(path: str, added: tuple[str, ...]) -> None:
     assert check_diff(Diff("b" * 40, (_change(path, added),), "")) == ()

@@ -83,16 +83,19 @@ TEST_CONFIG_FILES = frozenset({
 })
 """Files whose only job is to say which tests run and how: any change escalates."""
 _CONFIG_PREFIXES = ("jest.config.", "vitest.config.", "vitest.workspace.", "playwright.config.", "cypress.config.")
+_PYTEST_OPTIONS = (r"pytest|addopts|testpaths|python_(?:files|classes|functions)|norecursedirs|collect_ignore|"
+                   r"xfail_strict|empty_parameter_set_mark|confcutdir|pythonpath|--deselect|--ignore|"
+                   r"(?:^|[\s'\"])-[km]\b|\btox\b")
 _SHARED_CONFIG: Mapping[str, re.Pattern[str]] = {
     # files with other content too: only lines that touch the test runner's options escalate
-    "pyproject.toml": re.compile(r"pytest|addopts|testpaths|python_(?:files|classes|functions)|norecursedirs|"
-                                 r"collect_ignore|--deselect|--ignore|(?:^|[\s'\"])-[km]\b|unittest|nose|tox"),
-    "setup.cfg": re.compile(r"pytest|addopts|testpaths|python_(?:files|classes|functions)|norecursedirs|"
-                            r"collect_ignore|--deselect|--ignore|(?:^|[\s'\"])-[km]\b|nosetests|tox"),
+    "pyproject.toml": re.compile(_PYTEST_OPTIONS + r"|\b(?:unittest|nose2?)\b"),
+    "setup.cfg": re.compile(_PYTEST_OPTIONS + r"|\bnosetests\b"),
     "package.json": re.compile(r"\"(?:test|jest|vitest|mocha|ava|testMatch|testRegex|testPathIgnorePatterns|"
                                r"modulePathIgnorePatterns|testNamePattern|testPathPattern|roots|spec|grep)\"|"
                                r"--(?:grep|testNamePattern|testPathPattern|passWithNoTests|bail|exclude|"
                                r"testPathIgnorePatterns)|(?:^|\s)-t\s"),
+    **dict.fromkeys(("Makefile", "makefile", "GNUmakefile", "justfile", "Justfile"),
+                    re.compile(r"(?i)\btests?\b|pytest|jest|vitest|mocha|\bgo\s+test\b|\bcargo\s+test\b")),
     "Cargo.toml": re.compile(r"^\s*\[\[test\]\]|\bharness\b|\btest\s*=|\bautotests\b"),
     "go.mod": re.compile(r"^\s*go\s+\d"),  # the go directive changes which build constraints apply
 }
