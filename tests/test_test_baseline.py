@@ -52,7 +52,21 @@ def test_the_report_lives_outside_the_worktree_and_is_removed(tmp_path: Path) ->
     line = next(ln for ln in run.output.splitlines() if "ADDOPTS=" in ln)
     junit = Path(line.split("--junitxml=", 1)[1].split()[0])
     assert not junit.is_relative_to(tmp_path) and not junit.parent.exists()
-    assert len(junit.stem) == 16  # an unguessable name in a private mkdtemp folder
+    assert len(junit.stem) == len("0123456789abcdef-pytest")  # an unguessable name in a private mkdtemp folder
+    assert not any(p.suffix == ".xml" for p in tmp_path.rglob("*"))
+
+
+def test_jest_and_mocha_junit_reporters_are_redirected_and_merged(tmp_path: Path) -> None:
+    """A project that already uses jest-junit / mocha-junit-reporter: their XML goes to the private folder too,
+    and one command running several runners gives one report of every test."""
+    _write(tmp_path, {"tests/test_x.py": "def test_py():\n    pass\n"})
+    fake_jest = ("cat > \"$JEST_JUNIT_OUTPUT_FILE\" <<'EOF'\n<testsuites><testsuite name='calc'>"
+                 "<testcase classname='calc adds' name='adds'/><testcase classname='calc adds' name='later'>"
+                 "<skipped/></testcase></testsuite></testsuites>\nEOF\n")
+    run = run_tests(tmp_path, f"{fake_jest}{PYTEST}", timeout_s=120, env=ENV)
+    assert run.passed and run.report is not None and run.report.source == "junit"
+    assert {c.name: c.outcome for c in run.report.cases or ()} == {
+        "calc adds::adds": "passed", "calc adds::later": "skipped", "tests.test_x::test_py": "passed"}
     assert not any(p.suffix == ".xml" for p in tmp_path.rglob("*"))
 
 

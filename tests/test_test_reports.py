@@ -260,3 +260,16 @@ def test_weakening_detail_starts_with_the_names() -> None:
     after = TestReport("junit", passed=1, skipped=1, cases=(TestCase("m::a", "passed"), TestCase("m::b", "skipped")))
     w = compare_runs(base, after)
     assert w is not None and w.detail.startswith("tests m::b — ")
+
+
+@given(cases, cases)
+def test_merged_junit_reports_keep_every_test(a: dict[str, str], b: dict[str, str]) -> None:
+    """Two runners in one command: every test of both, each once."""
+    from loop_runtime.formats.test_report import merge_junit
+
+    ra = _report(a)
+    rb = parse_junit(_junit(b).replace("classname='m'", "classname='n'"))
+    assert rb is not None
+    merged = merge_junit([ra, rb])
+    assert merged.collected == ra.collected + rb.collected
+    assert set(merged.cases or ()) == set(ra.cases or ()) | set(rb.cases or ())

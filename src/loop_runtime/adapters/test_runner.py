@@ -11,7 +11,9 @@ What ran is recorded too (``TestRun.report``), so an attempt that skips, deselec
 renames away tests is caught by comparing it with the base commit's run
 (``core.test_weakening``). pytest is asked for JUnit XML and a summary of what did not pass through
 ``PYTEST_ADDOPTS`` (whatever command calls it), ``go test`` for ``-v`` through
-``GOFLAGS``; other runners are read from their summary lines. The report goes to a
+``GOFLAGS``; a project that already uses jest-junit or mocha-junit-reporter has their
+output redirected (``JEST_JUNIT_OUTPUT_FILE``, ``MOCHA_FILE``); other runners are read
+from their summary lines. The report goes to a
 fresh private directory outside the worktree, and a report that is not a regular
 file, too large or not parseable is no report. ``ProjectTestRunner.baseline`` runs the
 same command in a clean detached checkout of the base commit, once per (base commit,
@@ -34,15 +36,22 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
 from ..core.redact import redact
 from ..errors import ConfigError, LoopError
-from ..formats.test_report import MAX_REPORT_BYTES, TestReport, parse_junit, parse_summary, report_from_dict, \
-    report_to_dict
+from ..formats.test_report import (
+    MAX_REPORT_BYTES,
+    TestReport,
+    merge_junit,
+    parse_junit,
+    parse_summary,
+    report_from_dict,
+    report_to_dict,
+)
 from ..ports import TestRun
 from .environment import scrubbed_env
 
@@ -172,18 +181,30 @@ def _finish_output(reader: _TailReader, max_output: int, secrets: Iterable[str])
     return text
 
 
-def _report_env(env: Mapping[str, str], junit: Path) -> dict[str, str]:
-    """``env`` plus the flags that make pytest write JUnit XML to ``junit``, and go test -v.
+JUNIT_ENV = ("JEST_JUNIT_OUTPUT_FILE", "MOCHA_FILE")
+"""Where jest-junit and mocha-junit-reporter write, when a project already uses them: redirected."""
 
+
+def _report_env(env: Mapping[str, str], private: Path) -> tuple[dict[str, str], list[Path]]:
+    """``env`` plus what makes runners write JUnit XML into ``private``, and go test -v; the report paths.
+
+    pytest gets ``--junitxml`` through ``PYTEST_ADDOPTS`` (whatever command calls it).
     ``-ra`` lists every test that did not pass (skips and xfails with their reasons) for the
     verifier; not ``-rA``: a line per passing test would push the failures out of the output
     tail that the verifier and the next attempt see, and the names are in the JUnit XML.
     """
     out = dict(env)
-    extra = f"--junitxml={shlex.quote(str(junit))} -ra"
+    token = os.urandom(8).hex()
+    pytest_xml = private / f"{token}-pytest.xml"
+    extra = f"--junitxml={shlex.quote(str(pytest_xml))} -ra"
     out["PYTEST_ADDOPTS"] = f"{out['PYTEST_ADDOPTS']} {extra}" if out.get("PYTEST_ADDOPTS") else extra
     out["GOFLAGS"] = f"{out['GOFLAGS']} -v" if out.get("GOFLAGS") else "-v"
-    return out
+    paths = [pytest_xml]
+    for var in JUNIT_ENV:
+        path = private / f"{token}-{var.split('_')[0].lower()}.xml"
+        out[var] = str(path)
+        paths.append(path)
+    return out, paths
 
 
 def _read_private(path: Path) -> bytes | None:
@@ -207,23 +228,29 @@ def _read_private(path: Path) -> bytes | None:
             os.close(fd)
 
 
-def read_report(junit: Path, output: str) -> TestReport | None:
-    """What ran: the JUnit XML at ``junit`` when it is there and sound, else the output's summary lines.
+def read_report(junit: Path | Sequence[Path], output: str) -> TestReport | None:
+    """What ran: the JUnit XML at ``junit`` (one path or several) when there and sound, else the summary lines.
 
-    Something at ``junit`` that is not a sound report (garbled, a symlink, a folder) is no
-    report at all: printable text does not stand in for a report that was tampered with.
+    Something at a report path that is not a sound report (garbled, a symlink, a folder) is
+    no report at all: printable text does not stand in for a report that was tampered with.
     pytest's JUnit XML has no deselected count; it is taken from pytest's summary line.
     """
-    data = _read_private(junit)
-    summary = parse_summary(output)
-    if data is not None:
+    found: list[TestReport] = []
+    for path in [junit] if isinstance(junit, Path) else junit:
+        data = _read_private(path)
+        if data is None:
+            continue
         report = parse_junit(data)
-        if report is not None:
-            if summary is not None and summary.source == "pytest" and summary.deselected:
-                report = replace(report, deselected=summary.deselected)
-            return report
-        return None  # a report file that is there but garbled is not replaced by printable text
-    return summary
+        if report is None:
+            return None
+        found.append(report)
+    summary = parse_summary(output)
+    if not found:
+        return summary
+    merged = found[0] if len(found) == 1 else merge_junit(found)
+    if summary is not None and summary.source == "pytest" and summary.deselected:
+        merged = replace(merged, deselected=summary.deselected)
+    return merged
 
 
 def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Mapping[str, str],
@@ -233,10 +260,9 @@ def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Map
         return _run_tests(worktree, command, timeout_s=timeout_s, env=env, max_output=max_output, secrets=secrets)
     private = Path(tempfile.mkdtemp(prefix="loop-tests-"))  # 0700, outside the worktree, a fresh name each run
     try:
-        junit = private / f"{os.urandom(8).hex()}.xml"
-        run = _run_tests(worktree, command, timeout_s=timeout_s, env=_report_env(env, junit), max_output=max_output,
-                         secrets=secrets)
-        return replace(run, report=read_report(junit, run.output))
+        run_env, reports = _report_env(env, private)
+        run = _run_tests(worktree, command, timeout_s=timeout_s, env=run_env, max_output=max_output, secrets=secrets)
+        return replace(run, report=read_report(reports, run.output))
     finally:
         shutil.rmtree(private, ignore_errors=True)
 

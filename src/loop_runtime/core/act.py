@@ -274,8 +274,8 @@ def _weakened_tests(t: Tick, handle: WorkspaceHandle, tests: TestRun) -> str | N
     if base is None or base.command is None:
         return None
     found = compare_runs(base.report, tests.report)
-    t.record("tests-baseline", {"attempt": getattr(t, "attempt", None), "base_commit": handle.base_commit, "command": base.command,
-                                "collected": base.report.collected if base.report else None,
+    t.record("tests-baseline", {"attempt": getattr(t, "attempt", None), "base_commit": handle.base_commit,
+                                "command": base.command, "collected": base.report.collected if base.report else None,
                                 "weakened": found.detail[:2000] if found else None})
     return found.detail if found else None
 

@@ -24,6 +24,7 @@ __all__ = [
     "OUTCOMES",
     "TestCase",
     "TestReport",
+    "merge_junit",
     "parse_junit",
     "parse_summary",
     "report_from_dict",
@@ -140,6 +141,16 @@ def parse_junit(text: str | bytes) -> TestReport | None:
         cls = (el.get("classname") or "").strip()
         cases.append(TestCase(f"{cls}::{name}" if cls else name, _case_outcome(el)))
     return _from_cases("junit", cases)
+
+
+def merge_junit(reports: Iterable[TestReport]) -> TestReport:
+    """Several JUnit reports of one run (pytest and Jest in one ``make test``) as one."""
+    cases: list[TestCase] = []
+    deselected = 0
+    for r in reports:
+        cases.extend(r.cases or ())
+        deselected += r.deselected
+    return _from_cases("junit", cases, deselected)
 
 
 # --------------------------------------------------------------------------- summary lines
