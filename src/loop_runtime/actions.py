@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .adapters.state_files import atomic_write
+from .adapters import locked_files
 from .core import killswitch
 from .core.budget import utc_day
 from .errors import ConfigError, LoopError
@@ -29,7 +29,7 @@ def kill(project: Project, pattern: str | None, *, reason: str = "", now: dateti
         project.pattern(pattern)  # unknown ids fail with the valid list
     name = _switch_file(pattern)
     when = (now or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
-    atomic_write(project.root / name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
+    locked_files.atomic_write(project.root / name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
                  + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
     _event(project, "kill", {"scope": pattern or "all", "file": name, "reason": reason}, pattern)
     return name
@@ -80,6 +80,14 @@ def open_store(project: Project) -> Any:
     return RunStore.open(project.root)
 
 
+def _existing_store(project: Project) -> Any:
+    """The store of a project that has one; escalations cannot exist without it (and we create none)."""
+    if not (project.root / ".loop-runtime" / "runtime.db").is_file():
+        raise ConfigError(".loop-runtime/runtime.db", "escalation", None,
+                          message="no loop-runtime store in this project: there is no escalation to decide")
+    return open_store(project)
+
+
 def _escalation(store: Any, esc_id: str) -> Any:
     esc = store.get_escalation(esc_id)
     if esc is None:
@@ -96,10 +104,13 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
     from .adapters.git_workspace import GitWorkspace
     from .formats.state import parse_state, render_state, set_human_decision
 
+    from .preflight import preflight_state_write
+
     own = store is None
-    store = store or open_store(project)
+    store = store or _existing_store(project)
     try:
         esc = _escalation(store, esc_id)
+        preflight_state_write(project, esc.pattern)  # before the branch, the commit, the decision
         ctx = esc.context
         who = by or getpass.getuser()
         result: dict[str, Any] = {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id}
@@ -127,10 +138,13 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
     """Discard the held change and record the human decision in the state file."""
     from .formats.state import parse_state, render_state, set_human_decision
 
+    from .preflight import preflight_state_write
+
     own = store is None
-    store = store or open_store(project)
+    store = store or _existing_store(project)
     try:
         esc = _escalation(store, esc_id)
+        preflight_state_write(project, esc.pattern)
         who = by or getpass.getuser()
         run_id = esc.context.get("worktreeRunId")
         if run_id and project.is_git:
@@ -153,11 +167,14 @@ def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any,
     from .core.sanitize import clean
 
     state_file = project.pattern(esc.pattern).state
-    text = project.read(state_file)
-    if text is None:
-        return
-    doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200))
-    atomic_write(project.root / state_file, render_state(doc))
+
+    def decide(text: str | None) -> str | None:
+        if text is None:
+            return None
+        doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200))
+        return render_state(doc)
+
+    locked_files.update(project.root, project.root / state_file, decide)
 
 
 def _head(root: Path, branch: str) -> str | None:
@@ -175,7 +192,10 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
 
     if tokens <= 0:
         raise ConfigError("topup", "tokens", tokens, message=f"tokens must be positive: {tokens}")
+    from .preflight import preflight_state_write
+
     p = project.pattern(pattern)
+    preflight_state_write(project, pattern)  # before the store records a top-up the state file cannot
     now = now or now_utc()
     own = store is None
     store = store or open_store(project)
@@ -185,11 +205,14 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
     finally:
         if own:
             store.close()
-    text = project.read(p.state)
-    if text is not None:
-        from .core.sanitize import clean
+    from .core.sanitize import clean
 
-        doc = append_section_line(parse_state(text, file=p.state), "Budget top-ups",
-                                  f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}")
-        atomic_write(project.root / p.state, render_state(doc))
+    line = f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}"
+
+    def add(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return render_state(append_section_line(parse_state(text, file=p.state), "Budget top-ups", line))
+
+    locked_files.update(project.root, project.root / p.state, add)
     return {"pattern": pattern, "tokens": tokens, "reason": reason, "day": str(utc_day(now))}

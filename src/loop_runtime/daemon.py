@@ -39,13 +39,21 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     from .adapters.clock import SystemClock
     from .adapters.sqlite_store import RunStore
     from .core.schedule import LoopSchedule
-    from .runner import LoopRunner, RunOptions
+    from .runner import LoopRunner, RunOptions, backend_name
     from .scheduler import Scheduler, install_signal_handlers
 
     ids = patterns or project.enabled_patterns()
     if not ids:
         raise ConfigError("LOOP.md", "Active Loops", None, message="no loops enabled: name patterns on the command "
                           "line, or list them in LOOP.md (## Active Loops) or loop-runtime.toml ([patterns.<id>])")
+    from .preflight import preflight, preflight_dashboard
+
+    for pid in ids:  # every loop's files, before the store exists or any tick starts
+        plan = project.plan(pid)
+        preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)),
+                  scenario=scenario)
+    if dashboard_port:
+        preflight_dashboard(project)
     clock = clock or SystemClock()
     store = RunStore.open(project.root)
     log = _logger(log_format)

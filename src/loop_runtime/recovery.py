@@ -30,7 +30,7 @@ def _journal_tokens(phases: list[Any]) -> int:
 
 def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
     """Finalise crashed ticks of ``pattern``; the caller holds the pattern's lease. Returns their ids."""
-    from .adapters.state_files import atomic_write
+    from .adapters import locked_files
 
     recovered: list[str] = []
     for tick in store.open_ticks(pattern):
@@ -43,9 +43,8 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
             entry = RunLogEntry(run_id=tick.run_id, pattern=pattern, duration_s=0, items_found=0, actions_taken=0,
                                 escalations=0, tokens_estimate=tokens, outcome="no-op",
                                 extras={"note": "crashed", "tick": tick.tick_id})
-            path = project.root / "loop-run-log.md"
-            text = path.read_text("utf-8") if path.exists() else None
-            atomic_write(path, append_entry(text, entry, now=now, project=project.root.name))
+            locked_files.update(project.root, project.root / "loop-run-log.md",
+                                lambda text, e=entry: append_entry(text, e, now=now, project=project.root.name))
             store.record_phase(tick.tick_id, "logged", {"outcome": "no-op", "note": "crashed"}, now)
         store.finish_tick(tick.tick_id, outcome="crashed", tokens=tokens,
                           summary={"note": "recovered after crash", "phases": [p.phase for p in phases][-20:]},

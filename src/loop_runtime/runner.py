@@ -209,8 +209,11 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     from .adapters.project import load_context
     from .adapters.state_files import FileStateWriter
 
+    from .preflight import preflight
+
     clock = opts.clock or _system_clock()
     name = backend_name(project, plan, opts)
+    preflight(project, plan, level=opts.level or plan.level, backend=name, scenario=opts.scenario, dry_run=True)
     state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()))
     ws = MemoryWorkspace()
     level = opts.level or plan.level
@@ -243,15 +246,23 @@ class LoopRunner:
         self.project, self.plan, self.opts = project, plan, opts
         self.clock = opts.clock or _system_clock()
         self.owner = owner or owner_id()
+        self.backend_name = backend_name(project, plan, opts)
+        self._preflight()  # before the store exists: a bad file leaves the tree untouched
         if store is None:
             from .adapters.sqlite_store import RunStore
 
             store = RunStore.open(project.root)
         self.store = store
-        self.backend_name = backend_name(project, plan, opts)
+
+    def _preflight(self) -> None:
+        from .preflight import preflight
+
+        preflight(self.project, self.plan, level=self.opts.level or self.plan.level, backend=self.backend_name,
+                  scenario=self.opts.scenario)
 
     async def tick(self) -> TickResult:
         pattern = self.plan.pattern_id
+        self._preflight()  # files may have changed since the last tick (the daemon ticks for days)
         now = self.clock.now()
         if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
             holder = self.store.lease_holder(pattern, now)
@@ -402,7 +413,12 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
     the first call that had not finished.
     """
     from .adapters.sqlite_store import RunStore
+    from .preflight import preflight
 
+    base = opts or RunOptions()
+    plan = project.plan(pattern)
+    preflight(project, plan, level=base.level or plan.level, backend=backend_name(project, plan, base),
+              scenario=base.scenario)
     store = RunStore.open(project.root)
     try:
         halted = [t for t in store.recent_ticks(pattern, 50) if t.status == "resumable"]
@@ -415,7 +431,6 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
                 replay[p.phase.removeprefix("agent:")] = p.data
             elif p.phase == "workspace":
                 replay[f"workspace:{p.data.get('attempt')}"] = p.data
-        base = opts or RunOptions()
         resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level})
         store.set_tick_status(tick.tick_id, "resumed")
         runner = LoopRunner(project, project.plan(pattern), resumed, store=store)

@@ -23,6 +23,7 @@ from ..formats.triage import TriageDecision, parse_triage
 from ..ports import Permission
 from .budget import utc_day
 from .engine import LAST_RUN_JSON, RUN_LOG, Halt, TickBase
+from .files import update_file
 from .levels import rank
 from .result import TickResult
 from .sanitize import inert
@@ -146,14 +147,25 @@ class Tick(TickBase):
         """
         st, now = self.deps.state, self.deps.clock.now()
         name = self.plan.state_file
-        text = st.read(name)
-        doc = parse_state(text if text is not None else new_state_text(self.deps.context.project_name), file=name)
-        doc = ensure_canonical_sections(with_last_run(doc, now, f"{outcome}: {note}"[:200]))
-        if state_update is not None:
-            doc = state_update(doc)
-        new_state = render_state(doc)
+        project = self.deps.context.project_name
+
+        def new_state(text: str | None) -> str:
+            doc = parse_state(text if text is not None else new_state_text(project), file=name)
+            doc = ensure_canonical_sections(with_last_run(doc, now, f"{outcome}: {note}"[:200]))
+            if state_update is not None:
+                doc = state_update(doc)
+            return render_state(doc)
+
+        # Each file is read, changed and replaced under its own lock (another tick may be
+        # writing the same STATE.md / run log right now); the texts are first computed from
+        # what is on disk, so a file we cannot parse stops us before anything is written.
+        new_state(st.read(name))
+        current_log = st.read(RUN_LOG)
+        if current_log is not None and MARKER not in current_log:
+            raise ConfigError(RUN_LOG, "marker", MARKER, message=f"marker line {MARKER!r} not found; add it "
+                              "under '## Recent Runs'")
+        update_file(st, name, new_state)
         if refingerprint:
-            st.write(name, new_state)
             extras = {**(extras or {}), "fingerprint": self.observe()[1]}
         entry = RunLogEntry(
             run_id=self.run_id, pattern=self.plan.pattern_id,
@@ -161,17 +173,16 @@ class Tick(TickBase):
             actions_taken=actions, escalations=escalations, tokens_estimate=self.tokens, outcome=outcome,
             extras={"level": self.effective, **(extras or {})},
         )
-        new_log = append_entry(st.read(RUN_LOG), entry, now=now, project=self.deps.context.project_name)
-        badge = None
+        update_file(st, RUN_LOG, lambda text: append_entry(text, entry, now=now, project=project))
         if "triage" in self.plan.pattern_id:
-            try:
-                badge = update_last_run(st.read(LAST_RUN_JSON), now)
-            except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
-                self.lines.append(f"warning: {e}")
-        st.write(name, new_state)  # every text is computed before any file is written
-        st.write(RUN_LOG, new_log)
-        if badge is not None:
-            st.write(LAST_RUN_JSON, badge)
+            def badge(text: str | None) -> str | None:
+                try:
+                    return update_last_run(text, now)
+                except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
+                    self.lines.append(f"warning: {e}")
+                    return None
+
+            update_file(st, LAST_RUN_JSON, badge)
         self.record("logged", {"outcome": outcome, "tokens": self.tokens})
 
     def escalation_state(self, item_id: str, line: str, action: str) -> Any:
