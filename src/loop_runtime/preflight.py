@@ -20,8 +20,11 @@ LAST_RUN = "docs/last-run.json"
 
 
 def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str | None = None,
-              scenario: str | None = None, dry_run: bool = False) -> None:
-    """Raise ``ConfigError`` for the first file that would make this tick fail or write badly."""
+              scenario: str | None = None, dry_run: bool = False, check_scenario: bool = True) -> None:
+    """Raise ``ConfigError`` for the first file that would make this tick fail or write badly.
+
+    ``check_scenario=False``: the mock scenario was already loaded by this runner (per-tick re-checks).
+    """
     from .adapters.preflight import check_writable, read_texts
     from .core.levels import rank
     from .core.preflight import PreflightInput, check_texts, reads_for, writes_for
@@ -30,7 +33,7 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
     root = project.root
     texts = read_texts(root, (*reads_for(lvl, plan.state_file), LAST_RUN))
     check_texts(PreflightInput(level=lvl, state_file=plan.state_file, texts=texts))
-    if (backend or "mock") == "mock":
+    if check_scenario and (backend or "mock") == "mock":
         from .adapters.mock import load_scenario
 
         load_scenario(scenario)

@@ -254,15 +254,15 @@ class LoopRunner:
             store = RunStore.open(project.root)
         self.store = store
 
-    def _preflight(self) -> None:
+    def _preflight(self, *, scenario: bool = True) -> None:
         from .preflight import preflight
 
         preflight(self.project, self.plan, level=self.opts.level or self.plan.level, backend=self.backend_name,
-                  scenario=self.opts.scenario)
+                  scenario=self.opts.scenario, check_scenario=scenario)
 
     async def tick(self) -> TickResult:
         pattern = self.plan.pattern_id
-        self._preflight()  # files may have changed since the last tick (the daemon ticks for days)
+        self._preflight(scenario=False)  # files may have changed since the last tick (the daemon runs for days)
         now = self.clock.now()
         if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
             holder = self.store.lease_holder(pattern, now)

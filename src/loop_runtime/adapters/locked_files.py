@@ -43,7 +43,7 @@ class FileLocked(LoopError):
     def __init__(self, file: str, waited_s: float) -> None:
         self.file = file
         self.waited_s = waited_s
-        super().__init__(f"{file}: locked by another process for {waited_s:.0f}s; try again later "
+        super().__init__(f"{file}: locked by another process for {round(waited_s, 1):g}s; try again later "
                          f"(or remove a stale lock under {LOCK_DIR}/ if no loop-runtime is running)")
 
 
@@ -97,21 +97,6 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- locks
