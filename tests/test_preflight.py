@@ -8,6 +8,7 @@ same, no ``.loop-runtime/`` (so no store, no reservation, no spend), no branch, 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -223,3 +224,61 @@ def test_approve_without_a_store_creates_none(project: Path) -> None:
     before = tree_digest(project)
     proc = _run(project, ["approve", "esc-1"], {})
     _assert_untouched(project, before, proc, [".loop-runtime/runtime.db"])
+
+
+def test_a_fifo_where_the_run_log_should_be_is_refused_without_blocking(project: Path) -> None:
+    (project / "loop-run-log.md").unlink()
+    os.mkfifo(project / "loop-run-log.md")
+    before = tree_digest_no_fifo(project)
+    proc = _run(project, ["run", "ci-sweeper", "--scenario", str(project / "scenario.yaml"), "--log-format",
+                          "none"], {})
+    assert proc.returncode == 1 and "loop-run-log.md" in proc.stderr and "regular file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (project / ".loop-runtime").exists() and tree_digest_no_fifo(project) == before
+
+
+def test_loop_runtime_path_that_is_a_file_is_refused(project: Path) -> None:
+    (project / ".loop-runtime").write_text("not a folder\n")
+    before = tree_digest(project)
+    proc = _run(project, ["run", "ci-sweeper", "--scenario", str(project / "scenario.yaml"), "--log-format",
+                          "none"], {})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and ".loop-runtime" in lines[0] and "folder" in lines[0]
+    assert tree_digest(project) == before
+
+
+def tree_digest_no_fifo(root: Path) -> dict[str, str]:
+    """As tree_digest, but a FIFO is recorded by its mode (reading it would block)."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            import stat as _stat
+
+            rel = p.relative_to(root).as_posix()
+            if _stat.S_ISFIFO(st.st_mode) or p.is_dir():
+                out[rel] = f"special:{st.st_mode:o}"
+            else:
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_approve_checks_the_state_file_before_committing_anything(project: Path) -> None:
+    """A held change whose state file became a directory: approve fails first — no commit, no branch move."""
+    proc = _run(project, ["run", "ci-sweeper", "--level", "L2", "--scenario", "escalate", "--log-format", "none"],
+                {})
+    assert proc.returncode == 2, proc.stderr
+    esc = json.loads(_run(project, ["escalations", "--json"], {}).stdout)
+    esc_id = (esc["escalations"] if isinstance(esc, dict) else esc)[0]["id"]
+    (project / "ci-sweeper-state.md").rename(project / "kept-state.md")
+    (project / "ci-sweeper-state.md").mkdir()
+    refs_before = _git(project, "for-each-ref", "--format=%(refname) %(objectname)")
+    before = {k: v for k, v in tree_digest(project).items() if not k.startswith(".loop-runtime")}
+    proc = _run(project, ["approve", esc_id], {})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and "ci-sweeper-state.md" in lines[0], proc.stderr
+    assert _git(project, "for-each-ref", "--format=%(refname) %(objectname)") == refs_before
+    assert {k: v for k, v in tree_digest(project).items() if not k.startswith(".loop-runtime")} == before
+    still = json.loads(_run(project, ["escalations", "--json"], {}).stdout)
+    assert [e["id"] for e in (still["escalations"] if isinstance(still, dict) else still)] == [esc_id]

@@ -35,6 +35,11 @@ def read_texts(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
     for rel in paths:
         real = _inside(root, rel)
         try:
+            mode = real.stat().st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+                raise ConfigError(rel, "path", rel, message=f"{rel} is not a regular file")
             out[rel] = real.read_text("utf-8")
         except FileNotFoundError:
             out[rel] = None
