@@ -282,3 +282,22 @@ def test_approve_checks_the_state_file_before_committing_anything(project: Path)
     assert {k: v for k, v in tree_digest(project).items() if not k.startswith(".loop-runtime")} == before
     still = json.loads(_run(project, ["escalations", "--json"], {}).stdout)
     assert [e["id"] for e in (still["escalations"] if isinstance(still, dict) else still)] == [esc_id]
+
+
+@pytest.mark.parametrize("var,value", [("LOOP_RUNTIME_BACKEND", "gpt-bogus"),
+                                       ("LOOP_RUNTIME_OPENAI_BASE_URL", "localhost:8000/v1"),
+                                       ("LOOP_RUNTIME_LOCK_TIMEOUT_S", "soon")])
+def test_every_bad_env_value_names_its_variable(project: Path, var: str, value: str) -> None:
+    (project / "loop-runtime.toml").write_text('openai_base_url = "http://localhost:8000/v1"\n')
+    before = tree_digest(project)
+    proc = _run(project, ["run", "ci-sweeper", "--scenario", str(project / "scenario.yaml"), "--log-format", "none"],
+                {var: value})
+    _assert_untouched(project, before, proc, [var])
+    assert "loop-runtime.toml" not in proc.stderr
+
+
+def test_a_bad_file_value_names_the_file(project: Path) -> None:
+    (project / "loop-runtime.toml").write_text('openai_base_url = "localhost:8000/v1"\n')
+    before = tree_digest(project)
+    proc = _run(project, ["run", "ci-sweeper", "--log-format", "none"], {})
+    _assert_untouched(project, before, proc, ["loop-runtime.toml", "openai_base_url", "localhost:8000/v1"])

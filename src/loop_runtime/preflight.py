@@ -25,6 +25,7 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
 
     ``check_scenario=False``: the mock scenario was already loaded by this runner (per-tick re-checks).
     """
+    from .adapters.locked_files import lock_timeout_s
     from .adapters.preflight import check_writable, read_texts
     from .core.levels import rank
     from .core.preflight import PreflightInput, check_texts, reads_for, writes_for
@@ -39,6 +40,7 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
         load_scenario(scenario)
     if dry_run:
         return
+    lock_timeout_s()  # a bad LOOP_RUNTIME_LOCK_TIMEOUT_S is named now, not at the first locked write
     badge = texts.get(LAST_RUN) is not None and "triage" in plan.pattern_id
     dirs = [".loop-runtime"]
     if rank(lvl) >= 2 and project.is_git:
@@ -48,12 +50,14 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
 
 def preflight_state_write(project: Any, pattern: str) -> None:
     """For the human actions (approve, reject, top-up): the pattern's state file can be rewritten."""
+    from .adapters.locked_files import lock_timeout_s
     from .adapters.preflight import check_writable, read_texts
     from .core.preflight import PreflightInput, check_texts
 
     p = project.pattern(pattern)
     texts = read_texts(project.root, (p.state, "gate.yaml"))
     check_texts(PreflightInput(level="L1", state_file=p.state, texts=texts))
+    lock_timeout_s()
     check_writable(project.root, (p.state,), (".loop-runtime",))
 
 

@@ -193,17 +193,16 @@ class Tick(TickBase):
 
     # -- preflight helpers
     def _validate_files(self) -> None:
-        """Refuse to start (and spend tokens) when a file this tick must write is malformed."""
-        text = self.deps.state.read(RUN_LOG)
-        if text is not None and not parse_run_log(text).has_marker and text.strip():
-            raise ConfigError(RUN_LOG, "marker", None, message=f"run log has no marker line {MARKER!r}; add it "
-                              "(loop-runtime never rewrites a log it cannot append to safely)")
-        if rank(self.level) >= 2:
-            ledger = self.deps.state.read("loop-ledger.json")
-            if ledger:
-                from ..formats.ledger import parse_ledger
+        """Refuse to start (and spend tokens) when a file this tick reads or writes is malformed.
 
-                parse_ledger(ledger, file="loop-ledger.json")  # a broken ledger stops us before any token
+        The same check the drivers run before any side effect (``loop_runtime.preflight``),
+        here over the engine's own state writer, so an embedded engine gets it too.
+        """
+        from .preflight import PreflightInput, check_texts, reads_for
+
+        names = reads_for(self.level, self.plan.state_file)
+        check_texts(PreflightInput(level=self.level, state_file=self.plan.state_file,
+                                   texts={n: self.deps.state.read(n) for n in names}))
 
     def _check_runs_cap(self) -> None:
         cap = self.plan.max_runs_per_day

@@ -223,6 +223,20 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _http_url(value: object) -> str:
+    """An ``http(s)://host…`` URL: a typo here used to surface only when the first agent call failed."""
+    from urllib.parse import urlsplit
+
+    text = _text(value)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValueError from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or text != text.strip():
+        raise ValueError
+    return text
+
+
 _TOP: dict[str, Check] = {
     "backend": _choice(BACKENDS),
     "model": _text,
@@ -233,7 +247,7 @@ _TOP: dict[str, Check] = {
     "notify": _strings,
     "dashboard_token": _text,
     "discovery": _strings,
-    "openai_base_url": _text,
+    "openai_base_url": _http_url,
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
