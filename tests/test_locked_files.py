@@ -232,3 +232,17 @@ def test_locked_is_reentrant_free_for_different_files(tmp_path: Path) -> None:
     with locked(tmp_path, tmp_path / "a"):
         update(tmp_path, tmp_path / "b", lambda t: "b", timeout_s=0.5)
     assert (tmp_path / "b").read_text() == "b"
+
+
+def test_a_symlinked_file_and_its_target_share_one_lock_and_the_link_survives(tmp_path: Path) -> None:
+    (tmp_path / "real-state.md").write_text("0")
+    (tmp_path / "STATE.md").symlink_to("real-state.md")
+    via_link = FileStateWriter(tmp_path)
+    threads = [threading.Thread(target=lambda: [update(tmp_path, tmp_path / "STATE.md", _increment)
+                                                for _ in range(100)]),
+               threading.Thread(target=lambda: [via_link.update("real-state.md", _increment) for _ in range(100)])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (tmp_path / "STATE.md").is_symlink() and (tmp_path / "real-state.md").read_text() == "200"

@@ -167,6 +167,7 @@ def locked(root: Path, path: Path, *, timeout_s: float | None = None) -> Iterato
     from filelock import FileLock, Timeout
 
     root, path = Path(root), Path(path)
+    path = path.parent.resolve() / path.name if not path.is_symlink() else path.resolve()
     timeout = lock_timeout_s() if timeout_s is None else timeout_s
     display = _display(root, path)
     _ensure_lock_dir(root)
@@ -192,6 +193,9 @@ def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
     same text writes nothing. ``fn`` may raise: nothing is written then.
     """
     path = Path(path)
+    # one file, one lock, one target: a symlinked STATE.md and its target share the lock, and the
+    # target (not the link) is what gets replaced — as FileStateWriter does
+    path = path.resolve() if path.is_symlink() else path.parent.resolve() / path.name
     with locked(root, path, timeout_s=timeout_s):
         try:
             old: str | None = path.read_text("utf-8")
