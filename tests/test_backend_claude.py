@@ -281,13 +281,16 @@ def test_stop_check_kills_a_silent_run_promptly(fake: FakeCli, worktree: Path) -
     flag: dict[str, float] = {}
 
     def stop() -> str | None:
+        # count from the moment the fake CLI has recorded its start (a loaded machine can take
+        # longer than the grace period just to start the interpreter)
+        if not fake.calls():
+            return None
         flag.setdefault("first", time.monotonic())
         return "kill" if time.monotonic() - flag["first"] > 0.5 else None
 
-    started = time.monotonic()
     res = run(backend(fake), request(fake, worktree, timeout_s=30), stop=stop)
     assert (res.status, res.stop_reason) == ("halted", "kill")
-    assert time.monotonic() - started < 4.0
+    assert time.monotonic() - flag["first"] < 4.0  # stopped within the poll interval + kill grace
     assert group_gone(fake.calls()[0]["pgid"])
 
 
