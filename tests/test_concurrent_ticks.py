@@ -115,7 +115,8 @@ def test_n_processes_by_m_ticks_give_exactly_n_times_m_entries(tmp_path: Path) -
 
     # the ledger: every attempt of every L2 tick (one reject + one accept each), numbered without gaps
     ledger = parse_ledger((root / "loop-ledger.json").read_text())
-    assert [a.outcome for a in ledger.attempts] == ["failure", "success"] * (len(L2) * TICKS)
+    l2 = [(t["outcome"], t.get("note")) for pid in L2 for t in results[pid]["ticks"]]
+    assert [a.outcome for a in ledger.attempts] == ["failure", "success"] * (len(L2) * TICKS), (l2, ledger)
     assert [a.iteration for a in ledger.attempts] == list(range(1, 2 * len(L2) * TICKS + 1))
 
     # the store agrees: N×M finished ticks

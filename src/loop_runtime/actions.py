@@ -29,8 +29,8 @@ def kill(project: Project, pattern: str | None, *, reason: str = "", now: dateti
         project.pattern(pattern)  # unknown ids fail with the valid list
     name = _switch_file(pattern)
     when = (now or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
-    locked_files.atomic_write(project.root / name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
-                 + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
+    text = f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
+    locked_files.atomic_write(project.root / name, text + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
     _event(project, "kill", {"scope": pattern or "all", "file": name, "reason": reason}, pattern)
     return name
 
@@ -103,7 +103,6 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
     """Apply the held change exactly as reviewed: commit on its branch (merge too with ``merge``)."""
     from .adapters.git_workspace import GitWorkspace
     from .formats.state import parse_state, render_state, set_human_decision
-
     from .preflight import preflight_state_write
 
     own = store is None
@@ -137,7 +136,6 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
 def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None, store: Any = None) -> dict[str, Any]:
     """Discard the held change and record the human decision in the state file."""
     from .formats.state import parse_state, render_state, set_human_decision
-
     from .preflight import preflight_state_write
 
     own = store is None
