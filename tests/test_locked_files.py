@@ -246,3 +246,21 @@ def test_a_symlinked_file_and_its_target_share_one_lock_and_the_link_survives(tm
     for t in threads:
         t.join()
     assert (tmp_path / "STATE.md").is_symlink() and (tmp_path / "real-state.md").read_text() == "200"
+
+
+def test_the_guard_ignores_another_loops_temp_files_but_not_look_alikes(tmp_path: Path) -> None:
+    """A concurrent tick's temp file must not read as an agent's outside write (it escalated an L2 tick)."""
+    import fnmatch
+    import tempfile
+
+    from loop_runtime.runner import runtime_written
+    from loop_runtime.runtime import load_project
+
+    ignore = runtime_written(load_project(tmp_path))
+    fd, tmp = tempfile.mkstemp(prefix=".STATE.md" + locked_files.TEMP_MARK, suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    for name in (Path(tmp).name, "docs/.last-run.json.loop-runtime-x1.tmp", ".loop-run-log.md.loop-runtime-q.tmp",
+                 ".loop-pause-all.loop-runtime-z.tmp"):
+        assert any(fnmatch.fnmatchcase(name, pat) for pat in ignore), name
+    for name in ("src/.STATE.md.loop-runtime-x.tmp.py", "evil.py", ".STATE.md.other.tmp", "src/app.tmp"):
+        assert not any(fnmatch.fnmatchcase(name, pat) for pat in ignore), name

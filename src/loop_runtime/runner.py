@@ -360,9 +360,13 @@ class LoopRunner:
 
 def runtime_written(project: Project) -> tuple[str, ...]:
     """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
+    from .adapters.locked_files import temp_pattern
+
     states = {p.state for p in project.registry.patterns}
-    return (*sorted(states), "loop-run-log.md", "loop-ledger.json", "docs/last-run.json", ".loop-context",
-            ".loop-context/*", "loop-pause-*")
+    files = (*sorted(states), "loop-run-log.md", "loop-ledger.json", "docs/last-run.json")
+    # another loop's atomic write of one of these leaves its temp file for a moment
+    return (*files, *(temp_pattern(f) for f in (*files, "loop-pause-*")), ".loop-context", ".loop-context/*",
+            "loop-pause-*")
 
 
 def _dead_local_owner(owner: str) -> bool:

@@ -32,6 +32,7 @@ from ..errors import LoopError
 LOCK_DIR = ".loop-runtime/locks"
 DEFAULT_TIMEOUT_S = 30.0
 ECOSYSTEM_STALE_S = 30.0  # loop-context: a lock file older than this belongs to a dead process
+TEMP_MARK = ".loop-runtime-"  # temp files are `.<name>.loop-runtime-<random>.tmp` (see temp_pattern)
 _DAILY_SPEND = re.compile(r"^\.loop-context/daily-spend\.(?P<pattern>[^/]+)\.json$")
 
 
@@ -73,6 +74,13 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def temp_pattern(rel: str) -> str:
+    """The fnmatch pattern of ``rel``'s temp files: the outside-change guard must not mistake another
+    process's half-second temp file for an agent's write."""
+    folder, _, name = rel.rpartition("/")
+    return f"{folder + '/' if folder else ''}.{name}{TEMP_MARK}*.tmp"
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data``: temp file in the same folder + fsync + ``os.replace``.
 
@@ -86,7 +94,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = _default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
