@@ -24,7 +24,7 @@ from loop_runtime.adapters.agents import CodexCliBackend
 from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
-from tests.support.npm_tools import bin_path
+from tests.support.npm_tools import bin_path, codex_home_dir
 
 Turns = list[dict[str, Any]]  # a model-server script
 
@@ -47,8 +47,7 @@ def worktree(tmp_path: Path) -> Path:
 def run_real(codex_bin: str, server: ModelServer, worktree: Path, tmp_path: Path, permission: Permission,
              **kw: Any) -> AgentResult:
     """One real `codex exec` through our backend, with a private CODEX_HOME pointing at the stand-in."""
-    codex_home = tmp_path / "codex-home"
-    codex_home.mkdir(exist_ok=True)
+    codex_home = codex_home_dir()
     (codex_home / "config.toml").write_text(
         'model_provider = "local"\nmodel = "gpt-test"\n\n[model_providers.local]\nname = "local"\n'
         f'base_url = "{server.base_url}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n'

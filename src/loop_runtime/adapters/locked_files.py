@@ -68,12 +68,6 @@ def lock_timeout_s() -> float:
 # --------------------------------------------------------------------------- atomic replace
 
 
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def temp_pattern(rel: str) -> str:
     """The fnmatch pattern of ``rel``'s temp files: the outside-change guard must not mistake another
     process's half-second temp file for an agent's write."""
@@ -93,7 +87,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     try:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = _default_mode()
+        from .fsmode import new_file_mode
+
+        mode = new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
