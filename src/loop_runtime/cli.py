@@ -575,6 +575,13 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
     """
     from .actions import topup as do_topup
 
+    if resume_tick:  # the resumed tick's files too, before the top-up is recorded
+        from .preflight import preflight
+        from .runner import RunOptions, backend_name
+
+        plan_ = c.project.plan(pattern)
+        preflight(c.project, plan_, backend=backend_name(c.project, plan_, RunOptions(backend=backend)),
+                  scenario=scenario)
     r = do_topup(c.project, pattern, tokens, reason=reason)
     click.echo(f"Top-up: +{r['tokens']:,} tokens for {pattern} today ({r['day']}): {reason}")
     if resume_tick:

@@ -228,6 +228,16 @@ class StateWriter(Protocol):
 
     def write(self, path: str, text: str) -> None: ...
 
+    def update(self, path: str, fn: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write as one step: ``fn`` gets the text as it is now (``None`` if absent).
+
+        The file adapter holds the file's lock from the read to the atomic replace, so
+        concurrent ticks never lose each other's entries. Returns the text now stored.
+        (Optional for third-party writers: ``core.files.update_file`` falls back to
+        read + write.)
+        """
+        ...
+
 
 # --------------------------------------------------------------------------- clock
 

@@ -40,6 +40,8 @@ from ..formats import worktree_manifest as wm
 from ..ports import Clock, Diff, WorkspaceHandle
 from .clock import SystemClock
 from .git import decode, diff_against, git_ok, run_git, run_git_bytes
+from . import locked_files
+from .locked_files import atomic_write
 
 __all__ = ["GitWorkspace"]
 
@@ -61,11 +63,7 @@ _FALLBACK_IDENT = {"GIT_AUTHOR_NAME": "loop-runtime", "GIT_AUTHOR_EMAIL": "loop-
                    "GIT_COMMITTER_NAME": "loop-runtime", "GIT_COMMITTER_EMAIL": "loop-runtime@localhost"}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+_atomic_write = atomic_write  # the one atomic writer (temp + fsync + rename, mode kept)
 
 
 def _clear_index_flags(wt: Path) -> list[str]:
@@ -181,12 +179,22 @@ class GitWorkspace:
     def _ensure_excluded(self) -> None:
         """Keep our folders out of ``git status`` via ``info/exclude``: the user's .gitignore is theirs."""
         exclude = self.common_dir / "info" / "exclude"
-        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
-        have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
-        missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
-        if missing:
+
+        def add(old: str | None) -> str | None:
+            text = old or ""
+            have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
+            missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
+            if not missing:
+                return None
             sep = "" if not text or text.endswith("\n") else "\n"
-            _atomic_write(exclude, (text + sep + "".join(f"/{p}\n" for p in missing)).encode("utf-8"))
+            return text + sep + "".join(f"/{p}\n" for p in missing)
+
+        if exclude.exists():  # cheap check first: every attempt calls this
+            text = exclude.read_text(encoding="utf-8")
+            have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
+            if all(p.rstrip("/") in have for p in EXCLUDES):
+                return
+        locked_files.update(self.root, exclude, add)
 
     def _resolve_base(self) -> tuple[str, str]:
         branch = self.base_branch

@@ -19,6 +19,7 @@ from . import breaker, gate
 from .control_files import ControlSet, control_set
 from .diff_policy import check_diff
 from .engine import worktree_run_id
+from .files import update_file
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
 from .secrets import added_secrets, describe
@@ -59,12 +60,7 @@ async def act(t: Tick, decision: TriageDecision) -> TickResult:
             if isinstance(outcome, TickResult):
                 return outcome
             prev_error = outcome
-            ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
-                                                    action=f"fix {item.id}: {item.title}"[:200],
-                                                    outcome="failure", error=prev_error,
-                                                    tokens_used=t.tokens,
-                                                    timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
-            t.deps.state.write(LEDGER, render_ledger(ledger))
+            ledger = _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "failure", prev_error)
             verdict = breaker.check(ledger, breaker.BreakerConfig())
             if verdict.escalate:
                 raise Escalate(f"breaker:{verdict.trigger}", verdict.reason)
@@ -333,7 +329,10 @@ def _test_summary(tests: TestRun) -> str:
 
 
 def _load_ledger(t: Tick) -> Ledger:
-    text = t.deps.state.read(LEDGER)
+    return _ledger_from(t, t.deps.state.read(LEDGER))
+
+
+def _ledger_from(t: Tick, text: str | None) -> Ledger:
     if text:
         return parse_ledger(text, file=LEDGER)
     return new_ledger(t.plan.pattern.goal, t.plan.pattern_id, t.effective,
@@ -367,9 +366,22 @@ def _attempts_made(t: Tick, item_id: str) -> int:
 
 
 def _record_success(t: Tick, item: TriageItem, n: int) -> None:
-    ledger = _load_ledger(t)
-    ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
-                                            action=f"fix {item.id}: {item.title}"[:200], outcome="success",
-                                            tokens_used=t.tokens,
-                                            timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
-    t.deps.state.write(LEDGER, render_ledger(ledger))
+    _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "success", None)
+
+
+def _append_attempt(t: Tick, action: str, outcome: str, error: str | None) -> Ledger:
+    """Append one attempt to the ledger *as it is on disk now* (under its lock); returns the new ledger.
+
+    Other ticks append to the same ``loop-ledger.json``: rewriting a copy loaded earlier
+    in the tick would drop their attempts.
+    """
+    stamp = t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def add(text: str | None) -> str:
+        ledger = _ledger_from(t, text)
+        return render_ledger(append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1, action=action,
+                                                            outcome=outcome, error=error, tokens_used=t.tokens,
+                                                            timestamp=stamp)))
+
+    stored = update_file(t.deps.state, LEDGER, add)
+    return _ledger_from(t, stored)

@@ -88,6 +88,23 @@ class ProjectConfig:
     daily_summary: bool = False
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
+    @property
+    def sources(self) -> Mapping[str, str]:
+        """Where each top-level value came from (an environment variable, or the file).
+
+        Kept beside the fields, not as one (the fields are exactly the config keys), so a value
+        found wrong later — the dashboard token's length, say — names its real source.
+        """
+        return getattr(self, "_sources", MappingProxyType({}))
+
+    def source_of(self, name: str) -> str:
+        """Where ``name``'s value came from: an environment variable, else ``loop-runtime.toml``."""
+        return self.sources.get(name, FILE_NAME)
+
+    def with_sources(self, sources: Mapping[str, str]) -> ProjectConfig:
+        object.__setattr__(self, "_sources", MappingProxyType(dict(sources)))
+        return self
+
     def for_pattern(self, pattern_id: str) -> PatternConfig:
         """The ``[patterns.<id>]`` table, or all defaults when the file has none."""
         return self.patterns.get(pattern_id, PatternConfig())
@@ -106,7 +123,7 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
-    return ProjectConfig(**values, patterns=MappingProxyType(patterns))
+    return ProjectConfig(**values, patterns=MappingProxyType(patterns)).with_sources({k: file for k in values})
 
 
 def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> ProjectConfig:
@@ -125,14 +142,24 @@ def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> Proj
 def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
     """Environment variables over the file; empty values count as unset."""
     changes: dict[str, Any] = {}
+    sources = dict(config.sources)
     for var, name in _ENV.items():
         value = (env.get(var) or "").strip()
         if not value:
             continue
         if name == "backend" and value not in BACKENDS:
             raise ConfigError(ENV_FILE, var, value, valid=BACKENDS)
-        changes[name] = tuple(u.strip() for u in value.split(",") if u.strip()) if name == "notify" else value
-    return replace(config, **changes) if changes else config
+        converted: Any = [u.strip() for u in value.split(",") if u.strip()] if name == "notify" else value
+        try:
+            converted = _TOP[name](converted)
+        except ValueError:
+            shown = "(hidden)" if name == "dashboard_token" else value
+            raise ConfigError(ENV_FILE, var, shown) from None
+        changes[name] = converted
+        sources[name] = f"environment variable {var}"
+    if not changes:
+        return config
+    return replace(config, **changes).with_sources(sources)
 
 
 _ENV = {
@@ -196,6 +223,20 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _http_url(value: object) -> str:
+    """An ``http(s)://host…`` URL: a typo here used to surface only when the first agent call failed."""
+    from urllib.parse import urlsplit
+
+    text = _text(value)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValueError from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or text != text.strip():
+        raise ValueError
+    return text
+
+
 _TOP: dict[str, Check] = {
     "backend": _choice(BACKENDS),
     "model": _text,
@@ -206,7 +247,7 @@ _TOP: dict[str, Check] = {
     "notify": _strings,
     "dashboard_token": _text,
     "discovery": _strings,
-    "openai_base_url": _text,
+    "openai_base_url": _http_url,
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
