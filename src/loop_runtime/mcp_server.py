@@ -16,7 +16,7 @@ The project is re-read on every call (as a fresh CLI invocation would), so a kil
 an edited ``loop-runtime.toml`` or a new escalation is seen at once.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: the tools' annotations must be real objects (the SDK reads them)
 
 import difflib
 import os
@@ -242,6 +242,16 @@ def build_server(root: Path) -> Any:
     ToolError, ResourceError = exceptions.ToolError, exceptions.ResourceError
     import anyio
 
+    # The schema says string/boolean, but every value reaches our own checks untouched: the
+    # SDK's pydantic validation would coerce "yes" or 1 into True (and `confirm: "yes"` must not
+    # start a real tick), and its errors span several lines.
+    from typing import Annotated
+
+    from pydantic import WithJsonSchema
+
+    Text = Annotated[Any, WithJsonSchema({"type": "string"})]  # noqa: N806
+    Flag = Annotated[Any, WithJsonSchema({"type": "boolean"})]  # noqa: N806
+
     tools = Tools(root)
     server = mcpserver.MCPServer(SERVER_NAME, instructions="loop-runtime: run and supervise loop-engineering loops "
                                  f"in {root}. run_tick is a dry run unless confirm is true.", log_level="WARNING")
@@ -270,7 +280,7 @@ def build_server(root: Path) -> Any:
         return await t(tools.list_patterns, ToolError)()
 
     @server.tool(description=TOOL_DOCS["plan"])
-    async def plan(pattern: str, level: str | None = None, cadence: str | None = None) -> dict[str, Any]:
+    async def plan(pattern: Text, level: Text = None, cadence: Text = None) -> dict[str, Any]:
         return await t(tools.plan, ToolError)(pattern, level, cadence)
 
     @server.tool(description=TOOL_DOCS["status"])
@@ -278,35 +288,35 @@ def build_server(root: Path) -> Any:
         return await t(tools.status, ToolError)()
 
     @server.tool(description=TOOL_DOCS["cost"])
-    async def cost(pattern: str = "daily-triage", level: str = "L1", cadence: str | None = None,
-                   orchestration: str = "single", conservative: bool = False,
-                   with_caching: bool = False) -> dict[str, Any]:
+    async def cost(pattern: Text = "daily-triage", level: Text = "L1", cadence: Text = None,
+                   orchestration: Text = "single", conservative: Flag = False,
+                   with_caching: Flag = False) -> dict[str, Any]:
         return await t(tools.cost, ToolError)(pattern, level, cadence, orchestration, conservative, with_caching)
 
     @server.tool(description=TOOL_DOCS["run_tick"])
-    async def run_tick(pattern: str, level: str | None = None, backend: str | None = None,
-                       scenario: str | None = None, model: str | None = None, force: bool = False,
-                       confirm: bool = False) -> dict[str, Any]:
+    async def run_tick(pattern: Text, level: Text = None, backend: Text = None,
+                       scenario: Text = None, model: Text = None, force: Flag = False,
+                       confirm: Flag = False) -> dict[str, Any]:
         return await t(tools.run_tick, ToolError)(pattern, level, backend, scenario, model, force, confirm)
 
     @server.tool(description=TOOL_DOCS["kill"])
-    async def kill(pattern: str | None = None, reason: str = "") -> dict[str, Any]:
+    async def kill(pattern: Text = None, reason: Text = "") -> dict[str, Any]:
         return await t(tools.kill, ToolError)(pattern, reason)
 
     @server.tool(description=TOOL_DOCS["resume"])
-    async def resume(pattern: str | None = None) -> dict[str, Any]:
+    async def resume(pattern: Text = None) -> dict[str, Any]:
         return await t(tools.resume, ToolError)(pattern)
 
     @server.tool(description=TOOL_DOCS["escalations"])
-    async def escalations(all: bool = False) -> dict[str, Any]:  # noqa: A002
+    async def escalations(all: Flag = False) -> dict[str, Any]:  # noqa: A002
         return await t(tools.escalations, ToolError)(all)
 
     @server.tool(description=TOOL_DOCS["approve"])
-    async def approve(escalation_id: str, merge: bool = False) -> dict[str, Any]:
+    async def approve(escalation_id: Text, merge: Flag = False) -> dict[str, Any]:
         return await t(tools.approve, ToolError)(escalation_id, merge)
 
     @server.tool(description=TOOL_DOCS["reject"])
-    async def reject(escalation_id: str, reason: str, keep_branch: bool = False) -> dict[str, Any]:
+    async def reject(escalation_id: Text, reason: Text, keep_branch: Flag = False) -> dict[str, Any]:
         return await t(tools.reject, ToolError)(escalation_id, reason, keep_branch)
 
     for uri, rel, title in resource_list(tools.project()):
