@@ -194,3 +194,36 @@ def test_real_claude_calls_the_listed_mcp_tool_at_l2_and_gets_no_server_at_l1(cl
                 if isinstance(b, dict) and b.get("type") == "tool_result"]
     assert results1[0]["is_error"] is True and "No such tool available" in str(results1[0]["content"])
     assert not log.exists()
+
+
+# ---------------------------------------------------------------------------- the real Codex CLI
+
+
+@pytest.mark.realcli
+@pytest.mark.timeout(120)
+def test_real_codex_config_holds_exactly_the_listed_servers(tmp_path: Path) -> None:
+    """The overrides the codex backend passes, as the real CLI resolves them (`codex mcp list --json`):
+    the listed server is added and enabled, the user's own server is switched off; with none listed, none is on."""
+    import subprocess
+
+    from loop_runtime.adapters.agents.codex_cli import mcp_overrides, user_mcp_servers
+    from tests.support.npm_tools import bin_path, codex_home_dir
+
+    codex = str(bin_path("codex"))
+    home = codex_home_dir()
+    (home / "config.toml").write_text(f'[mcp_servers.usersrv]\ncommand = "{sys.executable}"\nargs = ["{ECHO}"]\n')
+    root = mcp_project(tmp_path / "proj", '[mcp]\nl2 = ["echo"]\n')
+    cfg = load_project_config(root, env={})
+
+    def enabled(level: str) -> dict[str, bool]:
+        flags = mcp_overrides(cfg.mcp_for(level), user_mcp_servers(str(home)))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "CODEX_HOME": str(home)}
+        proc = subprocess.run([codex, *flags, "mcp", "list", "--json"], capture_output=True, text=True, env=env,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        listed = json.loads(proc.stdout[proc.stdout.index("["):])
+        return {s["name"]: s["enabled"] for s in listed}
+
+    assert enabled("L2") == {"echo": True, "usersrv": False}
+    assert enabled("L1") == {"usersrv": False}
+    assert user_mcp_servers(str(tmp_path / "nowhere")) == ()
