@@ -222,6 +222,25 @@ def test_resources_are_the_state_files_and_the_run_log_redacted(tmp_path: Path) 
     assert got["log"] == ""
 
 
+def test_a_state_file_symlinked_out_of_the_project_is_not_served(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    outside = tmp_path / "outside.md"
+    outside.write_text("private notes outside the project\n")
+    (root / "ci-sweeper-state.md").symlink_to(outside)
+
+    async def body(c: Any) -> str:
+        from mcp.shared.exceptions import MCPError
+
+        try:
+            result = await c.read_resource("loop-runtime://state/ci-sweeper")
+        except MCPError as e:
+            return f"error: {e}"
+        return result.contents[0].text
+
+    got = with_server(root, body)
+    assert got.startswith("error:") and "outside the project root" in got and "private notes" not in got
+
+
 def test_root_comes_from_the_environment_then_the_cwd(tmp_path: Path) -> None:
     """--root > LOOP_PROJECT_ROOT > cwd, like every command."""
     root = project(tmp_path)
@@ -249,3 +268,56 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "loop-runtime[mcp]" in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+def test_stdout_carries_only_the_protocol_even_while_a_real_tick_runs_tests(tmp_path: Path) -> None:
+    """Raw JSON-RPC over the pipes: every stdout line is a JSON-RPC message, although the tick runs the
+    project's test command (pytest prints plenty) and a print() in the server process would go to fd 1."""
+    import subprocess
+
+    root = project(tmp_path)
+    scen = escalating_scenario(tmp_path)
+    (root / "conftest.py").write_text("print('conftest says hello on stdout')\n")
+    git(root, "commit", "-qam", "noisy conftest")
+    msgs = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "run_tick", "arguments": {"pattern": "ci-sweeper", "level": "L2", "scenario": scen,
+                                                      "confirm": True}}},
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "LOOP_PROJECT_ROOT"}
+    harness = ("import runpy, sys\n"
+               "import loop_runtime.commands as c\n"
+               "real = c.run_ticks\n"
+               "def noisy(*a, **k):\n"
+               "    print('stray print inside a tool')\n"
+               "    return real(*a, **k)\n"
+               "c.run_ticks = noisy\n"
+               f"sys.argv = ['loop-runtime', 'mcp', '--root', {str(root)!r}]\n"
+               "runpy.run_module('loop_runtime', run_name='__main__')\n")
+    proc = subprocess.Popen([sys.executable, "-c", harness],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = []
+    for m in msgs:
+        proc.stdin.write(json.dumps(m) + "\n")
+        proc.stdin.flush()
+        if "id" in m:
+            while True:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read() if proc.stderr else ""
+                lines.append(line)
+                if json.loads(line).get("id") == m["id"]:
+                    break
+    proc.stdin.close()
+    proc.stdin = None  # closed: communicate() must not flush it
+    rest, err = proc.communicate(timeout=60)
+    lines += [ln for ln in rest.splitlines() if ln.strip()]
+    docs = [json.loads(ln) for ln in lines]
+    assert all(d.get("jsonrpc") == "2.0" for d in docs)
+    assert "stray print inside a tool" in err  # diverted to stderr
+    final = next(d for d in docs if d.get("id") == 2)
+    assert final["result"]["isError"] is False
+    assert json.loads(final["result"]["content"][0]["text"])["exitCode"] == 2

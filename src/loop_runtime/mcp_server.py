@@ -208,6 +208,10 @@ class Tools:
         """A state file or the run log, redacted ("" when the file does not exist yet)."""
         from .core.redact import redact
 
+        root = self.root.resolve()
+        path = (root / rel).resolve()
+        if path != root and root not in path.parents:  # a symlinked state file pointing out of the project
+            raise ToolInputError(f"{rel}: resolves outside the project root ({path}); not served")
         return redact(self.project().read(rel) or "", extra_secrets=self.secrets())
 
 
