@@ -208,11 +208,12 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     """Everything in memory: the real files are read, nothing is written to the project."""
     from .adapters.mock import MemoryStateWriter, MemoryWorkspace
     from .adapters.project import load_context
-    from .adapters.state_files import FileStateWriter
+    from .adapters.state_files import FileStateWriter, project_secrets
 
     clock = opts.clock or _system_clock()
     name = backend_name(project, plan, opts)
-    state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()))
+    secrets = project_secrets(project.root)
+    state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()), secrets=secrets)
     ws = MemoryWorkspace()
     level = opts.level or plan.level
     if name != "mock" and level in ("L2", "L3"):
@@ -222,7 +223,8 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
-                    on_event=opts.on_event, env={}, force=opts.force, mcp_servers=mcp_by_level(project))
+                    on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
+                    mcp_servers=mcp_by_level(project))
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
 
@@ -309,7 +311,7 @@ class LoopRunner:
             from .adapters.git_workspace import GitWorkspace
 
             workspace = GitWorkspace(project.root, own_files=(plan.state_file, "loop-run-log.md", "loop-ledger.json",
-                                                              "docs/last-run.json"))
+                                                              "docs/last-run.json"), secrets=secrets)
         transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
         stop = kill_stop(project, plan)
         extra = self.opts.extra_stop
@@ -331,7 +333,7 @@ class LoopRunner:
 
         return TickDeps(
             backend=make_backend(self.backend_name, project, plan, self.opts),
-            state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file)),
+            state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
             clock=self.clock,
             workspace=workspace,
@@ -353,6 +355,7 @@ class LoopRunner:
             max_turns=cfg.max_turns,
             agent_timeout_s=cfg.agent_timeout_s,
             replay=dict(self.opts.replay or {}),
+            secrets=tuple(secrets),
             tick_id=tick_id,
             run_id=run_id,
             force=self.opts.force,

@@ -99,7 +99,7 @@ class GitWorkspace:
     mutex_wait_s = MUTEX_WAIT_S  # how long to wait for another process's manifest mutex
 
     def __init__(self, root: Path | str, *, base_branch: str | None = None, pool_size: int = 0,
-                 clock: Clock | None = None, own_files: Sequence[str] = ()) -> None:
+                 clock: Clock | None = None, own_files: Sequence[str] = (), secrets: Sequence[str] = ()) -> None:
         if pool_size < 0:
             raise ConfigError("", "pool_size", pool_size)
         self._given_root = Path(root)
@@ -110,6 +110,7 @@ class GitWorkspace:
         self._common: Path | None = None
         self._checked: dict[str, str] = {}  # run id -> tree sha that diff() showed
         self._ident: dict[str, str] | None = None
+        self.secrets = tuple(secrets)  # exact values a commit message must not carry
         # the loop's own bookkeeping (state file, run log, ledger) is rewritten every tick in the
         # main checkout; a merge that does not touch them may proceed while they are modified
         self.own_files = frozenset(own_files)
@@ -444,7 +445,7 @@ class GitWorkspace:
         tree = self._tree_of(handle)  # no diff() in this process: commit the worktree as it is
         if tree == run_git(["rev-parse", f"{handle.base_commit}^{{tree}}"], wt):
             return None  # nothing to commit
-        text = (f"{redact(message).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
+        text = (f"{redact(message, extra_secrets=self.secrets).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
                 f"Loop-Pattern: {self._pattern_of(handle.run_id)}\n")
         sha = run_git(["commit-tree", tree, "-p", handle.base_commit, "-F", "-"], wt, input=text,
                       env=self._identity())

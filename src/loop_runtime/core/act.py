@@ -20,6 +20,7 @@ from .diff_policy import check_diff
 from .engine import worktree_run_id
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
+from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
 from .tick import Tick
 
@@ -115,6 +116,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     decision = gate.check(_policy(t), list(paths), "commit")
     if not decision.allowed:
         raise Escalate(f"gate:{decision.trigger}", decision.reason, handle, diff)
+    leaked = added_secrets(diff.changes, t.deps.secrets)
+    if leaked:  # the held diff keeps it verbatim for the human; nothing else ever does
+        raise Escalate("secret-in-diff", f"secret-in-diff: the change adds {describe(leaked)}", handle, diff)
     if not diff.changes:
         return _reject(t, handle, n, "the implementer made no change")
     t.enter("verifying", attempt=n)
@@ -174,8 +178,10 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
         merge = getattr(ws, "merge", None)
         if merge is not None:
             try:
-                merge(handle)
+                merge_sha = merge(handle)
                 merged = True
+                t.record("merged", {"attempt": n, "sha": sha, "merge": merge_sha, "branch": handle.branch,
+                                    "into": handle.base_branch})
                 t.lines.append(f"merged into {handle.base_branch}: {why}")
             except LoopError as e:  # the fix stays proposed on its branch; a human merges
                 t.lines.append(f"not merged: {e}")
@@ -224,7 +230,7 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
     j = t.deps.journal
     if j is not None:
         esc_id = j.escalate(tick_id=t.tick_id, run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id,
-                            title=item.title, diff=redact(esc.diff.patch) if esc.diff else "", context=summary,
+                            title=item.title, diff=esc.diff.patch if esc.diff else "", context=summary,
                             at=t.deps.clock.now())
     t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
     ref = f" [{esc_id}]" if esc_id else ""
