@@ -310,8 +310,9 @@ class LoopRunner:
         if project.is_git and level in ("L2", "L3"):
             from .adapters.git_workspace import GitWorkspace
 
-            workspace = GitWorkspace(project.root, own_files=(plan.state_file, "loop-run-log.md", "loop-ledger.json",
-                                                              "docs/last-run.json"), secrets=secrets)
+            from .core.control_files import SPINE_FILES
+
+            workspace = GitWorkspace(project.root, own_files=(plan.state_file, *SPINE_FILES), secrets=secrets)
         transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
         stop = kill_stop(project, plan)
         extra = self.opts.extra_stop
@@ -340,6 +341,7 @@ class LoopRunner:
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
                                     secrets=secrets) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
+            controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),
             notifier=OncePerDayNotifier(self.opts.notifier, self.store, self.clock) if self.opts.notifier else None,
             context=load_context(project.root),
@@ -365,9 +367,21 @@ class LoopRunner:
 
 def runtime_written(project: Project) -> tuple[str, ...]:
     """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
+    from .core.control_files import KILL_SWITCH_GLOB, SPINE_FILES
+
     states = {p.state for p in project.registry.patterns}
-    return (*sorted(states), "loop-run-log.md", "loop-ledger.json", "docs/last-run.json", ".loop-context",
-            ".loop-context/*", "loop-pause-*")
+    return (*sorted(states), *SPINE_FILES, ".loop-context", ".loop-context/*", KILL_SWITCH_GLOB)
+
+
+def project_controls(project: Project, plan: Plan) -> Any:
+    """The project's control set (``core.control_files``): every registry pattern's state file and
+    kill switch, on top of the fixed names."""
+    from .core import killswitch
+    from .core.control_files import control_set
+
+    patterns = project.registry.patterns
+    return control_set(state_files=sorted({p.state for p in patterns} | {plan.state_file}),
+                       kill_switches=(killswitch.ALL, *(killswitch.pattern_switch(p.id) for p in patterns)))
 
 
 def _dead_local_owner(owner: str) -> bool:

@@ -69,6 +69,7 @@ class TickDeps:
     workspace: Workspace | None = None
     tests: TestRunner | None = None
     guard: OutsideGuard | None = None
+    controls: Any = None  # core.control_files.ControlSet of the project; None → the fixed default
     journal: TickJournal | None = None
     notifier: Notifier | None = None
     context: ProjectContext = field(default_factory=ProjectContext)
