@@ -11,7 +11,9 @@ The library API mirrors the CLI::
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "BudgetBreaker",

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
     from .core.plan import Plan
     from .formats.registry_types import Pattern, Registry
 
@@ -111,4 +111,6 @@ def owner_id() -> str:
 
 
 def now_utc() -> datetime:
+    from datetime import UTC, datetime
+
     return datetime.now(UTC)
