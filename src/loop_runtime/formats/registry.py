@@ -161,20 +161,26 @@ def _read(path: Path) -> str:
 
 
 def _load_yaml(text: str, file: str) -> Any:
-    """The document, read by libyaml where PyYAML has it (ten times faster: `list` and `status` start-up).
+    """The document, read by libyaml where PyYAML has it (ten times faster than the pure loader).
 
-    Any problem the C loader meets — a syntax error, an edge it treats differently —
-    is decided by the pure-Python loader instead, so error messages (and what is
-    accepted at all) stay the pure loader's.
+    libyaml is used for what a registry is — a mapping. Whatever else it meets (a
+    syntax error, a top level that is not a mapping, where libyaml and the pure
+    loader disagree on odd input such as a bare ``!`` or ``>#``) is decided by the
+    pure-Python loader, so those error messages stay the pure loader's. Inside a
+    mapping, libyaml's reading of malformed scalars or tags can still differ from the
+    pure loader's (it is slightly more lenient); a registry that either loader reads
+    as a registry passes the same validation below.
     """
     import yaml  # here, not at the top: the bundled registry (the usual case) needs no YAML reader
 
     fast = getattr(yaml, "CSafeLoader", None)
     if fast is not None:
         try:
-            return yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
+            doc = yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
         except Exception:  # the pure loader below gives the verdict and the message
-            pass
+            doc = None
+        if isinstance(doc, Mapping):
+            return doc
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
