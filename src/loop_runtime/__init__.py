@@ -30,7 +30,7 @@ __all__ = [
 
 _LAZY = {
     "BudgetBreaker": "loop_runtime.core.budget",
-    "LoopEngine": "loop_runtime.core.engine",
+    "LoopEngine": "loop_runtime.core.loop_engine",
     "TickDeps": "loop_runtime.core.engine",
     "ManualClock": "loop_runtime.adapters.clock",
     "MemoryStateWriter": "loop_runtime.adapters.mock",

@@ -92,7 +92,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 @pass_ctx
 def list_cmd(c: _Ctx, as_json: bool) -> None:
     """List the registry's patterns (the project's registry, else the bundled one)."""
-    from .quick import show_list
+    from .readouts import show_list
 
     show_list(c._root_flag, as_json)
 
@@ -207,13 +207,13 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 @pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
-    from .quick import show_status
+    from .readouts import show_status
 
     show_status(c._root_flag, as_json, c.project)
 
 
 def _store_if_exists(project: Any) -> Any:
-    from .quick import store_if_exists
+    from .readouts import store_if_exists
 
     return store_if_exists(project)
 
@@ -554,8 +554,8 @@ _accept_root_everywhere(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Map every error to one line and the documented exit code (click's own here, the rest in ``quick``)."""
-    from .quick import echo, guarded
+    """Map every error to one line and the documented exit code (click's own here, the rest in ``readouts``)."""
+    from .readouts import echo, guarded
 
     def run() -> None:
         try:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .runtime import Project
+if TYPE_CHECKING:  # annotations only: runtime.py imports this module (Project.enabled_patterns)
+    from .runtime import Project
 
 SHARED_STATE = "STATE.md"
 

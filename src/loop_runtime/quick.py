@@ -6,8 +6,8 @@ entry point first looks at argv: when it is plainly one of those two commands
 (``[--root DIR] list|status [--json] [--root DIR]``) it runs the command body directly;
 anything else — help, an unknown flag, a root that click would reject, shell completion —
 goes to the click CLI (``loop_runtime.cli``), which stays the reference for parsing and
-messages. The command bodies live here and ``cli`` calls the same ones, so both paths
-print the same bytes and exit with the same codes.
+messages. The command bodies live in ``readouts`` and ``cli`` calls the same ones, so
+both paths print the same bytes and exit with the same codes.
 
 Nothing here imports more than ``os`` and ``sys`` at module level.
 """
@@ -16,15 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
-TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
 
 FAST_COMMANDS = ("list", "status")
-
-
-# ---------------------------------------------------------------------------- entry point
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
 
         full_main(argv)
         return
+    from .readouts import guarded, show_list, show_status
+
     command, root, as_json = request
     guarded(lambda: (show_list if command == "list" else show_status)(root, as_json))
 
@@ -91,215 +86,6 @@ def _plain_root(value: str) -> bool:
 
 def _streams_ok() -> bool:
     """Click re-wraps an ASCII-configured stdout/stderr; leave such set-ups to click."""
-    return not (_misconfigured(sys.stdout) or _misconfigured(sys.stderr))
+    from .readouts import misconfigured
 
-
-def _misconfigured(stream: Any) -> bool:
-    """click's test: a stream whose encoding is ASCII (or missing) gets re-wrapped as UTF-8."""
-    if stream is None:
-        return False
-    import codecs
-
-    try:
-        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "ascii"
-    except LookupError:
-        return False
-
-
-def guarded(run: Callable[[], Any]) -> None:
-    """Map every error to one line and the documented exit code (R27): the CLI's last resort.
-
-    ``cli.main`` handles click's own exceptions, then comes here, so both entry paths
-    report a ``LoopError``, an ``OSError`` or a bug in the same words.
-    """
-    from .errors import LoopError
-
-    try:
-        run()
-    except LoopError as e:
-        echo(f"loop-runtime: {e}", err=True)
-        sys.exit(e.exit_code if e.exit_code != 0 else 1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except OSError as e:
-        echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
-        sys.exit(1)
-    except Exception as e:  # a bug: still one line, the traceback on request
-        if os.environ.get("LOOP_RUNTIME_DEBUG"):
-            raise
-        from .optional import missing_message
-
-        missing = missing_message(e) if isinstance(e, ImportError) else None
-        if missing:  # an optional part used without its extra: name the extra, not "internal error"
-            echo(f"loop-runtime: {missing}", err=True)
-            sys.exit(1)
-        echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
-             "traceback)", err=True)
-        sys.exit(1)
-
-
-def echo(message: str, *, err: bool = False, file: Any = None) -> None:
-    """``click.echo`` for text: a newline, ANSI codes stripped when not a terminal, always flushed.
-
-    On an ASCII-configured standard stream (which the fast path never meets: it defers to
-    click then) click's own echo is used, since click re-wraps such a stream as UTF-8.
-    """
-    stream = file if file is not None else (sys.stderr if err else sys.stdout)
-    if stream is None:
-        return
-    if stream in (sys.stdout, sys.stderr) and _misconfigured(stream):
-        import click
-
-        click.echo(message, err=stream is sys.stderr)
-        return
-    out = message + "\n"
-    if not _isatty(stream):
-        import re
-
-        out = re.sub(r"\033\[[0-?]*[ -/]*[@-~]", "", out)  # click's _ansi_re
-    stream.write(out)
-    stream.flush()
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except Exception:
-        return False
-
-
-def emit_json(data: Any) -> None:
-    import json
-
-    echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-# ---------------------------------------------------------------------------- list
-
-
-def show_list(root_flag: str | None, as_json: bool) -> None:
-    """``loop-runtime list``: the registry's patterns (the project's registry, else the bundled one)."""
-    from .formats.registry import load_registry
-    from .runtime import resolve_root
-
-    reg = load_registry(resolve_root(root_flag))
-    rows = [
-        {"id": p.id, "name": p.name, "cadence": p.cadence, "risk": p.risk, "weekOneMode": p.week_one_mode,
-         "tokenCost": p.token_cost, "state": p.state,
-         "dailyCap": p.cost.suggested_daily_cap if p.cost else None}
-        for p in reg.patterns
-    ]
-    if as_json:
-        emit_json({"registry": {"source": reg.source, "path": reg.path}, "patterns": rows,
-                   "warnings": list(reg.warnings)})
-        return
-    from .render import table
-
-    echo(f"Registry: {reg.source} ({reg.path})")
-    echo(table([[r["id"], r["name"], r["cadence"], r["risk"], r["weekOneMode"] or "-", r["tokenCost"] or "-",
-                 f"{r['dailyCap']:,}" if r["dailyCap"] else "unknown", r["state"]] for r in rows],
-               ["ID", "NAME", "CADENCE", "RISK", "WEEK-1", "COST", "DAILY CAP", "STATE FILE"]))
-    for w in reg.warnings:
-        echo(f"warning: {w}", err=True)
-
-
-# ---------------------------------------------------------------------------- status
-
-
-def show_status(root_flag: str | None, as_json: bool, project: Any = None) -> None:
-    """``loop-runtime status``: every loop's level, cadence, next run, last outcome, spend, escalations."""
-    from .runtime import load_project, now_utc, resolve_root
-    from .status import project_status
-
-    project = project if project is not None else load_project(resolve_root(root_flag))
-    store = store_if_exists(project)
-    try:
-        doc = project_status(project, now_utc(), store)
-    finally:
-        if store is not None:
-            store.close()
-    if as_json:
-        emit_json(doc)
-        return
-    print_status(doc)
-
-
-def store_if_exists(project: Any) -> Any:
-    """The project's run store, or None when no tick has run here yet (a read never creates it)."""
-    if not (project.root / ".loop-runtime" / "runtime.db").exists():
-        return None
-    from .adapters.sqlite_store import RunStore
-
-    return RunStore.open(project.root)
-
-
-def status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
-    """Each loop's cells as (text, rich style): the same words on a terminal and in a pipe."""
-    rows = []
-    for lp in doc["loops"]:
-        lvl, b = lp["level"], lp["budget"]
-        spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
-        spend_style = ""
-        if b["percent"] is not None and b["percent"] >= 80:
-            spend_style = "red" if b["percent"] >= 100 else "yellow"
-        last, last_style = (lp["lastRun"]["outcome"] if lp["lastRun"] else "never"), ""
-        if lp["running"]:
-            last, last_style = f"running: {lp['running']['phase']}", "cyan"
-        eff = lvl["effective"]
-        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→{eff}"
-        rows.append([(lp["pattern"], ""), (level, "" if eff == lvl["configured"] else "yellow"),
-                     (lp["cadence"], ""), (lp["nextRun"] or "-", ""), (last, last_style), (spend, spend_style),
-                     (f"{lp['runs']['today']:,}/{lp['runs']['max'] or '-'}", ""),
-                     (f"{lp['openEscalations']:,}" if lp["openEscalations"] else "-", ""),
-                     ("ON", "red") if lp["killSwitch"]["engaged"] else ("off", "")])
-    return rows
-
-
-STATUS_COLUMNS = ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL")
-
-
-def print_status(doc: dict[str, Any], stream: Any = None) -> None:
-    """A rich table on a terminal; plain full-width columns, one loop per line, anywhere else (never cut)."""
-    stream = stream or sys.stdout
-    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
-    kill_all = "  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""
-    rows = status_rows(doc)
-    notes = [f"{lp['pattern']}: {lp['level']['effective']} — {lp['level']['reason']}" for lp in doc["loops"]
-             if lp["level"]["effective"] != lp["level"]["configured"]]
-    notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
-              for lp in doc["loops"] if lp.get("enabled") is False]
-    others = doc.get("otherPatterns", 0)
-    if not doc["loops"]:
-        from .loops import LOOKED_FOR
-
-        notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
-    if others:
-        notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
-                     "(`loop-runtime list` shows them).")
-    if not _isatty(stream):
-        from .render import table
-
-        echo(title + kill_all, file=stream)
-        if rows:
-            echo(table([[text for text, _ in r] for r in rows], STATUS_COLUMNS), file=stream)
-        for n in notes:
-            echo(n, file=stream)
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(file=stream, highlight=False, soft_wrap=True)
-    table_ = Table(title=escape(title) + (f"[bold red]{kill_all}[/]" if kill_all else ""), title_justify="left",
-                   box=None, pad_edge=False, header_style="bold")
-    for col in STATUS_COLUMNS:
-        table_.add_column(col, overflow="fold")
-    for r in rows:
-        table_.add_row(*[Text(text, style=style) for text, style in r])
-    if rows:
-        console.print(table_)
-    else:
-        console.print(Text(title + kill_all))
-    for n in notes:
-        console.print(Text(n))
+    return not (misconfigured(sys.stdout) or misconfigured(sys.stderr))

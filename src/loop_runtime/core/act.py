@@ -8,7 +8,7 @@ a verifier agent in a fresh session. The implementer is never its own verifier.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
@@ -21,7 +21,9 @@ from .engine import worktree_run_id
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
 from .result import TickResult, VERDICT_WORDS
-from .tick import Tick
+
+if TYPE_CHECKING:  # an annotation only: tick.py imports this module (lazily) to act
+    from .tick import Tick
 
 LEDGER = "loop-ledger.json"
 CONTROL_FILES = ("gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml",
