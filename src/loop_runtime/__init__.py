@@ -11,7 +11,9 @@ The library API mirrors the CLI::
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "BudgetBreaker",
@@ -28,7 +30,7 @@ __all__ = [
 
 _LAZY = {
     "BudgetBreaker": "loop_runtime.core.budget",
-    "LoopEngine": "loop_runtime.core.engine",
+    "LoopEngine": "loop_runtime.core.loop_engine",
     "TickDeps": "loop_runtime.core.engine",
     "ManualClock": "loop_runtime.adapters.clock",
     "MemoryStateWriter": "loop_runtime.adapters.mock",

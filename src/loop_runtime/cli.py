@@ -92,21 +92,9 @@ def cli(ctx: click.Context, root: str | None) -> None:
 @pass_ctx
 def list_cmd(c: _Ctx, as_json: bool) -> None:
     """List the registry's patterns (the project's registry, else the bundled one)."""
-    from .commands import list_doc
+    from .readouts import show_list
 
-    doc = list_doc(c.root)
-    if as_json:
-        _emit_json(doc)
-        return
-    from .render import table
-
-    rows, reg = doc["patterns"], doc["registry"]
-    click.echo(f"Registry: {reg['source']} ({reg['path']})")
-    click.echo(table([[r["id"], r["name"], r["cadence"], r["risk"], r["weekOneMode"] or "-", r["tokenCost"] or "-",
-                       f"{r['dailyCap']:,}" if r["dailyCap"] else "unknown", r["state"]] for r in rows],
-                     ["ID", "NAME", "CADENCE", "RISK", "WEEK-1", "COST", "DAILY CAP", "STATE FILE"]))
-    for w in doc["warnings"]:
-        click.echo(f"warning: {w}", err=True)
+    show_list(c._root_flag, as_json)
 
 
 @cli.command()
@@ -219,91 +207,15 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 @pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
-    from .commands import status_doc
+    from .readouts import show_status
 
-    doc = status_doc(c.project)
-    if as_json:
-        _emit_json(doc)
-        return
-    _print_status(doc)
+    show_status(c._root_flag, as_json, c.project)
 
 
 def _store_if_exists(project: Any) -> Any:
     from .commands import store_if_exists
 
     return store_if_exists(project)
-
-
-def _status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
-    """Each loop's cells as (text, rich style): the same words on a terminal and in a pipe."""
-    rows = []
-    for lp in doc["loops"]:
-        lvl, b = lp["level"], lp["budget"]
-        spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
-        spend_style = ""
-        if b["percent"] is not None and b["percent"] >= 80:
-            spend_style = "red" if b["percent"] >= 100 else "yellow"
-        last, last_style = (lp["lastRun"]["outcome"] if lp["lastRun"] else "never"), ""
-        if lp["running"]:
-            last, last_style = f"running: {lp['running']['phase']}", "cyan"
-        eff = lvl["effective"]
-        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→{eff}"
-        rows.append([(lp["pattern"], ""), (level, "" if eff == lvl["configured"] else "yellow"),
-                     (lp["cadence"], ""), (lp["nextRun"] or "-", ""), (last, last_style), (spend, spend_style),
-                     (f"{lp['runs']['today']:,}/{lp['runs']['max'] or '-'}", ""),
-                     (f"{lp['openEscalations']:,}" if lp["openEscalations"] else "-", ""),
-                     ("ON", "red") if lp["killSwitch"]["engaged"] else ("off", "")])
-    return rows
-
-
-_STATUS_COLUMNS = ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL")
-
-
-def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
-    """A rich table on a terminal; plain full-width columns, one loop per line, anywhere else (never cut)."""
-    stream = stream or click.get_text_stream("stdout")
-    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
-    kill_all = "  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""
-    rows = _status_rows(doc)
-    notes = [f"{lp['pattern']}: {lp['level']['effective']} — {lp['level']['reason']}" for lp in doc["loops"]
-             if lp["level"]["effective"] != lp["level"]["configured"]]
-    notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
-              for lp in doc["loops"] if lp.get("enabled") is False]
-    others = doc.get("otherPatterns", 0)
-    if not doc["loops"]:
-        from .loops import LOOKED_FOR
-
-        notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
-    if others:
-        notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
-                     "(`loop-runtime list` shows them).")
-    if not stream.isatty():
-        from .render import table
-
-        click.echo(title + kill_all, file=stream)
-        if rows:
-            click.echo(table([[text for text, _ in r] for r in rows], _STATUS_COLUMNS), file=stream)
-        for n in notes:
-            click.echo(n, file=stream)
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(file=stream, highlight=False, soft_wrap=True)
-    table_ = Table(title=escape(title) + (f"[bold red]{kill_all}[/]" if kill_all else ""), title_justify="left",
-                   box=None, pad_edge=False, header_style="bold")
-    for col in _STATUS_COLUMNS:
-        table_.add_column(col, overflow="fold")
-    for r in rows:
-        table_.add_row(*[Text(text, style=style) for text, style in r])
-    if rows:
-        console.print(table_)
-    else:
-        console.print(Text(title + kill_all))
-    for n in notes:
-        console.print(Text(n))
 
 
 # ---------------------------------------------------------------------------- run
@@ -611,35 +523,20 @@ _accept_root_everywhere(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Map every error to one line and the documented exit code."""
-    try:
-        cli.main(args=argv, prog_name="loop-runtime", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("loop-runtime: aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as e:
-        click.echo(f"loop-runtime: {e.format_message()}", err=True)
-        sys.exit(1)
-    except LoopError as e:
-        click.echo(f"loop-runtime: {e}", err=True)
-        sys.exit(e.exit_code if e.exit_code != 0 else 1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except OSError as e:
-        click.echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
-        sys.exit(1)
-    except Exception as e:  # a bug: still one line, the traceback on request
-        if os.environ.get("LOOP_RUNTIME_DEBUG"):
-            raise
-        from .optional import missing_message
+    """Map every error to one line and the documented exit code (click's own here, the rest in ``readouts``)."""
+    from .readouts import echo, guarded
 
-        missing = missing_message(e) if isinstance(e, ImportError) else None
-        if missing:  # an optional part used without its extra: name the extra, not "internal error"
-            click.echo(f"loop-runtime: {missing}", err=True)
+    def run() -> None:
+        try:
+            cli.main(args=argv, prog_name="loop-runtime", standalone_mode=False)
+        except click.exceptions.Abort:
+            echo("loop-runtime: aborted", err=True)
             sys.exit(1)
-        click.echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
-                   "traceback)", err=True)
-        sys.exit(1)
+        except click.ClickException as e:
+            echo(f"loop-runtime: {e.format_message()}", err=True)
+            sys.exit(1)
+
+    guarded(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

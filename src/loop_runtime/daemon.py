@@ -116,7 +116,8 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     ids = list(dict.fromkeys(patterns)) or list(loops.enabled)
     if not ids:
         raise LoopError(loops.none_message(project))
-    from .preflight import preflight, preflight_dashboard
+    from .dashboard.security import preflight_dashboard
+    from .preflight import preflight
 
     for pid in ids:  # every loop's files, before the store exists or any tick starts
         plan = project.plan(pid)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .runtime import Project
+if TYPE_CHECKING:  # annotations only: runtime.py imports this module (Project.enabled_patterns)
+    from .runtime import Project
 
 SHARED_STATE = "STATE.md"
 
@@ -54,8 +55,11 @@ class ProjectLoops:
                 "`loop-init . --pattern <id>`, or add [patterns.<id>] to loop-runtime.toml")
 
 
-def project_loops(project: Project, store: Any = None) -> ProjectLoops:
-    """The one definition of "which loops are enabled" (plus history, for display)."""
+def project_loops(project: Project, store: Any = None, *, log: Any = None) -> ProjectLoops:
+    """The one definition of "which loops are enabled" (plus history, for display).
+
+    ``log``: the parsed run log when the caller has it already (``status`` reads it once).
+    """
     from .formats.loopmd import find_override
 
     enabled: list[str] = []
@@ -85,7 +89,7 @@ def project_loops(project: Project, store: Any = None) -> ProjectLoops:
                 enabled.append(pid)
                 reasons[pid] = f"state file {SHARED_STATE}"
     history: list[str] = []
-    ran = _ran(project, store)
+    ran = _ran(project, store, log)
     for p in project.registry.patterns:
         if p.id in ran and p.id not in enabled:
             history.append(p.id)
@@ -93,11 +97,13 @@ def project_loops(project: Project, store: Any = None) -> ProjectLoops:
                         len(project.registry.patterns))
 
 
-def _ran(project: Project, store: Any) -> set[str]:
+def _ran(project: Project, store: Any, log: Any = None) -> set[str]:
     """Patterns with ticks in the run log or the store: part of the project's story even if not enabled now."""
-    from .formats.runlog import parse_run_log
+    if log is None:
+        from .formats.runlog import parse_run_log
 
-    active = {e.pattern for e in parse_run_log(project.read("loop-run-log.md") or "").entries}
+        log = parse_run_log(project.read("loop-run-log.md") or "")
+    active = {e.pattern for e in log.entries}
     if store is not None:
         active |= {t.pattern for t in store.recent_ticks(None, 200)}
     return active

@@ -59,10 +59,3 @@ def preflight_state_write(project: Any, pattern: str) -> None:
     check_texts(PreflightInput(level="L1", state_file=p.state, texts=texts))
     lock_timeout_s()
     check_writable(project.root, (p.state,), (".loop-runtime",))
-
-
-def preflight_dashboard(project: Any, host: str = "127.0.0.1", token: str | None = None) -> None:
-    """The dashboard's token, checked before the daemon opens its store (named by its real source)."""
-    from .dashboard.security import resolve_token
-
-    resolve_token(host, token, project.config.dashboard_token, project.config.source_of("dashboard_token"))

@@ -5,10 +5,11 @@ Kept apart from the commands so the seed demo's exact wording lives in one place
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
     from .core.result import TickResult
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from .core import killswitch
 from .core.budget import BudgetBreaker, utc_day
-from .core.engine import LoopEngine, TickDeps
+from .core.engine import TickDeps
+from .core.loop_engine import LoopEngine
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
     from .core.plan import Plan
     from .formats.registry_types import Pattern, Registry
 
@@ -75,8 +75,6 @@ class Project:
 
 
 def load_project(root: Path) -> Project:
-    from .formats.budget_table import parse_budget
-    from .formats.loopmd import parse_loop_md
     from .formats.project_config import load_project_config
     from .formats.registry import load_registry
 
@@ -84,10 +82,14 @@ def load_project(root: Path) -> Project:
     config = load_project_config(root)
     project = Project(root=root, registry=registry, config=config, warnings=list(registry.warnings))
     text = project.read("LOOP.md")
-    if text is not None:
+    if text is not None:  # each parser imported only when its file is there (start-up of `status`)
+        from .formats.loopmd import parse_loop_md
+
         project.loop_md = parse_loop_md(text)
     text = project.read("loop-budget.md")
     if text is not None:
+        from .formats.budget_table import parse_budget
+
         project.budget = parse_budget(text, file="loop-budget.md")
     return project
 
@@ -111,4 +113,6 @@ def owner_id() -> str:
 
 
 def now_utc() -> datetime:
+    from datetime import UTC, datetime
+
     return datetime.now(UTC)

@@ -28,9 +28,12 @@ def _iso(dt: Any) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(dt, "strftime") else (None if dt is None else str(dt))
 
 
-def _store_facts(store: Any, pattern_id: str, day: Any, log: Any) -> dict[str, Any]:
+def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalations: Any = None) -> dict[str, Any]:
     """Spend, schedule, last tick and escalations as the run store knows them."""
     from .formats.runlog import tokens_on_day
+
+    if open_escalations is None:
+        open_escalations = store.list_escalations("open")
 
     external = tokens_on_day(log, pattern_id, day, exclude_run_ids=store.tick_run_ids(pattern_id, day))
     facts: dict[str, Any] = {
@@ -40,7 +43,7 @@ def _store_facts(store: Any, pattern_id: str, day: Any, log: Any) -> dict[str, A
         "next_due": _iso(store.get_next_due(pattern_id)),
         "last": None,
         "running": None,
-        "escalations": len([e for e in store.list_escalations("open") if e.pattern == pattern_id]),
+        "escalations": len([e for e in open_escalations if e.pattern == pattern_id]),
     }
     lt = store.last_tick(pattern_id)
     if lt is not None:
@@ -66,16 +69,24 @@ def _log_facts(log: Any, pattern_id: str, day: Any) -> dict[str, Any]:
             "last": last, "running": None, "escalations": 0}
 
 
-def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) -> dict[str, Any]:
+def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *, log: Any = None,
+                open_escalations: Any = None) -> dict[str, Any]:
+    """One loop's entry of the status document.
+
+    ``log`` (the parsed run log) and ``open_escalations`` (the store's open ones) may be
+    handed in by ``project_status``, which reads each once for every loop.
+    """
     from .formats.runlog import parse_run_log, runs_on_day
 
     plan = project.plan(pattern_id)
     day = utc_day(now)
-    log = parse_run_log(project.read("loop-run-log.md") or "")
+    if log is None:
+        log = parse_run_log(project.read("loop-run-log.md") or "")
     texts = {n: project.read(n) for n in {plan.state_file, "STATE.md", "LOOP.md"}}
     files = {f for f in (killswitch.ALL, killswitch.pattern_switch(pattern_id)) if (project.root / f).exists()}
     ks = killswitch.evaluate(pattern_id, state_file=plan.state_file, texts=texts, root_files=files)
-    facts = _store_facts(store, pattern_id, day, log) if store is not None else _log_facts(log, pattern_id, day)
+    facts = (_store_facts(store, pattern_id, day, log, open_escalations) if store is not None
+             else _log_facts(log, pattern_id, day))
     if facts["last"] is None:
         facts["last"] = _log_facts(log, pattern_id, day)["last"]
     spent, reserved, topups = facts["spent"], facts["reserved"], facts["topups"]
@@ -115,9 +126,12 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) ->
 
 
 def project_status(project: Project, now: datetime, store: Any = None) -> dict[str, Any]:
+    from .formats.runlog import parse_run_log
     from .loops import project_loops
 
-    loops = project_loops(project, store)
+    log = parse_run_log(project.read("loop-run-log.md") or "")  # once, not once per loop
+    loops = project_loops(project, store, log=log)
+    open_escalations = store.list_escalations("open") if store is not None else None
     all_on = (project.root / killswitch.ALL).exists()
     for name in ("STATE.md", "LOOP.md"):
         text = project.read(name)
@@ -128,7 +142,8 @@ def project_status(project: Project, now: datetime, store: Any = None) -> dict[s
         "registry": {"source": project.registry.source, "path": project.registry.path},
         "killSwitch": {"all": all_on},
         "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "loops": [{**loop_status(project, pid, now, store), "enabled": pid in loops.enabled,
+        "loops": [{**loop_status(project, pid, now, store, log=log, open_escalations=open_escalations),
+                   "enabled": pid in loops.enabled,
                    "enabledBy": loops.reasons.get(pid)} for pid in loops.shown],
         "otherPatterns": loops.others,
     }

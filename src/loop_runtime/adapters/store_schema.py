@@ -22,12 +22,10 @@ Encodings shared by every table:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
+import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -200,6 +198,8 @@ def retry_busy(call: Callable[[], T]) -> T:
             transient = "locked" in str(exc) or "busy" in str(exc)
             if not transient or time.monotonic() > deadline:
                 raise
+        import random  # only when contended: start-up of `status` does not pay for it
+
         time.sleep(random.uniform(0.005, 0.05))
 
 
@@ -207,6 +207,8 @@ def ensure_gitignore(path: Path) -> None:
     """Write ``*`` to ``.loop-runtime/.gitignore`` once, atomically (temp file + rename)."""
     if path.exists():
         return
+    import tempfile  # once per project, not on every open
+
     fd, tmp = tempfile.mkstemp(prefix=".gitignore.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -223,6 +225,7 @@ def ensure_gitignore(path: Path) -> None:
 # --------------------------------------------------------------------------- encodings
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TS_EXACT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z")
 
 
 def to_ts(dt: datetime) -> str:
@@ -233,6 +236,12 @@ def to_ts(dt: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
+    exact = _TS_EXACT.fullmatch(text) if isinstance(text, str) else None
+    if exact:  # what to_ts writes: read without strptime (its import and its per-call cost; status reads hundreds)
+        try:
+            return datetime(*map(int, exact.groups()), tzinfo=UTC)
+        except ValueError:
+            pass  # out of range: strptime below gives the verdict, as before
     try:
         return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
     except ValueError:  # written by hand or by an older build: any ISO form
@@ -401,5 +410,7 @@ def expiry_ts(now: datetime, ttl_s: float) -> str:
 
 
 def escalation_id(tick_id: str, item_id: str, salt: int) -> str:
+    import hashlib
+
     digest = hashlib.sha256(f"{tick_id}\0{item_id}\0{salt}".encode()).hexdigest()
     return f"esc-{digest[:8]}"

@@ -8,7 +8,7 @@ a verifier agent in a fresh session. The implementer is never its own verifier.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
@@ -25,7 +25,9 @@ from .redact import redact
 from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
 from .test_weakening import compare_runs
-from .tick import Tick
+
+if TYPE_CHECKING:  # an annotation only: tick.py imports this module (lazily) to act
+    from .tick import Tick
 
 LEDGER = "loop-ledger.json"
 

@@ -118,30 +118,8 @@ def worktree_run_id(pattern: str, run_id: str, attempt: int, tick_id: str) -> st
     return f"{pattern}-{compact}-{tick_id[-6:]}-a{attempt}"
 
 
-class LoopEngine:
-    """Runs ticks of one planned loop. Stateless between ticks apart from what the ports keep."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        backend: AgentBackend | None = None,
-        state: StateWriter | None = None,
-        budget: BudgetLedger | None = None,
-        *,
-        deps: TickDeps | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if deps is None:
-            if backend is None or state is None or budget is None:
-                raise TypeError("LoopEngine needs backend, state and budget (or deps=TickDeps(...))")
-            deps = TickDeps(backend=backend, state=state, budget=budget, **kwargs)
-        self.plan = plan
-        self.deps = deps
-
-    async def tick(self, *, level: str | None = None) -> TickResult:
-        from .tick import Tick
-
-        return await Tick(self.plan, self.deps, level or self.plan.level).run()
+# ``LoopEngine`` (the facade that builds a ``Tick``) lives in ``core/loop_engine.py``: here it
+# made the import circle engine → tick → engine (``Tick`` extends ``TickBase``, below).
 
 
 # ---------------------------------------------------------------------------- helpers used by tick

@@ -236,3 +236,9 @@ def _with_headers(send: Callable[[Message], Awaitable[None]]) -> Callable[[Messa
         await send(message)
 
     return wrapped
+
+
+def preflight_dashboard(project: Any, host: str = "127.0.0.1", token: str | None = None) -> None:
+    """The dashboard's token, checked before the daemon opens its store (named by its real source)."""
+    resolve_token(host, token, project.config.dashboard_token, project.config.source_of("dashboard_token"))
+

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,6 +123,8 @@ class ProjectConfig:
 
 def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
     """Validate ``loop-runtime.toml`` text; every problem is one ``ConfigError`` line."""
+    import tomllib  # here: a project without the file (and `list`) need not import it
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

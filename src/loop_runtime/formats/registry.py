@@ -20,14 +20,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 from ..errors import ConfigError
 from .registry_types import CostModel, Pattern, Registry
 
 BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry.yaml"
+BUNDLED_CACHE = BUNDLED_REGISTRY.with_suffix(".json")  # the same document, pre-read (see bundled_document)
 
 ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
@@ -68,7 +69,11 @@ def name_matches(name: str, pattern: Pattern) -> bool:
 
 def parse_registry(text: str, *, file: str = DEFAULT_FILE, source: str = "project") -> Registry:
     """Parse registry text into a ``Registry``; any problem is one ``ConfigError`` line."""
-    doc = _load_yaml(text, file)
+    return registry_from_document(_load_yaml(text, file), file=file, source=source)
+
+
+def registry_from_document(doc: Any, *, file: str = DEFAULT_FILE, source: str = "project") -> Registry:
+    """Validate an already-loaded registry document (what ``yaml.safe_load`` gives) into a ``Registry``."""
     if not isinstance(doc, Mapping):
         raise ConfigError(file, "patterns", None, message="top level must be a mapping with a 'patterns' list")
     warnings = [f"unknown top-level key {k!r} ignored" for k in doc if k != "patterns"]
@@ -98,7 +103,42 @@ def load_registry(root: Path) -> Registry:
     if project.is_file():
         return parse_registry(_read(project), file=str(project), source="project")
     bundled = BUNDLED_REGISTRY  # a plain path: importlib.resources costs start-up time for nothing here
-    return parse_registry(bundled.read_text(encoding="utf-8"), file=str(bundled), source="bundled")
+    raw = bundled.read_bytes()
+    doc = bundled_document(raw, _read_cache())
+    if doc is not None:
+        return registry_from_document(doc, file=str(bundled), source="bundled")
+    return parse_registry(raw.decode("utf-8"), file=str(bundled), source="bundled")
+
+
+def source_stamp(raw: bytes) -> dict[str, int]:
+    """What identifies the YAML a cached document was loaded from: its length and CRC-32."""
+    import zlib
+
+    return {"bytes": len(raw), "crc32": zlib.crc32(raw)}
+
+
+def bundled_document(raw: bytes, cache: Any) -> Any:
+    """The bundled registry's document from its JSON cache, or None when the cache is not for ``raw``.
+
+    ``data/registry.json`` holds ``yaml.safe_load(registry.yaml)`` as JSON (written by
+    ``scripts/bundle_registry.py``, checked current by the tests), so ``list`` and
+    ``status`` need not import PyYAML for the registry almost every project uses. The
+    document still goes through the same validation; only the YAML reading is skipped,
+    and only when the stamp matches the YAML byte for byte (an edited registry.yaml is
+    read as YAML).
+    """
+    if not isinstance(cache, Mapping) or cache.get("source") != source_stamp(raw):
+        return None
+    return cache.get("document")
+
+
+def _read_cache() -> Any:
+    import json
+
+    try:
+        return json.loads(BUNDLED_CACHE.read_bytes())
+    except (OSError, ValueError):
+        return None  # no cache (or a broken one): the YAML is read instead
 
 
 def find_pattern(registry: Registry, pattern_id: str) -> Pattern:
@@ -121,6 +161,26 @@ def _read(path: Path) -> str:
 
 
 def _load_yaml(text: str, file: str) -> Any:
+    """The document, read by libyaml where PyYAML has it (ten times faster than the pure loader).
+
+    libyaml is used for what a registry is — a mapping. Whatever else it meets (a
+    syntax error, a top level that is not a mapping, where libyaml and the pure
+    loader disagree on odd input such as a bare ``!`` or ``>#``) is decided by the
+    pure-Python loader, so those error messages stay the pure loader's. Inside a
+    mapping, libyaml's reading of malformed scalars or tags can still differ from the
+    pure loader's (it is slightly more lenient); a registry that either loader reads
+    as a registry passes the same validation below.
+    """
+    import yaml  # here, not at the top: the bundled registry (the usual case) needs no YAML reader
+
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            doc = yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
+        except Exception:  # the pure loader below gives the verdict and the message
+            doc = None
+        if isinstance(doc, Mapping):
+            return doc
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

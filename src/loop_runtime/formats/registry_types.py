@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ malformed lines never raise; they just contribute no token data.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -29,6 +30,7 @@ OUTCOMES = ("report-only", "fix-proposed", "escalated", "no-op")
 CANONICAL_FIELDS = (
     "run_id", "pattern", "duration_s", "items_found", "actions_taken", "escalations", "tokens_estimate", "outcome",
 )
+_CANONICAL = frozenset(CANONICAL_FIELDS)
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
@@ -103,7 +105,7 @@ class RunLogEntry:
         """Tolerant read: any outcome is accepted, a missing or non-numeric count is 0."""
         if not isinstance(d, Mapping):
             raise ConfigError("loop-run-log.md", "entry", d, message="run-log entry must be a JSON object")
-        extras = {str(k): v for k, v in d.items() if k not in CANONICAL_FIELDS}
+        extras = {str(k): v for k, v in d.items() if k not in _CANONICAL}
         return cls(
             run_id=_text(d.get("run_id")),
             pattern=_text(d.get("pattern")),
@@ -193,6 +195,11 @@ def parse_run_time(run_id: object) -> datetime | None:
     """
     if not isinstance(run_id, str):
         return None
+    return _parse_iso(run_id)
+
+
+@functools.lru_cache(maxsize=4096)  # pure; status asks each loop's entries twice (tokens, runs)
+def _parse_iso(run_id: str) -> datetime | None:
     match = _ISO.match(run_id.strip())
     if not match:
         return None
@@ -221,8 +228,10 @@ def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
 def _on_day(log: RunLog, pattern: str, day: date) -> list[RunLogEntry]:
     out = []
     for entry in log.entries:
+        if entry.pattern != pattern:  # the cheap test first: a month of 8 loops is mostly other loops
+            continue
         when = parse_run_time(entry.run_id)
-        if entry.pattern == pattern and when is not None and when.date() == day:
+        if when is not None and when.date() == day:
             out.append(entry)
     return out
 
@@ -231,9 +240,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # JSON.parse rejects NaN/Infinity; so do we
 
 
+_decoder: json.JSONDecoder | None = None
+
+
 def _load_object(line: str) -> dict[str, Any] | None:
+    global _decoder
+    if _decoder is None:  # one decoder for every line: json.loads(parse_constant=...) builds one per call
+        _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    if line.startswith("\ufeff"):
+        return None  # json.loads refuses a leading BOM; the bare decoder would not
     try:
-        obj = json.loads(line, parse_constant=_reject_constant)
+        obj = _decoder.decode(line)
     except (ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
@@ -269,6 +286,11 @@ def _text(value: object) -> str:
 
 
 def _number(value: object) -> float | int:
+    kind = type(value)  # the two shapes JSON gives, first: a month of log is thousands of calls
+    if kind is int:
+        return value  # type: ignore[return-value]
+    if kind is float:
+        return value if math.isfinite(value) else 0  # type: ignore[arg-type,return-value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
     if isinstance(value, float) and not math.isfinite(value):
