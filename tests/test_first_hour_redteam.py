@@ -1,0 +1,150 @@
+"""Issue 12, attacked as a careless new user would: what the walkthrough tests did not cover.
+
+Each test drives the real CLI on a real `loop-init` scaffold (or a bare folder) and checks
+what a person sees, in a pipe, in CI and on a (pseudo-)terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.test_scaffold import scaffold
+
+
+def on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal (as in an interactive shell or a CI `script`)."""
+    out_master, out_slave = pty.openpty()
+    err_master, err_slave = pty.openpty()
+    full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "LOOP_PROJECT_ROOT")}
+    full_env.update({"COLUMNS": "40", "TERM": "xterm", **env})
+    proc = subprocess.Popen([sys.executable, "-m", "loop_runtime", *args], cwd=cwd, stdout=out_slave,
+                            stderr=err_slave, stdin=subprocess.DEVNULL, env=full_env)
+    os.close(out_slave)
+    os.close(err_slave)
+    chunks: dict[int, list[bytes]] = {out_master: [], err_master: []}
+    open_fds = [out_master, err_master]
+    import select
+
+    while open_fds:
+        ready, _, _ = select.select(open_fds, [], [], 60)
+        assert ready, "the command hung"
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the other side closed
+                data = b""
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.remove(fd)
+                os.close(fd)
+    code = proc.wait(timeout=60)
+    return (code, b"".join(chunks[out_master]).decode(errors="replace"),
+            b"".join(chunks[err_master]).decode(errors="replace"))
+
+
+# ---------------------------------------------------------------------------- numbers read the same everywhere
+
+
+@pytest.mark.parity
+def test_the_tick_headline_formats_tokens_like_the_budget_line(tmp_path: Path, cli) -> None:
+    """`tick 1: report — 4,000 tokens` next to `Budget: 4,000 / …`: one number format in one output."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    proc = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "tick 1: report — 4,000 tokens" in proc.stdout
+    assert not re.search(r"\b\d{4,} tokens", proc.stdout + proc.stderr)
+
+
+def test_tick_result_headline_groups_thousands() -> None:
+    from loop_runtime.core.result import TickResult
+
+    r = TickResult(tick_id="t", run_id="r", pattern="p", pattern_name="P", level="L2", effective_level="L2",
+                   level_reason="", decision="act", outcome="fix-proposed", tokens=1234567, verdict="APPROVE")
+    assert r.headline == "act (accept) — 1,234,567 tokens"
+
+
+# ---------------------------------------------------------------------------- output in CI and on a terminal
+
+
+@pytest.mark.parity
+def test_status_in_ci_is_plain_even_on_a_pseudo_terminal(tmp_path: Path) -> None:
+    """CI runners often give jobs a pty: `status` is still one full line per loop, no folded rich table."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    code, out, _ = on_a_terminal(["status"], repo, {"CI": "true"})
+    assert code == 0
+    assert "\x1b[" not in out
+    (row,) = [line for line in out.splitlines() if line.startswith("ci-sweeper ")]
+    assert "0 / 1,000,000" in row and row.split()[-1] == "off"
+
+
+@pytest.mark.parity
+def test_status_on_a_terminal_outside_ci_keeps_every_value_whole(tmp_path: Path) -> None:
+    """On a 40-column terminal the table may wrap, but no value is cut with an ellipsis."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    code, out, _ = on_a_terminal(["status"], repo, {})
+    assert code == 0
+    assert "…" not in out
+
+
+@pytest.mark.parity
+def test_progress_in_ci_on_a_pseudo_terminal_is_plain_lines(tmp_path: Path) -> None:
+    """No spinner or carriage returns in a CI log: the plain `[pattern] phase` lines instead."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    code, out, err = on_a_terminal(["run", "ci-sweeper", "--level", "L1", "--scenario", "report-only"], repo,
+                                   {"CI": "true"})
+    assert code == 0, out + err
+    assert "\x1b[" not in err and "[ci-sweeper] report-only in " in err
+    assert "tick 1: report — 4,000 tokens" in out
+
+
+@pytest.mark.parity
+def test_progress_on_a_terminal_is_live_with_counter_and_tokens(tmp_path: Path) -> None:
+    repo = scaffold(tmp_path, "ci-sweeper")
+    code, out, err = on_a_terminal(["run", "ci-sweeper", "--level", "L1", "--scenario", "report-only",
+                                    "--ticks", "2"], repo, {"COLUMNS": "120"})
+    assert code == 0, out + err
+    assert re.search(r"ci-sweeper 2/2: report-only in \d+\.\d s — 4,000 tokens", err), err
+
+
+# ---------------------------------------------------------------------------- careless spellings
+
+
+def test_level_and_backend_are_accepted_in_lower_or_upper_case(tmp_path: Path, cli) -> None:
+    """`--level l2` is what people type; it means L2 (the plan says so), as `--backend MOCK` means mock."""
+    plan = cli("plan", "daily-triage", "--level", "l3", "--json", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["level"] == "L3"
+    run = cli("run", "daily-triage", "-l", "l2", "--backend", "MOCK", "--dry-run", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Ran 1 tick(s) of Daily Triage [L2] via mock backend (dry-run):")
+
+
+# ---------------------------------------------------------------------------- topup --resume
+
+
+@pytest.mark.parity
+def test_topup_resume_finishes_a_forced_tick_even_past_the_runs_cap(tmp_path: Path, cli) -> None:
+    """A human forced a tick past runs/day, the budget halted it; `topup --resume` must finish it, not
+    halt it again on the runs/day cap (and lose it)."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    budget = repo / "loop-budget.md"
+    budget.write_text(budget.read_text().replace("| CI Sweeper | 96 |", "| CI Sweeper | 1 |"))
+    assert cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo).returncode == 0
+    (repo / "loop-runtime.toml").write_text("[patterns.ci-sweeper]\ndaily_cap = 5500\n")
+    halted = cli("run", "ci-sweeper", "--level", "L2", "--force", cwd=repo)
+    assert halted.returncode == 2 and "--resume" in halted.stdout, halted.stdout
+    resumed = cli("topup", "ci-sweeper", "100000", "--resume", cwd=repo)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "runs/day" not in resumed.stdout
+    assert "resumed tick: act (accept) — " in resumed.stdout
+    assert git(repo, "branch", "--list", "loop/*")
