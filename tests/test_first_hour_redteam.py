@@ -148,3 +148,47 @@ def test_topup_resume_finishes_a_forced_tick_even_past_the_runs_cap(tmp_path: Pa
     assert "runs/day" not in resumed.stdout
     assert "resumed tick: act (accept) — " in resumed.stdout
     assert git(repo, "branch", "--list", "loop/*")
+
+
+# ---------------------------------------------------------------------------- the README is true
+
+
+def _readme_command_rows() -> list[tuple[list[str], set[str]]]:
+    """(command words, options) for every row of the README's command table."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cell = re.split(r"(?<!\\)\|", line)[1]  # `\|` inside a cell is not a column break
+        for usage in re.findall(r"`([^`]+)`", cell):
+            words = [w for w in re.findall(r"^[a-z][a-z ]*", usage)[0].split()]
+            options = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", usage))
+            rows.append((words, options))
+    return rows
+
+
+def test_the_readme_command_table_is_parsed() -> None:
+    names = {" ".join(words) for words, _ in _readme_command_rows()}
+    assert {"list", "plan", "run", "cost", "gate check", "status", "kill", "resume", "escalations", "approve",
+            "reject", "topup", "start", "dashboard"} <= names
+
+
+@pytest.mark.parametrize("words,options", _readme_command_rows(), ids=lambda v: " ".join(v) if isinstance(v, list)
+                         else ",".join(sorted(v)))
+def test_every_option_of_the_readme_command_table_is_in_that_commands_help(words: list[str], options: set[str],
+                                                                            tmp_path: Path, cli) -> None:
+    proc = cli(*words, "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", proc.stdout))
+    assert options <= listed, f"`{' '.join(words)}`: README names {sorted(options - listed)} but --help does not"
+
+
+def test_the_dashboard_journal_reads_numbers_like_the_rest_of_the_page() -> None:
+    """A journal line shows `amount: 50,000 · reservation: 12`, not raw JSON with `50000`."""
+    from loop_runtime.dashboard.views import _detail
+
+    text = _detail({"amount": 50000, "reservation": 12, "usage": {"input": 2400, "output": 600},
+                    "ok": True, "prompt": "not shown"}, [])
+    assert text == "amount: 50,000 · ok: true · reservation: 12 · usage: {input: 2,400, output: 600}"
