@@ -192,3 +192,29 @@ def test_the_dashboard_journal_reads_numbers_like_the_rest_of_the_page() -> None
     text = _detail({"amount": 50000, "reservation": 12, "usage": {"input": 2400, "output": 600},
                     "ok": True, "prompt": "not shown"}, [])
     assert text == "amount: 50,000 · ok: true · reservation: 12 · usage: {input: 2,400, output: 600}"
+
+
+# ---------------------------------------------------------------------------- approve of an escalation with no change
+
+REJECTED_THRICE = ("triage: {decision: act, tokens: 1000, items: [{id: CI-9, title: fix lint, files: [src/a.py]}]}\n"
+                   "implementer: [{files: {src/a.py: \"x = 1\\n\"}, tokens: 1000}]\n"
+                   "verifier: [{verdict: REJECT, reasons: [wrong], tokens: 500}]\n")
+
+
+@pytest.mark.parity
+def test_approving_an_escalation_that_held_no_change_does_not_claim_a_commit_or_merge(tmp_path: Path, cli) -> None:
+    """A max-attempts escalation holds no diff: `approve --merge` must not say "committed" nor record "(merged)"."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    scen = tmp_path / "reject.yaml"
+    scen.write_text(REJECTED_THRICE)
+    proc = cli("run", "ci-sweeper", "--level", "L2", "--scenario", str(scen), cwd=repo)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (esc,) = json.loads(cli("escalations", "--json", cwd=repo).stdout)["escalations"]
+    head = git(repo, "rev-parse", "HEAD")
+    approved = cli("approve", esc["id"], "--merge", cwd=repo)
+    assert approved.returncode == 0, approved.stderr
+    assert ": committed" not in approved.stdout and "Merged" not in approved.stdout
+    assert "nothing was committed or merged" in approved.stdout
+    assert git(repo, "rev-parse", "HEAD") == head
+    state = (repo / "ci-sweeper-state.md").read_text()
+    assert "approved by " in state and "(merged)" not in state

@@ -515,8 +515,10 @@ def approve_text(r: dict[str, Any]) -> str:
     esc = r["id"]
     if r.get("later"):
         lines = [f"Merged {esc} (approved earlier): {r['branch']} into {r['into']} at {r['merge'][:12]}."]
+    elif not r.get("branch"):  # an escalation without a held diff (breaker, max attempts): nothing to apply
+        lines = [f"Approved {esc}: it held no change, so nothing was committed or merged; the decision is recorded."]
     else:
-        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "") if r.get("branch") else ""
+        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "")
         lines = [f"Approved {esc}: committed{where}."]
         if r.get("merge"):
             lines.append(f"Merged {r['branch']} into {r['into']} at {r['merge'][:12]}.")
