@@ -218,3 +218,27 @@ def test_approving_an_escalation_that_held_no_change_does_not_claim_a_commit_or_
     assert git(repo, "rev-parse", "HEAD") == head
     state = (repo / "ci-sweeper-state.md").read_text()
     assert "approved by " in state and "(merged)" not in state
+
+
+# ---------------------------------------------------------------------------- a tick that died is not "running"
+
+
+@pytest.mark.parity
+def test_status_does_not_show_a_tick_that_stopped_on_an_error_as_running(tmp_path: Path, cli) -> None:
+    """The state file is a folder (a careless `mkdir`): the tick fails at its write. `status` afterwards must
+    not claim it is still running (no process is), and the next run recovers and ticks."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    state = repo / "ci-sweeper-state.md"
+    state.unlink()
+    state.mkdir()
+    failed = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("loop-runtime: ") and "ci-sweeper-state.md: " in last and ".tmp" not in last, last
+    doc = json.loads(cli("status", "--json", cwd=repo).stdout)
+    (lp,) = doc["loops"]
+    assert lp["running"] is None and lp["lastRun"]["status"] == "interrupted"
+    assert "running:" not in cli("status", cwd=repo).stdout
+    state.rmdir()
+    again = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", "--force", cwd=repo)
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -32,6 +32,9 @@ def atomic_write(path: Path, text: str) -> None:
 
         os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else new_file_mode())  # not mkstemp's 0o600
         os.replace(tmp, path)
+    except OSError as e:  # name the user's file, not our temp file (`STATE.md: Is a directory`)
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
