@@ -242,3 +242,24 @@ def test_status_does_not_show_a_tick_that_stopped_on_an_error_as_running(tmp_pat
     state.rmdir()
     again = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", "--force", cwd=repo)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# ---------------------------------------------------------------------------- bytes that are not UTF-8
+
+
+@pytest.mark.parametrize("name", ["STATE.md", "loop-run-log.md", "LOOP.md", "loop-budget.md"])
+def test_a_file_with_non_utf8_bytes_is_one_line_naming_the_file_and_where(tmp_path: Path, cli, fixtures: Path,
+                                                                          name: str) -> None:
+    for f in ("STATE.md", "loop-run-log.md", "LOOP.md"):
+        (tmp_path / f).write_bytes((fixtures / f).read_bytes())
+    target = tmp_path / name
+    text = target.read_bytes() if target.exists() else b""
+    target.write_bytes(text + b"\n- caf\xe9 (latin-1)\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    lines = (text + b"\n").count(b"\n") + 1
+    for args in (("status",), ("run", "daily-triage", "--force")):
+        proc = cli(*args, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stdout
+        assert proc.stderr == (f"loop-runtime: {name}: not UTF-8 text: byte 0xe9 at line {lines}, column 6 "
+                               "(save it as UTF-8)\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
