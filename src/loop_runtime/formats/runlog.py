@@ -12,6 +12,7 @@ malformed lines never raise; they just contribute no token data.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -126,7 +127,16 @@ class RunLog:
 
 
 def parse_run_log(text: str) -> RunLog:
-    """Entries of a run log; never raises (a table log gives format "table" and no entries)."""
+    """Entries of a run log; never raises (a table log gives format "table" and no entries).
+
+    One command reads the same log several times (status: which loops ran, spend, runs
+    today); the result is immutable, so the last few parses are remembered by text.
+    """
+    return _parse_run_log_cached(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_run_log_cached(text: str) -> RunLog:
     has_marker = MARKER in text
     if has_marker:
         candidates = text[text.index(MARKER) + len(MARKER):].split("\n")
