@@ -263,3 +263,22 @@ def test_a_file_with_non_utf8_bytes_is_one_line_naming_the_file_and_where(tmp_pa
         assert proc.stderr == (f"loop-runtime: {name}: not UTF-8 text: byte 0xe9 at line {lines}, column 6 "
                                "(save it as UTF-8)\n")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+
+
+# ---------------------------------------------------------------------------- a thin-loop scaffold
+
+
+@pytest.mark.parity
+def test_a_thin_loop_scaffold_says_its_loop_is_a_github_workflow_in_status_and_start(tmp_path: Path, cli) -> None:
+    """loop-init's thin-loop writes LOOP.md and a workflow, no state file: `status` and `start` must not just
+    say "no loops" — they say the loop is a GitHub workflow that runs in Actions."""
+    repo = scaffold(tmp_path, "thin-loop")
+    status = cli("status", cwd=repo)
+    assert status.returncode == 0, status.stderr
+    assert "thin-loop is set up here as a GitHub workflow (.github/workflows/thin-loop.yml)" in status.stdout
+    doc = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert doc["workflowLoops"] == [{"pattern": "thin-loop", "workflow": ".github/workflows/thin-loop.yml"}]
+    start = cli("start", cwd=repo)
+    assert start.returncode == 1
+    assert len(start.stderr.strip().splitlines()) == 1
+    assert "thin-loop is set up here as a GitHub workflow" in start.stderr

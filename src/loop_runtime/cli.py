@@ -290,6 +290,8 @@ def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
         from .loops import LOOKED_FOR
 
         notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
+    notes += [f"{w['pattern']} is set up here as a GitHub workflow ({w['workflow']}): it runs in GitHub Actions, "
+              "not in loop-runtime." for w in doc.get("workflowLoops", [])]
     if others:
         notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
                      "(`loop-runtime list` shows them).")

@@ -145,4 +145,5 @@ def project_status(project: Project, now: datetime, store: Any = None) -> dict[s
         "loops": [{**loop_status(project, pid, now, store), "enabled": pid in loops.enabled,
                    "enabledBy": loops.reasons.get(pid)} for pid in loops.shown],
         "otherPatterns": loops.others,
+        "workflowLoops": [{"pattern": pid, "workflow": path} for pid, path in loops.workflows.items()],
     }
