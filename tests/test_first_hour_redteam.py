@@ -282,3 +282,44 @@ def test_a_thin_loop_scaffold_says_its_loop_is_a_github_workflow_in_status_and_s
     assert start.returncode == 1
     assert len(start.stderr.strip().splitlines()) == 1
     assert "thin-loop is set up here as a GitHub workflow" in start.stderr
+
+
+# ---------------------------------------------------------------------------- paused ticks
+
+
+@pytest.mark.parity
+def test_paused_ticks_read_paused_in_status_and_do_not_use_up_the_days_runs(tmp_path: Path, cli) -> None:
+    """A kill switch over lunch must not eat runs/day: after `resume` the loop still ticks; `status` calls the
+    paused tick "paused" (as stdout and the run log do), not "halted"."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    budget = repo / "loop-budget.md"
+    budget.write_text(budget.read_text().replace("| CI Sweeper | 96 |", "| CI Sweeper | 1 |"))
+    assert cli("kill", "ci-sweeper", "--reason", "lunch", cwd=repo).returncode == 0
+    for _ in range(2):
+        paused = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo)
+        assert paused.returncode == 0, paused.stdout
+        assert "tick 1: paused — 0 tokens" in paused.stdout
+        assert "· paused: kill switch loop-pause-ci-sweeper" in paused.stdout
+    (lp,) = json.loads(cli("status", "--json", cwd=repo).stdout)["loops"]
+    assert lp["lastRun"]["outcome"] == "paused" and lp["runs"]["today"] == 0
+    (row,) = [line for line in cli("status", cwd=repo).stdout.splitlines() if line.startswith("ci-sweeper ")]
+    assert " paused " in row and "halted" not in row
+    assert cli("resume", "ci-sweeper", cwd=repo).returncode == 0
+    ran = cli("run", "ci-sweeper", "--level", "L1", "--scenario", "report-only", cwd=repo)
+    assert ran.returncode == 0 and "tick 1: report — 4,000 tokens" in ran.stdout, ran.stdout
+
+
+def test_a_resumed_tick_is_one_run_and_paused_entries_are_none() -> None:
+    from datetime import date
+
+    from loop_runtime.formats.runlog import MARKER, parse_run_log, runs_on_day
+
+    def line(run_id: str, **extra: object) -> str:
+        return json.dumps({"run_id": run_id, "pattern": "p", "tokens_estimate": 1, "outcome": "no-op", **extra})
+
+    log = parse_run_log("\n".join([MARKER,
+                                   line("2026-06-09T08:00:00.000Z", note="halted: budget"),
+                                   line("2026-06-09T08:00:00.000Z"),  # the same run, resumed after a top-up
+                                   line("2026-06-09T09:00:00.000Z", note="paused"),
+                                   line("2026-06-09T10:00:00.000Z")]))
+    assert runs_on_day(log, "p", date(2026, 6, 9)) == 2

@@ -58,6 +58,8 @@ def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, now: datetime 
     if lt is not None:
         facts["last"] = {"outcome": lt.outcome, "status": lt.status, "tokens": lt.tokens, "runId": lt.run_id,
                          "at": _iso(lt.finished_at or lt.started_at)}
+        if lt.outcome == "halted" and (lt.summary or {}).get("haltReason") == "paused":
+            facts["last"]["outcome"] = "paused"  # the kill switch: "paused" here as on stdout and in the run log
         if lt.status == "running" and not _ticking(store, pattern_id, now):
             facts["last"].update(outcome=lt.outcome or "interrupted", status="interrupted")
         elif lt.status == "running":
