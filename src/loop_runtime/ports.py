@@ -12,7 +12,10 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .formats.test_report import TestReport
 
 # --------------------------------------------------------------------------- agents
 
@@ -193,6 +196,7 @@ class TestRun:
     output: str  # truncated, secrets redacted
     duration_s: float = 0.0
     timed_out: bool = False
+    report: TestReport | None = None  # what ran, per test where known (JUnit XML or summary lines)
 
 
 @runtime_checkable

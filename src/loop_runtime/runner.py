@@ -298,7 +298,7 @@ class LoopRunner:
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
-        from .adapters.test_runner import ProjectTestRunner
+        from .adapters.test_runner import BASELINE_DIR, ProjectTestRunner
 
         workspace = None
         if project.is_git and level in ("L2", "L3"):
@@ -332,8 +332,9 @@ class LoopRunner:
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
             clock=self.clock,
             workspace=workspace,
-            tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
-                                    secrets=secrets) if workspace else None,
+            tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,
+                                    checkout=workspace.base_checkout,
+                                    cache_dir=project.root / BASELINE_DIR) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
             controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),

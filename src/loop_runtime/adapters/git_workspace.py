@@ -44,6 +44,7 @@ from .git import decode, diff_against, git_ok, run_git, run_git_bytes
 __all__ = ["GitWorkspace"]
 
 POOL_DIR = ".loop-runtime/worktree-pool"
+BASE_DIR = ".loop-runtime/base-checkouts"
 PATCH_DIR = ".loop-runtime/patches"
 MUTEX = f"{wm.MANIFEST_DIR}/.manifest.mutex"
 LOCKS_DIR = f"{wm.MANIFEST_DIR}/locks"
@@ -539,6 +540,29 @@ class GitWorkspace:
             except OSError:
                 pass
         return tuple(problems)
+
+    @contextmanager
+    def base_checkout(self, commit: str) -> Iterator[str]:
+        """A clean detached worktree at ``commit`` for the ``with`` block, then removed.
+
+        Why: the base commit's tests must run on exactly the committed tree — never in the
+        user's checkout (their edits, their caches) and never in an attempt's worktree. It
+        is not an attempt, so it is not in the manifest and has no branch.
+        """
+        if not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
+            raise ConfigError("", "base_commit", commit)
+        self._ensure_excluded()
+        dest = self.root / BASE_DIR / f"{commit[:12]}-{uuid.uuid4().hex[:8]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run_git(["worktree", "add", "-q", "--detach", str(dest), commit], self.root)
+        try:
+            yield str(dest)
+        finally:
+            if not git_ok(["worktree", "remove", "--force", "--force", str(dest)], self.root):
+                import shutil
+
+                shutil.rmtree(dest, ignore_errors=True)
+                git_ok(["worktree", "prune"], self.root)
 
     # ------------------------------------------------------------------ diff
 

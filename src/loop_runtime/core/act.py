@@ -23,6 +23,7 @@ from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
 from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
+from .test_weakening import compare_runs
 from .tick import Tick
 
 LEDGER = "loop-ledger.json"
@@ -125,6 +126,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
                        "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:
         t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
+    weakened = _weakened_tests(t, handle, tests)
+    if weakened:
+        raise Escalate("tests-weakened", weakened, handle, diff)
     vprompt = verifier_prompt(
         ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
@@ -298,6 +302,25 @@ def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
     if t.deps.tests is None:
         return TestRun(command=None, exit_code=None, passed=True, output="no test runner configured")
     return t.deps.tests.run(handle.path)
+
+
+def _weakened_tests(t: Tick, handle: WorkspaceHandle, tests: TestRun) -> str | None:
+    """Why the attempt's run executed less than the base commit's (``core.test_weakening``), or None.
+
+    Only a passing run is compared: a failing one is rejected anyway, so the base run
+    (cached per base commit by the runner) is paid only when it can matter.
+    """
+    baseline = getattr(t.deps.tests, "baseline", None)
+    if baseline is None or not tests.passed or tests.command is None:
+        return None
+    base = baseline(handle.base_commit)
+    if base is None or base.command is None:
+        return None
+    found = compare_runs(base.report, tests.report)
+    t.record("tests-baseline", {"attempt": getattr(t, "attempt", None), "base_commit": handle.base_commit,
+                                "command": base.command, "collected": base.report.collected if base.report else None,
+                                "weakened": found.detail[:2000] if found else None})
+    return found.detail if found else None
 
 
 def _test_summary(tests: TestRun) -> str:
