@@ -151,7 +151,7 @@ def test_turn_failed_without_usage_charges_the_reservation(fake: FakeCli, worktr
     res = run(backend(fake), request(fake, worktree, token_limit=12_000))
     assert res.status == "error"
     assert res.usage == Usage(input=12_000)
-    assert "stream disconnected" in res.error and "charged the full reservation of 12000" in res.error
+    assert "stream disconnected" in res.error and "charged the full reservation of 12,000" in res.error
 
 
 def test_reconnect_errors_that_recover_are_not_failures(fake: FakeCli, worktree: Path) -> None:

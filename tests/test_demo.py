@@ -6,7 +6,7 @@ from pathlib import Path
 
 DEMO = """\
 Ran 1 tick(s) of Daily Triage [L2] via mock backend (dry-run):
-tick 1: act (accept) — 5000 tokens
+tick 1: act (accept) — 5,000 tokens
 · triage decision: act
 · proposed change touching src/example.ts
 · verifier verdict: accept

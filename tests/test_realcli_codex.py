@@ -91,7 +91,7 @@ def test_real_codex_server_error_fails_closed(codex_bin: str, worktree: Path, tm
         res = run_real(codex_bin, server, worktree, tmp_path, Permission.READ_ONLY, token_limit=20_000)
     assert res.status == "error"
     assert res.usage == Usage(input=20_000)
-    assert "charged the full reservation of 20000" in (res.error or "")
+    assert "charged the full reservation of 20,000" in (res.error or "")
 
 
 def test_real_codex_edits_a_file_in_workspace_write(codex_bin: str, worktree: Path, tmp_path: Path) -> None:

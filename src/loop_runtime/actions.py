@@ -260,7 +260,8 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
                 result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
         now = now_utc()
         store.resolve_escalation(esc_id, status="approved", decided_by=who, reason="approved", at=now, result=result)
-        _state_decision(project, esc, f"approved by {who} on {now:%Y-%m-%d}" + (" (merged)" if merge else ""),
+        merged = " (merged)" if result.get("merge") else ""
+        _state_decision(project, esc, f"approved by {who} on {now:%Y-%m-%d}{merged}",
                         parse_state, render_state, set_human_decision)
         store.add_event("escalation.approved", result, now, pattern=esc.pattern)
         return result

@@ -99,7 +99,8 @@ def list_cmd(c: _Ctx, as_json: bool) -> None:
 
 @cli.command()
 @pattern_param()
-@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None, help=LEVEL_HELP)
+@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"], case_sensitive=False), default=None,
+              help=LEVEL_HELP)
 @click.option("-c", "--cadence", default=None, help="Override the cadence (e.g. 15m, 6h-1d).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -223,11 +224,12 @@ def _store_if_exists(project: Any) -> Any:
 
 @cli.command()
 @pattern_param()
-@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None, help=LEVEL_HELP)
+@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"], case_sensitive=False), default=None,
+              help=LEVEL_HELP)
 @click.option("--dry-run", is_flag=True, help="Run in memory: read the project, write nothing.")
 @click.option("--ticks", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many ticks to run, one after another.")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
               help="Agent backend (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--model", default=None, help="Model for the agent backend (default: the backend's own).")
@@ -353,8 +355,10 @@ def approve_text(r: dict[str, Any]) -> str:
     esc = r["id"]
     if r.get("later"):
         lines = [f"Merged {esc} (approved earlier): {r['branch']} into {r['into']} at {r['merge'][:12]}."]
+    elif not r.get("branch"):  # an escalation without a held diff (breaker, max attempts): nothing to apply
+        lines = [f"Approved {esc}: it held no change, so nothing was committed or merged; the decision is recorded."]
     else:
-        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "") if r.get("branch") else ""
+        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "")
         lines = [f"Approved {esc}: committed{where}."]
         if r.get("merge"):
             lines.append(f"Merged {r['branch']} into {r['into']} at {r['merge'][:12]}.")
@@ -405,7 +409,7 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
 @click.argument("tokens", type=int)
 @click.option("--reason", default="manual top-up", show_default=True, help="Recorded with the top-up.")
 @click.option("--resume", "resume_tick", is_flag=True, help="Resume the last budget-halted tick from its last phase.")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
               help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick (a bundled name or a file).")
 @pass_ctx
@@ -448,7 +452,7 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 @click.argument("patterns", nargs=-1)
 @click.option("--dashboard", is_flag=True, help="Also serve the dashboard.")
 @click.option("--port", type=int, default=8765, show_default=True, help="Dashboard port (with --dashboard).")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
               help="Agent backend (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",

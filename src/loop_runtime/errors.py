@@ -100,3 +100,17 @@ class GitError(AdapterError):
 
 class StoreError(AdapterError):
     """The runtime store failed."""
+
+
+def not_utf8(file: str, exc: UnicodeDecodeError) -> ConfigError:
+    """A file that is not UTF-8, said with where: ``STATE.md: not UTF-8 text: byte 0xff at line 12, column 3``.
+
+    The user must re-save the file as UTF-8; the line tells them where the stray byte is.
+    """
+    data = exc.object if isinstance(exc.object, (bytes, bytearray)) else b""
+    before = bytes(data[:exc.start])
+    line = before.count(b"\n") + 1
+    column = exc.start - (before.rfind(b"\n") + 1) + 1
+    bad = bytes(data[exc.start:exc.start + 1])
+    where = f"byte 0x{bad.hex()} at line {line}, column {column}" if bad else f"at byte {exc.start}"
+    return ConfigError(file, "encoding", bad or None, message=f"not UTF-8 text: {where} (save it as UTF-8)")

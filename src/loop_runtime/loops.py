@@ -13,7 +13,7 @@ while ``start`` refused with "no loops enabled" — the same project, two answer
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,13 @@ class ProjectLoops:
     disabled: tuple[str, ...]
     history_only: tuple[str, ...]
     registry_size: int
+    #: loop-init patterns set up here as GitHub workflows (thin-loop): real loops, but not the runtime's to tick
+    workflows: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def workflow_note(self) -> str:
+        """One sentence per workflow loop, so a thin-loop scaffold is not just "no loops"."""
+        return "; ".join(f"{pid} is set up here as a GitHub workflow ({path}): it runs in GitHub Actions, "
+                         "not in loop-runtime" for pid, path in self.workflows.items())
 
     @property
     def shown(self) -> list[str]:
@@ -52,7 +59,8 @@ class ProjectLoops:
         extra = f"; disabled in loop-runtime.toml: {', '.join(self.disabled)}" if self.disabled else ""
         return (f"no loops enabled in {project.root}: looked for {names} — found none{extra}. "
                 "Name patterns on the command line (`loop-runtime start ci-sweeper`), or run "
-                "`loop-init . --pattern <id>`, or add [patterns.<id>] to loop-runtime.toml")
+                "`loop-init . --pattern <id>`, or add [patterns.<id>] to loop-runtime.toml"
+                + (f" ({self.workflow_note()})" if self.workflows else ""))
 
 
 def project_loops(project: Project, store: Any = None, *, log: Any = None) -> ProjectLoops:
@@ -93,8 +101,11 @@ def project_loops(project: Project, store: Any = None, *, log: Any = None) -> Pr
     for p in project.registry.patterns:
         if p.id in ran and p.id not in enabled:
             history.append(p.id)
+    from .formats.pattern_names import WORKFLOW_ONLY
+
+    workflows = {pid: path for pid, path in WORKFLOW_ONLY.items() if (project.root / path).is_file()}
     return ProjectLoops(tuple(enabled), MappingProxyType(reasons), tuple(disabled), tuple(history),
-                        len(project.registry.patterns))
+                        len(project.registry.patterns), MappingProxyType(workflows))
 
 
 def _ran(project: Project, store: Any, log: Any = None) -> set[str]:

@@ -160,6 +160,8 @@ def make_progress(fmt: str, stream: TextIO | None = None, total: int = 1) -> Any
         return None
     if fmt == "json":
         return JsonProgress(stream)
-    if fmt == "plain" or not stream.isatty():
+    from .term import interactive
+
+    if fmt == "plain" or not interactive(stream):
         return PlainProgress(stream, total)
     return LiveProgress(stream, total)

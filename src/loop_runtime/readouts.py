@@ -169,6 +169,8 @@ def print_status(doc: dict[str, Any], stream: Any = None) -> None:
              if lp["level"]["effective"] != lp["level"]["configured"]]
     notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
               for lp in doc["loops"] if lp.get("enabled") is False]
+    notes += [f"{w['pattern']} is set up here as a GitHub workflow ({w['workflow']}): it runs in GitHub Actions, "
+              "not in loop-runtime." for w in doc.get("workflowLoops", [])]
     others = doc.get("otherPatterns", 0)
     if not doc["loops"]:
         from .loops import LOOKED_FOR
@@ -177,7 +179,9 @@ def print_status(doc: dict[str, Any], stream: Any = None) -> None:
     if others:
         notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
                      "(`loop-runtime list` shows them).")
-    if not _isatty(stream):
+    from .term import interactive
+
+    if not interactive(stream):
         from .render import table
 
         echo(title + kill_all, file=stream)

@@ -467,7 +467,10 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
                 replay[p.phase.removeprefix("agent:")] = p.data
             elif p.phase == "workspace":
                 replay[f"workspace:{p.data.get('attempt')}"] = p.data
-        resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level})
+        # a resumed tick continues one that already passed (or was forced past) the runs/day cap and the
+        # early-exit check: a human asked for it, so only the budget and the kill switch still apply
+        resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level,
+                                "force": True})
         store.set_tick_status(tick.tick_id, "resumed")
         runner = LoopRunner(project, project.plan(pattern), resumed, store=store)
         return await runner.tick()

@@ -70,8 +70,10 @@ class Project:
             return (self.root / rel).read_text("utf-8")
         except (FileNotFoundError, IsADirectoryError):
             return None
-        except UnicodeDecodeError:
-            raise ConfigError(rel, "encoding", None, message="not UTF-8 text") from None
+        except UnicodeDecodeError as e:
+            from .errors import not_utf8
+
+            raise not_utf8(rel, e) from None
 
 
 def load_project(root: Path) -> Project:

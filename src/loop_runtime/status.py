@@ -28,7 +28,20 @@ def _iso(dt: Any) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(dt, "strftime") else (None if dt is None else str(dt))
 
 
-def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalations: Any = None) -> dict[str, Any]:
+def _ticking(store: Any, pattern_id: str, now: datetime | None) -> bool:
+    """Is a process still ticking ``pattern_id``? A tick row left ``running`` by a process that died or
+    stopped on an error is not live: its lease was released (or its owner is gone), and the next run
+    recovers it. Without ``now`` (old callers) the row is believed."""
+    if now is None:
+        return True
+    from .runner import _dead_local_owner
+
+    holder = store.lease_holder(pattern_id, now)
+    return holder is not None and not _dead_local_owner(holder)
+
+
+def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalations: Any = None,
+                 now: datetime | None = None) -> dict[str, Any]:
     """Spend, schedule, last tick and escalations as the run store knows them."""
     from .formats.runlog import tokens_on_day
 
@@ -49,7 +62,11 @@ def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalatio
     if lt is not None:
         facts["last"] = {"outcome": lt.outcome, "status": lt.status, "tokens": lt.tokens, "runId": lt.run_id,
                          "at": _iso(lt.finished_at or lt.started_at)}
-        if lt.status == "running":
+        if lt.outcome == "halted" and (lt.summary or {}).get("haltReason") == "paused":
+            facts["last"]["outcome"] = "paused"  # the kill switch: "paused" here as on stdout and in the run log
+        if lt.status == "running" and not _ticking(store, pattern_id, now):
+            facts["last"].update(outcome=lt.outcome or "interrupted", status="interrupted")
+        elif lt.status == "running":
             phases = store.phases(lt.tick_id)
             facts["running"] = {"tick": lt.tick_id, "phase": phases[-1].phase if phases else "starting"}
     return facts
@@ -85,7 +102,7 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *,
     texts = {n: project.read(n) for n in {plan.state_file, "STATE.md", "LOOP.md"}}
     files = {f for f in (killswitch.ALL, killswitch.pattern_switch(pattern_id)) if (project.root / f).exists()}
     ks = killswitch.evaluate(pattern_id, state_file=plan.state_file, texts=texts, root_files=files)
-    facts = (_store_facts(store, pattern_id, day, log, open_escalations) if store is not None
+    facts = (_store_facts(store, pattern_id, day, log, open_escalations=open_escalations, now=now) if store is not None
              else _log_facts(log, pattern_id, day))
     if facts["last"] is None:
         facts["last"] = _log_facts(log, pattern_id, day)["last"]
@@ -146,4 +163,5 @@ def project_status(project: Project, now: datetime, store: Any = None) -> dict[s
                    "enabled": pid in loops.enabled,
                    "enabledBy": loops.reasons.get(pid)} for pid in loops.shown],
         "otherPatterns": loops.others,
+        "workflowLoops": [{"pattern": pid, "workflow": path} for pid, path in loops.workflows.items()],
     }

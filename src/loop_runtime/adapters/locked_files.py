@@ -98,6 +98,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:  # name the user's file, not our temp file (`STATE.md: Is a directory`)
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -205,10 +208,10 @@ def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
             old: str | None = path.read_text("utf-8")
         except FileNotFoundError:
             old = None
-        except UnicodeDecodeError:
-            from ..errors import ConfigError
+        except UnicodeDecodeError as e:
+            from ..errors import not_utf8
 
-            raise ConfigError(_display(Path(root), path), "encoding", None, message="not UTF-8 text") from None
+            raise not_utf8(_display(Path(root), path), e) from None
         new = fn(old)
         if new is None or new == old:
             return old

@@ -47,8 +47,10 @@ def read_texts(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
             raise ConfigError(rel, "path", rel, message=f"{rel} is a directory, not a file") from None
         except NotADirectoryError:
             raise ConfigError(rel, "path", rel, message=f"a parent of {rel} is a file, not a directory") from None
-        except UnicodeDecodeError:
-            raise ConfigError(rel, "encoding", None, message="not UTF-8 text") from None
+        except UnicodeDecodeError as e:
+            from ..errors import not_utf8
+
+            raise not_utf8(rel, e) from None
         except PermissionError:
             raise ConfigError(rel, "path", rel, message=f"{rel} cannot be read (permission denied)") from None
     return out

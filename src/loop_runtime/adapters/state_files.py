@@ -50,8 +50,10 @@ class FileStateWriter:
             return None
         except IsADirectoryError:
             return ""
-        except UnicodeDecodeError:
-            raise ConfigError(path, "encoding", None, message="not UTF-8 text") from None
+        except UnicodeDecodeError as e:
+            from ..errors import not_utf8
+
+            raise not_utf8(path, e) from None
 
     def _check_writable(self, path: str) -> None:
         if self.writable is not None and not any(

@@ -56,7 +56,7 @@ class TickResult:
         verdict = f" ({VERDICT_WORDS.get(self.verdict, self.verdict.lower())})" if self.verdict else ""
         # an act decision below L2 only reports: the tick did not act, so it is not headed "act"
         word = "report" if self.decision == "act" and self.outcome == "report-only" else self.decision
-        return f"{word}{verdict} — {self.tokens} tokens"
+        return f"{word}{verdict} — {self.tokens:,} tokens"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -111,7 +111,7 @@ class Tick(TickBase):
 
     def halted(self, reason: str, note: str) -> TickResult:
         if reason == "paused":
-            self.lines.append(f"paused: {note}")
+            self.lines.append(f"paused: kill switch {note.removeprefix('paused').strip(' ()') or note}")
         elif reason == "budget":
             self.lines.append(f"halted: {note} — `loop-runtime topup {self.plan.pattern_id} <tokens> --resume` "
                               "raises today's cap and resumes this tick")

@@ -109,9 +109,26 @@ def running_tick(store: Any, tick_id: str) -> dict[str, Any]:
             "step": phases[-1].phase if phases else "", "tokens": sum(_role_tokens(phases).values())}
 
 
+#: journal keys whose integer values are ids or counters, not quantities (no thousands separator)
+_ID_KEYS = frozenset({"reservation", "attempt", "attempts", "pid", "id", "exit_code", "returncode", "code"})
+
+
+def _detail_value(key: str, value: Any) -> str:
+    """One journal value for people: quantities as ``50,000`` like every other number on the page."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value) if key in _ID_KEYS else f"{value:,}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_detail_value(str(k), v)}" for k, v in sorted(value.items(), key=str)) + "}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _detail(data: Mapping[str, Any], secrets: Sequence[str]) -> str:
     small = {k: v for k, v in data.items() if k not in ("text", "output", "system", "prompt")}
-    text = json.dumps(small, ensure_ascii=False, default=str, sort_keys=True)
+    text = " · ".join(f"{k}: {_detail_value(str(k), v)}" for k, v in sorted(small.items(), key=lambda kv: str(kv[0])))
     return safe(text, secrets, 400)
 
 

@@ -128,7 +128,16 @@ class RunLog:
 
 
 def parse_run_log(text: str) -> RunLog:
-    """Entries of a run log; never raises (a table log gives format "table" and no entries)."""
+    """Entries of a run log; never raises (a table log gives format "table" and no entries).
+
+    One command reads the same log several times (status: which loops ran, spend, runs
+    today); the result is immutable, so the last few parses are remembered by text.
+    """
+    return _parse_run_log_cached(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_run_log_cached(text: str) -> RunLog:
     has_marker = MARKER in text
     if has_marker:
         candidates = text[text.index(MARKER) + len(MARKER):].split("\n")
@@ -222,7 +231,15 @@ def tokens_on_day(log: RunLog, pattern: str, day: date, *, exclude_run_ids: Coll
 
 
 def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
-    return sum(1 for _ in _on_day(log, pattern, day))
+    """Runs of ``pattern`` on ``day`` for the runs/day cap: one per run id (a budget-halted tick and its
+    ``topup --resume`` are one run) and none for a tick the kill switch paused (it did no work: a day
+    spent paused must not use up the day's runs)."""
+    return len({e.run_id for e in _on_day(log, pattern, day) if not _paused(e)})
+
+
+def _paused(entry: RunLogEntry) -> bool:
+    note = entry.extras.get("note")
+    return isinstance(note, str) and (note == "paused" or note.startswith("paused:"))
 
 
 def _on_day(log: RunLog, pattern: str, day: date) -> list[RunLogEntry]:

@@ -371,17 +371,17 @@ class ClaudeCliBackend:
         if halted == "budget":
             return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=turns,
                                stop_reason="budget", files_changed=changed,
-                               error=f"stopped: usage passed the reservation of {request.token_limit} tokens")
+                               error=f"stopped: usage passed the reservation of {request.token_limit:,} tokens")
         usage = fail_closed(state.meter.usage, request.token_limit)
         if halted is not None:
             return AgentResult(text=text, usage=usage, status="halted", turns=turns, stop_reason=halted,
                                files_changed=changed, error=f"stopped ({halted}) before a result; "
-                               f"charged the full reservation of {request.token_limit} tokens")
+                               f"charged the full reservation of {request.token_limit:,} tokens")
         detail = (last_line(outcome.stderr_tail, secrets)
                   or (f"{garbage} unparseable output line(s)" if garbage else "no output"))
         return AgentResult(text=text, usage=usage, status="error", turns=turns, files_changed=changed,
                            error=f"claude exited with code {returncode} without a result ({detail}); "
-                                 f"charged the full reservation of {request.token_limit} tokens")
+                                 f"charged the full reservation of {request.token_limit:,} tokens")
 
 
 __all__ = ["ClaudeCliBackend", "anthropic_usage", "find_claude", "permission_flags", "result_usage"]

@@ -271,11 +271,11 @@ def _result(request: AgentRequest, state: _Run, outcome: ProcessOutcome, stderr:
     text = "\n".join(state.texts)
     changed = tuple(state.changed)
     limit = request.token_limit
-    charged = f"no usage reported; charged the full reservation of {limit} tokens"
+    charged = f"no usage reported; charged the full reservation of {limit:,} tokens"
     if halted == "budget":
         return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=state.completed,
                            stop_reason="budget", files_changed=changed,
-                           error=f"stopped: usage passed the reservation of {limit} tokens")
+                           error=f"stopped: usage passed the reservation of {limit:,} tokens")
     if state.reported is not None and state.failed is None:
         ok = returncode == 0 or halted is not None  # killed after its turn completed: the usage is final
         return AgentResult(text=text, usage=state.reported, status="ok" if ok else "error",

@@ -187,7 +187,7 @@ class OpenAIBackend:
         tools = tool_schemas(loop.request.permission)
         while True:
             if loop.meter.over():
-                return "halted", "budget", f"stopped: usage reached the reservation of {loop.request.token_limit}"
+                return "halted", "budget", _over_reservation(loop.request.token_limit)
             if loop.turns >= loop.request.max_turns:
                 return "error", None, f"reached the maximum number of turns ({loop.request.max_turns})"
             body = {"model": loop.request.model or self.model, "messages": loop.messages, "tools": tools,
@@ -203,7 +203,7 @@ class OpenAIBackend:
             if not calls:
                 return "ok", None, None
             if loop.meter.over():  # do not run tools whose results we could not afford to send back
-                return "halted", "budget", f"stopped: usage reached the reservation of {loop.request.token_limit}"
+                return "halted", "budget", _over_reservation(loop.request.token_limit)
             for call in calls:
                 loop.messages.append(await self._run_tool(loop, call, deadline))
 
@@ -435,3 +435,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 __all__ = ["OpenAIBackend", "chat_usage", "is_loopback", "tool_schemas"]
+
+
+def _over_reservation(limit: int) -> str:
+    return f"stopped: usage reached the reservation of {limit:,} tokens"
