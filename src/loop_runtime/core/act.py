@@ -133,7 +133,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
     _check_outside(t, before, handle, "verifier")
     _check_worktree(t, handle)
-    verdict = parse_verdict(vres.text)
+    verdict = parse_verdict(redact(vres.text))  # redacted before its reasons are capped
     kind = verdict.kind
     reasons = list(verdict.reasons)
     if not verdict.found:

@@ -131,6 +131,12 @@ def variants(secret: str) -> set[str]:
              json.dumps(secret, ensure_ascii=False)[1:-1]}
     cleaned = " ".join("".join("'" if ch == "`" else " " if ch in "\t\n\r\f\v" else ch for ch in secret).split())
     forms |= {cleaned, cleaned.replace("|", "\\|")}
+    # as an item id or ref (``formats.triage``): unsafe runs become ``-``
+    forms.add(re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9#._:/-]+", "-", secret)).strip("-"))
+    # URL-encoded (a query string, a link the agent wrote)
+    from urllib.parse import quote, quote_plus
+
+    forms |= {quote(secret, safe=""), quote_plus(secret)}
     return {f for f in forms if len(f) >= MIN_SECRET_LEN and f not in MARK}
 
 
