@@ -91,3 +91,33 @@ def test_a_bare_password_value_is_hidden_whole(value: str) -> None:
 
     doc = json.dumps({"note": "password=hunter2,x", "n": 1})
     assert json.loads(redact(doc))["n"] == 1
+
+
+def test_a_real_tick_leaves_no_cut_secret_anywhere_nor_on_stdout_or_stderr(tmp_path) -> None:
+    """End to end: an item title long enough that every cap (commit subject 72, state spans 160,
+    ledger 200) cuts a key part-way; no prefix of it is left in any file, store column (but the
+    held diff), git history, or the CLI's stdout/stderr (`run`, `status --json`, `escalations --json`)."""
+    from tests.test_secrets_at_rest import ENV_NAME, _leaks, _project, _scenario
+    from tests.conftest import run_cli
+
+    rng = random.Random(11)
+    _, early = KINDS["github-classic"](rng)  # spans the 72 cut
+    _, late = KINDS["github-classic"](rng)  # spans the 200 cut
+    # the title follows "test_add fails " in the scenario; place each key so a cap leaves 20 of its
+    # first characters (too few for any credential shape): the commit subject "loop(ci-sweeper): …"
+    # is cut at 72, the ledger action "fix CI-1: …" at 200
+    title = "w" * 18 + " " + early + " " + "v" * 94 + " " + late + " tail words"
+    assert title.index(early) == 19 and title.index(late) == 155
+    placed = {"title": [(title, early)], "summary": [(f"{'s' * 150} {ENV_SECRET}", ENV_SECRET)]}
+    repo = _project(tmp_path)
+    proc = run_cli("run", "ci-sweeper", "--level", "L2", "--scenario", _scenario(tmp_path, placed), cwd=repo,
+                   env={ENV_NAME: ENV_SECRET})
+    assert proc.returncode in (0, 2), proc.stdout + proc.stderr
+    outs = [proc.stdout + proc.stderr]
+    for args in (("status", "--json"), ("escalations", "--json")):
+        p = run_cli(*args, cwd=repo, env={ENV_NAME: ENV_SECRET})
+        outs.append(p.stdout + p.stderr)
+    fragments = [early[:14], late[:14], ENV_SECRET[:10]]
+    assert _leaks(repo, fragments) == []
+    for out in outs:
+        assert [f for f in fragments if f in out] == [], out

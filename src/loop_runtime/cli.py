@@ -663,6 +663,21 @@ _accept_root_everywhere(cli)
 # ---------------------------------------------------------------------------- entry point
 
 
+def _say_error(text: str) -> None:
+    """One line on stderr, redacted: an error that names a bad value may be naming a secret
+    (a token in ``loop-runtime.toml``, a notify URL with its password)."""
+    from .adapters.environment import secret_values
+    from .core.redact import redact
+
+    try:
+        from pathlib import Path
+
+        known = secret_values(Path(os.environ.get("LOOP_PROJECT_ROOT") or "."), os.environ)
+    except Exception:  # noqa: BLE001 — the error being reported matters more than the extra literals
+        known = ()
+    click.echo(redact(text, extra_secrets=known), err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Map every error to one line and the documented exit code."""
     try:
@@ -671,15 +686,15 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("loop-runtime: aborted", err=True)
         sys.exit(1)
     except click.ClickException as e:
-        click.echo(f"loop-runtime: {e.format_message()}", err=True)
+        _say_error(f"loop-runtime: {e.format_message()}")
         sys.exit(1)
     except LoopError as e:
-        click.echo(f"loop-runtime: {e}", err=True)
+        _say_error(f"loop-runtime: {e}")
         sys.exit(e.exit_code if e.exit_code != 0 else 1)
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as e:
-        click.echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
+        _say_error(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"))
         sys.exit(1)
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("LOOP_RUNTIME_DEBUG"):
@@ -690,8 +705,8 @@ def main(argv: list[str] | None = None) -> None:
         if missing:  # an optional part used without its extra: name the extra, not "internal error"
             click.echo(f"loop-runtime: {missing}", err=True)
             sys.exit(1)
-        click.echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
-                   "traceback)", err=True)
+        _say_error(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
+                   "traceback)")
         sys.exit(1)
 
 
