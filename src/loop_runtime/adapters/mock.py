@@ -78,6 +78,9 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
         except OSError as e:
             raise ConfigError(name, "scenario", name, message=f"cannot read scenario: {e.strerror}") from None
         file = name
+    from ..formats.yaml_guard import refuse_alias_bombs
+
+    refuse_alias_bombs(text, file=file)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -121,6 +121,9 @@ def _read(path: Path) -> str:
 
 
 def _load_yaml(text: str, file: str) -> Any:
+    from .yaml_guard import refuse_alias_bombs
+
+    refuse_alias_bombs(text, file=file)
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
