@@ -232,7 +232,7 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
                             at=t.deps.clock.now())
     t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
     ref = f" [{esc_id}]" if esc_id else ""
-    t.lines.append(f"escalated{ref}: {esc.reason} — {redact(esc.detail)[:160]}")
+    t.lines.append(f"escalated{ref}: {esc.reason} — {clip(esc.detail, 160)}")
     action = f"escalated ({esc.reason}){ref}; attempts {summary['attempts']}/{t.plan.max_attempts}"
     if esc.handle is not None:
         action += f"; held on {esc.handle.branch}"

@@ -20,6 +20,7 @@ from .files import update_file
 from .levels import rank
 from .result import TickResult
 from .sanitize import inert
+from .redact import clip
 from .secrets import redact_json_text
 
 WATCH = "Watch List"
@@ -164,7 +165,7 @@ class Tick(TickBase):
         def new_state(text: str | None) -> str:
             fresh = new_layout_text(layout, project)  # the pattern's starter shape
             doc = parse_state(text if text is not None else fresh, file=name)
-            doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
+            doc = prepare(with_last_run(doc, now, clip(f"{outcome}: {note}", 200)), layout)
             if state_update is not None:
                 doc = state_update(doc)
             return render_state(doc)
