@@ -15,6 +15,7 @@ from typing import Any
 from .adapters import locked_files
 from .adapters.state_files import at_rest, project_secrets
 from .core import killswitch
+from .core.redact import clip
 from .core.budget import utc_day
 from .errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
@@ -250,7 +251,7 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
         if esc.diff.strip():
             ws = GitWorkspace(project.root)
             run_id = ctx.get("worktreeRunId") or f"{esc.pattern}-approved-{esc_id}"
-            message = f"loop({esc.pattern}): {esc.title}"[:72] + f"\n\nApproved-by: {who} ({esc_id})"
+            message = clip(f"loop({esc.pattern}): {esc.title}", 72) + f"\n\nApproved-by: {who} ({esc_id})"
             handle = ws.apply_held(run_id, esc.diff, esc.pattern, message)
             result["branch"] = handle.branch
             result["commit"] = _head(project.root, handle.branch)
@@ -323,7 +324,7 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
 
             ws = GitWorkspace(project.root)
             if keep_branch and esc.diff.strip():
-                message = f"loop({esc.pattern}): {esc.title}"[:72] + f"\n\nRejected-by: {who} ({esc_id})"
+                message = clip(f"loop({esc.pattern}): {esc.title}", 72) + f"\n\nRejected-by: {who} ({esc_id})"
                 ws.apply_held(run_id, esc.diff, esc.pattern, message)
             removed = ws.remove(run_id, keep_branch=keep_branch)
         now = now_utc()

@@ -528,7 +528,7 @@ _accept_root_everywhere(cli)
 
 def main(argv: list[str] | None = None) -> None:
     """Map every error to one line and the documented exit code (click's own here, the rest in ``readouts``)."""
-    from .readouts import echo, guarded
+    from .readouts import echo, guarded, say_error
 
     def run() -> None:
         try:
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> None:
             echo("loop-runtime: aborted", err=True)
             sys.exit(1)
         except click.ClickException as e:
-            echo(f"loop-runtime: {e.format_message()}", err=True)
+            say_error(f"loop-runtime: {e.format_message()}")
             sys.exit(1)
 
     guarded(run)

@@ -158,9 +158,10 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         except LoopError as e:
             log("tick.error", {"pattern": pid, "error": str(e)})
             if notifier is not None:
+                from .core.redact import clip
                 from .ports import Notification
 
-                notifier.notify(Notification("daemon-error", f"{pid}: tick failed", str(e)[:300], pattern=pid))
+                notifier.notify(Notification("daemon-error", f"{pid}: tick failed", clip(str(e), 300), pattern=pid))
 
     scheduler = Scheduler(specs, run_tick, store=store, clock=clock, on_log=log)
     summary_task = None

@@ -28,6 +28,21 @@ def misconfigured(stream: Any) -> bool:
         return False
 
 
+def say_error(text: str) -> None:
+    """One line on stderr, redacted: an error that names a bad value may be naming a secret
+    (a token in ``loop-runtime.toml``, a notify URL with its password)."""
+    from .adapters.environment import secret_values
+    from .core.redact import redact
+
+    try:
+        from pathlib import Path
+
+        known = secret_values(Path(os.environ.get("LOOP_PROJECT_ROOT") or "."), os.environ)
+    except Exception:  # noqa: BLE001 — the error being reported matters more than the extra literals
+        known = ()
+    echo(redact(text, extra_secrets=known), err=True)
+
+
 def guarded(run: Callable[[], Any]) -> None:
     """Map every error to one line and the documented exit code (R27): the CLI's last resort.
 
@@ -39,12 +54,12 @@ def guarded(run: Callable[[], Any]) -> None:
     try:
         run()
     except LoopError as e:
-        echo(f"loop-runtime: {e}", err=True)
+        say_error(f"loop-runtime: {e}")
         sys.exit(e.exit_code if e.exit_code != 0 else 1)
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as e:
-        echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
+        say_error(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"))
         sys.exit(1)
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("LOOP_RUNTIME_DEBUG"):
@@ -53,10 +68,10 @@ def guarded(run: Callable[[], Any]) -> None:
 
         missing = missing_message(e) if isinstance(e, ImportError) else None
         if missing:  # an optional part used without its extra: name the extra, not "internal error"
-            echo(f"loop-runtime: {missing}", err=True)
+            say_error(f"loop-runtime: {missing}")
             sys.exit(1)
-        echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
-             "traceback)", err=True)
+        say_error(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
+                  "traceback)")
         sys.exit(1)
 
 

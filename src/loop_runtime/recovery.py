@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .core.redact import clip
 from .formats.runlog import RunLogEntry, append_entry
 
 
@@ -168,8 +169,8 @@ def _update_state(project: Any, pattern: str, done: Recovered, now: datetime) ->
         name = project.pattern(pattern).state
         def recovered(text: str | None) -> str:  # read-modify-write under the file's lock
             doc = parse_state(text if text is not None else new_state_text(project.root.name), file=name)
-            doc = ensure_canonical_sections(with_last_run(doc, now, f"{done.outcome}: {done.note} "
-                                                                     "(recovered after crash)"[:200]))
+            doc = ensure_canonical_sections(with_last_run(doc, now, clip(f"{done.outcome}: {done.note} "
+                                                                          "(recovered after crash)", 200)))
             if done.outcome == "escalated" and done.item_id:
                 doc = add_high_priority(doc, str(done.item_id), inert(done.title or str(done.item_id)),
                                         f"escalated ({done.extras.get('reason')}); recovered after crash")

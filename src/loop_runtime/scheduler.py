@@ -68,8 +68,9 @@ def _default_log(kind: str, fields: Mapping[str, Any]) -> None:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:299] + "…"
+    from .core.redact import clip
+
+    return clip(f"{type(exc).__name__}: {exc}", 300)
 
 
 class Scheduler:

@@ -205,7 +205,7 @@ def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
     path = path.resolve() if path.is_symlink() else path.parent.resolve() / path.name
     with locked(root, path, timeout_s=timeout_s):
         try:
-            old: str | None = path.read_text("utf-8")
+            old: str | None = path.read_bytes().decode("utf-8")  # newlines as they are: CRLF stays CRLF
         except FileNotFoundError:
             old = None
         except UnicodeDecodeError as e:

@@ -78,6 +78,9 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
         except OSError as e:
             raise ConfigError(name, "scenario", name, message=f"cannot read scenario: {e.strerror}") from None
         file = name
+    from ..formats.yaml_guard import refuse_alias_bombs
+
+    refuse_alias_bombs(text, file=file)
     try:
         # libyaml where present (a tick loads its scenario once); the pure-Python loader's
         # messages name the line and column, so a bad file is re-read with it for the error

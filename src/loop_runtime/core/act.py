@@ -21,7 +21,7 @@ from .diff_policy import check_diff
 from .engine import worktree_run_id
 from .files import update_file
 from .prompts import implementer_prompt, verifier_prompt
-from .redact import redact
+from .redact import clip, redact
 from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
 from .test_weakening import compare_runs
@@ -62,7 +62,7 @@ async def act(t: Tick, decision: TriageDecision) -> TickResult:
             if isinstance(outcome, TickResult):
                 return outcome
             prev_error = outcome
-            ledger = _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "failure", prev_error)
+            ledger = _append_attempt(t, clip(f"fix {item.id}: {item.title}", 200), "failure", prev_error)
             verdict = breaker.check(ledger, breaker.BreakerConfig())
             if verdict.escalate:
                 raise Escalate(f"breaker:{verdict.trigger}", verdict.reason)
@@ -135,7 +135,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
     _check_outside(t, before, handle, "verifier")
     _check_worktree(t, handle)
-    verdict = parse_verdict(vres.text)
+    verdict = parse_verdict(redact(vres.text))  # redacted before its reasons are capped
     kind = verdict.kind
     reasons = list(verdict.reasons)
     if not verdict.found:
@@ -169,7 +169,7 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
         merge_ok = auto.allowed and promo
         why = "auto-merge allowlisted + APPROVE" if merge_ok else (
             auto.reason if not auto.allowed else "promotion.yaml: not merge-ready")
-    message = f"loop({t.plan.pattern_id}): {item.title}"[:72] + f"\n\n{item.detail}".rstrip()
+    message = clip(f"loop({t.plan.pattern_id}): {item.title}", 72) + redact(f"\n\n{item.detail}").rstrip()
     sha = ws.finish(handle, "active", commit_message=message)
     t.enter("committed", attempt=n, commit=sha or "")
     t.lines.append("committed: safe + allowlisted")
@@ -234,7 +234,7 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
                             at=t.deps.clock.now())
     t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
     ref = f" [{esc_id}]" if esc_id else ""
-    t.lines.append(f"escalated{ref}: {esc.reason} — {redact(esc.detail)[:160]}")
+    t.lines.append(f"escalated{ref}: {esc.reason} — {clip(esc.detail, 160)}")
     action = f"escalated ({esc.reason}){ref}; attempts {summary['attempts']}/{t.plan.max_attempts}"
     if esc.handle is not None:
         action += f"; held on {esc.handle.branch}"
@@ -368,7 +368,7 @@ def _attempts_made(t: Tick, item_id: str) -> int:
 
 
 def _record_success(t: Tick, item: TriageItem, n: int) -> None:
-    _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "success", None)
+    _append_attempt(t, clip(f"fix {item.id}: {item.title}", 200), "success", None)
 
 
 def _append_attempt(t: Tick, action: str, outcome: str, error: str | None) -> Ledger:

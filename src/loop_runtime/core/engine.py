@@ -47,6 +47,7 @@ from .levels import lowest, rank
 from .lifecycle import advance
 from .plan import Plan
 from .prompts import ProjectContext, triage_prompt
+from .redact import clip
 from .result import TickResult
 
 RUN_LOG = "loop-run-log.md"
@@ -238,7 +239,7 @@ class TickBase:
         except (AgentNotStarted, ConfigError) as exc:  # no agent ran (configuration, spawn): nothing was spent
             self.deps.budget.settle(reservation, 0, self.deps.clock.now())
             self.record(f"agent-not-started:{key}", {"reservation_id": reservation.id, "actual": 0,
-                                                     "error": str(exc)[:300]})
+                                                     "error": clip(str(exc), 300)})
             raise
         except BackendError:
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())  # fail closed

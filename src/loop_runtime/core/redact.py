@@ -20,9 +20,10 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-__all__ = ["MARK", "MIN_SECRET_LEN", "may_hold_secret", "redact", "variants"]
+__all__ = ["ELLIPSIS", "MARK", "MIN_SECRET_LEN", "clip", "may_hold_secret", "redact", "variants"]
 
 MARK = "[REDACTED]"
+ELLIPSIS = "…"  # how every cut is marked, so a writer can tell a cut secret's prefix from text
 MIN_SECRET_LEN = 4  # shorter literal "secrets" would shred ordinary text
 _MAX_PASSES = 4
 
@@ -43,7 +44,7 @@ _ASSIGN = re.compile(
       ["']?
       [ \t]*[:=][ \t]*
     )
-    (?:(["'])(?!\[REDACTED\]\2)(?:(?!\2)[^\n])+\2|(?!\[REDACTED\])[^\s"'`,;}{)(\]\[]+)
+    (?:(["'])(?!\[REDACTED\]\2)(?:(?!\2)[^\n])+\2|(?!\[REDACTED\])[^\s"'`,;}{)(\]\[](?:[^\s"'`]|["'](?![\s,;:}\]\)]|$))*)
     """
 )
 
@@ -79,6 +80,40 @@ _TOKENS = re.compile(
     """
 )
 
+# A credential cut short by a length cap: its prefix no longer matches ``_TOKENS``, but a known
+# credential start running into the cut mark (``…``) is still (part of) a secret.
+_CUT_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:sk-|xai-|[srp]k_(?:live|test)_|gh[pousr]_|github_pat_|glpat-|xox[abprse]-|xapp-"
+    r"|xoxe\.|(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)|AIza|ya29\.|npm_|hf_|eyJ|https://hooks\.slack\.com/)"
+    r"[A-Za-z0-9_./+=-]*(?=…)"
+)
+# ``scheme://user:pass@`` cut before its ``@``; an AWS secret key cut before its 40th character
+_CUT_URL = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@]+:)(?!\[REDACTED\])[^\s/@]*(?=…)")
+_CUT_AWS = re.compile(
+    r"(?i:(?:AKIA|ASIA)[0-9A-Z]{16}|aws|secret)[^\n]{0,80}?"
+    r"(?<![A-Za-z0-9/+=_.-])(?![a-z]+…)([A-Za-z0-9/+]{8,39})(?=…)"  # not a cut lower-case word
+)
+_BEFORE_CUT = re.compile(r"[^\s…]+(?=…)")
+
+
+def _cut_literals(text: str, values: tuple[str, ...]) -> str:
+    """Hide the prefix of a known secret that a length cap left in front of ``…``."""
+    if ELLIPSIS not in text or not values:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        word = m.group(0)
+        best = 0
+        for v in values:
+            for k in range(min(len(word), len(v) - 1), best, -1):
+                if word.endswith(v[:k]):
+                    best = k
+                    break
+        return word[: len(word) - best] + MARK if best >= MIN_SECRET_LEN else word
+
+    return _BEFORE_CUT.sub(sub, text)
+
+
 # A bare AWS secret access key: 40 base64 characters with upper, lower and digits, not hex
 # (a git sha) — only next to an AWS access key id or an ``aws``/``secret`` word nearby, so a
 # random 40-character identifier elsewhere is left alone.
@@ -96,6 +131,12 @@ def variants(secret: str) -> set[str]:
              json.dumps(secret, ensure_ascii=False)[1:-1]}
     cleaned = " ".join("".join("'" if ch == "`" else " " if ch in "\t\n\r\f\v" else ch for ch in secret).split())
     forms |= {cleaned, cleaned.replace("|", "\\|")}
+    # as an item id or ref (``formats.triage``): unsafe runs become ``-``
+    forms.add(re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9#._:/-]+", "-", secret)).strip("-"))
+    # URL-encoded (a query string, a link the agent wrote)
+    from urllib.parse import quote, quote_plus
+
+    forms |= {quote(secret, safe=""), quote_plus(secret)}
     return {f for f in forms if len(f) >= MIN_SECRET_LEN and f not in MARK}
 
 
@@ -137,6 +178,10 @@ def _one_pass(text: str, literal: re.Pattern[str] | None) -> str:
     text = _BEARER.sub(_keep_group, text)
     text = _ASSIGN.sub(_assign_sub, text)
     text = _TOKENS.sub(MARK, text)
+    if ELLIPSIS in text:
+        text = _CUT_TOKEN.sub(MARK, text)
+        text = _CUT_URL.sub(_keep_group, text)
+        text = _CUT_AWS.sub(_aws_sub, text)
     return _AWS_SECRET.sub(_aws_sub, text)
 
 
@@ -173,6 +218,8 @@ def may_hold_secret(text: str, extra_secrets: Iterable[str] = ()) -> bool:
     if _MAYBE.search(text.lower()) is not None:
         return True
     values = _literal_values(tuple(sorted({s for s in extra_secrets if isinstance(s, str)})))
+    if ELLIPSIS in text and values and _cut_literals(text, values) != text:
+        return True
     return any(v in text for v in values)
 
 
@@ -183,9 +230,25 @@ def redact(text: str, *, extra_secrets: Iterable[str] = ()) -> str:
     if not may_hold_secret(text, extra_secrets):
         return text
     literal = _literal_pattern(extra_secrets)
+    values = _literal_values(tuple(sorted({s for s in extra_secrets if isinstance(s, str)})))
+    text = _cut_literals(text, values)
     for _ in range(_MAX_PASSES):
         new = _one_pass(text, literal)
         if new == text:
             return new
         text = new
     return text
+
+
+def clip(text: str, max_len: int, *, extra_secrets: Iterable[str] = ()) -> str:
+    """``text`` redacted, *then* capped at ``max_len`` with ``…``.
+
+    Why this order: a cap applied first can cut a key so that its prefix no longer matches
+    any credential shape, and that prefix would then reach the writer as plain text. The
+    cut is always marked with ``…`` so a writer that knows literal secret values can still
+    recognise (and hide) a prefix of one cut by a cap it did not apply.
+    """
+    text = redact(str(text), extra_secrets=extra_secrets)
+    if len(text) <= max_len:
+        return text
+    return text[: max(max_len - 1, 0)] + ELLIPSIS

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from .redact import ELLIPSIS, redact
+
 MAX_LEN = 160
 
 
@@ -28,9 +30,10 @@ def clean(text: str, max_len: int = MAX_LEN) -> str:
             continue
         else:
             kept.append("'" if ch == "`" else ch)
-    out = " ".join("".join(kept).split())
+    # redact before the cap: a key cut short no longer matches any credential shape
+    out = redact(" ".join("".join(kept).split()))
     if len(out) > max_len:
-        out = out[: max_len - 1].rstrip() + "…"
+        out = out[: max_len - 1].rstrip() + ELLIPSIS
     return out
 
 

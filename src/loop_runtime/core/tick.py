@@ -20,6 +20,8 @@ from .files import update_file
 from .levels import rank
 from .result import TickResult
 from .sanitize import inert
+from .redact import clip
+from .secrets import redact_json_text
 
 WATCH = "Watch List"
 #: How a human gets past an early exit or the runs/day cap (budget and kill switch still apply).
@@ -70,7 +72,9 @@ class Tick(TickBase):
         self.enter("triaging")
         tri = await self.call_agent("triage", "triage", self.triage_prompt(observation), self.deps.root,
                                     Permission.READ_ONLY)
-        decision = parse_triage(tri.text)
+        # redacted before parsing: an id is reduced to ``[A-Za-z0-9#._:/-]`` and capped, which would
+        # turn ``ghp_…`` into ``ghp-…`` (no credential shape left) before any writer could see it
+        decision = parse_triage(redact_json_text(tri.text))
         self.record("triage", {"decision": decision.decision, "items": len(decision.items),
                                "summary": decision.summary, "parsed": decision.parsed})
         self.lines.append(f"triage decision: {decision.decision}")
@@ -161,7 +165,7 @@ class Tick(TickBase):
         def new_state(text: str | None) -> str:
             fresh = new_layout_text(layout, project)  # the pattern's starter shape
             doc = parse_state(text if text is not None else fresh, file=name)
-            doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
+            doc = prepare(with_last_run(doc, now, clip(f"{outcome}: {note}", 200)), layout)
             if state_update is not None:
                 doc = state_update(doc)
             return render_state(doc)

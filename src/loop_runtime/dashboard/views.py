@@ -43,10 +43,11 @@ TICKS_SHOWN = 30
 
 def safe(text: Any, secrets: Sequence[str] = (), limit: int = MAX_TEXT) -> str:
     """Redacted, length-capped text (escaping is the template's job)."""
-    s = "" if text is None else str(text)
+    # redact before the cap: a key cut short no longer matches any credential shape
+    s = redact("" if text is None else str(text), extra_secrets=secrets)
     if len(s) > limit:
         s = s[:limit] + f"\n… ({len(s) - limit:,} more characters)"
-    return redact(s, extra_secrets=secrets)
+    return s
 
 
 _SECRET_KEY = re.compile(r"(?i)(password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key"

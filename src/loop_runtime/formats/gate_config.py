@@ -119,6 +119,9 @@ _CoreLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 def load_yaml(text: str, *, file: str) -> Any:
     """Parse YAML the way loop-gate does; syntax errors become a one-line ``ConfigError``."""
+    from .yaml_guard import refuse_alias_bombs
+
+    refuse_alias_bombs(text, file=file)
     try:
         return yaml.load(text, Loader=_CoreLoader)
     except yaml.YAMLError as err:

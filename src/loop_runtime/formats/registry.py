@@ -171,6 +171,9 @@ def _load_yaml(text: str, file: str) -> Any:
     pure loader's (it is slightly more lenient); a registry that either loader reads
     as a registry passes the same validation below.
     """
+    from .yaml_guard import refuse_alias_bombs
+
+    refuse_alias_bombs(text, file=file)  # before either loader expands an alias bomb
     import yaml  # here, not at the top: the bundled registry (the usual case) needs no YAML reader
 
     fast = getattr(yaml, "CSafeLoader", None)
