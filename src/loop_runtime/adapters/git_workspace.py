@@ -163,7 +163,9 @@ class GitWorkspace:
         return wm.parse_manifest(text, file=wm.MANIFEST_FILE)
 
     def _write_manifest(self, m: wm.Manifest) -> None:
-        _atomic_write(self.root / wm.MANIFEST_FILE, wm.render_manifest(m).encode("utf-8"))
+        data = wm.render_manifest(m).encode("utf-8")
+        _atomic_write(self.root / wm.MANIFEST_FILE, data)
+        locked_files.record_written(self.root, self.root / wm.MANIFEST_FILE, data)  # under the pool's mutex
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
