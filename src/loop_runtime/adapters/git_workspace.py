@@ -621,6 +621,13 @@ class GitWorkspace:
         self.mark(handle.run_id, status)
         return sha
 
+    def withhold(self, handle: WorkspaceHandle) -> None:
+        """An escalation whose diff adds a secret (``secret-in-diff``): the store's held diff must be the
+        only verbatim record, so no patch file is written, the worktree's content is removed and the
+        attempt's branch deleted. ``apply_held`` re-creates the change from the store's diff on approval."""
+        (self.root / PATCH_DIR / f"{handle.run_id}.patch").unlink(missing_ok=True)
+        self._discard(handle)
+
     def _tree_of(self, handle: WorkspaceHandle) -> str:
         """The checked tree of the attempt, or (no diff yet) the worktree as it stands."""
         tree = self._checked.get(handle.run_id)

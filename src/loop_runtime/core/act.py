@@ -208,6 +208,9 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
         t.phase = "escalated"
     ws = t.deps.workspace
     if esc.handle is not None and ws is not None:
+        withhold = getattr(ws, "withhold", None)
+        if esc.reason == "secret-in-diff" and withhold is not None:
+            withhold(esc.handle)  # the store's held diff is then the only verbatim record
         ws.finish(esc.handle, "escalated")
     summary = {
         "goal": t.plan.pattern.goal,
