@@ -142,3 +142,21 @@ def test_a_forged_test_baseline_is_not_believed_even_outside_a_guarded_run(tmp_p
     assert fresh_path is not None
     fresh_path.write_text(path.read_text() if path.exists() else json.dumps(doc | {"base_commit": "b" * 40}))
     assert fresh._cached("b" * 40) is None  # never written by the runtime: no record, not believed
+
+
+# --------------------------------------------------------------------------- end to end: a real tick
+
+
+@pytest.mark.parametrize("rel", ["ci-sweeper-state.md", "loop-run-log.md", "loop-ledger.json", "docs/last-run.json",
+                                 ".loop-runtime/promotion-evidence.json", ".loop-runtime/test-baselines/f.json"])
+def test_an_implementer_rewriting_runtime_files_in_the_main_checkout_escalates(tmp_path: Path, rel: str) -> None:
+    from tests.test_git_hijack import FIXED, git, project, scenario, tick
+
+    repo = project(tmp_path)
+    base = git(repo, "rev-parse", "HEAD")
+    spec = {"files": {"calc.py": FIXED}, "outside": {rel: "forged by the implementer\n"}}
+    proc = tick(repo, scenario(tmp_path, spec), "L3")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "outside" in proc.stdout
+    assert (repo / rel).exists() is False or "forged by the implementer" not in (repo / rel).read_text()
+    assert git(repo, "rev-parse", "main") == base
