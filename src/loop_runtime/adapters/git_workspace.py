@@ -617,9 +617,19 @@ class GitWorkspace:
             sha = self._commit(handle, commit_message)
         elif status == "escalated" and Path(handle.path).is_dir():
             self._check_link(handle, repair=True)  # never run git in a worktree that points elsewhere
-            self._write_patch(handle, self._tree_of(handle))  # what the human will be asked to approve
+            patch = self._patch_between(Path(handle.path), handle.base_commit, self._tree_of(handle))
+            if self._adds_secret(patch):  # escalated for another reason first: still no verbatim copy here
+                self.withhold(handle)
+            else:  # what the human will be asked to approve
+                _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch",
+                              patch.encode("utf-8", "surrogateescape"))
         self.mark(handle.run_id, status)
         return sha
+
+    def _adds_secret(self, patch: str) -> bool:
+        """Does an added line of ``patch`` carry something secret-looking (or a known secret value)?"""
+        added = "\n".join(ln[1:] for ln in patch.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
+        return bool(added) and redact(added, extra_secrets=self.secrets) != added
 
     def withhold(self, handle: WorkspaceHandle) -> None:
         """An escalation whose diff adds a secret (``secret-in-diff``): the store's held diff must be the
