@@ -92,6 +92,8 @@ class AgentRequest:
     model: str | None = None
     transcript_dir: str | None = None  # where the adapter writes the raw transcript
     env: Mapping[str, str] = field(default_factory=dict)  # scrubbed environment for the process
+    #: MCP servers (name → .mcp.json definition) the agent may use; empty → the backend gives it none
+    mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 AgentStatus = Literal["ok", "error", "halted"]

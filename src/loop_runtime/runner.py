@@ -226,9 +226,15 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
-                    on_event=opts.on_event, env={}, force=opts.force, secrets=secrets)
+                    on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
+                    mcp_servers=mcp_by_level(project))
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
+
+
+def mcp_by_level(project: Project) -> dict[str, Mapping[str, Any]]:
+    """Level → the MCP servers ``[mcp]`` lists for it (none unless listed)."""
+    return {level: project.config.mcp_for(level) for level in ("L0", "L1", "L2", "L3")}
 
 
 def _system_clock() -> Clock:
@@ -367,6 +373,7 @@ class LoopRunner:
             tick_id=tick_id,
             run_id=run_id,
             force=self.opts.force,
+            mcp_servers=mcp_by_level(project),
         )
 
 

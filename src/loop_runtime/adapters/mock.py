@@ -79,7 +79,13 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
             raise ConfigError(name, "scenario", name, message=f"cannot read scenario: {e.strerror}") from None
         file = name
     try:
-        data = yaml.safe_load(text)
+        # libyaml where present (a tick loads its scenario once); the pure-Python loader's
+        # messages name the line and column, so a bad file is re-read with it for the error
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError:
+        data = None
+    try:
+        data = yaml.safe_load(text) if data is None else data
     except yaml.YAMLError as e:
         raise ConfigError(file, "yaml", None, message=f"invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
