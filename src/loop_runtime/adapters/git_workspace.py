@@ -627,9 +627,20 @@ class GitWorkspace:
         return sha
 
     def _adds_secret(self, patch: str) -> bool:
-        """Does an added line of ``patch`` carry something secret-looking (or a known secret value)?"""
-        added = "\n".join(ln[1:] for ln in patch.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
-        return bool(added) and redact(added, extra_secrets=self.secrets) != added
+        """Does an added line of ``patch`` carry a credential (the ``secret-in-diff`` detector)?"""
+        from types import SimpleNamespace
+
+        from ..core.secrets import added_secrets
+
+        files: dict[str, list[str]] = {}
+        current: list[str] = []
+        for ln in patch.splitlines():
+            if ln.startswith("+++ "):
+                current = files.setdefault(ln[4:].removeprefix("b/"), [])
+            elif ln.startswith("+"):
+                current.append(ln[1:])
+        changes = [SimpleNamespace(path=p, added_lines=tuple(lines), is_binary=False) for p, lines in files.items()]
+        return bool(added_secrets(changes, self.secrets))
 
     def withhold(self, handle: WorkspaceHandle) -> None:
         """An escalation whose diff adds a secret (``secret-in-diff``): the store's held diff must be the
