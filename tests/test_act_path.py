@@ -223,8 +223,10 @@ def test_l3_with_promotion_yaml_holds_the_merge_without_merge_ready_evidence(tmp
 
 
 def test_guard_ignores_what_the_runtime_itself_writes_during_an_agent_run(tmp_path: Path) -> None:
-    """A kill switch, another loop's state file and run-log entry written while an agent runs are not
-    'outside changes' and are never restored away; an agent's own write is still caught."""
+    """A kill switch, another loop's state file and run-log entry written *by the runtime* (through
+    ``locked_files``, which records each write) while an agent runs are not 'outside changes' and are
+    never restored away; an agent's own write — of any file, these included — is still caught."""
+    from loop_runtime.adapters import locked_files
     from loop_runtime.adapters.guard import GitGuard
     from loop_runtime.runner import runtime_written
     from loop_runtime.runtime import load_project
@@ -232,13 +234,16 @@ def test_guard_ignores_what_the_runtime_itself_writes_during_an_agent_run(tmp_pa
     repo = project(tmp_path, {"loop-run-log.md": "# Log\n\n<!-- Loop appends below this line -->\n"})
     guard = GitGuard(repo, ignore=runtime_written(load_project(repo)))
     before = guard.snapshot()
-    (repo / "loop-pause-all").write_text("paused\n")
-    (repo / "ci-sweeper-state.md").write_text("# Loop State\n")
-    (repo / "loop-run-log.md").write_text("# Log\n\n<!-- Loop appends below this line -->\n\n{}\n")
+    locked_files.write(repo, repo / "loop-pause-all", "paused\n")
+    locked_files.write(repo, repo / "ci-sweeper-state.md", "# Loop State\n")
+    locked_files.write(repo, repo / "loop-run-log.md", "# Log\n\n<!-- Loop appends below this line -->\n\n{}\n")
     assert guard.changes(before) == ()
+    (repo / "ci-sweeper-state.md").write_text("# Loop State\n- forged by the agent\n")
+    assert guard.changes(before)
     (repo / "calc.py").write_text("hacked\n")
     assert guard.changes(before) and guard.restore(before)
     assert (repo / "loop-pause-all").exists() and (repo / "calc.py").read_text() == BUGGY
+    assert (repo / "ci-sweeper-state.md").read_text() == "# Loop State\n"  # the runtime's last write
 
 
 def test_guard_allows_another_loops_l3_merge(tmp_path: Path) -> None:

@@ -190,9 +190,14 @@ def test_a_diff_that_adds_a_secret_escalates_and_only_the_held_diff_keeps_it(tmp
     finally:
         con.close()
     assert key in diff  # verbatim, so a human can see exactly what was proposed
-    # the held change itself: the agent's worktree, its patch file and the store's held diff
-    held = (".loop-worktrees/", ".loop-runtime/patches/", ".loop-runtime/runtime.db", ".git/")
-    assert [p for p in _leaks(repo, [key]) if not p.startswith(held)] == []
+    # the store's held diff is the only record: no patch file, no worktree content, no branch
+    assert [p for p in _leaks(repo, [key]) if not p.startswith((".loop-runtime/runtime.db", ".git/"))] == []
+    assert "loop/" not in git(repo, "branch", "--list", "loop/*")
+    # and approval applies the store's held diff (the worktree is re-created from it)
+    proc = run_cli("approve", str(esc[0]["id"]), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (branch,) = git(repo, "branch", "--list", "--format=%(refname:short)", "loop/*").split()
+    assert key in git(repo, "show", f"{branch}:calc.py")
 
 
 # --------------------------------------------------------------------------- the detector and the encoders

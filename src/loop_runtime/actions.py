@@ -23,7 +23,7 @@ from .runtime import Project, now_utc
 
 def _write(project: Project, rel: str, text: str) -> None:
     """Atomically write a project file, redacted like every file the runtime writes."""
-    locked_files.atomic_write(project.root / rel, at_rest(rel, text, project_secrets(project.root)))
+    locked_files.write(project.root, project.root / rel, at_rest(rel, text, project_secrets(project.root)))
 
 
 def _switch_file(pattern: str | None) -> str:
@@ -54,8 +54,7 @@ def resume(project: Project, pattern: str | None) -> tuple[list[str], list[str]]
     ]
     for name in names:
         path = project.root / name
-        if path.exists():
-            path.unlink()
+        if path.exists() and locked_files.remove(project.root, path):  # recorded: the guard knows it was us
             cleared.append(name)
     remaining: list[str] = []
     ids = [pattern] if pattern else [p.id for p in project.registry.patterns]

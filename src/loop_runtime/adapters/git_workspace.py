@@ -163,7 +163,9 @@ class GitWorkspace:
         return wm.parse_manifest(text, file=wm.MANIFEST_FILE)
 
     def _write_manifest(self, m: wm.Manifest) -> None:
-        _atomic_write(self.root / wm.MANIFEST_FILE, wm.render_manifest(m).encode("utf-8"))
+        data = wm.render_manifest(m).encode("utf-8")
+        _atomic_write(self.root / wm.MANIFEST_FILE, data)
+        locked_files.record_written(self.root, self.root / wm.MANIFEST_FILE, data)  # under the pool's mutex
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -615,9 +617,37 @@ class GitWorkspace:
             sha = self._commit(handle, commit_message)
         elif status == "escalated" and Path(handle.path).is_dir():
             self._check_link(handle, repair=True)  # never run git in a worktree that points elsewhere
-            self._write_patch(handle, self._tree_of(handle))  # what the human will be asked to approve
+            patch = self._patch_between(Path(handle.path), handle.base_commit, self._tree_of(handle))
+            if self._adds_secret(patch):  # escalated for another reason first: still no verbatim copy here
+                self.withhold(handle)
+            else:  # what the human will be asked to approve
+                _atomic_write(self.root / PATCH_DIR / f"{handle.run_id}.patch",
+                              patch.encode("utf-8", "surrogateescape"))
         self.mark(handle.run_id, status)
         return sha
+
+    def _adds_secret(self, patch: str) -> bool:
+        """Does an added line of ``patch`` carry a credential (the ``secret-in-diff`` detector)?"""
+        from types import SimpleNamespace
+
+        from ..core.secrets import added_secrets
+
+        files: dict[str, list[str]] = {}
+        current: list[str] = []
+        for ln in patch.splitlines():
+            if ln.startswith("+++ "):
+                current = files.setdefault(ln[4:].removeprefix("b/"), [])
+            elif ln.startswith("+"):
+                current.append(ln[1:])
+        changes = [SimpleNamespace(path=p, added_lines=tuple(lines), is_binary=False) for p, lines in files.items()]
+        return bool(added_secrets(changes, self.secrets))
+
+    def withhold(self, handle: WorkspaceHandle) -> None:
+        """An escalation whose diff adds a secret (``secret-in-diff``): the store's held diff must be the
+        only verbatim record, so no patch file is written, the worktree's content is removed and the
+        attempt's branch deleted. ``apply_held`` re-creates the change from the store's diff on approval."""
+        (self.root / PATCH_DIR / f"{handle.run_id}.patch").unlink(missing_ok=True)
+        self._discard(handle)
 
     def _tree_of(self, handle: WorkspaceHandle) -> str:
         """The checked tree of the attempt, or (no diff yet) the worktree as it stands."""

@@ -89,6 +89,9 @@ class OutsideSnapshot:
     meta: Mapping[str, bytes | None] = field(default_factory=dict)  # git config / hooks, by path in the git dir
     index: str | None = None  # digest of the index entries (mode, blob, stage, flags, path): no stat noise
     index_data: bytes | None = None  # the index file itself, to put back
+    # files the runtime writes while agents run (state files, run log, ledger, kill switches, runtime
+    # data): path -> (what is there, the digest of the runtime's last recorded write of it)
+    spine: Mapping[str, tuple[FileState, str | None]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- capture
@@ -271,8 +274,93 @@ def _index(root: Path, git_dir: Path) -> tuple[str | None, bytes | None]:
     return hashlib.sha256(entries).hexdigest(), data
 
 
+RUNTIME_DATA = (".loop-runtime/test-baselines/*.json", ".loop-runtime/promotion-evidence.json",
+                ".loop-worktrees/manifest.json")
+"""Runtime data in the main checkout that decides what the runtime does next: a forged base-test
+baseline, promotion evidence or worktree manifest is an outside change like an edited state file."""
+
+
+def spine_patterns(ignore: Iterable[str]) -> tuple[str, ...]:
+    """The ignored paths that are *files the runtime writes* (not another process's temp files or
+    loop-context's folder): still watched, by content against the runtime's write records."""
+    from .locked_files import TEMP_MARK
+
+    keep = [p for p in ignore if TEMP_MARK not in p and not p.startswith(".loop-context")]
+    return (*keep, *RUNTIME_DATA)
+
+
+def _spine(root: Path, patterns: Iterable[str]) -> dict[str, tuple[FileState, str | None]]:
+    from .locked_files import written_digest
+
+    paths: set[str] = set()
+    for pat in patterns:
+        if any(ch in pat for ch in "*?["):
+            paths.update(p.relative_to(root).as_posix() for p in root.glob(pat))
+        else:
+            paths.add(pat)
+    budget = [KEEP_TOTAL]
+    return {p: (_read_state(root / p, budget), written_digest(root, root / p)) for p in sorted(paths)}
+
+
+def _spine_changes(before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]:
+    """A watched runtime file whose content is neither what it was nor what the runtime last wrote."""
+    return [line for _, line in _spine_changed(before, after)]
+
+
+def _spine_changed(before: OutsideSnapshot, after: OutsideSnapshot) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for path in sorted(set(before.spine) | set(after.spine)):
+        b_state = before.spine.get(path, (FileState("missing"), None))[0]
+        a_state, recorded = after.spine.get(path, (FileState("missing"), None))
+        if b_state.same_as(a_state) or (b_state.kind == a_state.kind == "missing"):
+            continue
+        if a_state.kind == "missing" and recorded == "deleted":
+            continue
+        if a_state.kind == "file" and a_state.digest is not None and a_state.digest == recorded:
+            continue
+        what = ("deleted" if a_state.kind == "missing" else "created" if b_state.kind == "missing"
+                else "rewritten")
+        out.append((path, f"runtime file {path} {what} outside the runtime"))
+    return out
+
+
+def _restore_spine(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, q: _Quarantine) -> list[str]:
+    """Back to the runtime's last recorded write, else to the content before the run. A kill switch
+    that appeared stays (pausing is the safe direction); it was reported."""
+    from ..core.control_files import KILL_SWITCH_GLOB
+    from .locked_files import written_copy
+
+    done: list[str] = []
+    flagged = {path for path, _ in _spine_changed(before, after)}
+    for path in sorted(flagged):
+        target = root / path
+        b_state = before.spine.get(path, (FileState("missing"), None))[0]
+        try:
+            if b_state.kind == "missing" and fnmatch.fnmatchcase(path, KILL_SWITCH_GLOB):
+                done.append(f"kept the new kill switch {path}")
+                continue
+            if target.is_symlink() or target.is_file():
+                q.copy(target, path)
+            last = written_copy(root, target)
+            if last is not None:
+                state = FileState("file", (len(last), 0, 0, 0, b_state.sig[-1] if b_state.sig else 0o644), None, last)
+                _write_back(target, state)
+                done.append(f"restored {path} to the runtime's last write")
+            elif b_state.kind == "missing":
+                if target.is_symlink() or target.exists():
+                    q.move(target, path)
+                done.append(f"quarantined {path}")
+            elif _write_back(target, b_state):
+                done.append(f"restored {path}")
+            else:
+                done.append(f"NOT restored {path}")
+        except OSError as exc:
+            done.append(f"NOT restored {path}: {exc}")
+    return done
+
+
 def snapshot(root: Path, *, ignore: Iterable[str] = (), meta: Mapping[str, bytes | None] | None = None,
-             git_dir: Path | None = None) -> OutsideSnapshot:
+             git_dir: Path | None = None, watch: Iterable[str] = ()) -> OutsideSnapshot:
     """Everything the guard watches in the main checkout at ``root``.
 
     ``ignore`` holds ``fnmatch`` patterns of paths the runtime itself writes while agents
@@ -300,7 +388,7 @@ def snapshot(root: Path, *, ignore: Iterable[str] = (), meta: Mapping[str, bytes
     return OutsideSnapshot(
         root=str(root), head=_maybe(["rev-parse", "-q", "--verify", "HEAD^{commit}"], root),
         head_ref=_maybe(["symbolic-ref", "-q", "HEAD"], root), refs=refs, status=status, files=files,
-        ignored_trees=trees, meta=meta, index=index, index_data=index_data,
+        ignored_trees=trees, meta=meta, index=index, index_data=index_data, spine=_spine(root, watch),
     )
 
 
@@ -374,6 +462,7 @@ def compare(before: OutsideSnapshot, after: OutsideSnapshot, *, allowed_refs: It
              if (line := _describe_file(path, before, after))]
     out.extend(files)
     out.extend(_tree_changes(before, after))
+    out.extend(_spine_changes(before, after))
     merged_in = before.head_ref is not None and before.head_ref in allowed_refs
     if before.index != after.index and not merged_in and not files and not out:
         # staged changes show as file changes above; this is what status cannot show (flags, HEAD-equal entries)
@@ -562,7 +651,7 @@ def _restore_index(git_dir: Path, before: OutsideSnapshot, after: OutsideSnapsho
 
 
 def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
-            allowed_refs: Iterable[str] = ()) -> tuple[str, ...]:
+            allowed_refs: Iterable[str] = (), ignore: Iterable[str] = (), watch: Iterable[str] = ()) -> tuple[str, ...]:
     """Undo what changed between ``before`` and ``after`` where git can; returns what was done.
 
     Whatever is still different afterwards is reported as ``NOT restored: …``.
@@ -575,8 +664,9 @@ def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
     done += _restore_refs(root, before, after, allowed)
     if not (before.head_ref is not None and before.head_ref in allowed):
         done += _restore_index(git_dir, before, after)
+    done += _restore_spine(root, before, after, q)
     if done:  # with HEAD back, files the agent committed show up as changes again
-        after = snapshot(root)
+        after = snapshot(root, ignore=ignore, watch=watch)
     for path in sorted(set(before.status) | set(after.status)):
         if _describe_file(path, before, after) is None:
             continue
@@ -585,7 +675,7 @@ def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
         except (GitError, OSError) as exc:
             done.append(f"NOT restored {path}: {exc}")
     done += _restore_trees(root, before, after, q)
-    left = compare(before, snapshot(root), allowed_refs=allowed)
+    left = compare(before, snapshot(root, ignore=ignore, watch=watch), allowed_refs=allowed)
     done += [f"NOT restored: {line}" for line in left]
     return tuple(done)
 
@@ -605,6 +695,7 @@ class GitGuard:
     def __init__(self, root: Path | str, *, ignore: Iterable[str] = ()) -> None:
         self.root = Path(root)
         self.ignore = tuple(ignore)
+        self.watch = spine_patterns(self.ignore)
         self._early: list[str] = []  # git metadata already put back by ``changes``
         self._git_dir: Path | None = None
 
@@ -643,8 +734,12 @@ class GitGuard:
             self._git_dir = _git_dir(self.root)
         return self._git_dir
 
+    def _watch(self, before: OutsideSnapshot) -> tuple[str, ...]:
+        """The watched patterns plus every file seen before (a deleted one no longer matches a glob)."""
+        return (*self.watch, *(p for p in before.spine if p not in self.watch))
+
     def snapshot(self) -> OutsideSnapshot:
-        return snapshot(self.root, ignore=self.ignore, git_dir=self.git_dir)
+        return snapshot(self.root, ignore=self.ignore, git_dir=self.git_dir, watch=self.watch)
 
     def changes(self, before: OutsideSnapshot) -> tuple[str, ...]:
         """What changed since ``before``. A changed git config, hook or worktree link is put
@@ -654,12 +749,14 @@ class GitGuard:
         meta = _meta(git_dir)
         if meta != before.meta:
             changed = OutsideSnapshot(root=before.root, head=before.head, head_ref=before.head_ref, refs=before.refs,
-                                      status=before.status, files=before.files, meta=meta)
+                                      status=before.status, files=before.files, meta=meta, spine=before.spine)
             self._early = _restore_meta(git_dir, before, changed, _Quarantine(self.root))
-        after = snapshot(self.root, ignore=self.ignore, meta=meta, git_dir=git_dir)
+        after = snapshot(self.root, ignore=self.ignore, meta=meta, git_dir=git_dir, watch=self._watch(before))
         return compare(before, after, allowed_refs=self._allowed_refs(before, after))
 
     def restore(self, before: OutsideSnapshot) -> tuple[str, ...]:
         early, self._early = list(getattr(self, "_early", [])), []
-        after = snapshot(self.root, ignore=self.ignore)
-        return tuple(early) + restore(self.root, before, after, allowed_refs=self._allowed_refs(before, after))
+        watch = self._watch(before)
+        after = snapshot(self.root, ignore=self.ignore, watch=watch)
+        return tuple(early) + restore(self.root, before, after, allowed_refs=self._allowed_refs(before, after),
+                                      ignore=self.ignore, watch=watch)

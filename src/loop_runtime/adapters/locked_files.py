@@ -30,6 +30,11 @@ from pathlib import Path
 from ..errors import LoopError
 
 LOCK_DIR = ".loop-runtime/locks"
+WRITTEN_DIR = ".loop-runtime/written"
+"""Per file the runtime writes, a record of what it last wrote (digest + a copy), kept under the
+file's own lock: the outside-change guard tells a runtime write (any loop's) from an agent's by it."""
+DELETED = "deleted"
+KEEP_COPY_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 30.0
 ECOSYSTEM_STALE_S = 30.0  # loop-context: a lock file older than this belongs to a dead process
 TEMP_MARK = ".loop-runtime-"  # temp files are `.<name>.loop-runtime-<random>.tmp` (see temp_pattern)
@@ -192,6 +197,66 @@ def locked(root: Path, path: Path, *, timeout_s: float | None = None) -> Iterato
         yield
 
 
+# --------------------------------------------------------------------------- runtime-write records
+
+
+def _record_base(root: Path, path: Path) -> Path:
+    key = hashlib.sha1(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)[:60] or "file"
+    return Path(root) / WRITTEN_DIR / f"{safe}.{key}"
+
+
+def _canonical(path: Path) -> Path:
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path.parent.resolve() / path.name
+
+
+def record_written(root: Path, path: Path, data: bytes | None) -> None:
+    """Record (call under the file's lock) that the runtime left ``path`` holding ``data``
+    (``None``: the runtime deleted it)."""
+    base = _record_base(root, _canonical(path))
+    base.parent.mkdir(parents=True, exist_ok=True)
+    digest = DELETED if data is None else hashlib.sha256(data).hexdigest()
+    copy = base.with_name(base.name + ".last")
+    if data is not None and len(data) <= KEEP_COPY_BYTES:
+        atomic_write(copy, data)
+    else:
+        copy.unlink(missing_ok=True)
+    atomic_write(base.with_name(base.name + ".sha256"), digest + "\n")
+
+
+def written_digest(root: Path, path: Path) -> str | None:
+    """The digest the runtime last recorded for ``path`` (``DELETED`` after a runtime delete), or None."""
+    try:
+        return (_record_base(root, _canonical(path)).with_name(_record_base(root, _canonical(path)).name + ".sha256")
+                .read_text(encoding="utf-8").strip() or None)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def written_copy(root: Path, path: Path) -> bytes | None:
+    """The runtime's last written content of ``path`` when it still matches the recorded digest."""
+    base = _record_base(root, _canonical(path))
+    try:
+        data = base.with_name(base.name + ".last").read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == written_digest(root, path) else None
+
+
+def remove(root: Path, path: Path, *, timeout_s: float | None = None) -> bool:
+    """Delete ``path`` under its lock and record the delete (a human's ``resume`` of a kill switch)."""
+    path = _canonical(path)
+    with locked(root, path, timeout_s=timeout_s):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        finally:
+            record_written(root, path, None)
+        return True
+
+
 def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
            timeout_s: float | None = None) -> str | None:
     """Read ``path`` *inside* its lock, write ``fn(old)`` atomically; returns the text now on disk.
@@ -216,10 +281,13 @@ def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
         if new is None or new == old:
             return old
         atomic_write(path, new)
+        record_written(root, path, new.encode("utf-8"))
         return new
 
 
 def write(root: Path, path: Path, text: str | bytes, *, timeout_s: float | None = None) -> None:
     """A whole-file replacement under the same lock (no read needed, but never interleaved)."""
+    path = _canonical(path)
     with locked(root, path, timeout_s=timeout_s):
-        atomic_write(Path(path), text)
+        atomic_write(path, text)
+        record_written(root, path, text.encode("utf-8") if isinstance(text, str) else text)

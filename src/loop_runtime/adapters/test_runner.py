@@ -334,12 +334,25 @@ class ProjectTestRunner:
         key = hashlib.sha256(f"{base_commit}\0{self.command or ''}".encode()).hexdigest()[:32]
         return self.cache_dir / f"{key}.json"
 
+    def _records_root(self) -> Path:
+        """The project root whose ``.loop-runtime/written/`` records the runtime's cache writes."""
+        assert self.cache_dir is not None
+        parent = self.cache_dir.parent
+        return parent.parent if parent.name == ".loop-runtime" else parent
+
     def _cached(self, base_commit: str) -> TestRun | None:
         path = self._cache_file(base_commit)
         if path is None:
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+            # believed only if it is byte for byte what a runtime last wrote there (an agent or an
+            # attempt's tests may have written the file: forged between guarded runs, it is not believed)
+            from .locked_files import written_digest
+
+            if hashlib.sha256(raw).hexdigest() != written_digest(self._records_root(), path):
+                return None
+            data = json.loads(raw.decode("utf-8"))
             if (data.get("version") != _CACHE_VERSION or data.get("base_commit") != base_commit
                     or data.get("configured") != (self.command or "")):
                 return None
@@ -359,15 +372,10 @@ class ProjectTestRunner:
                "command": run.command, "exit_code": run.exit_code, "passed": run.passed,
                "duration_s": round(run.duration_s, 3), "output": run.output[-2000:],
                "report": None if run.report is None else report_to_dict(run.report)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        from . import locked_files
+
+        with contextlib.suppress(OSError, LoopError):  # under the file's lock, with the runtime's write record
+            locked_files.write(self._records_root(), path, json.dumps(doc))
 
     def baseline(self, base_commit: str) -> TestRun | None:
         """The project's tests run on ``base_commit`` in a clean checkout; cached. None without a checkout.

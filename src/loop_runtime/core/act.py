@@ -205,11 +205,24 @@ def _reject(t: Tick, handle: WorkspaceHandle, n: int, error: str) -> str:
     return pruned
 
 
+def _adds_secret(t: Tick, esc: Escalate) -> bool:
+    """Does the held change add a secret — whatever the escalation's first reason (a control-file
+    edit or a ``.git`` entry is found before the secret)?"""
+    if esc.reason == "secret-in-diff":
+        return True
+    diff = getattr(esc, "diff", None)
+    changes = getattr(diff, "changes", None)
+    return bool(changes) and bool(added_secrets(changes, t.deps.secrets))
+
+
 def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: str | None) -> TickResult:
     if t.phase != "escalated":
         t.phase = "escalated"
     ws = t.deps.workspace
     if esc.handle is not None and ws is not None:
+        withhold = getattr(ws, "withhold", None)
+        if withhold is not None and _adds_secret(t, esc):
+            withhold(esc.handle)  # the store's held diff is then the only verbatim record
         ws.finish(esc.handle, "escalated")
     summary = {
         "goal": t.plan.pattern.goal,
