@@ -562,30 +562,20 @@ def test_a_patch_that_no_longer_applies_is_a_git_error(repo: Path) -> None:
     assert git(repo, "rev-parse", "loop/r9") == held  # the escalated commit is untouched
 
 
-def test_approving_a_redacted_patch_uses_the_exact_copy(repo: Path, tmp_path: Path) -> None:
-    """The reviewer saw `[REDACTED]`; the commit gets the real value from the escalation's patch file."""
+def test_a_held_diff_that_adds_a_secret_leaves_no_patch_file_and_approve_uses_the_held_copy(
+        repo: Path, tmp_path: Path) -> None:
+    """The held diff in the store is the only verbatim record: no patch file keeps the secret, and
+    approving applies the store's exact copy (the reviewer saw `[REDACTED]`, the commit gets the value)."""
     ws = GitWorkspace(repo)
     h = ws.prepare("r1", "p")
     write(Path(h.path), "src/config.py", 'API_KEY = "sk-live-value-1234567"\n')
     diff = ws.diff(h)
     ws.finish(h, "escalated")
-    shown = redact(diff.patch)
-    assert "[REDACTED]" in shown and (repo / ".loop-runtime" / "patches" / "r1.patch").read_text() == diff.patch
-    git(repo, "worktree", "remove", "--force", h.path)
-    _approve_in_subprocess(repo, "r1", shown, tmp_path)
+    assert "[REDACTED]" in redact(diff.patch)
+    assert not (repo / ".loop-runtime" / "patches" / "r1.patch").exists()
+    assert not Path(h.path).exists()  # the worktree held the secret too: withheld
+    _approve_in_subprocess(repo, "r1", diff.patch, tmp_path)
     assert git(repo, "show", "loop/r1:src/config.py") == 'API_KEY = "sk-live-value-1234567"'
-
-
-def test_a_redacted_patch_is_matched_against_the_held_worktree(repo: Path) -> None:
-    """With no patch file left, a worktree whose diff redacts to the reviewed text is committed as is."""
-    ws = GitWorkspace(repo)
-    h = ws.prepare("r1", "p")
-    write(Path(h.path), "src/config.py", 'token = "abcdef123456"\n')
-    diff = ws.diff(h)
-    ws.finish(h, "escalated")
-    (repo / ".loop-runtime" / "patches" / "r1.patch").unlink()
-    GitWorkspace(repo).apply_held("r1", redact(diff.patch), "p", "approved")
-    assert git(repo, "show", "loop/r1:src/config.py") == 'token = "abcdef123456"'
 
 
 def test_a_redacted_patch_without_an_exact_copy_is_refused(repo: Path) -> None:
@@ -594,9 +584,8 @@ def test_a_redacted_patch_without_an_exact_copy_is_refused(repo: Path) -> None:
     h = ws.prepare("r1", "p")
     write(Path(h.path), "src/config.py", 'token = "abcdef123456"\n')
     diff = ws.diff(h)
-    ws.finish(h, "escalated")
-    (repo / ".loop-runtime" / "patches" / "r1.patch").unlink()
-    write(Path(h.path), "src/config.py", 'token = "changed-since"\n')
+    ws.finish(h, "escalated")  # a secret in the diff: no patch file, the worktree withheld
+    assert not (repo / ".loop-runtime" / "patches" / "r1.patch").exists() and not Path(h.path).exists()
     with pytest.raises(GitError, match="redacted"):
         ws.apply_held("r1", redact(diff.patch), "p", "m")
 

@@ -81,30 +81,14 @@ def _clear_index_flags(wt: Path) -> list[str]:
 @contextmanager
 def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_WAIT_S) -> Iterator[None]:
     """An exclusive-create mutex file, as loop-worktree uses; older than ``stale_s`` means its owner died."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # umask decides
-        except FileExistsError:
-            try:
-                if time.time() - path.stat().st_mtime > stale_s:
-                    path.unlink(missing_ok=True)
-                    continue
-            except FileNotFoundError:
-                continue
-            if time.monotonic() > deadline:
-                raise GitError(f"timed out waiting for {path}: another process holds it; "
-                               f"delete it if no loop is running") from None
-            time.sleep(0.02 + random.random() * 0.05)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-        break
+    from .locked_files import FileLocked, exclusive_create_lock
+
     try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+        with exclusive_create_lock(path, stale_s=stale_s, timeout_s=wait_s, display=str(path)):
+            yield
+    except FileLocked:
+        raise GitError(f"timed out waiting for {path}: another process holds it; "
+                       f"delete it if no loop is running") from None
 
 
 class GitWorkspace:

@@ -151,7 +151,7 @@ def exclusive_create_lock(path: Path, *, stale_s: float, timeout_s: float, displ
     start = time.monotonic()
     while True:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # umask decides
         except FileExistsError:
             try:
                 if time.time() - path.stat().st_mtime > stale_s:

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from ..ports import Diff, FileChange
 from .control_files import DEFAULT as DEFAULT_CONTROLS
 from .control_files import CONTROL_NAMES, RUNTIME_DIRS, ControlSet, git_component
-from .skip_markers import SKIP_MARKERS, removed_lines_by_path, scan_change
+from .skip_markers import _TEST_DIRS, _TEST_NAME, SKIP_MARKERS, removed_lines_by_path, scan_change
 
 __all__ = [
     "CONTROL_DIRS",
@@ -40,13 +40,6 @@ is ``core.control_files``."""
 CONTROL_DIRS: tuple[str, ...] = RUNTIME_DIRS
 """Runtime bookkeeping folders: nothing inside them is ever part of a change."""
 
-_TEST_DIRS = frozenset({"tests", "test", "__tests__", "spec", "specs", "testing"})
-_TEST_NAME = re.compile(
-    r"""(?x)^(?:
-        test_.+\.py | .+_test\.py | conftest\.py | .+_test\.go
-      | .+\.(?:test|spec)\.[A-Za-z0-9]+ | .+_spec\.rb | .+Test\.(?:java|kt|cs|php) | .+Tests\.(?:java|kt|cs|swift)
-    )$"""
-)
 
 @dataclass(frozen=True)
 class Violation:
