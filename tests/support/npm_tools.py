@@ -25,6 +25,7 @@ PINNED = {
     "@cobusgreyling/loop-init": "1.7.0",
     "@cobusgreyling/loop-worktree": "1.2.0",
     "@openai/codex": "0.169.0",
+    "@anthropic-ai/sandbox-runtime": "0.0.83",
 }
 
 

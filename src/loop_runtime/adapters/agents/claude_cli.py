@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError
-from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from .process import (
     ProcessOutcome,
     Transcript,
@@ -64,12 +64,28 @@ READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
 EDIT_WORKTREE_FLAGS = ("--permission-mode", "dontAsk",
                        "--allowedTools", "Read(./**),Edit(./**)",
                        "--disallowedTools", "Bash,WebFetch,WebSearch")
+# Under an OS sandbox (adapters.sandbox) the implementer gets a shell, to run the tests: the sandbox,
+# not a permission rule, confines what the shell can write and reach. The verifier's shell can write
+# nothing but its private temp folder, so it may run read-only commands (the tests, git log).
+SANDBOXED_EDIT_FLAGS = ("--permission-mode", "dontAsk",
+                        "--allowedTools", "Read(./**),Edit(./**),Bash",
+                        "--disallowedTools", "WebFetch,WebSearch")
+SANDBOXED_VERIFIER_FLAGS = ("--permission-mode", "dontAsk",
+                            "--allowedTools", "Read(./**),Bash",
+                            "--disallowedTools", "Write,Edit,NotebookEdit,WebFetch,WebSearch")
 AUTH_FAILED = "auth-failed"  # internal stop reason: the provider rejected the credentials
 EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
 
 
-def permission_flags(permission: Permission) -> tuple[str, ...]:
-    """The CLI flags for one permission level (never a bare ``Write``/``Edit`` grant)."""
+def permission_flags(permission: Permission, *, sandboxed: bool = False, role: str = "implementer") -> tuple[str, ...]:
+    """The CLI flags for one permission level (never a bare ``Write``/``Edit`` grant).
+
+    ``Bash`` only when ``sandboxed``: for the EDIT_WORKTREE implementer and the verifier.
+    """
+    if sandboxed and permission is Permission.EDIT_WORKTREE:
+        return SANDBOXED_EDIT_FLAGS
+    if sandboxed and role == "verifier":
+        return SANDBOXED_VERIFIER_FLAGS
     if permission is Permission.EDIT_WORKTREE:
         return EDIT_WORKTREE_FLAGS
     return READ_ONLY_FLAGS
@@ -270,12 +286,26 @@ class ClaudeCliBackend:
     name = "claude"
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, sandbox: Sandbox | None = None) -> None:
         self.binary = find_claude(binary)
         self.model = model
         source = os.environ if env is None else env
         self.credentials = {k: v for k, v in source.items()
                             if k.startswith("ANTHROPIC_") or k in (*CREDENTIAL_VARS, *PROVIDER_SWITCHES)}
+        self.sandbox = sandbox
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox is not None and self.sandbox.active
+
+    def scope(self, request: AgentRequest) -> SandboxScope:
+        """What the CLI may touch: its cwd (writable at EDIT_WORKTREE) and its model endpoint."""
+        from ..sandbox import endpoint_host
+
+        host, loopback = endpoint_host(self.credentials.get("ANTHROPIC_BASE_URL"), "api.anthropic.com")
+        return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
+                            purpose="agent", hosts=(host,),
+                            proxy_hosts=(host.rsplit(":", 1)[0].strip("[]"), "localhost") if loopback else ())
 
     def argv(self, request: AgentRequest) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``)."""
@@ -286,7 +316,8 @@ class ClaudeCliBackend:
             argv += ["--model", model]
         if request.system_prompt:
             argv += ["--append-system-prompt", request.system_prompt]
-        argv += [*permission_flags(request.permission), "--", request.prompt]
+        argv += [*permission_flags(request.permission, sandboxed=self.sandboxed, role=request.role),
+                 "--", request.prompt]
         return argv
 
     async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
@@ -297,16 +328,25 @@ class ClaudeCliBackend:
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
+        boxed = self.sandbox.prepare(self.scope(request)) if self.sandbox is not None else None
+        denials: tuple[str, ...] = ()
         try:
-            outcome = await run_json_lines(self.argv(request), cwd=request.cwd, env=env,
+            argv, env = boxed.wrap(self.argv(request), env) if boxed is not None else (self.argv(request), env)
+            outcome = await run_json_lines(argv, cwd=request.cwd, env=env,
                                            timeout_s=request.timeout_s, handle=state.handle,
                                            transcript=transcript, stop=stop)
         finally:
+            if boxed is not None:
+                denials = boxed.denials()
+                boxed.close()
+                for line in denials:
+                    transcript.write_json({"type": "loop_runtime.sandbox_denied", "detail": line})
+                    emit(on_event, "agent.warning", {"message": f"sandbox denied: {line}"})
             path = transcript.close()
         if outcome.halted == AUTH_FAILED and state.result is None:
             raise BackendError(REJECTED_HINT)
         result = self._result(request, state, outcome, secrets)
-        result = replace(result, duration_s=outcome.duration_s, transcript=path)
+        result = replace(result, duration_s=outcome.duration_s, transcript=path, sandbox_denials=denials)
         emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                      "usage": result.usage.as_dict(), "error": result.error})
         return result
