@@ -232,20 +232,31 @@ class SrtProcess:
                 path.mkdir(parents=True, exist_ok=True)
         return [str(p) for p in paths]
 
-    def _branch(self) -> str | None:
+    @staticmethod
+    def _git(args: list[str], cwd: str) -> str | None:
         try:
-            out = subprocess.run(["git", "symbolic-ref", "-q", "--short", "HEAD"], cwd=self.cwd,
-                                 capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError):
             return None
-        return out.stdout.strip() or None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    def _branch(self) -> str | None:
+        return self._git(["symbolic-ref", "-q", "--short", "HEAD"], self.cwd)
+
+    def _base(self) -> str | None:
+        """The attempt's base commit: given, or where its branch forked from the checkout's branch."""
+        if self.sandbox.base_commit:
+            return self.sandbox.base_commit
+        base_branch = self._git(["symbolic-ref", "-q", "--short", "HEAD"], self.sandbox.root)
+        return self._git(["merge-base", "HEAD", base_branch], self.cwd) if base_branch else None
 
     def _write_shims(self, path: str) -> None:
         from .shim import script
 
         tools = {t: shutil.which(t, path=path) for t in ("git", "gh")}
         config = {"level": self._level(), "branch": self._branch(), "log": str(self.log),
-                  "root": str(Path(self.sandbox.root).resolve()), "base": self.sandbox.base_commit,
+                  "root": str(Path(self.sandbox.root).resolve()), "base": self._base() if self._level() == "L3" else None,
                   "tools": tools}
         config_path = self.dir / "shims.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")

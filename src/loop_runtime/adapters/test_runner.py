@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..core.redact import redact
 from ..errors import ConfigError
-from ..ports import TestRun
+from ..ports import Sandbox, SandboxScope, TestRun
 from .environment import scrubbed_env
 
 __all__ = ["ProjectTestRunner", "detect_test_command", "run_tests"]
@@ -151,7 +151,7 @@ def _finish_output(reader: _TailReader, max_output: int, secrets: Iterable[str])
 
 
 def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Mapping[str, str],
-              max_output: int = 20000, secrets: Iterable[str] = ()) -> TestRun:
+              max_output: int = 20000, secrets: Iterable[str] = (), sandbox: Sandbox | None = None) -> TestRun:
     """Run ``command`` with ``/bin/sh -c`` in ``worktree``; kill its whole process group on timeout."""
     if command is None or not command.strip():
         # nothing failed; command None tells the engine and the verifier that no tests exist
@@ -159,9 +159,22 @@ def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Map
     if timeout_s <= 0:
         raise ConfigError("loop-runtime.toml", "tests.timeout", timeout_s)
     start = time.monotonic()
+    boxed = sandbox.prepare(SandboxScope(cwd=str(worktree), writable=True, purpose="tests", shims=False)) \
+        if sandbox is not None else None
+    argv, env = boxed.wrap(["/bin/sh", "-c", command], env) if boxed is not None else (["/bin/sh", "-c", command], env)
+    try:
+        return _run(worktree, command, argv, env, timeout_s=timeout_s, max_output=max_output, secrets=secrets,
+                    start=start)
+    finally:
+        if boxed is not None:
+            boxed.close()
+
+
+def _run(worktree: Path, command: str, argv: list[str], env: Mapping[str, str], *, timeout_s: float,
+         max_output: int, secrets: Iterable[str], start: float) -> TestRun:
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=str(worktree), env=dict(env), stdin=subprocess.DEVNULL,
+            argv, cwd=str(worktree), env=dict(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except OSError as exc:
@@ -192,7 +205,8 @@ class ProjectTestRunner:
     """``ports.TestRunner``: the configured command (or the detected one) run in each worktree."""
 
     def __init__(self, command: str | None = None, *, timeout_s: float = 900.0, env: Mapping[str, str] | None = None,
-                 max_output: int = 20000, secrets: Iterable[str] = ()) -> None:
+                 max_output: int = 20000, secrets: Iterable[str] = (), sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
         self.command = command
         self.timeout_s = timeout_s
         self.env = dict(env) if env is not None else scrubbed_env(os.environ)
@@ -202,4 +216,4 @@ class ProjectTestRunner:
     def run(self, worktree: str) -> TestRun:
         command = self.command or detect_test_command(Path(worktree))
         return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env,
-                         max_output=self.max_output, secrets=self.secrets)
+                         max_output=self.max_output, secrets=self.secrets, sandbox=self.sandbox)

@@ -86,6 +86,7 @@ class TickDeps:
     replay: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # resume: recorded agent results
     tick_id: str | None = None
     run_id: str | None = None
+    sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
 
 
 class Halt(Exception):
@@ -255,6 +256,9 @@ class TickBase:
         self.deps.budget.settle(reservation, result.usage.total, self.deps.clock.now())
         self._add_usage(role, result.usage)
         self.record(f"agent:{key}", _result_to(result))
+        if result.sandbox_denials:
+            self.record(f"sandbox-denied:{key}", {"denials": list(result.sandbox_denials[:50])})
+            self.lines.extend(f"sandbox denied ({role}): {d}" for d in result.sandbox_denials[:20])
         if result.status == "halted":
             raise Halt(result.stop_reason or "halted", f"{role} stopped: {result.stop_reason}")
         return result
