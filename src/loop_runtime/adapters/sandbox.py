@@ -66,6 +66,14 @@ MASKED_NAMES = (".gitconfig", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc
 """What srt (0.0.83) mounts over in the working directory so nothing can create them (``DANGEROUS_FILES``)."""
 
 EXEC_HELPER = str(Path(__file__).with_name("sandbox_exec.py"))
+RUNNER = str(Path(__file__).resolve().parents[1] / "data" / "srt_run.mjs")
+
+
+def srt_library(srt: str) -> str | None:
+    """srt's ``dist`` folder (the library ``srt_run.mjs`` drives), when ``srt`` is an npm install."""
+    dist = Path(os.path.realpath(srt)).parent
+    needed = ("index.js", "utils/config-loader.js", "utils/shell-quote.js")
+    return str(dist) if all((dist / n).is_file() for n in needed) else None
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,8 @@ class SrtSandbox:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     home: str | None = None
     base_commit: str | None = None
+    node: str | None = None  # with srt's library: violations are reported (srt_run.mjs)
+    library: str | None = None
 
     name = "srt"
     active = True
@@ -170,6 +180,7 @@ class SrtProcess:
             self.tmp.mkdir(parents=True)
             self.log = self.rw / "denied.jsonl"
             self.log.touch()
+            self.report = self.dir / "violations.json"  # written by srt_run.mjs on the host side
             self.cwd = str(Path(scope.cwd).resolve())
             self.settings_path = self.dir / "settings.json"
             self.settings = self._settings()
@@ -283,7 +294,7 @@ class SrtProcess:
             child["BASH_ENV"] = str(env_file)
         for name in ("TMPDIR", "TMP", "TEMP"):
             child[name] = str(self.tmp)
-        inner = [sys.executable, "-I", "-S", EXEC_HELPER,
+        inner = [sys.executable, "-I", "-S", "-B", EXEC_HELPER,
                  "--nproc", str(limits.processes), "--cpu", str(limits.cpu_s),
                  "--data", str(limits.memory_mb * 1024 * 1024), "--fsize", str(limits.file_mb * 1024 * 1024)]
         for host in self.scope.proxy_hosts:
@@ -297,10 +308,44 @@ class SrtProcess:
             excludes.write_text("\n".join(f"/{name}" for name in MASKED_NAMES) + "\n", encoding="utf-8")
             inner += ["--setenv", "GIT_CONFIG_COUNT=1", "--setenv", "GIT_CONFIG_KEY_0=core.excludesFile",
                       "--setenv", f"GIT_CONFIG_VALUE_0={excludes}"]
-        return [self.sandbox.srt, "--settings", str(self.settings_path), "--", *inner, "--", *argv], child
+        if self.sandbox.node and self.sandbox.library:
+            outer = [self.sandbox.node, RUNNER, self.sandbox.library, str(self.settings_path), str(self.report), "--"]
+        else:
+            outer = [self.sandbox.srt, "--settings", str(self.settings_path), "--"]
+        return [*outer, *inner, "--", *argv], child
+
+    def violations(self) -> tuple[str, ...]:
+        """What the sandbox blocked (writes refused, connections denied), from srt's own monitor."""
+        try:
+            data = json.loads(self.report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ()
+        lines = data.get("violations") if isinstance(data, dict) else None
+        if not isinstance(lines, list):
+            return ()
+        seen: dict[str, None] = {}
+        for line in lines:
+            if isinstance(line, str) and not self._expected(line):
+                seen.setdefault(f"blocked: {line[:300]}", None)
+        return tuple(seen)[:100]
+
+    def _expected(self, line: str) -> bool:
+        """Refusals that are no escape attempt: the CLI's own home state and caches, ``mkdir`` of a folder
+        that exists, and paths the monitor could not resolve (relative to a descriptor, ``/proc/self/fd``)."""
+        op, _, path = line.partition(" ")[2].partition(" ")
+        if not line.startswith("deny ") or op == "network-outbound":
+            return False
+        if path.startswith("/proc/self/fd/") or (op == "mkdir" and os.path.isdir(path)):
+            return True
+        home = str(Path(self.sandbox.home or os.path.expanduser("~")))
+        return any(path == f"{home}/{n}" or path.startswith(f"{home}/{n}")
+                   for n in (".claude", ".cache", ".npm", ".config/claude", ".local/state"))
 
     def denials(self) -> tuple[str, ...]:
-        """One line per call the shims refused, in order (malformed lines are skipped)."""
+        """The shims' refusals (in order; malformed lines skipped), then what the sandbox blocked."""
+        return self._shim_denials() + self.violations()
+
+    def _shim_denials(self) -> tuple[str, ...]:
         try:
             text = self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -343,5 +388,7 @@ def make_sandbox(mode: str, *, root: str | os.PathLike[str], level: str = "L1",
             raise ConfigError(CONFIG_FILE, "sandbox", "srt", message=f'sandbox = "srt" but {problem}')
         return NoSandbox(problem)
     assert srt is not None
+    library = srt_library(srt)
+    node = shutil.which("node", path=env.get("PATH")) if library else None
     return SrtSandbox(srt=srt, root=str(Path(root).resolve()), level=level, allow_domains=tuple(allow_domains),
-                      limits=limits or SandboxLimits(), home=home or env.get("HOME"))
+                      limits=limits or SandboxLimits(), home=home or env.get("HOME"), node=node, library=library)

@@ -82,9 +82,9 @@ def main(config_path: str, tool: str, argv: list[str]) -> int:
 
 
 def script(config_path: str, tool: str) -> str:
-    """The text of one shim executable (``#!<this python> -I``)."""
+    """The text of one shim executable (``#!<this python> -IB``: no user site, no PYTHON* env, no bytecode)."""
     package_parent = str(Path(__file__).resolve().parents[2])
-    return (f"#!{sys.executable} -I\n"
+    return (f"#!{sys.executable} -IB\n"
             "import sys\n"
             f"sys.path.insert(0, {package_parent!r})\n"
             "from loop_runtime.adapters.shim import main\n"

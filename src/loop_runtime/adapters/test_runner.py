@@ -11,6 +11,7 @@ as a redacted tail: the end of a test log is where failures are summarised.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -163,11 +164,16 @@ def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Map
         if sandbox is not None else None
     argv, env = boxed.wrap(["/bin/sh", "-c", command], env) if boxed is not None else (["/bin/sh", "-c", command], env)
     try:
-        return _run(worktree, command, argv, env, timeout_s=timeout_s, max_output=max_output, secrets=secrets,
-                    start=start)
+        result = _run(worktree, command, argv, env, timeout_s=timeout_s, max_output=max_output, secrets=secrets,
+                      start=start)
+        blocked = boxed.denials() if boxed is not None else ()
     finally:
         if boxed is not None:
             boxed.close()
+    if blocked:  # what the sandbox refused the tests (an escape, or a test that needs an allowlisted host)
+        note = "\n".join(redact(b, extra_secrets=secrets) for b in blocked[:20])
+        result = dataclasses.replace(result, output=f"{result.output}\n[sandbox]\n{note}")
+    return result
 
 
 def _run(worktree: Path, command: str, argv: list[str], env: Mapping[str, str], *, timeout_s: float,
