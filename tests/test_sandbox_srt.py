@@ -254,7 +254,7 @@ def fake_gh(tmp_path: Path) -> str:
 SHIM_SCRIPT = r"""
 echo change >> calc.py
 git add calc.py && git commit -q -m "fix" && echo commit=ok || echo commit=denied
-git init -q --bare "$TMPDIR/remote.git"
+(cd "$TMPDIR" && git init -q --bare remote.git)
 git push -q "$TMPDIR/remote.git" loop/r1 && echo push-own=ok || echo push-own=denied
 git push -q "$TMPDIR/remote.git" HEAD:main && echo push-main=ok || echo push-main=denied
 git tag v1 && echo tag=ok || echo tag=denied
@@ -297,6 +297,27 @@ def test_git_and_gh_shims_gate_by_level(srt: str, project: dict[str, Path], fake
     assert any("refs/heads/main" in d or "deny" in d for d in denials if d.startswith("blocked:"))
     if level != "L1":
         assert git(p["root"], "log", "-1", "--format=%s", "loop/r1") == "fix"
+
+
+def test_an_l2_agent_cannot_rewrite_history_or_repoint_its_git_folder(srt: str, project: dict[str, Path]) -> None:
+    """Commits are allowed, but existing objects, HEAD and the worktree's git pointers are not writable:
+    overwriting main's commit object or aiming `commondir` at a config of its own would reach past the
+    sandbox (the runtime runs git in the worktree afterwards)."""
+    p = project
+    head = git(p["root"], "rev-parse", "main")
+    obj = p["root"] / ".git" / "objects" / head[:2] / head[2:]
+    gitdir = p["root"] / ".git" / "worktrees" / "r1"
+    before = {f: f.read_bytes() for f in (obj, gitdir / "HEAD", gitdir / "commondir", gitdir / "gitdir")}
+    script = "\n".join(f'printf x > "{f}" && echo {name}=open || echo {name}=blocked' for name, f in
+                       (("object", obj), ("head", gitdir / "HEAD"), ("commondir", gitdir / "commondir"),
+                        ("gitdir", gitdir / "gitdir"), ("config", p["root"] / ".git" / "config"),
+                        ("packed", p["root"] / ".git" / "packed-refs"),
+                        ("new-object", p["root"] / ".git" / "objects" / "ff" / ("0" * 38))))
+    proc, _ = run_boxed(sandbox(srt, p), p["wt"], f'mkdir -p "{p["root"]}/.git/objects/ff"; {script}',
+                        env=agent_env(p))
+    seen = dict(line.split("=", 1) for line in proc.stdout.split())
+    assert seen and set(seen.values()) == {"blocked"}, proc.stdout
+    assert {f: f.read_bytes() for f in before} == before
 
 
 # --------------------------------------------------------------------------- test runs

@@ -81,11 +81,13 @@ def test_an_l2_implementer_writes_its_worktree_and_commit_paths_only(repo: Path,
                 str(repo / ".loop-worktrees")} <= set(fs["denyRead"])
         assert fs["allowRead"] == [str(wt)]
         git_dir = repo / ".git"
-        assert set(fs["allowWrite"]) == {str(p.rw), str(wt), str(git_dir / "objects"),
-                                         str(git_dir / "refs" / "heads" / "loop"),
+        assert set(fs["allowWrite"]) == {str(p.rw), str(wt), str(git_dir / "refs" / "heads" / "loop"),
                                          str(git_dir / "logs" / "refs" / "heads" / "loop"),
                                          str(git_dir / "worktrees" / "r1")}
-        assert str(repo) not in fs["allowWrite"] and str(git_dir / "refs" / "heads") not in fs["allowWrite"]
+        # the shared object store is never writable (an agent could overwrite history); HEAD and the
+        # pointers of its git folder stay as they are
+        assert str(git_dir / "objects") not in fs["allowWrite"] and p.objects == p.rw / "objects"
+        assert {str(git_dir / "worktrees" / "r1" / n) for n in ("HEAD", "commondir", "gitdir")} <= set(fs["denyWrite"])
         assert net["allowedDomains"] == ["api.anthropic.com", "pypi.org"]
         assert json.loads(p.settings_path.read_text()) == p.settings
     finally:

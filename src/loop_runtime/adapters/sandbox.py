@@ -181,6 +181,10 @@ class SrtProcess:
             self.log = self.rw / "denied.jsonl"
             self.log.touch()
             self.report = self.dir / "violations.json"  # written by srt_run.mjs on the host side
+            self.objects: Path | None = None  # the private object store of an L2+ agent's commits
+            self.common_dir: Path | None = None
+            self.import_error: str | None = None
+            self._imported = False
             self.cwd = str(Path(scope.cwd).resolve())
             self.settings_path = self.dir / "settings.json"
             self.settings = self._settings()
@@ -216,7 +220,9 @@ class SrtProcess:
             if dotgit.is_file():
                 deny_write.append(str(dotgit))  # the pointer to its git folder stays where it is
             if self.scope.purpose == "agent" and self._level() in ("L2", "L3"):
-                allow_write += self._git_writable(cwd)
+                writable, denied = self._git_writable(cwd)
+                allow_write += writable
+                deny_write += denied
         hosts = sorted({*self.sandbox.allow_domains, *self.scope.hosts})
         return {
             "network": {"allowedDomains": hosts, "deniedDomains": []},
@@ -224,24 +230,64 @@ class SrtProcess:
                            "denyWrite": deny_write},
         }
 
-    def _git_writable(self, cwd: Path) -> list[str]:
-        """What a commit in a linked worktree writes: objects, its own git folder, loop/* refs and logs."""
+    def _git_writable(self, cwd: Path) -> tuple[list[str], list[str]]:
+        """(writable, write-denied) paths for a commit in a linked worktree.
+
+        Writable: its own git folder (index, its reflog, lock files) and ``refs/heads/loop/``.
+        Not the shared object store — as root, an agent could overwrite an existing object
+        there and change history without moving a ref. New objects go to a private store
+        (the git shim sets ``GIT_OBJECT_DIRECTORY`` for calls in the worktree, with the real
+        store as an alternate; a git run past the shim cannot write objects) and are copied in by
+        ``close()`` through ``git unpack-objects``, which names each by its verified hash and
+        never overwrites. Denied inside the git folder: ``HEAD``, ``commondir`` and ``gitdir``
+        (re-pointed, they would aim the runtime's own git calls at a config of the agent's).
+        """
         try:
             out = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
                                  cwd=cwd, capture_output=True, text=True, timeout=30, check=True,
                                  stdin=subprocess.DEVNULL).stdout.split()
         except (OSError, subprocess.SubprocessError):
-            return []
+            return [], []
         if len(out) != 2:
-            return []
+            return [], []
         git_dir, common = Path(out[0]), Path(out[1])
-        paths = [common / "objects", common / "refs" / "heads" / "loop", common / "logs" / "refs" / "heads" / "loop"]
-        if git_dir != common:
-            paths.append(git_dir)  # .git/worktrees/<id>: HEAD, index, its reflog
+        if git_dir == common:
+            return [], []  # not a linked worktree: no commits from inside the sandbox
+        self.common_dir = common
+        self.objects = self.rw / "objects"
+        for sub in ("info", "pack"):
+            (self.objects / sub).mkdir(parents=True, exist_ok=True)
+        paths = [git_dir, common / "refs" / "heads" / "loop", common / "logs" / "refs" / "heads" / "loop"]
         for path in paths:
             with contextlib.suppress(OSError):
                 path.mkdir(parents=True, exist_ok=True)
-        return [str(p) for p in paths]
+        denied = [str(git_dir / name) for name in ("HEAD", "commondir", "gitdir", "config.worktree")
+                  if (git_dir / name).exists()]
+        return [str(p) for p in paths], denied
+
+    def import_objects(self) -> str | None:
+        """Copy the objects the agent's commits made into the repository; an error text, or None."""
+        if self.objects is None or self.common_dir is None:
+            return None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        private = {**env, "GIT_OBJECT_DIRECTORY": str(self.objects)}
+        try:
+            ids = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname)"],
+                                 cwd=self.common_dir, env=private, capture_output=True, timeout=120,
+                                 stdin=subprocess.DEVNULL)
+            if ids.returncode != 0 or not ids.stdout.strip():
+                return None if ids.returncode == 0 else ids.stderr.decode(errors="replace")[-300:]
+            pack = subprocess.run(["git", "pack-objects", "--stdout", "-q"], cwd=self.common_dir, env=private,
+                                  input=ids.stdout, capture_output=True, timeout=300)
+            if pack.returncode != 0:
+                return pack.stderr.decode(errors="replace")[-300:]
+            unpacked = subprocess.run(["git", "unpack-objects", "-q"], cwd=self.common_dir, env=env,
+                                      input=pack.stdout, capture_output=True, timeout=300)
+            if unpacked.returncode != 0:
+                return unpacked.stderr.decode(errors="replace")[-300:]
+        except (OSError, subprocess.SubprocessError) as exc:
+            return str(exc)
+        return None
 
     @staticmethod
     def _git(args: list[str], cwd: str) -> str | None:
@@ -268,7 +314,9 @@ class SrtProcess:
         tools = {t: shutil.which(t, path=path) for t in ("git", "gh")}
         config = {"level": self._level(), "branch": self._branch(), "log": str(self.log),
                   "root": str(Path(self.sandbox.root).resolve()), "base": self._base() if self._level() == "L3" else None,
-                  "tools": tools}
+                  "tools": tools, "worktree": self.cwd,
+                  "objects": None if self.objects is None or self.common_dir is None else
+                  {"dir": str(self.objects), "alternate": str(self.common_dir / "objects")}}
         config_path = self.dir / "shims.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
         for tool in ("git", "gh"):
@@ -343,7 +391,14 @@ class SrtProcess:
 
     def denials(self) -> tuple[str, ...]:
         """The shims' refusals (in order; malformed lines skipped), then what the sandbox blocked."""
-        return self._shim_denials() + self.violations()
+        self._import_once()
+        failed = (f"objects of the agent's commits not imported: {self.import_error}",) if self.import_error else ()
+        return self._shim_denials() + self.violations() + failed
+
+    def _import_once(self) -> None:
+        if self.objects is not None and not self._imported:
+            self._imported = True
+            self.import_error = self.import_objects()
 
     def _shim_denials(self) -> tuple[str, ...]:
         try:
@@ -361,7 +416,11 @@ class SrtProcess:
         return tuple(out)
 
     def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Import the agent's new git objects (if any), then remove the private folder."""
+        try:
+            self._import_once()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def make_sandbox(mode: str, *, root: str | os.PathLike[str], level: str = "L1",

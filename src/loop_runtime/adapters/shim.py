@@ -56,6 +56,11 @@ def _gate_allows(config: dict[str, Any], action: str) -> tuple[bool, str]:
     return bool(verdict.allowed), str(verdict.reason)
 
 
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root + os.sep)
+
+
 def main(config_path: str, tool: str, argv: list[str]) -> int:
     try:
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
@@ -77,6 +82,12 @@ def main(config_path: str, tool: str, argv: list[str]) -> int:
     if not real:
         print(f"loop-runtime sandbox: {tool} is not installed", file=sys.stderr)
         return 127
+    objects, worktree = config.get("objects"), config.get("worktree")
+    if tool == "git" and objects and worktree and _inside(os.getcwd(), worktree):
+        # The shared object store is read-only in the sandbox: new objects go to a private one,
+        # imported (hash-verified) by the runtime when the agent's process ends.
+        os.environ["GIT_OBJECT_DIRECTORY"] = objects["dir"]
+        os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = objects["alternate"]
     os.execv(real, [real, *argv])
     return 127  # pragma: no cover - execv does not return
 
