@@ -299,6 +299,21 @@ def test_git_and_gh_shims_gate_by_level(srt: str, project: dict[str, Path], fake
         assert git(p["root"], "log", "-1", "--format=%s", "loop/r1") == "fix"
 
 
+def test_l3_gh_pr_merge_is_allowed_only_when_the_gate_allows_the_changed_paths(
+        srt: str, project: dict[str, Path], fake_gh: str) -> None:
+    """gate.yaml allowlists docs/** for auto-merge: a docs-only commit may `gh pr merge`; a code change may not."""
+    p = project
+    (p["root"] / "gate.yaml").write_text('version: 1\ndenylist: ["**/.env"]\nautoMergeAllowlist: ["docs/**"]\n')
+    box = sandbox(srt, p, level="L3")
+    env = {"PATH": fake_gh, "HOME": str(p["home"])}
+    docs = "mkdir -p docs && echo hi > docs/a.md && git add docs && git commit -q -m docs && gh pr merge 1"
+    proc, denials = run_boxed(box, p["wt"], docs, env=env)
+    assert "gh-called pr merge 1" in proc.stdout, proc.stderr
+    proc, denials = run_boxed(box, p["wt"], "echo x >> calc.py && git commit -qam code && gh pr merge 1", env=env)
+    assert "gh-called" not in proc.stdout and "gate does not allow auto-merge" in proc.stderr
+    assert any(d.startswith("gh pr merge 1: gate does not allow auto-merge") for d in denials)
+
+
 def test_an_l2_agent_cannot_rewrite_history_or_repoint_its_git_folder(srt: str, project: dict[str, Path]) -> None:
     """Commits are allowed, but existing objects, HEAD and the worktree's git pointers are not writable:
     overwriting main's commit object or aiming `commondir` at a config of its own would reach past the

@@ -45,7 +45,8 @@ def test_none_and_auto_without_srt_run_unconfined_and_say_why(tmp_path: Path) ->
 def test_srt_mode_without_srt_or_its_tools_is_a_one_line_config_error(tmp_path: Path, fake_srt: str) -> None:
     with pytest.raises(ConfigError) as err:
         make_sandbox("srt", root=tmp_path, env={"PATH": str(tmp_path), "LOOP_RUNTIME_SRT": str(tmp_path / "nope")})
-    assert str(err.value).startswith('loop-runtime.toml: sandbox = "srt" but srt not found') and "\n" not in str(err.value)
+    message = str(err.value)
+    assert message.startswith('loop-runtime.toml: sandbox = "srt" but srt not found') and "\n" not in message
     with pytest.raises(ConfigError) as err:  # srt present, bwrap/socat/rg not on this PATH
         make_sandbox("srt", root=tmp_path, env={"PATH": str(Path(fake_srt).parent), "LOOP_RUNTIME_SRT": fake_srt})
     if sys.platform == "linux":
@@ -153,17 +154,34 @@ def test_denials_read_the_shim_log_and_skip_garbage(repo: Path, fake_srt: str) -
         p.close()
 
 
-@pytest.mark.parametrize(("url", "entry", "loop"), [
-    (None, "api.anthropic.com", False),
-    ("https://api.anthropic.com", "api.anthropic.com", False),
-    ("http://127.0.0.1:8123", "127.0.0.1:8123", True),
-    ("http://localhost:9000/v1", "127.0.0.1:9000", True),
-    ("https://127.0.0.5", "127.0.0.5:443", True),
-    ("http://[::1]:7000", "[::1]:7000", True),
-    ("https://proxy.corp.example:8443/anthropic", "proxy.corp.example", False),
+@pytest.mark.parametrize(("url", "entries", "loop"), [
+    (None, ("api.anthropic.com",), False),
+    ("https://api.anthropic.com", ("api.anthropic.com",), False),
+    ("http://127.0.0.1:8123", ("127.0.0.1:8123",), True),
+    ("http://localhost:9000/v1", ("127.0.0.1:9000", "localhost:9000"), True),
+    ("https://127.0.0.5", ("127.0.0.5:443",), True),
+    ("http://[::1]:7000", ("[::1]:7000",), True),
+    ("https://proxy.corp.example:8443/anthropic", ("proxy.corp.example",), False),
 ])
-def test_the_model_endpoint_allowlist_entry(url: str | None, entry: str, loop: bool) -> None:
-    assert endpoint_host(url, "api.anthropic.com") == (entry, loop)
+def test_the_model_endpoint_allowlist_entries(url: str | None, entries: tuple[str, ...], loop: bool) -> None:
+    assert endpoint_host(url, "api.anthropic.com") == (entries, loop)
+
+
+def test_config_keys_are_validated_and_the_env_overrides_the_mode() -> None:
+    from loop_runtime.formats.project_config import apply_env, parse_project_config
+
+    cfg = parse_project_config('sandbox = "srt"\nsandbox_allow_domains = ["pypi.org", "*.pythonhosted.org", '
+                               '"127.0.0.1:8080"]\nsandbox_processes = 64\n')
+    assert cfg.sandbox == "srt" and cfg.sandbox_processes == 64 and "*.pythonhosted.org" in cfg.sandbox_allow_domains
+    assert parse_project_config("").sandbox == "auto"
+    for bad in ('sandbox = "docker"', 'sandbox_allow_domains = ["*"]', 'sandbox_allow_domains = ["http://x.io"]',
+                'sandbox_allow_domains = ["a b"]', "sandbox_cpu_s = 0", "sandbox_memory_mb = true"):
+        with pytest.raises(ConfigError) as err:
+            parse_project_config(bad)
+        assert str(err.value).startswith("loop-runtime.toml: sandbox") and "\n" not in str(err.value)
+    assert apply_env(cfg, {"LOOP_RUNTIME_SANDBOX": "none"}).sandbox == "none"
+    with pytest.raises(ConfigError):
+        apply_env(cfg, {"LOOP_RUNTIME_SANDBOX": "off"})
 
 
 def test_every_tick_of_a_real_agent_logs_that_the_sandbox_is_off() -> None:

@@ -101,22 +101,24 @@ def missing_dependencies(env: Mapping[str, str] = os.environ) -> list[str]:
     return [tool for tool in DEPENDENCIES if shutil.which(tool, path=env.get("PATH")) is None]
 
 
-def endpoint_host(url: str | None, default: str) -> tuple[str, bool]:
-    """The allowlist entry for a model endpoint URL and whether it is on this host's loopback.
+def endpoint_host(url: str | None, default: str) -> tuple[tuple[str, ...], bool]:
+    """The allowlist entries for a model endpoint URL and whether it is on this host's loopback.
 
-    A loopback endpoint (the local stand-in) is an IP-literal entry with its port — srt
-    denies names that resolve to loopback unless that literal is listed.
+    A loopback endpoint (the local stand-in) is listed as its IP literal with its port — srt
+    denies names that resolve to loopback unless that literal is listed — plus the name
+    ``localhost:<port>`` when the URL says ``localhost``.
     """
     if not url:
-        return default, False
+        return (default,), False
     parts = urlsplit(url)
     host = parts.hostname or default
     loopback = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
     if loopback:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         literal = "127.0.0.1" if host == "localhost" else (f"[{host}]" if ":" in host else host)
-        return f"{literal}:{port}", True
-    return host, False
+        names = (f"{literal}:{port}", f"localhost:{port}") if host == "localhost" else (f"{literal}:{port}",)
+        return names, True
+    return (host,), False
 
 
 class NoSandbox:
@@ -313,7 +315,8 @@ class SrtProcess:
 
         tools = {t: shutil.which(t, path=path) for t in ("git", "gh")}
         config = {"level": self._level(), "branch": self._branch(), "log": str(self.log),
-                  "root": str(Path(self.sandbox.root).resolve()), "base": self._base() if self._level() == "L3" else None,
+                  "root": str(Path(self.sandbox.root).resolve()),
+                  "base": self._base() if self._level() == "L3" else None,
                   "tools": tools, "worktree": self.cwd,
                   "objects": None if self.objects is None or self.common_dir is None else
                   {"dir": str(self.objects), "alternate": str(self.common_dir / "objects")}}

@@ -67,6 +67,12 @@ def main(config_path: str, tool: str, argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"loop-runtime sandbox: {tool} shim has no readable config ({exc}); denied", file=sys.stderr)
         return 1
+    objects, worktree = config.get("objects"), config.get("worktree")
+    if objects and worktree and _inside(os.getcwd(), worktree):
+        # The shared object store is read-only in the sandbox: new objects go to a private one,
+        # imported (hash-verified) by the runtime when the agent's process ends.
+        os.environ["GIT_OBJECT_DIRECTORY"] = objects["dir"]
+        os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = objects["alternate"]
     decision = decide(tool, argv, level=str(config.get("level") or "L1"), branch=config.get("branch"))
     if decision.allowed and decision.needs_gate:
         ok, why = _gate_allows(config, decision.needs_gate)
@@ -82,12 +88,6 @@ def main(config_path: str, tool: str, argv: list[str]) -> int:
     if not real:
         print(f"loop-runtime sandbox: {tool} is not installed", file=sys.stderr)
         return 127
-    objects, worktree = config.get("objects"), config.get("worktree")
-    if tool == "git" and objects and worktree and _inside(os.getcwd(), worktree):
-        # The shared object store is read-only in the sandbox: new objects go to a private one,
-        # imported (hash-verified) by the runtime when the agent's process ends.
-        os.environ["GIT_OBJECT_DIRECTORY"] = objects["dir"]
-        os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = objects["alternate"]
     os.execv(real, [real, *argv])
     return 127  # pragma: no cover - execv does not return
 

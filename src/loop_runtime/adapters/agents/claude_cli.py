@@ -302,10 +302,11 @@ class ClaudeCliBackend:
         """What the CLI may touch: its cwd (writable at EDIT_WORKTREE) and its model endpoint."""
         from ..sandbox import endpoint_host
 
-        host, loopback = endpoint_host(self.credentials.get("ANTHROPIC_BASE_URL"), "api.anthropic.com")
+        hosts, loopback = endpoint_host(self.credentials.get("ANTHROPIC_BASE_URL"), "api.anthropic.com")
+        names = tuple(h.rsplit(":", 1)[0].strip("[]") for h in hosts)
         return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
-                            purpose="agent", hosts=(host,),
-                            proxy_hosts=(host.rsplit(":", 1)[0].strip("[]"), "localhost") if loopback else ())
+                            purpose="agent", hosts=hosts,
+                            proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
 
     def argv(self, request: AgentRequest) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``)."""
