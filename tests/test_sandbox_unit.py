@@ -207,3 +207,23 @@ def test_sandbox_denials_reach_the_tick_lines() -> None:
     backend.run = run  # type: ignore[method-assign]
     result = asyncio.run(engine.tick())
     assert "sandbox denied (implementer): git push origin main: only loop/x" in result.lines
+
+
+def test_claude_scope_names_its_model_endpoint_and_writes_only_when_editing(tmp_path: Path, fake_srt: str) -> None:
+    """The CLI's scope: api.anthropic.com by default, a loopback stand-in through the proxy, a cloud provider's
+    hosts when switched to it; the worktree is writable only at EDIT_WORKTREE."""
+    from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend
+    from loop_runtime.ports import AgentRequest, Permission
+
+    def scope(env: dict[str, str], permission: Permission = Permission.EDIT_WORKTREE) -> SandboxScope:
+        request = AgentRequest(role="implementer", prompt="x", cwd=str(tmp_path), permission=permission,
+                               token_limit=1)
+        return ClaudeCliBackend(binary=fake_srt, env=env).scope(request)
+
+    default = scope({"ANTHROPIC_API_KEY": "k"})
+    assert default.hosts == ("api.anthropic.com", "console.anthropic.com") and default.writable
+    assert default.proxy_hosts == ()
+    local = scope({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8123"}, Permission.READ_ONLY)
+    assert local.hosts == ("127.0.0.1:8123",) and local.proxy_hosts == ("127.0.0.1", "localhost")
+    assert not local.writable
+    assert "*.amazonaws.com" in scope({"CLAUDE_CODE_USE_BEDROCK": "1"}).hosts

@@ -57,6 +57,9 @@ CREDENTIAL_HINT = f"claude CLI has no credentials: {SET_HINT}"
 REJECTED_HINT = f"claude CLI credentials were rejected (HTTP 401/403): {SET_HINT}"
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
+PROVIDER_HOSTS = {"CLAUDE_CODE_USE_BEDROCK": "*.amazonaws.com", "CLAUDE_CODE_USE_VERTEX": "*.googleapis.com",
+                  "CLAUDE_CODE_USE_FOUNDRY": "*.azure.com"}
+"""Under the sandbox, the model endpoint of each cloud provider the CLI may be switched to."""
 
 READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
                    "--allowedTools", "Read(./**)",
@@ -304,6 +307,9 @@ class ClaudeCliBackend:
 
         hosts, loopback = endpoint_host(self.credentials.get("ANTHROPIC_BASE_URL"), "api.anthropic.com")
         names = tuple(h.rsplit(":", 1)[0].strip("[]") for h in hosts)
+        if not self.credentials.get("ANTHROPIC_BASE_URL"):
+            hosts += ("console.anthropic.com",)  # OAuth token refresh of a logged-in CLI
+        hosts += tuple(host for switch, host in PROVIDER_HOSTS.items() if self.credentials.get(switch))
         return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
                             purpose="agent", hosts=hosts,
                             proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
