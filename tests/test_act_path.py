@@ -87,7 +87,7 @@ def test_fix_fails_tests_twice_then_passes(tmp_path: Path) -> None:
 
 
 def test_three_rejections_escalate_with_a_summary(tmp_path: Path) -> None:
-    """Three REJECTs → escalated, exit 2, High Priority entry, held in the store (R16, R26)."""
+    """Three REJECTs → escalated, exit 2, an entry in ci-sweeper's own Active Failures, held in the store (R16, R26)."""
     repo = project(tmp_path)
     proc = run(repo, scenario(tmp_path, [{"files": {"calc.py": FIXED}}],
                               [{"verdict": "REJECT", "reasons": ["style"], "tokens": 1000}]))
@@ -95,7 +95,8 @@ def test_three_rejections_escalate_with_a_summary(tmp_path: Path) -> None:
     esc = json.loads(run_cli("escalations", "--json", cwd=repo).stdout)["escalations"]
     assert len(esc) == 1 and esc[0]["reason"] in ("max-attempts", "breaker:frustration", "breaker:stagnation")
     state = (repo / "ci-sweeper-state.md").read_text()
-    assert "CI-1" in state.split("## High Priority", 1)[1]
+    assert "- [ ] CI-1 — " in state.split("## Active Failures", 1)[1].split("## Watch", 1)[0]
+    assert "## High Priority" not in state  # daily-triage's sections do not belong in ci-sweeper's file
 
 
 @pytest.mark.parametrize("files,reason", [

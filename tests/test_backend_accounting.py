@@ -61,8 +61,7 @@ def test_codex_usage_lands_exactly_in_the_run_log(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"README.md": "hello\n"})
     usage = {"input_tokens": 1500, "input_tokens_details": {"cached_tokens": 500}, "output_tokens": 300}
     with ModelServer([{"text": REPORT, "usage": usage}]) as server:
-        home = tmp_path / "codex-home"
-        home.mkdir()
+        home = npm_tools.codex_home_dir()
         (home / "config.toml").write_text(
             'model_provider = "local"\nmodel = "gpt-test"\n[model_providers.local]\nname = "local"\n'
             f'base_url = "{server.base_url}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n')

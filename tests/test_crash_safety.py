@@ -82,10 +82,15 @@ def test_two_processes_never_tick_the_same_pattern_at_once(tmp_path: Path) -> No
     import time
 
     deadline = time.time() + 10
+    import sqlite3
+
     while time.time() < deadline:
-        if (repo / ".loop-runtime" / "runtime.db").exists() and store_query(
-                repo, "select count(*) from ticks where status='running'") == [(1,)]:
-            break
+        try:  # the file exists a moment before its tables do
+            if (repo / ".loop-runtime" / "runtime.db").exists() and store_query(
+                    repo, "select count(*) from ticks where status='running'") == [(1,)]:
+                break
+        except sqlite3.OperationalError:
+            pass
         time.sleep(0.1)
     second = run_cli("run", "ci-sweeper", "--scenario", str(slow), cwd=repo)
     assert second.returncode == 1 and "being ticked by another process" in second.stderr

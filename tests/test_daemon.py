@@ -71,7 +71,7 @@ def test_daemon_ticks_and_kill_stops_a_running_tick_within_5s(tmp_path: Path) ->
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err
-    assert "daemon.stop" in err
+    assert "loop-runtime: stopped" in err
 
 
 def test_daemon_runs_enabled_loops_from_loop_md(tmp_path: Path, fixtures: Path) -> None:
@@ -153,7 +153,7 @@ def test_two_daemons_on_one_project_never_tick_a_pattern_twice_at_once(tmp_path:
     for (_, f1), (s2, _) in zip(ticks, ticks[1:], strict=False):
         assert f1 is not None and f1 <= s2  # no overlap
     # either the second daemon met the lease, or it read the first one's next-due time from the store
-    assert any("skip.lease" in e for e in errs) or len(ticks) == 1
+    assert any("skipped — pattern" in e for e in errs) or len(ticks) == 1
     spent = rows(repo, "select coalesce(sum(settled), 0) from reservations where pattern='issue-triage'")[0][0]
     assert spent <= 1500
 

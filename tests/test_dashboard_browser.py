@@ -3,9 +3,11 @@
 One scenario, end to end: a project with an open escalation (a real held diff) and a
 loop whose tick is running; the overview receives live updates over SSE; Kill stops
 the tick (switch on disk, tick halted within 5 s); the escalation is approved and the
-commit is checked in git. Screenshots of every page land in the test's tmp folder
-(``<basetemp>/.../screenshots``). Nothing is downloaded: the browser is the apt package
-and every asset the page loads is served by the dashboard itself.
+commit is checked in git. Every page is screenshotted in a wide (1400 px) and a phone
+(390 px) window into ``test-output/screenshots/`` (git-ignored), and at phone width no
+page may scroll sideways (wide tables scroll inside their card). Nothing is downloaded:
+the browser is the apt package and every asset the page loads is served by the
+dashboard itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 15_000
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+WIDE = {"width": 1400, "height": 1000}
+NARROW = {"width": 390, "height": 844}
+
+
+def snap(page: Any, shots: Path, name: str) -> None:
+    """Full-page screenshots at desktop and phone width; the phone view must not scroll sideways."""
+    page.set_viewport_size(NARROW)
+    page.wait_for_timeout(400)  # charts redraw on resize
+    page.screenshot(path=str(shots / f"{name}-narrow.png"), full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    page.set_viewport_size(WIDE)
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(shots / f"{name}-wide.png"), full_page=True)
+    assert overflow <= 1, f"{name}: the page is {overflow}px wider than a phone screen"
 
 
 def _need_browser() -> Any:
@@ -81,8 +98,13 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
 
     root, esc_id = escalated_project(tmp_path / "repo", title="Tighten the session timeout", env_secret=None)
     slow = write_scenario(tmp_path, title="Slow fix", verdict="APPROVE", implementer={"sleep_s": 30})
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = SHOTS
+    shots.mkdir(parents=True, exist_ok=True)
+    names = ["1-overview-running", "2-overview-killed", "3-loop", "3b-tick-escalated", "3c-tick-halted",
+             "4-escalation", "5-escalation-approved", "6-escalations", "7-not-found"]
+    files = [shots / f"{n}-{w}.png" for n in names for w in ("wide", "narrow")]
+    for old in files:
+        old.unlink(missing_ok=True)
     outcome: dict[str, Any] = {}
 
     def slow_tick() -> None:
@@ -94,7 +116,7 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
     with dashboard(root) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=WIDE)
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
@@ -118,10 +140,10 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
             tick.start()
             expect(row.locator('[data-field="live"] .phase.running')).to_have_text("implementing", timeout=WAIT_MS)
             expect(row.locator(".live-tokens")).to_have_text("1,000 tok", timeout=WAIT_MS)
-            expect(page.locator("#activity li").first).to_contain_text("tick.", timeout=WAIT_MS)
+            expect(page.locator("#activity li").first).to_contain_text(f"{PATTERN} · ", timeout=WAIT_MS)
             expect(page.locator("#stat-running")).to_have_text("1", timeout=WAIT_MS)
             expect(page.locator("#budget-charts .uplot")).to_have_count(2, timeout=WAIT_MS)
-            page.screenshot(path=str(shots / "1-overview-running.png"), full_page=True)
+            snap(page, shots, "1-overview-running")
 
             # 2. Kill: the switch on disk, the running tick halted within 5 s
             page.click("#kill-all")
@@ -133,7 +155,7 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
             assert outcome["result"].outcome == "halted" and outcome["result"].halt_reason == "kill"
             expect(page.locator("#global-kill")).to_contain_text("KILL SWITCH ON", timeout=WAIT_MS)
             expect(row.locator('[data-field="live"]')).to_have_text("paused", timeout=WAIT_MS)
-            page.screenshot(path=str(shots / "2-overview-killed.png"), full_page=True)
+            snap(page, shots, "2-overview-killed")
 
             # 3. the loop page: the halted tick and the escalated one in the timeline
             page.click(f'#loops a[href="/loops/{PATTERN}"]')
@@ -142,22 +164,37 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
             expect(timeline.first).to_contain_text("halted")
             expect(timeline.nth(1)).to_contain_text("ESCALATE_HUMAN")
             expect(page.locator("#budget-charts .uplot")).to_have_count(2, timeout=WAIT_MS)
-            page.screenshot(path=str(shots / "3-loop.png"), full_page=True)
+            snap(page, shots, "3-loop")
+
+            # 3b. the escalated tick's own page: phases, tokens by role, verdict, tests, held diff
+            escalated_href = timeline.nth(1).locator("td:first-child a").get_attribute("href")
+            halted_href = timeline.first.locator("td:first-child a").get_attribute("href")
+            page.goto(f"{base}{escalated_href}")
+            expect(page.locator("#phases li")).not_to_have_count(0)
+            expect(page.locator('#roles tr[data-role="implementer"]')).to_contain_text("3,000")
+            expect(page.locator("#diff pre.diff .d-add")).to_contain_text("SESSION_TIMEOUT_S = 900")
+            snap(page, shots, "3b-tick-escalated")
+            page.goto(f"{base}{halted_href}")
+            expect(page.locator("#phases")).to_contain_text("halted")
+            snap(page, shots, "3c-tick-halted")
 
             # 4. the escalation: diff rendered, approve → a commit in git
             page.goto(f"{base}/")
             page.click(f'a[href="/escalations/{esc_id}"]')
             expect(page.locator("pre.diff .d-add")).to_contain_text("SESSION_TIMEOUT_S = 900")
             expect(page.locator(".verdict")).to_contain_text("needs a security review")
-            page.screenshot(path=str(shots / "4-escalation.png"), full_page=True)
+            snap(page, shots, "4-escalation")
             page.click("#approve")
             expect(page.locator(".flash-ok")).to_contain_text(f"Approved {esc_id}: committed on loop/")
             expect(page.locator("#esc-status")).to_have_text("approved")
             commit = page.locator("#approved-commit").inner_text()
-            page.screenshot(path=str(shots / "5-escalation-approved.png"), full_page=True)
+            snap(page, shots, "5-escalation-approved")
             page.goto(f"{base}/escalations")
-            page.screenshot(path=str(shots / "6-escalations.png"), full_page=True)
+            snap(page, shots, "6-escalations")
             assert problems == []
+            page.goto(f"{base}/ticks/no-such-tick")  # a 404 (the console reports it, as it should)
+            expect(page.locator("main")).to_contain_text("no such tick")
+            snap(page, shots, "7-not-found")
         finally:
             browser.close()
 
@@ -165,6 +202,50 @@ def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:
     assert len(branch) == 1 and branch[0].startswith(f"loop/{PATTERN}-")
     assert git(root, "show", f"{commit}:src/session.ts") + "\n" == NEW
     assert "Approved-by:" in git(root, "log", "-1", "--format=%B", commit)
-    assert sorted(p.name for p in shots.iterdir()) == [
-        "1-overview-running.png", "2-overview-killed.png", "3-loop.png", "4-escalation.png",
-        "5-escalation-approved.png", "6-escalations.png"]
+    assert [f.name for f in files if not f.is_file()] == []
+
+
+def test_browser_stacked_spend_and_markdown_state_file(tmp_path: Path) -> None:
+    """Two loops with spend today: one stacked chart of both plus each loop's own; the state file's table renders."""
+    sync_playwright = _need_browser()
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    from loop_runtime.formats.runlog import RunLogEntry, append_entry
+    from loop_runtime.runtime import now_utc
+
+    root, _ = escalated_project(tmp_path / "repo", title="Tighten the session timeout", env_secret=None)
+    now = now_utc()
+    when = max(datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(minutes=1), now - timedelta(minutes=40))
+    log = root / "loop-run-log.md"
+    entry = RunLogEntry(when.strftime("%Y-%m-%dT%H:%M:%SZ"), "ci-sweeper", 5, 1, 0, 0, 3000, "report-only")
+    log.write_text(append_entry(log.read_text(), entry, now=now))
+    state = root / "STATE.md"
+    state.write_text(state.read_text() + "\n## Owners\n\n| Item | Owner | Due |\n|---|---|--:|\n| EX-3 | ops | 2 |\n\n---\n\n"
+                     "See [the runbook](https://example.com/runbook) · <b>raw html stays text</b>\n")
+    shots = SHOTS
+    shots.mkdir(parents=True, exist_ok=True)
+    with dashboard(root) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=WIDE)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/?token={TOKEN}")
+            expect(page.locator('[data-chart="stacked"] .uplot')).to_have_count(2, timeout=WAIT_MS)
+            expect(page.locator('[data-chart="stacked"] h3')).to_contain_text("8,000 tokens today")
+            expect(page.locator("#budget-charts .uplot")).to_have_count(6, timeout=WAIT_MS)
+            snap(page, shots, "8-overview-two-loops")
+            page.goto(f"{base}/loops/{PATTERN}")
+            md = page.locator(".markdown")
+            expect(md.locator("table td").first).to_have_text("EX-3")
+            expect(md.locator("hr")).to_have_count(2)  # the starter's rule and ours
+            expect(md.locator('a[href="https://example.com/runbook"]')).to_have_text("the runbook")
+            expect(md.locator("b")).to_have_count(0)
+            expect(md).to_contain_text("<b>raw html stays text</b>")
+            snap(page, shots, "9-loop-markdown")
+            assert problems == []
+        finally:
+            browser.close()

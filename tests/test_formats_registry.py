@@ -265,13 +265,14 @@ def test_project_registry_errors_name_its_path(tmp_path: Path) -> None:
 
 
 def test_find_pattern_is_by_id_only() -> None:
-    """--pattern resolves ids; a human name is not an id and fails listing the valid ids (R5)."""
+    """--pattern resolves ids; a human name is not an id: it fails, suggesting the id and listing the valid ids (R5)."""
     registry = parse_registry(NEWEST)
     assert find_pattern(registry, "ci-sweeper").name == "CI Sweeper"
     with pytest.raises(ConfigError) as info:
         find_pattern(registry, "CI Sweeper")
     message = str(info.value)
-    assert message.startswith("patterns/registry.yaml: pattern invalid: 'CI Sweeper' (valid: issue-pr-repair, ")
+    assert message.startswith("patterns/registry.yaml: pattern invalid: 'CI Sweeper' — did you mean 'ci-sweeper'? ")
+    assert "valid: issue-pr-repair, " in message
     assert info.value.valid == registry.ids()
 
 

@@ -153,16 +153,28 @@ def test_add_high_priority_appends_an_entry() -> None:
     assert high_priority_ids(doc) == ["esc-1"]
 
 
-def test_add_high_priority_is_idempotent_per_id() -> None:
-    """Adding the same id twice replaces the first entry instead of duplicating it."""
+def test_a_second_escalation_of_the_same_item_is_a_second_entry() -> None:
+    """Each escalation is its own entry (a human decides each); re-recording the very same one changes nothing."""
     doc = parse_state(_read("STATE.md"))
     once = add_high_priority(doc, "esc-1", "first", "a")
-    twice = add_high_priority(add_high_priority(once, "esc-2", "second", "b"), "esc-1", "updated", "c", "waiting")
-    assert high_priority_ids(twice) == ["esc-1", "esc-2"]
+    twice = add_high_priority(add_high_priority(once, "esc-1", "updated", "c", "waiting"), "esc-2", "second", "b")
+    assert high_priority_ids(twice) == ["esc-1", "esc-1", "esc-2"]
     out = render_state(twice)
-    assert "- [ ] esc-1 — updated\n  Loop action: c\n  Human decision: waiting\n- [ ] esc-2 — second" in out
-    assert "first" not in out
+    assert "- [ ] esc-1 — first\n  Loop action: a\n  Human decision: pending\n" in out
+    assert "- [ ] esc-1 — updated\n  Loop action: c\n  Human decision: waiting\n" in out
     assert add_high_priority(twice, "esc-1", "updated", "c", "waiting") == twice
+
+
+def test_a_decision_lands_on_its_own_escalations_entry() -> None:
+    """With two entries for one item, `ref` (the escalation id) picks the entry; without it, the first open one."""
+    doc = parse_state(_read("STATE.md"))
+    doc = add_high_priority(doc, "CI-7", "flaky build", "escalated (max-attempts) [esc-aaaa]")
+    doc = add_high_priority(doc, "CI-7", "flaky build", "escalated (breaker:stagnation) [esc-bbbb]")
+    second = render_state(set_human_decision(doc, "CI-7", "approved by ann", ref="esc-bbbb"))
+    assert "[esc-aaaa]\n  Human decision: pending" in second
+    assert "- [x] CI-7 — flaky build\n  Loop action: escalated (breaker:stagnation) [esc-bbbb]\n  Human decision: approved by ann" in second
+    first_open = set_human_decision(parse_state(second), "CI-7", "rejected")
+    assert "[esc-aaaa]\n  Human decision: rejected" in render_state(first_open)
 
 
 def test_add_high_priority_keeps_existing_live_entries() -> None:

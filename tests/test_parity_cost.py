@@ -170,3 +170,73 @@ def test_cli_errors_match_our_messages(args: list[str], kwargs: dict[str, str]) 
     with pytest.raises(ConfigError) as err:
         estimate(find_pattern(registry, "ci-sweeper"), **kwargs)  # type: ignore[arg-type]
     assert proc.stderr.strip() == str(err.value)
+
+
+# ---------------------------------------------------------------------------- our CLI speaks loop-cost's flags
+
+def _project_with_npm_registry(tmp_path: Path) -> Path:
+    """A project whose registry is loop-cost's bundled one, so both CLIs read the same patterns."""
+    (tmp_path / "patterns").mkdir()
+    raw = json.loads((_package("loop-cost") / "registry.json").read_text())
+    (tmp_path / "patterns" / "registry.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return tmp_path
+
+
+def _npm_spelling(case: tuple[Any, ...]) -> list[str]:
+    """loop-cost's short flags where it has them: -p, -l, -c, -o."""
+    short = {"--pattern": "-p", "--level": "-l", "--cadence": "-c", "--orchestration": "-o"}
+    args = _cli_args(case)
+    return [short.get(a, a) if i % 2 == 0 or a.startswith("--") else a for i, a in enumerate(args)]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: "-".join(str(x) for x in c))
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+def test_our_cost_command_prints_what_loop_cost_prints(tmp_path: Path, case: tuple[Any, ...], short: bool) -> None:
+    """`loop-runtime cost <loop-cost's own flags>` prints loop-cost's bytes, orchestration included."""
+    from tests.conftest import run_cli
+
+    root = _project_with_npm_registry(tmp_path)
+    args = _npm_spelling(case) if short else _cli_args(case)
+    for extra in ([], ["--json"]):
+        theirs = npm_tools.run_tool("loop-cost", *args, *extra)
+        ours = run_cli("cost", *args, *extra, cwd=root)
+        assert ours.returncode == theirs.returncode == 0, ours.stderr
+        if extra:
+            assert _ordered(json.loads(ours.stdout)) == _ordered(json.loads(theirs.stdout))
+        else:
+            assert ours.stdout == theirs.stdout
+
+
+@pytest.mark.parametrize("orchestration", ["single", "maker-checker", "parallel:2", "parallel:7", "debate:1",
+                                           "debate:4", "Debate:2", " parallel:3 "])
+def test_orchestration_changes_the_estimate_exactly_as_loop_cost(tmp_path: Path, orchestration: str) -> None:
+    """Every orchestration mode: same action multiplier, realistic blend and warnings as loop-cost."""
+    from tests.conftest import run_cli
+
+    root = _project_with_npm_registry(tmp_path)
+    args = ["--pattern", "ci-sweeper", "--level", "L3", "--orchestration", orchestration, "--json"]
+    theirs = json.loads(npm_tools.run_tool("loop-cost", *args).stdout)
+    ours = json.loads(run_cli("cost", *args, cwd=root).stdout)
+    assert _ordered(ours) == _ordered(theirs)
+    if orchestration.strip().lower() != "single":
+        assert ours["scenarios"]["action"]["tokensPerRun"] > ours["scenarios"]["report"]["tokensPerRun"]
+
+
+def test_our_cost_list_and_default_pattern_match_loop_cost(tmp_path: Path) -> None:
+    """`cost --list` prints loop-cost's list; bare `cost` estimates daily-triage at L1, like loop-cost."""
+    from tests.conftest import run_cli
+
+    root = _project_with_npm_registry(tmp_path)
+    assert run_cli("cost", "--list", cwd=root).stdout == npm_tools.run_tool("loop-cost", "--list").stdout
+    assert run_cli("cost", cwd=root).stdout == npm_tools.run_tool("loop-cost").stdout
+
+
+@pytest.mark.parametrize("args", [["-o", "parallel:1"], ["--orchestration", "swarm"], ["-o", "debate:0"]])
+def test_our_cost_command_rejects_bad_orchestration_with_loop_costs_words(tmp_path: Path, args: list[str]) -> None:
+    from tests.conftest import run_cli
+
+    root = _project_with_npm_registry(tmp_path)
+    theirs = npm_tools.run_tool("loop-cost", "-p", "ci-sweeper", *args)
+    ours = run_cli("cost", "-p", "ci-sweeper", *args, cwd=root)
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stderr.strip() == f"loop-runtime: {theirs.stderr.strip()}"

@@ -24,7 +24,7 @@ from loop_runtime.adapters.agents import CodexCliBackend
 from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
-from tests.support.npm_tools import bin_path
+from tests.support.npm_tools import bin_path, codex_home_dir
 
 Turns = list[dict[str, Any]]  # a model-server script
 
@@ -46,13 +46,8 @@ def worktree(tmp_path: Path) -> Path:
 
 def run_real(codex_bin: str, server: ModelServer, worktree: Path, tmp_path: Path, permission: Permission,
              **kw: Any) -> AgentResult:
-    """One real `codex exec` through our backend, with a private CODEX_HOME pointing at the stand-in.
-
-    CODEX_HOME lies outside /tmp: where bubblewrap is installed codex sandboxes its commands with
-    it, mounting a fresh /tmp, and its helper (``codex-linux-sandbox``, linked under CODEX_HOME)
-    must stay visible inside.
-    """
-    codex_home = _codex_home(tmp_path)
+    """One real `codex exec` through our backend, with a private CODEX_HOME pointing at the stand-in."""
+    codex_home = codex_home_dir()
     (codex_home / "config.toml").write_text(
         'model_provider = "local"\nmodel = "gpt-test"\n\n[model_providers.local]\nname = "local"\n'
         f'base_url = "{server.base_url}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n'
@@ -65,23 +60,6 @@ def run_real(codex_bin: str, server: ModelServer, worktree: Path, tmp_path: Path
                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)},
                            transcript_dir=str(tmp_path / ".loop-runtime" / "transcripts"), **kw)
     return asyncio.run(backend.run(request))
-
-
-def _codex_home(tmp_path: Path) -> Path:
-    base = Path.home() / ".cache" / "loop-runtime-tests" / "codex-homes"
-    base.mkdir(parents=True, exist_ok=True)
-    home = base / f"{tmp_path.name}-{os.getpid()}"
-    home.mkdir(exist_ok=True)
-    return home
-
-
-@pytest.fixture(autouse=True)
-def _remove_codex_homes(tmp_path: Path) -> Any:
-    yield
-    import shutil
-
-    shutil.rmtree(Path.home() / ".cache" / "loop-runtime-tests" / "codex-homes" / f"{tmp_path.name}-{os.getpid()}",
-                  ignore_errors=True)
 
 
 def responses_usage(inp: int, cached: int, out: int) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``loop-runtime``: the command line.
 
 Exit codes (R27): 0 completed (including no-op and paused), 2 a human is needed
-(escalation, gate hold, budget halt), 1 configuration or runtime error — always one
+(escalation, gate hold, budget or runs/day halt), 1 configuration or runtime error — always one
 line on stderr naming the file, field and value, never a traceback. Every read command
 takes ``--json``. The project root is ``--root`` > ``LOOP_PROJECT_ROOT`` > cwd (R33).
 
@@ -12,6 +12,7 @@ module level; everything else is imported inside the command that needs it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -45,11 +46,37 @@ class _Ctx:
 
 
 pass_ctx = click.make_pass_decorator(_Ctx)
+ROOT_HELP = "Project root (default: $LOOP_PROJECT_ROOT, else the current directory)."
+
+LEVEL_HELP = "Autonomy level: L0 observe, L1 report, L2 propose fixes, L3 merge (default: LOOP.md, else the registry)."
+
+
+def pattern_param(*, default: str | None = None) -> Any:
+    """The pattern as a positional argument or as loop-cost/loop-init's ``-p/--pattern`` (either, not both).
+
+    A wrapper, so the command keeps one ``pattern`` parameter whichever spelling was used.
+    """
+    import functools
+
+    def deco(f: Any) -> Any:
+        @functools.wraps(f)
+        def wrapper(*args: Any, pattern: str | None = None, pattern_opt: str | None = None, **kw: Any) -> Any:
+            if pattern and pattern_opt and pattern != pattern_opt:
+                raise click.UsageError(f"two patterns given: {pattern!r} and --pattern {pattern_opt!r}")
+            chosen = pattern or pattern_opt or default
+            if chosen is None:
+                raise click.UsageError("missing pattern: give it as an argument or with -p/--pattern")
+            return f(*args, pattern=chosen, **kw)
+
+        wrapper = click.option("-p", "--pattern", "pattern_opt", metavar="ID",
+                               help="Pattern id (same as the PATTERN argument; loop-cost/loop-init spelling).")(wrapper)
+        return click.argument("pattern", required=False)(wrapper)
+
+    return deco
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Project root (default: $LOOP_PROJECT_ROOT, else the current directory).")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help=ROOT_HELP)
 @click.version_option(package_name="loop-runtime")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None) -> None:
@@ -89,13 +116,16 @@ def list_cmd(c: _Ctx, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("pattern")
-@click.option("--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None)
-@click.option("--cadence", default=None, help="Override the cadence (e.g. 15m, 6h-1d).")
-@click.option("--json", "as_json", is_flag=True)
+@pattern_param()
+@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None, help=LEVEL_HELP)
+@click.option("-c", "--cadence", default=None, help="Override the cadence (e.g. 15m, 6h-1d).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def plan(c: _Ctx, pattern: str, level: str | None, cadence: str | None, as_json: bool) -> None:
-    """Show how a loop would run: level, cadence, caps, attempts, and where each came from."""
+    """Show how a loop would run: level, cadence, caps, attempts, and where each came from.
+
+    PATTERN: a pattern id from the registry (`loop-runtime list`).
+    """
     from .render import plan_text
 
     doc = c.project.plan(pattern, level, cadence).as_json()
@@ -108,21 +138,33 @@ def plan(c: _Ctx, pattern: str, level: str | None, cadence: str | None, as_json:
 
 
 @cli.command()
-@click.argument("pattern")
-@click.option("--level", type=click.Choice(["L1", "L2", "L3"]), default="L1", show_default=True)
-@click.option("--cadence", default=None)
+@pattern_param(default="daily-triage")
+@click.option("-l", "--level", type=click.Choice(["L1", "L2", "L3"]), default="L1", show_default=True,
+              help="Readiness level the estimate assumes (its blend of no-op, report and action runs).")
+@click.option("-c", "--cadence", default=None, help="Override the cadence (e.g. 15m, 1d, 5m-15m).")
+@click.option("-o", "--orchestration", default="single", show_default=True, metavar="MODE",
+              help="Multi-agent action cost: single, maker-checker, parallel:N (N>=2), debate:R (R>=1).")
 @click.option("--conservative", is_flag=True, help="Use the slower end of a cadence range.")
 @click.option("--with-caching", is_flag=True, help="Also estimate the prompt-caching scenario.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--list", "list_ids", is_flag=True, help="List pattern ids (id, token cost, cadence) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (loop-cost's JSON).")
 @pass_ctx
-def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, conservative: bool, with_caching: bool,
-         as_json: bool) -> None:
-    """Estimate daily tokens exactly as @cobusgreyling/loop-cost does."""
-    from .core.cost import estimate, format_estimate
+def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, orchestration: str, conservative: bool,
+         with_caching: bool, list_ids: bool, as_json: bool) -> None:
+    """Estimate daily tokens exactly as @cobusgreyling/loop-cost does (default pattern: daily-triage).
+
+    PATTERN: a pattern id from the registry (`loop-runtime list`).
+    """
+    from .core.cost import estimate, format_estimate, list_patterns
     from .formats.registry import find_pattern, load_registry
 
-    est = estimate(find_pattern(load_registry(c.root), pattern), level, cadence, conservative,
-                   with_caching=with_caching)
+    registry = load_registry(c.root)
+    if list_ids:
+        for line in list_patterns(registry):
+            click.echo(line)
+        return
+    est = estimate(find_pattern(registry, pattern), level, cadence, conservative,
+                   with_caching=with_caching, orchestration=orchestration)
     if as_json:
         _emit_json(est)
     else:
@@ -135,13 +177,23 @@ def gate() -> None:
 
 
 @gate.command("check")
-@click.argument("paths", nargs=-1, required=True)
-@click.option("--action", type=click.Choice(["commit", "merge", "auto-merge"]), default="commit", show_default=True)
+@click.argument("paths", nargs=-1, required=False)
+@click.option("--paths", "paths_opt", multiple=True, metavar="P1,P2,...",
+              help="Changed paths, comma-separated (loop-gate's spelling); more may follow as arguments.")
+@click.option("--action", type=click.Choice(["commit", "merge", "auto-merge"]), default="commit", show_default=True,
+              help="What the loop wants to do with the paths.")
 @click.option("--gate-file", default=None, help="Policy file (default: <root>/gate.yaml, else the safety.md default).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (loop-gate's JSON).")
 @pass_ctx
-def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | None, as_json: bool) -> None:
-    """Check paths against the gate policy; exit 0 allowed, 2 escalate."""
+def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], action: str, gate_file: str | None,
+               as_json: bool) -> None:
+    """Check paths against the gate policy; exit 0 allowed, 2 escalate.
+
+    PATHS: changed file paths (each may be comma-separated), e.g. `gate check --paths a.py b.py`.
+    """
+    paths = (*paths_opt, *paths)
+    if not paths:
+        raise click.UsageError("no paths: give them as arguments or with --paths a,b")
     from pathlib import Path
 
     from .core.gate import check, format_decision, split_paths_arg
@@ -156,6 +208,8 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | No
     else:
         policy, warning = load_gate_policy(c.root)
     split = [p for arg in paths for p in split_paths_arg(arg)]
+    if not split:  # `--paths ""` or `--paths ,,`: nothing to check is not "allowed"
+        raise click.UsageError("--paths must contain at least one non-empty path.")
     decision = check(policy, split, action)
     if warning and not as_json:
         click.echo(f"warning: {warning}", err=True)
@@ -167,7 +221,7 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], action: str, gate_file: str | No
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
@@ -195,57 +249,103 @@ def _store_if_exists(project: Any) -> Any:
     return RunStore.open(project.root)
 
 
-def _print_status(doc: dict[str, Any]) -> None:
-    """A compact rich table (plain columns when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)
-    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
-    if doc["killSwitch"]["all"]:
-        title += "  [bold red]KILL SWITCH: ALL LOOPS PAUSED[/]"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col in ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL"):
-        table.add_column(col, no_wrap=True)
+def _status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """Each loop's cells as (text, rich style): the same words on a terminal and in a pipe."""
+    rows = []
     for lp in doc["loops"]:
         lvl, b = lp["level"], lp["budget"]
         spend = f"{b['spent']:,} / {b['cap']:,}" if b["cap"] else f"{b['spent']:,} / ?"
+        spend_style = ""
         if b["percent"] is not None and b["percent"] >= 80:
-            spend = f"[{'red' if b['percent'] >= 100 else 'yellow'}]{spend}[/]"
-        last = lp["lastRun"]["outcome"] if lp["lastRun"] else "never"
+            spend_style = "red" if b["percent"] >= 100 else "yellow"
+        last, last_style = (lp["lastRun"]["outcome"] if lp["lastRun"] else "never"), ""
         if lp["running"]:
-            last = f"[cyan]running: {lp['running']['phase']}[/]"
+            last, last_style = f"running: {lp['running']['phase']}", "cyan"
         eff = lvl["effective"]
-        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→[yellow]{eff}[/]"
-        table.add_row(lp["pattern"], level, lp["cadence"], lp["nextRun"] or "-", last, spend,
-                      f"{lp['runs']['today']}/{lp['runs']['max'] or '-'}", str(lp["openEscalations"] or "-"),
-                      "[red]ON[/]" if lp["killSwitch"]["engaged"] else "off")
-    console.print(table)
-    for lp in doc["loops"]:
-        lvl = lp["level"]
-        if lvl["effective"] != lvl["configured"]:
-            console.print(f"{lp['pattern']}: {lvl['effective']} — {lvl['reason']}")
+        level = lvl["configured"] if eff == lvl["configured"] else f"{lvl['configured']}→{eff}"
+        rows.append([(lp["pattern"], ""), (level, "" if eff == lvl["configured"] else "yellow"),
+                     (lp["cadence"], ""), (lp["nextRun"] or "-", ""), (last, last_style), (spend, spend_style),
+                     (f"{lp['runs']['today']:,}/{lp['runs']['max'] or '-'}", ""),
+                     (f"{lp['openEscalations']:,}" if lp["openEscalations"] else "-", ""),
+                     ("ON", "red") if lp["killSwitch"]["engaged"] else ("off", "")])
+    return rows
+
+
+_STATUS_COLUMNS = ("LOOP", "LEVEL", "CADENCE", "NEXT RUN", "LAST", "TOKENS TODAY", "RUNS", "ESC", "KILL")
+
+
+def _print_status(doc: dict[str, Any], stream: Any = None) -> None:
+    """A rich table on a terminal; plain full-width columns, one loop per line, anywhere else (never cut)."""
+    stream = stream or click.get_text_stream("stdout")
+    title = f"{doc['root']}  (registry: {doc['registry']['source']})"
+    kill_all = "  KILL SWITCH: ALL LOOPS PAUSED" if doc["killSwitch"]["all"] else ""
+    rows = _status_rows(doc)
+    notes = [f"{lp['pattern']}: {lp['level']['effective']} — {lp['level']['reason']}" for lp in doc["loops"]
+             if lp["level"]["effective"] != lp["level"]["configured"]]
+    notes += [f"{lp['pattern']}: not enabled (shown because it has run; enable it in LOOP.md or loop-runtime.toml)"
+              for lp in doc["loops"] if lp.get("enabled") is False]
+    others = doc.get("otherPatterns", 0)
+    if not doc["loops"]:
+        from .loops import LOOKED_FOR
+
+        notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
+    if others:
+        notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
+                     "(`loop-runtime list` shows them).")
+    if not stream.isatty():
+        from .render import table
+
+        click.echo(title + kill_all, file=stream)
+        if rows:
+            click.echo(table([[text for text, _ in r] for r in rows], _STATUS_COLUMNS), file=stream)
+        for n in notes:
+            click.echo(n, file=stream)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    table_ = Table(title=escape(title) + (f"[bold red]{kill_all}[/]" if kill_all else ""), title_justify="left",
+                   box=None, pad_edge=False, header_style="bold")
+    for col in _STATUS_COLUMNS:
+        table_.add_column(col, overflow="fold")
+    for r in rows:
+        table_.add_row(*[Text(text, style=style) for text, style in r])
+    if rows:
+        console.print(table_)
+    else:
+        console.print(Text(title + kill_all))
+    for n in notes:
+        console.print(Text(n))
 
 
 # ---------------------------------------------------------------------------- run
 
 
 @cli.command()
-@click.argument("pattern")
-@click.option("--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None)
+@pattern_param()
+@click.option("-l", "--level", type=click.Choice(["L0", "L1", "L2", "L3"]), default=None, help=LEVEL_HELP)
 @click.option("--dry-run", is_flag=True, help="Run in memory: read the project, write nothing.")
-@click.option("--ticks", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option("--ticks", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="How many ticks to run, one after another.")
 @click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
               help="Agent backend (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
-@click.option("--model", default=None)
+@click.option("--model", default=None, help="Model for the agent backend (default: the backend's own).")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
               help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
+@click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
+              "is reached (the token budget and the kill switch still apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, as_json: bool) -> None:
-    """Run tick(s) of one loop now."""
+        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
+    """Run tick(s) of one loop now.
+
+    PATTERN: a pattern id from the registry (`loop-runtime list`).
+    """
     import asyncio
 
     from .progress import make_progress
@@ -253,9 +353,9 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     project = c.project
     plan_ = project.plan(pattern, level)
-    progress = make_progress(log_format)
+    progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
-                      on_event=progress.event if progress else None, notifier=_notifier(project))
+                      on_event=progress.event if progress else None, notifier=_notifier(project), force=force)
     name = backend_name(project, plan_, opts)
     try:
         if dry_run:
@@ -326,7 +426,10 @@ def _notifier(project: Any) -> Any:
 @click.option("--reason", default="", help="Recorded in the kill-switch file.")
 @pass_ctx
 def kill(c: _Ctx, pattern: str | None, reason: str) -> None:
-    """Pause every loop (or one): writes loop-pause-all (or loop-pause-<pattern>) at the root."""
+    """Pause every loop (or one): writes loop-pause-all (or loop-pause-<pattern>) at the root.
+
+    PATTERN: the loop to pause (default: all loops).
+    """
     from .actions import kill as do_kill
 
     name = do_kill(c.project, pattern, reason=reason)
@@ -338,7 +441,10 @@ def kill(c: _Ctx, pattern: str | None, reason: str) -> None:
 @click.argument("pattern", required=False)
 @pass_ctx
 def resume(c: _Ctx, pattern: str | None) -> None:
-    """Clear the kill switch written by `kill` (flags written by hand are reported)."""
+    """Clear the kill switch written by `kill` (flags written by hand are reported).
+
+    PATTERN: the loop to resume (default: the all-loops switch).
+    """
     from .actions import resume as do_resume
 
     cleared, remaining = do_resume(c.project, pattern)
@@ -351,7 +457,7 @@ def resume(c: _Ctx, pattern: str | None) -> None:
 
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Include approved and rejected ones.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def escalations(c: _Ctx, show_all: bool, as_json: bool) -> None:
     """List escalations held for a human."""
@@ -382,41 +488,91 @@ def _esc_doc(e: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("escalation_id")
-@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human).")
+@click.option("--merge", is_flag=True, help="Also merge into the base branch (L3 decision by a human); on an "
+              "escalation approved earlier, merge its branch now.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @pass_ctx
-def approve(c: _Ctx, escalation_id: str, merge: bool) -> None:
-    """Apply a held change exactly as reviewed (no agent is called)."""
+def approve(c: _Ctx, escalation_id: str, merge: bool, as_json: bool) -> None:
+    """Apply a held change exactly as reviewed (no agent is called).
+
+    ESCALATION_ID: the id `loop-runtime escalations` shows.
+    """
     from .actions import approve as do_approve
 
     r = do_approve(c.project, escalation_id, merge=merge)
-    where = f" on {r['branch']}" if r.get("branch") else ""
-    click.echo(f"Approved {escalation_id}: committed{where}" + (" and merged" if merge else "") + ".")
+    if as_json:
+        _emit_json(r)
+        return
+    click.echo(approve_text(r))
+
+
+def approve_text(r: dict[str, Any]) -> str:
+    """What ``approve`` did, in words: the commit, the merge, and what happened to the runtime's own files."""
+    esc = r["id"]
+    if r.get("later"):
+        lines = [f"Merged {esc} (approved earlier): {r['branch']} into {r['into']} at {r['merge'][:12]}."]
+    else:
+        where = f" on {r['branch']}" + (f" ({r['commit'][:12]})" if r.get("commit") else "") if r.get("branch") else ""
+        lines = [f"Approved {esc}: committed{where}."]
+        if r.get("merge"):
+            lines.append(f"Merged {r['branch']} into {r['into']} at {r['merge'][:12]}.")
+        elif r.get("branch"):
+            lines.append(f"Not merged: `loop-runtime approve {esc} --merge` merges it later.")
+    if r.get("committed"):
+        lines.append(f"Committed loop-runtime's own files first ({r['stateCommit'][:12]}), since the branch "
+                     f"changes them too: {', '.join(r['committed'])}.")
+    if r.get("carried"):
+        lines.append(f"Carried over loop-runtime's own uncommitted files (still uncommitted): "
+                     f"{', '.join(r['carried'])}.")
+    removed = r.get("removed") or {}
+    if removed.get("worktree"):
+        lines.append(f"Removed worktree {removed['worktree']}; kept branch {r['branch']}.")
+    return "\n".join(lines)
 
 
 @cli.command()
 @click.argument("escalation_id")
 @click.option("--reason", required=True, help="Why — recorded in the state file.")
+@click.option("--keep-branch", is_flag=True, help="Keep the branch loop/<run-id> (with the held change committed "
+              "on it) instead of deleting it.")
 @pass_ctx
-def reject(c: _Ctx, escalation_id: str, reason: str) -> None:
-    """Discard a held change and record the decision."""
+def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
+    """Discard a held change: remove its worktree and branch, and record the decision.
+
+    ESCALATION_ID: the id `loop-runtime escalations` shows.
+    """
     from .actions import reject as do_reject
 
-    do_reject(c.project, escalation_id, reason=reason)
+    r = do_reject(c.project, escalation_id, reason=reason, keep_branch=keep_branch)
     click.echo(f"Rejected {escalation_id}: {reason}")
+    removed = r.get("removed") or {}
+    gone = [f"worktree {removed['worktree']}" if removed.get("worktree") else "",
+            f"branch {removed['branch']}" if removed.get("branch") else "",
+            f"held patch {removed['patch']}" if removed.get("patch") else ""]
+    if any(gone):
+        click.echo("Removed " + ", ".join(g for g in gone if g) + ".")
+    if removed.get("branchKept"):
+        click.echo(f"Kept branch {removed['branchKept']} (the held change is committed on it); "
+                   f"delete it with `git branch -D {removed['branchKept']}`.")
+    elif not any(gone):
+        click.echo("Nothing on disk to remove (no worktree or branch was left).")
 
 
 @cli.command()
 @click.argument("pattern")
 @click.argument("tokens", type=int)
-@click.option("--reason", default="manual top-up", show_default=True)
+@click.option("--reason", default="manual top-up", show_default=True, help="Recorded with the top-up.")
 @click.option("--resume", "resume_tick", is_flag=True, help="Resume the last budget-halted tick from its last phase.")
 @click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
               help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
-@click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick.")
+@click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick (a bundled name or a file).")
 @pass_ctx
 def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, backend: str | None,
           scenario: str | None) -> None:
-    """Raise today's cap for one loop; optionally resume its budget-halted tick."""
+    """Raise today's cap for one loop; optionally resume its budget-halted tick.
+
+    PATTERN: the loop's id; TOKENS: how many tokens to add to today's cap.
+    """
     from .actions import topup as do_topup
 
     r = do_topup(c.project, pattern, tokens, reason=reason)
@@ -442,14 +598,19 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 @cli.command()
 @click.argument("patterns", nargs=-1)
 @click.option("--dashboard", is_flag=True, help="Also serve the dashboard.")
-@click.option("--port", type=int, default=8765, show_default=True)
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None)
-@click.option("--scenario", default=None)
-@click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto")
+@click.option("--port", type=int, default=8765, show_default=True, help="Dashboard port (with --dashboard).")
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"]), default=None,
+              help="Agent backend (default: loop-runtime.toml, else mock).")
+@click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
+@click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
+              help="Log lines on stderr: plain for people, json for machines, none for quiet.")
 @pass_ctx
 def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backend: str | None,
           scenario: str | None, log_format: str) -> None:
-    """Run every enabled loop (or the named ones) on its cadence until SIGTERM/SIGINT."""
+    """Run every enabled loop (or the named ones) on its cadence until SIGTERM/SIGINT.
+
+    PATTERNS: pattern ids to run (default: every enabled loop).
+    """
     from .daemon import run_daemon
 
     sys.exit(run_daemon(c.project, list(patterns), dashboard=dashboard, port=port, backend=backend,
@@ -457,8 +618,9 @@ def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backen
 
 
 @cli.command()
-@click.option("--port", type=int, default=8765, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (anything but loopback requires a token).")
 @click.option("--token", default=None, help="Required for mutating requests (default: random, printed).")
 @pass_ctx
 def dashboard(c: _Ctx, port: int, host: str, token: str | None) -> None:
@@ -466,6 +628,29 @@ def dashboard(c: _Ctx, port: int, host: str, token: str | None) -> None:
     from .dashboard.server import serve
 
     serve(c.project, host=host, port=port, token=token)
+
+
+# ---------------------------------------------------------------------------- --root anywhere
+
+
+def _root_after_subcommand(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``loop-runtime status --root X`` means the same as ``loop-runtime --root X status`` (the later one wins)."""
+    if value is not None:
+        ctx.ensure_object(_Ctx)._root_flag = value
+
+
+def _accept_root_everywhere(group: click.Group) -> None:
+    """Give every subcommand (and sub-subcommand) its own ``--root``, as gh/git users expect."""
+    for command in group.commands.values():
+        if not any(isinstance(p, click.Option) and "--root" in p.opts for p in command.params):
+            command.params.append(click.Option(["--root"], type=click.Path(file_okay=False), default=None,
+                                               expose_value=False, is_eager=True, callback=_root_after_subcommand,
+                                               help=ROOT_HELP))
+        if isinstance(command, click.Group):
+            _accept_root_everywhere(command)
+
+
+_accept_root_everywhere(cli)
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -490,10 +675,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"loop-runtime: {e.filename or ''}: {e.strerror}".replace(": :", ":"), err=True)
         sys.exit(1)
     except Exception as e:  # a bug: still one line, the traceback on request
-        import os
-
         if os.environ.get("LOOP_RUNTIME_DEBUG"):
             raise
+        from .optional import missing_message
+
+        missing = missing_message(e) if isinstance(e, ImportError) else None
+        if missing:  # an optional part used without its extra: name the extra, not "internal error"
+            click.echo(f"loop-runtime: {missing}", err=True)
+            sys.exit(1)
         click.echo(f"loop-runtime: internal error: {type(e).__name__}: {e} (set LOOP_RUNTIME_DEBUG=1 for a "
                    "traceback)", err=True)
         sys.exit(1)

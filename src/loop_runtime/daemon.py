@@ -14,23 +14,89 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError, LeaseHeld, LoopError
+from .errors import LeaseHeld, LoopError
 from .runtime import Project
 
 GRACE_S = 30.0
 
 
 def _logger(fmt: str) -> Any:
+    """``json``: one object per event; ``plain``: sentences a person reads (``ci-sweeper: no-op in 0.16 s``)."""
+
     def log(kind: str, fields: Mapping[str, Any]) -> None:
         if fmt == "none":
             return
         if fmt == "json":
-            print(json.dumps({"event": kind, **{k: str(v) for k, v in fields.items()}}), file=sys.stderr, flush=True)
-        else:
-            extras = " ".join(f"{k}={v}" for k, v in fields.items())
-            print(f"{kind} {extras}".rstrip(), file=sys.stderr, flush=True)
+            print(json.dumps({"event": kind, **{k: _json_value(v) for k, v in fields.items()}}), file=sys.stderr,
+                  flush=True)
+            return
+        line = human_line(kind, fields)
+        if line:
+            print(line, file=sys.stderr, flush=True)
 
     return log
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    return str(v)
+
+
+def _when(v: Any) -> str:
+    return v.strftime("%H:%M:%S UTC") if hasattr(v, "strftime") else str(v)
+
+
+#: Scheduler bookkeeping that a person does not need to read (``--log-format json`` still has it).
+_SILENT = frozenset({"tick.start", "tick.done", "tick.end", "scheduler.start", "scheduler.stop",
+                     "shutdown.settled"})
+
+
+def human_line(kind: str, f: Mapping[str, Any]) -> str:
+    """One readable line for a daemon event; '' for bookkeeping events (kept in the JSON format)."""
+    pat = f.get("pattern", "")
+    if kind in _SILENT:
+        return ""
+    if kind == "daemon.start":
+        return f"loop-runtime: running {f.get('loops')} (SIGTERM or Ctrl-C stops)"
+    if kind == "daemon.stop":
+        return "loop-runtime: stopped"
+    if kind == "tick":
+        secs = float(f.get("duration_s", 0.0))
+        tokens = int(f.get("tokens", 0))
+        line = f"{pat}: {f.get('outcome')} in {secs:.2f} s" + (f" — {tokens:,} tokens" if tokens else "")
+        if f.get("haltReason") == "budget":
+            line += f" (budget: `loop-runtime topup {pat} <tokens> --resume` raises today's cap and resumes it)"
+        elif f.get("haltReason") not in (None, "paused"):
+            line += f" ({f.get('haltReason')})"
+        return line
+    if kind == "skip.lease":
+        return f"{pat}: skipped — {f.get('detail')}"
+    if kind == "skip.overlap":
+        return f"{pat}: skipped — the previous tick is still running (next at {_when(f.get('next_due'))})"
+    if kind == "skip.runs-cap":
+        return (f"{pat}: skipped — runs/day cap reached ({f.get('runs')}/{f.get('cap')}); "
+                f"next at {_when(f.get('next_due'))}")
+    if kind == "tick.error":
+        return f"{pat}: tick failed — {f.get('error')}"
+    if kind == "tick.cancelled":
+        return f"{pat}: tick cancelled"
+    if kind == "shutdown.start":  # the signal handler already said "SIGTERM: stopping"
+        running = ", ".join(f.get("running") or [])
+        grace = float(f.get("grace_s", 0))
+        return f"loop-runtime: waiting up to {grace:g} s for {running} to finish" if running else ""
+    if kind == "shutdown.abandoned":
+        return f"loop-runtime: grace period over, cancelling {', '.join(f.get('running') or [])}"
+    if kind == "shutdown.done":
+        left = f.get("abandoned") or []
+        return "" if not left else f"loop-runtime: abandoned {', '.join(left)}"
+    if kind == "store.error":
+        return f"loop-runtime: store error in {f.get('call')}: {f.get('error')}"
+    if kind.startswith("notify."):
+        return f"notify: {kind.removeprefix('notify.')} {' '.join(f'{k}={v}' for k, v in f.items())}".rstrip()
+    return f"{kind} {' '.join(f'{k}={v}' for k, v in f.items())}".rstrip()
 
 
 async def serve_forever(project: Project, patterns: list[str], *, backend: str | None = None,
@@ -42,10 +108,14 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     from .runner import LoopRunner, RunOptions
     from .scheduler import Scheduler, install_signal_handlers
 
-    ids = patterns or project.enabled_patterns()
+    from .loops import project_loops
+
+    for pid in patterns:
+        project.pattern(pid)  # an unknown id fails now, with the valid list, not at its first tick
+    loops = project_loops(project)
+    ids = list(dict.fromkeys(patterns)) or list(loops.enabled)
     if not ids:
-        raise ConfigError("LOOP.md", "Active Loops", None, message="no loops enabled: name patterns on the command "
-                          "line, or list them in LOOP.md (## Active Loops) or loop-runtime.toml ([patterns.<id>])")
+        raise LoopError(loops.none_message(project))
     clock = clock or SystemClock()
     store = RunStore.open(project.root)
     log = _logger(log_format)
@@ -66,9 +136,14 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         specs.append(LoopSchedule.for_interval(pid, plan.interval_s, plan.max_runs_per_day))
 
     async def run_tick(pid: str) -> None:
+        import time
+
+        t0 = time.monotonic()
         try:
             result = await runners[pid].tick()
-            log("tick", {"pattern": pid, "outcome": result.outcome, "tokens": result.tokens})
+            log("tick", {"pattern": pid, "outcome": result.decision if result.decision == "paused" else result.outcome,
+                         "tokens": result.tokens, "duration_s": round(time.monotonic() - t0, 3),
+                         "runId": result.run_id, "haltReason": result.halt_reason})
         except LeaseHeld as e:
             log("skip.lease", {"pattern": pid, "detail": str(e)})
         except LoopError as e:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .core import killswitch
 from .core.budget import BudgetBreaker, utc_day
-from .core.engine import LoopEngine, TickDeps, new_run_id
+from .core.engine import LoopEngine, TickDeps
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld
@@ -158,6 +158,7 @@ class RunOptions:
     replay: Mapping[str, Mapping[str, Any]] | None = None
     run_id: str | None = None
     extra_stop: Callable[[], str | None] | None = None
+    force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
@@ -240,7 +241,7 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
-                    on_event=opts.on_event, env={},
+                    on_event=opts.on_event, env={}, force=opts.force,
                     sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None)
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
@@ -303,7 +304,12 @@ class LoopRunner:
         level = self.opts.level or plan.level
         now = self.clock.now()
         tick_id = f"{plan.pattern_id}-{os.urandom(6).hex()}"
-        run_id = self.opts.run_id or new_run_id(now)
+        if self.opts.run_id:
+            run_id = self.opts.run_id  # a resumed tick keeps its run's id
+        else:
+            from .adapters.run_ids import allocate_run_id
+
+            run_id = allocate_run_id(project.root, now)  # unique across processes on this project
         day = utc_day(now)
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
@@ -366,6 +372,7 @@ class LoopRunner:
             replay=dict(self.opts.replay or {}),
             tick_id=tick_id,
             run_id=run_id,
+            force=self.opts.force,
             sandbox_note=sandbox_note(sandbox, self.backend_name),
         )
 

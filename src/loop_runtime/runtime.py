@@ -60,17 +60,10 @@ class Project:
                           budget=self.budget, config=self.config)
 
     def enabled_patterns(self) -> list[str]:
-        """Loops to schedule: those named in LOOP.md or loop-runtime.toml; else the registry's first."""
-        from .formats.loopmd import find_override
+        """Loops to schedule: see ``loops.project_loops`` (the one rule start/status/dashboard share)."""
+        from .loops import project_loops
 
-        ids: list[str] = []
-        for p in self.registry.patterns:
-            pc = self.config.for_pattern(p.id)
-            configured = p.id in self.config.patterns
-            in_loop_md = self.loop_md is not None and find_override(self.loop_md, p) is not None
-            if (configured or in_loop_md) and pc.enabled:
-                ids.append(p.id)
-        return ids
+        return list(project_loops(self).enabled)
 
     def read(self, rel: str) -> str | None:
         try:

@@ -18,19 +18,10 @@ from .runtime import Project
 
 
 def loops_to_show(project: Project, store: Any) -> list[str]:
-    ids = project.enabled_patterns()
-    from .formats.runlog import parse_run_log
+    """The project's loops (``loops.project_loops``): enabled ones, then ones that ran but are not enabled."""
+    from .loops import project_loops
 
-    log = parse_run_log(project.read("loop-run-log.md") or "")
-    active = {e.pattern for e in log.entries}
-    if store is not None:
-        active |= {t.pattern for t in store.recent_ticks(None, 200)}
-    for p in project.registry.patterns:
-        if p.id not in ids and (p.id in active or (project.root / p.state).exists() and p.state != "STATE.md"):
-            ids.append(p.id)
-    if not ids:
-        ids = [p.id for p in project.registry.patterns if (project.root / p.state).exists()]
-    return ids or [p.id for p in project.registry.patterns]
+    return project_loops(project, store).shown
 
 
 def _iso(dt: Any) -> str | None:
@@ -124,6 +115,9 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any) ->
 
 
 def project_status(project: Project, now: datetime, store: Any = None) -> dict[str, Any]:
+    from .loops import project_loops
+
+    loops = project_loops(project, store)
     all_on = (project.root / killswitch.ALL).exists()
     for name in ("STATE.md", "LOOP.md"):
         text = project.read(name)
@@ -134,5 +128,7 @@ def project_status(project: Project, now: datetime, store: Any = None) -> dict[s
         "registry": {"source": project.registry.source, "path": project.registry.path},
         "killSwitch": {"all": all_on},
         "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "loops": [loop_status(project, pid, now, store) for pid in loops_to_show(project, store)],
+        "loops": [{**loop_status(project, pid, now, store), "enabled": pid in loops.enabled,
+                   "enabledBy": loops.reasons.get(pid)} for pid in loops.shown],
+        "otherPatterns": loops.others,
     }

@@ -78,3 +78,19 @@ def run_tool(name: str, *args: str, cwd: str | Path | None = None, input: str | 
         [str(bin_path(name)), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         input=input, stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+def codex_home_dir(name: str = "codex-home") -> Path:
+    """A private CODEX_HOME outside ``/tmp``.
+
+    Why: when a system ``bwrap`` is installed, codex runs its sandbox helper
+    (``codex-linux-sandbox``, an alias codex creates under ``$CODEX_HOME/tmp``) inside
+    bubblewrap, and with ``exclude_slash_tmp`` a home under ``/tmp`` is hidden from it:
+    ``bwrap: execvp codex-linux-sandbox: No such file or directory``. Real homes live in
+    ``~/.codex``; tests use a fresh folder beside the npm cache.
+    """
+    import tempfile
+
+    base = cache_dir().parent / "codex-homes"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))

@@ -71,7 +71,7 @@ def _mutex(path: Path, *, stale_s: float = MUTEX_STALE_S, wait_s: float = MUTEX_
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # umask decides
         except FileExistsError:
             try:
                 if time.time() - path.stat().st_mtime > stale_s:
@@ -629,3 +629,43 @@ class GitWorkspace:
             self._write_manifest(m)
         return [e.id for e in stale]
 
+
+    # ------------------------------------------------------------------ after a human decision
+
+    def handle_for(self, run_id: str) -> WorkspaceHandle | None:
+        """The handle of any recorded attempt (whatever its status), for merging an approved change later."""
+        entry = self._read_manifest().get(run_id)
+        if entry is None:
+            return None
+        return WorkspaceHandle(run_id=run_id, path=str(self.root / entry.path), branch=entry.branch,
+                               base_branch=entry.base_branch, base_commit=entry.base_commit or "")
+
+    def remove(self, run_id: str, *, keep_branch: bool = False, status: str = "rejected") -> dict[str, object]:
+        """A decided attempt is done: remove its worktree and held patch; delete its branch unless kept.
+
+        Returns what was removed (``worktree``, ``branch``, ``patch``) so the caller can say so.
+        """
+        if not _RUN_ID.match(run_id) or ".." in run_id:
+            raise ConfigError("", "run_id", run_id)
+        entry = self._read_manifest().get(run_id)
+        wt = (self.root / (entry.path if entry is not None else self._rel(run_id))).resolve()
+        branch = entry.branch if entry is not None else f"loop/{run_id}"
+        done: dict[str, object] = {"worktree": None, "branch": None, "patch": None, "branchKept": None}
+        self._checked.pop(run_id, None)
+        if wt in self._worktrees():
+            run_git(["worktree", "remove", "--force", "--force", str(wt)], self.root)
+            done["worktree"] = str(wt.relative_to(self.root)) if wt.is_relative_to(self.root) else str(wt)
+        git_ok(["worktree", "prune"], self.root)
+        if self._branch_exists(branch):
+            if keep_branch:
+                done["branchKept"] = branch
+            else:
+                run_git(["branch", "-D", branch], self.root)
+                done["branch"] = branch
+        patch = self.root / PATCH_DIR / f"{run_id}.patch"
+        if not keep_branch and patch.exists():
+            patch.unlink()
+            done["patch"] = f"{PATCH_DIR}/{run_id}.patch"
+        if entry is not None:
+            self.mark(run_id, status)
+        return done

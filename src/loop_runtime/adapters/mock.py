@@ -66,6 +66,14 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
     else:
         try:
             text = Path(name).read_text("utf-8")
+        except FileNotFoundError:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(SCENARIOS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError("", "scenario", name, message=(
+                f"scenario {name!r} not found: {hint}not a bundled scenario ({', '.join(SCENARIOS)}) "
+                "and no such file")) from None
         except OSError as e:
             raise ConfigError(name, "scenario", name, message=f"cannot read scenario: {e.strerror}") from None
         file = name

@@ -99,6 +99,10 @@ class AppriseNotifier:
         self._log = log or _log.warning
         self._secrets = [s for u in self._urls for s in _url_secrets(u)]
         self._apprise: Any = None
+        if self._urls:
+            from ..optional import check
+
+            check("apprise")  # configured but not installed: one line at start-up, not a silent log per tick
 
     def __repr__(self) -> str:
         return f"AppriseNotifier({[_safe_url(u) for u in self._urls]})"
@@ -139,8 +143,9 @@ class AppriseNotifier:
             return self._apprise
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # apprise imports imghdr on 3.11+
-            import apprise
+            from ..optional import require
 
+            apprise = require("apprise")
             client = apprise.Apprise()
             for url in self._urls:
                 if not client.add(url):

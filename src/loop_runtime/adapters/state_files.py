@@ -28,8 +28,9 @@ def atomic_write(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        from .fsmode import new_file_mode
+
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else new_file_mode())  # not mkstemp's 0o600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -211,6 +211,9 @@ def ensure_gitignore(path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("*\n")
+        from .fsmode import new_file_mode
+
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

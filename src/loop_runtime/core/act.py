@@ -258,8 +258,10 @@ def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
 
 
 def _test_summary(tests: TestRun) -> str:
-    if tests.command is None:
-        return "No test command was found for this project; judge the diff on its own and escalate if unsure."
+    """What the verifier reads about the tests; "no tests" is said plainly, never as a pass."""
+    if not tests.command:
+        return ("NO TESTS RAN: no test command was found for this project, so nothing was checked "
+                "(this is not a pass). Judge the diff on its own, and escalate if you are unsure.")
     head = f"$ {tests.command}\nexit code: {tests.exit_code}{' (timed out)' if tests.timed_out else ''}\n"
     return head + tests.output[-6000:]
 

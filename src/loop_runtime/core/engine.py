@@ -86,6 +86,7 @@ class TickDeps:
     replay: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # resume: recorded agent results
     tick_id: str | None = None
     run_id: str | None = None
+    force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
     sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
 
 
@@ -98,13 +99,20 @@ class Halt(Exception):
 
 
 def new_run_id(now: datetime) -> str:
-    """The run log's ``run_id``: an ISO-8601 UTC timestamp, as the ecosystem writes it."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The run log's ``run_id``: an ISO-8601 UTC timestamp with milliseconds, unique in this process.
+
+    See ``core.run_ids``: ids are allocated (strictly increasing), not just formatted, so two
+    ticks in one millisecond — or one second — never share an id.
+    """
+    from .run_ids import PROCESS_SEQUENCE
+
+    return PROCESS_SEQUENCE.next(now)
 
 
 def worktree_run_id(pattern: str, run_id: str, attempt: int, tick_id: str) -> str:
     """A git-ref-safe, unique id for one attempt's worktree and branch (``loop/<id>``)."""
-    return f"{pattern}-{run_id.replace(':', '').replace('-', '')}-{tick_id[-6:]}-a{attempt}"
+    compact = run_id.replace(":", "").replace("-", "").replace(".", "")
+    return f"{pattern}-{compact}-{tick_id[-6:]}-a{attempt}"
 
 
 class LoopEngine:

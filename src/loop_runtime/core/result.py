@@ -43,17 +43,20 @@ class TickResult:
 
     @property
     def exit_code(self) -> int:
-        """0 completed (incl. no-op and paused); 2 a human is needed (escalation, gate hold, budget halt)."""
+        """0 completed (incl. no-op and paused); 2 a human is needed (escalation, gate hold, budget or
+        runs/day halt)."""
         if self.outcome == "escalated":
             return 2
-        if self.outcome == "halted" and self.halt_reason not in ("kill", "paused", "runs-cap"):
-            return 2
+        if self.outcome == "halted" and self.halt_reason not in ("kill", "paused"):
+            return 2  # budget, runs/day cap, timeout, outside change: a human decides what next
         return 0
 
     @property
     def headline(self) -> str:
         verdict = f" ({VERDICT_WORDS.get(self.verdict, self.verdict.lower())})" if self.verdict else ""
-        return f"{self.decision}{verdict} — {self.tokens} tokens"
+        # an act decision below L2 only reports: the tick did not act, so it is not headed "act"
+        word = "report" if self.decision == "act" and self.outcome == "report-only" else self.decision
+        return f"{word}{verdict} — {self.tokens} tokens"
 
     def as_json(self) -> dict[str, Any]:
         return {

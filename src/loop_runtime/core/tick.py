@@ -10,15 +10,8 @@ from typing import Any
 from ..formats.lastrun import update_last_run
 from ..errors import ConfigError, LoopError
 from ..formats.runlog import MARKER, RunLogEntry, append_entry, parse_run_log, runs_on_day
-from ..formats.state import (
-    add_high_priority,
-    ensure_canonical_sections,
-    new_state_text,
-    parse_state,
-    render_state,
-    replace_section_items,
-    with_last_run,
-)
+from ..formats.state import parse_state, render_state, with_last_run
+from ..formats.state_layout import layout_for, new_layout_text, prepare, write_escalation, write_report
 from ..formats.triage import TriageDecision, parse_triage
 from ..ports import Permission
 from .budget import utc_day
@@ -28,6 +21,8 @@ from .result import TickResult
 from .sanitize import inert
 
 WATCH = "Watch List"
+#: How a human gets past an early exit or the runs/day cap (budget and kill switch still apply).
+FORCE_HINT = "run with --force to tick anyway"
 
 
 class Tick(TickBase):
@@ -51,7 +46,8 @@ class Tick(TickBase):
                 status = "resumable" if result.halt_reason == "budget" and self.phase not in ("idle",) else status
             j.finish(self.tick_id, status=status, outcome=result.outcome, tokens=result.tokens,
                      summary=result.as_json(), at=self.deps.clock.now())
-        self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens})
+        self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens, "decision": result.decision,
+                               "haltReason": result.halt_reason})
         return result
 
     async def _run(self) -> TickResult:
@@ -59,7 +55,8 @@ class Tick(TickBase):
         ks = self.kill_state()
         if ks.engaged:
             raise Halt("paused", ks.note)
-        self._check_runs_cap()
+        if not self.deps.force:
+            self._check_runs_cap()
         self.decide_level()
         if self.deps.sandbox_note:
             self.lines.append(self.deps.sandbox_note)
@@ -68,8 +65,9 @@ class Tick(TickBase):
             return self._draft()
         self.enter("discovering")
         observation, fp = self.observe()
-        if self.plan.early_exit_required and fp == self._last_noop_fingerprint():
-            self.lines.append("no change since the last no-op tick: exit early without calling an agent")
+        if self.plan.early_exit_required and not self.deps.force and fp == self._last_noop_fingerprint():
+            self.lines.append(f"no change since the last no-op tick: exit early without calling an agent "
+                              f"({FORCE_HINT})")
             return self._finish("noop", "no-op", note="early exit: nothing changed", refingerprint=True)
         self.enter("triaging")
         tri = await self.call_agent("triage", "triage", self.triage_prompt(observation), self.deps.root,
@@ -96,8 +94,10 @@ class Tick(TickBase):
         self.enter("reporting")
         items = [f"- {inert(i.id, 40)} — {inert(i.title)}" for i in decision.items]
 
+        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
+
         def update(doc: Any) -> Any:
-            return replace_section_items(doc, WATCH, items) if items else doc
+            return write_report(doc, layout, items)  # the pattern's own report section (Watch List for triage)
 
         note = decision.summary or f"{len(decision.items)} item(s) reported"
         return self._finish(decision.decision, "report-only", note=note, items=len(decision.items),
@@ -112,7 +112,15 @@ class Tick(TickBase):
         return self.result("draft", "no-op", note="L0 draft")
 
     def halted(self, reason: str, note: str) -> TickResult:
-        self.lines.append(f"halted: {note}")
+        if reason == "paused":
+            self.lines.append(f"paused: {note}")
+        elif reason == "budget":
+            self.lines.append(f"halted: {note} — `loop-runtime topup {self.plan.pattern_id} <tokens> --resume` "
+                              "raises today's cap and resumes this tick")
+        elif reason == "runs-cap":
+            self.lines.append(f"halted: {note} ({FORCE_HINT})")
+        else:
+            self.lines.append(f"halted: {note}")
         self.phase = "halted"
         self.record("phase:halted", {"reason": reason, "note": note})
         if reason == "budget":
@@ -150,8 +158,10 @@ class Tick(TickBase):
         st, now = self.deps.state, self.deps.clock.now()
         name = self.plan.state_file
         text = st.read(name)
-        doc = parse_state(text if text is not None else new_state_text(self.deps.context.project_name), file=name)
-        doc = ensure_canonical_sections(with_last_run(doc, now, f"{outcome}: {note}"[:200]))
+        layout = layout_for(self.plan.pattern_id, name)
+        fresh = new_layout_text(layout, self.deps.context.project_name)  # the pattern's starter shape
+        doc = parse_state(text if text is not None else fresh, file=name)
+        doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
         if state_update is not None:
             doc = state_update(doc)
         new_state = render_state(doc)
@@ -178,8 +188,10 @@ class Tick(TickBase):
         self.record("logged", {"outcome": outcome, "tokens": self.tokens})
 
     def escalation_state(self, item_id: str, line: str, action: str) -> Any:
+        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
+
         def update(doc: Any) -> Any:
-            return add_high_priority(doc, item_id, inert(line), action)
+            return write_escalation(doc, layout, item_id, inert(line), action)  # a new entry per escalation
 
         return update
 

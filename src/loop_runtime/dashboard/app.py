@@ -14,6 +14,7 @@ Routes (``POST`` ones need the token, see ``security``)::
     GET  /loops/{pattern}/timeline      the timeline table alone (live refresh)
     GET  /escalations           open and decided escalations
     GET  /escalations/{id}      held diff, verdict and reasons, test output
+    GET  /ticks/{tick}          one tick's story: phases, tokens per role, triage, verdict, tests, diff
     GET  /transcripts/{tick}/{name}     one transcript, redacted
     GET  /api/status  /api/budget       JSON (status = ``loop-runtime status --json``)
     GET  /events                SSE: store events as they arrive + status snapshots
@@ -61,6 +62,7 @@ class Dashboard:
         self._lock = threading.Lock()
         self.closing = False
         self.should_stop: Callable[[], bool] = lambda: False  # the server's "shutting down" flag
+        self._tick_tokens: dict[str, int] = {}
         self.secrets: list[str] = secret_values(project.root, os.environ)
         if guard.token not in self.secrets:
             self.secrets.append(guard.token)
@@ -126,14 +128,33 @@ class Dashboard:
         return [self.event_doc(e) for e in store.events_since(last, limit)]
 
     def event_doc(self, e: Any) -> dict[str, Any]:
+        """One store event for the page: redacted payload plus the sentence a person reads.
+
+        ``text`` is None for events that carry only numbers (token counters); the tick's
+        tokens so far, remembered from those, end the next sentence instead.
+        """
+        from .tickview import event_sentence, valid_tick_id
         from .views import redact_tree
 
+        payload = redact_tree(e.payload, self.secrets)
+        tick = e.tick_id if e.tick_id and valid_tick_id(str(e.tick_id)) else None
+        tokens = None
+        if tick is not None:
+            if e.kind in ("tick.usage", "tick.end") and isinstance(payload.get("tokens"), int):
+                self._tick_tokens[tick] = payload["tokens"]
+                while len(self._tick_tokens) > 500:
+                    self._tick_tokens.pop(next(iter(self._tick_tokens)))
+            tokens = self._tick_tokens.get(tick)
         return {"id": e.id, "kind": e.kind, "pattern": e.pattern, "tick": e.tick_id,
-                "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "payload": redact_tree(e.payload, self.secrets)}
+                "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "payload": payload,
+                "text": event_sentence(e.kind, e.pattern, payload, tokens),
+                "href": f"/ticks/{tick}" if tick else None}
 
     def recent_events(self, n: int = 25) -> tuple[list[dict[str, Any]], int]:
+        """The newest ``n`` events worth a sentence, newest first (and where live updates resume)."""
         last = self.latest_event_id()
-        return self.events_since(max(0, last - n), n)[::-1], last
+        docs = self.events_since(max(0, last - 10 * n), 10 * n)
+        return [d for d in docs if d["text"]][::-1][:n], last
 
     # -- responses
     def page(self, request: Any, name: str, context: dict[str, Any], status_code: int = 200) -> Any:
@@ -227,6 +248,22 @@ async def escalation_page(request: Any) -> Any:
     view = await call(escalation_view, d.project, store, esc, d.secrets)
     doc = await call(d.status)
     return d.page(request, "escalation.html", {"status": doc, "esc": view, "since": None, "nav": "escalations"})
+
+
+async def tick_page(request: Any) -> Any:
+    from .tickview import tick_view, valid_tick_id
+
+    d = dash_of(request)
+    tick_id = request.path_params["tick_id"]
+    if not valid_tick_id(tick_id):
+        return _not_found(request, "no such tick")
+    store = await call(d.store)
+    tick = None if store is None else await call(store.get_tick, tick_id)
+    if tick is None:
+        return _not_found(request, "no such tick")
+    view = await call(tick_view, d.project, store, tick, now_utc(), d.secrets)
+    doc = await call(d.status)
+    return d.page(request, "tick.html", {"status": doc, "tick": view, "since": None, "nav": "loop"})
 
 
 async def transcript_page(request: Any) -> Any:
@@ -368,6 +405,7 @@ def create_app(project: Project, *, token: str, store_factory: StoreFactory | No
         Route("/escalations/{esc_id}", escalation_page),
         Route("/escalations/{esc_id}/approve", approve_action, methods=["POST"]),
         Route("/escalations/{esc_id}/reject", reject_action, methods=["POST"]),
+        Route("/ticks/{tick_id}", tick_page),
         Route("/transcripts/{tick_id}/{name}", transcript_page),
         Route("/api/status", api_status),
         Route("/api/budget", api_budget),

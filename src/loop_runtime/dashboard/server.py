@@ -29,8 +29,11 @@ def make_server(project: Project, *, host: str, port: int, token: str | None) ->
 
     Raises ``ConfigError`` for a non-loopback ``host`` without a token.
     """
-    import uvicorn
+    from ..optional import require
 
+    for module in ("starlette", "jinja2"):
+        require(module)
+    uvicorn = require("uvicorn")
     from .app import create_app
 
     token = resolve_token(host, token, project.config.dashboard_token)

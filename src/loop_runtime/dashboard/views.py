@@ -2,13 +2,12 @@
 
 Every string that came from a file, the store or an agent is redacted here, before a
 template sees it, and templates autoescape it: an agent's text can neither leak a
-secret nor inject markup. Markdown (the state file) is rendered by a deliberately tiny
-renderer that escapes first and only then adds a handful of tags.
+secret nor inject markup. Markdown (the state file) is rendered by markdown-it-py with
+raw HTML disabled and sanitised by nh3 (``dashboard.markdown``).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ __all__ = [
     "render_markdown",
     "running_tick",
     "safe",
+    "test_view",
     "tick_rows",
     "transcript_path",
 ]
@@ -278,9 +278,7 @@ def escalation_view(project: Project, store: Any, esc: Any, secrets: Sequence[st
         "attempts": ctx.get("attempts"), "level": level, "canMerge": level == "L3",
         "verdict": verdict.get("verdict") or ctx.get("verdict"), "reasons": reasons,
         "lastError": safe(ctx.get("lastError") or "", secrets, 2000),
-        "tests": None if tests is None else {
-            "command": safe(tests.get("command") or "(none found)", secrets, 300), "passed": bool(tests.get("passed")),
-            "exitCode": tests.get("exit_code"), "output": safe(tests.get("output") or "", secrets)},
+        "tests": None if tests is None else test_view(tests, secrets),
         "diff": diff_files(safe(esc.diff, secrets, 400_000)),
         "diffEmpty": not esc.diff.strip(),
         "decidedBy": safe(esc.decided_by or "", secrets, 100), "decidedAt": fmt_ts(esc.decided_at),
@@ -291,6 +289,18 @@ def escalation_view(project: Project, store: Any, esc: Any, secrets: Sequence[st
     }
 
 
+def test_view(tests: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """A ``tests`` journal entry for a page: ``state`` is passed, failed or none (no test command found).
+
+    "No tests" is its own neutral state, never a green "passed": nothing was checked.
+    """
+    command = tests.get("command")
+    state = "none" if not command else ("passed" if tests.get("passed") else "failed")
+    return {"state": state, "command": safe(command or "", secrets, 300), "passed": state == "passed",
+            "exitCode": tests.get("exit_code"), "output": safe(tests.get("output") or "", secrets),
+            "attempt": tests.get("attempt")}
+
+
 def _known(project: Project, pattern: str) -> bool:
     return any(p.id == pattern for p in project.registry.patterns)
 
@@ -298,57 +308,8 @@ def _known(project: Project, pattern: str) -> bool:
 # ---------------------------------------------------------------------------- markdown
 
 
-_INLINE = (
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
-)
-
-
-def _inline(escaped: str) -> str:
-    for rx, repl in _INLINE:
-        escaped = rx.sub(repl, escaped)
-    return escaped
-
-
 def render_markdown(text: str) -> str:
-    """A safe subset of Markdown (headings, lists, checkboxes, code, bold) as HTML.
+    """Sanitised HTML for Markdown (markdown-it-py, raw HTML off, then nh3): see ``dashboard.markdown``."""
+    from .markdown import render_markdown as render
 
-    The whole text is HTML-escaped first, so the only tags in the output are the ones
-    added here; links and raw HTML stay visible as text, never live.
-    """
-    out: list[str] = []
-    in_list = in_code = False
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            if in_list:
-                out.append("</ul>")
-                in_list = False
-            out.append("</pre>" if in_code else '<pre class="md-code">')
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        esc = html.escape(line)
-        m = re.match(r"^\s*[-*+]\s+(?:\[([ xX])\]\s+)?(.*)$", line)
-        if m:
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            box = "" if m.group(1) is None else ("☑ " if m.group(1).lower() == "x" else "☐ ")
-            out.append(f"<li>{box}{_inline(html.escape(m.group(2)))}</li>")
-            continue
-        if in_list:
-            out.append("</ul>")
-            in_list = False
-        h = re.match(r"^(#{1,6})\s+(.*)$", line)
-        if h:
-            level = min(len(h.group(1)) + 1, 6)
-            out.append(f"<h{level}>{_inline(html.escape(h.group(2)))}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{_inline(esc)}</p>")
-    if in_list:
-        out.append("</ul>")
-    if in_code:
-        out.append("</pre>")
-    return "\n".join(out)
+    return render(text)

@@ -106,7 +106,11 @@ def find_pattern(registry: Registry, pattern_id: str) -> Pattern:
     for pattern in registry.patterns:
         if pattern.id == pattern_id:
             return pattern
-    raise ConfigError(registry.path, "pattern", pattern_id, valid=registry.ids())
+    from .pattern_names import explain_unknown, workflow_only
+
+    message = explain_unknown(pattern_id, registry.ids(), {p.name: p.id for p in registry.patterns})
+    file = "" if workflow_only(pattern_id) else registry.path  # not a registry problem: no file to blame
+    raise ConfigError(file, "pattern", pattern_id, valid=registry.ids(), message=message)
 
 
 def _read(path: Path) -> str:

@@ -170,12 +170,15 @@ def ensure_canonical_sections(doc: StateDoc) -> StateDoc:
 
 
 def add_high_priority(
-    doc: StateDoc, item_id: str, line: str, loop_action: str, human_decision: str = "pending"
+    doc: StateDoc, item_id: str, line: str, loop_action: str, human_decision: str = "pending", *,
+    section: str = HIGH_PRIORITY,
 ) -> StateDoc:
-    """Record an escalation under High Priority, replacing that section's entry with the same id.
+    """Record an escalation as a new entry under High Priority (or the pattern's own ``section``).
 
-    An entry a human moved to another section is left there; a new escalation of the
-    same id gets a fresh High Priority entry.
+    Each escalation is its own entry: a second escalation of the same item is a second
+    entry (a human decides each one), never merged into the first. Recording the very
+    same escalation again (same id, title and loop action — a resumed tick replaying
+    it) changes nothing. An entry a human moved to another section is left there.
     """
     _check_id(item_id)
     nl = doc.newline
@@ -184,34 +187,46 @@ def add_high_priority(
         f"  Loop action: {_one_line(loop_action)}{nl}",
         f"  Human decision: {_one_line(human_decision)}{nl}",
     ]
-    target = _find_section(doc, HIGH_PRIORITY)
+    target = _find_section(doc, section)
     if target is not None:
-        span = _entry_span(doc.sections[target].body, item_id)
-        if span is not None:
-            body = list(doc.sections[target].body)
-            body[span[0]:span[1]] = entry
-            return _with_body(doc, target, body)
+        body = doc.sections[target].body
+        for start, stop in _entry_spans(body, item_id):
+            if [_strip_eol(x) for x in body[start:start + 2]] == [_strip_eol(x) for x in entry[:2]]:
+                new_body = list(body)
+                new_body[start:stop] = entry
+                return _with_body(doc, target, new_body)
     else:
-        before = _find_section(doc, WATCH_LIST)
-        if before is None:
-            before = _find_section(doc, RECENT_NOISE)
+        before = None
+        if _key(section) == _key(HIGH_PRIORITY):
+            before = _find_section(doc, WATCH_LIST)
+            if before is None:
+                before = _find_section(doc, RECENT_NOISE)
         target = len(doc.sections) if before is None else before
-        doc = _add_section(doc, HIGH_PRIORITY, target)
+        doc = _add_section(doc, section, target)
     return _with_body(doc, target, _append_lines(doc, target, entry))
 
 
-def set_human_decision(doc: StateDoc, item_id: str, decision: str, *, resolved: bool = True) -> StateDoc:
+def set_human_decision(doc: StateDoc, item_id: str, decision: str, *, resolved: bool = True,
+                       ref: str | None = None) -> StateDoc:
     """Rewrite an entry's ``Human decision:`` line and tick its box when resolved.
 
-    The entry is looked for in every section (a human may have moved it). A human may
-    also have removed it; then there is nothing to record and the document comes back
+    The entry is looked for in every section (a human may have moved it). With several
+    entries for one item (it escalated more than once) the one mentioning ``ref`` (the
+    escalation id) wins, else the first still open, else the first. A human may also
+    have removed it; then there is nothing to record and the document comes back
     unchanged.
     """
     nl = doc.newline
-    for index, section in enumerate(doc.sections):
-        span = _entry_span(section.body, item_id)
-        if span is None:
-            continue
+    candidates = [(i, span) for i, sec in enumerate(doc.sections) for span in _entry_spans(sec.body, item_id)]
+
+    def rank(c: tuple[int, tuple[int, int]]) -> int:
+        lines = doc.sections[c[0]].body[c[1][0]:c[1][1]]
+        if ref and any(ref in line for line in lines):
+            return 0
+        return 1 if _CHECKBOX.match(_strip_eol(lines[0])).group(1) == " " else 2  # type: ignore[union-attr]
+
+    for index, span in sorted(candidates, key=rank)[:1]:
+        section = doc.sections[index]
         body = list(section.body)
         start, stop = span
         if resolved:
@@ -438,8 +453,15 @@ def _append_lines(doc: StateDoc, index: int, new: list[str]) -> list[str]:
 
 
 def _entry_span(body: tuple[str, ...], item_id: str) -> tuple[int, int] | None:
-    """[start, stop) of the checkbox entry for ``item_id`` and its indented lines."""
+    """[start, stop) of the first checkbox entry for ``item_id`` and its indented lines."""
+    spans = _entry_spans(body, item_id)
+    return spans[0] if spans else None
+
+
+def _entry_spans(body: tuple[str, ...], item_id: str) -> list[tuple[int, int]]:
+    """[start, stop) of every checkbox entry for ``item_id`` (with its indented lines), in order."""
     hidden = _comment_lines(list(body))
+    spans = []
     for i, raw in enumerate(body):
         match = _CHECKBOX.match(_strip_eol(raw))
         if match and match.group(2) == item_id and i not in hidden:
@@ -449,8 +471,8 @@ def _entry_span(body: tuple[str, ...], item_id: str) -> tuple[int, int] | None:
                 if not text.strip() or text[:1] not in (" ", "\t"):
                     break
                 stop += 1
-            return i, stop
-    return None
+            spans.append((i, stop))
+    return spans
 
 
 def _comment_lines(body: list[str]) -> set[int]:

@@ -24,7 +24,6 @@ signal while the run is in flight.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -111,17 +110,13 @@ def find_claude(binary: str | None = None) -> str:
 
 
 def _bundled_claude() -> str | None:
-    try:
-        spec = importlib.util.find_spec("claude_agent_sdk")  # locates the wheel without importing it
-    except (ImportError, ValueError):
+    from ...optional import find
+
+    folder = find("claude_agent_sdk")  # locates the wheel without importing it
+    if folder is None:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / "_bundled" / "claude"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+    candidate = Path(folder) / "_bundled" / "claude"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
 
 
 def credentials_known_missing(env: Mapping[str, str]) -> bool:

@@ -139,8 +139,9 @@ def _atomic_write(full: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        from ..fsmode import new_file_mode
+
+        os.chmod(tmp, mode if mode is not None else new_file_mode())  # a new file: the umask, not 0o600
         os.replace(tmp, full)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -33,6 +33,16 @@
     });
   }
 
+  /* the tick page's phase bar: positions come as data attributes (the CSP allows no inline style) */
+  function setSegments(root) {
+    $$(".phase-bar .seg", root).forEach(function (s) {
+      var left = Math.max(0, Math.min(100, parseFloat(s.getAttribute("data-left")) || 0));
+      var width = Math.max(0, Math.min(100 - left, parseFloat(s.getAttribute("data-width")) || 0));
+      s.style.left = left + "%";
+      s.style.width = width + "%";
+    });
+  }
+
   function updateSpend(box, budget) {
     if (!box) { return; }
     var fill = $(".fill", box);
@@ -139,25 +149,21 @@
 
   /* ---------------------------------------------------------------- store events */
 
-  function describe(ev) {
-    var p = ev.payload || {};
-    if (p.phase) { return phaseName(p.phase); }
-    if (ev.kind === "tick.usage") { return (p.role || "") + " \u00b7 " + num(p.tokens) + " tokens"; }
-    if (ev.kind === "tick.end") { return (p.outcome || "") + " \u00b7 " + num(p.tokens) + " tokens"; }
-    if (ev.kind === "tick.agent") { return (p.role || "") + " (reserved " + num(p.reservation) + ")"; }
-    return p.outcome || p.role || p.scope || p.reason || p.id || "";
-  }
-
   function addActivity(ev) {
     var list = $("#activity");
-    if (!list) { return; }
+    if (!list || !ev.text) { return; }
     var empty = $(".empty", list);
     if (empty) { empty.remove(); }
     var li = el("li", "fresh");
     li.appendChild(el("time", "mono", String(ev.at || "").slice(11, 19)));
-    li.appendChild(el("span", "kind", ev.kind));
-    li.appendChild(el("span", "muted", ev.pattern || ""));
-    li.appendChild(el("span", "detail", describe(ev)));
+    var text;
+    if (ev.href && /^\/ticks\/[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(ev.href)) {
+      text = el("a", "sentence", ev.text);
+      text.href = ev.href;
+    } else {
+      text = el("span", "sentence", ev.text);
+    }
+    li.appendChild(text);
     list.insertBefore(li, list.firstChild);
     while (list.children.length > 40) { list.removeChild(list.lastChild); }
   }
@@ -224,7 +230,7 @@
 
   /* ---------------------------------------------------------------- charts (uPlot) */
 
-  var BLUE = "#2f5bd3", GREY = "#9aa3b5", RED = "#c53030";
+  var BLUE = "#2f5bd3", RED = "#c53030";
 
   function utc(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
 
@@ -233,55 +239,110 @@
   }
 
   function dayLabels(u, splits) {
-    return splits.map(function (s) { return new Date(s * 1e3).toISOString().slice(5, 10); });
+    var roomy = (u.width - 60) / Math.max(1, splits.length) >= 44;
+    return splits.map(function (s) {
+      var iso = new Date(s * 1e3).toISOString();
+      return roomy ? iso.slice(5, 10) : String(Number(iso.slice(8, 10)));
+    });
   }
 
   function compact(u, splits) {
     return splits.map(function (v) {
       if (v === null) { return ""; }
-      return v >= 1e6 ? (v / 1e6).toFixed(1) + "M" : v >= 1e3 ? Math.round(v / 1e3) + "k" : String(v);
+      var k = function (x, unit) { return (x >= 10 ? String(Math.round(x)) : x.toFixed(1).replace(/\.0$/, "")) + unit; };
+      return v >= 1e6 ? k(v / 1e6, "M") : v >= 1e3 ? k(v / 1e3, "k") : String(v);
     });
   }
 
-  function burnDown(target, bd, width) {
-    var hasCap = bd.cap !== null;
-    var xs = bd.x.concat([bd.dayEnd]);
-    var ideal = hasCap ? xs.map(function (x) { return bd.cap * (1 - (x - bd.dayStart) / (bd.dayEnd - bd.dayStart)); }) : null;
-    var series = [{}];
-    var data = [xs];
-    if (hasCap) {
-      series.push({ label: "remaining", stroke: BLUE, width: 2, fill: "rgba(47,91,211,0.10)", points: { show: false } });
-      series.push({ label: "even pace", stroke: GREY, width: 1, dash: [5, 4], points: { show: false } });
-      data.push(bd.remaining.concat([null]), ideal);
-    } else {
-      series.push({ label: "spent", stroke: BLUE, width: 2, fill: "rgba(47,91,211,0.10)", points: { show: false } });
-      data.push(bd.spent.concat([null]));
-    }
-    var opts = {
+  var PALETTE = ["#2f5bd3", "#1f8a4c", "#b7791f", "#8e44ad", "#c05621", "#2c7a7b", "#718096"];
+
+  function yRange(yMax) { return function () { return [0, yMax || 1]; }; }
+
+  function baseOpts(width, series, xs, yMax, dayStart, dayEnd) {
+    return {
       width: width, height: 190, tzDate: utc, series: series,
-      scales: { x: { time: true, range: [bd.dayStart, bd.dayEnd] }, y: { range: function (u, min, max) { return [0, Math.max(hasCap ? bd.cap : 0, max || 1)]; } } },
-      axes: [{ values: hourLabels, space: 50, size: 28 }, { values: compact, size: 44 }],
+      scales: { x: { time: true, range: [dayStart, dayEnd] }, y: { range: yRange(yMax) } },
+      axes: [{ values: hourLabels, space: 50, size: 28 }, { values: compact, size: 48 }],
       legend: { live: false }, cursor: { drag: { x: false, y: false } }
     };
-    return new uPlot(opts, data, target);
+  }
+
+  /* Today's cumulative spend, scaled to the spend; the cap as a step (it rises at a top-up) when on scale. */
+  function burnDown(target, bd, width) {
+    var stepped = uPlot.paths.stepped({ align: 1 });
+    var series = [{}, { label: "spent", stroke: BLUE, width: 2, fill: "rgba(47,91,211,0.12)", points: { show: false },
+                        paths: stepped, value: function (u, v) { return num(v); } }];
+    var data = [bd.x, bd.spent];
+    if (bd.cap !== null && bd.capVisible) {
+      series.push({ label: "cap", stroke: RED, width: 1.5, dash: [5, 4], points: { show: false }, paths: stepped,
+                    value: function (u, v) { return num(v); } });
+      data.push(bd.capSteps);
+    }
+    return new uPlot(baseOpts(width, series, bd.x, bd.yMax, bd.dayStart, bd.dayEnd), data, target);
+  }
+
+  function barsOpts(width, series, h) {
+    return {
+      width: width, height: 190, tzDate: utc, series: series,
+      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } }, y: { range: yRange(h.yMax) } },
+      axes: [{ values: dayLabels, space: 40, size: 28, splits: function () { return h.x; } }, { values: compact, size: 48 }],
+      legend: { live: false }, cursor: { drag: { x: false, y: false } }
+    };
   }
 
   function historyChart(target, h, width) {
-    var hasCap = h.cap.some(function (c) { return c !== null; });
-    var series = [{}, { label: "tokens/day", stroke: BLUE, fill: "rgba(47,91,211,0.55)", width: 1,
+    var series = [{}, { label: "tokens/day", stroke: BLUE, fill: "rgba(47,91,211,0.75)", width: 1,
                         paths: uPlot.paths.bars({ size: [0.6, 40] }), points: { show: false }, value: function (u, v) { return num(v); } }];
     var data = [h.x, h.tokens];
-    if (hasCap) {
-      series.push({ label: "cap", stroke: RED, width: 1, dash: [4, 4], points: { show: false }, value: function (u, v) { return num(v); } });
+    if (h.capVisible) {
+      series.push({ label: "cap", stroke: RED, width: 1, dash: [4, 4], points: { show: false }, paths: uPlot.paths.stepped({ align: 1 }),
+                    value: function (u, v) { return num(v); } });
       data.push(h.cap);
     }
-    var opts = {
-      width: width, height: 190, tzDate: utc, series: series,
-      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } }, y: { range: function (u, min, max) { return [0, Math.max(1, max || 1) * 1.1]; } } },
-      axes: [{ values: dayLabels, space: 40, size: 28, splits: function () { return h.x; } }, { values: compact, size: 44 }],
-      legend: { live: false }, cursor: { drag: { x: false, y: false } }
-    };
-    return new uPlot(opts, data, target);
+    return new uPlot(barsOpts(width, series, h), data, target);
+  }
+
+  /* Several loops: each loop's share stacked (drawn total-first so every layer shows). */
+  function stackedCharts(box, st) {
+    var card = el("div", "chart-card stacked");
+    card.setAttribute("data-chart", "stacked");
+    var total = st.series[st.series.length - 1].cumulative;
+    var title = el("h3", null, "All loops ");
+    title.appendChild(el("small", "muted", num(total[total.length - 1]) + " tokens today, stacked by loop"));
+    card.appendChild(title);
+    var pair = el("div", "chart-pair");
+    var left = el("div"), right = el("div");
+    left.appendChild(el("div", "chart-label", "Spend today by loop, UTC"));
+    right.appendChild(el("div", "chart-label", "Last 7 days by loop"));
+    pair.appendChild(left);
+    pair.appendChild(right);
+    card.appendChild(pair);
+    box.appendChild(card);
+    return function () { drawStacked(st, left, right); };
+  }
+
+  function drawStacked(st, left, right) {
+    var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
+    var series = [{}], data = [st.x];
+    for (var i = st.series.length - 1; i >= 0; i--) {
+      var c = PALETTE[i % PALETTE.length];
+      series.push({ label: st.series[i].name, stroke: c, width: 1.5, fill: c + "cc", points: { show: false },
+                    paths: uPlot.paths.stepped({ align: 1 }), value: function (u, v) { return num(v); } });
+      data.push(st.series[i].cumulative);
+    }
+    if (st.capVisible) {
+      series.push({ label: "caps", stroke: RED, width: 1.5, dash: [5, 4], points: { show: false }, paths: uPlot.paths.stepped({ align: 1 }) });
+      data.push(st.capSteps);
+    }
+    charts.push(new uPlot(baseOpts(lw, series, st.x, st.yMax, st.dayStart, st.dayEnd), data, left));
+    var hs = [{}], hd = [st.history.x];
+    for (var j = st.history.series.length - 1; j >= 0; j--) {
+      var hc = PALETTE[j % PALETTE.length];
+      hs.push({ label: st.history.series[j].name, stroke: hc, fill: hc, width: 0, points: { show: false },
+                paths: uPlot.paths.bars({ size: [0.6, 40] }), value: function (u, v) { return num(v); } });
+      hd.push(st.history.series[j].cumulative);
+    }
+    charts.push(new uPlot(barsOpts(rw, hs, st.history), hd, right));
   }
 
   function drawCharts(doc) {
@@ -290,26 +351,33 @@
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
     box.replaceChildren();
+    var draws = [];  /* every card is laid out first, then charts are sized to their final boxes */
+    if (doc.stacked && want.length > 1) { draws.push(stackedCharts(box, doc.stacked)); }
     doc.loops.filter(function (lp) { return want.indexOf(lp.pattern) >= 0; }).forEach(function (lp) {
       var card = el("div", "chart-card");
       card.setAttribute("data-chart", lp.pattern);
       var bd = lp.burnDown;
       var spent = bd.spent[bd.spent.length - 1];
       var title = el("h3", null, lp.name + " ");
-      title.appendChild(el("small", "muted", num(spent) + " / " + num(bd.cap) + " tokens today (" + bd.day + ")"));
+      var pct = bd.percent !== null && bd.percent !== undefined ? " (" + bd.percent + "% of the cap)" : "";
+      title.appendChild(el("small", "muted", num(spent) + " / " + num(bd.cap) + " tokens today" + pct));
       card.appendChild(title);
       var pair = el("div", "chart-pair");
       var left = el("div"), right = el("div");
-      left.appendChild(el("div", "chart-label", "Burn-down, UTC day"));
+      var note = bd.cap !== null && !bd.capVisible ? " \u00b7 cap " + num(bd.cap) + " is above this scale" : "";
+      left.appendChild(el("div", "chart-label", "Spent today, UTC" + note));
       right.appendChild(el("div", "chart-label", "Last 7 days"));
       pair.appendChild(left);
       pair.appendChild(right);
       card.appendChild(pair);
       box.appendChild(card);
-      var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
-      charts.push(burnDown(left, bd, lw));
-      charts.push(historyChart(right, lp.history, rw));
+      draws.push(function () {
+        var lw = Math.max(220, left.clientWidth), rw = Math.max(180, right.clientWidth);
+        charts.push(burnDown(left, bd, lw));
+        charts.push(historyChart(right, lp.history, rw));
+      });
     });
+    draws.forEach(function (draw) { draw(); });
     if (!charts.length) { box.appendChild(el("p", "muted", "No loops to chart.")); }
   }
 
@@ -330,6 +398,7 @@
   /* ---------------------------------------------------------------- start */
 
   setBars(document);
+  setSegments(document);
   loadCharts();
   setInterval(loadCharts, 60000);
   window.addEventListener("resize", function () { scheduleCharts(300); });
