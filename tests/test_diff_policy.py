@@ -191,3 +191,39 @@ def test_symlink_escape_matches_a_depth_count(folders: list[str], target_parts: 
         escaped = escaped or depth < 0
     link = "/".join([*folders, "link"])
     assert (symlink_escapes(link, "/".join(target_parts)) is not None) is escaped
+
+
+# --------------------------------------------------------------------------- issue 10: .git and control files
+
+
+@pytest.mark.parametrize("path", [".git", "sub/.git", "a/.git./config", "a/.git /HEAD", "vendor/GIT~1/config",
+                                  "x/.g\u200cit/config", "a\\.git\\hooks\\post-merge"])
+def test_every_spelling_of_a_dot_git_component_is_git_dir(path: str) -> None:
+    assert ("git-dir", path) in _codes(_diff(FileChange(path, "added")))
+
+
+@pytest.mark.parametrize("old,new", [(None, "160000"), ("160000", None), ("160000", "100644")])
+def test_a_gitlink_added_or_removed_is_git_dir(old: str | None, new: str | None) -> None:
+    kind = "added" if old is None else ("deleted" if new is None else "typechange")
+    assert ("git-dir", "lib") in _codes(_diff(FileChange("lib", kind, old_mode=old, new_mode=new)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path,target", [("docs/g.yaml", "../gate.yaml"), ("x", ".claude/agents/v.md"),
+                                         ("a/b/link", "../../patterns/registry.yaml"), ("hooks", ".git/hooks")])
+def test_a_symlink_to_a_control_file_or_into_git_escalates(path: str, target: str) -> None:
+    codes = {c for c, _ in _codes(_diff(FileChange(path, "added", is_symlink=True, symlink_target=target)))}
+    assert codes & {"control-file", "git-dir", "symlink-escape"}
+
+
+@pytest.mark.parametrize("kind,path,old", [
+    ("modified", "STATE.md", None), ("deleted", "LOOP.md", None), ("added", ".claude/skills/x/SKILL.md", None),
+    ("renamed", "docs/loop.md", "LOOP.md"), ("renamed", "gate.yaml", "notes.md"),
+    ("added", "pkg/.gitattributes", None), ("added", ".github/workflows/ci.yml", None),
+    ("modified", "nightly-state.md", None),
+])
+def test_control_file_changes_of_every_kind(kind: str, path: str, old: str | None) -> None:
+    from loop_runtime.core.control_files import control_set
+
+    controls = control_set(state_files=("nightly-state.md",))
+    codes = _codes(_diff(FileChange(path, kind, old_path=old)), controls=controls)  # type: ignore[arg-type]
+    assert any(c == "control-file" for c, _ in codes), codes

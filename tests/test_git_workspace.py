@@ -670,3 +670,73 @@ def test_recover_stale_marks_dead_attempts_and_keeps_committed_branches(repo: Pa
     assert not _has_branch(repo, "loop/dead-empty")
     assert _has_branch(repo, "loop/dead-committed")
     assert parse_manifest((repo / ".loop-worktrees" / "manifest.json").read_text()).get("live") is not None
+
+
+# --------------------------------------------------------------------------- worktree integrity (issue 10)
+
+
+@pytest.mark.parametrize("tamper", ["gitdir-pointer", "dir", "symlink", "admin-commondir", "admin-gitdir",
+                                    "admin-head", "config-worktree"])
+def test_a_tampered_worktree_link_is_refused_then_repaired(tmp_path: Path, tamper: str) -> None:
+    """No runtime git command runs in a worktree whose `.git` link was changed; `integrity` reports
+    and repairs it, so holding the attempt never touches the user's checkout."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n"})
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r-a1", "p")
+    wt = Path(h.path)
+    admin = repo / ".git" / "worktrees" / "r-a1"
+    head_before = (repo / ".git" / "HEAD").read_text()
+    if tamper == "gitdir-pointer":
+        (wt / ".git").write_text("gitdir: ../../.git\n")
+    elif tamper == "dir":
+        (wt / ".git").unlink()
+        (wt / ".git").mkdir()
+    elif tamper == "symlink":
+        (wt / ".git").unlink()
+        (wt / ".git").symlink_to("../../.git")
+    elif tamper == "admin-commondir":
+        (admin / "commondir").write_text("/tmp\n")
+    elif tamper == "admin-gitdir":
+        (admin / "gitdir").write_text(str(repo / ".git") + "\n")
+    elif tamper == "admin-head":
+        (admin / "HEAD").write_text("ref: refs/heads/main\n")
+    else:
+        (admin / "config.worktree").write_text("[core]\n\thooksPath = /tmp\n")
+    write(wt, "a.py", "a = 2\n")
+    with pytest.raises(GitError, match="tampered"):
+        ws.diff(h)
+    assert ws.integrity(h)
+    assert ws.integrity(h) == ()  # repaired
+    assert ws.diff(h).touched_paths == ("a.py",)
+    ws.finish(h, "escalated")
+    assert (repo / ".git" / "HEAD").read_text() == head_before
+    assert git(repo, "diff", "--cached", "--name-only") == ""
+
+
+def test_nested_git_entries_are_found_even_when_ignored(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n", ".gitignore": "build/\n"})
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r-a1", "p")
+    wt = Path(h.path)
+    write(wt, "build/deep/.git", "gitdir: ../../../../.git\n")
+    write(wt, "sub/.GIT/config", "[core]\n")
+    (wt / "lnk").mkdir()
+    (wt / "lnk" / ".git").symlink_to("../../../.git")
+    assert ws.nested_git(h) == ["build/deep/.git", "lnk/.git", "sub/.GIT"]
+    problems = ws.integrity(h)
+    assert len(problems) == 3 and all("nested git entry" in p for p in problems)
+    assert ws.nested_git(h) == []  # moved to quarantine, not deleted
+    assert any((repo / ".loop-runtime" / "quarantine").rglob("config"))
+
+
+def test_an_index_flag_cannot_hide_an_edit_from_the_diff(tmp_path: Path) -> None:
+    """assume-unchanged / skip-worktree set in the worktree's index does not hide a change."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n", "b.py": "b = 1\n"})
+    ws = GitWorkspace(repo)
+    h = ws.prepare("r-a1", "p")
+    wt = Path(h.path)
+    write(wt, "a.py", "a = 2\n")
+    write(wt, "b.py", "b = 2\n")
+    git(wt, "update-index", "--assume-unchanged", "a.py")
+    git(wt, "update-index", "--skip-worktree", "b.py")
+    assert ws.diff(h).touched_paths == ("a.py", "b.py")

@@ -152,3 +152,77 @@ def test_guard_port_round_trip(repo: Path) -> None:
     assert guard.changes(before) == ("changed tracked file src/app.py",)
     assert guard.restore(before) == ("checked out src/app.py from " + git(repo, "rev-parse", "HEAD")[:10],)
     assert guard.changes(before) == ()
+
+
+# --------------------------------------------------------------------------- the git dir itself (issue 10)
+
+
+def test_head_index_flags_config_hooks_and_info_are_watched_and_restored(repo: Path) -> None:
+    """HEAD's symbolic ref, the index (even a flag `git status` cannot show), config, hooks and info/
+    are compared and put back."""
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    gitdir = repo / ".git"
+    git(repo, "update-index", "--assume-unchanged", "src/app.py")
+    assert guard.changes(before) == ("git index changed (entries staged, removed or flagged)",)
+    git(repo, "branch", "evil")
+    (gitdir / "HEAD").write_text("ref: refs/heads/evil\n")
+    (gitdir / "hooks" / "post-checkout").write_text("#!/bin/sh\necho pwned\n")
+    (gitdir / "info" / "attributes").write_text("* filter=evil\n")
+    (gitdir / "config").write_text((gitdir / "config").read_text() + "[filter \"evil\"]\n\tclean = touch /tmp/x\n")
+    changes = guard.changes(before)
+    assert "HEAD switched from refs/heads/main to refs/heads/evil" in changes
+    assert {"git config changed", "git hooks/post-checkout added", "git info/attributes added"} <= set(changes)
+    guard.restore(before)
+    assert guard.changes(before) == ()
+    assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert "evil" not in (gitdir / "config").read_text()
+    assert not (gitdir / "hooks" / "post-checkout").exists()
+    assert git(repo, "ls-files", "-v", "src/app.py").startswith("H ")  # the flag is gone again
+
+
+def test_a_changed_config_is_put_back_before_the_guard_runs_git_again(repo: Path, tmp_path: Path) -> None:
+    """`core.fsmonitor` (or a filter) set by an agent must not run as the runtime's own `git status`."""
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    marker = tmp_path / "ran"
+    hook = tmp_path / "fsmonitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    git(repo, "config", "core.fsmonitor", str(hook))
+    assert "git config changed" in guard.changes(before)
+    assert not marker.exists()
+    assert git(repo, "config", "--get", "core.fsmonitor", check=False) == ""  # already put back
+    guard.restore(before)
+    assert guard.changes(before) == ()
+
+
+def test_a_loop_worktree_pointed_elsewhere_is_reported(repo: Path, tmp_path: Path) -> None:
+    """An agent rewriting its worktree's admin links (gitdir, commondir) in the user's .git is caught;
+    another worktree of the user is watched in full, HEAD included."""
+    ws = GitWorkspace(repo)
+    handle = ws.prepare("ci-1-a1", "ci-sweeper")
+    git(repo, "worktree", "add", "-q", "--detach", str(tmp_path / "users-own"))
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    admin = repo / ".git" / "worktrees" / "ci-1-a1"
+    (admin / "commondir").write_text("../../../elsewhere\n")
+    user_admin = repo / ".git" / "worktrees" / "users-own"
+    (user_admin / "HEAD").write_text("ref: refs/heads/main\n")
+    changes = guard.changes(before)
+    assert "git worktrees/ci-1-a1/commondir changed" in changes
+    assert "git worktrees/users-own/HEAD changed" in changes
+    guard.restore(before)
+    assert guard.changes(before) == ()
+    assert ws.integrity(handle) == ()
+
+
+def test_submodule_git_dirs_are_watched(repo: Path) -> None:
+    guard = GitGuard(repo)
+    (repo / ".git" / "modules" / "lib").mkdir(parents=True)
+    (repo / ".git" / "modules" / "lib" / "config").write_text("[core]\n")
+    before = guard.snapshot()
+    (repo / ".git" / "modules" / "lib" / "config").write_text("[core]\n\tfsmonitor = /tmp/evil\n")
+    assert guard.changes(before) == ("git modules/lib/config changed",)
+    guard.restore(before)
+    assert guard.changes(before) == ()

@@ -12,11 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .adapters.state_files import atomic_write
+from .adapters.state_files import at_rest, atomic_write, project_secrets
 from .core import killswitch
 from .core.budget import utc_day
 from .errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
+
+
+def _write(project: Project, rel: str, text: str) -> None:
+    """Atomically write a project file, redacted like every file the runtime writes."""
+    atomic_write(project.root / rel, at_rest(rel, text, project_secrets(project.root)))
 
 
 def _switch_file(pattern: str | None) -> str:
@@ -29,7 +34,7 @@ def kill(project: Project, pattern: str | None, *, reason: str = "", now: dateti
         project.pattern(pattern)  # unknown ids fail with the valid list
     name = _switch_file(pattern)
     when = (now or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
-    atomic_write(project.root / name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
+    _write(project, name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
                  + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
     _event(project, "kill", {"scope": pattern or "all", "file": name, "reason": reason}, pattern)
     return name
@@ -329,7 +334,7 @@ def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any,
     if text is None:
         return
     doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200), ref=esc.id)
-    atomic_write(project.root / state_file, render_state(doc))
+    _write(project, state_file, render_state(doc))
 
 
 def _head(root: Path, branch: str) -> str | None:
@@ -363,5 +368,5 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
 
         doc = append_section_line(parse_state(text, file=p.state), "Budget top-ups",
                                   f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}")
-        atomic_write(project.root / p.state, render_state(doc))
+        _write(project, p.state, render_state(doc))
     return {"pattern": pattern, "tokens": tokens, "reason": reason, "day": str(utc_day(now))}

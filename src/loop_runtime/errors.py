@@ -8,6 +8,7 @@
     ├── LeaseHeld          another process is ticking this pattern
     └── AdapterError       real I/O failed
         ├── BackendError   an agent CLI/API failed (missing binary, credentials, garbage output)
+        │   └── AgentNotStarted  no agent process/request ever started: nothing to charge
         ├── GitError       a git command failed
         └── StoreError     the SQLite run store failed
 
@@ -85,6 +86,12 @@ class AdapterError(LoopError):
 
 class BackendError(AdapterError):
     """An agent backend failed: missing binary or credentials, bad output, crash."""
+
+
+class AgentNotStarted(BackendError):
+    """The backend failed before any agent process or request started (missing binary, spawn
+    failure, missing credentials, bad working directory): no token can have been spent, so
+    the reservation is settled at 0 instead of failing closed."""
 
 
 class GitError(AdapterError):

@@ -226,11 +226,12 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     """Everything in memory: the real files are read, nothing is written to the project."""
     from .adapters.mock import MemoryStateWriter, MemoryWorkspace
     from .adapters.project import load_context
-    from .adapters.state_files import FileStateWriter
+    from .adapters.state_files import FileStateWriter, project_secrets
 
     clock = opts.clock or _system_clock()
     name = backend_name(project, plan, opts)
-    state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()))
+    secrets = project_secrets(project.root)
+    state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()), secrets=secrets)
     ws = MemoryWorkspace()
     level = opts.level or plan.level
     if name != "mock" and level in ("L2", "L3"):
@@ -241,7 +242,7 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
-                    on_event=opts.on_event, env={}, force=opts.force,
+                    on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
                     sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None)
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
@@ -323,8 +324,9 @@ class LoopRunner:
         if project.is_git and level in ("L2", "L3"):
             from .adapters.git_workspace import GitWorkspace
 
-            workspace = GitWorkspace(project.root, own_files=(plan.state_file, "loop-run-log.md", "loop-ledger.json",
-                                                              "docs/last-run.json"))
+            from .core.control_files import SPINE_FILES
+
+            workspace = GitWorkspace(project.root, own_files=(plan.state_file, *SPINE_FILES), secrets=secrets)
         transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
         stop = kill_stop(project, plan)
         extra = self.opts.extra_stop
@@ -348,13 +350,14 @@ class LoopRunner:
 
         return TickDeps(
             backend=make_backend(self.backend_name, project, plan, self.opts, sandbox=boxed),
-            state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file)),
+            state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
             clock=self.clock,
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
                                     secrets=secrets, sandbox=boxed) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
+            controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),
             notifier=OncePerDayNotifier(self.opts.notifier, self.store, self.clock) if self.opts.notifier else None,
             context=load_context(project.root),
@@ -370,6 +373,7 @@ class LoopRunner:
             max_turns=cfg.max_turns,
             agent_timeout_s=cfg.agent_timeout_s,
             replay=dict(self.opts.replay or {}),
+            secrets=tuple(secrets),
             tick_id=tick_id,
             run_id=run_id,
             force=self.opts.force,
@@ -379,9 +383,21 @@ class LoopRunner:
 
 def runtime_written(project: Project) -> tuple[str, ...]:
     """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
+    from .core.control_files import KILL_SWITCH_GLOB, SPINE_FILES
+
     states = {p.state for p in project.registry.patterns}
-    return (*sorted(states), "loop-run-log.md", "loop-ledger.json", "docs/last-run.json", ".loop-context",
-            ".loop-context/*", "loop-pause-*")
+    return (*sorted(states), *SPINE_FILES, ".loop-context", ".loop-context/*", KILL_SWITCH_GLOB)
+
+
+def project_controls(project: Project, plan: Plan) -> Any:
+    """The project's control set (``core.control_files``): every registry pattern's state file and
+    kill switch, on top of the fixed names."""
+    from .core import killswitch
+    from .core.control_files import control_set
+
+    patterns = project.registry.patterns
+    return control_set(state_files=sorted({p.state for p in patterns} | {plan.state_file}),
+                       kill_switches=(killswitch.ALL, *(killswitch.pattern_switch(p.id) for p in patterns)))
 
 
 def _dead_local_owner(owner: str) -> bool:

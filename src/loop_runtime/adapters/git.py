@@ -42,7 +42,7 @@ _REDIRECTING = (
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_QUARANTINE_PATH", "GIT_EXTERNAL_DIFF",
 )
-_CONFIG = ("-c", "core.quotePath=false", "-c", "color.ui=false")
+_CONFIG = ("-c", "core.quotePath=false", "-c", "color.ui=false", "-c", "core.fsmonitor=false")
 DEFAULT_TIMEOUT_S = 600.0
 
 

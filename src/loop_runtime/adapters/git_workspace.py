@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from ..core.control_files import git_component
 from ..core.redact import MARK, redact
 from ..errors import ConfigError, GitError
 from ..formats import worktree_manifest as wm
@@ -62,6 +65,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _clear_index_flags(wt: Path) -> list[str]:
+    """Clear assume-unchanged and skip-worktree flags in a worktree's index; returns the flagged paths."""
+    records = [rec for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0") if rec]
+    assumed = [rec[2:] for rec in records if rec[0].islower()]
+    skipped = [rec[2:] for rec in records if rec[0] in "Ss"]
+    # one flag option per call: update-index applies only the last of --no-assume-unchanged/--no-skip-worktree
+    for option, paths in (("--no-assume-unchanged", assumed), ("--no-skip-worktree", skipped)):
+        if paths:
+            run_git(["update-index", option, "-z", "--stdin"], wt, input="".join(f"{p}\0" for p in paths))
+    return sorted(set(assumed) | set(skipped))
 
 
 @contextmanager
@@ -99,7 +114,7 @@ class GitWorkspace:
     mutex_wait_s = MUTEX_WAIT_S  # how long to wait for another process's manifest mutex
 
     def __init__(self, root: Path | str, *, base_branch: str | None = None, pool_size: int = 0,
-                 clock: Clock | None = None, own_files: Sequence[str] = ()) -> None:
+                 clock: Clock | None = None, own_files: Sequence[str] = (), secrets: Sequence[str] = ()) -> None:
         if pool_size < 0:
             raise ConfigError("", "pool_size", pool_size)
         self._given_root = Path(root)
@@ -110,6 +125,8 @@ class GitWorkspace:
         self._common: Path | None = None
         self._checked: dict[str, str] = {}  # run id -> tree sha that diff() showed
         self._ident: dict[str, str] | None = None
+        self.secrets = tuple(secrets)  # exact values a commit message must not carry
+        self._links: dict[str, tuple[bytes, Path]] = {}  # run id -> (its .git file, its admin dir) as made
         # the loop's own bookkeeping (state file, run log, ledger) is rewritten every tick in the
         # main checkout; a merge that does not touch them may proceed while they are modified
         self.own_files = frozenset(own_files)
@@ -270,6 +287,7 @@ class GitWorkspace:
             self._undo_prepare(run_id, old, dest, branch)
             raise
         self._checked.pop(run_id, None)
+        self._remember_link(run_id, dest)
         return WorkspaceHandle(run_id=run_id, path=str(dest), branch=branch, base_branch=base_branch,
                                base_commit=base_commit)
 
@@ -321,11 +339,7 @@ class GitWorkspace:
 
     def _reset_pooled(self, wt: Path, branch: str, base_commit: str) -> None:
         """Nothing of an earlier attempt may survive: flags, tracked edits, untracked and ignored files."""
-        flagged = [rec[2:] for rec in decode(run_git_bytes(["ls-files", "-v", "-z"], wt)).split("\0")
-                   if rec and (rec[0].islower() or rec[0] == "S")]
-        if flagged:
-            run_git(["update-index", "--no-assume-unchanged", "--no-skip-worktree", "-z", "--stdin"], wt,
-                    input="".join(f"{p}\0" for p in flagged))
+        flagged = _clear_index_flags(wt)
         head = (self._worktree_gitdir(wt) / "HEAD").read_text(encoding="utf-8").strip()
         if head == base_commit and not flagged:
             # Recycled at this very commit: switch branch without rewriting 10,000 files, then prove
@@ -367,11 +381,171 @@ class GitWorkspace:
         except GitError:
             return False
 
+    # ------------------------------------------------------------------ integrity
+
+    def _remember_link(self, run_id: str, wt: Path) -> None:
+        """Record the worktree's ``.git`` file and admin dir as git made them (before any agent ran)."""
+        try:
+            self._links[run_id] = ((wt / ".git").read_bytes(), self._worktree_gitdir(wt))
+        except (OSError, GitError):
+            self._links.pop(run_id, None)
+
+    def _admin_dir(self, handle: WorkspaceHandle) -> Path | None:
+        """The worktree's private git dir: as recorded at ``prepare``, else found by git's back-link."""
+        known = self._links.get(handle.run_id)
+        if known is not None:
+            return known[1]
+        want = os.path.realpath(Path(handle.path) / ".git")
+        base = self.common_dir / "worktrees"
+        try:
+            admins = sorted(base.iterdir())
+        except OSError:
+            return None
+        for admin in admins:
+            try:
+                link = (admin / "gitdir").read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if os.path.realpath(admin / link) == want:
+                return admin.resolve()
+        return None
+
+    def _check_link(self, handle: WorkspaceHandle, *, repair: bool = False) -> list[str]:
+        """Is the worktree still linked to its own admin dir, and that to this repository?
+
+        Why: the runtime runs ``git add``/``commit-tree``/``update-ref``/``checkout`` inside the
+        worktree. An agent that rewrites the worktree's ``.git`` file (``gitdir: ../../.git``),
+        replaces it by a folder or symlink, or rewrites the admin dir's ``commondir``,
+        ``gitdir`` or ``HEAD`` would make those commands act on the user's checkout. With
+        ``repair`` the links are put back as git made them (the agent's ``.git`` entry is moved
+        to ``.loop-runtime/quarantine``) so that the attempt can still be held for review.
+        """
+        wt = Path(handle.path)
+        problems: list[str] = []
+        admin = self._admin_dir(handle)
+        if admin is None:
+            return [f"{handle.path}: no git admin dir links back to this worktree"]
+        dotgit = wt / ".git"
+        expected = self._links.get(handle.run_id, (f"gitdir: {admin}\n".encode(), admin))[0]
+        try:
+            st = os.lstat(dotgit)
+            data = dotgit.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            st, data = None, None
+        if data is None:
+            kind = "missing" if st is None else ("a symlink" if stat.S_ISLNK(st.st_mode) else "not a file")
+            problems.append(f"the worktree's .git is {kind}")
+        elif data != expected and not self._points_to(wt, data, admin):
+            problems.append(f"the worktree's .git file was rewritten ({decode(data[:120]).strip()!r})")
+        want = {
+            "commondir": lambda t: os.path.realpath(admin / t) == os.path.realpath(self.common_dir),
+            "gitdir": lambda t: os.path.realpath(admin / t) == os.path.realpath(dotgit),
+            "HEAD": lambda t: t == f"ref: refs/heads/{handle.branch}" or re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", t),
+        }
+        for name, ok in want.items():
+            try:
+                text = (admin / name).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                text = None
+            if text is None or not ok(text):
+                problems.append(f"git worktree metadata {name} was changed ({(text or '(missing)')[:80]!r})")
+        for extra in ("config.worktree", "commondir.lock"):
+            if (admin / extra).exists():
+                problems.append(f"git worktree metadata {extra} was added")
+        if problems and repair:
+            self._repair_link(handle, admin, expected)
+        return problems
+
+    @staticmethod
+    def _points_to(wt: Path, data: bytes, admin: Path) -> bool:
+        lines = decode(data).splitlines()
+        if len(lines) != 1 or not lines[0].startswith("gitdir:"):
+            return False
+        return os.path.realpath(wt / lines[0][len("gitdir:"):].strip()) == os.path.realpath(admin)
+
+    def _quarantine(self, handle: WorkspaceHandle, src: Path, rel: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = self.root / ".loop-runtime" / "quarantine" / f"{stamp}-{handle.run_id}" / rel
+        if dest.exists() or dest.is_symlink():
+            dest = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:6]}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dest))
+
+    def _repair_link(self, handle: WorkspaceHandle, admin: Path, expected: bytes) -> None:
+        wt = Path(handle.path)
+        dotgit = wt / ".git"
+        if dotgit.is_symlink() or dotgit.exists():
+            if dotgit.is_symlink() or not dotgit.is_file():
+                self._quarantine(handle, dotgit, "worktree.git")
+        _atomic_write(dotgit, expected)
+        rel_common = os.path.relpath(self.common_dir, admin)
+        fixes = {"commondir": f"{rel_common}\n", "gitdir": f"{dotgit}\n", "HEAD": f"ref: refs/heads/{handle.branch}\n"}
+        for name, text in fixes.items():
+            _atomic_write(admin / name, text.encode("utf-8"))
+        for extra in ("config.worktree", "commondir.lock"):
+            if (admin / extra).exists():
+                self._quarantine(handle, admin / extra, f"admin-{extra}")
+
+    def _safe(self, handle: WorkspaceHandle) -> Path:
+        """The worktree path, after proving git commands run there act on this worktree only."""
+        problems = self._check_link(handle)
+        if problems:
+            raise GitError(f"worktree {handle.run_id} was tampered with, not running git in it: "
+                           + "; ".join(problems))
+        return Path(handle.path)
+
+    def nested_git(self, handle: WorkspaceHandle) -> list[str]:
+        """Every entry below the worktree that a filesystem could resolve to ``.git``: nested
+        repositories, gitdir pointer files, ``.git`` symlinks — tracked, untracked or ignored
+        (``git add -A`` skips a nested repository's content, so the diff alone cannot see them)."""
+        root = Path(handle.path)
+        found: list[str] = []
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                if rel == ".git":
+                    continue  # the worktree's own link, checked by _check_link
+                if (not name.isascii() or "git" in name.lower()) and git_component(name) is not None:
+                    found.append(rel)
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                except OSError:
+                    continue
+        return sorted(found)
+
+    def integrity(self, handle: WorkspaceHandle) -> tuple[str, ...]:
+        """Why the worktree can no longer be trusted as made (empty when it can).
+
+        The worktree's links are repaired and nested ``.git`` entries moved to
+        ``.loop-runtime/quarantine`` so the runtime's own later git commands (holding the
+        attempt for review, discarding it) stay inside the worktree.
+        """
+        if not Path(handle.path).is_dir():
+            return ()
+        problems = self._check_link(handle, repair=True)
+        for rel in self.nested_git(handle):
+            problems.append(f"nested git entry {rel} (a repository or gitdir pointer inside the worktree)")
+            try:
+                self._quarantine(handle, Path(handle.path) / rel, f"nested/{rel}")
+            except OSError:
+                pass
+        return tuple(problems)
+
     # ------------------------------------------------------------------ diff
 
     def diff(self, handle: WorkspaceHandle) -> Diff:
         """What the attempt changed against its base commit, staged in the worktree's own index."""
-        wt = Path(handle.path)
+        wt = self._safe(handle)
+        _clear_index_flags(wt)  # an assume-unchanged/skip-worktree flag would hide an edit from `add -A`
         run_git(["add", "-A"], wt)
         self._checked[handle.run_id] = run_git(["write-tree"], wt)
         return diff_against(wt, handle.base_commit)
@@ -384,9 +558,9 @@ class GitWorkspace:
         are restored from the worktree's index (which holds the checked tree) and files the
         index does not know are removed; ignored files are left alone (git never commits them).
         """
-        wt = Path(handle.path)
         if handle.run_id not in self._checked:
             return
+        wt = self._safe(handle)
         changed = run_git_bytes(["diff-files", "--name-only", "-z"], wt)  # stat check: rewrite only these
         if changed.strip(b"\0"):
             run_git_bytes(["checkout-index", "-f", "-z", "--stdin"], wt, input=changed)
@@ -408,6 +582,7 @@ class GitWorkspace:
         if commit_message is not None:
             sha = self._commit(handle, commit_message)
         elif status == "escalated" and Path(handle.path).is_dir():
+            self._check_link(handle, repair=True)  # never run git in a worktree that points elsewhere
             self._write_patch(handle, self._tree_of(handle))  # what the human will be asked to approve
         self.mark(handle.run_id, status)
         return sha
@@ -416,7 +591,7 @@ class GitWorkspace:
         """The checked tree of the attempt, or (no diff yet) the worktree as it stands."""
         tree = self._checked.get(handle.run_id)
         if tree is None:
-            wt = Path(handle.path)
+            wt = self._safe(handle)
             run_git(["add", "-A"], wt)
             tree = run_git(["write-tree"], wt)
         return tree
@@ -425,6 +600,7 @@ class GitWorkspace:
         wt = Path(handle.path)
         self._checked.pop(handle.run_id, None)
         if wt.resolve() in self._worktrees():
+            self._check_link(handle, repair=True)  # a recycled worktree runs checkout/clean in itself
             with self._locked():
                 recycled = self._recycle(wt, handle.base_commit)
             if not recycled:
@@ -440,11 +616,11 @@ class GitWorkspace:
     def _commit(self, handle: WorkspaceHandle, message: str) -> str | None:
         """Commit the tree ``diff`` showed — not whatever the worktree holds now (test caches, a
         verifier's stray edit): what was checked is exactly what lands on the branch."""
-        wt = Path(handle.path)
+        wt = self._safe(handle)
         tree = self._tree_of(handle)  # no diff() in this process: commit the worktree as it is
         if tree == run_git(["rev-parse", f"{handle.base_commit}^{{tree}}"], wt):
             return None  # nothing to commit
-        text = (f"{redact(message).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
+        text = (f"{redact(message, extra_secrets=self.secrets).rstrip()}\n\nLoop-Run-Id: {handle.run_id}\n"
                 f"Loop-Pattern: {self._pattern_of(handle.run_id)}\n")
         sha = run_git(["commit-tree", tree, "-p", handle.base_commit, "-F", "-"], wt, input=text,
                       env=self._identity())

@@ -4,8 +4,12 @@ Why: permission flags confine an agent's *edit tools*, not a shell it was given,
 buggy CLI. So the runtime checks the result instead. Before every agent run it takes
 an ``OutsideSnapshot`` of the user's main checkout — ``git status`` (tracked changes,
 untracked and ignored files), the content of every dirty, untracked or ignored file,
-stat signatures inside ignored folders, ``HEAD``, every ref, the git config and hooks —
-and compares a second snapshot after the run. Any difference halts the tick.
+stat signatures inside ignored folders, ``HEAD`` (symbolic ref and target), every ref, the
+index (by entry, so a stat refresh is no change), the git config, hooks, ``info/``,
+``modules/`` and every linked worktree's links under ``worktrees/`` — and compares a second
+snapshot after the run (every agent run and every test run). Any difference halts the tick.
+Git metadata is read before any git command runs, and a changed config or hook is put back
+first: ``core.fsmonitor``, a filter or a hook set by an agent must not run as the runtime.
 
 ``restore`` puts back what git can: refs and ``HEAD`` are reset, tracked files are
 checked out from the previous ``HEAD`` (or rewritten from the saved content of a file
@@ -23,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -44,7 +49,10 @@ KEEP_BYTES = 1 << 20  # files up to 1 MiB are kept in memory so they can be put 
 KEEP_TOTAL = 64 << 20
 HASH_BYTES = 32 << 20  # above this, the stat signature alone decides
 WALK_LIMIT = 200_000
-_META_FILES = ("config", "info/attributes", "info/exclude")
+_META_FILES = ("config", "config.worktree", "objects/info/alternates", "shallow", "commondir")
+_WT_META = ("commondir", "gitdir", "config.worktree", "locked")  # per linked worktree, .git/worktrees/<id>/
+_MODULE_FILES = frozenset({"config", "HEAD", "commondir", "gitdir", "config.worktree"})
+META_LIMIT = 5_000
 _NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0"}
 
 
@@ -79,6 +87,8 @@ class OutsideSnapshot:
     files: Mapping[str, FileState]  # every path in status
     ignored_trees: Mapping[str, Mapping[str, tuple[int, ...]]] = field(default_factory=dict)
     meta: Mapping[str, bytes | None] = field(default_factory=dict)  # git config / hooks, by path in the git dir
+    index: str | None = None  # digest of the index entries (mode, blob, stage, flags, path): no stat noise
+    index_data: bytes | None = None  # the index file itself, to put back
 
 
 # --------------------------------------------------------------------------- capture
@@ -160,13 +170,82 @@ def _parse_status(data: bytes) -> dict[str, str]:
     return status
 
 
+_BULK = frozenset({"objects", "logs", "refs", "rr-cache", "lfs"})  # large and not code-running
+
+
+def _files_under(base: Path, limit: int) -> list[Path]:
+    out: list[Path] = []
+    stack = [base]
+    while stack and len(out) < limit:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if e.name not in _BULK:
+                    stack.append(Path(e.path))
+            else:
+                out.append(Path(e.path))
+    return out
+
+
+_LOOP_ADMIN = re.compile(r"^worktrees/([^/]*(?:-a\d+|slot-[0-9a-f]{8,}\d*))/")
+_IN_RUNTIME = b"(a loop worktree inside the runtime's folders)"
+_LOOP_MARK = "(loop worktree)"
+
+
+def _skip_meta(name: str, before: OutsideSnapshot, after: OutsideSnapshot) -> bool:
+    """Attempts' worktrees of any loop come and go while an agent runs; only their links count."""
+    if name.endswith("/" + _LOOP_MARK):
+        return True
+    if not name.startswith("worktrees/"):
+        return False
+    mark = name.split("/", 2)[0] + "/" + name.split("/", 2)[1] + "/" + _LOOP_MARK
+    loop = mark in before.meta or mark in after.meta
+    return loop and (name not in before.meta or name not in after.meta)
+
+
+def _points_into_runtime(git_dir: Path, admin: Path) -> bool:
+    try:
+        link = (admin / "gitdir").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    joined = os.path.normpath(os.path.join(admin, link))  # not resolving the link's last part: an
+    target = os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))  # agent's symlink
+    top = os.path.realpath(git_dir.parent)
+    return any(target.startswith(os.path.join(top, d) + os.sep) for d in RUNTIME_DIRS)
+
+
 def _meta(git_dir: Path) -> dict[str, bytes | None]:
+    """What in the git dir can redirect or run code: config, hooks, ``info/`` (attributes,
+    excludes, grafts, sparse-checkout), alternates, submodules' git dirs (``modules/``), and
+    every linked worktree's links (``worktrees/<id>/commondir``, ``gitdir`` …)."""
     names = list(_META_FILES)
-    hooks = git_dir / "hooks"
-    if hooks.is_dir():
-        names += [f"hooks/{p.name}" for p in hooks.iterdir() if not p.name.endswith(".sample")]
+    for sub in ("hooks", "info"):
+        names += [p.relative_to(git_dir).as_posix() for p in _files_under(git_dir / sub, META_LIMIT)
+                  if not (sub == "hooks" and p.name.endswith(".sample"))]
+    modules = git_dir / "modules"
+    if modules.is_dir():
+        names += [p.relative_to(git_dir).as_posix() for p in _files_under(modules, META_LIMIT)
+                  if p.name in _MODULE_FILES or "hooks" in p.relative_to(modules).parts[:-1]
+                  or p.parent.name == "info"]
     out: dict[str, bytes | None] = {}
+    worktrees = git_dir / "worktrees"
+    if worktrees.is_dir():
+        for admin in sorted(worktrees.iterdir()):
+            key = f"worktrees/{admin.name}/"
+            inside = _points_into_runtime(git_dir, admin)
+            if inside or _LOOP_ADMIN.match(key):  # an attempt's worktree: its HEAD moves, the pool moves it
+                names += [key + n for n in _WT_META]
+                out[key + _LOOP_MARK] = b"1"
+                if inside:
+                    out[key + "gitdir"] = _IN_RUNTIME
+            else:
+                names += [key + n for n in (*_WT_META, "HEAD")]
     for name in names:
+        if name in out:
+            continue
         try:
             out[name] = (git_dir / name).read_bytes()
         except OSError:
@@ -178,7 +257,22 @@ def _git_dir(root: Path) -> Path:
     return Path(run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root))
 
 
-def snapshot(root: Path, *, ignore: Iterable[str] = ()) -> OutsideSnapshot:
+def _index(root: Path, git_dir: Path) -> tuple[str | None, bytes | None]:
+    """The index by its entries (not its stat cache, which any ``git status`` refreshes) and its bytes."""
+    try:
+        entries = run_git_bytes(["ls-files", "-s", "-v", "-z"], root, env=_NO_LOCKS)
+    except GitError:
+        return None, None
+    try:
+        path = git_dir / "index"
+        data = path.read_bytes() if path.stat().st_size <= KEEP_TOTAL else None
+    except OSError:
+        data = None
+    return hashlib.sha256(entries).hexdigest(), data
+
+
+def snapshot(root: Path, *, ignore: Iterable[str] = (), meta: Mapping[str, bytes | None] | None = None,
+             git_dir: Path | None = None) -> OutsideSnapshot:
     """Everything the guard watches in the main checkout at ``root``.
 
     ``ignore`` holds ``fnmatch`` patterns of paths the runtime itself writes while agents
@@ -186,6 +280,8 @@ def snapshot(root: Path, *, ignore: Iterable[str] = ()) -> OutsideSnapshot:
     loops and a human pressing kill change them legitimately.
     """
     root = Path(root)
+    git_dir = git_dir or _git_dir(root)
+    meta = dict(meta) if meta is not None else _meta(git_dir)  # read before any git command runs
     patterns = tuple(ignore)
     excludes = [f":(exclude){d}" for d in RUNTIME_DIRS]
     raw = run_git_bytes(["status", "--porcelain=v2", "-z", "--untracked-files=all", "--ignored=matching",
@@ -200,10 +296,11 @@ def snapshot(root: Path, *, ignore: Iterable[str] = ()) -> OutsideSnapshot:
     for line in run_git(["for-each-ref", "--format=%(refname)%00%(objectname)"], root, env=_NO_LOCKS).splitlines():
         name, _, sha = line.partition("\0")
         refs[name] = sha
+    index, index_data = _index(root, git_dir)
     return OutsideSnapshot(
         root=str(root), head=_maybe(["rev-parse", "-q", "--verify", "HEAD^{commit}"], root),
         head_ref=_maybe(["symbolic-ref", "-q", "HEAD"], root), refs=refs, status=status, files=files,
-        ignored_trees=trees, meta=_meta(_git_dir(root)),
+        ignored_trees=trees, meta=meta, index=index, index_data=index_data,
     )
 
 
@@ -271,13 +368,19 @@ def _tree_changes(before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]:
 
 def compare(before: OutsideSnapshot, after: OutsideSnapshot, *, allowed_refs: Iterable[str] = ()) -> tuple[str, ...]:
     """Human-readable differences between two snapshots; empty when nothing outside changed."""
-    out = _ref_changes(before, after, frozenset(allowed_refs))
-    for path in sorted(set(before.status) | set(after.status)):
-        line = _describe_file(path, before, after)
-        if line:
-            out.append(line)
+    allowed_refs = frozenset(allowed_refs)
+    out = _ref_changes(before, after, allowed_refs)
+    files = [line for path in sorted(set(before.status) | set(after.status))
+             if (line := _describe_file(path, before, after))]
+    out.extend(files)
     out.extend(_tree_changes(before, after))
+    merged_in = before.head_ref is not None and before.head_ref in allowed_refs
+    if before.index != after.index and not merged_in and not files and not out:
+        # staged changes show as file changes above; this is what status cannot show (flags, HEAD-equal entries)
+        out.append("git index changed (entries staged, removed or flagged)")
     for name in sorted(set(before.meta) | set(after.meta)):
+        if _skip_meta(name, before, after):
+            continue
         if before.meta.get(name) != after.meta.get(name):
             out.append(f"git {name} changed" if before.meta.get(name) is not None else f"git {name} added")
     return tuple(out)
@@ -419,18 +522,43 @@ def _restore_meta(git_dir: Path, before: OutsideSnapshot, after: OutsideSnapshot
     done: list[str] = []
     for name in sorted(set(before.meta) | set(after.meta)):
         old, new = before.meta.get(name), after.meta.get(name)
-        if old == new:
+        if old == new or _skip_meta(name, before, after):
+            continue
+        if old == _IN_RUNTIME:
+            done.append(f"NOT restored git {name}: an attempt's worktree link (its loop repairs it)")
             continue
         target = git_dir / name
-        if old is None:
-            q.move(target, f".git/{name}")
-            done.append(f"quarantined git {name}")
-        else:
-            if target.exists():
-                q.copy(target, f".git/{name}")
-            target.write_bytes(old)
-            done.append(f"restored git {name}")
+        try:
+            if old is None:
+                if target.is_symlink() or target.exists():
+                    q.move(target, f".git/{name}")
+                done.append(f"quarantined git {name}")
+            else:
+                if target.is_symlink() or target.is_file():
+                    q.copy(target, f".git/{name}")
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    target.unlink()
+                elif target.is_dir():
+                    q.move(target, f".git/{name}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.loop-restore")
+                tmp.write_bytes(old)
+                os.replace(tmp, target)
+                done.append(f"restored git {name}")
+        except OSError as exc:
+            done.append(f"NOT restored git {name}: {exc}")
     return done
+
+
+def _restore_index(git_dir: Path, before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]:
+    if before.index == after.index:
+        return []
+    if before.index_data is None:
+        return ["NOT restored the git index: too large to keep a copy"]
+    tmp = git_dir / f".index.{uuid.uuid4().hex[:6]}.loop-restore"
+    tmp.write_bytes(before.index_data)
+    os.replace(tmp, git_dir / "index")
+    return ["restored the git index"]
 
 
 def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
@@ -442,8 +570,11 @@ def restore(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, *,
     root = Path(root)
     allowed = frozenset(allowed_refs)
     q = _Quarantine(root)
-    done = _restore_refs(root, before, after, allowed)
-    done += _restore_meta(_git_dir(root), before, after, q)
+    git_dir = _git_dir(root)
+    done = _restore_meta(git_dir, before, after, q)  # first: config and hooks can run code
+    done += _restore_refs(root, before, after, allowed)
+    if not (before.head_ref is not None and before.head_ref in allowed):
+        done += _restore_index(git_dir, before, after)
     if done:  # with HEAD back, files the agent committed show up as changes again
         after = snapshot(root)
     for path in sorted(set(before.status) | set(after.status)):
@@ -474,6 +605,8 @@ class GitGuard:
     def __init__(self, root: Path | str, *, ignore: Iterable[str] = ()) -> None:
         self.root = Path(root)
         self.ignore = tuple(ignore)
+        self._early: list[str] = []  # git metadata already put back by ``changes``
+        self._git_dir: Path | None = None
 
     def _manifest(self) -> list[Any]:
         try:
@@ -504,13 +637,29 @@ class GitGuard:
                 moved.add(name)
         return moved
 
+    @property
+    def git_dir(self) -> Path:
+        if self._git_dir is None:
+            self._git_dir = _git_dir(self.root)
+        return self._git_dir
+
     def snapshot(self) -> OutsideSnapshot:
-        return snapshot(self.root, ignore=self.ignore)
+        return snapshot(self.root, ignore=self.ignore, git_dir=self.git_dir)
 
     def changes(self, before: OutsideSnapshot) -> tuple[str, ...]:
-        after = snapshot(self.root, ignore=self.ignore)
+        """What changed since ``before``. A changed git config, hook or worktree link is put
+        back *before* the runtime runs git again (``core.fsmonitor``, a filter or a hook
+        would otherwise run the agent's code as the runtime) and is still reported."""
+        git_dir = self.git_dir
+        meta = _meta(git_dir)
+        if meta != before.meta:
+            changed = OutsideSnapshot(root=before.root, head=before.head, head_ref=before.head_ref, refs=before.refs,
+                                      status=before.status, files=before.files, meta=meta)
+            self._early = _restore_meta(git_dir, before, changed, _Quarantine(self.root))
+        after = snapshot(self.root, ignore=self.ignore, meta=meta, git_dir=git_dir)
         return compare(before, after, allowed_refs=self._allowed_refs(before, after))
 
     def restore(self, before: OutsideSnapshot) -> tuple[str, ...]:
+        early, self._early = list(getattr(self, "_early", [])), []
         after = snapshot(self.root, ignore=self.ignore)
-        return restore(self.root, before, after, allowed_refs=self._allowed_refs(before, after))
+        return tuple(early) + restore(self.root, before, after, allowed_refs=self._allowed_refs(before, after))

@@ -205,11 +205,17 @@ class MockBackend:
 
 
 class MemoryStateWriter:
-    """State files in a dict. ``seed`` makes it read-through (dry runs see the real files)."""
+    """State files in a dict. ``seed`` makes it read-through (dry runs see the real files).
 
-    def __init__(self, files: Mapping[str, str] | None = None, *, seed: Any = None) -> None:
+    Writes are redacted like ``FileStateWriter``'s (``secrets``: exact values to hide), so
+    a dry run shows what a real run would write.
+    """
+
+    def __init__(self, files: Mapping[str, str] | None = None, *, seed: Any = None,
+                 secrets: tuple[str, ...] = ()) -> None:
         self.files: dict[str, str] = dict(files or {})
         self._seed = seed
+        self.secrets = tuple(secrets)
         self.writes: list[str] = []
 
     def read(self, path: str) -> str | None:
@@ -220,7 +226,9 @@ class MemoryStateWriter:
         return None
 
     def write(self, path: str, text: str) -> None:
-        self.files[path] = text
+        from ..core.secrets import redact_file_text
+
+        self.files[path] = redact_file_text(path, text, self.secrets)
         self.writes.append(path)
 
 

@@ -21,15 +21,18 @@ Concurrency model — why it is safe for several processes on one project:
 Within one process the single connection is shared between threads behind a lock.
 Every ``sqlite3.Error`` (and ``OSError`` around the file) becomes ``StoreError``.
 
-The store writes what it is given: callers redact secrets *before* handing text over
-(a held diff must stay byte-exact to apply later).
+No secret at rest: every free-text and JSON column is redacted here, at the one seam
+every writer goes through (``core.secrets``: credential shapes, secret-named keys, and
+the exact values of the project's ``.env*`` files and secret-named environment
+variables). The one exception is an escalation's held ``diff``: it must stay byte-exact
+to apply later, and a diff that adds a secret is escalated as ``secret-in-diff`` instead.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -84,8 +87,9 @@ DB_NAME = "runtime.db"
 class RunStore:
     """The SQLite run store. One connection per instance; safe across threads and processes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, secrets: Sequence[str] | None = None) -> None:
         self.path = Path(path)
+        self._secrets = None if secrets is None else tuple(secrets)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         with self._guard("open"):
@@ -141,6 +145,33 @@ class RunStore:
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ redaction (no secret at rest)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Exact values to hide: given, else the project's ``.env*`` values and secret-named env vars."""
+        if self._secrets is None:
+            import os
+
+            from .environment import secret_values
+
+            root = self.path.parent.parent if self.path.parent.name == STORE_DIR else self.path.parent
+            self._secrets = tuple(secret_values(root, os.environ))
+        return self._secrets
+
+    def _text(self, text: str | None) -> str | None:
+        from ..core.redact import redact
+
+        return text if not text else redact(text, extra_secrets=self.secrets)
+
+    def _json(self, value: Mapping[str, Any]) -> str:
+        import json
+
+        from ..core.secrets import redact_tree
+
+        # encode first (datetimes, paths → strings), so every string is seen by the redactor
+        return json.dumps(redact_tree(json.loads(dump_json(value)), self.secrets), ensure_ascii=False)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -238,7 +269,7 @@ class RunStore:
         with self._tx("record_phase") as conn:
             conn.execute(
                 "INSERT INTO phases (tick_id, phase, data, at) VALUES (?, ?, ?, ?)",
-                (tick_id, phase, dump_json(data), to_ts(at)),
+                (tick_id, phase, self._json(data), to_ts(at)),
             )
 
     def phases(self, tick_id: str) -> list[PhaseRecord]:
@@ -256,7 +287,7 @@ class RunStore:
         with self._tx("finish_tick") as conn:
             cur = conn.execute(
                 "UPDATE ticks SET status = ?, outcome = ?, tokens = ?, summary = ?, finished_at = ? WHERE tick_id = ?",
-                (status, outcome, check_tokens(tokens, "tokens"), dump_json(summary), to_ts(finished_at), tick_id),
+                (status, outcome, check_tokens(tokens, "tokens"), self._json(summary), to_ts(finished_at), tick_id),
             )
             if cur.rowcount == 0:
                 raise StoreError(f"{self.path}: finish_tick failed: no tick {tick_id!r}")
@@ -317,7 +348,7 @@ class RunStore:
         with self._tx("add_event") as conn:
             cur = conn.execute(
                 "INSERT INTO events (kind, pattern, tick_id, payload, at) VALUES (?, ?, ?, ?, ?)",
-                (kind, pattern, tick_id, dump_json(payload), to_ts(at)),
+                (kind, pattern, tick_id, self._json(payload), to_ts(at)),
             )
             return int(cur.lastrowid or 0)
 
@@ -459,7 +490,7 @@ class RunStore:
         with self._tx("add_topup") as conn:
             conn.execute(
                 "INSERT INTO topups (pattern, day, tokens, reason, at) VALUES (?, ?, ?, ?, ?)",
-                (pattern, to_day(day), tokens, reason, to_ts(at)),
+                (pattern, to_day(day), tokens, self._text(reason), to_ts(at)),
             )
 
     def topups(self, pattern: str, day: date) -> int:
@@ -503,7 +534,8 @@ class RunStore:
                     conn.execute(
                         f"INSERT INTO escalations ({ESC_COLS}) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, NULL, NULL, NULL, NULL)",
-                        (esc_id, pattern, tick_id, run_id, item_id, title, diff, dump_json(context), to_ts(created_at)),
+                        (esc_id, pattern, tick_id, run_id, item_id, self._text(title), diff,  # diff: verbatim
+                         self._json(context), to_ts(created_at)),
                     )
                     return esc_id
                 if tuple(row) == (tick_id, item_id):
@@ -542,7 +574,7 @@ class RunStore:
             conn.execute(
                 "UPDATE escalations SET status = ?, decided_by = ?, reason = ?, decided_at = ?, result = ? "
                 "WHERE id = ?",
-                (status, decided_by, reason, to_ts(at), dump_json(result), esc_id),
+                (status, self._text(decided_by), self._text(reason), to_ts(at), self._json(result), esc_id),
             )
 
     def _escalations(self, where: str, args: tuple[Any, ...]) -> list[EscalationRecord]:

@@ -4,13 +4,16 @@ Why a write allowlist here and not only in the engine: R9 says an L1 loop writes
 but its state file, the run log, ``docs/last-run.json`` and ``.loop-context/``. Enforcing
 that at the one adapter every write goes through makes it a property of the runtime,
 not a convention of the code that happens to call it.
+
+The same goes for secrets: ``write`` redacts what it is given (``at_rest``) before it
+reaches the disk, whatever the caller forgot — see ``core.secrets``.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, GateDenied
@@ -44,9 +47,11 @@ class FileStateWriter:
     writer may change; anything else raises ``GateDenied`` — the runtime's own write guard.
     """
 
-    def __init__(self, root: Path, *, writable: Iterable[str] | None = None) -> None:
+    def __init__(self, root: Path, *, writable: Iterable[str] | None = None,
+                 secrets: Sequence[str] | None = None) -> None:
         self.root = Path(root).resolve()
         self.writable = tuple(writable) if writable is not None else None
+        self._secrets = None if secrets is None else tuple(secrets)
 
     def _path(self, rel: str) -> Path:
         p = (self.root / rel).resolve()
@@ -71,7 +76,30 @@ class FileStateWriter:
         ):
             raise GateDenied(f"write to {path!r} refused: not writable at this level (allowed: "
                              f"{', '.join(self.writable)})")
+        text = at_rest(path, text, self._known_secrets())
         atomic_write(self._path(path), text)
+
+    def _known_secrets(self) -> tuple[str, ...]:
+        if self._secrets is None:
+            self._secrets = project_secrets(self.root)
+        return self._secrets
+
+
+# --------------------------------------------------------------------------- no secret at rest
+
+
+def project_secrets(root: Path) -> tuple[str, ...]:
+    """The exact values no project file may hold: ``.env*`` values and secret-named env vars."""
+    from .environment import secret_values
+
+    return tuple(secret_values(Path(root), os.environ))
+
+
+def at_rest(path: str, text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` as it may be written to ``path``: redacted, its JSON/Markdown structure intact."""
+    from ..core.secrets import redact_file_text
+
+    return redact_file_text(str(path), text, secrets)
 
 
 def writable_for(level: str, state_file: str) -> tuple[str, ...]:

@@ -16,16 +16,16 @@ from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
 from ..ports import Diff, Permission, TestRun, WorkspaceHandle
 from . import breaker, gate
+from .control_files import ControlSet, control_set
 from .diff_policy import check_diff
 from .engine import worktree_run_id
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
+from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
 from .tick import Tick
 
 LEDGER = "loop-ledger.json"
-CONTROL_FILES = ("gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml",
-                 "promotion.yaml", "repair.yaml", LEDGER, "loop-run-log.md")
 
 
 class Escalate(Exception):
@@ -92,33 +92,32 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         item_id=item.id, item_title=item.title, item_detail=item.detail, attempt=n,
         max_attempts=t.plan.max_attempts, previous_error=prev_error,
     )
-    guard = t.deps.guard
-    before = guard.snapshot() if guard is not None else None
+    before = _outside_snapshot(t)
     await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
-    if guard is not None:
-        outside = guard.changes(before)
-        if outside:
-            restored = guard.restore(before)
-            t.lines.append(f"agent changed files outside its worktree: {', '.join(outside[:5])}")
-            t.notify("escalation", f"{p.name}: agent wrote outside its worktree", "; ".join(outside[:5]))
-            raise Escalate("outside-change", "changed outside the worktree: " + "; ".join(outside[:10])
-                           + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
+    _check_outside(t, before, handle, "agent")
+    _check_worktree(t, handle)
     diff = ws.diff(handle)
     paths = diff.touched_paths
     t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
     if n == 1 or paths:
         t.lines.append(f"proposed change touching {', '.join(paths) if paths else '(nothing)'}")
-    violations = check_diff(diff, control_files=CONTROL_FILES + (t.plan.state_file,))
+    violations = check_diff(diff, controls=_controls(t))
     if violations:
         v = violations[0]
         raise Escalate(f"policy:{v.code}", f"{v.code}: {v.path} — {v.detail}", handle, diff)
     decision = gate.check(_policy(t), list(paths), "commit")
     if not decision.allowed:
         raise Escalate(f"gate:{decision.trigger}", decision.reason, handle, diff)
+    leaked = added_secrets(diff.changes, t.deps.secrets)
+    if leaked:  # the held diff keeps it verbatim for the human; nothing else ever does
+        raise Escalate("secret-in-diff", f"secret-in-diff: the change adds {describe(leaked)}", handle, diff)
     if not diff.changes:
         return _reject(t, handle, n, "the implementer made no change")
     t.enter("verifying", attempt=n)
+    before = _outside_snapshot(t)
     tests = _run_tests(t, handle)
+    _check_outside(t, before, handle, "test run")
+    _check_worktree(t, handle)
     tidy = getattr(ws, "discard_side_effects", None)
     if tidy is not None:
         tidy(handle)  # test artefacts are not part of the reviewed change
@@ -130,7 +129,10 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
     )
+    before = _outside_snapshot(t)
     vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
+    _check_outside(t, before, handle, "verifier")
+    _check_worktree(t, handle)
     verdict = parse_verdict(vres.text)
     kind = verdict.kind
     reasons = list(verdict.reasons)
@@ -174,8 +176,10 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
         merge = getattr(ws, "merge", None)
         if merge is not None:
             try:
-                merge(handle)
+                merge_sha = merge(handle)
                 merged = True
+                t.record("merged", {"attempt": n, "sha": sha, "merge": merge_sha, "branch": handle.branch,
+                                    "into": handle.base_branch})
                 t.lines.append(f"merged into {handle.base_branch}: {why}")
             except LoopError as e:  # the fix stays proposed on its branch; a human merges
                 t.lines.append(f"not merged: {e}")
@@ -224,7 +228,7 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
     j = t.deps.journal
     if j is not None:
         esc_id = j.escalate(tick_id=t.tick_id, run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id,
-                            title=item.title, diff=redact(esc.diff.patch) if esc.diff else "", context=summary,
+                            title=item.title, diff=esc.diff.patch if esc.diff else "", context=summary,
                             at=t.deps.clock.now())
     t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
     ref = f" [{esc_id}]" if esc_id else ""
@@ -241,6 +245,45 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
 
 
 # -- helpers
+
+
+def _controls(t: Tick) -> ControlSet:
+    """The project's control set (built by the composition root), else this loop's minimum."""
+    given = getattr(t.deps, "controls", None)
+    base = given if isinstance(given, ControlSet) else control_set()
+    return base.with_paths((t.plan.state_file,))
+
+
+def _outside_snapshot(t: Tick) -> Any:
+    guard = t.deps.guard
+    return guard.snapshot() if guard is not None else None
+
+
+def _check_outside(t: Tick, before: Any, handle: WorkspaceHandle, who: str) -> None:
+    """After every agent run and every test run: nothing outside the worktree changed, or
+    it is restored where git can and the attempt escalates."""
+    guard = t.deps.guard
+    if guard is None or before is None:
+        return
+    outside = guard.changes(before)
+    if not outside:
+        return
+    restored = guard.restore(before)
+    t.lines.append(f"{who} changed files outside its worktree: {', '.join(outside[:5])}")
+    t.notify("escalation", f"{t.plan.pattern.name}: {who} wrote outside its worktree", "; ".join(outside[:5]))
+    raise Escalate("outside-change", f"{who} changed outside the worktree: " + "; ".join(outside[:10])
+                   + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
+
+
+def _check_worktree(t: Tick, handle: WorkspaceHandle) -> None:
+    """The worktree still is the worktree the runtime made: its ``.git`` link and git metadata
+    are unchanged (repaired if not) and it holds no nested ``.git`` — before any runtime git
+    command runs in it again."""
+    check = getattr(t.deps.workspace, "integrity", None)
+    problems = tuple(check(handle)) if check is not None else ()
+    if problems:
+        t.lines.append(f"worktree git metadata tampered with: {', '.join(problems[:3])}")
+        raise Escalate("policy:git-dir", "git-dir: " + "; ".join(problems[:10]), handle)
 
 
 def _policy(t: Tick) -> Any:

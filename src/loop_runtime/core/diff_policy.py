@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..ports import Diff, FileChange
+from .control_files import DEFAULT as DEFAULT_CONTROLS
+from .control_files import CONTROL_NAMES, RUNTIME_DIRS, ControlSet, git_component
 
 __all__ = [
     "CONTROL_DIRS",
@@ -30,17 +32,12 @@ __all__ = [
     "symlink_escapes",
 ]
 
-CONTROL_FILES: tuple[str, ...] = (
-    "gate.yaml", "LOOP.md", "loop-budget.md", "loop-pause-all", "loop-runtime.toml", "promotion.yaml",
-    "repair.yaml", "loop-ledger.json", "loop-run-log.md", "loop-constraints.md",
-)
-"""Loop control files, matched by file name at any depth (a monorepo keeps one loop per package)."""
+CONTROL_FILES: tuple[str, ...] = CONTROL_NAMES
+"""The fixed control-file names; the one definition (with folders and the project's state files)
+is ``core.control_files``."""
 
-CONTROL_DIRS: tuple[str, ...] = (".loop-worktrees", ".loop-runtime", ".loop-context", ".loop-sandbox")
+CONTROL_DIRS: tuple[str, ...] = RUNTIME_DIRS
 """Runtime bookkeeping folders: nothing inside them is ever part of a change."""
-
-_AGENT_SETTINGS = (".claude/settings.json", ".claude/settings.local.json", ".codex/config.toml")
-"""Agent configuration that could grant the next run more permissions or hooks."""
 
 _TEST_DIRS = frozenset({"tests", "test", "__tests__", "spec", "specs", "testing"})
 _TEST_NAME = re.compile(
@@ -107,23 +104,43 @@ def symlink_escapes(link_path: str, target: str) -> str | None:
     return None
 
 
-def _path_violations(path: str, controls: frozenset[str]) -> list[Violation]:
+def _path_violations(path: str, controls: ControlSet) -> list[Violation]:
     out: list[Violation] = []
     norm = path.replace("\\", "/")
     segs = _segments(path)
     if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in segs:
         out.append(Violation("dotdot", path, "path is absolute or has a '..' segment"))
-    if any(s.casefold() == ".git" for s in segs):
-        out.append(Violation("git-dir", path, "path inside a .git directory"))
-    stripped = norm[2:] if norm.startswith("./") else norm
-    name = segs[-1].casefold() if segs else ""
-    if stripped in controls or name in {c.casefold() for c in CONTROL_FILES}:
-        out.append(Violation("control-file", path, "the loop's own control file"))
-    elif segs and segs[0] in CONTROL_DIRS:
-        out.append(Violation("control-file", path, f"inside the runtime's {segs[0]}/ folder"))
-    elif stripped in _AGENT_SETTINGS:
-        out.append(Violation("control-file", path, "agent settings (permissions, hooks)"))
+    dotgit = git_component(path)
+    if dotgit is not None:
+        out.append(Violation("git-dir", path, f"a path component {dotgit!r} is git's own (.git): "
+                                              "a nested repository or gitdir pointer"))
+    why = controls.matches(path)
+    if why:
+        out.append(Violation("control-file", path, why))
     return out
+
+
+def _symlink_to_control(c: FileChange, controls: ControlSet) -> Violation | None:
+    """A symlink whose target (resolved lexically from the link's folder) is a control file or .git."""
+    if not c.is_symlink or c.kind == "deleted" or not c.symlink_target:
+        return None
+    folder = [s for s in _segments(c.path)[:-1] if s not in ("", ".")]
+    for part in c.symlink_target.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not folder:
+                return None  # leaves the worktree: symlink_escapes reports it
+            folder.pop()
+        else:
+            folder.append(part)
+    target = "/".join(folder)
+    if not target:
+        return None
+    if git_component(target) is not None:
+        return Violation("git-dir", c.path, f"symlink to {c.symlink_target!r} points into .git")
+    why = controls.matches(target)
+    return Violation("control-file", c.path, f"symlink to {why}") if why else None
 
 
 def _same_folder_test(old: str, new: str) -> bool:
@@ -132,8 +149,8 @@ def _same_folder_test(old: str, new: str) -> bool:
 
 def _change_violations(c: FileChange) -> list[Violation]:
     out: list[Violation] = []
-    if c.new_mode == "160000":
-        out.append(Violation("git-dir", c.path, "embedded git repository (gitlink)"))
+    if "160000" in (c.new_mode, c.old_mode):
+        out.append(Violation("git-dir", c.path, "embedded git repository or submodule (gitlink, mode 160000)"))
     if c.is_symlink and c.kind != "deleted":
         why = symlink_escapes(c.path, c.symlink_target or "")
         if why:
@@ -164,15 +181,26 @@ def _skip_violations(c: FileChange) -> list[Violation]:
     return []
 
 
-def check_diff(diff: Diff, *, control_files: Iterable[str] = ()) -> tuple[Violation, ...]:
-    """Every reason this diff must not be committed; empty when none. Order is stable."""
-    controls = frozenset(p[2:] if p.startswith("./") else p for p in control_files if p)
+def check_diff(diff: Diff, *, control_files: Iterable[str] = (),
+               controls: ControlSet | None = None) -> tuple[Violation, ...]:
+    """Every reason this diff must not be committed; empty when none. Order is stable.
+
+    ``controls`` is the project's control set (``core.control_files``); ``control_files``
+    adds root-relative paths to it (or to the fixed default set when none is given).
+    """
+    cset = controls if controls is not None else DEFAULT_CONTROLS
+    extra = tuple(control_files)
+    if extra:
+        cset = cset.with_paths(extra)
     seen: dict[tuple[str, str, str], Violation] = {}
     for change in diff.changes:
         found: list[Violation] = []
         for path in change.paths:
-            found.extend(_path_violations(path, controls))
+            found.extend(_path_violations(path, cset))
         found.extend(_change_violations(change))
+        link = _symlink_to_control(change, cset)
+        if link is not None:
+            found.append(link)
         for v in found:
             seen.setdefault((v.code, v.path, v.detail), v)
     return tuple(seen.values())

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import AgentNotStarted, BackendError, ConfigError
 from ..ports import (
     AgentBackend,
     AgentRequest,
@@ -69,6 +69,7 @@ class TickDeps:
     workspace: Workspace | None = None
     tests: TestRunner | None = None
     guard: OutsideGuard | None = None
+    controls: Any = None  # core.control_files.ControlSet of the project; None → the fixed default
     journal: TickJournal | None = None
     notifier: Notifier | None = None
     context: ProjectContext = field(default_factory=ProjectContext)
@@ -84,6 +85,7 @@ class TickDeps:
     max_turns: int = 30
     agent_timeout_s: float = 900.0
     replay: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # resume: recorded agent results
+    secrets: tuple[str, ...] = ()  # exact secret values (.env, secret-named env vars): a diff adding one escalates
     tick_id: str | None = None
     run_id: str | None = None
     force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
@@ -253,6 +255,11 @@ class TickBase:
         self.emit("tick.agent", {"role": role, "key": key, "reservation": reservation.amount})
         try:
             result = await self.deps.backend.run(request, stop=self._stop, on_event=self.deps.on_event)
+        except (AgentNotStarted, ConfigError) as exc:  # no agent ran (configuration, spawn): nothing was spent
+            self.deps.budget.settle(reservation, 0, self.deps.clock.now())
+            self.record(f"agent-not-started:{key}", {"reservation_id": reservation.id, "actual": 0,
+                                                     "error": str(exc)[:300]})
+            raise
         except BackendError:
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())  # fail closed
             self._add_usage(role, Usage(input=reservation.amount))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError
+from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from .process import (
     ProcessOutcome,
@@ -98,14 +98,14 @@ def find_claude(binary: str | None = None) -> str:
     if binary:
         found = shutil.which(binary)
         if found is None:
-            raise BackendError(f"claude CLI not found at {binary!r}: {INSTALL_HINT}")
+            raise AgentNotStarted(f"claude CLI not found at {binary!r}: {INSTALL_HINT}")
         return found
     found = shutil.which("claude")
     if found:
         return found
     bundled = _bundled_claude()
     if bundled is None:
-        raise BackendError(f"claude CLI not found: {INSTALL_HINT}")
+        raise AgentNotStarted(f"claude CLI not found: {INSTALL_HINT}")
     return bundled
 
 
@@ -326,7 +326,7 @@ class ClaudeCliBackend:
                   on_event: EventSink | None = None) -> AgentResult:
         env = child_env(request.env, self.credentials)
         if credentials_known_missing(env):
-            raise BackendError(CREDENTIAL_HINT)
+            raise AgentNotStarted(CREDENTIAL_HINT)
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)

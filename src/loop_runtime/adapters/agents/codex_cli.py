@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError
+from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
 from .process import (
     ProcessOutcome,
@@ -86,7 +86,7 @@ def find_codex(binary: str | None = None) -> str:
     found = shutil.which(binary or "codex")
     if found is None:
         where = f" at {binary!r}" if binary else ""
-        raise BackendError(f"codex CLI not found{where}: {INSTALL_HINT}")
+        raise AgentNotStarted(f"codex CLI not found{where}: {INSTALL_HINT}")
     return found
 
 
@@ -193,7 +193,7 @@ class CodexCliBackend:
                   on_event: EventSink | None = None) -> AgentResult:
         env = child_env(request.env, self.credentials)
         if credentials_known_missing(env):
-            raise BackendError(CREDENTIAL_HINT)
+            raise AgentNotStarted(CREDENTIAL_HINT)
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event)

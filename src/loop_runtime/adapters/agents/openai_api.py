@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ...errors import BackendError, GateDenied
+from ...errors import AgentNotStarted, BackendError, GateDenied
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from . import file_tools
 from .process import (
@@ -160,7 +160,7 @@ class OpenAIBackend:
         self.model = model
         self.api_key = api_key or os.environ.get("LOOP_RUNTIME_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
         if not self.api_key and not is_loopback(self.base_url):
-            raise BackendError(f"no API key for {self.base_url}: {KEY_HINT}")
+            raise AgentNotStarted(f"no API key for {self.base_url}: {KEY_HINT}")
         self.max_retries = max(0, max_retries)
         self.transport = transport
 
@@ -174,7 +174,7 @@ class OpenAIBackend:
         import httpx
 
         if not os.path.isdir(request.cwd):
-            raise BackendError(f"agent working directory not found: {request.cwd}")
+            raise AgentNotStarted(f"agent working directory not found: {request.cwd}")
         started = time.monotonic()
         deadline = started + request.timeout_s
         transcript = Transcript(request.transcript_dir, request.role, [self.api_key or ""])

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError
+from ...errors import AgentNotStarted, BackendError
 from ...ports import EventSink, StopCheck, Usage
 
 POLL_S = 0.2  # how often stop() and the deadline are checked while the child is silent
@@ -149,7 +149,10 @@ class Transcript:
     """The raw, redacted stdout of one run: ``<dir>/<role>-<UTC timestamp>.jsonl``."""
 
     def __init__(self, directory: str | None, role: str, secrets: Sequence[str] = ()) -> None:
-        self._secrets = tuple(s for s in secrets if s)
+        from ..environment import SECRET_NAME, MIN_ENV_SECRET
+
+        env_secrets = (v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= MIN_ENV_SECRET)
+        self._secrets = tuple(dict.fromkeys(s for s in (*secrets, *env_secrets) if s))
         self.path: Path | None = None
         self._file: Any = None
         if directory is None:
@@ -166,11 +169,13 @@ class Transcript:
             self.path = path
             self._file = open(path.with_name(path.name + ".part"), "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise BackendError(f"cannot write transcript in {directory}: {exc.strerror or exc}") from exc
+            raise AgentNotStarted(f"cannot write transcript in {directory}: {exc.strerror or exc}") from exc
 
     def write(self, line: str) -> None:
         if self._file is not None:
-            self._file.write(redact(line, self._secrets) + "\n")
+            from ...core.secrets import redact_file_text  # JSON lines stay valid JSON
+
+            self._file.write(redact_file_text(".jsonl", line, [v for v in self._secrets if len(v) >= 6]) + "\n")
 
     def write_json(self, obj: Mapping[str, Any]) -> None:
         self.write(json.dumps(obj, ensure_ascii=False, default=str))
@@ -250,7 +255,7 @@ async def run_json_lines(
 ) -> ProcessOutcome:
     """Run ``argv`` and feed each JSON line of its stdout to ``handle`` until it ends or is stopped."""
     if not os.path.isdir(cwd):
-        raise BackendError(f"agent working directory not found: {cwd}")
+        raise AgentNotStarted(f"agent working directory not found: {cwd}")
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -259,7 +264,7 @@ async def run_json_lines(
             start_new_session=True, limit=LINE_LIMIT,
         )
     except OSError as exc:
-        raise BackendError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+        raise AgentNotStarted(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     tail: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL // 64 + 2)
