@@ -54,7 +54,8 @@ def test_dashboard_is_core_and_all_installs_every_optional_part() -> None:
     extras = PYPROJECT["optional-dependencies"]
     every = {_name(r) for name, reqs in extras.items() if name not in ("test", "all") for r in reqs}
     assert every and every <= {_name(r) for r in extras["all"]}
-    assert not any(n in {_name(r) for reqs in extras.values() for r in reqs} for n in ("temporalio", "mcp"))
+    assert "temporalio" not in {_name(r) for reqs in extras.values() for r in reqs}
+    assert "mcp" in {_name(r) for r in extras["mcp"]}  # `loop-runtime mcp` (issue 15)
 
 
 def test_optional_imports_go_through_the_helper() -> None:

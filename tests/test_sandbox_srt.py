@@ -349,6 +349,9 @@ def test_the_project_tests_run_inside_the_sandbox_and_escapes_are_noted(srt: str
     assert run.passed, run.output
     assert "2 passed" in run.output and "[sandbox]" in run.output and "from-tests.txt" in run.output
     assert not (p["root"] / "from-tests.txt").exists()
+    # the per-test JUnit report was written inside the sandbox to the private report folder
+    assert run.report is not None and run.report.source == "junit", run.output
+    assert run.report.passed == 2 and run.report.failed == 0 and run.report.cases is not None
 
 
 def test_a_scaffolds_test_command_runs_sandboxed_in_a_real_tick(srt: str, tmp_path: Path) -> None:
@@ -375,6 +378,46 @@ def test_a_scaffolds_test_command_runs_sandboxed_in_a_real_tick(srt: str, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "tests: passed" in proc.stdout and "sandbox off" not in proc.stdout
     assert not (home / "x").exists()
+
+
+@pytest.mark.parametrize("weaken", [False, True], ids=["legitimate-fix", "conftest-skips-the-failing-test"])
+def test_sandboxed_ticks_keep_the_per_test_base_comparison(srt: str, tmp_path: Path, weaken: bool) -> None:
+    """With sandbox = "srt" both the attempt's and the base commit's tests run inside srt and still
+    produce per-test reports: a legitimate fix commits, an attempt that skips the failing test escalates
+    naming it, and the cached base run holds the per-test outcomes."""
+    from tests.test_tests_weakened import BUGGY, FIXED, HOOK_SKIP, TEST, escalation, loop_commits
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    repo = make_repo(tmp_path / "repo", {
+        "calc.py": BUGGY, "tests/test_calc.py": TEST, "conftest.py": "",
+        "loop-runtime.toml": f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"\nsandbox = "srt"\n',
+    })
+    files = {"calc.py": FIXED, **({"conftest.py": HOOK_SKIP} if weaken else {})}
+    scen = tmp_path / "scenario.json"
+    scen.write_text(json.dumps({
+        "triage": {"decision": "act", "summary": "red", "tokens": 100,
+                   "items": [{"id": "CI-1", "title": "test_add fails", "detail": "-", "files": ["calc.py"]}]},
+        "implementer": [{"tokens": 100, "files": files}],
+        "verifier": [{"verdict": "APPROVE", "tokens": 100}]}))
+    proc = run_cli("run", "ci-sweeper", "--level", "L2", "--scenario", str(scen), cwd=repo,
+                   env={"LOOP_RUNTIME_SRT": srt, "HOME": str(home)}, timeout=240)
+    assert "sandbox off" not in proc.stdout
+    cached = list((repo / ".loop-runtime" / "test-baselines").glob("*.json"))
+    assert len(cached) == 1, proc.stdout + proc.stderr
+    doc = json.loads(cached[0].read_text())
+    assert doc["base_commit"] == git(repo, "rev-parse", "main")
+    assert {n: o for n, o in doc["report"]["cases"]} == {
+        "tests.test_calc::test_add": "failed", "tests.test_calc::test_sub": "passed"}
+    if weaken:
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        esc = escalation(repo)
+        assert esc["reason"] == "tests-weakened" and "tests.test_calc::test_add" in esc["detail"], esc
+        assert loop_commits(repo) == []
+    else:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "committed: safe + allowlisted" in proc.stdout and len(loop_commits(repo)) == 1
+    assert not list((repo / ".loop-runtime" / "base-checkouts").glob("*"))
 
 
 def test_sandbox_srt_without_srt_is_a_one_line_error(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .adapters.state_files import at_rest, atomic_write, project_secrets
+from .adapters import locked_files
+from .adapters.state_files import at_rest, project_secrets
 from .core import killswitch
 from .core.budget import utc_day
 from .errors import ConfigError, GitError, LoopError
@@ -21,7 +22,7 @@ from .runtime import Project, now_utc
 
 def _write(project: Project, rel: str, text: str) -> None:
     """Atomically write a project file, redacted like every file the runtime writes."""
-    atomic_write(project.root / rel, at_rest(rel, text, project_secrets(project.root)))
+    locked_files.atomic_write(project.root / rel, at_rest(rel, text, project_secrets(project.root)))
 
 
 def _switch_file(pattern: str | None) -> str:
@@ -83,6 +84,14 @@ def open_store(project: Project) -> Any:
     from .adapters.sqlite_store import RunStore
 
     return RunStore.open(project.root)
+
+
+def _existing_store(project: Project) -> Any:
+    """The store of a project that has one; escalations cannot exist without it (and we create none)."""
+    if not (project.root / ".loop-runtime" / "runtime.db").is_file():
+        raise ConfigError(".loop-runtime/runtime.db", "escalation", None,
+                          message="no loop-runtime store in this project: there is no escalation to decide")
+    return open_store(project)
 
 
 def _escalation(store: Any, esc_id: str, *, allow: tuple[str, ...] = ("open",)) -> Any:
@@ -225,13 +234,15 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
     """
     from .adapters.git_workspace import GitWorkspace
     from .formats.state import parse_state, render_state, set_human_decision
+    from .preflight import preflight_state_write
 
     own = store is None
-    store = store or open_store(project)
+    store = store or _existing_store(project)
     try:
         esc = _escalation(store, esc_id, allow=("open", "approved") if merge else ("open",))
         if esc.status == "approved":
             return _merge_later(project, store, esc)
+        preflight_state_write(project, esc.pattern)  # before the branch, the commit, the decision
         ctx = esc.context
         who = by or getpass.getuser()
         result: dict[str, Any] = {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id}
@@ -296,11 +307,13 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
     """Discard the held change: its worktree and patch are removed, its branch deleted unless ``keep_branch``
     (then the held change is committed on it first, so the kept branch holds what was reviewed)."""
     from .formats.state import parse_state, render_state, set_human_decision
+    from .preflight import preflight_state_write
 
     own = store is None
-    store = store or open_store(project)
+    store = store or _existing_store(project)
     try:
         esc = _escalation(store, esc_id)
+        preflight_state_write(project, esc.pattern)
         who = by or getpass.getuser()
         run_id = esc.context.get("worktreeRunId")
         removed: dict[str, Any] = {}
@@ -330,11 +343,14 @@ def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any,
     from .core.sanitize import clean
 
     state_file = project.pattern(esc.pattern).state
-    text = project.read(state_file)
-    if text is None:
-        return
-    doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200), ref=esc.id)
-    _write(project, state_file, render_state(doc))
+
+    def decide(text: str | None) -> str | None:
+        if text is None:
+            return None
+        doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200), ref=esc.id)
+        return at_rest(state_file, render_state(doc), project_secrets(project.root))
+
+    locked_files.update(project.root, project.root / state_file, decide)
 
 
 def _head(root: Path, branch: str) -> str | None:
@@ -352,7 +368,10 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
 
     if tokens <= 0:
         raise ConfigError("topup", "tokens", tokens, message=f"tokens must be positive: {tokens}")
+    from .preflight import preflight_state_write
+
     p = project.pattern(pattern)
+    preflight_state_write(project, pattern)  # before the store records a top-up the state file cannot
     now = now or now_utc()
     own = store is None
     store = store or open_store(project)
@@ -362,11 +381,15 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
     finally:
         if own:
             store.close()
-    text = project.read(p.state)
-    if text is not None:
-        from .core.sanitize import clean
+    from .core.sanitize import clean
 
-        doc = append_section_line(parse_state(text, file=p.state), "Budget top-ups",
-                                  f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}")
-        _write(project, p.state, render_state(doc))
+    line = f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}"
+
+    def add(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return at_rest(p.state, render_state(append_section_line(parse_state(text, file=p.state), "Budget top-ups", line)),
+                       project_secrets(project.root))
+
+    locked_files.update(project.root, project.root / p.state, add)
     return {"pattern": pattern, "tokens": tokens, "reason": reason, "day": str(utc_day(now))}

@@ -92,26 +92,20 @@ def cli(ctx: click.Context, root: str | None) -> None:
 @pass_ctx
 def list_cmd(c: _Ctx, as_json: bool) -> None:
     """List the registry's patterns (the project's registry, else the bundled one)."""
-    from .formats.registry import load_registry
+    from .commands import list_doc
 
-    reg = load_registry(c.root)
-    rows = [
-        {"id": p.id, "name": p.name, "cadence": p.cadence, "risk": p.risk, "weekOneMode": p.week_one_mode,
-         "tokenCost": p.token_cost, "state": p.state,
-         "dailyCap": p.cost.suggested_daily_cap if p.cost else None}
-        for p in reg.patterns
-    ]
+    doc = list_doc(c.root)
     if as_json:
-        _emit_json({"registry": {"source": reg.source, "path": reg.path}, "patterns": rows,
-                    "warnings": list(reg.warnings)})
+        _emit_json(doc)
         return
     from .render import table
 
-    click.echo(f"Registry: {reg.source} ({reg.path})")
+    rows, reg = doc["patterns"], doc["registry"]
+    click.echo(f"Registry: {reg['source']} ({reg['path']})")
     click.echo(table([[r["id"], r["name"], r["cadence"], r["risk"], r["weekOneMode"] or "-", r["tokenCost"] or "-",
                        f"{r['dailyCap']:,}" if r["dailyCap"] else "unknown", r["state"]] for r in rows],
                      ["ID", "NAME", "CADENCE", "RISK", "WEEK-1", "COST", "DAILY CAP", "STATE FILE"]))
-    for w in reg.warnings:
+    for w in doc["warnings"]:
         click.echo(f"warning: {w}", err=True)
 
 
@@ -126,10 +120,10 @@ def plan(c: _Ctx, pattern: str, level: str | None, cadence: str | None, as_json:
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
+    from .commands import plan_doc
     from .render import plan_text
 
-    doc = c.project.plan(pattern, level, cadence).as_json()
-    doc["registry"] = {"source": c.project.registry.source, "path": c.project.registry.path}
+    doc = plan_doc(c.project, pattern, level, cadence)
     if as_json:
         _emit_json(doc)
     else:
@@ -155,16 +149,16 @@ def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, orchestration: 
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from .core.cost import estimate, format_estimate, list_patterns
-    from .formats.registry import find_pattern, load_registry
+    from .commands import cost_doc
+    from .core.cost import format_estimate, list_patterns
 
-    registry = load_registry(c.root)
     if list_ids:
-        for line in list_patterns(registry):
+        from .formats.registry import load_registry
+
+        for line in list_patterns(load_registry(c.root)):
             click.echo(line)
         return
-    est = estimate(find_pattern(registry, pattern), level, cadence, conservative,
-                   with_caching=with_caching, orchestration=orchestration)
+    est = cost_doc(c.root, pattern, level, cadence, orchestration, conservative, with_caching)
     if as_json:
         _emit_json(est)
     else:
@@ -225,16 +219,9 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 @pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
-    from .runtime import now_utc
-    from .status import project_status
+    from .commands import status_doc
 
-    project = c.project
-    store = _store_if_exists(project)
-    try:
-        doc = project_status(project, now_utc(), store)
-    finally:
-        if store is not None:
-            store.close()
+    doc = status_doc(c.project)
     if as_json:
         _emit_json(doc)
         return
@@ -242,11 +229,9 @@ def status(c: _Ctx, as_json: bool) -> None:
 
 
 def _store_if_exists(project: Any) -> Any:
-    if not (project.root / ".loop-runtime" / "runtime.db").exists():
-        return None
-    from .adapters.sqlite_store import RunStore
+    from .commands import store_if_exists
 
-    return RunStore.open(project.root)
+    return store_if_exists(project)
 
 
 def _status_rows(doc: dict[str, Any]) -> list[list[tuple[str, str]]]:
@@ -346,76 +331,30 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    import asyncio
-
+    from .commands import notifier_for, run_ticks
     from .progress import make_progress
-    from .runner import LoopRunner, RunOptions, backend_name, dry_run as do_dry_run
+    from .runner import RunOptions
 
     project = c.project
-    plan_ = project.plan(pattern, level)
     progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
-                      on_event=progress.event if progress else None, notifier=_notifier(project), force=force)
-    name = backend_name(project, plan_, opts)
+                      on_event=progress.event if progress else None,
+                      notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
+                      force=force)
     try:
-        if dry_run:
-            results = asyncio.run(do_dry_run(project, plan_, opts, ticks))
-            spent = sum(r.tokens for r in results)
-            from .core.budget import utc_day
-            from .runner import runlog_spent
-            from .runtime import now_utc
-
-            spent += runlog_spent(project, pattern, utc_day(now_utc()))
-        else:
-            runner = LoopRunner(project, plan_, opts)
-            try:
-                results = []
-                for _ in range(ticks):
-                    results.append(asyncio.run(runner.tick()))
-                from .runner import StoreBudget
-                from .runtime import now_utc
-
-                st = StoreBudget(runner.store, pattern, plan_.daily_token_cap, "-").status(now_utc())
-                spent = st.spent
-            finally:
-                runner.store.close()
+        report = run_ticks(project, pattern, opts, ticks)
     finally:
         if progress:
             progress.close()
     if as_json:
-        _emit_json({"pattern": pattern, "backend": name, "dryRun": dry_run,
-                    "ticks": [r.as_json() for r in results]})
+        _emit_json(report.as_json())
     else:
         from .render import tick_report
 
-        cap = _cap_today(project, plan_, results)
-        click.echo(tick_report(results, pattern_name=plan_.pattern.name, level=level or plan_.level, backend=name,
-                               dry_run=dry_run, spent=spent, cap=cap))
-    sys.exit(max(r.exit_code for r in results))
-
-
-def _cap_today(project: Any, plan_: Any, results: Any) -> int | None:
-    if plan_.daily_token_cap is None:
-        return None
-    store = _store_if_exists(project)
-    if store is None:
-        return int(plan_.daily_token_cap)
-    try:
-        from .core.budget import utc_day
-        from .runtime import now_utc
-
-        return int(plan_.daily_token_cap + store.topups(plan_.pattern_id, utc_day(now_utc())))
-    finally:
-        store.close()
-
-
-def _notifier(project: Any) -> Any:
-    urls = tuple(project.config.notify)
-    if not urls:
-        return None
-    from .adapters.notify import AppriseNotifier
-
-    return AppriseNotifier(urls, log=lambda msg: click.echo(f"notify: {msg}", err=True))
+        click.echo(tick_report(report.results, pattern_name=report.plan.pattern.name,
+                               level=level or report.plan.level, backend=report.backend, dry_run=dry_run,
+                               spent=report.spent, cap=report.cap))
+    sys.exit(report.exit_code)
 
 
 # ---------------------------------------------------------------------------- human actions
@@ -461,13 +400,12 @@ def resume(c: _Ctx, pattern: str | None) -> None:
 @pass_ctx
 def escalations(c: _Ctx, show_all: bool, as_json: bool) -> None:
     """List escalations held for a human."""
-    store = _store_if_exists(c.project)
-    items = [] if store is None else store.list_escalations(None if show_all else "open")
-    if store is not None:
-        store.close()
-    docs = [_esc_doc(e) for e in items]
+    from .commands import escalations_doc
+
+    doc = escalations_doc(c.project, show_all)
+    docs = doc["escalations"]
     if as_json:
-        _emit_json({"escalations": docs})
+        _emit_json(doc)
         return
     if not docs:
         click.echo("No open escalations.")
@@ -476,14 +414,6 @@ def escalations(c: _Ctx, show_all: bool, as_json: bool) -> None:
 
     click.echo(table([[d["id"], d["status"], d["pattern"], d["item"], d["reason"], d["createdAt"], d["title"][:60]]
                       for d in docs], ["ID", "STATUS", "LOOP", "ITEM", "REASON", "CREATED", "TITLE"]))
-
-
-def _esc_doc(e: Any) -> dict[str, Any]:
-    created = e.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(e.created_at, "strftime") else str(e.created_at)
-    return {"id": e.id, "status": e.status, "pattern": e.pattern, "item": e.item_id, "title": e.title,
-            "reason": e.context.get("reason"), "createdAt": created, "runId": e.run_id,
-            "branch": e.context.get("branch"), "attempts": e.context.get("attempts"),
-            "lastError": e.context.get("lastError"), "diffLines": len(e.diff.splitlines())}
 
 
 @cli.command()
@@ -575,6 +505,13 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
     """
     from .actions import topup as do_topup
 
+    if resume_tick:  # the resumed tick's files too, before the top-up is recorded
+        from .preflight import preflight
+        from .runner import RunOptions, backend_name
+
+        plan_ = c.project.plan(pattern)
+        preflight(c.project, plan_, backend=backend_name(c.project, plan_, RunOptions(backend=backend)),
+                  scenario=scenario)
     r = do_topup(c.project, pattern, tokens, reason=reason)
     click.echo(f"Top-up: +{r['tokens']:,} tokens for {pattern} today ({r['day']}): {reason}")
     if resume_tick:
@@ -628,6 +565,23 @@ def dashboard(c: _Ctx, port: int, host: str, token: str | None) -> None:
     from .dashboard.server import serve
 
     serve(c.project, host=host, port=port, token=token)
+
+
+@cli.command()
+@pass_ctx
+def mcp(c: _Ctx) -> None:
+    """Serve this project over MCP on stdin/stdout (needs the [mcp] extra).
+
+    Tools: list_patterns, plan, status, cost, run_tick (a dry run unless confirm is true), kill, resume,
+    escalations, approve, reject; resources: each state file and the run log (redacted).
+    """
+    root = c.root
+    from .optional import check
+
+    check("mcp", extra="mcp", feature="the MCP server (`loop-runtime mcp`)")
+    from .mcp_server import serve
+
+    serve(root)
 
 
 # ---------------------------------------------------------------------------- --root anywhere

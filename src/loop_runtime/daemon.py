@@ -105,7 +105,7 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     from .adapters.clock import SystemClock
     from .adapters.sqlite_store import RunStore
     from .core.schedule import LoopSchedule
-    from .runner import LoopRunner, RunOptions
+    from .runner import LoopRunner, RunOptions, backend_name
     from .scheduler import Scheduler, install_signal_handlers
 
     from .loops import project_loops
@@ -116,6 +116,14 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     ids = list(dict.fromkeys(patterns)) or list(loops.enabled)
     if not ids:
         raise LoopError(loops.none_message(project))
+    from .preflight import preflight, preflight_dashboard
+
+    for pid in ids:  # every loop's files, before the store exists or any tick starts
+        plan = project.plan(pid)
+        preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)),
+                  scenario=scenario)
+    if dashboard_port:
+        preflight_dashboard(project)
     clock = clock or SystemClock()
     store = RunStore.open(project.root)
     log = _logger(log_format)

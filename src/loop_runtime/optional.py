@@ -22,6 +22,7 @@ from .errors import LoopError
 EXTRAS: dict[str, tuple[str, str]] = {
     "apprise": ("notify", "notifications (loop-runtime.toml `notify`)"),
     "claude_agent_sdk": ("claude", "the Claude Code CLI bundled in claude-agent-sdk"),
+    "mcp": ("mcp", "the MCP server (`loop-runtime mcp`)"),
     "starlette": ("", "the dashboard"),
     "uvicorn": ("", "the dashboard"),
     "jinja2": ("", "the dashboard"),

@@ -12,7 +12,10 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .formats.test_report import TestReport
 
 # --------------------------------------------------------------------------- agents
 
@@ -89,6 +92,8 @@ class AgentRequest:
     model: str | None = None
     transcript_dir: str | None = None  # where the adapter writes the raw transcript
     env: Mapping[str, str] = field(default_factory=dict)  # scrubbed environment for the process
+    #: MCP servers (name → .mcp.json definition) the agent may use; empty → the backend gives it none
+    mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 AgentStatus = Literal["ok", "error", "halted"]
@@ -150,7 +155,8 @@ class SandboxScope:
     extra network destinations it needs (its model endpoint); ``shims`` puts the
     level-gated ``git``/``gh`` first on its PATH; ``proxy_hosts`` are hosts that must be
     reached through the sandbox's proxy even when ``NO_PROXY`` would skip it (a model
-    stand-in on 127.0.0.1).
+    stand-in on 127.0.0.1). ``extra_writable`` are folders outside ``cwd`` it must write
+    (a test run's private JUnit report folder), granted read and write.
     """
 
     cwd: str
@@ -159,6 +165,7 @@ class SandboxScope:
     hosts: tuple[str, ...] = ()
     shims: bool = True
     proxy_hosts: tuple[str, ...] = ()
+    extra_writable: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -239,6 +246,7 @@ class TestRun:
     output: str  # truncated, secrets redacted
     duration_s: float = 0.0
     timed_out: bool = False
+    report: TestReport | None = None  # what ran, per test where known (JUnit XML or summary lines)
 
 
 @runtime_checkable
@@ -269,6 +277,16 @@ class StateWriter(Protocol):
     def read(self, path: str) -> str | None: ...
 
     def write(self, path: str, text: str) -> None: ...
+
+    def update(self, path: str, fn: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write as one step: ``fn`` gets the text as it is now (``None`` if absent).
+
+        The file adapter holds the file's lock from the read to the atomic replace, so
+        concurrent ticks never lose each other's entries. Returns the text now stored.
+        (Optional for third-party writers: ``core.files.update_file`` falls back to
+        read + write.)
+        """
+        ...
 
 
 # --------------------------------------------------------------------------- clock

@@ -96,7 +96,8 @@ def _journal_tokens(phases: list[Any]) -> int:
 
 def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
     """Finalise crashed ticks of ``pattern``; the caller holds the pattern's lease. Returns their ids."""
-    from .adapters.state_files import at_rest, atomic_write, project_secrets
+    from .adapters import locked_files
+    from .adapters.state_files import at_rest, project_secrets
 
     recovered: list[str] = []
     for tick in store.open_ticks(pattern):
@@ -110,11 +111,10 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
             entry = RunLogEntry(run_id=tick.run_id, pattern=pattern, duration_s=0, items_found=done.items,
                                 actions_taken=done.actions, escalations=done.escalations, tokens_estimate=tokens,
                                 outcome=done.outcome, extras={"level": tick.level, **done.extras, "tick": tick.tick_id})
-            path = project.root / "loop-run-log.md"
-            text = path.read_text("utf-8") if path.exists() else None
-            atomic_write(path, at_rest("loop-run-log.md", append_entry(text, entry, now=now,
-                                                                       project=project.root.name),
-                                       project_secrets(project.root)))
+            secrets = project_secrets(project.root)
+            locked_files.update(project.root, project.root / "loop-run-log.md",
+                                lambda text, e=entry: at_rest("loop-run-log.md", append_entry(
+                                    text, e, now=now, project=project.root.name), secrets))
             if done.outcome != "no-op":
                 _update_state(project, pattern, done, now)
             store.record_phase(tick.tick_id, "logged", {"outcome": done.outcome, "note": done.note}, now)
@@ -166,14 +166,15 @@ def _update_state(project: Any, pattern: str, done: Recovered, now: datetime) ->
 
     try:
         name = project.pattern(pattern).state
-        writer = FileStateWriter(project.root)
-        text = writer.read(name)
-        doc = parse_state(text if text is not None else new_state_text(project.root.name), file=name)
-        doc = ensure_canonical_sections(with_last_run(doc, now, f"{done.outcome}: {done.note} "
-                                                                 "(recovered after crash)"[:200]))
-        if done.outcome == "escalated" and done.item_id:
-            doc = add_high_priority(doc, str(done.item_id), inert(done.title or str(done.item_id)),
-                                    f"escalated ({done.extras.get('reason')}); recovered after crash")
-        writer.write(name, render_state(doc))
+        def recovered(text: str | None) -> str:  # read-modify-write under the file's lock
+            doc = parse_state(text if text is not None else new_state_text(project.root.name), file=name)
+            doc = ensure_canonical_sections(with_last_run(doc, now, f"{done.outcome}: {done.note} "
+                                                                     "(recovered after crash)"[:200]))
+            if done.outcome == "escalated" and done.item_id:
+                doc = add_high_priority(doc, str(done.item_id), inert(done.title or str(done.item_id)),
+                                        f"escalated ({done.extras.get('reason')}); recovered after crash")
+            return render_state(doc)
+
+        FileStateWriter(project.root).update(name, recovered)
     except LoopError:  # the run log already tells the truth; a state file we cannot parse is left as is
         pass

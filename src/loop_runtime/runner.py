@@ -228,8 +228,11 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     from .adapters.project import load_context
     from .adapters.state_files import FileStateWriter, project_secrets
 
+    from .preflight import preflight
+
     clock = opts.clock or _system_clock()
     name = backend_name(project, plan, opts)
+    preflight(project, plan, level=opts.level or plan.level, backend=name, scenario=opts.scenario, dry_run=True)
     secrets = project_secrets(project.root)
     state = MemoryStateWriter(seed=FileStateWriter(project.root, writable=()), secrets=secrets)
     ws = MemoryWorkspace()
@@ -243,9 +246,15 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
                     on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
-                    sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None)
+                    sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None,
+                    mcp_servers=mcp_by_level(project))
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
+
+
+def mcp_by_level(project: Project) -> dict[str, Mapping[str, Any]]:
+    """Level → the MCP servers ``[mcp]`` lists for it (none unless listed)."""
+    return {level: project.config.mcp_for(level) for level in ("L0", "L1", "L2", "L3")}
 
 
 def _system_clock() -> Clock:
@@ -265,15 +274,23 @@ class LoopRunner:
         self.project, self.plan, self.opts = project, plan, opts
         self.clock = opts.clock or _system_clock()
         self.owner = owner or owner_id()
+        self.backend_name = backend_name(project, plan, opts)
+        self._preflight()  # before the store exists: a bad file leaves the tree untouched
         if store is None:
             from .adapters.sqlite_store import RunStore
 
             store = RunStore.open(project.root)
         self.store = store
-        self.backend_name = backend_name(project, plan, opts)
+
+    def _preflight(self, *, scenario: bool = True) -> None:
+        from .preflight import preflight
+
+        preflight(self.project, self.plan, level=self.opts.level or self.plan.level, backend=self.backend_name,
+                  scenario=self.opts.scenario, check_scenario=scenario)
 
     async def tick(self) -> TickResult:
         pattern = self.plan.pattern_id
+        self._preflight(scenario=False)  # files may have changed since the last tick (the daemon runs for days)
         now = self.clock.now()
         if not self.store.acquire_lease(pattern, self.owner, LEASE_TTL_S, now):
             holder = self.store.lease_holder(pattern, now)
@@ -318,7 +335,7 @@ class LoopRunner:
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
-        from .adapters.test_runner import ProjectTestRunner
+        from .adapters.test_runner import BASELINE_DIR, ProjectTestRunner
 
         workspace = None
         if project.is_git and level in ("L2", "L3"):
@@ -354,8 +371,9 @@ class LoopRunner:
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
             clock=self.clock,
             workspace=workspace,
-            tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env,
-                                    secrets=secrets, sandbox=boxed) if workspace else None,
+            tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,
+                                    checkout=workspace.base_checkout, cache_dir=project.root / BASELINE_DIR,
+                                    sandbox=boxed) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
             controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),
@@ -378,15 +396,20 @@ class LoopRunner:
             run_id=run_id,
             force=self.opts.force,
             sandbox_note=sandbox_note(sandbox, self.backend_name),
+            mcp_servers=mcp_by_level(project),
         )
 
 
 def runtime_written(project: Project) -> tuple[str, ...]:
     """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
+    from .adapters.locked_files import temp_pattern
     from .core.control_files import KILL_SWITCH_GLOB, SPINE_FILES
 
     states = {p.state for p in project.registry.patterns}
-    return (*sorted(states), *SPINE_FILES, ".loop-context", ".loop-context/*", KILL_SWITCH_GLOB)
+    files = (*sorted(states), *SPINE_FILES)
+    # another loop's atomic write of one of these leaves its temp file for a moment
+    return (*files, *(temp_pattern(f) for f in (*files, KILL_SWITCH_GLOB)), ".loop-context", ".loop-context/*",
+            KILL_SWITCH_GLOB)
 
 
 def project_controls(project: Project, plan: Plan) -> Any:
@@ -448,7 +471,12 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
     the first call that had not finished.
     """
     from .adapters.sqlite_store import RunStore
+    from .preflight import preflight
 
+    base = opts or RunOptions()
+    plan = project.plan(pattern)
+    preflight(project, plan, level=base.level or plan.level, backend=backend_name(project, plan, base),
+              scenario=base.scenario)
     store = RunStore.open(project.root)
     try:
         halted = [t for t in store.recent_ticks(pattern, 50) if t.status == "resumable"]
@@ -461,7 +489,6 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
                 replay[p.phase.removeprefix("agent:")] = p.data
             elif p.phase == "workspace":
                 replay[f"workspace:{p.data.get('attempt')}"] = p.data
-        base = opts or RunOptions()
         resumed = RunOptions(**{**base.__dict__, "replay": replay, "run_id": tick.run_id, "level": tick.level})
         store.set_tick_status(tick.tick_id, "resumed")
         runner = LoopRunner(project, project.plan(pattern), resumed, store=store)

@@ -40,10 +40,13 @@ from ..formats import worktree_manifest as wm
 from ..ports import Clock, Diff, WorkspaceHandle
 from .clock import SystemClock
 from .git import decode, diff_against, git_ok, run_git, run_git_bytes
+from . import locked_files
+from .locked_files import atomic_write
 
 __all__ = ["GitWorkspace"]
 
 POOL_DIR = ".loop-runtime/worktree-pool"
+BASE_DIR = ".loop-runtime/base-checkouts"
 PATCH_DIR = ".loop-runtime/patches"
 MUTEX = f"{wm.MANIFEST_DIR}/.manifest.mutex"
 LOCKS_DIR = f"{wm.MANIFEST_DIR}/locks"
@@ -60,11 +63,7 @@ _FALLBACK_IDENT = {"GIT_AUTHOR_NAME": "loop-runtime", "GIT_AUTHOR_EMAIL": "loop-
                    "GIT_COMMITTER_NAME": "loop-runtime", "GIT_COMMITTER_EMAIL": "loop-runtime@localhost"}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+_atomic_write = atomic_write  # the one atomic writer (temp + fsync + rename, mode kept)
 
 
 def _clear_index_flags(wt: Path) -> list[str]:
@@ -180,12 +179,22 @@ class GitWorkspace:
     def _ensure_excluded(self) -> None:
         """Keep our folders out of ``git status`` via ``info/exclude``: the user's .gitignore is theirs."""
         exclude = self.common_dir / "info" / "exclude"
-        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
-        have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
-        missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
-        if missing:
+
+        def add(old: str | None) -> str | None:
+            text = old or ""
+            have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
+            missing = [p for p in EXCLUDES if p.rstrip("/") not in have]
+            if not missing:
+                return None
             sep = "" if not text or text.endswith("\n") else "\n"
-            _atomic_write(exclude, (text + sep + "".join(f"/{p}\n" for p in missing)).encode("utf-8"))
+            return text + sep + "".join(f"/{p}\n" for p in missing)
+
+        if exclude.exists():  # cheap check first: every attempt calls this
+            text = exclude.read_text(encoding="utf-8")
+            have = {ln.strip().lstrip("/").rstrip("/") for ln in text.splitlines()}
+            if all(p.rstrip("/") in have for p in EXCLUDES):
+                return
+        locked_files.update(self.root, exclude, add)
 
     def _resolve_base(self) -> tuple[str, str]:
         branch = self.base_branch
@@ -539,6 +548,29 @@ class GitWorkspace:
             except OSError:
                 pass
         return tuple(problems)
+
+    @contextmanager
+    def base_checkout(self, commit: str) -> Iterator[str]:
+        """A clean detached worktree at ``commit`` for the ``with`` block, then removed.
+
+        Why: the base commit's tests must run on exactly the committed tree — never in the
+        user's checkout (their edits, their caches) and never in an attempt's worktree. It
+        is not an attempt, so it is not in the manifest and has no branch.
+        """
+        if not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
+            raise ConfigError("", "base_commit", commit)
+        self._ensure_excluded()
+        dest = self.root / BASE_DIR / f"{commit[:12]}-{uuid.uuid4().hex[:8]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run_git(["worktree", "add", "-q", "--detach", str(dest), commit], self.root)
+        try:
+            yield str(dest)
+        finally:
+            if not git_ok(["worktree", "remove", "--force", "--force", str(dest)], self.root):
+                import shutil
+
+                shutil.rmtree(dest, ignore_errors=True)
+                git_ok(["worktree", "prune"], self.root)
 
     # ------------------------------------------------------------------ diff
 

@@ -32,8 +32,9 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -78,7 +79,13 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
             raise ConfigError(name, "scenario", name, message=f"cannot read scenario: {e.strerror}") from None
         file = name
     try:
-        data = yaml.safe_load(text)
+        # libyaml where present (a tick loads its scenario once); the pure-Python loader's
+        # messages name the line and column, so a bad file is re-read with it for the error
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError:
+        data = None
+    try:
+        data = yaml.safe_load(text) if data is None else data
     except yaml.YAMLError as e:
         raise ConfigError(file, "yaml", None, message=f"invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -86,7 +93,38 @@ def load_scenario(name_or_path: str | None) -> dict[str, Any]:
     for key in data:
         if key not in ("triage", "implementer", "verifier"):
             raise ConfigError(file, key, None, message=f"unknown key {key!r} (valid: triage, implementer, verifier)")
+        _check_role(data[key], str(key), file)
     return data
+
+
+_SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "decision": (str,), "summary": (str,), "items": (list,), "verdict": (str,), "reasons": (list,),
+    "files": (dict,), "delete": (list,), "symlinks": (dict,), "outside": (dict,), "usage": (dict,),
+    "sleep_s": (int, float), "tokens": (int,),
+}
+
+
+def _check_role(value: Any, role: str, file: str) -> None:
+    """A role is one answer (mapping) or a list of answers; a wrong shape fails now, not mid-tick."""
+    if value is None:
+        return
+    specs = value if isinstance(value, list) else [value]
+    for i, spec in enumerate(specs):
+        where = f"{role}[{i}]" if isinstance(value, list) else role
+        if not isinstance(spec, Mapping):
+            raise ConfigError(file, where, spec, message=f"{where} must be a mapping, got {type(spec).__name__}")
+        for key, kinds in _SPEC_TYPES.items():
+            v = spec.get(key)
+            if v is None:
+                continue
+            if not isinstance(v, kinds) or isinstance(v, bool) or (key in ("tokens", "sleep_s") and v < 0):
+                raise ConfigError(file, f"{where}.{key}", v)
+        _usage(spec, file)
+        if isinstance(spec.get("items"), list):
+            for j, item in enumerate(spec["items"]):
+                if not isinstance(item, Mapping):
+                    raise ConfigError(file, f"{where}.items[{j}]", item, message=f"{where}.items[{j}] must be a "
+                                      "mapping with id and title")
 
 
 def _usage(spec: Mapping[str, Any], file: str = "scenario") -> Usage:
@@ -217,6 +255,7 @@ class MemoryStateWriter:
         self._seed = seed
         self.secrets = tuple(secrets)
         self.writes: list[str] = []
+        self._lock = threading.Lock()
 
     def read(self, path: str) -> str | None:
         if path in self.files:
@@ -230,6 +269,16 @@ class MemoryStateWriter:
 
         self.files[path] = redact_file_text(path, text, self.secrets)
         self.writes.append(path)
+
+    def update(self, path: str, fn: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write; a lock keeps threads sharing one writer from losing an update."""
+        with self._lock:
+            old = self.read(path)
+            new = fn(old)
+            if new is None or new == old:
+                return old
+            self.write(path, new)
+            return new
 
 
 @dataclass

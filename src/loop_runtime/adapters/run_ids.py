@@ -24,6 +24,7 @@ from ..core.run_ids import PROCESS_SEQUENCE
 from ..errors import StoreError
 
 FILE = Path(".loop-runtime") / "last-run-id"
+RECORD = 64  # bytes: an id (24 characters) and padding
 
 
 def allocate_run_id(root: Path, now: datetime) -> str:
@@ -38,9 +39,9 @@ def allocate_run_id(root: Path, now: datetime) -> str:
         fcntl.flock(fd, fcntl.LOCK_EX)
         last = os.read(fd, 200).decode("ascii", "replace").strip() or None
         run_id = PROCESS_SEQUENCE.next(now, at_least_after=last)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{run_id}\n".encode("ascii"))
+        # a fixed-width record rewritten in place: truncating to zero first would make the
+        # filesystem flush the file on close (ext4's replace heuristics), ~10 ms a tick
+        os.pwrite(fd, f"{run_id}\n".ljust(RECORD, " ").encode("ascii"), 0)
         return run_id
     except OSError as exc:
         raise StoreError(f"{path}: cannot allocate a run id: {exc.strerror}") from None

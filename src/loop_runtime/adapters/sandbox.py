@@ -212,9 +212,12 @@ class SrtProcess:
                 deny_read.append(str(private))
         allow_read: list[str] = []
         cwd = Path(self.cwd)
-        if root / ".loop-worktrees" in cwd.parents:
-            allow_read.append(self.cwd)  # its own worktree, under the denied .loop-worktrees
+        if root / ".loop-worktrees" in cwd.parents or root / ".loop-runtime" / "base-checkouts" in cwd.parents:
+            allow_read.append(self.cwd)  # its own worktree (or base checkout), under a denied private folder
         allow_write = [str(self.rw)]
+        for extra in self.scope.extra_writable:  # e.g. a test run's private report folder
+            allow_read.append(extra)
+            allow_write.append(extra)
         deny_write: list[str] = []
         if self.scope.writable:
             allow_write.append(self.cwd)

@@ -166,12 +166,11 @@ class RunStore:
         return text if not text else redact(text, extra_secrets=self.secrets)
 
     def _json(self, value: Mapping[str, Any]) -> str:
-        import json
+        from ..core.secrets import redact_json_text
 
-        from ..core.secrets import redact_tree
-
-        # encode first (datetimes, paths → strings), so every string is seen by the redactor
-        return json.dumps(redact_tree(json.loads(dump_json(value)), self.secrets), ensure_ascii=False)
+        # encode first (datetimes, paths → strings), so every string is seen by the redactor; the
+        # text is scanned once and left byte for byte when nothing in it can be a secret
+        return redact_json_text(dump_json(value), self.secrets)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -12,32 +12,15 @@ reaches the disk, whatever the caller forgot — see ``core.secrets``.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, GateDenied
+from . import locked_files
+from .locked_files import atomic_write  # noqa: F401  (re-exported: the one atomic writer)
 
 L1_WRITABLE = ("loop-run-log.md", "docs/last-run.json")
 L1_WRITABLE_DIRS = (".loop-context/",)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        from .fsmode import new_file_mode
-
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else new_file_mode())  # not mkstemp's 0o600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FileStateWriter:
@@ -70,14 +53,40 @@ class FileStateWriter:
         except UnicodeDecodeError:
             raise ConfigError(path, "encoding", None, message="not UTF-8 text") from None
 
-    def write(self, path: str, text: str) -> None:
+    def _check_writable(self, path: str) -> None:
         if self.writable is not None and not any(
             path == w or (w.endswith("/") and path.startswith(w)) for w in self.writable
         ):
             raise GateDenied(f"write to {path!r} refused: not writable at this level (allowed: "
                              f"{', '.join(self.writable)})")
-        text = at_rest(path, text, self._known_secrets())
-        atomic_write(self._path(path), text)
+
+    def write(self, path: str, text: str) -> None:
+        """Replace the whole file (under its lock, atomically)."""
+        self.update(path, lambda _old: text)
+
+    def update(self, path: str, fn: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write under the file's lock: ``fn`` sees the text as it is now.
+
+        Locking and atomic replacement live in ``locked_files``; this is the seam where
+        the level's write allowlist applies to every writer.
+        """
+        self._check_writable(path)
+        target = self._path(path)
+        if target.is_dir():
+            raise ConfigError(path, "path", path, message=f"{path} is a directory, not a file")
+        secrets = self._known_secrets()
+
+        def redacted(old: str | None) -> str | None:
+            new = fn(old)
+            if new is None:
+                return None
+            if old and old.endswith("\n") and new.startswith(old):
+                # an append (the run log): only the new lines are ours to redact, and redacting
+                # them alone keeps a long log's write cheap
+                return old + at_rest(path, new[len(old):], secrets)
+            return at_rest(path, new, secrets)  # no secret at rest, whoever calls
+
+        return locked_files.update(self.root, target, redacted)
 
     def _known_secrets(self) -> tuple[str, ...]:
         if self._secrets is None:

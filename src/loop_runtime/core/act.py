@@ -19,10 +19,12 @@ from . import breaker, gate
 from .control_files import ControlSet, control_set
 from .diff_policy import check_diff
 from .engine import worktree_run_id
+from .files import update_file
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import redact
 from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
+from .test_weakening import compare_runs
 from .tick import Tick
 
 LEDGER = "loop-ledger.json"
@@ -58,12 +60,7 @@ async def act(t: Tick, decision: TriageDecision) -> TickResult:
             if isinstance(outcome, TickResult):
                 return outcome
             prev_error = outcome
-            ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
-                                                    action=f"fix {item.id}: {item.title}"[:200],
-                                                    outcome="failure", error=prev_error,
-                                                    tokens_used=t.tokens,
-                                                    timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
-            t.deps.state.write(LEDGER, render_ledger(ledger))
+            ledger = _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "failure", prev_error)
             verdict = breaker.check(ledger, breaker.BreakerConfig())
             if verdict.escalate:
                 raise Escalate(f"breaker:{verdict.trigger}", verdict.reason)
@@ -125,6 +122,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
                        "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:
         t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
+    weakened = _weakened_tests(t, handle, tests)
+    if weakened:
+        raise Escalate("tests-weakened", weakened, handle, diff)
     vprompt = verifier_prompt(
         ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
@@ -300,6 +300,25 @@ def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
     return t.deps.tests.run(handle.path)
 
 
+def _weakened_tests(t: Tick, handle: WorkspaceHandle, tests: TestRun) -> str | None:
+    """Why the attempt's run executed less than the base commit's (``core.test_weakening``), or None.
+
+    Only a passing run is compared: a failing one is rejected anyway, so the base run
+    (cached per base commit by the runner) is paid only when it can matter.
+    """
+    baseline = getattr(t.deps.tests, "baseline", None)
+    if baseline is None or not tests.passed or tests.command is None:
+        return None
+    base = baseline(handle.base_commit)
+    if base is None or base.command is None:
+        return None
+    found = compare_runs(base.report, tests.report)
+    t.record("tests-baseline", {"attempt": getattr(t, "attempt", None), "base_commit": handle.base_commit,
+                                "command": base.command, "collected": base.report.collected if base.report else None,
+                                "weakened": found.detail[:2000] if found else None})
+    return found.detail if found else None
+
+
 def _test_summary(tests: TestRun) -> str:
     """What the verifier reads about the tests; "no tests" is said plainly, never as a pass."""
     if not tests.command:
@@ -310,7 +329,10 @@ def _test_summary(tests: TestRun) -> str:
 
 
 def _load_ledger(t: Tick) -> Ledger:
-    text = t.deps.state.read(LEDGER)
+    return _ledger_from(t, t.deps.state.read(LEDGER))
+
+
+def _ledger_from(t: Tick, text: str | None) -> Ledger:
     if text:
         return parse_ledger(text, file=LEDGER)
     return new_ledger(t.plan.pattern.goal, t.plan.pattern_id, t.effective,
@@ -344,9 +366,22 @@ def _attempts_made(t: Tick, item_id: str) -> int:
 
 
 def _record_success(t: Tick, item: TriageItem, n: int) -> None:
-    ledger = _load_ledger(t)
-    ledger = append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1,
-                                            action=f"fix {item.id}: {item.title}"[:200], outcome="success",
-                                            tokens_used=t.tokens,
-                                            timestamp=t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
-    t.deps.state.write(LEDGER, render_ledger(ledger))
+    _append_attempt(t, f"fix {item.id}: {item.title}"[:200], "success", None)
+
+
+def _append_attempt(t: Tick, action: str, outcome: str, error: str | None) -> Ledger:
+    """Append one attempt to the ledger *as it is on disk now* (under its lock); returns the new ledger.
+
+    Other ticks append to the same ``loop-ledger.json``: rewriting a copy loaded earlier
+    in the tick would drop their attempts.
+    """
+    stamp = t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def add(text: str | None) -> str:
+        ledger = _ledger_from(t, text)
+        return render_ledger(append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1, action=action,
+                                                            outcome=outcome, error=error, tokens_used=t.tokens,
+                                                            timestamp=stamp)))
+
+    stored = update_file(t.deps.state, LEDGER, add)
+    return _ledger_from(t, stored)

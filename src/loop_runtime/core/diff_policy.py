@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from ..ports import Diff, FileChange
 from .control_files import DEFAULT as DEFAULT_CONTROLS
 from .control_files import CONTROL_NAMES, RUNTIME_DIRS, ControlSet, git_component
+from .skip_markers import SKIP_MARKERS, removed_lines_by_path, scan_change
 
 __all__ = [
     "CONTROL_DIRS",
@@ -47,23 +48,9 @@ _TEST_NAME = re.compile(
     )$"""
 )
 
-SKIP_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("pytest skip mark", re.compile(r"@\s*pytest\.mark\.(?:skip|skipif|xfail)\b")),
-    ("pytest.skip()", re.compile(r"\bpytest\.(?:skip|xfail|importorskip)\s*\(")),
-    ("unittest skip", re.compile(r"@\s*unittest\.(?:skip|skipIf|skipUnless|expectedFailure)\b|\bself\.skipTest\s*\(")),
-    ("JS skip", re.compile(r"\b(?:it|describe|test|context|suite)\.(?:skip|todo)\s*\(|\bx(?:it|describe|test)\s*\(")),
-    ("JS focus (.only)", re.compile(r"\b(?:it|describe|test|context|suite)\.only\s*\(|\bf(?:it|describe)\s*\(")),
-    ("mocha this.skip()", re.compile(r"\bthis\.skip\s*\(")),
-    ("go t.Skip", re.compile(r"\b[a-z]\.Skip(?:Now|f)?\s*\(")),
-    ("rust #[ignore]", re.compile(r"#\[\s*ignore\b")),
-    ("JUnit @Disabled/@Ignore", re.compile(r"@(?:Disabled|Ignore)\b")),
-)
-_PY_ONLY = {"pytest skip mark", "pytest.skip()", "unittest skip"}
-
-
 @dataclass(frozen=True)
 class Violation:
-    code: str  # dotdot | git-dir | symlink-escape | control-file | test-deleted | test-skipped
+    code: str  # dotdot | git-dir | symlink-escape | control-file | test-deleted | test-skipped | test-config
     path: str
     detail: str
 
@@ -164,21 +151,12 @@ def _change_violations(c: FileChange) -> list[Violation]:
             out.append(Violation("test-deleted", removed, f"test file renamed away to {c.path}"))
         elif c.kind == "typechange" and c.is_symlink:
             out.append(Violation("test-deleted", removed, "test file replaced by a symlink"))
-    out.extend(_skip_violations(c))
     return out
 
 
-def _skip_violations(c: FileChange) -> list[Violation]:
-    if c.kind == "deleted" or not c.added_lines:
-        return []
-    test_file = is_test_path(c.path)
-    suffix = PurePosixPath(c.path).suffix
-    for line in c.added_lines:
-        for label, pattern in SKIP_MARKERS:
-            applies = test_file or (suffix == ".py" and label in _PY_ONLY) or (suffix == ".rs" and "rust" in label)
-            if applies and pattern.search(line):
-                return [Violation("test-skipped", c.path, f"{label} added: {line.strip()[:120]}")]
-    return []
+def _skip_violations(c: FileChange, removed: Iterable[str] = ()) -> list[Violation]:
+    """New skip/focus markers and test-config edits (``core.skip_markers``): added lines only."""
+    return [Violation(f.code, f.path, f.detail) for f in scan_change(c, tuple(removed), is_test_path=is_test_path)]
 
 
 def check_diff(diff: Diff, *, control_files: Iterable[str] = (),
@@ -193,6 +171,7 @@ def check_diff(diff: Diff, *, control_files: Iterable[str] = (),
     if extra:
         cset = cset.with_paths(extra)
     seen: dict[tuple[str, str, str], Violation] = {}
+    removed = removed_lines_by_path(diff.patch)
     for change in diff.changes:
         found: list[Violation] = []
         for path in change.paths:
@@ -201,6 +180,7 @@ def check_diff(diff: Diff, *, control_files: Iterable[str] = (),
         link = _symlink_to_control(change, cset)
         if link is not None:
             found.append(link)
+        found.extend(_skip_violations(change, removed.get(change.path, ())))
         for v in found:
             seen.setdefault((v.code, v.path, v.detail), v)
     return tuple(seen.values())

@@ -90,6 +90,8 @@ class TickDeps:
     run_id: str | None = None
     force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
     sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
+    #: level → MCP servers an agent at that (effective) level may use (``[mcp]`` in loop-runtime.toml)
+    mcp_servers: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
 
 class Halt(Exception):
@@ -251,6 +253,7 @@ class TickBase:
             model=self.deps.model,
             transcript_dir=self.deps.transcript_dir,
             env=dict(self.deps.env),
+            mcp_servers=dict(self.deps.mcp_servers.get(self.effective, {})),
         )
         self.emit("tick.agent", {"role": role, "key": key, "reservation": reservation.amount})
         try:

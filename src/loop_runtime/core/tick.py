@@ -16,6 +16,7 @@ from ..formats.triage import TriageDecision, parse_triage
 from ..ports import Permission
 from .budget import utc_day
 from .engine import LAST_RUN_JSON, RUN_LOG, Halt, TickBase
+from .files import update_file
 from .levels import rank
 from .result import TickResult
 from .sanitize import inert
@@ -157,16 +158,27 @@ class Tick(TickBase):
         """
         st, now = self.deps.state, self.deps.clock.now()
         name = self.plan.state_file
-        text = st.read(name)
+        project = self.deps.context.project_name
         layout = layout_for(self.plan.pattern_id, name)
-        fresh = new_layout_text(layout, self.deps.context.project_name)  # the pattern's starter shape
-        doc = parse_state(text if text is not None else fresh, file=name)
-        doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
-        if state_update is not None:
-            doc = state_update(doc)
-        new_state = render_state(doc)
+
+        def new_state(text: str | None) -> str:
+            fresh = new_layout_text(layout, project)  # the pattern's starter shape
+            doc = parse_state(text if text is not None else fresh, file=name)
+            doc = prepare(with_last_run(doc, now, f"{outcome}: {note}"[:200]), layout)
+            if state_update is not None:
+                doc = state_update(doc)
+            return render_state(doc)
+
+        # Each file is read, changed and replaced under its own lock (another tick may be
+        # writing the same STATE.md / run log right now); the texts are first computed from
+        # what is on disk, so a file we cannot parse stops us before anything is written.
+        new_state(st.read(name))
+        current_log = st.read(RUN_LOG)
+        if current_log is not None and MARKER not in current_log:
+            raise ConfigError(RUN_LOG, "marker", MARKER, message=f"marker line {MARKER!r} not found; add it "
+                              "under '## Recent Runs'")
+        update_file(st, name, new_state)
         if refingerprint:
-            st.write(name, new_state)
             extras = {**(extras or {}), "fingerprint": self.observe()[1]}
         entry = RunLogEntry(
             run_id=self.run_id, pattern=self.plan.pattern_id,
@@ -174,17 +186,16 @@ class Tick(TickBase):
             actions_taken=actions, escalations=escalations, tokens_estimate=self.tokens, outcome=outcome,
             extras={"level": self.effective, **(extras or {})},
         )
-        new_log = append_entry(st.read(RUN_LOG), entry, now=now, project=self.deps.context.project_name)
-        badge = None
+        update_file(st, RUN_LOG, lambda text: append_entry(text, entry, now=now, project=project))
         if "triage" in self.plan.pattern_id:
-            try:
-                badge = update_last_run(st.read(LAST_RUN_JSON), now)
-            except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
-                self.lines.append(f"warning: {e}")
-        st.write(name, new_state)  # every text is computed before any file is written
-        st.write(RUN_LOG, new_log)
-        if badge is not None:
-            st.write(LAST_RUN_JSON, badge)
+            def badge(text: str | None) -> str | None:
+                try:
+                    return update_last_run(text, now)
+                except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
+                    self.lines.append(f"warning: {e}")
+                    return None
+
+            update_file(st, LAST_RUN_JSON, badge)
         self.record("logged", {"outcome": outcome, "tokens": self.tokens})
 
     def escalation_state(self, item_id: str, line: str, action: str) -> Any:
@@ -197,17 +208,16 @@ class Tick(TickBase):
 
     # -- preflight helpers
     def _validate_files(self) -> None:
-        """Refuse to start (and spend tokens) when a file this tick must write is malformed."""
-        text = self.deps.state.read(RUN_LOG)
-        if text is not None and not parse_run_log(text).has_marker and text.strip():
-            raise ConfigError(RUN_LOG, "marker", None, message=f"run log has no marker line {MARKER!r}; add it "
-                              "(loop-runtime never rewrites a log it cannot append to safely)")
-        if rank(self.level) >= 2:
-            ledger = self.deps.state.read("loop-ledger.json")
-            if ledger:
-                from ..formats.ledger import parse_ledger
+        """Refuse to start (and spend tokens) when a file this tick reads or writes is malformed.
 
-                parse_ledger(ledger, file="loop-ledger.json")  # a broken ledger stops us before any token
+        The same check the drivers run before any side effect (``loop_runtime.preflight``),
+        here over the engine's own state writer, so an embedded engine gets it too.
+        """
+        from .preflight import PreflightInput, check_texts, reads_for
+
+        names = reads_for(self.level, self.plan.state_file)
+        check_texts(PreflightInput(level=self.level, state_file=self.plan.state_file,
+                                   texts={n: self.deps.state.read(n) for n in names}))
 
     def _check_runs_cap(self) -> None:
         cap = self.plan.max_runs_per_day

@@ -90,7 +90,8 @@ def loopback_hosts() -> list[str]:
     return ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
-def resolve_token(host: str, token: str | None, configured: str | None = None) -> str:
+def resolve_token(host: str, token: str | None, configured: str | None = None,
+                  configured_source: str = "loop-runtime.toml") -> str:
     """The token to require: given > configured > random. A non-loopback bind needs one given.
 
     Raises ``ConfigError`` for a non-loopback host without an explicit token, or a
@@ -104,7 +105,7 @@ def resolve_token(host: str, token: str | None, configured: str | None = None) -
                 "pass --token (or set LOOP_RUNTIME_DASHBOARD_TOKEN) together with --host"))
         return new_token()
     if len(explicit.strip()) < MIN_TOKEN_LEN or explicit != explicit.strip():
-        source = "--token" if token is not None else "loop-runtime.toml"
+        source = "--token" if token is not None else configured_source
         raise ConfigError(source, "token", "(hidden)", message=(
             f"dashboard token too short or padded with spaces: use at least {MIN_TOKEN_LEN} characters"))
     return explicit

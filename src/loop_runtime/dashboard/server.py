@@ -36,7 +36,8 @@ def make_server(project: Project, *, host: str, port: int, token: str | None) ->
     uvicorn = require("uvicorn")
     from .app import create_app
 
-    token = resolve_token(host, token, project.config.dashboard_token)
+    token = resolve_token(host, token, project.config.dashboard_token,
+                          project.config.source_of("dashboard_token"))
     loopback = is_loopback(host)
     app = create_app(project, token=token, public_reads=loopback, allowed_hosts=None if loopback else ["*"])
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",

@@ -37,6 +37,9 @@ File format (every key optional; unknown keys are an error naming the valid ones
     enabled = true                # false: the scheduler skips this loop
     daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
 
+    [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
+    l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
+
 Environment variables (a non-empty value overrides the file):
 ``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
 ``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN``, ``LOOP_RUNTIME_SANDBOX`` and
@@ -101,6 +104,32 @@ class ProjectConfig:
     sandbox_memory_mb: int = 8192
     sandbox_processes: int = 512
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
+    mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
+    mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}),
+                                                         hash=False, repr=False)
+
+    def mcp_for(self, level: str) -> Mapping[str, Mapping[str, Any]]:
+        """The MCP servers (name → definition) an agent at ``level`` may use; empty unless listed."""
+        return MappingProxyType({n: self.mcp_servers[n] for n in self.mcp.get(level, ()) if n in self.mcp_servers})
+
+    @property
+    def sources(self) -> Mapping[str, str]:
+        """Where each top-level value came from (an environment variable, or the file).
+
+        Kept beside the fields, not as one (the fields are exactly the config keys), so a value
+        found wrong later — the dashboard token's length, say — names its real source.
+        """
+        return getattr(self, "_sources", MappingProxyType({}))
+
+    def source_of(self, name: str) -> str:
+        """Where ``name``'s value came from: an environment variable, else ``loop-runtime.toml``."""
+        return self.sources.get(name, FILE_NAME)
+
+    def with_sources(self, sources: Mapping[str, str]) -> ProjectConfig:
+        object.__setattr__(self, "_sources", MappingProxyType(dict(sources)))
+        return self
 
     def for_pattern(self, pattern_id: str) -> PatternConfig:
         """The ``[patterns.<id>]`` table, or all defaults when the file has none."""
@@ -115,12 +144,60 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file)
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
-    return ProjectConfig(**values, patterns=MappingProxyType(patterns))
+    return ProjectConfig(**values, patterns=MappingProxyType(patterns),
+                         mcp=_mcp_levels(data.get("mcp", {}), file)).with_sources({k: file for k in values})
+
+
+MCP_LEVEL_KEYS = ("l1", "l2", "l3")
+
+
+def _mcp_levels(raw: object, file: str) -> Mapping[str, tuple[str, ...]]:
+    """``[mcp] l1 = [...]`` … → ``{"L1": (...)}``; names are checked against .mcp.json on load."""
+    from .mcp_json import SERVER_NAME_RE
+
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "mcp", raw, message="mcp must be a table: [mcp] l1 = [...], l2 = [...], l3 = [...]")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, names in raw.items():
+        if key not in MCP_LEVEL_KEYS:
+            raise ConfigError(file, f"mcp.{key}", key, valid=MCP_LEVEL_KEYS,
+                              message=f"unknown key 'mcp.{key}' (valid: {', '.join(MCP_LEVEL_KEYS)})")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(file, f"mcp.{key}", names, message=f"mcp.{key} must be a list of server names")
+        for n in names:
+            if not SERVER_NAME_RE.fullmatch(n):
+                raise ConfigError(file, f"mcp.{key}", n, message=f"mcp.{key} invalid: {n!r} (a server name from .mcp.json)")
+        out[key.upper()] = tuple(dict.fromkeys(names))
+    return MappingProxyType(out)
+
+
+def _with_mcp_servers(config: ProjectConfig, root: Path, file: str) -> ProjectConfig:
+    """Resolve the ``[mcp]`` names against ``<root>/.mcp.json``: every listed name must be defined there."""
+    listed = [(level, n) for level, names in config.mcp.items() for n in names]
+    if not listed:
+        return config
+    from .mcp_json import FILE_NAME as MCP_FILE, parse_mcp_json
+
+    path = Path(root) / MCP_FILE
+    try:
+        servers = parse_mcp_json(path.read_text(encoding="utf-8"), file=str(path))
+    except FileNotFoundError:
+        level, name = listed[0]
+        raise ConfigError(file, f"mcp.{level.lower()}", name,
+                          message=f"mcp.{level.lower()} names {name!r} but there is no {MCP_FILE} at {root}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
+    for level, name in listed:
+        if name not in servers:
+            raise ConfigError(file, f"mcp.{level.lower()}", name, valid=sorted(servers) or "(none defined)",
+                              message=f"mcp.{level.lower()} invalid: {name!r} is not a server in {MCP_FILE} "
+                                      f"(defined: {', '.join(sorted(servers)) or 'none'})")
+    return replace(config, mcp_servers=MappingProxyType({n: servers[n] for _, n in listed})).with_sources(config.sources)
 
 
 def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> ProjectConfig:
@@ -132,23 +209,31 @@ def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> Proj
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
-        config = parse_project_config(text, file=str(path))
+        config = _with_mcp_servers(parse_project_config(text, file=str(path)), Path(root), str(path))
     return apply_env(config, env)
 
 
 def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
     """Environment variables over the file; empty values count as unset."""
     changes: dict[str, Any] = {}
+    sources = dict(config.sources)
     for var, name in _ENV.items():
         value = (env.get(var) or "").strip()
         if not value:
             continue
         if name == "backend" and value not in BACKENDS:
             raise ConfigError(ENV_FILE, var, value, valid=BACKENDS)
-        if name == "sandbox" and value not in SANDBOX_MODES:
-            raise ConfigError(ENV_FILE, var, value, valid=SANDBOX_MODES)
-        changes[name] = tuple(u.strip() for u in value.split(",") if u.strip()) if name == "notify" else value
-    return replace(config, **changes) if changes else config
+        converted: Any = [u.strip() for u in value.split(",") if u.strip()] if name == "notify" else value
+        try:
+            converted = _TOP[name](converted)
+        except ValueError:
+            shown = "(hidden)" if name == "dashboard_token" else value
+            raise ConfigError(ENV_FILE, var, shown, valid=getattr(_TOP[name], "valid", None)) from None
+        changes[name] = converted
+        sources[name] = f"environment variable {var}"
+    if not changes:
+        return config
+    return replace(config, **changes).with_sources(sources)
 
 
 _ENV = {
@@ -221,6 +306,20 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _http_url(value: object) -> str:
+    """An ``http(s)://host…`` URL: a typo here used to surface only when the first agent call failed."""
+    from urllib.parse import urlsplit
+
+    text = _text(value)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValueError from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or text != text.strip():
+        raise ValueError
+    return text
+
+
 _TOP: dict[str, Check] = {
     "backend": _choice(BACKENDS),
     "model": _text,
@@ -231,7 +330,7 @@ _TOP: dict[str, Check] = {
     "notify": _strings,
     "dashboard_token": _text,
     "discovery": _strings,
-    "openai_base_url": _text,
+    "openai_base_url": _http_url,
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,

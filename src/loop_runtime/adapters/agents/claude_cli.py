@@ -12,6 +12,15 @@ would allow writing anywhere on disk). Glob and Grep are NOT granted by name: a 
 ``Glob``/``Grep`` grant lets Grep print ``/etc/passwd``; the ``Read(./**)`` rule already
 covers both, inside the cwd only. Bash — which no rule can confine — is always disallowed.
 
+MCP (checked against the same real CLI): without flags the CLI loads the project's
+``.mcp.json`` (and the user's own servers) by itself, so every run gets
+``--strict-mcp-config --mcp-config <file>``, the file generated in the tick's private
+transcript folder (mode 0600, removed after the run) and holding only the servers the
+project lists for the level (``AgentRequest.mcp_servers``) — an empty ``mcpServers``
+when none are listed, so the agent sees no MCP server at all. Claude defers MCP tools
+behind ToolSearch; ``dontAsk`` denies them unless allowed, so each listed server is also
+allowed as ``mcp__<server>`` in ``--allowedTools`` (and only then).
+
 Usage: the final ``result`` message is authoritative. Its snake_case ``usage`` is the
 sum over the run's API calls; ``modelUsage`` is per model and also counts helper calls
 on other models, so when its sum is larger it wins (we bill the larger of the two —
@@ -27,7 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,18 +88,47 @@ AUTH_FAILED = "auth-failed"  # internal stop reason: the provider rejected the c
 EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
 
 
-def permission_flags(permission: Permission, *, sandboxed: bool = False, role: str = "implementer") -> tuple[str, ...]:
+def permission_flags(permission: Permission, mcp_servers: Iterable[str] = (), *, sandboxed: bool = False,
+                     role: str = "implementer") -> tuple[str, ...]:
     """The CLI flags for one permission level (never a bare ``Write``/``Edit`` grant).
 
     ``Bash`` only when ``sandboxed``: for the EDIT_WORKTREE implementer and the verifier.
+    ``mcp_servers``: the listed servers whose tools are allowed (``mcp__<server>``), none by default.
     """
     if sandboxed and permission is Permission.EDIT_WORKTREE:
-        return SANDBOXED_EDIT_FLAGS
-    if sandboxed and role == "verifier":
-        return SANDBOXED_VERIFIER_FLAGS
-    if permission is Permission.EDIT_WORKTREE:
-        return EDIT_WORKTREE_FLAGS
-    return READ_ONLY_FLAGS
+        flags = SANDBOXED_EDIT_FLAGS
+    elif sandboxed and role == "verifier":
+        flags = SANDBOXED_VERIFIER_FLAGS
+    elif permission is Permission.EDIT_WORKTREE:
+        flags = EDIT_WORKTREE_FLAGS
+    else:
+        flags = READ_ONLY_FLAGS
+    extra = [f"mcp__{name}" for name in mcp_servers]
+    if not extra:
+        return flags
+    i = flags.index("--allowedTools") + 1
+    return (*flags[:i], ",".join([flags[i], *extra]), *flags[i + 1:])
+
+
+def write_mcp_config(request: AgentRequest, *, private: bool = False) -> Path:
+    """The generated ``--mcp-config`` file: only ``request.mcp_servers`` (possibly none), mode 0600.
+
+    It lives in the tick's transcript folder (private to the tick), else — or when ``private``
+    (a sandboxed CLI cannot read the runtime's own folders) — a private temp folder.
+    """
+    import json
+    import tempfile
+
+    use_transcripts = bool(request.transcript_dir) and not private
+    folder = Path(request.transcript_dir) if use_transcripts else Path(tempfile.mkdtemp(prefix="loop-mcp-"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"mcp-{request.role}-", suffix=".json", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: 0600, a fresh name
+            json.dump({"mcpServers": {k: dict(v) for k, v in request.mcp_servers.items()}}, f)
+    except OSError as exc:
+        raise BackendError(f"cannot write the MCP config in {folder}: {exc.strerror or exc}") from exc
+    return Path(name)
 
 
 def find_claude(binary: str | None = None) -> str:
@@ -282,6 +320,7 @@ class ClaudeCliBackend:
     """Runs one agent role through the Claude Code CLI with exact usage from its result."""
 
     name = "claude"
+    sandbox: Sandbox | None = None  # set by __init__; the class default keeps a bare instance unsandboxed
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
                  env: Mapping[str, str] | None = None, sandbox: Sandbox | None = None) -> None:
@@ -309,8 +348,12 @@ class ClaudeCliBackend:
                             purpose="agent", hosts=hosts,
                             proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
 
-    def argv(self, request: AgentRequest) -> list[str]:
-        """The exact command line for ``request`` (prompt last, after ``--``)."""
+    def argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
+        """The exact command line for ``request`` (prompt last, after ``--``).
+
+        ``mcp_config``: the generated MCP config file (``write_mcp_config``); always strict, so
+        the project's ``.mcp.json`` and the user's servers are never loaded implicitly.
+        """
         argv = [self.binary, "-p", "--output-format", "stream-json", "--verbose",
                 "--max-turns", str(max(1, request.max_turns))]
         model = request.model or self.model
@@ -318,7 +361,11 @@ class ClaudeCliBackend:
             argv += ["--model", model]
         if request.system_prompt:
             argv += ["--append-system-prompt", request.system_prompt]
-        argv += [*permission_flags(request.permission, sandboxed=self.sandboxed, role=request.role),
+        if mcp_config:
+            argv += ["--mcp-config", mcp_config]
+        argv += ["--strict-mcp-config",
+                 *permission_flags(request.permission, request.mcp_servers, sandboxed=self.sandboxed,
+                                   role=request.role),
                  "--", request.prompt]
         return argv
 
@@ -330,10 +377,14 @@ class ClaudeCliBackend:
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
-        boxed = self.sandbox.prepare(self.scope(request)) if self.sandbox is not None else None
+        mcp_config = write_mcp_config(request, private=self.sandboxed)
+        own_folder = self.sandboxed or not request.transcript_dir
+        boxed = None
         denials: tuple[str, ...] = ()
         try:
-            argv, env = boxed.wrap(self.argv(request), env) if boxed is not None else (self.argv(request), env)
+            boxed = self.sandbox.prepare(self.scope(request)) if self.sandbox is not None else None
+            argv = self.argv(request, str(mcp_config))
+            argv, env = boxed.wrap(argv, env) if boxed is not None else (argv, env)
             outcome = await run_json_lines(argv, cwd=request.cwd, env=env,
                                            timeout_s=request.timeout_s, handle=state.handle,
                                            transcript=transcript, stop=stop)
@@ -345,6 +396,9 @@ class ClaudeCliBackend:
                     transcript.write_json({"type": "loop_runtime.sandbox_denied", "detail": line})
                     emit(on_event, "agent.warning", {"message": f"sandbox denied: {line}"})
             path = transcript.close()
+            mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
+            if own_folder:
+                shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
         if outcome.halted == AUTH_FAILED and state.result is None:
             raise BackendError(REJECTED_HINT)
         result = self._result(request, state, outcome, secrets)

@@ -10,6 +10,13 @@ override ``developer_instructions`` and there is no max-turns flag (one exec = o
 the wall-clock deadline and the token ceiling bound it). ``--skip-git-repo-check`` is
 passed because loop-runtime, not the agent, chooses the working directory.
 
+MCP (checked with the real CLI 0.169 via ``codex mcp list --json``): codex reads MCP
+servers from ``$CODEX_HOME/config.toml`` only (never ``.mcp.json``), and a ``-c`` override
+is merged into that table (``-c mcp_servers={}`` removes nothing). So each server the
+project lists for the level is added with ``-c mcp_servers.<name>={...}``, and every
+server of the user's config that is not listed is switched off with
+``-c mcp_servers.<name>.enabled=false``: the agent sees exactly the listed ones.
+
 Usage: ``turn.completed.usage`` is the thread's *cumulative* total, and OpenAI
 semantics make ``cached_input_tokens`` (and ``cache_write_input_tokens``, Codex's
 ``input_tokens_details.cache_write_tokens``) subsets of ``input_tokens``:
@@ -70,6 +77,48 @@ def sandbox_flags(permission: Permission) -> tuple[str, ...]:
 def toml_string(text: str) -> str:
     """A TOML basic string (for ``-c key=value``): JSON escapes minus the ones TOML lacks."""
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{toml_string(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return toml_string(str(value))
+
+
+#: .mcp.json keys → codex's ``mcp_servers`` keys (the ones both understand)
+_MCP_KEYS = {"command": "command", "args": "args", "env": "env", "cwd": "cwd", "url": "url", "headers": "http_headers"}
+
+
+def user_mcp_servers(codex_home: str | None) -> tuple[str, ...]:
+    """The MCP server names in ``$CODEX_HOME/config.toml`` (none when it is absent or unreadable)."""
+    if not codex_home:
+        return ()
+    import tomllib
+
+    try:
+        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ()  # codex itself reports a broken config
+    servers = data.get("mcp_servers")
+    return tuple(servers) if isinstance(servers, dict) else ()
+
+
+def mcp_overrides(servers: Mapping[str, Mapping[str, Any]], user_servers: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``-c`` overrides giving codex exactly ``servers``: each added, every other user server disabled."""
+    out: list[str] = []
+    for name, spec in servers.items():
+        table = {_MCP_KEYS[k]: v for k, v in spec.items() if k in _MCP_KEYS}
+        out += ["-c", f"mcp_servers.{name}={_toml_value(table)}"]
+    for name in user_servers:
+        if name not in servers:
+            out += ["-c", f"mcp_servers.{name}.enabled=false"]
+    return tuple(out)
 
 
 def codex_usage(raw: Any) -> Usage:
@@ -178,10 +227,13 @@ class CodexCliBackend:
         elif source.get("CODEX_HOME"):
             self.credentials["CODEX_HOME"] = source["CODEX_HOME"]
 
-    def argv(self, request: AgentRequest) -> list[str]:
-        """The exact command line for ``request`` (prompt last, after ``--``)."""
+    def argv(self, request: AgentRequest, user_servers: tuple[str, ...] = ()) -> list[str]:
+        """The exact command line for ``request`` (prompt last, after ``--``).
+
+        ``user_servers``: MCP servers in the user's codex config, disabled unless the level lists them.
+        """
         argv = [self.binary, "exec", "--json", "--skip-git-repo-check", "-C", request.cwd,
-                *sandbox_flags(request.permission)]
+                *sandbox_flags(request.permission), *mcp_overrides(request.mcp_servers, user_servers)]
         model = request.model or self.model
         if model:
             argv += ["-m", model]
@@ -198,7 +250,8 @@ class CodexCliBackend:
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event)
         try:
-            outcome = await run_json_lines(self.argv(request), cwd=request.cwd, env=env,
+            home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+            outcome = await run_json_lines(self.argv(request, user_mcp_servers(home)), cwd=request.cwd, env=env,
                                            timeout_s=request.timeout_s, handle=state.handle,
                                            transcript=transcript, stop=stop)
         finally:

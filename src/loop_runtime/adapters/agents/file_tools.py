@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from ...errors import AdapterError, GateDenied
+from ..locked_files import atomic_write
 
 MAX_READ_BYTES = 256 * 1024
 MAX_WRITE_BYTES = 4 * 1024 * 1024
@@ -133,20 +134,7 @@ def search(root: str | os.PathLike[str], pattern: str, path: str = ".") -> str:
     return "\n".join(hits) if hits else "(no matches)"
 
 
-def _atomic_write(full: Path, data: bytes) -> None:
-    mode = full.stat().st_mode & 0o7777 if full.exists() else None
-    fd, tmp = tempfile.mkstemp(dir=full.parent, prefix=f".{full.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        from ..fsmode import new_file_mode
-
-        os.chmod(tmp, mode if mode is not None else new_file_mode())  # a new file: the umask, not 0o600
-        os.replace(tmp, full)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_atomic_write = atomic_write  # the one atomic writer (temp + fsync + rename, mode kept)
 
 
 def write_file(root: str | os.PathLike[str], path: str, content: str) -> str:

@@ -1,0 +1,166 @@
+"""What the read and run commands compute, as JSON documents, for every driver.
+
+The CLI's ``--json`` output and the MCP server's tool results are the same documents
+because both call these functions: a rule (levels, budget, kill switch, leases) lives in
+``runner``/``actions``/``status`` once, and a driver only parses its own input and
+prints. Moved here from ``cli`` unchanged in behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .runtime import Project
+
+
+def list_doc(root: Path) -> dict[str, Any]:
+    """``list --json``: the registry's patterns (the project's registry, else the bundled one)."""
+    from .formats.registry import load_registry
+
+    reg = load_registry(root)
+    rows = [
+        {"id": p.id, "name": p.name, "cadence": p.cadence, "risk": p.risk, "weekOneMode": p.week_one_mode,
+         "tokenCost": p.token_cost, "state": p.state,
+         "dailyCap": p.cost.suggested_daily_cap if p.cost else None}
+        for p in reg.patterns
+    ]
+    return {"registry": {"source": reg.source, "path": reg.path}, "patterns": rows, "warnings": list(reg.warnings)}
+
+
+def plan_doc(project: Project, pattern: str, level: str | None, cadence: str | None) -> dict[str, Any]:
+    """``plan --json``: how a loop would run and where each setting came from."""
+    doc = project.plan(pattern, level, cadence).as_json()
+    doc["registry"] = {"source": project.registry.source, "path": project.registry.path}
+    return doc
+
+
+def cost_doc(root: Path, pattern: str, level: str, cadence: str | None, orchestration: str = "single",
+             conservative: bool = False, with_caching: bool = False) -> dict[str, Any]:
+    """``cost --json``: loop-cost's estimate."""
+    from .core.cost import estimate
+    from .formats.registry import find_pattern, load_registry
+
+    registry = load_registry(root)
+    return estimate(find_pattern(registry, pattern), level, cadence, conservative,
+                    with_caching=with_caching, orchestration=orchestration)
+
+
+def store_if_exists(project: Project) -> Any:
+    """The run store when the project has one (read commands never create it)."""
+    if not (project.root / ".loop-runtime" / "runtime.db").exists():
+        return None
+    from .adapters.sqlite_store import RunStore
+
+    return RunStore.open(project.root)
+
+
+def status_doc(project: Project) -> dict[str, Any]:
+    """``status --json``: every loop's level, cadence, next run, last outcome, spend, escalations."""
+    from .runtime import now_utc
+    from .status import project_status
+
+    store = store_if_exists(project)
+    try:
+        return project_status(project, now_utc(), store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def esc_doc(e: Any) -> dict[str, Any]:
+    """One escalation as ``escalations --json`` shows it."""
+    created = e.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(e.created_at, "strftime") else str(e.created_at)
+    return {"id": e.id, "status": e.status, "pattern": e.pattern, "item": e.item_id, "title": e.title,
+            "reason": e.context.get("reason"), "createdAt": created, "runId": e.run_id,
+            "branch": e.context.get("branch"), "attempts": e.context.get("attempts"),
+            "lastError": e.context.get("lastError"), "diffLines": len(e.diff.splitlines())}
+
+
+def escalations_doc(project: Project, show_all: bool = False) -> dict[str, Any]:
+    """``escalations --json``: held changes waiting for a human (``show_all``: decided ones too)."""
+    store = store_if_exists(project)
+    items = [] if store is None else store.list_escalations(None if show_all else "open")
+    if store is not None:
+        store.close()
+    return {"escalations": [esc_doc(e) for e in items]}
+
+
+def notifier_for(project: Project, log: Callable[[str], None]) -> Any:
+    """The project's notifier (apprise URLs in loop-runtime.toml), or None."""
+    urls = tuple(project.config.notify)
+    if not urls:
+        return None
+    from .adapters.notify import AppriseNotifier
+
+    return AppriseNotifier(urls, log=log)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What ``run`` did: the tick results, the backend, and today's spend/cap after them."""
+
+    pattern: str
+    backend: str
+    dry_run: bool
+    results: list[Any]
+    spent: int
+    cap: int | None
+    plan: Any
+
+    @property
+    def exit_code(self) -> int:
+        return max(r.exit_code for r in self.results)
+
+    def as_json(self) -> dict[str, Any]:
+        """``run --json``."""
+        return {"pattern": self.pattern, "backend": self.backend, "dryRun": self.dry_run,
+                "ticks": [r.as_json() for r in self.results]}
+
+
+def run_ticks(project: Project, pattern: str, opts: Any, ticks: int = 1) -> RunReport:
+    """``run``: ``ticks`` ticks of one loop, in memory (``opts.dry_run``) or for real under its lease.
+
+    Every rule (levels, kill switch, budget, preflight, lease, escalations) is applied by
+    ``runner``; this only sequences the ticks and reads today's spend afterwards.
+    """
+    import asyncio
+
+    from .core.budget import utc_day
+    from .runner import LoopRunner, StoreBudget, backend_name, dry_run as do_dry_run, runlog_spent
+    from .runtime import now_utc
+
+    plan_ = project.plan(pattern, opts.level)
+    name = backend_name(project, plan_, opts)
+    if opts.dry_run:
+        results = asyncio.run(do_dry_run(project, plan_, opts, ticks))
+        spent = sum(r.tokens for r in results) + runlog_spent(project, pattern, utc_day(now_utc()))
+    else:
+        runner = LoopRunner(project, plan_, opts)
+        try:
+            results = []
+            for _ in range(ticks):
+                results.append(asyncio.run(runner.tick()))
+            spent = StoreBudget(runner.store, pattern, plan_.daily_token_cap, "-").status(now_utc()).spent
+        finally:
+            runner.store.close()
+    return RunReport(pattern=pattern, backend=name, dry_run=opts.dry_run, results=results, spent=spent,
+                     cap=cap_today(project, plan_), plan=plan_)
+
+
+def cap_today(project: Project, plan_: Any) -> int | None:
+    """Today's cap for the loop: the plan's daily cap plus today's top-ups."""
+    if plan_.daily_token_cap is None:
+        return None
+    store = store_if_exists(project)
+    if store is None:
+        return int(plan_.daily_token_cap)
+    try:
+        from .core.budget import utc_day
+        from .runtime import now_utc
+
+        return int(plan_.daily_token_cap + store.topups(plan_.pattern_id, utc_day(now_utc())))
+    finally:
+        store.close()
