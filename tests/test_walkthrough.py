@@ -406,3 +406,17 @@ def test_merge_commits_the_runtimes_files_first_when_the_branch_changes_them_too
     assert f"loop-runtime: record loop state before merging {branch}" in log
     merged = (repo / "ci-sweeper-state.md").read_text()
     assert "## Resolved (last 14d)" in merged and "Last run: 20" in merged
+
+
+def test_a_fix_proposed_tick_lists_the_item_and_its_branch_in_the_patterns_own_section(tmp_path: Path, cli) -> None:
+    """Issue 12 item 12: an L2 fix is not only `Last run:` — the item and where its fix is go in the section
+    the pattern's starter lists items in (ci-sweeper: Active Failures)."""
+    repo = scaffold(tmp_path, "ci-sweeper")
+    proc = cli("run", "ci-sweeper", "--level", "L2", "--scenario", "default", "--force", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (repo / "ci-sweeper-state.md").read_text()
+    active = text.split("## Active Failures", 1)[1].split("\n## ", 1)[0]
+    (branch,) = git(repo, "branch", "--list", "loop/*", "--format=%(refname:short)").splitlines()
+    assert re.search(rf"^- `EX-1` — `Export a typed greeting from src/example\.ts`: fix proposed on `{re.escape(branch)}` "
+                     r"\([0-9a-f]{12}\)$", active, re.M), text
+    assert "## Watch (flakes / infra)" in text and "## Resolved (last 7d)" in text

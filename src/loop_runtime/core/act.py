@@ -191,8 +191,20 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
     _record_success(t, item, n)
     note = f"{item.id}: fix on {handle.branch}" + (" (merged)" if merged else "")
     return t._finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE", branch=handle.branch,
-                     commit=sha, merged=merged, attempts=n,
+                     commit=sha, merged=merged, attempts=n, state_update=_fix_entry(t, item, handle, sha, merged),
                      extras={"branch": handle.branch, **({"commit": sha} if sha else {})})
+
+
+def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool) -> Any:
+    """The fixed item in the pattern's own report section (ci-sweeper: Active Failures), as its starter
+    lists items, with what happened to it: a human reading the state file sees the proposed fix."""
+    from ..formats.state_layout import layout_for, write_report
+    from .sanitize import inert
+
+    where = f"merged into {handle.base_branch}" if merged else f"fix proposed on `{handle.branch}`"
+    line = f"- {inert(item.id, 40)} — {inert(item.title)}: {where}" + (f" ({sha[:12]})" if sha else "")
+    layout = layout_for(t.plan.pattern_id, t.plan.state_file)
+    return lambda doc: write_report(doc, layout, [line])
 
 
 def _reject(t: Tick, handle: WorkspaceHandle, n: int, error: str) -> str:
