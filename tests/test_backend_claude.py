@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,13 +156,20 @@ def test_prompt_starting_with_a_dash_stays_a_prompt(fake: FakeCli, worktree: Pat
 
 def test_child_env_is_request_env_plus_credentials_only(fake: FakeCli, worktree: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing from our own environment leaks in; the backend's credential variables are added."""
+    """Nothing from our own environment leaks in; the backend's credential variables are added.
+
+    ANTHROPIC_BASE_URL becomes the upstream of the metering proxy; the CLI gets the proxy's
+    own loopback address, with its per-run secret as the first path segment.
+    """
     monkeypatch.setenv("LEAKY_SECRET", "do-not-pass")
     fake.script([{"result": {}}])
-    run(backend(fake, ANTHROPIC_BASE_URL="http://127.0.0.1:9"), request(fake, worktree))
+    b = backend(fake, ANTHROPIC_BASE_URL="http://127.0.0.1:9")
+    run(b, request(fake, worktree))
     env = fake.calls()[0]["env"]
     assert "LEAKY_SECRET" not in env
-    assert env["ANTHROPIC_API_KEY"] == KEY and env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
+    assert b.upstream == "http://127.0.0.1:9"
+    assert env["ANTHROPIC_API_KEY"] == KEY
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/[A-Za-z0-9_-]{32}", env["ANTHROPIC_BASE_URL"])
     assert env["HOME"] == str(fake.home)
 
 

@@ -92,3 +92,36 @@ def codex_home_dir(name: str = "codex-home") -> Path:
     base = cache_dir().parent / "codex-homes"
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+
+
+# Agent CLIs for the real-CLI backend tests (issue 15), pinned, in their own folder so adding
+# them never invalidates the reference tools' install stamp above.
+AGENT_CLIS = {
+    "@google/gemini-cli": "0.61.0",
+    "opencode-ai": "1.18.33",
+    "@vibe-kit/grok-cli": "0.0.34",
+}
+
+
+def agent_cli(name: str) -> Path:
+    """Path of a pinned agent CLI (``gemini``, ``opencode``, ``grok``), installing on first use."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        _unavailable("npm/node not found")
+    root = cache_dir().parent / "npm-agents"
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = root / "installed.json"
+    with filelock.FileLock(str(root / ".install.lock")):
+        if not (stamp.exists() and json.loads(stamp.read_text()) == AGENT_CLIS):
+            if not (root / "package.json").exists():
+                (root / "package.json").write_text('{"name":"loop-runtime-agent-clis","private":true}\n')
+            specs = [f"{n}@{v}" for n, v in AGENT_CLIS.items()]
+            proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", *specs],
+                                  cwd=root, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                _unavailable(f"npm install failed: {proc.stderr.strip()[-400:]}")
+            stamp.write_text(json.dumps(AGENT_CLIS))
+    path = root / "node_modules" / ".bin" / name
+    if not path.exists():
+        _unavailable(f"{name} not installed in {path.parent}")
+    return path

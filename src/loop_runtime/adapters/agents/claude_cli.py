@@ -43,6 +43,7 @@ from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from .metered import bill, metered, stop_with
 from .process import (
     ProcessOutcome,
     Transcript,
@@ -63,6 +64,7 @@ INSTALL_HINT = "install Claude Code (npm i -g @anthropic-ai/claude-code) or pip 
 SET_HINT = "set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`)"
 CREDENTIAL_HINT = f"claude CLI has no credentials: {SET_HINT}"
 REJECTED_HINT = f"claude CLI credentials were rejected (HTTP 401/403): {SET_HINT}"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
@@ -299,12 +301,14 @@ class ClaudeCliBackend:
     name = "claude"
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, base_url: str | None = None) -> None:
         self.binary = find_claude(binary)
         self.model = model
         source = os.environ if env is None else env
         self.credentials = {k: v for k, v in source.items()
                             if k.startswith("ANTHROPIC_") or k in (*CREDENTIAL_VARS, *PROVIDER_SWITCHES)}
+        # The real API the metering proxy forwards to: the CLI's own variable, else the config, else official.
+        self.upstream = self.credentials.pop("ANTHROPIC_BASE_URL", None) or base_url or DEFAULT_BASE_URL
 
     def argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``).
@@ -331,21 +335,26 @@ class ClaudeCliBackend:
         if credentials_known_missing(env):
             raise AgentNotStarted(CREDENTIAL_HINT)
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
-        transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
-        mcp_config = write_mcp_config(request)
-        try:
-            outcome = await run_json_lines(self.argv(request, str(mcp_config)), cwd=request.cwd, env=env,
-                                           timeout_s=request.timeout_s, handle=state.handle,
-                                           transcript=transcript, stop=stop)
-        finally:
-            path = transcript.close()
-            mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
-            if not request.transcript_dir:
-                shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
+        async with metered(request, self.upstream, secrets=secrets, on_event=on_event) as proxy:
+            env["ANTHROPIC_BASE_URL"] = proxy.base_url
+            secrets.append(proxy.secret)
+            transcript = Transcript(request.transcript_dir, request.role, secrets)
+            mcp_config = write_mcp_config(request)
+            try:
+                outcome = await run_json_lines(self.argv(request, str(mcp_config)), cwd=request.cwd, env=env,
+                                               timeout_s=request.timeout_s, handle=state.handle,
+                                               transcript=transcript, stop=stop_with(proxy, stop))
+            finally:
+                path = transcript.close()
+                mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
+                if not request.transcript_dir:
+                    shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
         if outcome.halted == AUTH_FAILED and state.result is None:
             raise BackendError(REJECTED_HINT)
         result = self._result(request, state, outcome, secrets)
+        cli_usage = result_usage(state.result) if state.result is not None else None
+        result = bill(result, proxy, cli_usage, on_event=on_event, backend="claude")
         result = replace(result, duration_s=outcome.duration_s, transcript=path)
         emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                      "usage": result.usage.as_dict(), "error": result.error})

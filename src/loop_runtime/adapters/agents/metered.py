@@ -1,0 +1,91 @@
+"""Running an agent backend behind the metering proxy: start it, poll it, bill from it.
+
+Every backend that talks HTTP to a model (``claude``, ``codex``, ``openai``, ``gemini``,
+``opencode``, ``grok``) runs its CLI against ``MeteringProxy.base_url`` instead of the real
+API. This module holds what they share:
+
+- ``metered(...)``: the proxy for one run, with its call log written beside the transcript
+  (``proxy-<role>-<stamp>.jsonl``, redacted like the transcript);
+- ``stop_with(proxy, stop)``: the stop check a backend polls — the proxy's reasons (``budget``
+  once a call was refused; an unreachable upstream; rejected credentials) come first;
+- ``bill(result, proxy, cli_usage)``: the usage to settle. The proxy's ledger is the bill when
+  every call's usage was read off the wire; the CLI's own report is a cross-check, and a
+  disagreement is logged (``agent.warning`` and the call log); a CLI claiming more than the
+  proxy saw is billed the more (never under-count). When the ledger is not exact (a cut stream,
+  a call in flight at the stop) the larger of it and the backend's fail-closed figure is billed;
+  with no call through the proxy at all, the backend's own figure stands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ...ports import AgentRequest, AgentResult, EventSink, StopCheck, Usage
+from ..metering_proxy import UPSTREAM_AUTH, UPSTREAM_DOWN, UPSTREAM_ERRORS, MeteringProxy
+from .process import Transcript, emit, larger
+
+UPSTREAM_STOPS = (UPSTREAM_DOWN, UPSTREAM_AUTH, UPSTREAM_ERRORS)
+
+
+@contextlib.asynccontextmanager
+async def metered(request: AgentRequest, upstream: str, *, secrets: Sequence[str] = (),
+                  on_event: EventSink | None = None) -> AsyncIterator[MeteringProxy]:
+    """The metering proxy for ``request``'s run, its reservation ``request.token_limit``."""
+    log = Transcript(request.transcript_dir, f"proxy-{request.role}", secrets)
+
+    def write(event: Mapping[str, Any]) -> None:
+        log.write_json(event)
+        if event.get("type") == "proxy.refused":
+            emit(on_event, "agent.warning", {"message": f"proxy refused a model call: reservation spent "
+                                                        f"({event.get('spent'):,} of {event.get('limit'):,})"})
+
+    try:
+        async with MeteringProxy(upstream, request.token_limit, log=write,
+                                 read_timeout_s=max(30.0, request.timeout_s)) as proxy:
+            yield proxy
+    finally:
+        log.close()
+
+
+def stop_with(proxy: MeteringProxy, stop: StopCheck | None) -> StopCheck:
+    """Poll the proxy first (budget spent, upstream down), then the caller's own stop check."""
+
+    def check() -> str | None:
+        return proxy.stop_reason() or (stop() if stop is not None else None)
+
+    return check
+
+
+def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
+         on_event: EventSink | None = None, backend: str = "") -> AgentResult:
+    """``result`` with the usage to settle and, for a proxy stop, the status and error to report."""
+    ledger = proxy.ledger
+    metered_usage = ledger.usage
+    if not ledger.calls:
+        usage = result.usage  # no model call went through us: the backend's own (fail-closed) figure
+    elif ledger.exact and ledger.in_flight == 0:
+        # Exact at the network; a CLI claiming more (calls around the proxy?) is billed the more.
+        usage = larger(metered_usage, cli_usage) if cli_usage is not None else metered_usage
+    else:
+        usage = larger(metered_usage, result.usage)
+    if cli_usage is not None and cli_usage.total != metered_usage.total:
+        note = (f"{backend} reported {cli_usage.total:,} tokens, the proxy metered {metered_usage.total:,} "
+                f"over {len(ledger.calls)} call(s); billing {usage.total:,}")
+        proxy._emit({"type": "proxy.disagreement", "cli": cli_usage.as_dict(), "metered": metered_usage.as_dict()})
+        emit(on_event, "agent.warning", {"message": note})
+    cost = cli_usage.cost_usd if cli_usage is not None else result.usage.cost_usd
+    result = replace(result, usage=replace(usage, cost_usd=cost))
+    reason = proxy.stop_reason()
+    if reason == "budget":
+        return replace(result, status="halted", stop_reason="budget",
+                       error=f"stopped: the run's reservation of {ledger.limit:,} tokens is spent "
+                             f"({ledger.spent:,} metered); the proxy refused the next model call")
+    if reason in UPSTREAM_STOPS and result.status != "ok":
+        return replace(result, status="error", stop_reason=None, error=proxy.stop_detail())
+    return result
+
+
+__all__ = ["UPSTREAM_STOPS", "bill", "metered", "stop_with"]
