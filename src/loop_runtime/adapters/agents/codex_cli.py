@@ -41,6 +41,7 @@ from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from .metered import bill, metered, stop_with
 from .process import (
     ProcessOutcome,
     Transcript,
@@ -58,6 +59,8 @@ from .process import (
 INSTALL_HINT = "install it with npm i -g @openai/codex"
 CREDENTIAL_HINT = "codex CLI has no credentials: set OPENAI_API_KEY (or CODEX_API_KEY), or run `codex login`"
 CREDENTIAL_VARS = ("OPENAI_API_KEY", "CODEX_API_KEY")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+METERED_PROVIDER = "loop_runtime_metered"
 
 
 WORKTREE_ONLY = ("-c", "sandbox_workspace_write.exclude_slash_tmp=true",
@@ -129,6 +132,40 @@ def codex_usage(raw: Any) -> Usage:
     # If a provider reports cached > input the breakdown wins: we over-count rather than under-count.
     return Usage(input=max(0, inp - cached - written), output=int_field(raw, "output_tokens"),
                  cache_write=written, cache_read=cached)
+
+
+def user_provider(codex_home: str | None) -> tuple[str | None, Mapping[str, Any]]:
+    """The provider the user's ``config.toml`` selects (id, its table), or (None, {}) for the built-in one."""
+    if not codex_home:
+        return None, {}
+    import tomllib
+
+    try:
+        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None, {}
+    name = data.get("model_provider")
+    providers = data.get("model_providers")
+    table = providers.get(name) if isinstance(providers, dict) and isinstance(name, str) else None
+    if isinstance(table, dict) and isinstance(table.get("base_url"), str):
+        return name, table
+    return None, {}
+
+
+def provider_overrides(proxy_url: str, provider: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    """``-c`` overrides sending codex's model calls to the metering proxy.
+
+    A custom provider of the user's keeps every setting but its ``base_url``; the built-in
+    OpenAI provider (which ignores ``OPENAI_BASE_URL`` in ``codex exec``) is replaced by an
+    equivalent custom one reading the same key variable.
+    """
+    if provider is not None:
+        return ("-c", f"model_providers.{provider}.base_url={toml_string(proxy_url)}")
+    key = "OPENAI_API_KEY" if env.get("OPENAI_API_KEY") or not env.get("CODEX_API_KEY") else "CODEX_API_KEY"
+    table = {"name": "OpenAI (metered by loop-runtime)", "base_url": proxy_url, "env_key": key,
+             "wire_api": "responses"}
+    return ("-c", f"model_providers.{METERED_PROVIDER}={_toml_value(table)}", "-c",
+            f"model_provider={toml_string(METERED_PROVIDER)}")
 
 
 def find_codex(binary: str | None = None) -> str:
@@ -217,23 +254,28 @@ class CodexCliBackend:
     name = "codex"
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
-                 env: Mapping[str, str] | None = None, codex_home: str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, codex_home: str | None = None,
+                 base_url: str | None = None) -> None:
         self.binary = find_codex(binary)
         self.model = model
         source = os.environ if env is None else env
         self.credentials = {k: v for k, v in source.items() if k.startswith("OPENAI_") or k in CREDENTIAL_VARS}
+        # The built-in provider's upstream for the metering proxy (a custom provider brings its own).
+        self.upstream = self.credentials.pop("OPENAI_BASE_URL", None) or base_url or DEFAULT_BASE_URL
         if codex_home is not None:
             self.credentials["CODEX_HOME"] = codex_home
         elif source.get("CODEX_HOME"):
             self.credentials["CODEX_HOME"] = source["CODEX_HOME"]
 
-    def argv(self, request: AgentRequest, user_servers: tuple[str, ...] = ()) -> list[str]:
+    def argv(self, request: AgentRequest, user_servers: tuple[str, ...] = (),
+             provider: tuple[str, ...] = ()) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``).
 
         ``user_servers``: MCP servers in the user's codex config, disabled unless the level lists them.
+        ``provider``: the ``-c`` overrides pointing codex at the metering proxy.
         """
         argv = [self.binary, "exec", "--json", "--skip-git-repo-check", "-C", request.cwd,
-                *sandbox_flags(request.permission), *mcp_overrides(request.mcp_servers, user_servers)]
+                *sandbox_flags(request.permission), *mcp_overrides(request.mcp_servers, user_servers), *provider]
         model = request.model or self.model
         if model:
             argv += ["-m", model]
@@ -247,16 +289,23 @@ class CodexCliBackend:
         if credentials_known_missing(env):
             raise AgentNotStarted(CREDENTIAL_HINT)
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
-        transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event)
-        try:
-            home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
-            outcome = await run_json_lines(self.argv(request, user_mcp_servers(home)), cwd=request.cwd, env=env,
-                                           timeout_s=request.timeout_s, handle=state.handle,
-                                           transcript=transcript, stop=stop)
-        finally:
-            path = transcript.close()
+        home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+        provider, table = user_provider(home)
+        upstream = str(table["base_url"]) if provider is not None else self.upstream
+        async with metered(request, upstream, secrets=secrets, on_event=on_event) as proxy:
+            secrets.append(proxy.secret)
+            transcript = Transcript(request.transcript_dir, request.role, secrets)
+            argv = self.argv(request, user_mcp_servers(home), provider_overrides(proxy.base_url, provider, env))
+            try:
+                outcome = await run_json_lines(argv, cwd=request.cwd, env=env, timeout_s=request.timeout_s,
+                                               handle=state.handle, transcript=transcript,
+                                               stop=stop_with(proxy, stop))
+            finally:
+                path = transcript.close()
         result = _result(request, state, outcome, last_line(outcome.stderr_tail, secrets))
+        result = bill(result, proxy, state.reported if state.failed is None else None, on_event=on_event,
+                      backend="codex")
         if result.error:
             result = replace(result, error=redact(result.error, secrets))
         result = replace(result, duration_s=outcome.duration_s, transcript=path)

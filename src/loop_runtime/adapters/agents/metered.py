@@ -19,6 +19,7 @@ API. This module holds what they share:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from ..metering_proxy import UPSTREAM_AUTH, UPSTREAM_DOWN, UPSTREAM_ERRORS, Mete
 from .process import Transcript, emit, larger
 
 UPSTREAM_STOPS = (UPSTREAM_DOWN, UPSTREAM_AUTH, UPSTREAM_ERRORS)
+FAIL_CLOSED_TEXT = re.compile(r";?\s*(no usage reported; )?charged the full reservation of [\d,]+ tokens")
 
 
 @contextlib.asynccontextmanager
@@ -77,6 +79,11 @@ def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
         proxy._emit({"type": "proxy.disagreement", "cli": cli_usage.as_dict(), "metered": metered_usage.as_dict()})
         emit(on_event, "agent.warning", {"message": note})
     cost = cli_usage.cost_usd if cli_usage is not None else result.usage.cost_usd
+    if ledger.calls and usage.total != result.usage.total and result.error:
+        # The backend's fail-closed wording no longer holds: say what was actually billed.
+        error = FAIL_CLOSED_TEXT.sub("", result.error).rstrip("; ")
+        result = replace(result, error=f"{error}; the proxy metered {usage.total:,} tokens over "
+                                       f"{len(ledger.calls)} model call(s)")
     result = replace(result, usage=replace(usage, cost_usd=cost))
     reason = proxy.stop_reason()
     if reason == "budget":
