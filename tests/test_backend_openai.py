@@ -72,7 +72,8 @@ def test_text_answer_usage_is_exact(worktree: Path) -> None:
     assert res.usage == Usage(input=1000, output=50, cache_read=200)
     assert body["model"] == "local-model" and body["messages"][1] == {"role": "user", "content": "change VALUE to 2"}
     assert "be brief" in body["messages"][0]["content"]
-    assert headers.get("Authorization") == f"Bearer {KEY}"
+    # header names are case-insensitive (the metering proxy forwards them lower-cased, values untouched)
+    assert {k.lower(): v for k, v in headers.items()}.get("authorization") == f"Bearer {KEY}"
 
 
 def test_tool_loop_reads_writes_and_edits_inside_the_worktree(worktree: Path) -> None:

@@ -101,6 +101,11 @@ AGENT_CLIS = {
     "opencode-ai": "1.18.33",
     "@vibe-kit/grok-cli": "0.0.34",
 }
+# opencode-ai's postinstall looks for its platform binary package and, when npm skipped the
+# optional dependency (seen on this machine), fails; naming it explicitly installs it.
+_ARCH = {"x86_64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(os.uname().machine, os.uname().machine)
+if os.uname().sysname == "Linux":
+    AGENT_CLIS[f"opencode-linux-{_ARCH}"] = AGENT_CLIS["opencode-ai"]
 
 
 def agent_cli(name: str) -> Path:

@@ -55,7 +55,7 @@ UPSTREAM_AUTH = "auth-failed"
 UPSTREAM_ERRORS = "upstream-error"
 MAX_CONSECUTIVE_5XX = 4
 STOP_REASONS = {
-    UPSTREAM_DOWN: "the model API at {host} cannot be reached",
+    UPSTREAM_DOWN: "cannot reach the model API at {host}",
     UPSTREAM_AUTH: "the model API at {host} rejected the credentials (HTTP {status})",
     UPSTREAM_ERRORS: "the model API at {host} kept failing (HTTP {status}, {count} times in a row)",
 }

@@ -91,7 +91,9 @@ def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
                        error=f"stopped: the run's reservation of {ledger.limit:,} tokens is spent "
                              f"({ledger.spent:,} metered); the proxy refused the next model call")
     if reason in UPSTREAM_STOPS and result.status != "ok":
-        return replace(result, status="error", stop_reason=None, error=proxy.stop_detail())
+        detail = proxy.stop_detail() or reason
+        own = result.error if result.error and not result.error.startswith("stopped (") else None
+        return replace(result, status="error", stop_reason=None, error=f"{detail}: {own}" if own else detail)
     return result
 
 

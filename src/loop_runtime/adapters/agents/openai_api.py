@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from ...errors import AgentNotStarted, BackendError, GateDenied
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
 from . import file_tools
+from .metered import bill, metered, stop_with
 from .process import (
     POLL_S,
     Transcript,
@@ -173,16 +174,30 @@ class OpenAIBackend:
         emit(on_event, "agent.start", {"backend": "openai", "role": request.role,
                                        "model": request.model or self.model, "session": None})
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        if self.transport is not None:  # an in-process test transport: nothing goes over the network
+            try:
+                async with httpx.AsyncClient(transport=self.transport, headers=headers,
+                                             timeout=httpx.Timeout(request.timeout_s, connect=10.0)) as client:
+                    ending = await self._loop(client, loop, deadline, stop, self.base_url)
+            finally:
+                path = transcript.close()
+            return self._finish(loop, ending, path=path, duration=time.monotonic() - started)
         try:
-            async with httpx.AsyncClient(transport=self.transport, headers=headers,
-                                         timeout=httpx.Timeout(request.timeout_s, connect=10.0)) as client:
-                status, reason, error = await self._loop(client, loop, deadline, stop)
+            async with metered(request, self.base_url, secrets=[self.api_key or ""], on_event=on_event) as proxy:
+                async with httpx.AsyncClient(headers=headers, trust_env=False,
+                                             timeout=httpx.Timeout(request.timeout_s, connect=10.0)) as client:
+                    ending = await self._loop(client, loop, deadline, stop_with(proxy, stop), proxy.base_url)
         finally:
             path = transcript.close()
-        return self._finish(loop, (status, reason, error), path=path, duration=time.monotonic() - started)
+        result = self._finish(loop, ending, path=path, duration=time.monotonic() - started, quiet=True)
+        cli_usage = None if loop.missing_usage or loop.spend_unknown else loop.meter.usage
+        result = bill(result, proxy, cli_usage, on_event=on_event, backend="openai")
+        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
+                                     "usage": result.usage.as_dict(), "error": result.error})
+        return result
 
     async def _loop(self, client: httpx.AsyncClient, loop: _Loop, deadline: float,
-                    stop: StopCheck | None) -> tuple[str, str | None, str | None]:
+                    stop: StopCheck | None, endpoint: str) -> tuple[str, str | None, str | None]:
         """Model call → tools → model call … ; returns (status, stop_reason, error)."""
         tools = tool_schemas(loop.request.permission)
         while True:
@@ -193,7 +208,7 @@ class OpenAIBackend:
             body = {"model": loop.request.model or self.model, "messages": loop.messages, "tools": tools,
                     "tool_choice": "auto"}
             try:
-                data = await self._call_with_retries(client, body, loop, deadline, stop)
+                data = await self._call_with_retries(client, body, loop, deadline, stop, endpoint)
             except _Halt as halt:
                 loop.spend_unknown = loop.spend_unknown or halt.in_flight
                 return "halted", halt.reason, f"stopped ({halt.reason}) during a model call"
@@ -210,7 +225,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ HTTP
 
     async def _call_with_retries(self, client: httpx.AsyncClient, body: dict[str, Any], loop: _Loop,
-                                 deadline: float, stop: StopCheck | None) -> dict[str, Any]:
+                                 deadline: float, stop: StopCheck | None, endpoint: str) -> dict[str, Any]:
         import httpx
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential
         from tenacity.stop import stop_base
@@ -239,7 +254,7 @@ class OpenAIBackend:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._call_once(client, body, loop, deadline, stop)
+                    return await self._call_once(client, body, loop, deadline, stop, endpoint)
         except _Transient as exc:
             raise _Fatal(f"{exc} (gave up after retries)") from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -250,9 +265,9 @@ class OpenAIBackend:
         raise _Fatal("no attempt was made")  # pragma: no cover - tenacity always attempts once
 
     async def _call_once(self, client: httpx.AsyncClient, body: dict[str, Any], loop: _Loop,
-                         deadline: float, stop: StopCheck | None) -> dict[str, Any]:
+                         deadline: float, stop: StopCheck | None, endpoint: str) -> dict[str, Any]:
         loop.transcript.write_json({"kind": "request", "turn": loop.turns + 1, "messages": len(body["messages"])})
-        task = asyncio.ensure_future(client.post(f"{self.base_url}/chat/completions", json=body))
+        task = asyncio.ensure_future(client.post(f"{endpoint}/chat/completions", json=body))
         response = await self._wait_polling(task, None, deadline, stop)
         if response.status_code in RETRY_STATUSES:
             raise _Transient(response.status_code, _error_text(response), _retry_after(response))
@@ -376,7 +391,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ result
 
     def _finish(self, loop: _Loop, ending: tuple[str, str | None, str | None], *, path: str | None,
-                duration: float) -> AgentResult:
+                duration: float, quiet: bool = False) -> AgentResult:
         status, reason, error = ending
         usage = loop.meter.usage
         limit = loop.request.token_limit
@@ -391,6 +406,8 @@ class OpenAIBackend:
                              turns=loop.turns, duration_s=duration, transcript=path, stop_reason=reason,
                              error=redact("; ".join(notes), [self.api_key or ""]) if notes else None,
                              files_changed=tuple(loop.changed))
+        if quiet:
+            return result
         emit(loop.on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                           "usage": result.usage.as_dict(), "error": result.error})
         return result
