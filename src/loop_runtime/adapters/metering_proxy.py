@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..core.metering import CallLedger, CallRecord, refusal
 from ..core.wire_usage import Dialect, UsageReader, dialect_of
@@ -184,11 +184,13 @@ class MeteringProxy:
     async def _handle(self, request: Any) -> Any:
         from starlette.responses import JSONResponse, Response
 
-        raw_path: str = request.scope.get("path", "")
-        segment, _, rest = raw_path.lstrip("/").partition("/")
+        raw = request.scope.get("raw_path") or request.scope.get("path", "").encode()
+        segment, _, rest = raw.decode("latin-1").split("?")[0].lstrip("/").partition("/")
         if not hmac.compare_digest(segment.encode(), self._secret.encode()):
             return Response(status_code=404)
         path = "/" + rest
+        if any(part in ("..", ".") for part in unquote(path).split("/")) or "%2f" in path.lower():
+            return Response(status_code=400)  # stays under the upstream base path: no dot segments
         dialect = dialect_of(request.method, path)
         body = await request.body()
         if dialect is not None and not self.ledger.admit():
