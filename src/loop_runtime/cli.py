@@ -229,7 +229,7 @@ def _store_if_exists(project: Any) -> Any:
 @click.option("--dry-run", is_flag=True, help="Run in memory: read the project, write nothing.")
 @click.option("--ticks", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many ticks to run, one after another.")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai", "grok", "opencode", "gemini"], case_sensitive=False), default=None,
               help="Agent backend (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--model", default=None, help="Model for the agent backend (default: the backend's own).")
@@ -409,7 +409,7 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
 @click.argument("tokens", type=int)
 @click.option("--reason", default="manual top-up", show_default=True, help="Recorded with the top-up.")
 @click.option("--resume", "resume_tick", is_flag=True, help="Resume the last budget-halted tick from its last phase.")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai", "grok", "opencode", "gemini"], case_sensitive=False), default=None,
               help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick (a bundled name or a file).")
 @pass_ctx
@@ -452,7 +452,7 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 @click.argument("patterns", nargs=-1)
 @click.option("--dashboard", is_flag=True, help="Also serve the dashboard.")
 @click.option("--port", type=int, default=8765, show_default=True, help="Dashboard port (with --dashboard).")
-@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
+@click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai", "grok", "opencode", "gemini"], case_sensitive=False), default=None,
               help="Agent backend (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",

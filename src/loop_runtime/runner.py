@@ -27,7 +27,7 @@ from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation
 from .runtime import Project, gate_policy, owner_id
 
 LEASE_TTL_S = 120.0
-BACKENDS = ("mock", "claude", "codex", "openai")
+BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 
 
 # ---------------------------------------------------------------------------- store-backed ports
@@ -178,7 +178,8 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
 
     cfg = project.config
     model = opts.model or cfg.for_pattern(plan.pattern_id).model or cfg.model
-    return real_backend(name, model=model, base_url=cfg.openai_base_url)
+    # openai_base_url is the openai backend's endpoint only; the CLIs' upstreams come from their own variables.
+    return real_backend(name, model=model, base_url=cfg.openai_base_url if name == "openai" else None)
 
 
 def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:

@@ -25,6 +25,10 @@ runs out the server answers with ``exhausted_turn`` (a plain "done." text with z
 usage by default) and counts it in ``exhausted``, so a test can assert it was not
 reached. Every request is recorded in ``requests`` (path, headers, JSON body).
 
+Gemini (``…:streamGenerateContent?alt=sse`` / ``…:generateContent``) turns use ``usage`` in Gemini's
+``usageMetadata`` vocabulary; a Chat Completions request with ``"stream": true`` is answered as
+``chat.completion.chunk`` events (the usage chunk only with ``stream_options.include_usage``).
+
 Event shapes follow the providers' streaming references:
 Anthropic https://docs.anthropic.com/en/api/messages-streaming (message_start,
 content_block_start/delta/stop, message_delta, message_stop; ``input_json_delta`` for
@@ -41,7 +45,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -92,13 +96,20 @@ class ModelServer:
         with self._lock:
             self._turns.extend(copy.deepcopy(dict(t)) for t in turns)
 
-    def next_turn(self) -> Turn:
+    def next_turn(self, body: Any = None) -> Turn:
+        """The next scripted turn. A turn with ``"when": "<text>"`` answers only a request whose JSON
+        body contains that text (e.g. a CLI's own title-generation call), whenever it comes; turns
+        without ``when`` answer the others in order."""
+        text = json.dumps(body) if body is not None else ""
         with self._lock:
-            if self._turns:
-                turn = self._turns.pop(0)
+            matched = [i for i, t in enumerate(self._turns) if t.get("when") and t["when"] in text]
+            plain = [i for i, t in enumerate(self._turns) if not t.get("when")]
+            pick = matched[0] if matched else (plain[0] if plain else None)
+            if pick is not None:
+                turn = self._turns.pop(pick)
                 repeat = int(turn.get("repeat", 1))
                 if repeat > 1:
-                    self._turns.insert(0, {**turn, "repeat": repeat - 1})
+                    self._turns.insert(pick, {**turn, "repeat": repeat - 1})
                 self.served += 1
                 return turn
             self.exhausted += 1
@@ -121,8 +132,10 @@ class ModelServer:
 # ---------------------------------------------------------------------- wire formats
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def _sse(event: str, data: dict[str, Any] | str) -> bytes:
+    """One server-sent event; an empty ``event`` name sends a bare ``data:`` line (OpenAI chat, Gemini)."""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
 
 
 def anthropic_events(turn: Turn, model: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -216,6 +229,50 @@ def chat_completion(turn: Turn, model: str) -> dict[str, Any]:
     return answer
 
 
+def chat_chunks(turn: Turn, model: str, include_usage: bool) -> Iterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects of one streamed Chat Completions answer.
+
+    The final usage chunk (empty ``choices``) is sent only when the request asked for it
+    (``stream_options.include_usage``), as OpenAI does.
+    """
+    whole = chat_completion(turn, model)
+    base = {"id": whole["id"], "object": "chat.completion.chunk", "created": 0, "model": model}
+    message = whole["choices"][0]["message"]
+    yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    if message.get("content"):
+        yield {**base, "choices": [{"index": 0, "delta": {"content": message["content"]}, "finish_reason": None}]}
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        yield {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{**call, "index": i}]},
+                                    "finish_reason": None}]}
+    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": whole["choices"][0]["finish_reason"]}]}
+    if include_usage and "usage" in whole:
+        yield {**base, "choices": [], "usage": whole["usage"]}
+
+
+def gemini_chunks(turn: Turn, model: str) -> Iterator[dict[str, Any]]:
+    """The ``GenerateContentResponse`` chunks of one streamed Gemini answer (usage on the last one).
+
+    ``usage`` is written as Gemini's ``usageMetadata`` (``promptTokenCount``, ``candidatesTokenCount``,
+    ``cachedContentTokenCount``, ``thoughtsTokenCount``); ``totalTokenCount`` is filled in.
+    """
+    raw = dict(turn.get("usage", {}))
+    meta = {"promptTokenCount": 0, "candidatesTokenCount": 0, **raw}
+    meta.setdefault("totalTokenCount", int(meta["promptTokenCount"]) + int(meta["candidatesTokenCount"])
+                    + int(meta.get("thoughtsTokenCount", 0)))
+    parts: list[dict[str, Any]] = []
+    if turn.get("text"):
+        parts.append({"text": turn["text"]})
+    calls = turn.get("tool_calls") or ([turn["tool_use"]] if turn.get("tool_use") else [])
+    for call in calls:
+        parts.append({"functionCall": {"name": call["name"], "args": call.get("input", {})}})
+    first = {"promptTokenCount": meta["promptTokenCount"], "totalTokenCount": meta["promptTokenCount"]}
+    yield {"candidates": [{"content": {"parts": parts[:1] or [{"text": ""}], "role": "model"}, "index": 0}],
+           "usageMetadata": first, "modelVersion": model}
+    yield {"candidates": [{"content": {"parts": parts[1:] or [{"text": ""}], "role": "model"},
+                           "finishReason": "STOP", "index": 0}],
+           "usageMetadata": meta, "modelVersion": model}
+
+
 # ---------------------------------------------------------------------- HTTP handler
 
 
@@ -250,11 +307,15 @@ def _handler_for(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if path.endswith("/messages/count_tokens"):
                 self._json(200, {"input_tokens": 1})
                 return
+            gemini = path.endswith((":generateContent", ":streamGenerateContent"))
+            if path.endswith(":countTokens"):
+                self._json(200, {"totalTokens": 1})
+                return
             if not (path.endswith("/messages") or path.endswith("/responses")
-                    or path.endswith("/chat/completions")):
+                    or path.endswith("/chat/completions") or gemini):
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
-            turn = server.next_turn()
+            turn = server.next_turn(body)
             if turn.get("delay"):
                 time.sleep(float(turn["delay"]))
             if "status" in turn:
@@ -265,6 +326,17 @@ def _handler_for(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self._stream(anthropic_events(turn, model))
             elif path.endswith("/responses"):
                 self._stream(responses_events(turn, model))
+            elif gemini:
+                model = path.rsplit("/", 1)[-1].split(":")[0]
+                chunks = list(gemini_chunks(turn, model))
+                if path.endswith(":generateContent"):
+                    self._json(200, chunks[-1])
+                else:
+                    self._stream(("", c) for c in chunks)
+            elif isinstance(body, dict) and body.get("stream"):
+                options = body.get("stream_options")
+                include = isinstance(options, dict) and options.get("include_usage") is True
+                self._stream([*(("", c) for c in chat_chunks(turn, model, include)), ("", "[DONE]")])
             else:
                 self._json(200, chat_completion(turn, model))
 
@@ -295,7 +367,7 @@ def _handler_for(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (a test stopped it)
                 return
 
-        def _stream(self, events: Iterator[tuple[str, dict[str, Any]]]) -> None:
+        def _stream(self, events: Iterable[tuple[str, dict[str, Any] | str]]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")

@@ -8,7 +8,7 @@ flags are applied by the CLI, not here).
 
 File format (every key optional; unknown keys are an error naming the valid ones)::
 
-    backend = "claude"            # mock | claude | codex | openai   (default "mock")
+    backend = "claude"            # mock | claude | codex | openai | grok | opencode | gemini (default "mock")
     model = "claude-sonnet-4-5"   # backend model name (default: the backend's own)
     test_command = "pytest -q"    # run in the worktree to verify a fix
     test_timeout_s = 600          # seconds (default 600)
@@ -54,7 +54,7 @@ from typing import Any
 from ..errors import ConfigError
 
 FILE_NAME = "loop-runtime.toml"
-BACKENDS = ("mock", "claude", "codex", "openai")
+BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 LEVELS = ("L0", "L1", "L2", "L3")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")

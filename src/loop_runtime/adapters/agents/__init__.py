@@ -1,8 +1,10 @@
-"""Real agent backends: Claude Code CLI, Codex CLI and OpenAI-compatible chat APIs.
+"""Real agent backends: Claude Code, Codex, Gemini, OpenCode and Grok CLIs, and OpenAI-compatible chat APIs.
 
 Each implements ``ports.AgentBackend``: one ``run(request)`` is one fresh agent session
 in the request's working directory, bounded by its token limit, deadline and stop
-check, and returns exact usage (fail closed when the provider reported none). Build
+check, and returns exact usage (fail closed when the provider reported none). Every model
+call goes through the per-run metering proxy (``adapters/metering_proxy``), which bills each
+call from the provider's own numbers and refuses the next once the reservation is spent. Build
 one with ``make_backend(name, **config)`` in the composition root (CLI or worker).
 """
 
@@ -16,9 +18,13 @@ from ...errors import ConfigError
 from ...ports import AgentBackend
 from .claude_cli import ClaudeCliBackend
 from .codex_cli import CodexCliBackend
+from .gemini_cli import GeminiCliBackend
+from .grok_cli import GrokCliBackend
 from .openai_api import OpenAIBackend
+from .opencode_cli import OpenCodeCliBackend
 
-BACKENDS = ("claude", "codex", "openai")
+BACKENDS = ("claude", "codex", "openai", "grok", "opencode", "gemini")
+CLI_BACKENDS = {"gemini": GeminiCliBackend, "opencode": OpenCodeCliBackend, "grok": GrokCliBackend}
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -27,15 +33,20 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
 
     Keys used (others are ignored, so a whole project config can be passed):
     ``model``, ``binary``, ``env`` (credential source, default ``os.environ``),
-    ``codex_home`` (codex), ``base_url``, ``api_key``, ``max_retries``, ``transport`` (openai).
+    ``codex_home`` (codex), ``base_url`` (the upstream API; the CLI's own variable wins),
+    ``api_key``, ``max_retries``, ``transport`` (openai), ``api_key_env``, ``sandboxed`` (grok).
     """
     model = config.get("model")
     env: Mapping[str, str] | None = config.get("env")
     if name == "claude":
-        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env)
+        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env, base_url=config.get("base_url"))
     if name == "codex":
         return CodexCliBackend(binary=config.get("binary"), model=model, env=env,
-                               codex_home=config.get("codex_home"))
+                               codex_home=config.get("codex_home"), base_url=config.get("base_url"))
+    if name in CLI_BACKENDS:
+        extra = {"sandboxed": bool(config.get("sandboxed"))} if name == "grok" else {}
+        return CLI_BACKENDS[name](binary=config.get("binary"), model=model, env=env,  # type: ignore[call-arg]
+                                  base_url=config.get("base_url"), api_key_env=config.get("api_key_env"), **extra)
     if name == "openai":
         source = os.environ if env is None else env
         if not model:
@@ -49,4 +60,5 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     raise ConfigError("", "backend", name, valid=BACKENDS)
 
 
-__all__ = ["BACKENDS", "ClaudeCliBackend", "CodexCliBackend", "OpenAIBackend", "make_backend"]
+__all__ = ["BACKENDS", "ClaudeCliBackend", "CodexCliBackend", "GeminiCliBackend", "GrokCliBackend",
+           "OpenAIBackend", "OpenCodeCliBackend", "make_backend"]

@@ -1,0 +1,170 @@
+"""The shared body of a JSON-lines agent CLI backend behind the metering proxy.
+
+Why a base: every CLI backend does the same dance — find the binary, build the child's
+environment from the scrubbed request env plus its credentials, start the metering proxy
+with the run's reservation, point the CLI at it, run it as its own process group reading
+one JSON object per stdout line, stop it on the proxy's word (budget spent, upstream down,
+key rejected), the kill switch or the deadline, and bill what the proxy metered with the
+CLI's own report as the cross-check. Only the command line, the private config files and
+the event vocabulary differ; a subclass supplies those (``prepare``, ``new_state``,
+``outcome``). ``gemini``, ``opencode`` and ``grok`` use it.
+
+Each run gets a private folder (mode 0700, removed after the run) for the CLI's HOME and
+config, so a user's own settings, logins and saved keys are never read or written and the
+worktree gets nothing but the agent's edits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ...errors import AgentNotStarted
+from ...ports import AgentRequest, AgentResult, EventSink, StopCheck, Usage
+from ..metering_proxy import MeteringProxy
+from .metered import bill, metered, stop_with
+from .process import ProcessOutcome, Transcript, child_env, emit, fail_closed, last_line, redact, run_json_lines
+
+
+@dataclass
+class CliState:
+    """What a run's event stream said, filled by a subclass's ``handle``."""
+
+    request: AgentRequest
+    on_event: EventSink | None
+    texts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    changed: dict[str, None] = field(default_factory=dict)
+    turns: int = 0
+    reported: Usage | None = None  # the CLI's own usage report, when it gives one
+    finished: bool = False  # the CLI said it completed (a final result event)
+
+    def handle(self, event: dict[str, Any]) -> str | None:  # pragma: no cover - overridden
+        return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The command line and extra environment for one run."""
+
+    argv: list[str]
+    env: Mapping[str, str]
+
+
+class JsonLinesCliBackend:
+    """Base class: subclasses set ``name``, ``binary_name``, ``install_hint``, ``key_vars``,
+    ``base_url_var``, ``default_base_url`` and implement ``prepare`` and ``new_state``."""
+
+    name = "cli"
+    binary_name = "cli"
+    install_hint = ""
+    key_vars: tuple[str, ...] = ()
+    base_url_var = ""
+    default_base_url = ""
+    drop_vars: tuple[str, ...] = ()  # variables never passed to the child (other metered-elsewhere APIs)
+
+    def __init__(self, *, binary: str | None = None, model: str | None = None,
+                 env: Mapping[str, str] | None = None, base_url: str | None = None,
+                 api_key_env: str | None = None) -> None:
+        found = shutil.which(binary or self.binary_name)
+        if found is None:
+            where = f" at {binary!r}" if binary else ""
+            raise AgentNotStarted(f"{self.name} CLI not found{where}: {self.install_hint}")
+        self.binary = found
+        self.model = model
+        source = os.environ if env is None else env
+        names = (api_key_env,) if api_key_env else self.key_vars
+        self.api_key = next((source[k] for k in names if source.get(k)), None)
+        self.key_var = next((k for k in names if source.get(k)), names[0] if names else "")
+        self.upstream = source.get(self.base_url_var) or base_url or self.default_base_url
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def check(self, request: AgentRequest) -> None:
+        """Refuse a request this CLI cannot run safely (raise ``AgentNotStarted``)."""
+
+    def prepare(self, request: AgentRequest, proxy: MeteringProxy, private: Path) -> Prepared:
+        raise NotImplementedError
+
+    def new_state(self, request: AgentRequest, on_event: EventSink | None) -> CliState:
+        return CliState(request, on_event)
+
+    def after(self, request: AgentRequest, private: Path) -> None:
+        """Clean-up after the run (e.g. files a CLI leaves in the worktree)."""
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
+                  on_event: EventSink | None = None) -> AgentResult:
+        self.check(request)
+        if not self.api_key:
+            raise AgentNotStarted(f"{self.name} CLI has no API key: set {' or '.join(self.key_vars)}")
+        if not os.path.isdir(request.cwd):
+            raise AgentNotStarted(f"agent working directory not found: {request.cwd}")
+        secrets = [self.api_key]
+        state = self.new_state(request, on_event)
+        private = Path(tempfile.mkdtemp(prefix=f"loop-{self.name}-"))  # 0700
+        try:
+            async with metered(request, self.upstream, secrets=secrets, on_event=on_event) as proxy:
+                secrets.append(proxy.secret)
+                prepared = self.prepare(request, proxy, private)
+                base = {k: v for k, v in child_env(request.env, {}).items() if k not in self.drop_vars}
+                env = {**base, "HOME": str(private / "home"), **prepared.env}
+                (private / "home").mkdir(exist_ok=True)
+                transcript = Transcript(request.transcript_dir, request.role, secrets)
+                emit(on_event, "agent.start", {"backend": self.name, "role": request.role,
+                                               "model": request.model or self.model, "session": None})
+                try:
+                    outcome = await run_json_lines(prepared.argv, cwd=request.cwd, env=env,
+                                                   timeout_s=request.timeout_s, handle=state.handle,
+                                                   transcript=transcript, stop=stop_with(proxy, stop))
+                finally:
+                    path = transcript.close()
+        finally:
+            self.after(request, private)
+            shutil.rmtree(private, ignore_errors=True)
+        result = self.outcome(request, state, outcome, proxy, last_line(outcome.stderr_tail, secrets))
+        result = bill(result, proxy, state.reported, on_event=on_event, backend=self.name)
+        if result.error:
+            result = replace(result, error=redact(result.error, secrets))
+        result = replace(result, duration_s=outcome.duration_s, transcript=path)
+        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
+                                     "usage": result.usage.as_dict(), "error": result.error})
+        return result
+
+    def outcome(self, request: AgentRequest, state: CliState, outcome: ProcessOutcome, proxy: MeteringProxy,
+                stderr: str) -> AgentResult:
+        """Status from how the process ended and what it said; usage is settled by ``bill`` after."""
+        text = "\n".join(state.texts)
+        changed = tuple(state.changed)
+        limit = request.token_limit
+        usage = state.reported or Usage()
+        if outcome.halted is not None:
+            return AgentResult(text=text, usage=fail_closed(usage, limit) if not proxy.ledger.calls else usage,
+                               status="halted", turns=state.turns, stop_reason=outcome.halted,
+                               files_changed=changed, error=f"stopped ({outcome.halted})")
+        failed = self.failure(state, outcome, proxy)
+        if failed is None:
+            return AgentResult(text=text, usage=usage, status="ok", turns=state.turns, files_changed=changed)
+        detail = "; ".join(state.errors[-2:]) or stderr or f"{outcome.garbage} unparseable line(s)"
+        return AgentResult(text=text, usage=usage, status="error", turns=state.turns, files_changed=changed,
+                           error=f"{failed}: {detail}" if detail else failed)
+
+    def failure(self, state: CliState, outcome: ProcessOutcome, proxy: MeteringProxy) -> str | None:
+        """A one-line reason the run failed, or None for success."""
+        if outcome.returncode != 0:
+            return f"{self.name} exited with code {outcome.returncode}"
+        if state.errors and not state.finished:
+            return f"{self.name} reported an error"
+        last = proxy.calls[-1].record.status if proxy.calls else None
+        if last is not None and last >= 400:
+            return f"{self.name}'s last model call failed (HTTP {last})"
+        return None
+
+
+__all__ = ["CliState", "JsonLinesCliBackend", "Prepared"]
