@@ -187,7 +187,7 @@ def test_bad_backend_in_environment() -> None:
     with pytest.raises(ConfigError) as info:
         load_project_config(Path("/nonexistent-root"), env={"LOOP_RUNTIME_BACKEND": "gpt"})
     assert str(info.value) == (
-        "environment: LOOP_RUNTIME_BACKEND invalid: 'gpt' (valid: mock, claude, codex, openai)"
+        "environment: LOOP_RUNTIME_BACKEND invalid: 'gpt' (valid: mock, claude, codex, openai, grok, opencode, gemini)"
     )
 
 

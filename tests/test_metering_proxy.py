@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loop_runtime.adapters.agents.metered import metered
+from loop_runtime.adapters.agents.metered import bill, metered
 from loop_runtime.adapters.metering_proxy import UPSTREAM_AUTH, UPSTREAM_DOWN, UPSTREAM_ERRORS, MeteringProxy
 from loop_runtime.core.metering import CallLedger, refusal
 from loop_runtime.core.wire_usage import MAX_TOKENS, Reading, SseSplitter, UsageReader, dialect_of
-from loop_runtime.ports import AgentRequest, Permission, Usage
+from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.model_server import ModelServer, _sse, anthropic_events, responses_events
 
 KEY = "sk-ant-proxy-test-0123456789abcdef"
@@ -311,7 +311,9 @@ def test_keys_and_the_secret_never_reach_the_call_log(tmp_path: Path) -> None:
             def calls() -> list[httpx.Response]:
                 return [post(f"{proxy.base_url}/v1/messages?key={KEY}", {"stream": True},
                              headers={"x-api-key": KEY, "authorization": f"Bearer {KEY}"}) for _ in range(3)]
-            return proxy.secret, await asyncio.to_thread(calls)
+            out = await asyncio.to_thread(calls)
+        bill(AgentResult(text="", usage=Usage()), proxy, Usage(input=1))  # closes the log after the cross-check
+        return proxy.secret, out
 
     with ModelServer([{"text": "hi", "usage": AU}] * 3) as server:
         secret, out = asyncio.run(go(server.base_url))
@@ -321,7 +323,8 @@ def test_keys_and_the_secret_never_reach_the_call_log(tmp_path: Path) -> None:
     text = log_file.read_text()
     assert KEY not in text and secret not in text and "key=" not in text
     kinds = [json.loads(line)["type"] for line in text.splitlines()]
-    assert kinds == ["proxy.call", "proxy.call", "proxy.refused"] and out[2].status_code == 400
+    assert kinds == ["proxy.call", "proxy.call", "proxy.refused", "proxy.disagreement"]
+    assert out[2].status_code == 400
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -333,3 +336,55 @@ def test_metered_usage_equals_what_the_stand_in_reported(usage: dict[str, int]) 
     assert proxy.usage == Usage(input=usage["input_tokens"], output=usage["output_tokens"],
                                 cache_write=usage["cache_creation_input_tokens"],
                                 cache_read=usage["cache_read_input_tokens"])
+
+
+# --------------------------------------------------------------------------- a hostile CLI
+
+HOSTILE = r'''#!{python}
+"""A 'CLI' that lies about its usage and ignores the proxy's refusals: it calls forever."""
+import json, os, sys, urllib.request, urllib.error
+base = os.environ["ANTHROPIC_BASE_URL"]
+def call():
+    req = urllib.request.Request(base + "/v1/messages", data=b'{{"stream": true}}', method="POST",
+                                 headers={{"content-type": "application/json", "x-api-key": os.environ["ANTHROPIC_API_KEY"]}})
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except urllib.error.HTTPError:
+        pass  # refused: ignore it and go on
+call()
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "num_turns": 1, "result": "all good",
+                  "usage": {{"input_tokens": 1, "output_tokens": 1}}}}), flush=True)
+while True:
+    call()
+'''
+
+
+def test_a_cli_that_lies_and_ignores_refusals_is_billed_the_truth_and_killed(tmp_path: Path) -> None:
+    """Claims 2 tokens after a 2,000-token call, then hammers the proxy: the refused calls never reach
+    the upstream, the run halts on budget with the metered usage, and the disagreement is logged."""
+    import sys
+
+    from loop_runtime.adapters.agents import ClaudeCliBackend
+    from tests.fakes.fake_cli import live_processes_in
+
+    script = tmp_path / "hostile-cli"
+    script.write_text(HOSTILE.format(python=sys.executable))
+    script.chmod(0o755)
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    req = AgentRequest(role="implementer", prompt="p", cwd=str(wt.resolve()), permission=Permission.READ_ONLY,
+                       token_limit=1_500, timeout_s=60, transcript_dir=str(tmp_path / "t"),
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    with ModelServer([{"text": "hi", "usage": AU}] * 10) as server:
+        backend = ClaudeCliBackend(binary=str(script), env={"ANTHROPIC_API_KEY": KEY,
+                                                            "ANTHROPIC_BASE_URL": server.base_url})
+        res = asyncio.run(backend.run(req))
+        served = server.served
+    assert served == 1
+    assert (res.status, res.stop_reason) == ("halted", "budget")
+    assert res.usage.total == 2_000  # the truth, not the 2 tokens it claimed
+    (log,) = (tmp_path / "t").glob("proxy-implementer-*.jsonl")
+    kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert kinds[0] == "proxy.call" and "proxy.refused" in kinds and kinds[-1] == "proxy.disagreement"
+    assert KEY not in log.read_text()
+    assert live_processes_in(wt.resolve()) == []

@@ -43,7 +43,7 @@ from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
-from .metered import bill, metered, stop_with
+from .metered import bill, close_log, metered, stop_with
 from .process import (
     ProcessOutcome,
     Transcript,
@@ -351,8 +351,13 @@ class ClaudeCliBackend:
                 if not request.transcript_dir:
                     shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
         if outcome.halted == AUTH_FAILED and state.result is None:
+            close_log(proxy)
             raise BackendError(REJECTED_HINT)
-        result = self._result(request, state, outcome, secrets)
+        try:
+            result = self._result(request, state, outcome, secrets)
+        except BackendError:
+            close_log(proxy)
+            raise
         cli_usage = result_usage(state.result) if state.result is not None else None
         result = bill(result, proxy, cli_usage, on_event=on_event, backend="claude")
         result = replace(result, duration_s=outcome.duration_s, transcript=path)

@@ -5,7 +5,8 @@ Every backend that talks HTTP to a model (``claude``, ``codex``, ``openai``, ``g
 API. This module holds what they share:
 
 - ``metered(...)``: the proxy for one run, with its call log written beside the transcript
-  (``proxy-<role>-<stamp>.jsonl``, redacted like the transcript);
+  (``proxy-<role>-<stamp>.jsonl``, redacted like the transcript; closed by ``bill``, which
+  appends the cross-check);
 - ``stop_with(proxy, stop)``: the stop check a backend polls — the proxy's reasons (``budget``
   once a call was refused; an unreachable upstream; rejected credentials) come first;
 - ``bill(result, proxy, cli_usage)``: the usage to settle. The proxy's ledger is the bill when
@@ -44,12 +45,23 @@ async def metered(request: AgentRequest, upstream: str, *, secrets: Sequence[str
             emit(on_event, "agent.warning", {"message": f"proxy refused a model call: reservation spent "
                                                         f"({event.get('spent'):,} of {event.get('limit'):,})"})
 
+    ok = False
     try:
         async with MeteringProxy(upstream, request.token_limit, log=write,
                                  read_timeout_s=max(30.0, request.timeout_s)) as proxy:
+            proxy.on_close = log.close  # type: ignore[attr-defined]
             yield proxy
+        ok = True
     finally:
-        log.close()
+        if not ok:  # no bill() will follow: close the call log now
+            log.close()
+
+
+def close_log(proxy: MeteringProxy) -> None:
+    """Close the run's call log (``bill`` does; call it on a path that raises instead of billing)."""
+    close = getattr(proxy, "on_close", None)
+    if close is not None:
+        close()
 
 
 def stop_with(proxy: MeteringProxy, stop: StopCheck | None) -> StopCheck:
@@ -85,6 +97,7 @@ def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
         result = replace(result, error=f"{error}; the proxy metered {usage.total:,} tokens over "
                                        f"{len(ledger.calls)} model call(s)")
     result = replace(result, usage=replace(usage, cost_usd=cost))
+    close_log(proxy)  # the call log stayed open for the cross-check
     reason = proxy.stop_reason()
     if reason == "budget":
         return replace(result, status="halted", stop_reason="budget",
@@ -97,4 +110,4 @@ def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
     return result
 
 
-__all__ = ["UPSTREAM_STOPS", "bill", "metered", "stop_with"]
+__all__ = ["UPSTREAM_STOPS", "bill", "close_log", "metered", "stop_with"]
