@@ -82,9 +82,11 @@ def test_docstring_documents_every_key() -> None:
     """The module docstring (copied into the README) names every config key."""
     doc = project_config.__doc__ or ""
     for f in fields(ProjectConfig) + fields(PatternConfig):
-        if f.name not in ("patterns", "mcp", "mcp_servers"):  # tables; mcp_servers comes from .mcp.json
+        if f.name not in ("patterns", "mcp", "mcp_servers", "backends"):  # tables; mcp_servers from .mcp.json
             assert f"{f.name} =" in doc, f.name
-    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc
+    for f in fields(project_config.BackendConfig):
+        assert f"{f.name} =" in doc, f.name
+    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc and "[backends.gemini]" in doc
 
 
 def test_unknown_key_names_key_and_valid_keys() -> None:
@@ -193,5 +195,7 @@ def test_bad_backend_in_environment() -> None:
 
 def test_checks_cover_every_dataclass_field() -> None:
     """Every ProjectConfig/PatternConfig field has a validator (no key silently unsupported)."""
-    assert set(project_config._TOP) | {"patterns", "mcp", "mcp_servers"} == {f.name for f in fields(ProjectConfig)}
+    assert set(project_config._TOP) | {"patterns", "mcp", "mcp_servers", "backends"} == \
+        {f.name for f in fields(ProjectConfig)}
     assert set(project_config._PATTERN) == {f.name for f in fields(PatternConfig)}
+    assert set(project_config._BACKEND) == {f.name for f in fields(project_config.BackendConfig)}

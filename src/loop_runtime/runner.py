@@ -177,9 +177,12 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
     from .adapters.agents import make_backend as real_backend
 
     cfg = project.config
-    model = opts.model or cfg.for_pattern(plan.pattern_id).model or cfg.model
-    # openai_base_url is the openai backend's endpoint only; the CLIs' upstreams come from their own variables.
-    return real_backend(name, model=model, base_url=cfg.openai_base_url if name == "openai" else None)
+    table = cfg.for_backend(name)
+    model = opts.model or cfg.for_pattern(plan.pattern_id).model or table.model or cfg.model
+    # openai_base_url is the openai backend's endpoint only; [backends.<name>] base_url is the real API
+    # behind the metering proxy (the CLI's own variable, e.g. ANTHROPIC_BASE_URL, still wins).
+    base_url = table.base_url or (cfg.openai_base_url if name == "openai" else None)
+    return real_backend(name, model=model, base_url=base_url, api_key_env=table.api_key_env)
 
 
 def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:

@@ -32,6 +32,12 @@ File format (every key optional; unknown keys are an error naming the valid ones
     enabled = true                # false: the scheduler skips this loop
     daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
 
+    [backends.gemini]             # per backend (claude, codex, openai, grok, opencode, gemini); every key optional
+    base_url = "https://generativelanguage.googleapis.com"   # the real API behind the metering proxy;
+                                  # the CLI's own variable (GOOGLE_GEMINI_BASE_URL…) wins when set
+    model = "gemini-2.5-pro"      # --model > [patterns.<id>] model > this > top-level model
+    api_key_env = "MY_GEMINI_KEY" # read the API key from this variable instead of the CLI's usual one
+
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
 
@@ -74,6 +80,15 @@ class PatternConfig:
 
 
 @dataclass(frozen=True)
+class BackendConfig:
+    """``[backends.<name>]``: where that backend's real API is and which key variable it reads."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     backend: str = "mock"
     model: str | None = None
@@ -89,6 +104,8 @@ class ProjectConfig:
     max_turns: int = 30
     daily_summary: bool = False
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: ``[backends.<name>]`` tables (default: none)
+    backends: Mapping[str, BackendConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
@@ -116,6 +133,10 @@ class ProjectConfig:
         object.__setattr__(self, "_sources", MappingProxyType(dict(sources)))
         return self
 
+    def for_backend(self, name: str) -> BackendConfig:
+        """The ``[backends.<name>]`` table, or all defaults when the file has none."""
+        return self.backends.get(name, BackendConfig())
+
     def for_pattern(self, pattern_id: str) -> PatternConfig:
         """The ``[patterns.<id>]`` table, or all defaults when the file has none."""
         return self.patterns.get(pattern_id, PatternConfig())
@@ -131,13 +152,30 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp"))
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
     return ProjectConfig(**values, patterns=MappingProxyType(patterns),
+                         backends=_backends(data.get("backends", {}), file),
                          mcp=_mcp_levels(data.get("mcp", {}), file)).with_sources({k: file for k in values})
+
+
+def _backends(raw: object, file: str) -> Mapping[str, BackendConfig]:
+    """``[backends.<name>]`` tables: names from ``BACKENDS`` (not mock), keys from ``_BACKEND``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "backends", raw, message="backends must be a table of [backends.<name>] tables")
+    valid = tuple(b for b in BACKENDS if b != "mock")
+    out: dict[str, BackendConfig] = {}
+    for name, table in raw.items():
+        if name not in valid:
+            raise ConfigError(file, f"backends.{name}", name, valid=valid,
+                              message=f"unknown backend 'backends.{name}' (valid: {', '.join(valid)})")
+        if not isinstance(table, dict):
+            raise ConfigError(file, f"backends.{name}", table, message=f"backends.{name} must be a table")
+        out[name] = BackendConfig(**_check_table(table, _BACKEND, f"backends.{name}.", file, extra=()))
+    return MappingProxyType(out)
 
 
 MCP_LEVEL_KEYS = ("l1", "l2", "l3")
@@ -312,6 +350,17 @@ _TOP: dict[str, Check] = {
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
+}
+def _env_name(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+        raise ValueError
+    return value
+
+
+_BACKEND: dict[str, Check] = {
+    "base_url": _http_url,
+    "model": _text,
+    "api_key_env": _env_name,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ConfigError
+from ...errors import AgentNotStarted, ConfigError
 from ...ports import AgentBackend
 from .claude_cli import ClaudeCliBackend
 from .codex_cli import CodexCliBackend
@@ -26,6 +26,7 @@ from .opencode_cli import OpenCodeCliBackend
 BACKENDS = ("claude", "codex", "openai", "grok", "opencode", "gemini")
 CLI_BACKENDS = {"gemini": GeminiCliBackend, "opencode": OpenCodeCliBackend, "grok": GrokCliBackend}
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": "OPENAI_API_KEY"}  # the variable each CLI reads
 
 
 def make_backend(name: str, **config: Any) -> AgentBackend:
@@ -38,6 +39,12 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     """
     model = config.get("model")
     env: Mapping[str, str] | None = config.get("env")
+    key_env = config.get("api_key_env")
+    if key_env and name in KEY_VARIABLE:  # [backends.<name>] api_key_env: hand that key over as the usual one
+        source = dict(os.environ if env is None else env)
+        if not source.get(key_env):
+            raise AgentNotStarted(f"{name}: api_key_env names {key_env}, which is not set")
+        env = {**source, KEY_VARIABLE[name]: source[key_env]}
     if name == "claude":
         return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env, base_url=config.get("base_url"))
     if name == "codex":
@@ -53,7 +60,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
             raise ConfigError("", "model", None, message="the openai backend needs a model: pass --model "
                               "or set model in loop-runtime.toml")
         base_url = config.get("base_url") or source.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
-        api_key = (config.get("api_key") or source.get("LOOP_RUNTIME_OPENAI_API_KEY")
+        api_key = (config.get("api_key") or (source.get(key_env) if key_env else None)
+                   or source.get("LOOP_RUNTIME_OPENAI_API_KEY")
                    or source.get("OPENAI_API_KEY"))
         return OpenAIBackend(base_url=base_url, model=model, api_key=api_key,
                              max_retries=int(config.get("max_retries", 4)), transport=config.get("transport"))

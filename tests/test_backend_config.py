@@ -1,0 +1,47 @@
+"""``[backends.<name>]`` in loop-runtime.toml (issue 15): each backend's real API, model and key variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from loop_runtime.adapters.agents import make_backend
+from loop_runtime.errors import AgentNotStarted, ConfigError
+from loop_runtime.formats.project_config import BackendConfig, parse_project_config
+
+
+def test_backend_tables_parse() -> None:
+    cfg = parse_project_config('[backends.gemini]\nbase_url = "https://gemini.example/api"\nmodel = "g-1"\n'
+                               'api_key_env = "TEAM_GEMINI_KEY"\n[backends.claude]\nmodel = "opus"\n')
+    assert cfg.for_backend("gemini") == BackendConfig("https://gemini.example/api", "g-1", "TEAM_GEMINI_KEY")
+    assert cfg.for_backend("claude").model == "opus" and cfg.for_backend("grok") == BackendConfig()
+
+
+@pytest.mark.parametrize("text, field", [
+    ('[backends.gpt]\nmodel = "x"\n', "backends.gpt"),
+    ('[backends.mock]\nmodel = "x"\n', "backends.mock"),
+    ('[backends.grok]\nbase_url = "ftp://x"\n', "backends.grok.base_url"),
+    ('[backends.grok]\napi_key_env = "A B"\n', "backends.grok.api_key_env"),
+    ('[backends.grok]\nkey = "sk-..."\n', "backends.grok.key"),
+    ('backends = 3\n', "backends"),
+])
+def test_bad_backend_tables_are_one_line_errors(text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_project_config(text, file="loop-runtime.toml")
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_api_key_env_hands_the_key_to_the_cli_as_its_usual_variable() -> None:
+    backend = make_backend("claude", env={"TEAM_KEY": "sk-ant-team-0123456789"}, api_key_env="TEAM_KEY")
+    assert backend.credentials["ANTHROPIC_API_KEY"] == "sk-ant-team-0123456789"  # type: ignore[attr-defined]
+    with pytest.raises(AgentNotStarted, match="TEAM_KEY, which is not set"):
+        make_backend("claude", env={}, api_key_env="TEAM_KEY")
+
+
+def test_the_clis_own_variable_wins_over_the_configured_base_url() -> None:
+    b = make_backend("claude", env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"},
+                     base_url="https://configured.example")
+    assert b.upstream == "http://127.0.0.1:1"  # type: ignore[attr-defined]
+    b = make_backend("claude", env={"ANTHROPIC_API_KEY": "k"}, base_url="https://configured.example")
+    assert b.upstream == "https://configured.example"  # type: ignore[attr-defined]
+    b = make_backend("claude", env={"ANTHROPIC_API_KEY": "k"})
+    assert b.upstream == "https://api.anthropic.com"  # type: ignore[attr-defined]
