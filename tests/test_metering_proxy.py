@@ -388,3 +388,35 @@ def test_a_cli_that_lies_and_ignores_refusals_is_billed_the_truth_and_killed(tmp
     assert kinds[0] == "proxy.call" and "proxy.refused" in kinds and kinds[-1] == "proxy.disagreement"
     assert KEY not in log.read_text()
     assert live_processes_in(wt.resolve()) == []
+
+
+@settings(max_examples=8, deadline=None)
+@given(cuts=st.lists(st.integers(0, 5000), min_size=5, max_size=60))
+def test_usage_is_exact_when_the_upstream_writes_at_odd_byte_boundaries(cuts: list[int]) -> None:
+    """A real socket upstream flushing the SSE stream in arbitrary pieces (mid-line, mid-\\r\\n)."""
+    import socket
+    import threading
+    import time
+
+    raw = anthropic_stream().replace(b"\n", b"\r\n")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def upstream() -> None:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+        for piece in split(raw, cuts):
+            conn.sendall(piece)
+            time.sleep(0.001)
+        conn.close()
+        listener.close()
+
+    threading.Thread(target=upstream, daemon=True).start()
+    out, proxy, _ = with_proxy(f"http://127.0.0.1:{listener.getsockname()[1]}", 10_000,
+                               lambda p: post(f"{p.base_url}/v1/messages", {"stream": True}))
+    assert out.content == raw  # unchanged, byte for byte
+    assert proxy.usage == Usage(input=1000, output=200, cache_write=300, cache_read=500)
+    assert proxy.ledger.exact
