@@ -43,10 +43,10 @@ from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
-from .metered import bill, close_log, metered, stop_with
+from ..metering_proxy import MeteringProxy
+from .metered import close_log, finish, run_metered
 from .process import (
     ProcessOutcome,
-    Transcript,
     UsageMeter,
     child_env,
     emit,
@@ -56,7 +56,6 @@ from .process import (
     larger,
     last_line,
     redact,
-    run_json_lines,
     summarize,
 )
 
@@ -336,34 +335,27 @@ class ClaudeCliBackend:
             raise AgentNotStarted(CREDENTIAL_HINT)
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
-        async with metered(request, self.upstream, secrets=secrets, on_event=on_event) as proxy:
-            env["ANTHROPIC_BASE_URL"] = proxy.base_url
-            secrets.append(proxy.secret)
-            transcript = Transcript(request.transcript_dir, request.role, secrets)
-            mcp_config = write_mcp_config(request)
-            try:
-                outcome = await run_json_lines(self.argv(request, str(mcp_config)), cwd=request.cwd, env=env,
-                                               timeout_s=request.timeout_s, handle=state.handle,
-                                               transcript=transcript, stop=stop_with(proxy, stop))
-            finally:
-                path = transcript.close()
-                mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
-                if not request.transcript_dir:
-                    shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
-        if outcome.halted == AUTH_FAILED and state.result is None:
-            close_log(proxy)
-            raise BackendError(REJECTED_HINT)
+        mcp_config = write_mcp_config(request)
+
+        def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
+            return self.argv(request, str(mcp_config)), {**env, "ANTHROPIC_BASE_URL": proxy.base_url}
+
+        def cleanup() -> None:
+            mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
+            if not request.transcript_dir:
+                shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
+
+        run = await run_metered(request, self.upstream, secrets=secrets, command=command, handle=state.handle,
+                                stop=stop, on_event=on_event, cleanup=cleanup)
         try:
-            result = self._result(request, state, outcome, secrets)
+            if run.outcome.halted == AUTH_FAILED and state.result is None:
+                raise BackendError(REJECTED_HINT)
+            result = self._result(request, state, run.outcome, list(run.secrets))
         except BackendError:
-            close_log(proxy)
+            close_log(run.proxy)
             raise
         cli_usage = result_usage(state.result) if state.result is not None else None
-        result = bill(result, proxy, cli_usage, on_event=on_event, backend="claude")
-        result = replace(result, duration_s=outcome.duration_s, transcript=path)
-        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
-                                     "usage": result.usage.as_dict(), "error": result.error})
-        return result
+        return finish(result, run, cli_usage, on_event=on_event, backend="claude")
 
     def _result(self, request: AgentRequest, state: _Run, outcome: ProcessOutcome,
                 secrets: list[str]) -> AgentResult:

@@ -35,16 +35,16 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
-from .metered import bill, metered, stop_with
+from ..metering_proxy import MeteringProxy
+from .metered import finish, run_metered
 from .process import (
     ProcessOutcome,
-    Transcript,
     UsageMeter,
     child_env,
     emit,
@@ -52,8 +52,6 @@ from .process import (
     inside_root,
     int_field,
     last_line,
-    redact,
-    run_json_lines,
 )
 
 INSTALL_HINT = "install it with npm i -g @openai/codex"
@@ -293,25 +291,16 @@ class CodexCliBackend:
         home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
         provider, table = user_provider(home)
         upstream = str(table["base_url"]) if provider is not None else self.upstream
-        async with metered(request, upstream, secrets=secrets, on_event=on_event) as proxy:
-            secrets.append(proxy.secret)
-            transcript = Transcript(request.transcript_dir, request.role, secrets)
-            argv = self.argv(request, user_mcp_servers(home), provider_overrides(proxy.base_url, provider, env))
-            try:
-                outcome = await run_json_lines(argv, cwd=request.cwd, env=env, timeout_s=request.timeout_s,
-                                               handle=state.handle, transcript=transcript,
-                                               stop=stop_with(proxy, stop))
-            finally:
-                path = transcript.close()
-        result = _result(request, state, outcome, last_line(outcome.stderr_tail, secrets))
-        result = bill(result, proxy, state.reported if state.failed is None else None, on_event=on_event,
+
+        def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
+            overrides = provider_overrides(proxy.base_url, provider, env)
+            return self.argv(request, user_mcp_servers(home), overrides), env
+
+        run = await run_metered(request, upstream, secrets=secrets, command=command, handle=state.handle,
+                                stop=stop, on_event=on_event)
+        result = _result(request, state, run.outcome, last_line(run.outcome.stderr_tail, run.secrets))
+        return finish(result, run, state.reported if state.failed is None else None, on_event=on_event,
                       backend="codex")
-        if result.error:
-            result = replace(result, error=redact(result.error, secrets))
-        result = replace(result, duration_s=outcome.duration_s, transcript=path)
-        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
-                                     "usage": result.usage.as_dict(), "error": result.error})
-        return result
 
 
 def _result(request: AgentRequest, state: _Run, outcome: ProcessOutcome, stderr: str) -> AgentResult:

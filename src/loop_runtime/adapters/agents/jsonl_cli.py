@@ -20,15 +20,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import AgentNotStarted
 from ...ports import AgentRequest, AgentResult, EventSink, StopCheck, Usage
 from ..metering_proxy import MeteringProxy
-from .metered import bill, metered, stop_with
-from .process import ProcessOutcome, Transcript, child_env, emit, fail_closed, last_line, redact, run_json_lines
+from .metered import finish, run_metered
+from .process import ProcessOutcome, child_env, emit, fail_closed, last_line
 
 
 @dataclass
@@ -106,36 +106,26 @@ class JsonLinesCliBackend:
             raise AgentNotStarted(f"{self.name} CLI has no API key: set {' or '.join(self.key_vars)}")
         if not os.path.isdir(request.cwd):
             raise AgentNotStarted(f"agent working directory not found: {request.cwd}")
-        secrets = [self.api_key]
         state = self.new_state(request, on_event)
         private = Path(tempfile.mkdtemp(prefix=f"loop-{self.name}-"))  # 0700
+
+        def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
+            prepared = self.prepare(request, proxy, private)
+            base = {k: v for k, v in child_env(request.env, {}).items() if k not in self.drop_vars}
+            (private / "home").mkdir(exist_ok=True)
+            emit(on_event, "agent.start", {"backend": self.name, "role": request.role,
+                                           "model": request.model or self.model, "session": None})
+            return prepared.argv, {**base, "HOME": str(private / "home"), **prepared.env}
+
         try:
-            async with metered(request, self.upstream, secrets=secrets, on_event=on_event) as proxy:
-                secrets.append(proxy.secret)
-                prepared = self.prepare(request, proxy, private)
-                base = {k: v for k, v in child_env(request.env, {}).items() if k not in self.drop_vars}
-                env = {**base, "HOME": str(private / "home"), **prepared.env}
-                (private / "home").mkdir(exist_ok=True)
-                transcript = Transcript(request.transcript_dir, request.role, secrets)
-                emit(on_event, "agent.start", {"backend": self.name, "role": request.role,
-                                               "model": request.model or self.model, "session": None})
-                try:
-                    outcome = await run_json_lines(prepared.argv, cwd=request.cwd, env=env,
-                                                   timeout_s=request.timeout_s, handle=state.handle,
-                                                   transcript=transcript, stop=stop_with(proxy, stop))
-                finally:
-                    path = transcript.close()
+            run = await run_metered(request, self.upstream, secrets=[self.api_key], command=command,
+                                    handle=state.handle, stop=stop, on_event=on_event)
         finally:
             self.after(request, private)
             shutil.rmtree(private, ignore_errors=True)
-        result = self.outcome(request, state, outcome, proxy, last_line(outcome.stderr_tail, secrets))
-        result = bill(result, proxy, state.reported, on_event=on_event, backend=self.name)
-        if result.error:
-            result = replace(result, error=redact(result.error, secrets))
-        result = replace(result, duration_s=outcome.duration_s, transcript=path)
-        emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
-                                     "usage": result.usage.as_dict(), "error": result.error})
-        return result
+        result = self.outcome(request, state, run.outcome, run.proxy,
+                              last_line(run.outcome.stderr_tail, run.secrets))
+        return finish(result, run, state.reported, on_event=on_event, backend=self.name)
 
     def outcome(self, request: AgentRequest, state: CliState, outcome: ProcessOutcome, proxy: MeteringProxy,
                 stderr: str) -> AgentResult:

@@ -9,6 +9,9 @@ API. This module holds what they share:
   appends the cross-check);
 - ``stop_with(proxy, stop)``: the stop check a backend polls — the proxy's reasons (``budget``
   once a call was refused; an unreachable upstream; rejected credentials) come first;
+- ``run_metered(...)`` / ``finish(...)``: the shared body of every CLI backend's ``run`` — the
+  proxy, the transcript, the process group reading JSON lines, then the bill, the redaction and
+  the ``agent.end`` event; a backend supplies only its command line, environment and parser;
 - ``bill(result, proxy, cli_usage)``: the usage to settle. The proxy's ledger is the bill when
   every call's usage was read off the wire; the CLI's own report is a cross-check, and a
   disagreement is logged (``agent.warning`` and the call log); a CLI claiming more than the
@@ -21,13 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ...ports import AgentRequest, AgentResult, EventSink, StopCheck, Usage
 from ..metering_proxy import UPSTREAM_AUTH, UPSTREAM_DOWN, UPSTREAM_ERRORS, MeteringProxy
-from .process import Transcript, emit, larger
+from .process import EventHandler, ProcessOutcome, Transcript, emit, larger, redact, run_json_lines
 
 UPSTREAM_STOPS = (UPSTREAM_DOWN, UPSTREAM_AUTH, UPSTREAM_ERRORS)
 FAIL_CLOSED_TEXT = re.compile(r";?\s*(no usage reported; )?charged the full reservation of [\d,]+ tokens")
@@ -55,6 +58,52 @@ async def metered(request: AgentRequest, upstream: str, *, secrets: Sequence[str
     finally:
         if not ok:  # no bill() will follow: close the call log now
             log.close()
+
+
+@dataclass(frozen=True)
+class MeteredRun:
+    """A finished CLI process run behind the proxy: how it ended, the proxy's ledger, the transcript."""
+
+    outcome: ProcessOutcome
+    proxy: MeteringProxy
+    transcript: str | None
+    secrets: tuple[str, ...]
+
+
+async def run_metered(request: AgentRequest, upstream: str, *, secrets: Sequence[str],
+                      command: Callable[[MeteringProxy], tuple[Sequence[str], Mapping[str, str]]],
+                      handle: EventHandler, stop: StopCheck | None, on_event: EventSink | None,
+                      cleanup: Callable[[], None] | None = None) -> MeteredRun:
+    """Start the proxy, build the command for it (``command(proxy) -> (argv, env)``), run it as its own
+    process group feeding each stdout JSON line to ``handle``, stopped by the proxy, ``stop`` or the deadline."""
+    all_secrets = [s for s in secrets if s]
+    async with metered(request, upstream, secrets=all_secrets, on_event=on_event) as proxy:
+        all_secrets.append(proxy.secret)
+        transcript = Transcript(request.transcript_dir, request.role, all_secrets)
+        try:
+            argv, env = command(proxy)
+            outcome = await run_json_lines(argv, cwd=request.cwd, env=env, timeout_s=request.timeout_s,
+                                           handle=handle, transcript=transcript, stop=stop_with(proxy, stop))
+        except BaseException:
+            close_log(proxy)
+            raise
+        finally:
+            path = transcript.close()
+            if cleanup is not None:
+                cleanup()
+    return MeteredRun(outcome, proxy, path, tuple(all_secrets))
+
+
+def finish(result: AgentResult, run: MeteredRun, cli_usage: Usage | None, *, on_event: EventSink | None,
+           backend: str) -> AgentResult:
+    """Bill ``result`` from the proxy, redact its error, stamp duration and transcript, emit ``agent.end``."""
+    result = bill(result, run.proxy, cli_usage, on_event=on_event, backend=backend)
+    if result.error:
+        result = replace(result, error=redact(result.error, run.secrets))
+    result = replace(result, duration_s=run.outcome.duration_s, transcript=run.transcript)
+    emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
+                                 "usage": result.usage.as_dict(), "error": result.error})
+    return result
 
 
 def close_log(proxy: MeteringProxy) -> None:
@@ -110,4 +159,4 @@ def bill(result: AgentResult, proxy: MeteringProxy, cli_usage: Usage | None, *,
     return result
 
 
-__all__ = ["UPSTREAM_STOPS", "bill", "close_log", "metered", "stop_with"]
+__all__ = ["UPSTREAM_STOPS", "MeteredRun", "bill", "close_log", "finish", "metered", "run_metered", "stop_with"]
