@@ -113,6 +113,7 @@ def test_dialects_by_path_and_free_endpoints() -> None:
     assert dialect_of("POST", "/v1/messages/count_tokens") is None
     assert dialect_of("POST", "/v1/chat/completions") == "chat"
     assert dialect_of("POST", "/v1/responses") == "responses"
+    assert dialect_of("POST", "/v1/responses/compact") == "responses"
     assert dialect_of("POST", "/v1beta/models/gemini-2.5-pro:streamGenerateContent") == "gemini"
     assert dialect_of("POST", "/v1beta/models/gemini-2.5-pro:countTokens") is None
     assert dialect_of("GET", "/v1/models") is None
@@ -420,3 +421,20 @@ def test_usage_is_exact_when_the_upstream_writes_at_odd_byte_boundaries(cuts: li
     assert out.content == raw  # unchanged, byte for byte
     assert proxy.usage == Usage(input=1000, output=200, cache_write=300, cache_read=500)
     assert proxy.ledger.exact
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/embeddings", "/v1/messages/batches", "/v1/complete",
+                                  "/v1beta/models/g:embedContent", "/v1/messages/", "/v1/responses/x"])
+def test_posts_the_proxy_cannot_meter_are_refused_never_forwarded(path: str) -> None:
+    with ModelServer([{"text": "hi", "usage": AU}]) as server:
+        out, proxy, log = with_proxy(server.base_url, 10_000, lambda p: post(f"{p.base_url}{path}", {"x": 1}))
+        assert server.requests == []
+    assert out.status_code == 403 and log == [{"type": "proxy.blocked", "path": path}]
+
+
+def test_free_token_counts_and_reads_pass_uncharged() -> None:
+    with ModelServer() as server:
+        out, proxy, _ = with_proxy(server.base_url, 10_000, lambda p: [
+            post(f"{p.base_url}/v1/messages/count_tokens", {}).status_code,
+            httpx.get(f"{p.base_url}/v1/models", trust_env=False).status_code])
+    assert out == [200, 200] and proxy.ledger.calls == []

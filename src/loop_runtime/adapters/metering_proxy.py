@@ -20,6 +20,8 @@ One proxy per agent run (each run holds its own reservation, ``AgentRequest.toke
 - settles each call in a ``core.metering.CallLedger`` and, once the reservation is spent,
   answers the next model call with an API-shaped 400 the CLI does not retry, and reports
   ``stop_reason() == "budget"`` so the backend stops the process group;
+- refuses (403) a POST to any other endpoint than a model call it can meter or a free token
+  count — legacy completions, embeddings or batches would otherwise be a way around the cap;
 - reports an unreachable upstream and a rejected key (401/403) at once, and a run of
   consecutive 5xx answers, as stop reasons, so a CLI's own minutes-long retry loop is cut short.
 
@@ -43,7 +45,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..core.metering import CallLedger, CallRecord, refusal
-from ..core.wire_usage import Dialect, UsageReader, dialect_of
+from ..core.wire_usage import Dialect, UsageReader, dialect_of, unmetered_post
 from ..errors import AgentNotStarted
 from ..ports import Usage
 
@@ -194,6 +196,10 @@ class MeteringProxy:
         if any(part in ("..", ".") for part in unquote(path).split("/")) or "%2f" in path.lower():
             return Response(status_code=400)  # stays under the upstream base path: no dot segments
         dialect = dialect_of(request.method, path)
+        if unmetered_post(request.method, path):
+            self._emit({"type": "proxy.blocked", "path": path})
+            _, payload = refusal(None, f"loop-runtime proxy: {path} is not a model endpoint it can meter")
+            return JSONResponse(payload, status_code=403)
         body = await request.body()
         if dialect is not None and not self.ledger.admit():
             status, payload = refusal(dialect, self.ledger.refusal_message())

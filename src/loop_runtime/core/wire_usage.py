@@ -54,11 +54,20 @@ def dialect_of(method: str, path: str) -> Dialect | None:
         return "anthropic"
     if path.endswith("/chat/completions"):
         return "chat"
-    if path.endswith("/responses"):
+    if path.endswith(("/responses", "/responses/compact")):  # codex compacts a long thread with the latter
         return "responses"
     if path.endswith((":generateContent", ":streamGenerateContent")):
         return "gemini"
     return None
+
+
+def unmetered_post(method: str, path: str) -> bool:
+    """A POST the proxy cannot meter (not a model call nor a free token count): it is refused.
+
+    Why refuse rather than pass: an endpoint we cannot read the usage of (legacy completions,
+    embeddings, batches) would be a way around the reservation for a hostile agent.
+    """
+    return method.upper() == "POST" and dialect_of(method, path) is None and not path.endswith(FREE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -288,4 +297,4 @@ class UsageReader:
 
 
 __all__ = ["BODY_LIMIT", "DIALECTS", "MAX_TOKENS", "Dialect", "Reading", "SseSplitter", "UsageReader",
-           "dialect_of"]
+           "dialect_of", "unmetered_post"]
