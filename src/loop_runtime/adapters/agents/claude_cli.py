@@ -29,6 +29,12 @@ never under-count). Error subtypes (``error_max_turns``, ``error_during_executio
 the hard limit comes from ``assistant`` messages (per message id) and, with partial
 messages, ``stream_event`` ``message_start``/``message_delta`` — not exact, but the best
 signal while the run is in flight.
+
+Metering (issue 15): ``ANTHROPIC_BASE_URL`` in the child is the per-run metering proxy
+(``adapters/metering_proxy``), which forwards to the real API (the caller's
+``ANTHROPIC_BASE_URL``, else ``base_url``, else api.anthropic.com), reads every call's usage
+off the wire, refuses the next call once the reservation is spent and stops the group. The
+proxy's count is the bill; the ``result`` above is the cross-check (``metered.bill``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,15 @@ semantics make ``cached_input_tokens`` (and ``cache_write_input_tokens``, Codex'
 so ``Usage.total == input_tokens + output_tokens`` (reasoning is inside output_tokens).
 ``turn.failed`` and fatal ``error`` events carry no usage: such a run is charged its
 full reservation (fail closed). An ``item.completed`` of type ``error`` is a warning.
+
+Metering (issue 15): codex's model calls go through the per-run metering proxy. A custom
+provider in the user's ``config.toml`` keeps every setting but gets ``-c
+model_providers.<id>.base_url=<proxy>`` (its own ``base_url`` becomes the proxy's upstream);
+the built-in OpenAI provider — which ``codex exec`` will not redirect by ``OPENAI_BASE_URL`` —
+is replaced by an equivalent custom provider (``loop_runtime_metered``, Responses API, same key
+variable) whose upstream is ``OPENAI_BASE_URL``, else ``base_url``, else api.openai.com. The
+proxy's count is the bill; ``turn.completed`` is the cross-check. A ChatGPT login
+(``auth.json`` without an API key) is not an OpenAI API endpoint and is not supported behind it.
 """
 
 from __future__ import annotations
