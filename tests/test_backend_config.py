@@ -45,3 +45,17 @@ def test_the_clis_own_variable_wins_over_the_configured_base_url() -> None:
     assert b.upstream == "https://configured.example"  # type: ignore[attr-defined]
     b = make_backend("claude", env={"ANTHROPIC_API_KEY": "k"})
     assert b.upstream == "https://api.anthropic.com"  # type: ignore[attr-defined]
+
+
+def test_codex_provider_overrides_point_every_provider_kind_at_the_proxy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from loop_runtime.adapters.agents.codex_cli import METERED_PROVIDER, provider_overrides
+
+    url = "http://127.0.0.1:1/secret"
+    assert provider_overrides(url, "local", {}) == ("-c", f'model_providers.local.base_url="{url}"')
+    with_key = provider_overrides(url, None, {"OPENAI_API_KEY": "k"})
+    assert f"model_provider=\"{METERED_PROVIDER}\"" in with_key and '"env_key" = "OPENAI_API_KEY"' in with_key[1]
+    home = tmp_path / "codex"
+    home.mkdir()
+    (home / "auth.json").write_text("{}")
+    login = provider_overrides(url, None, {"CODEX_HOME": str(home)})
+    assert '"requires_openai_auth" = true' in login[1] and "env_key" not in login[1]

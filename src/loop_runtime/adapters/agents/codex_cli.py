@@ -34,8 +34,9 @@ model_providers.<id>.base_url=<proxy>`` (its own ``base_url`` becomes the proxy'
 the built-in OpenAI provider — which ``codex exec`` will not redirect by ``OPENAI_BASE_URL`` —
 is replaced by an equivalent custom provider (``loop_runtime_metered``, Responses API, same key
 variable) whose upstream is ``OPENAI_BASE_URL``, else ``base_url``, else api.openai.com. The
-proxy's count is the bill; ``turn.completed`` is the cross-check. A ChatGPT login
-(``auth.json`` without an API key) is not an OpenAI API endpoint and is not supported behind it.
+proxy's count is the bill; ``turn.completed`` is the cross-check. With a ChatGPT login
+(``auth.json``, no key variable) the replacement provider has ``requires_openai_auth`` and the
+upstream is ChatGPT's codex backend (not exercised offline: it needs a real login).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ INSTALL_HINT = "install it with npm i -g @openai/codex"
 CREDENTIAL_HINT = "codex CLI has no credentials: set OPENAI_API_KEY (or CODEX_API_KEY), or run `codex login`"
 CREDENTIAL_VARS = ("OPENAI_API_KEY", "CODEX_API_KEY")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CHATGPT_BASE_URL = "https://chatgpt.com/backend-api/codex"  # where codex sends a ChatGPT-login session
 METERED_PROVIDER = "loop_runtime_metered"
 
 
@@ -159,6 +161,14 @@ def user_provider(codex_home: str | None) -> tuple[str | None, Mapping[str, Any]
     return None, {}
 
 
+def uses_chatgpt_login(env: Mapping[str, str]) -> bool:
+    """No API key variable, but a ``codex login`` in the Codex home: codex talks to ChatGPT's backend."""
+    if any(env.get(k) for k in CREDENTIAL_VARS):
+        return False
+    home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+    return home is not None and (Path(home) / "auth.json").is_file()
+
+
 def provider_overrides(proxy_url: str, provider: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
     """``-c`` overrides sending codex's model calls to the metering proxy.
 
@@ -168,9 +178,13 @@ def provider_overrides(proxy_url: str, provider: str | None, env: Mapping[str, s
     """
     if provider is not None:
         return ("-c", f"model_providers.{provider}.base_url={toml_string(proxy_url)}")
-    key = "OPENAI_API_KEY" if env.get("OPENAI_API_KEY") or not env.get("CODEX_API_KEY") else "CODEX_API_KEY"
-    table = {"name": "OpenAI (metered by loop-runtime)", "base_url": proxy_url, "env_key": key,
-             "wire_api": "responses"}
+    table: dict[str, Any] = {"name": "OpenAI (metered by loop-runtime)", "base_url": proxy_url,
+                             "wire_api": "responses"}
+    if uses_chatgpt_login(env):
+        table["requires_openai_auth"] = True  # codex sends its ChatGPT login tokens, the proxy passes them on
+    else:
+        table["env_key"] = "OPENAI_API_KEY" if env.get("OPENAI_API_KEY") or not env.get("CODEX_API_KEY") \
+            else "CODEX_API_KEY"
     return ("-c", f"model_providers.{METERED_PROVIDER}={_toml_value(table)}", "-c",
             f"model_provider={toml_string(METERED_PROVIDER)}")
 
@@ -268,7 +282,9 @@ class CodexCliBackend:
         source = os.environ if env is None else env
         self.credentials = {k: v for k, v in source.items() if k.startswith("OPENAI_") or k in CREDENTIAL_VARS}
         # The built-in provider's upstream for the metering proxy (a custom provider brings its own).
-        self.upstream = self.credentials.pop("OPENAI_BASE_URL", None) or base_url or DEFAULT_BASE_URL
+        explicit = self.credentials.pop("OPENAI_BASE_URL", None) or base_url
+        self.explicit_upstream = explicit is not None
+        self.upstream = explicit or DEFAULT_BASE_URL
         if codex_home is not None:
             self.credentials["CODEX_HOME"] = codex_home
         elif source.get("CODEX_HOME"):
@@ -299,7 +315,8 @@ class CodexCliBackend:
         state = _Run(request, UsageMeter(request.token_limit), on_event)
         home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
         provider, table = user_provider(home)
-        upstream = str(table["base_url"]) if provider is not None else self.upstream
+        upstream = str(table["base_url"]) if provider is not None else (
+            CHATGPT_BASE_URL if uses_chatgpt_login(env) and not self.explicit_upstream else self.upstream)
 
         def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
             overrides = provider_overrides(proxy.base_url, provider, env)
