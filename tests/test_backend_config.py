@@ -59,3 +59,22 @@ def test_codex_provider_overrides_point_every_provider_kind_at_the_proxy(tmp_pat
     (home / "auth.json").write_text("{}")
     login = provider_overrides(url, None, {"CODEX_HOME": str(home)})
     assert '"requires_openai_auth" = true' in login[1] and "env_key" not in login[1]
+
+
+@pytest.mark.parametrize("name", ["gemini", "opencode", "grok"])
+def test_new_backends_missing_binary_and_missing_key_are_one_line_errors(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from loop_runtime.ports import AgentRequest, Permission
+
+    with pytest.raises(AgentNotStarted) as err:
+        make_backend(name, binary=str(tmp_path / "nope"), env={})
+    assert f"{name} CLI not found" in str(err.value) and "npm i -g" in str(err.value)
+    fake = tmp_path / name
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    backend = make_backend(name, binary=str(fake), env={})
+    req = AgentRequest(role="implementer", prompt="p", cwd=str(tmp_path), permission=Permission.EDIT_WORKTREE,
+                       token_limit=100)
+    with pytest.raises(AgentNotStarted, match="has no API key: set "):
+        asyncio.run(backend.run(req))
