@@ -23,6 +23,8 @@ def test_backend_tables_parse() -> None:
     ('[backends.grok]\napi_key_env = "A B"\n', "backends.grok.api_key_env"),
     ('[backends.grok]\nkey = "sk-..."\n', "backends.grok.key"),
     ('backends = 3\n', "backends"),
+    ('[backends.claude]\nsandboxed = true\n', "backends.claude.sandboxed"),
+    ('[backends.grok]\nsandboxed = "yes"\n', "backends.grok.sandboxed"),
 ])
 def test_bad_backend_tables_are_one_line_errors(text: str, field: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -73,7 +75,7 @@ def test_new_backends_missing_binary_and_missing_key_are_one_line_errors(name: s
     fake = tmp_path / name
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
-    backend = make_backend(name, binary=str(fake), env={})
+    backend = make_backend(name, binary=str(fake), env={}, sandboxed=True)
     req = AgentRequest(role="implementer", prompt="p", cwd=str(tmp_path), permission=Permission.EDIT_WORKTREE,
                        token_limit=100)
     with pytest.raises(AgentNotStarted, match="has no API key: set "):

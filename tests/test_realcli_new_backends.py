@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from loop_runtime.adapters.agents import GeminiCliBackend, GrokCliBackend, OpenCodeCliBackend, make_backend
-from loop_runtime.adapters.agents.grok_cli import READ_ONLY_REFUSED
+from loop_runtime.adapters.agents.grok_cli import READ_ONLY_REFUSED, UNCONFINED_REFUSED
 from loop_runtime.errors import AgentNotStarted
 from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
@@ -176,13 +176,15 @@ def grok(grok_bin: str, server_url: str, **kw: Any) -> GrokCliBackend:
                           env={"GROK_API_KEY": KEY, "GROK_BASE_URL": f"{server_url}/v1"}, **kw)
 
 
-def test_grok_is_refused_for_read_only_roles_unless_sandboxed(grok_bin: str, worktree: Path,
-                                                              tmp_path: Path) -> None:
+def test_grok_is_refused_unless_sandboxed(grok_bin: str, worktree: Path, tmp_path: Path) -> None:
+    """No read-only mode (L0/L1, verifier) and no confinement at L2 (its create_file writes anywhere)."""
     with ModelServer() as server:
-        with pytest.raises(AgentNotStarted) as err:
-            run(grok(grok_bin, server.base_url), request(worktree, tmp_path))
+        for permission, reason in ((Permission.READ_ONLY, READ_ONLY_REFUSED),
+                                   (Permission.EDIT_WORKTREE, UNCONFINED_REFUSED)):
+            with pytest.raises(AgentNotStarted) as err:
+                run(grok(grok_bin, server.base_url), request(worktree, tmp_path, permission))
+            assert str(err.value) == reason and "\n" not in reason
         assert server.requests == []
-    assert str(err.value) == READ_ONLY_REFUSED and "\n" not in READ_ONLY_REFUSED
     with ModelServer([{"text": "ok", "usage": {"prompt_tokens": 5, "completion_tokens": 1}}]) as server:
         res = run(grok(grok_bin, server.base_url, sandboxed=True), request(worktree, tmp_path / "s"))
     assert res.status == "ok", res.error
@@ -197,7 +199,8 @@ def test_grok_edits_and_is_billed_from_the_proxy_alone(grok_bin: str, worktree: 
               "usage": {"prompt_tokens": 1000, "completion_tokens": 25, "prompt_tokens_details": {"cached_tokens": 800}}},
              {"text": "fixed the notes", "usage": {"prompt_tokens": 1100, "completion_tokens": 5}}]
     with ModelServer(turns) as server:
-        res = run(grok(grok_bin, server.base_url), request(worktree, tmp_path, Permission.EDIT_WORKTREE))
+        res = run(grok(grok_bin, server.base_url, sandboxed=True),
+                  request(worktree, tmp_path, Permission.EDIT_WORKTREE))
         assert server.exhausted == 0
     assert res.status == "ok", res.error
     assert (worktree / "notes.txt").read_text().startswith("status: fixed")
@@ -208,7 +211,8 @@ def test_grok_edits_and_is_billed_from_the_proxy_alone(grok_bin: str, worktree: 
 
 def test_grok_api_failure_is_an_error_though_it_exits_0(grok_bin: str, worktree: Path, tmp_path: Path) -> None:
     with ModelServer([{"status": 400, "message": "bad model"}]) as server:
-        res = run(grok(grok_bin, server.base_url), request(worktree, tmp_path, Permission.EDIT_WORKTREE))
+        res = run(grok(grok_bin, server.base_url, sandboxed=True),
+                  request(worktree, tmp_path, Permission.EDIT_WORKTREE))
     assert res.status == "error" and "grok reported an API error" in (res.error or "")
     assert res.usage.total == 0
 

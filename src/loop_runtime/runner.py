@@ -182,7 +182,8 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
     # openai_base_url is the openai backend's endpoint only; [backends.<name>] base_url is the real API
     # behind the metering proxy (the CLI's own variable, e.g. ANTHROPIC_BASE_URL, still wins).
     base_url = table.base_url or (cfg.openai_base_url if name == "openai" else None)
-    return real_backend(name, model=model, base_url=base_url, api_key_env=table.api_key_env)
+    return real_backend(name, model=model, base_url=base_url, api_key_env=table.api_key_env,
+                        sandboxed=table.sandboxed)
 
 
 def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:

@@ -37,6 +37,7 @@ File format (every key optional; unknown keys are an error naming the valid ones
                                   # the CLI's own variable (GOOGLE_GEMINI_BASE_URL…) wins when set
     model = "gemini-2.5-pro"      # --model > [patterns.<id>] model > this > top-level model
     api_key_env = "MY_GEMINI_KEY" # read the API key from this variable instead of the CLI's usual one
+    # [backends.grok] sandboxed = true: the agent runs in a sandbox; grok is refused without it
 
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
@@ -86,6 +87,7 @@ class BackendConfig:
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
+    sandboxed: bool = False  # grok only: the agent runs in a sandbox (grok cannot be confined otherwise)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,9 @@ def _backends(raw: object, file: str) -> Mapping[str, BackendConfig]:
                               message=f"unknown backend 'backends.{name}' (valid: {', '.join(valid)})")
         if not isinstance(table, dict):
             raise ConfigError(file, f"backends.{name}", table, message=f"backends.{name} must be a table")
+        if "sandboxed" in table and name != "grok":
+            raise ConfigError(file, f"backends.{name}.sandboxed", table["sandboxed"],
+                              message=f"backends.{name}.sandboxed: only grok takes this key")
         out[name] = BackendConfig(**_check_table(table, _BACKEND, f"backends.{name}.", file, extra=()))
     return MappingProxyType(out)
 
@@ -361,6 +366,7 @@ _BACKEND: dict[str, Check] = {
     "base_url": _http_url,
     "model": _text,
     "api_key_env": _env_name,
+    "sandboxed": _boolean,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),

@@ -13,8 +13,9 @@ Checked with the real CLI against a local Chat Completions stand-in
 - headless it approves every tool, the shell included, and has no read-only mode. So a
   READ_ONLY request (L0/L1, and every verifier) is refused with a one-line reason unless the
   backend is told the agent runs in a sandbox that makes the file system read-only
-  (``sandboxed=True``). At EDIT_WORKTREE its file tools work in the cwd, but its shell is as
-  unconfined as the user — run it sandboxed;
+  (``sandboxed=True``, ``[backends.grok] sandboxed = true``). Nor can it be confined at
+  EDIT_WORKTREE: checked with the real CLI, ``create_file`` wrote ``/tmp/…/outside.txt`` and
+  ``../outside2.txt`` from a worktree cwd — so it is refused there too unless sandboxed;
 - it creates ``<cwd>/.grok/settings.json``; when the worktree had no ``.grok`` before the run,
   the folder is removed after it, so the diff holds only the agent's edits. ``MORPH_API_KEY``
   (which adds a tool calling another, unmetered API) is never passed.
@@ -40,6 +41,8 @@ from .process import emit, inside_root, summarize
 
 READ_ONLY_REFUSED = ("grok has no read-only mode (headless it approves every tool, the shell included): "
                      "refused for a read-only role (L0/L1, verifier) unless the agent runs sandboxed")
+UNCONFINED_REFUSED = ("grok cannot be confined to the worktree (its create_file and shell write anywhere): "
+                      "refused unless the agent runs sandboxed ([backends.grok] sandboxed = true)")
 ERROR_PREFIX = "Sorry, I encountered an error"
 EDIT_TOOLS = {"create_file": "path", "str_replace_editor": "path"}
 
@@ -98,8 +101,10 @@ class GrokCliBackend(JsonLinesCliBackend):
         self._had_grok_dir: bool | None = None
 
     def check(self, request: AgentRequest) -> None:
-        if request.permission is not Permission.EDIT_WORKTREE and not self.sandboxed:
-            raise AgentNotStarted(READ_ONLY_REFUSED)
+        if self.sandboxed:
+            return
+        raise AgentNotStarted(UNCONFINED_REFUSED if request.permission is Permission.EDIT_WORKTREE
+                              else READ_ONLY_REFUSED)
 
     def prepare(self, request: AgentRequest, proxy: MeteringProxy, private: Path) -> Prepared:
         self._had_grok_dir = (Path(request.cwd) / ".grok").exists()
@@ -122,4 +127,4 @@ class GrokCliBackend(JsonLinesCliBackend):
         return super().failure(state, outcome, proxy)
 
 
-__all__ = ["READ_ONLY_REFUSED", "GrokCliBackend"]
+__all__ = ["READ_ONLY_REFUSED", "UNCONFINED_REFUSED", "GrokCliBackend"]
