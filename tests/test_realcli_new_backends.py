@@ -223,3 +223,32 @@ def test_make_backend_builds_the_new_backends(grok_bin: str, gemini_bin: str, op
         backend = make_backend(name, binary=binary, env=env, model="m")
         assert backend.name == name
     assert make_backend("grok", binary=grok_bin, env={"GROK_API_KEY": KEY}).upstream == "https://api.x.ai/v1"
+
+
+def test_gemini_and_opencode_edits_stay_inside_the_worktree(gemini_bin: str, opencode_bin: str, worktree: Path,
+                                                            tmp_path: Path) -> None:
+    """EDIT_WORKTREE: a write to an absolute path outside the worktree and one through ``..`` are refused."""
+    outside, dotdot = tmp_path / "outside.txt", worktree.parent / "dotdot.txt"
+    g_turns = [{"tool_use": {"name": "write_file", "input": {"file_path": str(outside), "content": "x\n"}},
+                "usage": {"promptTokenCount": 10, "candidatesTokenCount": 1}},
+               {"tool_use": {"name": "write_file", "input": {"file_path": "../dotdot.txt", "content": "x\n"}},
+                "usage": {"promptTokenCount": 10, "candidatesTokenCount": 1}},
+               {"text": "tried", "usage": {"promptTokenCount": 10, "candidatesTokenCount": 1}}]
+    with ModelServer(g_turns) as server:
+        run(gemini(gemini_bin, server.base_url), request(worktree, tmp_path / "g", Permission.EDIT_WORKTREE))
+        assert server.served == 3  # both writes were attempted and answered, the run went on
+        answers = json.dumps(server.bodies("/v1beta")[-1])
+    assert not outside.exists() and not dotdot.exists()
+    assert answers.count("functionResponse") >= 2
+    o_turns = [TITLE,
+               {"tool_use": {"name": "write", "input": {"filePath": str(outside), "content": "x\n"}},
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1}},
+               {"tool_use": {"name": "write", "input": {"filePath": str(dotdot), "content": "x\n"}},
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1}},
+               {"text": "tried", "usage": {"prompt_tokens": 10, "completion_tokens": 1}}]
+    with ModelServer(o_turns) as server:
+        run(opencode(opencode_bin, server.base_url), request(worktree, tmp_path / "o", Permission.EDIT_WORKTREE))
+        assert server.served == 4
+        answers = json.dumps(server.bodies("/v1/chat/completions")[-1])
+    assert not outside.exists() and not dotdot.exists()
+    assert answers.count('"role": "tool"') >= 2
