@@ -438,3 +438,18 @@ def test_free_token_counts_and_reads_pass_uncharged() -> None:
             post(f"{p.base_url}/v1/messages/count_tokens", {}).status_code,
             httpx.get(f"{p.base_url}/v1/models", trust_env=False).status_code])
     assert out == [200, 200] and proxy.ledger.calls == []
+
+
+def test_an_oversized_request_body_is_refused_before_it_is_buffered() -> None:
+    from loop_runtime.adapters import metering_proxy
+
+    with ModelServer([{"text": "hi", "usage": AU}]) as server:
+        def big(p: MeteringProxy) -> list[int]:
+            blob = b"x" * (metering_proxy.REQUEST_LIMIT + 1)
+            with httpx.Client(trust_env=False, timeout=60) as c:
+                declared = c.post(f"{p.base_url}/v1/messages", content=blob).status_code
+                streamed = c.post(f"{p.base_url}/v1/messages", content=iter([blob[:1 << 20]] * 33)).status_code
+            return [declared, streamed]
+        out, proxy, _ = with_proxy(server.base_url, 10_000, big)
+        assert server.requests == []
+    assert out == [413, 413] and proxy.ledger.calls == []

@@ -56,6 +56,7 @@ UPSTREAM_DOWN = "upstream-unreachable"
 UPSTREAM_AUTH = "auth-failed"
 UPSTREAM_ERRORS = "upstream-error"
 MAX_CONSECUTIVE_5XX = 4
+REQUEST_LIMIT = 32 * 1024 * 1024  # a model request (a long conversation with images) stays far below
 STOP_REASONS = {
     UPSTREAM_DOWN: "cannot reach the model API at {host}",
     UPSTREAM_AUTH: "the model API at {host} rejected the credentials (HTTP {status})",
@@ -200,7 +201,10 @@ class MeteringProxy:
             self._emit({"type": "proxy.blocked", "path": path})
             _, payload = refusal(None, f"loop-runtime proxy: {path} is not a model endpoint it can meter")
             return JSONResponse(payload, status_code=403)
-        body = await request.body()
+        body = await _read_body(request)
+        if body is None:
+            _, payload = refusal(dialect, f"loop-runtime proxy: request body over {REQUEST_LIMIT:,} bytes")
+            return JSONResponse(payload, status_code=413)
         if dialect is not None and not self.ledger.admit():
             status, payload = refusal(dialect, self.ledger.refusal_message())
             self._emit({"type": "proxy.refused", "path": path, "dialect": dialect, "spent": self.ledger.spent,
@@ -266,6 +270,21 @@ class MeteringProxy:
         if self._log is not None:
             with contextlib.suppress(Exception):  # logging must never break a model call
                 self._log(event)
+
+
+async def _read_body(request: Any) -> bytes | None:
+    """The request body, or None past ``REQUEST_LIMIT`` (a hostile agent must not exhaust our memory)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > REQUEST_LIMIT:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > REQUEST_LIMIT:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class _Relay:
