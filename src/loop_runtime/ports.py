@@ -118,6 +118,7 @@ class AgentResult:
     stop_reason: str | None = None
     error: str | None = None
     files_changed: tuple[str, ...] = ()
+    sandbox_denials: tuple[str, ...] = ()  # calls the sandbox's git/gh shims refused, one line each
 
 
 StopCheck = Callable[[], "str | None"]
@@ -140,6 +141,53 @@ class AgentBackend(Protocol):
         stop: StopCheck | None = None,
         on_event: EventSink | None = None,
     ) -> AgentResult: ...
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@dataclass(frozen=True)
+class SandboxScope:
+    """What one sandboxed process may touch.
+
+    ``cwd`` is its working directory (a worktree, or the project root for triage);
+    ``writable`` lets it write there (the L2+ implementer, a test run); ``hosts`` are the
+    extra network destinations it needs (its model endpoint); ``shims`` puts the
+    level-gated ``git``/``gh`` first on its PATH; ``proxy_hosts`` are hosts that must be
+    reached through the sandbox's proxy even when ``NO_PROXY`` would skip it (a model
+    stand-in on 127.0.0.1). ``extra_writable`` are folders outside ``cwd`` it must write
+    (a test run's private JUnit report folder), granted read and write.
+    """
+
+    cwd: str
+    writable: bool
+    purpose: str = "agent"  # agent | tests | tool
+    hosts: tuple[str, ...] = ()
+    shims: bool = True
+    proxy_hosts: tuple[str, ...] = ()
+    extra_writable: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class SandboxedProcess(Protocol):
+    """One prepared sandbox: wrap the argv and env, run, then read what it denied and close."""
+
+    def wrap(self, argv: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]: ...
+
+    def denials(self) -> tuple[str, ...]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Confines agent processes and test runs (``adapters.sandbox``): OS sandbox or none."""
+
+    name: str  # "srt" or "none"
+    active: bool
+    reason: str  # why it is off, or what it is
+
+    def prepare(self, scope: SandboxScope) -> SandboxedProcess: ...
 
 
 # --------------------------------------------------------------------------- workspace

@@ -169,7 +169,8 @@ def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
     return name
 
 
-def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None) -> Any:
+def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None,
+                 sandbox: Any = None) -> Any:
     if name == "mock":
         from .adapters.mock import MockBackend, load_scenario
 
@@ -178,7 +179,24 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
 
     cfg = project.config
     model = opts.model or cfg.for_pattern(plan.pattern_id).model or cfg.model
-    return real_backend(name, model=model, base_url=cfg.openai_base_url)
+    return real_backend(name, model=model, base_url=cfg.openai_base_url, sandbox=sandbox)
+
+
+def project_sandbox(project: Project, level: str) -> Any:
+    """The project's ``ports.Sandbox`` (``sandbox`` in loop-runtime.toml); srt missing under "srt" is an error."""
+    from .adapters.sandbox import SandboxLimits, make_sandbox
+
+    cfg = project.config
+    limits = SandboxLimits(cpu_s=cfg.sandbox_cpu_s, memory_mb=cfg.sandbox_memory_mb, processes=cfg.sandbox_processes)
+    return make_sandbox(cfg.sandbox, root=project.root, level=level, allow_domains=cfg.sandbox_allow_domains,
+                        limits=limits)
+
+
+def sandbox_note(sandbox: Any, backend: str) -> str | None:
+    """The line every tick of a real agent logs while its agents and tests run unconfined."""
+    if backend == "mock" or sandbox.active:
+        return None
+    return f"sandbox off: {sandbox.reason} — agents get no shell; tests run unconfined"
 
 
 def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:
@@ -222,12 +240,14 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     level = opts.level or plan.level
     if name != "mock" and level in ("L2", "L3"):
         level = "L1"  # a real agent in a dry run may only read
-    backend = make_backend(name, project, plan, opts, memory=ws)
+    sandbox = project_sandbox(project, level) if name != "mock" else None
+    backend = make_backend(name, project, plan, opts, memory=ws, sandbox=sandbox)
     today = utc_day(clock.now())
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
                     on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
+                    sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None,
                     mcp_servers=mcp_by_level(project))
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
@@ -334,6 +354,8 @@ class LoopRunner:
 
         pcfg = cfg.for_pattern(plan.pattern_id)
         probes = tuple(pcfg.discovery) or tuple(cfg.discovery)
+        sandbox = project_sandbox(project, level)
+        boxed = sandbox if sandbox.active else None
 
         def observe() -> str:
             from .adapters.discovery import observe as run_probes
@@ -345,14 +367,14 @@ class LoopRunner:
                 self.opts.on_event(kind, payload)
 
         return TickDeps(
-            backend=make_backend(self.backend_name, project, plan, self.opts),
+            backend=make_backend(self.backend_name, project, plan, self.opts, sandbox=boxed),
             state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
             clock=self.clock,
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,
-                                    checkout=workspace.base_checkout,
-                                    cache_dir=project.root / BASELINE_DIR) if workspace else None,
+                                    checkout=workspace.base_checkout, cache_dir=project.root / BASELINE_DIR,
+                                    sandbox=boxed) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
             controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),
@@ -374,6 +396,7 @@ class LoopRunner:
             tick_id=tick_id,
             run_id=run_id,
             force=self.opts.force,
+            sandbox_note=sandbox_note(sandbox, self.backend_name),
             mcp_servers=mcp_by_level(project),
         )
 

@@ -90,6 +90,7 @@ class TickDeps:
     tick_id: str | None = None
     run_id: str | None = None
     force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
+    sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
     #: level → MCP servers an agent at that (effective) level may use (``[mcp]`` in loop-runtime.toml)
     mcp_servers: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
@@ -252,6 +253,9 @@ class TickBase:
         self.deps.budget.settle(reservation, result.usage.total, self.deps.clock.now())
         self._add_usage(role, result.usage)
         self.record(f"agent:{key}", _result_to(result))
+        if result.sandbox_denials:
+            self.record(f"sandbox-denied:{key}", {"denials": list(result.sandbox_denials[:50])})
+            self.lines.extend(f"sandbox denied ({role}): {d}" for d in result.sandbox_denials[:20])
         if result.status == "halted":
             raise Halt(result.stop_reason or "halted", f"{role} stopped: {result.stop_reason}")
         return result

@@ -61,6 +61,9 @@ class Tick(TickBase):
         if not self.deps.force:
             self._check_runs_cap()
         self.decide_level()
+        if self.deps.sandbox_note:
+            self.lines.append(self.deps.sandbox_note)
+            self.record("sandbox", {"note": self.deps.sandbox_note})
         if self.effective == "L0":
             return self._draft()
         self.enter("discovering")

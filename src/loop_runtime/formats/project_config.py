@@ -21,6 +21,11 @@ File format (every key optional; unknown keys are an error naming the valid ones
     agent_timeout_s = 900         # seconds per agent call (default 900)
     max_turns = 30                # agent turns per call (default 30)
     daily_summary = false         # `start` sends a summary notification after each UTC day
+    sandbox = "auto"              # auto | srt | none: agents and test runs inside srt (default auto)
+    sandbox_allow_domains = ["pypi.org", "*.pythonhosted.org"]   # extra hosts reachable in the sandbox
+    sandbox_cpu_s = 3600          # CPU seconds per sandboxed process (default 3600)
+    sandbox_memory_mb = 8192      # writable memory per sandboxed process, MiB (default 8192)
+    sandbox_processes = 512       # processes per sandbox (a fork bomb stops here; default 512)
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -37,7 +42,7 @@ File format (every key optional; unknown keys are an error naming the valid ones
 
 Environment variables (a non-empty value overrides the file):
 ``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
-``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN`` and
+``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN``, ``LOOP_RUNTIME_SANDBOX`` and
 ``LOOP_RUNTIME_NOTIFY`` (comma-separated URLs).
 """
 
@@ -56,6 +61,10 @@ from ..errors import ConfigError
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai")
 LEVELS = ("L0", "L1", "L2", "L3")
+SANDBOX_MODES = ("auto", "srt", "none")
+# An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
+DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
+                       r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ENV_FILE = "environment"
@@ -88,6 +97,11 @@ class ProjectConfig:
     agent_timeout_s: float = 900.0
     max_turns: int = 30
     daily_summary: bool = False
+    sandbox: str = "auto"
+    sandbox_allow_domains: tuple[str, ...] = ()
+    sandbox_cpu_s: int = 3600
+    sandbox_memory_mb: int = 8192
+    sandbox_processes: int = 512
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -215,7 +229,7 @@ def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
             converted = _TOP[name](converted)
         except ValueError:
             shown = "(hidden)" if name == "dashboard_token" else value
-            raise ConfigError(ENV_FILE, var, shown) from None
+            raise ConfigError(ENV_FILE, var, shown, valid=getattr(_TOP[name], "valid", None)) from None
         changes[name] = converted
         sources[name] = f"environment variable {var}"
     if not changes:
@@ -230,6 +244,7 @@ _ENV = {
     "LOOP_RUNTIME_OPENAI_BASE_URL": "openai_base_url",
     "LOOP_RUNTIME_DASHBOARD_TOKEN": "dashboard_token",
     "LOOP_RUNTIME_NOTIFY": "notify",
+    "LOOP_RUNTIME_SANDBOX": "sandbox",
 }
 
 # ── validation ────────────────────────────────────────────────────────────
@@ -268,6 +283,14 @@ def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError
     return float(value)
+
+
+def _domains(value: object) -> tuple[str, ...]:
+    """Hosts for the sandbox's network allowlist; a bare ``*`` (everything) is refused."""
+    hosts = _strings(value)
+    if not all(DOMAIN_RE.fullmatch(h) and not h.endswith(":0") for h in hosts):
+        raise ValueError
+    return hosts
 
 
 def _boolean(value: object) -> bool:
@@ -312,6 +335,11 @@ _TOP: dict[str, Check] = {
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
+    "sandbox": _choice(SANDBOX_MODES),
+    "sandbox_allow_domains": _domains,
+    "sandbox_cpu_s": _positive_int,
+    "sandbox_memory_mb": _positive_int,
+    "sandbox_processes": _positive_int,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),

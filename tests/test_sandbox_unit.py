@@ -1,0 +1,229 @@
+"""The sandbox adapter without running srt: mode selection, settings per scope, argv wrapping, tick notes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from loop_runtime.adapters.sandbox import (
+    EXEC_HELPER,
+    NoSandbox,
+    SandboxLimits,
+    SrtSandbox,
+    endpoint_host,
+    make_sandbox,
+)
+from loop_runtime.errors import ConfigError
+from loop_runtime.ports import AgentResult, SandboxScope
+from loop_runtime.runner import sandbox_note
+from tests.support.gitrepo import git, make_repo
+from tests.test_engine import make, tick
+
+
+@pytest.fixture
+def fake_srt(tmp_path: Path) -> str:
+    srt = tmp_path / "bin" / "srt"
+    srt.parent.mkdir()
+    srt.write_text("#!/bin/sh\nexit 99\n")
+    srt.chmod(0o755)
+    return str(srt)
+
+
+def test_none_and_auto_without_srt_run_unconfined_and_say_why(tmp_path: Path) -> None:
+    box = make_sandbox("none", root=tmp_path)
+    assert isinstance(box, NoSandbox) and not box.active and 'sandbox = "none"' in box.reason
+    auto = make_sandbox("auto", root=tmp_path, env={"PATH": str(tmp_path), "LOOP_RUNTIME_SRT": ""})
+    assert isinstance(auto, NoSandbox) and "srt not found" in auto.reason
+
+
+def test_srt_mode_without_srt_or_its_tools_is_a_one_line_config_error(tmp_path: Path, fake_srt: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_sandbox("srt", root=tmp_path, env={"PATH": str(tmp_path), "LOOP_RUNTIME_SRT": str(tmp_path / "nope")})
+    message = str(err.value)
+    assert message.startswith('loop-runtime.toml: sandbox = "srt" but srt not found') and "\n" not in message
+    with pytest.raises(ConfigError) as err:  # srt present, bwrap/socat/rg not on this PATH
+        make_sandbox("srt", root=tmp_path, env={"PATH": str(Path(fake_srt).parent), "LOOP_RUNTIME_SRT": fake_srt})
+    if sys.platform == "linux":
+        assert "bwrap" in str(err.value) and "apt-get install -y bubblewrap socat ripgrep" in str(err.value)
+    with pytest.raises(ConfigError):
+        make_sandbox("docker", root=tmp_path)
+
+
+def _box(root: Path, srt: str, level: str = "L2", **kw: object) -> SrtSandbox:
+    return SrtSandbox(srt=srt, root=str(root.resolve()), level=level, home=str(root.parent / "home"), **kw)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(tmp_path / "proj", {"a.txt": "a\n"})
+    git(root, "worktree", "add", "-q", "-b", "loop/r1", ".loop-worktrees/r1")
+    git(root, "worktree", "add", "-q", "-b", "loop/r2", ".loop-worktrees/r2")
+    (root / ".loop-runtime").mkdir()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".netrc").write_text("machine x password y\n")
+    return root.resolve()
+
+
+def test_an_l2_implementer_writes_its_worktree_and_commit_paths_only(repo: Path, fake_srt: str) -> None:
+    wt = repo / ".loop-worktrees" / "r1"
+    p = _box(repo, fake_srt, allow_domains=("pypi.org",)).prepare(
+        SandboxScope(cwd=str(wt), writable=True, hosts=("api.anthropic.com",)))
+    try:
+        fs, net = p.settings["filesystem"], p.settings["network"]
+        home = repo.parent / "home"
+        assert {str(home / ".ssh"), str(home / ".netrc"), str(repo / ".loop-runtime"),
+                str(repo / ".loop-worktrees")} <= set(fs["denyRead"])
+        assert fs["allowRead"] == [str(wt)]
+        git_dir = repo / ".git"
+        assert set(fs["allowWrite"]) == {str(p.rw), str(wt), str(git_dir / "refs" / "heads" / "loop"),
+                                         str(git_dir / "logs" / "refs" / "heads" / "loop"),
+                                         str(git_dir / "worktrees" / "r1")}
+        # the shared object store is never writable (an agent could overwrite history); HEAD and the
+        # pointers of its git folder stay as they are
+        assert str(git_dir / "objects") not in fs["allowWrite"] and p.objects == p.rw / "objects"
+        assert {str(git_dir / "worktrees" / "r1" / n) for n in ("HEAD", "commondir", "gitdir")} <= set(fs["denyWrite"])
+        assert net["allowedDomains"] == ["api.anthropic.com", "pypi.org"]
+        assert json.loads(p.settings_path.read_text()) == p.settings
+    finally:
+        p.close()
+    assert not p.dir.exists()
+
+
+@pytest.mark.parametrize(("level", "writable", "purpose"), [("L1", False, "agent"), ("L3", False, "agent"),
+                                                            ("L3", True, "tests")])
+def test_read_only_agents_and_test_runs_never_write_git(repo: Path, fake_srt: str, level: str, writable: bool,
+                                                        purpose: str) -> None:
+    wt = repo / ".loop-worktrees" / "r1"
+    p = _box(repo, fake_srt, level).prepare(SandboxScope(cwd=str(wt), writable=writable, purpose=purpose))
+    try:
+        writes = p.settings["filesystem"]["allowWrite"]
+        assert not any("/.git" in w for w in writes)
+        assert (str(wt) in writes) is writable
+    finally:
+        p.close()
+
+
+def test_triage_in_the_project_root_cannot_read_worktrees_or_the_store(repo: Path, fake_srt: str) -> None:
+    p = _box(repo, fake_srt, "L1").prepare(SandboxScope(cwd=str(repo), writable=False))
+    try:
+        fs = p.settings["filesystem"]
+        assert fs["allowRead"] == [] and fs["allowWrite"] == [str(p.rw)]
+        assert str(repo / ".loop-worktrees") in fs["denyRead"] and str(repo / ".loop-runtime") in fs["denyRead"]
+    finally:
+        p.close()
+
+
+def test_wrap_puts_limits_inside_shims_first_and_a_private_tmp(repo: Path, fake_srt: str) -> None:
+    wt = repo / ".loop-worktrees" / "r1"
+    box = _box(repo, fake_srt, limits=SandboxLimits(cpu_s=60, memory_mb=512, processes=100, file_mb=10))
+    p = box.prepare(SandboxScope(cwd=str(wt), writable=True, proxy_hosts=("127.0.0.1",)))
+    try:
+        argv, env = p.wrap(["claude", "-p", "it's a \"prompt\"\nwith lines"], {"PATH": "/usr/bin:/bin"})
+        assert argv[:4] == [fake_srt, "--settings", str(p.settings_path), "--"]  # no srt library: the CLI
+        inner = argv[4:]
+        assert inner[:5] == [sys.executable, "-I", "-S", "-B", EXEC_HELPER]
+        pairs = dict(zip(inner[5::2], inner[6::2]))
+        assert pairs["--nproc"] == "100" and pairs["--cpu"] == "60" and pairs["--data"] == str(512 * 2**20)
+        assert pairs["--proxy-host"] == "127.0.0.1"
+        assert argv[-4:] == ["--", "claude", "-p", "it's a \"prompt\"\nwith lines"]
+        assert env["PATH"].split(os.pathsep)[0] == str(p.dir / "shims") and env["TMPDIR"] == str(p.tmp)
+        shim = (p.dir / "shims" / "git").read_text()
+        assert shim.startswith(f"#!{sys.executable} -IB\n") and os.access(p.dir / "shims" / "git", os.X_OK)
+        config = json.loads((p.dir / "shims.json").read_text())
+        assert config["level"] == "L2" and config["branch"] == "loop/r1" and config["log"] == str(p.log)
+    finally:
+        p.close()
+
+
+def test_denials_read_the_shim_log_and_skip_garbage(repo: Path, fake_srt: str) -> None:
+    p = _box(repo, fake_srt).prepare(SandboxScope(cwd=str(repo / ".loop-worktrees" / "r1"), writable=True))
+    try:
+        p.log.write_text('{"tool": "git", "argv": ["push", "origin", "main"], "reason": "nope"}\nnot json\n[1]\n')
+        p.report.write_text(json.dumps({"violations": ["deny openat /etc/x", "deny mkdir /proc/self/fd/3/y",
+                                                       "deny network-outbound evil.test:443 (not allowed)", 7]}))
+        assert p.denials() == ("git push origin main: nope", "blocked: deny openat /etc/x",
+                               "blocked: deny network-outbound evil.test:443 (not allowed)")
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize(("url", "entries", "loop"), [
+    (None, ("api.anthropic.com",), False),
+    ("https://api.anthropic.com", ("api.anthropic.com",), False),
+    ("http://127.0.0.1:8123", ("127.0.0.1:8123",), True),
+    ("http://localhost:9000/v1", ("127.0.0.1:9000", "localhost:9000"), True),
+    ("https://127.0.0.5", ("127.0.0.5:443",), True),
+    ("http://[::1]:7000", ("[::1]:7000",), True),
+    ("https://proxy.corp.example:8443/anthropic", ("proxy.corp.example",), False),
+])
+def test_the_model_endpoint_allowlist_entries(url: str | None, entries: tuple[str, ...], loop: bool) -> None:
+    assert endpoint_host(url, "api.anthropic.com") == (entries, loop)
+
+
+def test_config_keys_are_validated_and_the_env_overrides_the_mode() -> None:
+    from loop_runtime.formats.project_config import apply_env, parse_project_config
+
+    cfg = parse_project_config('sandbox = "srt"\nsandbox_allow_domains = ["pypi.org", "*.pythonhosted.org", '
+                               '"127.0.0.1:8080"]\nsandbox_processes = 64\n')
+    assert cfg.sandbox == "srt" and cfg.sandbox_processes == 64 and "*.pythonhosted.org" in cfg.sandbox_allow_domains
+    assert parse_project_config("").sandbox == "auto"
+    for bad in ('sandbox = "docker"', 'sandbox_allow_domains = ["*"]', 'sandbox_allow_domains = ["http://x.io"]',
+                'sandbox_allow_domains = ["a b"]', "sandbox_cpu_s = 0", "sandbox_memory_mb = true"):
+        with pytest.raises(ConfigError) as err:
+            parse_project_config(bad)
+        assert str(err.value).startswith("loop-runtime.toml: sandbox") and "\n" not in str(err.value)
+    assert apply_env(cfg, {"LOOP_RUNTIME_SANDBOX": "none"}).sandbox == "none"
+    with pytest.raises(ConfigError):
+        apply_env(cfg, {"LOOP_RUNTIME_SANDBOX": "off"})
+
+
+def test_every_tick_of_a_real_agent_logs_that_the_sandbox_is_off() -> None:
+    off = NoSandbox("srt not found")
+    assert sandbox_note(off, "claude") == "sandbox off: srt not found — agents get no shell; tests run unconfined"
+    assert sandbox_note(off, "mock") is None
+    engine, *_ = make(sandbox_note=sandbox_note(off, "claude"))
+    result = tick(engine)
+    assert result.lines[0].startswith("sandbox off: srt not found")
+
+
+def test_sandbox_denials_reach_the_tick_lines() -> None:
+    """What the shims denied and the sandbox blocked is listed in the tick result, per role."""
+    engine, backend, *_ = make()
+    real_run = backend.run
+
+    async def run(request, **kw):  # the mock implementer, as if its shell had been refused a push
+        res: AgentResult = await real_run(request, **kw)
+        if request.role == "implementer":
+            res = dataclasses.replace(res, sandbox_denials=("git push origin main: only loop/x",))
+        return res
+
+    backend.run = run  # type: ignore[method-assign]
+    result = asyncio.run(engine.tick())
+    assert "sandbox denied (implementer): git push origin main: only loop/x" in result.lines
+
+
+def test_claude_scope_names_its_model_endpoint_and_writes_only_when_editing(tmp_path: Path, fake_srt: str) -> None:
+    """The CLI's scope: api.anthropic.com by default, a loopback stand-in through the proxy, a cloud provider's
+    hosts when switched to it; the worktree is writable only at EDIT_WORKTREE."""
+    from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend
+    from loop_runtime.ports import AgentRequest, Permission
+
+    def scope(env: dict[str, str], permission: Permission = Permission.EDIT_WORKTREE) -> SandboxScope:
+        request = AgentRequest(role="implementer", prompt="x", cwd=str(tmp_path), permission=permission,
+                               token_limit=1)
+        return ClaudeCliBackend(binary=fake_srt, env=env).scope(request)
+
+    default = scope({"ANTHROPIC_API_KEY": "k"})
+    assert default.hosts == ("api.anthropic.com", "console.anthropic.com") and default.writable
+    assert default.proxy_hosts == ()
+    local = scope({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8123"}, Permission.READ_ONLY)
+    assert local.hosts == ("127.0.0.1:8123",) and local.proxy_hosts == ("127.0.0.1", "localhost")
+    assert not local.writable
+    assert "*.amazonaws.com" in scope({"CLAUDE_CODE_USE_BEDROCK": "1"}).hosts
