@@ -202,13 +202,31 @@ def test_a_shell_agent_attempting_every_escape_is_blocked_and_each_is_reported(
     assert STORE_SECRET not in transcript and OTHER_SECRET not in transcript
 
 
-def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Path]) -> None:
-    """A fork bomb inside the sandbox is killed with everything in the sandbox; the host is unaffected."""
-    box = sandbox(srt, project, limits=SandboxLimits(processes=64))
-    started = time.monotonic()
-    proc, _ = run_boxed(box, project["wt"], 'f(){ f | f & }; f; sleep 20; echo never')
-    assert proc.returncode == 125 and "process limit exceeded (more than 64 processes)" in proc.stderr
-    assert "never" not in proc.stdout and time.monotonic() - started < 30
+@pytest.mark.parametrize("cgroup", [True, False], ids=["pids-cgroup", "namespace-watchdog"])
+def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Path], cgroup: bool) -> None:
+    """A fork bomb inside the sandbox is killed with everything in the sandbox and reported; the host is
+    unaffected. With a pids cgroup (kernel-enforced, also for root) and with the fallback watchdog."""
+    from loop_runtime.adapters import pids_cgroup
+
+    if cgroup and pids_cgroup.parent() is None:
+        _unavailable("no writable pids cgroup on this machine")
+    box = sandbox(srt, project, limits=SandboxLimits(processes=64), cgroups=cgroup)
+    boxed = box.prepare(SandboxScope(cwd=str(project["wt"]), writable=True))
+    try:
+        made = boxed.cgroup
+        assert (made is not None) == cgroup
+        argv, child = boxed.wrap(["/bin/bash", "-c", "f(){ f | f & }; f; sleep 60; echo never"],
+                                 {"PATH": os.environ["PATH"]})
+        proc = subprocess.run(argv, cwd=project["wt"], env=child, capture_output=True, text=True, timeout=240,
+                              stdin=subprocess.DEVNULL)
+        denials = boxed.denials()
+    finally:
+        boxed.close()
+    assert proc.returncode == 125 and "process limit exceeded" in proc.stderr, (proc.returncode, proc.stderr[-500:])
+    assert "never" not in proc.stdout
+    if cgroup:
+        assert any(d.startswith("blocked: process limit exceeded") for d in denials), denials
+        assert made is not None and not made.exists()  # the cgroup is removed with the process
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
 
 

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from loop_runtime.adapters.sandbox import (
     EXEC_HELPER,
+    PROCESS_ALLOWANCE,
     NoSandbox,
     SandboxLimits,
     SrtSandbox,
@@ -20,7 +22,7 @@ from loop_runtime.adapters.sandbox import (
     make_sandbox,
 )
 from loop_runtime.errors import ConfigError
-from loop_runtime.ports import AgentResult, SandboxScope
+from loop_runtime.ports import READ_ONLY_WRITE, AgentResult, SandboxScope
 from loop_runtime.runner import sandbox_note
 from tests.support.gitrepo import git, make_repo
 from tests.test_engine import make, tick
@@ -126,11 +128,20 @@ def test_wrap_puts_limits_inside_shims_first_and_a_private_tmp(repo: Path, fake_
     p = box.prepare(SandboxScope(cwd=str(wt), writable=True, proxy_hosts=("127.0.0.1",)))
     try:
         argv, env = p.wrap(["claude", "-p", "it's a \"prompt\"\nwith lines"], {"PATH": "/usr/bin:/bin"})
+        if p.cgroup is not None:  # a pids cgroup here: sandbox_exec's outer mode enters it around srt
+            assert argv[:11] == [sys.executable, "-I", "-S", "-B", EXEC_HELPER, "--cgroup", str(p.cgroup),
+                                 "--report", str(p.limit_report), "--", fake_srt]
+            assert (p.cgroup / "pids.max").read_text().strip() == str(100 + PROCESS_ALLOWANCE)
+            argv = argv[10:]
         assert argv[:4] == [fake_srt, "--settings", str(p.settings_path), "--"]  # no srt library: the CLI
         inner = argv[4:]
         assert inner[:5] == [sys.executable, "-I", "-S", "-B", EXEC_HELPER]
         pairs = dict(zip(inner[5::2], inner[6::2]))
-        assert pairs["--nproc"] == "100" and pairs["--cpu"] == "60" and pairs["--data"] == str(512 * 2**20)
+        assert pairs["--cpu"] == "60" and pairs["--data"] == str(512 * 2**20)
+        if p.cgroup is None:  # the fallback: the namespace watchdog, and an rlimit above its threshold
+            assert pairs["--watch"] == "100" and int(pairs["--nproc"]) > 100 and pairs["--log"] == str(p.log)
+        else:
+            assert "--watch" not in pairs and "--nproc" not in pairs
         assert pairs["--proxy-host"] == "127.0.0.1"
         assert argv[-4:] == ["--", "claude", "-p", "it's a \"prompt\"\nwith lines"]
         assert env["PATH"].split(os.pathsep)[0] == str(p.dir / "shims") and env["TMPDIR"] == str(p.tmp)
@@ -142,14 +153,45 @@ def test_wrap_puts_limits_inside_shims_first_and_a_private_tmp(repo: Path, fake_
         p.close()
 
 
-def test_denials_read_the_shim_log_and_skip_garbage(repo: Path, fake_srt: str) -> None:
+def test_denials_come_from_the_write_only_channel_and_are_re_decided(repo: Path, fake_srt: str) -> None:
+    """Each record is re-decided with the shims' policy: a forged record of an allowed call is dropped, the
+    reason shown is the policy's (never the record's text), junk and a dangling partial line cannot swallow
+    the next record, and srt's own host-side report is listed after."""
+    from loop_runtime.adapters.sandbox_exec import record
+
     p = _box(repo, fake_srt).prepare(SandboxScope(cwd=str(repo / ".loop-worktrees" / "r1"), writable=True))
     try:
-        p.log.write_text('{"tool": "git", "argv": ["push", "origin", "main"], "reason": "nope"}\nnot json\n[1]\n')
+        p.wrap(["true"], {"PATH": os.environ["PATH"]})  # writes the shims: level L2, branch loop/r1
+        assert p.log.parent == p.dir and p.rw not in p.log.parents  # not in the sandbox's writable folder
+        assert stat.S_ISFIFO(p.log.stat().st_mode) and stat.S_IMODE(p.log.stat().st_mode) == 0o222
+        fd = os.open(p.log, os.O_WRONLY)
+        os.write(fd, b'not json\n[1]\n{"tool": "git", "argv": ["status"], "reason": "forged"}\n{"dangling": "')
+        os.close(fd)
+        record(str(p.log), {"tool": "git", "argv": ["push", "origin", "main"], "reason": "I was innocent"})
+        record(str(p.log), {"tool": "git", "argv": ["push", "origin", "loop/r1"], "reason": "forged"})
+        record(str(p.log), {"tool": "sandbox", "limit": "processes"})  # a cgroup holds the count: forged
         p.report.write_text(json.dumps({"violations": ["deny openat /etc/x", "deny mkdir /proc/self/fd/3/y",
                                                        "deny network-outbound evil.test:443 (not allowed)", 7]}))
-        assert p.denials() == ("git push origin main: nope", "blocked: deny openat /etc/x",
-                               "blocked: deny network-outbound evil.test:443 (not allowed)")
+        denials = p.denials()
+        shims = [d for d in denials if not d.startswith("blocked")]
+        assert len(shims) == 1 and shims[0].startswith("git push origin main: ") and "innocent" not in shims[0]
+        assert denials[1:] == ("blocked: deny openat /etc/x", "blocked: deny network-outbound evil.test:443 "
+                                                              "(not allowed)")
+        if p.cgroup is None:
+            assert p.watchdog
+    finally:
+        p.close()
+    assert not p.dir.exists()
+
+
+def test_a_read_only_agents_writes_in_its_own_worktree_are_marked_as_no_escape(repo: Path, fake_srt: str) -> None:
+    wt = repo / ".loop-worktrees" / "r1"
+    p = _box(repo, fake_srt, "L1").prepare(SandboxScope(cwd=str(wt), writable=False))
+    try:
+        p.report.write_text(json.dumps({"violations": [f"deny openat {wt}/.pytest_cache/v", f"deny openat {repo}/x",
+                                                       "deny network-outbound evil.test:443"]}))
+        assert p.denials() == (f"{READ_ONLY_WRITE}deny openat {wt}/.pytest_cache/v", f"blocked: deny openat {repo}/x",
+                               "blocked: deny network-outbound evil.test:443")
     finally:
         p.close()
 
@@ -193,20 +235,35 @@ def test_every_tick_of_a_real_agent_logs_that_the_sandbox_is_off() -> None:
     assert result.lines[0].startswith("sandbox off: srt not found")
 
 
-def test_sandbox_denials_reach_the_tick_lines() -> None:
-    """What the shims denied and the sandbox blocked is listed in the tick result, per role."""
+@pytest.mark.parametrize(("role", "denial", "escalates"), [
+    ("implementer", "git push origin main: push: only the attempt's own branch loop/x", True),
+    ("implementer", "blocked: deny openat /home/u/pwned.txt", True),
+    ("verifier", "blocked: deny network-outbound evil.test:443", True),
+    ("verifier", f"{READ_ONLY_WRITE}deny openat /wt/.pytest_cache/v", False),
+    ("triage", "blocked: deny openat /etc/passwd", False),
+])
+def test_sandbox_denials_reach_the_tick_and_escalate_when_the_result_depends_on_them(
+        role: str, denial: str, escalates: bool) -> None:
+    """What the shims denied and the sandbox blocked is listed in the tick result, per role. An implementer
+    or verifier that was blocked escalates (its change or verdict may rest on what did not happen), with the
+    change held; a read-only agent's refused cache write in its own worktree, and triage, are only reported."""
     engine, backend, *_ = make()
     real_run = backend.run
 
-    async def run(request, **kw):  # the mock implementer, as if its shell had been refused a push
+    async def run(request, **kw):  # the mock agent, as if its shell had been refused something
         res: AgentResult = await real_run(request, **kw)
-        if request.role == "implementer":
-            res = dataclasses.replace(res, sandbox_denials=("git push origin main: only loop/x",))
+        if request.role == role:
+            res = dataclasses.replace(res, sandbox_denials=(denial,))
         return res
 
     backend.run = run  # type: ignore[method-assign]
     result = asyncio.run(engine.tick())
-    assert "sandbox denied (implementer): git push origin main: only loop/x" in result.lines
+    assert f"sandbox denied ({role}): {denial}" in result.lines
+    if escalates:
+        assert result.outcome == "escalated" and "sandbox-violation" in result.note, result.lines
+        assert any(line.startswith("escalated") and "sandbox blocked the " + role in line for line in result.lines)
+    else:
+        assert result.outcome != "escalated", result.lines
 
 
 def test_claude_scope_names_its_model_endpoint_and_writes_only_when_editing(tmp_path: Path, fake_srt: str) -> None:

@@ -118,7 +118,12 @@ class AgentResult:
     stop_reason: str | None = None
     error: str | None = None
     files_changed: tuple[str, ...] = ()
-    sandbox_denials: tuple[str, ...] = ()  # calls the sandbox's git/gh shims refused, one line each
+    sandbox_denials: tuple[str, ...] = ()  # what the sandbox blocked and its git/gh shims refused, one line each
+
+
+READ_ONLY_WRITE = "blocked (read-only worktree): "
+"""Prefix of a denial that is a read-only agent's write inside its own worktree (a verifier's
+``pytest`` making caches): reported, but no escape attempt — every other denial is one."""
 
 
 StopCheck = Callable[[], "str | None"]
@@ -247,6 +252,7 @@ class TestRun:
     duration_s: float = 0.0
     timed_out: bool = False
     report: TestReport | None = None  # what ran, per test where known (JUnit XML or summary lines)
+    sandbox_denials: tuple[str, ...] = ()  # what the sandbox blocked the test run (redacted), one line each
 
 
 @runtime_checkable

@@ -16,7 +16,9 @@ temp dir, holding:
   credential folders, ``.loop-runtime/`` and other attempts' ``.loop-worktrees/*``; the
   network limited to ``sandbox_allow_domains`` plus the scope's hosts (the model endpoint);
 - ``shims/git`` and ``shims/gh`` — level-gated tools first on PATH (``adapters.shim``);
-- ``rw/tmp`` — the process's ``TMPDIR``; ``rw/denied.jsonl`` — the shims' denial log.
+- ``rw/tmp`` — the process's ``TMPDIR`` (the only writable part of the folder);
+- ``denied.fifo`` — the shims' denial channel (``DenialChannel``): write-only, drained by the
+  runtime, so the agent can neither read, erase nor rewrite what the shims recorded.
 
 ``wrap`` turns ``argv`` into ``srt --settings <file> -- python -I -S sandbox_exec.py
 <limits> -- argv``; ``denials`` reads the log after the run; ``close`` removes the folder.
@@ -41,7 +43,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..ports import SandboxScope
+from ..ports import READ_ONLY_WRITE, SandboxScope
 
 __all__ = ["DEPENDENCIES", "HOME_SECRETS", "MODES", "NoSandbox", "SandboxLimits", "SrtSandbox", "find_srt",
            "endpoint_host", "make_sandbox", "missing_dependencies"]
@@ -64,6 +66,10 @@ HOME_SECRETS = (
 MASKED_NAMES = (".gitconfig", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc", ".zprofile", ".profile",
                 ".ripgreprc", ".mcp.json", ".vscode", ".idea", ".claude")
 """What srt (0.0.83) mounts over in the working directory so nothing can create them (``DANGEROUS_FILES``)."""
+
+PROCESS_ALLOWANCE = 48
+"""Tasks (processes and threads) of srt itself inside the pids cgroup: node, its proxies, bubblewrap, socat."""
+WATCH_MARGIN = 32
 
 EXEC_HELPER = str(Path(__file__).with_name("sandbox_exec.py"))
 RUNNER = str(Path(__file__).resolve().parents[1] / "data" / "srt_run.mjs")
@@ -121,6 +127,84 @@ def endpoint_host(url: str | None, default: str) -> tuple[tuple[str, ...], bool]
     return (host,), False
 
 
+class DenialChannel:
+    """The shims' write-only way to tell the runtime what they refused: a FIFO the runtime drains.
+
+    Why not a log file: whatever the shims can write inside the sandbox, the agent can write
+    too — a file it could truncate or rewrite. The FIFO sits in the process's private folder,
+    which is read-only inside (it cannot be removed or replaced), with mode ``0222``: nobody
+    may open it for reading, and the sandboxed command holds no capability to override that
+    (``sandbox_exec.drop_capabilities``). A record, once written, is in the runtime's hands: a
+    thread here drains it while the command runs (a flood cannot block a shim's write), each
+    record is one write of at most PIPE_BUF bytes starting with a newline (never interleaved
+    with, nor glued onto, anything the agent wrote). What the agent can still do — write a
+    record of its own — is handled by re-deciding each record (``SrtProcess._shim_denials``).
+    """
+
+    MAX_LINES = 400
+    MAX_PENDING = 65536
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        os.mkfifo(path, 0o600)
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer of our own: no EOF
+        os.chmod(path, 0o222)
+        self._pending = b""
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="sandbox-denials", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        import select
+
+        while not self._stop.is_set():
+            fd = self.fd
+            if fd is None:
+                return
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            if ready:
+                self._read_available()
+
+    def _read_available(self) -> None:
+        with self._lock:
+            while self.fd is not None:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                *complete, self._pending = (self._pending + chunk).split(b"\n")
+                if len(self._pending) > self.MAX_PENDING:
+                    self._pending = b""  # a line that never ends is nobody's record
+                for raw in complete:
+                    if raw.strip() and len(self._lines) < self.MAX_LINES:
+                        self._lines.append(raw.decode("utf-8", "replace").strip())
+
+    def lines(self) -> list[str]:
+        """Every complete record so far (what is still in the pipe is read first)."""
+        self._read_available()
+        with self._lock:
+            return list(self._lines)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        with self._lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+
 class NoSandbox:
     """``ports.Sandbox`` that confines nothing; ``reason`` says why (logged by every tick)."""
 
@@ -158,6 +242,7 @@ class SrtSandbox:
     base_commit: str | None = None
     node: str | None = None  # with srt's library: violations are reported (srt_run.mjs)
     library: str | None = None
+    cgroups: bool = True  # a pids cgroup per process where one can be made (else the namespace watchdog)
 
     name = "srt"
     active = True
@@ -180,9 +265,14 @@ class SrtProcess:
             self.rw = self.dir / "rw"
             self.tmp = self.rw / "tmp"
             self.tmp.mkdir(parents=True)
-            self.log = self.rw / "denied.jsonl"
-            self.log.touch()
+            self.log = self.dir / "denied.fifo"
+            self.channel = DenialChannel(self.log)
+            self.shim_level: str | None = None  # what the shims were told (to re-decide their log entries)
+            self.shim_branch: str | None = None
             self.report = self.dir / "violations.json"  # written by srt_run.mjs on the host side
+            self.limit_report = self.dir / "limits.json"  # written by sandbox_exec's outer mode (host side)
+            self.cgroup = self._make_cgroup()
+            self.watchdog = self.cgroup is None  # the namespace watchdog holds the process count
             self.objects: Path | None = None  # the private object store of an L2+ agent's commits
             self.common_dir: Path | None = None
             self.import_error: str | None = None
@@ -194,8 +284,15 @@ class SrtProcess:
             self.shim_dir = self.dir / "shims"
             self.shim_dir.mkdir()
         except BaseException:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.close()
             raise
+
+    def _make_cgroup(self) -> Path | None:
+        if not self.sandbox.cgroups:
+            return None
+        from . import pids_cgroup
+
+        return pids_cgroup.create(self.sandbox.limits.processes + PROCESS_ALLOWANCE)
 
     # -- what the process may touch
 
@@ -317,7 +414,8 @@ class SrtProcess:
         from .shim import script
 
         tools = {t: shutil.which(t, path=path) for t in ("git", "gh")}
-        config = {"level": self._level(), "branch": self._branch(), "log": str(self.log),
+        self.shim_level, self.shim_branch = self._level(), self._branch()
+        config = {"level": self.shim_level, "branch": self.shim_branch, "log": str(self.log),
                   "root": str(Path(self.sandbox.root).resolve()),
                   "base": self._base() if self._level() == "L3" else None,
                   "tools": tools, "worktree": self.cwd,
@@ -348,9 +446,13 @@ class SrtProcess:
             child["BASH_ENV"] = str(env_file)
         for name in ("TMPDIR", "TMP", "TEMP"):
             child[name] = str(self.tmp)
-        inner = [sys.executable, "-I", "-S", "-B", EXEC_HELPER,
-                 "--nproc", str(limits.processes), "--cpu", str(limits.cpu_s),
+        inner = [sys.executable, "-I", "-S", "-B", EXEC_HELPER, "--cpu", str(limits.cpu_s),
                  "--data", str(limits.memory_mb * 1024 * 1024), "--fsize", str(limits.file_mb * 1024 * 1024)]
+        if self.cgroup is None:
+            # No pids cgroup: the namespace watchdog holds the process count. RLIMIT_NPROC (binding where the
+            # sandbox's user is not real root) sits above the watchdog's threshold so the watchdog sees it crossed.
+            inner += ["--nproc", str(limits.processes + WATCH_MARGIN), "--watch", str(limits.processes),
+                      "--log", str(self.log)]
         for host in self.scope.proxy_hosts:
             inner += ["--proxy-host", host]
         # srt points TMPDIR at /tmp/claude, shared by every sandboxed process: use our private one.
@@ -366,22 +468,40 @@ class SrtProcess:
             outer = [self.sandbox.node, RUNNER, self.sandbox.library, str(self.settings_path), str(self.report), "--"]
         else:
             outer = [self.sandbox.srt, "--settings", str(self.settings_path), "--"]
+        if self.cgroup is not None:  # the kernel counts srt and everything inside (sandbox_exec's outer mode)
+            outer = [sys.executable, "-I", "-S", "-B", EXEC_HELPER, "--cgroup", str(self.cgroup),
+                     "--report", str(self.limit_report), "--", *outer]
         return [*outer, *inner, "--", *argv], child
 
     def violations(self) -> tuple[str, ...]:
-        """What the sandbox blocked (writes refused, connections denied), from srt's own monitor."""
+        """What the sandbox blocked (writes refused, connections denied, the process limit), read from
+        reports written on the host side: srt's own monitor (``srt_run.mjs``) and ``sandbox_exec``."""
+        seen: dict[str, None] = {}
+        try:
+            limit = json.loads(self.limit_report.read_text(encoding="utf-8"))
+            if isinstance(limit, dict) and limit.get("limit") == "processes":
+                seen[f"blocked: process limit exceeded ({str(limit.get('max'))[:20]} processes and threads)"] = None
+        except (OSError, ValueError):
+            pass
         try:
             data = json.loads(self.report.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return ()
+            return tuple(seen)
         lines = data.get("violations") if isinstance(data, dict) else None
         if not isinstance(lines, list):
-            return ()
-        seen: dict[str, None] = {}
+            return tuple(seen)
         for line in lines:
             if isinstance(line, str) and not self._expected(line):
-                seen.setdefault(f"blocked: {line[:300]}", None)
+                prefix = READ_ONLY_WRITE if self._own_read_only_write(line) else "blocked: "
+                seen.setdefault(f"{prefix}{line[:300]}", None)
         return tuple(seen)[:100]
+
+    def _own_read_only_write(self, line: str) -> bool:
+        """A read-only agent's (or tool's) refused write inside its own cwd: caches, ``__pycache__``."""
+        if self.scope.writable or not line.startswith("deny "):
+            return False
+        op, _, path = line.partition(" ")[2].partition(" ")
+        return op != "network-outbound" and (path == self.cwd or path.startswith(self.cwd + os.sep))
 
     def _expected(self, line: str) -> bool:
         """Refusals that are no escape attempt: the CLI's own home state and caches, ``mkdir`` of a folder
@@ -389,8 +509,8 @@ class SrtProcess:
         op, _, path = line.partition(" ")[2].partition(" ")
         if not line.startswith("deny ") or op == "network-outbound":
             return False
-        if path.startswith("/proc/self/fd/") or (op == "mkdir" and os.path.isdir(path)):
-            return True
+        if path.startswith("/proc/self/fd/") or (op == "mkdir" and os.path.isdir(path)) or path == str(self.log):
+            return True  # (the denial channel is opened for writing where nothing else is writable)
         home = str(Path(self.sandbox.home or os.path.expanduser("~")))
         return any(path == f"{home}/{n}" or path.startswith(f"{home}/{n}")
                    for n in (".claude", ".cache", ".npm", ".config/claude", ".local/state"))
@@ -399,7 +519,9 @@ class SrtProcess:
         """The shims' refusals (in order; malformed lines skipped), then what the sandbox blocked."""
         self._import_once()
         failed = (f"objects of the agent's commits not imported: {self.import_error}",) if self.import_error else ()
-        return self._shim_denials() + self.violations() + failed
+        from ..core.redact import redact  # a push URL or an argument may carry a token
+
+        return tuple(redact(line) for line in self._shim_denials() + self.violations() + failed)
 
     def _import_once(self) -> None:
         if self.objects is not None and not self._imported:
@@ -407,31 +529,62 @@ class SrtProcess:
             self.import_error = self.import_objects()
 
     def _shim_denials(self) -> tuple[str, ...]:
-        try:
-            text = self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ()
+        """The shims' refusals, re-decided here with the same policy.
+
+        Anything inside the sandbox can write to the channel, so an entry is believed only as far
+        as the policy confirms it: a git/gh call the policy denies at the shims' level (writing
+        that line is no different from making the call), a gate refusal of a call that needs the
+        gate, the namespace watchdog's process limit. Every other line is dropped, and the
+        reported reason is the policy's own, never the entry's text.
+        """
+        from ..core.shim_policy import decide
+
         out: list[str] = []
-        for line in text.splitlines()[:200]:
+        for line in self.channel.lines():
             try:
                 entry = json.loads(line)
-                argv = [str(a) for a in entry.get("argv", [])]
-                out.append(f"{entry.get('tool')} {' '.join(argv)}"[:200] + f": {entry.get('reason')}"[:300])
+                tool = entry.get("tool")
+                argv = [str(a) for a in entry.get("argv", [])] if tool != "sandbox" else []
             except (ValueError, AttributeError, TypeError):
                 continue
-        return tuple(out)
+            if tool == "sandbox":
+                if entry.get("limit") == "processes" and self.watchdog:
+                    out.append("sandbox: process limit exceeded (namespace watchdog): all killed")
+                continue
+            if tool not in ("git", "gh") or self.shim_level is None:
+                continue
+            shown = f"{tool} {' '.join(argv)}"[:200]
+            decision = decide(tool, argv, level=self.shim_level, branch=self.shim_branch)
+            if not decision.allowed:
+                out.append(f"{shown}: {decision.reason}"[:400])
+            elif decision.needs_gate and str(entry.get("reason", "")).startswith("gate does not allow"):
+                out.append(f"{shown}: gate does not allow {decision.needs_gate}")
+            elif entry.get("clipped") is True:
+                out.append(f"{shown}: denied (arguments clipped in the record)")
+        return tuple(dict.fromkeys(out))[:100]
 
     def close(self) -> None:
-        """Import the agent's new git objects (if any), then remove the private folder."""
+        """Import the agent's new git objects (if any), then remove the cgroup and the private folder."""
         try:
-            self._import_once()
+            if getattr(self, "objects", None) is not None:
+                self._import_once()
         finally:
+            channel = getattr(self, "channel", None)
+            if channel is not None:
+                channel.close()
+            cgroup = getattr(self, "cgroup", None)
+            if cgroup is not None:
+                from . import pids_cgroup
+
+                pids_cgroup.remove(cgroup)
+                self.cgroup = None
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def make_sandbox(mode: str, *, root: str | os.PathLike[str], level: str = "L1",
                  allow_domains: Sequence[str] = (), limits: SandboxLimits | None = None,
-                 env: Mapping[str, str] = os.environ, home: str | None = None) -> SrtSandbox | NoSandbox:
+                 env: Mapping[str, str] = os.environ, home: str | None = None,
+                 cgroups: bool = True) -> SrtSandbox | NoSandbox:
     """The project's sandbox for ``mode`` (``auto`` | ``srt`` | ``none``).
 
     ``srt`` with srt or one of its dependencies missing is a one-line ``ConfigError`` —
@@ -456,4 +609,5 @@ def make_sandbox(mode: str, *, root: str | os.PathLike[str], level: str = "L1",
     library = srt_library(srt)
     node = shutil.which("node", path=env.get("PATH")) if library else None
     return SrtSandbox(srt=srt, root=str(Path(root).resolve()), level=level, allow_domains=tuple(allow_domains),
-                      limits=limits or SandboxLimits(), home=home or env.get("HOME"), node=node, library=library)
+                      limits=limits or SandboxLimits(), home=home or env.get("HOME"), node=node, library=library,
+                      cgroups=cgroups)

@@ -4,7 +4,10 @@ Each shim is a tiny script generated per sandboxed process (``SrtSandbox.prepare
 calls ``main(config, tool, argv)`` here. The config (read-only inside the sandbox) names
 the level, the attempt's own branch, the real binaries and the denial log. The decision
 is ``core.shim_policy``; a denied call prints one line on stderr, exits 1 and appends a
-JSON line to the log, which the runtime reads after the run and reports in the tick.
+JSON line to the runtime's denial channel — a FIFO in a folder read-only inside the sandbox,
+write-only for the agent (no capabilities: ``sandbox_exec``), drained by the runtime on the
+host — which reports it in the tick. The runtime re-decides every entry with the same policy, so
+a line the agent writes itself counts only when it names a call the policy denies.
 
 What the shims are not: the boundary. A process that calls ``/usr/bin/git`` by its full
 path bypasses them; what stops it then is the sandbox itself — the base branch, tags and
@@ -20,7 +23,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +30,10 @@ from ..core.shim_policy import ShimDecision, decide
 
 
 def _log(config: dict[str, Any], tool: str, argv: list[str], decision: ShimDecision) -> None:
-    entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tool": tool, "argv": argv[:50],
-             "level": config.get("level"), "reason": decision.reason}
-    try:
-        with open(config["log"], "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-    except (OSError, KeyError):
-        pass  # the denial itself still holds; only its record is lost
+    """Send the denial to the runtime through its write-only channel (see ``SrtProcess``)."""
+    from .sandbox_exec import record
+
+    record(config.get("log"), {"tool": tool, "argv": argv, "level": config.get("level"), "reason": decision.reason})
 
 
 def _gate_allows(config: dict[str, Any], action: str) -> tuple[bool, str]:

@@ -293,8 +293,9 @@ def _run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Ma
         if boxed is not None:
             boxed.close()
     if blocked:  # what the sandbox refused the tests (an escape, or a test that needs an allowlisted host)
-        note = "\n".join(redact(b, extra_secrets=secrets) for b in blocked[:20])
-        result = dataclasses.replace(result, output=f"{result.output}\n[sandbox]\n{note}")
+        shown = tuple(redact(b, extra_secrets=secrets) for b in blocked[:20])
+        result = dataclasses.replace(result, output=f"{result.output}\n[sandbox]\n" + "\n".join(shown),
+                                     sandbox_denials=shown)
     return result
 
 

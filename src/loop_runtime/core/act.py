@@ -8,13 +8,14 @@ a verifier agent in a fresh session. The implementer is never its own verifier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
 from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
-from ..ports import Diff, Permission, TestRun, WorkspaceHandle
+from ..ports import READ_ONLY_WRITE, Diff, Permission, TestRun, WorkspaceHandle
 from . import breaker, gate
 from .control_files import ControlSet, control_set
 from .diff_policy import check_diff
@@ -92,7 +93,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         max_attempts=t.plan.max_attempts, previous_error=prev_error,
     )
     before = _outside_snapshot(t)
-    await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
+    ires = await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
     _check_outside(t, before, handle, "agent")
     _check_worktree(t, handle)
     diff = ws.diff(handle)
@@ -100,6 +101,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
     if n == 1 or paths:
         t.lines.append(f"proposed change touching {', '.join(paths) if paths else '(nothing)'}")
+    _check_sandbox(t, "implementer", ires.sandbox_denials, handle, diff)
     violations = check_diff(diff, controls=_controls(t))
     if violations:
         v = violations[0]
@@ -116,6 +118,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     before = _outside_snapshot(t)
     tests = _run_tests(t, handle)
     _check_outside(t, before, handle, "test run")
+    if tests.sandbox_denials:  # reported; a failing run goes back to the implementer with the note in its output
+        t.record(f"sandbox-denied:tests:{n}", {"denials": list(tests.sandbox_denials[:50])})
+        t.lines.extend(f"sandbox denied (test run): {d}" for d in tests.sandbox_denials[:20])
     _check_worktree(t, handle)
     tidy = getattr(ws, "discard_side_effects", None)
     if tidy is not None:
@@ -135,6 +140,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
     _check_outside(t, before, handle, "verifier")
     _check_worktree(t, handle)
+    _check_sandbox(t, "verifier", vres.sandbox_denials, handle, diff)
     verdict = parse_verdict(redact(vres.text))  # redacted before its reasons are capped
     kind = verdict.kind
     reasons = list(verdict.reasons)
@@ -300,6 +306,23 @@ def _check_outside(t: Tick, before: Any, handle: WorkspaceHandle, who: str) -> N
     t.notify("escalation", f"{t.plan.pattern.name}: {who} wrote outside its worktree", "; ".join(outside[:5]))
     raise Escalate("outside-change", f"{who} changed outside the worktree: " + "; ".join(outside[:10])
                    + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
+
+
+def escapes(denials: Sequence[str]) -> tuple[str, ...]:
+    """The denials that are escape attempts: all but a read-only agent's writes in its own worktree."""
+    return tuple(d for d in denials if not d.startswith(READ_ONLY_WRITE))
+
+
+def _check_sandbox(t: Tick, role: str, denials: Sequence[str], handle: WorkspaceHandle, diff: Diff) -> None:
+    """An agent the sandbox (or a git/gh shim) refused something escalates: its result may rest on what
+    did not happen — a write outside that failed, a push or commit that was denied, a host it could not
+    reach — and the attempt itself is for a human to see. The change is held, approvable."""
+    blocked = escapes(denials)
+    if not blocked:
+        return
+    t.notify("escalation", f"{t.plan.pattern.name}: the sandbox blocked the {role}", "; ".join(blocked[:3]))
+    raise Escalate("sandbox-violation", f"the sandbox blocked the {role} {len(blocked)} time(s): "
+                   + "; ".join(blocked[:5]), handle, diff)
 
 
 def _check_worktree(t: Tick, handle: WorkspaceHandle) -> None:

@@ -297,6 +297,7 @@ def _result_to(r: AgentResult) -> dict[str, Any]:
     return {
         "text": r.text, "status": r.status, "turns": r.turns, "duration_s": r.duration_s,
         "transcript": r.transcript, "stop_reason": r.stop_reason, "error": r.error,
+        "sandbox_denials": list(r.sandbox_denials[:100]),
         "usage": {"input": r.usage.input, "output": r.usage.output, "cache_write": r.usage.cache_write,
                   "cache_read": r.usage.cache_read, "cost_usd": r.usage.cost_usd},
     }
@@ -308,6 +309,7 @@ def _result_from(d: Mapping[str, Any]) -> AgentResult:
         text=str(d.get("text", "")), status=d.get("status", "ok"), turns=int(d.get("turns", 0)),
         duration_s=float(d.get("duration_s", 0.0)), transcript=d.get("transcript"),
         stop_reason=d.get("stop_reason"), error=d.get("error"),
+        sandbox_denials=tuple(str(x) for x in d.get("sandbox_denials") or () if isinstance(x, str)),
         usage=Usage(int(u.get("input", 0)), int(u.get("output", 0)), int(u.get("cache_write", 0)),
                     int(u.get("cache_read", 0)), u.get("cost_usd")),
     )
