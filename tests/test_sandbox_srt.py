@@ -202,6 +202,81 @@ def test_a_shell_agent_attempting_every_escape_is_blocked_and_each_is_reported(
     assert STORE_SECRET not in transcript and OTHER_SECRET not in transcript
 
 
+HOSTILE = r"""
+t() { n=$1; shift; if "$@" >/dev/null 2>&1; then echo "$n=open"; else echo "$n=blocked"; fi; }
+echo change >> calc.py && git commit -qam agent && echo commit=ok
+new=$(git rev-parse HEAD)
+priv="$(dirname "$TMPDIR")/objects"
+t symlink-write sh -c 'ln -s "$ROOT/calc.py" lnk && echo x >> lnk'
+t symlink-read-store sh -c 'ln -s "$ROOT/.loop-runtime/runs.sqlite" l2 && grep -q "$STORE" l2'
+t proc-root-write sh -c 'echo x > "/proc/self/root$ROOT/pwned.txt"'
+t proc-root-read-ssh sh -c 'grep -q "$KEY" "/proc/self/root$HOME/.ssh/id_rsa"'
+t read-other-worktree sh -c 'grep -q "$OTHER" ../r2/secret.txt'
+t read-store sh -c 'grep -q "$STORE" "$ROOT/.loop-runtime/runs.sqlite"'
+t shim-git-C-main sh -c 'git -C ../.. commit -q --allow-empty -m pwn'
+t real-git-C-main sh -c '/usr/bin/git -C ../.. commit -q --allow-empty -m pwn'
+t envi-push-main sh -c 'env -i /usr/bin/git push -q "$ROOT" HEAD:main'
+t real-push-main sh -c 'GIT_OBJECT_DIRECTORY="$priv" GIT_ALTERNATE_OBJECT_DIRECTORIES="$ROOT/.git/objects" /usr/bin/git push -q "$ROOT" HEAD:main'
+t real-update-main sh -c '/usr/bin/git update-ref refs/heads/main HEAD~1'
+t real-move-other-branch sh -c 'GIT_OBJECT_DIRECTORY="$priv" GIT_ALTERNATE_OBJECT_DIRECTORIES="$ROOT/.git/objects" /usr/bin/git -c core.logAllRefUpdates=false update-ref refs/heads/loop/r2 "$new"'
+t overwrite-other-branch sh -c 'echo "$new" > "$ROOT/.git/refs/heads/loop/r2"'
+t real-tag sh -c '/usr/bin/git tag pwn'
+t real-config sh -c '/usr/bin/git config core.hooksPath /tmp'
+t hook-write sh -c 'echo x > ../../.git/hooks/post-checkout'
+t channel-read sh -c 'timeout 2 cat "$LOG"'
+t channel-reopen-read sh -c 'exec 7>"$LOG"; timeout 2 cat /proc/self/fd/7'
+t channel-remove sh -c 'rm -f "$LOG" && test ! -p "$LOG"'
+t channel-chmod sh -c 'chmod 666 "$LOG"'
+t shim-rewrite sh -c 'echo "exit 0" > "$(dirname "$LOG")/shims/git"'
+t shim-config-rewrite sh -c 'echo "{}" > "$(dirname "$LOG")/shims.json"'
+t mount sh -c 'mount -t tmpfs x "$ROOT"'
+t new-user-namespace unshare -r true
+t curl-out curl -sS -f -m 5 http://example.com/
+printf 'a dangling partial record without a newline' > "$LOG"
+git push -q origin main 2>/dev/null
+printf '{"tool": "git", "argv": ["status"], "reason": "forged"}
+{"tool": "git", "argv": ["tag", "x"], "reason": "innocent"}
+' > "$LOG"
+grep CapEff /proc/self/status | tr -d '	' | sed 's/:/=/'
+"""
+
+
+def test_a_hostile_agent_cannot_get_past_the_shims_the_sandbox_or_the_denial_channel(
+        srt: str, project: dict[str, Path]) -> None:
+    """An L2 agent with a shell tries symlinks and /proc/self/root out of its worktree, reads the store and
+    another attempt, bypasses the shims with /usr/bin/git and `env -i` (pushing main, moving another
+    attempt's branch with objects from its private store, tags, config, hooks), and attacks the denial
+    channel (read, reopen via /proc/self/fd, remove, chmod, forge, glue). Only its own commit lands; every
+    shim refusal is recorded with the policy's reason; a forged record of an allowed call is dropped."""
+    p = project
+    before = {ref: git(p["root"], "rev-parse", ref) for ref in ("main", "loop/r2")}
+    box = sandbox(srt, p)
+    boxed = box.prepare(SandboxScope(cwd=str(p["wt"]), writable=True))
+    try:
+        env = agent_env(p, ROOT=str(p["root"]), LOG=str(boxed.log), STORE=STORE_SECRET, OTHER=OTHER_SECRET,
+                        KEY=SECRET_KEY)
+        argv, child = boxed.wrap(["/bin/bash", "-c", HOSTILE], env)
+        proc = subprocess.run(argv, cwd=p["wt"], env=child, capture_output=True, text=True, timeout=240,
+                              stdin=subprocess.DEVNULL)
+        denials = boxed.denials()
+    finally:
+        boxed.close()
+    seen = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)
+    assert seen.pop("commit") == "ok" and seen.pop("CapEff") == "0000000000000000", proc.stdout
+    opened = {name for name, verdict in seen.items() if verdict != "blocked"}
+    assert len(seen) == 25 and not opened, (opened, proc.stderr[-2000:])
+    assert {ref: git(p["root"], "rev-parse", ref) for ref in before} == before  # main and loop/r2 unmoved
+    assert git(p["root"], "log", "-1", "--format=%s", "loop/r1") == "agent"  # its own commit landed
+    assert not git(p["root"], "tag", "--list") and not (p["root"] / "pwned.txt").exists()
+    assert "hooksPath" not in (p["root"] / ".git" / "config").read_text()
+    shims = [d for d in denials if not d.startswith("blocked")]
+    assert any(d.startswith("git -C ../.. commit") for d in shims), shims
+    assert any(d.startswith("git push -q origin main: push: only the attempt's own branch") for d in shims), shims
+    assert any(d.startswith("git tag x: ") and "innocent" not in d for d in shims), shims  # the policy's reason
+    assert not any(d.startswith("git status") for d in shims)  # a forged record of an allowed call
+    assert "network-outbound example.com" in "\n".join(denials)
+
+
 @pytest.mark.parametrize("cgroup", [True, False], ids=["pids-cgroup", "namespace-watchdog"])
 def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Path], cgroup: bool) -> None:
     """A fork bomb inside the sandbox is killed with everything in the sandbox and reported; the host is

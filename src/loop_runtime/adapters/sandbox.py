@@ -365,7 +365,32 @@ class SrtProcess:
                 path.mkdir(parents=True, exist_ok=True)
         denied = [str(git_dir / name) for name in ("HEAD", "commondir", "gitdir", "config.worktree")
                   if (git_dir / name).exists()]
+        denied += self._other_loop_refs(cwd, common)
         return [str(p) for p in paths], denied
+
+    @staticmethod
+    def _other_loop_refs(cwd: Path, common: Path) -> list[str]:
+        """Other attempts' branches (and reflogs) under the writable ``refs/heads/loop/``: never writable.
+
+        Without this, a git run past the shim could move another attempt's branch — one held for a
+        human's approval — to a commit of this agent's. (A ref that exists only in ``packed-refs`` has
+        no file to protect; the runtime's own branches are created loose.)"""
+        try:
+            proc = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/heads/loop/"], cwd=cwd,
+                                  capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            own = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                 timeout=30, stdin=subprocess.DEVNULL).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return []
+        out: list[str] = []
+        for ref in proc.stdout.split():
+            if ref == own or not ref.startswith("refs/heads/loop/"):
+                continue
+            for base in (common, common / "logs"):
+                path = base / ref
+                if path.is_file():
+                    out.append(str(path))
+        return out
 
     def import_objects(self) -> str | None:
         """Copy the objects the agent's commits made into the repository; an error text, or None."""
