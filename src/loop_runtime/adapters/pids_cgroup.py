@@ -102,8 +102,24 @@ def parent() -> Path | None:
         probe = _try_make(folder)
         if probe is not None:
             remove(probe)
+            _remove_stale(folder)
             return folder
     return None
+
+
+def _remove_stale(folder: Path) -> None:
+    """Empty cgroups left by a runtime that died before closing its sandboxed processes."""
+    try:
+        children = list(folder.glob("loop-sandbox-*-*"))
+    except OSError:
+        return
+    for child in children:
+        pid = child.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            try:
+                child.rmdir()  # only an empty one goes: nothing running is touched
+            except OSError:
+                pass
 
 
 def create(limit: int) -> Path | None:
