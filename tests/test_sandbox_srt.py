@@ -588,3 +588,46 @@ def test_without_a_sandbox_claude_gets_no_bash(claude_bin: str, tmp_path: Path) 
         offered = {t["name"] for t in server.bodies("/v1/messages")[0]["tools"]}
     assert "Bash" not in offered and not (wt / "made").exists()
 
+
+
+def test_a_real_claude_tick_that_the_sandbox_blocked_escalates_with_the_violation(
+        srt: str, claude_bin: str, tmp_path: Path, listener: Listener) -> None:
+    """`loop-runtime run --backend claude` at L2 with sandbox = "srt": the implementer (the real CLI, scripted
+    by the model stand-in) fixes calc.py with Bash, then tries to write into the main checkout and to reach an
+    outside host. Both fail; the tick lists what was blocked, the transcript records it, and — since the
+    agent's result may rest on what did not happen — the tick escalates (exit 2) with the change held."""
+    from tests.test_tests_weakened import escalation, loop_commits
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    repo = make_repo(tmp_path / "repo", {
+        "calc.py": "def add(a, b):\n    return a - b\n",
+        "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+        "conftest.py": "",
+        "loop-runtime.toml": f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"\nsandbox = "srt"\n',
+    }).resolve()
+    U = {"input_tokens": 10, "output_tokens": 5}
+    triage = json.dumps({"decision": "act", "summary": "red", "items": [
+        {"id": "CI-1", "title": "test_add fails", "detail": "calc.add subtracts", "files": ["calc.py"]}]})
+    bash = ["printf 'def add(a, b):\\n    return a + b\\n' > calc.py",
+            f"echo pwned > {repo / 'pwned.txt'}",
+            f"curl -sS -f -m 5 http://127.0.0.2:{listener.port}/"]
+    turns = [{"text": triage, "usage": U},
+             *({"tool_use": {"name": "Bash", "input": {"command": c}}, "usage": U} for c in bash),
+             {"text": "fixed calc.add; also saved a note in the main checkout", "usage": U}]
+    with ModelServer(turns) as server:
+        env = {"ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": "test", "HOME": str(home),
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+               "LOOP_RUNTIME_AGENT_ENV": "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC,DISABLE_AUTOUPDATER",
+               "LOOP_RUNTIME_SRT": srt}
+        proc = run_cli("run", "ci-sweeper", "--backend", "claude", "--level", "L2", cwd=repo, env=env, timeout=280)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "sandbox off" not in out and not (repo / "pwned.txt").exists() and listener.accepted == 0
+    assert f"sandbox denied (implementer): blocked: deny openat {repo}/pwned.txt" in proc.stdout, out
+    assert "network-outbound 127.0.0.2" in proc.stdout, out
+    esc = escalation(repo)
+    assert esc["reason"] == "sandbox-violation" and "pwned.txt" in esc["detail"], esc
+    assert loop_commits(repo) == []
+    transcripts = "\n".join(t.read_text() for t in (repo / ".loop-runtime" / "transcripts").rglob("*.jsonl"))
+    assert "loop_runtime.sandbox_denied" in transcripts and "pwned.txt" in transcripts
