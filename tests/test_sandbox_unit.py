@@ -284,3 +284,26 @@ def test_claude_scope_names_its_model_endpoint_and_writes_only_when_editing(tmp_
     assert local.hosts == ("127.0.0.1:8123",) and local.proxy_hosts == ("127.0.0.1", "localhost")
     assert not local.writable
     assert "*.amazonaws.com" in scope({"CLAUDE_CODE_USE_BEDROCK": "1"}).hosts
+
+
+def test_a_sandboxed_claude_cli_runs_without_nonessential_traffic(tmp_path: Path) -> None:
+    """Telemetry and update checks would only be refused by the allowlist (each a violation that escalates):
+    a sandboxed CLI runs with them off unless the user's env says otherwise; an unsandboxed one is untouched."""
+    from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend
+    from loop_runtime.ports import AgentRequest, Permission
+    from tests.fakes.sandbox import PassthroughSandbox
+
+    seen = tmp_path / "env.txt"
+    cli = tmp_path / "claude"
+    cli.write_text(f"#!/bin/sh\nenv > {seen}\n"
+                   "echo '{\"type\": \"result\", \"subtype\": \"success\", \"is_error\": false, \"result\": \"ok\", "
+                   "\"num_turns\": 1, \"usage\": {\"input_tokens\": 1, \"output_tokens\": 1}}'\n")
+    cli.chmod(0o755)
+    request = AgentRequest(role="implementer", prompt="x", cwd=str(tmp_path), permission=Permission.EDIT_WORKTREE,
+                           token_limit=1000, timeout_s=60, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    for sandbox, expected in ((PassthroughSandbox(), True), (None, False)):
+        backend = ClaudeCliBackend(binary=str(cli), env={"ANTHROPIC_API_KEY": "k"}, sandbox=sandbox)
+        assert asyncio.run(backend.run(request)).status == "ok"
+        env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+        assert (env.get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC") == "1") is expected
+        assert (env.get("DISABLE_AUTOUPDATER") == "1") is expected

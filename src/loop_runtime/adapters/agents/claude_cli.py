@@ -316,6 +316,12 @@ class _Run:
         return self.meter.observe(self.stream_id or "stream", anthropic_usage(self.stream_usage))
 
 
+SANDBOXED_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+"""Defaults for a sandboxed CLI (the user's env wins): its telemetry, error reports and update checks
+would only be refused by the sandbox's allowlist — each refusal a reported violation, escalating a
+tick whose agent did nothing wrong."""
+
+
 class ClaudeCliBackend:
     """Runs one agent role through the Claude Code CLI with exact usage from its result."""
 
@@ -374,6 +380,8 @@ class ClaudeCliBackend:
         env = child_env(request.env, self.credentials)
         if credentials_known_missing(env):
             raise AgentNotStarted(CREDENTIAL_HINT)
+        if self.sandboxed:
+            env = {**SANDBOXED_ENV, **env}
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
