@@ -631,3 +631,48 @@ def test_a_real_claude_tick_that_the_sandbox_blocked_escalates_with_the_violatio
     assert loop_commits(repo) == []
     transcripts = "\n".join(t.read_text() for t in (repo / ".loop-runtime" / "transcripts").rglob("*.jsonl"))
     assert "loop_runtime.sandbox_denied" in transcripts and "pwned.txt" in transcripts
+
+
+def test_a_real_claude_tick_that_runs_the_tests_in_the_sandbox_commits_without_false_violations(
+        srt: str, claude_bin: str, tmp_path: Path) -> None:
+    """The clean path with the real CLI at L2 under srt: the implementer fixes calc.py and runs the tests with
+    Bash; the read-only verifier runs them too (its refused cache writes in its own worktree are no escape);
+    the change commits (exit 0) — the CLI's own home state, temp files and proxying raise no violation."""
+    from tests.test_tests_weakened import loop_commits
+
+    home = tmp_path / "home"
+    home.mkdir()
+    repo = make_repo(tmp_path / "repo", {
+        "calc.py": "def add(a, b):\n    return a - b\n",
+        "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+        "conftest.py": "",
+        "loop-runtime.toml": f'test_command = "{sys.executable} -m pytest -q"\nsandbox = "srt"\n',
+        ".gitignore": ".pytest_cache/\n",
+    }).resolve()
+    U = {"input_tokens": 10, "output_tokens": 5}
+    triage = json.dumps({"decision": "act", "summary": "red", "items": [
+        {"id": "CI-1", "title": "test_add fails", "detail": "calc.add subtracts", "files": ["calc.py"]}]})
+    pytest_cmd = f"{sys.executable} -m pytest -q"
+    turns = [{"text": triage, "usage": U},
+             {"tool_use": {"name": "Bash", "input": {"command": "printf 'def add(a, b):\\n    return a + b\\n' "
+                                                                  "> calc.py"}}, "usage": U},
+             {"tool_use": {"name": "Bash", "input": {"command": pytest_cmd}}, "usage": U},
+             {"text": "fixed calc.add; the tests pass", "usage": U},
+             {"tool_use": {"name": "Bash", "input": {"command": pytest_cmd}}, "usage": U},
+             {"text": "The fix is right and the tests pass.\n\n## Verdict: APPROVE", "usage": U}]
+    with ModelServer(turns) as server:
+        env = {"ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": "test", "HOME": str(home),
+               "LOOP_RUNTIME_SRT": srt}
+        proc = run_cli("run", "ci-sweeper", "--backend", "claude", "--level", "L2", cwd=repo, env=env, timeout=280)
+        bodies = server.bodies("/v1/messages")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "sandbox off" not in out and "escalated" not in proc.stdout, out
+    results = [str(b.get("content")) for body in bodies for m in body["messages"] if isinstance(m.get("content"), list)
+               for b in m["content"] if b.get("type") == "tool_result"]
+    assert any("1 passed" in r for r in results), results  # the tests ran inside the sandbox
+    assert "tests: passed" in proc.stdout and len(loop_commits(repo)) == 1, out
+    assert not [line for line in proc.stdout.splitlines()
+                if line.strip().startswith("sandbox denied") and "read-only worktree" not in line], out
+    assert "proposed change touching calc.py\n" in proc.stdout, out  # no bytecode in the change
+    assert not list(repo.rglob("__pycache__")), "bytecode went to the private temp folder"

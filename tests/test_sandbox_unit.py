@@ -307,3 +307,23 @@ def test_a_sandboxed_claude_cli_runs_without_nonessential_traffic(tmp_path: Path
         env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
         assert (env.get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC") == "1") is expected
         assert (env.get("DISABLE_AUTOUPDATER") == "1") is expected
+
+
+def test_a_long_record_keeps_its_subcommand_and_stays_one_atomic_write(tmp_path: Path) -> None:
+    """The Claude CLI prefixes its git calls with ~70 `-c` options: a record drops arguments from the middle
+    (marked clipped) so the subcommand at the end survives, and never exceeds one PIPE_BUF write."""
+    from loop_runtime.adapters.sandbox_exec import record
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        argv = [a for i in range(200) for a in ("-c", f"hook.h{i}.enabled=false")] + ["config", "user.name"]
+        record(str(fifo), {"tool": "git", "argv": argv, "reason": "r"})
+        data = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    assert data.startswith(b"\n") and data.endswith(b"\n") and len(data) <= 4000
+    entry = json.loads(data)
+    assert entry["clipped"] is True and entry["argv"][:2] == ["-c", "hook.h0.enabled=false"]
+    assert entry["argv"][-2:] == ["config", "user.name"]

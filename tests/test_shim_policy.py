@@ -23,11 +23,13 @@ def gh(cmd: str, level: str, branch: str | None = OWN) -> bool:
 
 READS = ["status", "status --short", "diff HEAD~1", "log --oneline -5", "show HEAD:README.md", "branch", "branch -a",
          "branch --list 'loop/*'", "tag", "tag -l", "remote -v", "config --get user.name", "config --list",
+         "config user.name", "-c core.hooksPath=/dev/null -c core.fsmonitor= config user.name", "config get user.name",
          "stash list", "worktree list", "rev-parse HEAD", "-C sub log", "--no-pager diff", "grep foo", "blame x.py",
          "ls-files", "--version", "symbolic-ref HEAD", "reflog"]
 MUTATING = ["commit -m x", "push origin HEAD", f"push origin {OWN}", "tag v1", "tag -d v1", "reset --hard HEAD~1",
             "reset --hard origin/main", "branch -D main", "branch new", "checkout main", "switch -c x",
-            "config user.name x", "remote add evil https://x", "stash", "update-ref refs/heads/main HEAD",
+            "config user.name x", "config --unset user.name", "config --add x.y z", "config edit", "config -e",
+            "config set user.name x", "config --file f user.name", "remote add evil https://x", "stash", "update-ref refs/heads/main HEAD",
             "push --force origin main", "rebase main", "add -A", "clean -fdx", "gc"]
 
 

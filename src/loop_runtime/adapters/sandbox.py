@@ -482,6 +482,10 @@ class SrtProcess:
             inner += ["--proxy-host", host]
         # srt points TMPDIR at /tmp/claude, shared by every sandboxed process: use our private one.
         inner += [arg for name in ("TMPDIR", "TMP", "TEMP") for arg in ("--setenv", f"{name}={self.tmp}")]
+        if "PYTHONPYCACHEPREFIX" not in child:
+            # An agent with a shell runs the tests as it works: keep Python's bytecode out of the worktree
+            # (and so out of the reviewed change) in a project whose .gitignore does not list it.
+            inner += ["--setenv", f"PYTHONPYCACHEPREFIX={self.tmp / 'pycache'}"]
         if "GIT_CONFIG_COUNT" not in child:
             # srt masks its mandatory-deny names (.bashrc, .mcp.json, .vscode ...) with /dev/null inside the
             # sandbox; keep them out of `git status` / `git add -A` there.

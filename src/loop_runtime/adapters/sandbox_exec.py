@@ -86,16 +86,17 @@ def record(log: str | None, entry: dict[str, object]) -> None:
         return
     entry = dict(entry)
     given = entry.get("argv")
-    argv = [str(a)[:200] for a in given][:50] if isinstance(given, list) else None
-    if argv is not None and given is not None and (len(argv) < len(given) or any(len(str(a)) > 200 for a in given)):
+    argv = [str(a)[:200] for a in given] if isinstance(given, list) else None
+    if argv is not None and given is not None and any(len(str(a)) > 200 for a in given):
         entry["clipped"] = True
     while True:
         if argv is not None:
             entry["argv"] = argv
         data = ("\n" + json.dumps(entry) + "\n").encode("utf-8", "replace")
-        if len(data) <= 4000 or not argv:  # PIPE_BUF is 4096: one atomic write
+        if len(data) <= 4000 or not argv or len(argv) <= 1:  # PIPE_BUF is 4096: one atomic write
             break
-        argv, entry["clipped"] = argv[:-1], True
+        # drop from the middle: the start names the global options, the end the subcommand and its arguments
+        argv, entry["clipped"] = argv[:4] + argv[5:], True
     if len(data) > 4000:
         return
     try:

@@ -135,6 +135,7 @@ _CONFIG_READ_FLAGS = frozenset({"--get", "--get-all", "--get-regexp", "--get-url
                                 "--show-origin", "--show-scope", "--name-only", "--null", "-z", "--global",
                                 "--system", "--local", "--worktree", "--file", "-f", "--blob", "--type",
                                 "--bool", "--int", "--path", "--default", "--includes", "--no-includes"})
+_CONFIG_VERBS = frozenset({"get", "list", "set", "unset", "rename-section", "remove-section", "edit"})
 _READ_SUBVERBS = {
     "remote": (frozenset({"show", "get-url"}), frozenset({"-v", "--verbose"})),
     "stash": (frozenset({"list", "show"}), frozenset()),
@@ -162,8 +163,12 @@ def _git_read_only(sub: str, args: list[str]) -> bool | None:
     if sub == "config":
         if pos[:1] in (["get"], ["list"]):
             return True
-        return bool(set(flags) & {"--get", "--get-all", "--get-regexp", "--get-urlmatch", "-l", "--list"}) and \
-            set(flags) <= _CONFIG_READ_FLAGS
+        if not set(flags) <= _CONFIG_READ_FLAGS:
+            return False
+        if set(flags) & {"--get", "--get-all", "--get-regexp", "--get-urlmatch", "-l", "--list"}:
+            return True
+        # `git config <name>` — one name and no value — reads it (the Claude CLI asks for user.name so).
+        return not flags and len(pos) == 1 and pos[0] not in _CONFIG_VERBS and "." in pos[0]
     if sub == "symbolic-ref":
         return not flags and len(pos) == 1 or set(flags) <= {"-q", "--quiet", "--short"} and len(pos) == 1
     if sub in _READ_SUBVERBS:
