@@ -305,6 +305,18 @@ def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Pat
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
 
 
+def test_cpu_memory_and_file_size_limits_bind_inside(srt: str, project: dict[str, Path]) -> None:
+    """sandbox_cpu_s ends a busy loop (SIGXCPU: 152, never a pass), sandbox_memory_mb refuses a large
+    allocation, and a file larger than the file-size limit cannot be written."""
+    box = sandbox(srt, project, limits=SandboxLimits(cpu_s=2, memory_mb=256, file_mb=1))
+    proc, _ = run_boxed(box, project["wt"], "exec python3 -c 'while True: pass'", timeout=240)
+    assert proc.returncode in (128 + 24, 128 + 9), proc  # SIGXCPU at the soft limit (SIGKILL at the hard one)
+    proc, _ = run_boxed(box, project["wt"], "python3 -c 'b = bytearray(1024 * 1024 * 1024)' || echo refused")
+    assert "MemoryError" in proc.stderr and "refused" in proc.stdout
+    proc, _ = run_boxed(box, project["wt"], "head -c 2000000 /dev/zero > big.bin || echo too-big")
+    assert "too-big" in proc.stdout and (project["wt"] / "big.bin").stat().st_size <= 1024 * 1024
+
+
 def test_a_signal_death_inside_is_never_a_pass(srt: str, project: dict[str, Path]) -> None:
     """`kill -TERM $$` (srt's CLI would exit 0) ends as 143; a plain exit code passes through."""
     box = sandbox(srt, project)
