@@ -327,3 +327,33 @@ def test_a_long_record_keeps_its_subcommand_and_stays_one_atomic_write(tmp_path:
     entry = json.loads(data)
     assert entry["clipped"] is True and entry["argv"][:2] == ["-c", "hook.h0.enabled=false"]
     assert entry["argv"][-2:] == ["config", "user.name"]
+
+
+@pytest.mark.parametrize(("configured", "effective", "shims"), [
+    ("L3", "L2", "L2"), ("L3", None, "L3"), ("L2", "L3", "L2"), ("L3", "L1", "L1"), ("L3", "L9", "L1")])
+def test_the_shims_never_grant_more_than_the_ticks_effective_level(repo: Path, fake_srt: str, configured: str,
+                                                                    effective: str | None, shims: str) -> None:
+    """A tick held down (e.g. L3 configured, L2 effective) gets the lower level's shims and git paths."""
+    wt = repo / ".loop-worktrees" / "r1"
+    p = _box(repo, fake_srt, configured).prepare(SandboxScope(cwd=str(wt), writable=True, level=effective))
+    try:
+        p.wrap(["true"], {"PATH": os.environ["PATH"]})
+        assert json.loads((p.dir / "shims.json").read_text())["level"] == shims
+        commits = any("/refs/heads/loop" in w for w in p.settings["filesystem"]["allowWrite"])
+        assert commits is (shims in ("L2", "L3"))
+    finally:
+        p.close()
+
+
+def test_the_engine_passes_the_effective_level_to_the_agent() -> None:
+    engine, backend, *_ = make()
+    seen: list[str | None] = []
+    real_run = backend.run
+
+    async def run(request, **kw):
+        seen.append(request.level)
+        return await real_run(request, **kw)
+
+    backend.run = run  # type: ignore[method-assign]
+    result = asyncio.run(engine.tick())
+    assert seen and set(seen) == {result.effective_level}

@@ -94,6 +94,9 @@ class AgentRequest:
     env: Mapping[str, str] = field(default_factory=dict)  # scrubbed environment for the process
     #: MCP servers (name → .mcp.json definition) the agent may use; empty → the backend gives it none
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the tick's effective autonomy level (None: the sandbox's configured one); the sandbox's git/gh
+    #: shims never grant more than it
+    level: str | None = None
 
 
 AgentStatus = Literal["ok", "error", "halted"]
@@ -171,6 +174,7 @@ class SandboxScope:
     shims: bool = True
     proxy_hosts: tuple[str, ...] = ()
     extra_writable: tuple[str, ...] = ()
+    level: str | None = None  # the effective level of the agent's tick: the shims take the lower of this and the sandbox's
 
 
 @runtime_checkable

@@ -297,8 +297,15 @@ class SrtProcess:
     # -- what the process may touch
 
     def _level(self) -> str:
-        """The shims' level: the configured one for a writable agent, else read-only (L1)."""
-        return self.sandbox.level if self.scope.writable and self.scope.purpose == "agent" else "L1"
+        """The shims' level: for a writable agent the lower of the configured level and its tick's effective
+        one (a tick held down to L2 gets no L3 `gh pr create`), else read-only (L1)."""
+        if not (self.scope.writable and self.scope.purpose == "agent"):
+            return "L1"
+        levels = ("L0", "L1", "L2", "L3")
+        configured, effective = self.sandbox.level, self.scope.level or self.sandbox.level
+        if configured not in levels or effective not in levels:
+            return "L1"  # an unknown level: the most restrictive
+        return min(configured, effective, key=levels.index)
 
     def _settings(self) -> dict[str, object]:
         root = Path(self.sandbox.root).resolve()

@@ -233,6 +233,7 @@ class TickBase:
             transcript_dir=self.deps.transcript_dir,
             env=dict(self.deps.env),
             mcp_servers=dict(self.deps.mcp_servers.get(self.effective, {})),
+            level=self.effective,
         )
         self.emit("tick.agent", {"role": role, "key": key, "reservation": reservation.amount})
         try:

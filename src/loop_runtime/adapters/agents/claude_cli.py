@@ -351,7 +351,7 @@ class ClaudeCliBackend:
             hosts += ("console.anthropic.com",)  # OAuth token refresh of a logged-in CLI
         hosts += tuple(host for switch, host in PROVIDER_HOSTS.items() if self.credentials.get(switch))
         return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
-                            purpose="agent", hosts=hosts,
+                            purpose="agent", hosts=hosts, level=request.level,
                             proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
 
     def argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:

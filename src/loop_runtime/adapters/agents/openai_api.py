@@ -382,7 +382,8 @@ class OpenAIBackend:
         endpoint is reached by us, never by the command)."""
         assert self.sandbox is not None
         timeout = min(COMMAND_TIMEOUT_S, max(1.0, deadline - time.monotonic()))
-        boxed = self.sandbox.prepare(SandboxScope(cwd=loop.request.cwd, writable=True, purpose="agent"))
+        boxed = self.sandbox.prepare(SandboxScope(cwd=loop.request.cwd, writable=True, purpose="agent",
+                                                  level=loop.request.level))
         try:
             code, output = await run_shell(command, cwd=loop.request.cwd, env=child_env(loop.request.env, {}),
                                            timeout_s=timeout, max_chars=TOOL_OUTPUT_CHARS, wrap=boxed.wrap)
