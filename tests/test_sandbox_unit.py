@@ -167,6 +167,9 @@ def test_denials_come_from_the_write_only_channel_and_are_re_decided(repo: Path,
         fd = os.open(p.log, os.O_WRONLY)
         os.write(fd, b'not json\n[1]\n{"tool": "git", "argv": ["status"], "reason": "forged"}\n{"dangling": "')
         os.close(fd)
+        for i in range(300):  # a flood of junk and of forged records of allowed calls crowds out nothing
+            record(str(p.log), {"tool": "git", "argv": ["log", f"-{i}"], "reason": "forged"})
+            record(str(p.log), {"junk": i})
         record(str(p.log), {"tool": "git", "argv": ["push", "origin", "main"], "reason": "I was innocent"})
         record(str(p.log), {"tool": "git", "argv": ["push", "origin", "loop/r1"], "reason": "forged"})
         record(str(p.log), {"tool": "sandbox", "limit": "processes"})  # a cgroup holds the count: forged

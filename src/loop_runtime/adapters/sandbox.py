@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -138,13 +138,15 @@ class DenialChannel:
     thread here drains it while the command runs (a flood cannot block a shim's write), each
     record is one write of at most PIPE_BUF bytes starting with a newline (never interleaved
     with, nor glued onto, anything the agent wrote). What the agent can still do — write a
-    record of its own — is handled by re-deciding each record (``SrtProcess._shim_denials``).
+    record of its own — is handled by ``confirm``, which re-decides each record as it arrives
+    (``SrtProcess._confirm``): only confirmed denials are kept (at most ``MAX_LINES``, distinct), so a
+    flood of junk or of forged records of allowed calls cannot crowd out a real one.
     """
 
-    MAX_LINES = 400
+    MAX_LINES = 100
     MAX_PENDING = 65536
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, confirm: Callable[[str], str | None]) -> None:
         import threading
 
         os.mkfifo(path, 0o600)
@@ -152,7 +154,8 @@ class DenialChannel:
         self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer of our own: no EOF
         os.chmod(path, 0o222)
         self._pending = b""
-        self._lines: list[str] = []
+        self._confirm = confirm
+        self._lines: dict[str, None] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="sandbox-denials", daemon=True)
@@ -188,10 +191,12 @@ class DenialChannel:
                     self._pending = b""  # a line that never ends is nobody's record
                 for raw in complete:
                     if raw.strip() and len(self._lines) < self.MAX_LINES:
-                        self._lines.append(raw.decode("utf-8", "replace").strip())
+                        shown = self._confirm(raw.decode("utf-8", "replace").strip())
+                        if shown:
+                            self._lines.setdefault(shown, None)
 
     def lines(self) -> list[str]:
-        """Every complete record so far (what is still in the pipe is read first)."""
+        """Every confirmed denial so far (what is still in the pipe is read first)."""
         self._read_available()
         with self._lock:
             return list(self._lines)
@@ -265,10 +270,10 @@ class SrtProcess:
             self.rw = self.dir / "rw"
             self.tmp = self.rw / "tmp"
             self.tmp.mkdir(parents=True)
-            self.log = self.dir / "denied.fifo"
-            self.channel = DenialChannel(self.log)
-            self.shim_level: str | None = None  # what the shims were told (to re-decide their log entries)
+            self.shim_level: str | None = None  # what the shims were told (to re-decide their records)
             self.shim_branch: str | None = None
+            self.log = self.dir / "denied.fifo"
+            self.channel = DenialChannel(self.log, self._confirm)
             self.report = self.dir / "violations.json"  # written by srt_run.mjs on the host side
             self.limit_report = self.dir / "limits.json"  # written by sandbox_exec's outer mode (host side)
             self.cgroup = self._make_cgroup()
@@ -565,39 +570,40 @@ class SrtProcess:
             self.import_error = self.import_objects()
 
     def _shim_denials(self) -> tuple[str, ...]:
-        """The shims' refusals, re-decided here with the same policy.
+        """The shims' refusals as the runtime confirmed them (``_confirm``), in order of arrival."""
+        return tuple(self.channel.lines())
 
-        Anything inside the sandbox can write to the channel, so an entry is believed only as far
+    def _confirm(self, line: str) -> str | None:
+        """One record from the denial channel, re-decided here with the shims' own policy.
+
+        Anything inside the sandbox can write to the channel, so a record is believed only as far
         as the policy confirms it: a git/gh call the policy denies at the shims' level (writing
-        that line is no different from making the call), a gate refusal of a call that needs the
-        gate, the namespace watchdog's process limit. Every other line is dropped, and the
-        reported reason is the policy's own, never the entry's text.
+        that record is no different from making the call), a gate refusal of a call that needs
+        the gate, the namespace watchdog's process limit. Anything else is dropped, and the text
+        reported is the policy's reason, never the record's.
         """
         from ..core.shim_policy import decide
 
-        out: list[str] = []
-        for line in self.channel.lines():
-            try:
-                entry = json.loads(line)
-                tool = entry.get("tool")
-                argv = [str(a) for a in entry.get("argv", [])] if tool != "sandbox" else []
-            except (ValueError, AttributeError, TypeError):
-                continue
-            if tool == "sandbox":
-                if entry.get("limit") == "processes" and self.watchdog:
-                    out.append("sandbox: process limit exceeded (namespace watchdog): all killed")
-                continue
-            if tool not in ("git", "gh") or self.shim_level is None:
-                continue
-            shown = f"{tool} {' '.join(argv)}"[:200]
-            decision = decide(tool, argv, level=self.shim_level, branch=self.shim_branch)
-            if not decision.allowed:
-                out.append(f"{shown}: {decision.reason}"[:400])
-            elif decision.needs_gate and str(entry.get("reason", "")).startswith("gate does not allow"):
-                out.append(f"{shown}: gate does not allow {decision.needs_gate}")
-            elif entry.get("clipped") is True:
-                out.append(f"{shown}: denied (arguments clipped in the record)")
-        return tuple(dict.fromkeys(out))[:100]
+        try:
+            entry = json.loads(line)
+            tool = entry.get("tool")
+            argv = [str(a) for a in entry.get("argv", [])] if tool in ("git", "gh") else []
+        except (ValueError, AttributeError, TypeError):
+            return None
+        if tool == "sandbox":
+            ok = entry.get("limit") == "processes" and self.watchdog
+            return "sandbox: process limit exceeded (namespace watchdog): all killed" if ok else None
+        if tool not in ("git", "gh") or self.shim_level is None:
+            return None
+        shown = f"{tool} {' '.join(argv)}"[:200]
+        decision = decide(tool, argv, level=self.shim_level, branch=self.shim_branch)
+        if not decision.allowed:
+            return f"{shown}: {decision.reason}"[:400]
+        if decision.needs_gate and str(entry.get("reason", "")).startswith("gate does not allow"):
+            return f"{shown}: gate does not allow {decision.needs_gate}"
+        if entry.get("clipped") is True:
+            return f"{shown}: denied (arguments clipped in the record)"
+        return None
 
     def close(self) -> None:
         """Import the agent's new git objects (if any), then remove the cgroup and the private folder."""
