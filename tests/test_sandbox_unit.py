@@ -360,3 +360,24 @@ def test_the_engine_passes_the_effective_level_to_the_agent() -> None:
     backend.run = run  # type: ignore[method-assign]
     result = asyncio.run(engine.tick())
     assert seen and set(seen) == {result.effective_level}
+
+
+def test_pids_cgroup_candidates_for_cgroup_v1_and_v2(tmp_path: Path) -> None:
+    """v2: only a folder that enables pids for its children (a session scope does not; the root does);
+    v1: the pids hierarchy's own cgroup, then its root; hierarchies without pids are ignored."""
+    from loop_runtime.adapters.pids_cgroup import candidates
+
+    v2 = tmp_path / "v2"
+    scope = v2 / "user.slice" / "session-1.scope"
+    scope.mkdir(parents=True)
+    (scope / "cgroup.subtree_control").write_text("\n")
+    (v2 / "cgroup.subtree_control").write_text("cpuset cpu io memory pids\n")
+    mountinfo = f"30 25 0:26 / {v2} rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n"
+    assert candidates(mountinfo, "0::/user.slice/session-1.scope\n") == [v2]
+    (v2 / "cgroup.subtree_control").write_text("cpu memory\n")
+    assert candidates(mountinfo, "0::/user.slice/session-1.scope\n") == []
+    v1 = tmp_path / "v1"
+    mountinfo = (f"40 25 0:30 / {tmp_path / 'cpu'} rw - cgroup cgroup rw,cpu\n"
+                 f"41 25 0:31 / {v1} rw,nosuid - cgroup cgroup rw,pids\n")
+    assert candidates(mountinfo, "9:cpu:/x\n8:pids:/docker/abc\n") == [v1 / "docker" / "abc", v1]
+    assert candidates("garbage\n", "nonsense") == []

@@ -29,13 +29,9 @@ __all__ = ["create", "parent", "remove"]
 _counter = itertools.count()
 
 
-def _mounts() -> list[tuple[str, str, str, str]]:
-    """(root, mount point, fstype, super options) of every mount, from /proc/self/mountinfo."""
+def _mounts(text: str) -> list[tuple[str, str, str, str]]:
+    """(root, mount point, fstype, super options) of every mount in a /proc/self/mountinfo text."""
     out = []
-    try:
-        text = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
@@ -45,20 +41,25 @@ def _mounts() -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _candidates() -> list[Path]:
-    """The runtime's own cgroup folder in each hierarchy that has the pids controller."""
+def _proc(name: str) -> str:
     try:
-        lines = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
+        return Path("/proc/self", name).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return []
+        return ""
+
+
+def candidates(mountinfo: str | None = None, cgroups: str | None = None) -> list[Path]:
+    """Folders that could hold a pids cgroup of ours: the runtime's own cgroup, then the hierarchy's
+    root, in each hierarchy with the pids controller (``/proc/self/mountinfo`` and ``/proc/self/cgroup``
+    unless given)."""
     own: dict[str, str] = {}
-    for line in lines:
+    for line in (cgroups if cgroups is not None else _proc("cgroup")).splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
             for controller in parts[1].split(",") if parts[1] else [""]:
                 own[controller] = parts[2]
     found: list[Path] = []
-    for root, point, fstype, options in _mounts():
+    for root, point, fstype, options in _mounts(mountinfo if mountinfo is not None else _proc("mountinfo")):
         if fstype == "cgroup2":
             rel = own.get("")
         elif fstype == "cgroup" and "pids" in options.split(","):
@@ -69,10 +70,12 @@ def _candidates() -> list[Path]:
             continue
         if root != "/" and (rel == root or rel.startswith(root + "/")):
             rel = rel[len(root):]
-        folder = Path(point) / rel.lstrip("/")
-        if fstype == "cgroup2" and "pids" not in _read(folder / "cgroup.subtree_control").split():
-            continue  # v2: a child gets pids.max only where the parent enables pids for its children
-        found.append(folder)
+        # Its own cgroup first (delegation), then the hierarchy's root (a root runtime in a systemd
+        # session scope, whose own cgroup holds processes and so enables no controllers for children).
+        for folder in dict.fromkeys((Path(point) / rel.lstrip("/"), Path(point))):
+            if fstype == "cgroup2" and "pids" not in _read(folder / "cgroup.subtree_control").split():
+                continue  # v2: a child gets pids.max only where the parent enables pids for its children
+            found.append(folder)
     return found
 
 
@@ -98,7 +101,7 @@ def _try_make(folder: Path) -> Path | None:
 @functools.lru_cache(maxsize=1)
 def parent() -> Path | None:
     """The folder under which this process can make pids cgroups, or None (probed once per process)."""
-    for folder in _candidates():
+    for folder in candidates():
         probe = _try_make(folder)
         if probe is not None:
             remove(probe)
