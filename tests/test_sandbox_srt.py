@@ -210,6 +210,9 @@ priv="$(dirname "$TMPDIR")/objects"
 t symlink-write sh -c 'ln -s "$ROOT/calc.py" lnk && echo x >> lnk'
 t symlink-read-store sh -c 'ln -s "$ROOT/.loop-runtime/runs.sqlite" l2 && grep -q "$STORE" l2'
 t proc-root-write sh -c 'echo x > "/proc/self/root$ROOT/pwned.txt"'
+t hardlink-write sh -c 'ln "$ROOT/calc.py" hl && echo x >> hl'
+t unix-socket python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect("/var/run/docker.sock")'
+t read-parent-env sh -c 'grep -qa ANTHROPIC /proc/1/environ'
 t proc-root-read-ssh sh -c 'grep -q "$KEY" "/proc/self/root$HOME/.ssh/id_rsa"'
 t read-other-worktree sh -c 'grep -q "$OTHER" ../r2/secret.txt'
 t read-store sh -c 'grep -q "$STORE" "$ROOT/.loop-runtime/runs.sqlite"'
@@ -250,11 +253,12 @@ def test_a_hostile_agent_cannot_get_past_the_shims_the_sandbox_or_the_denial_cha
     shim refusal is recorded with the policy's reason; a forged record of an allowed call is dropped."""
     p = project
     before = {ref: git(p["root"], "rev-parse", ref) for ref in ("main", "loop/r2")}
+    calc = (p["root"] / "calc.py").read_bytes()
     box = sandbox(srt, p)
     boxed = box.prepare(SandboxScope(cwd=str(p["wt"]), writable=True))
     try:
         env = agent_env(p, ROOT=str(p["root"]), LOG=str(boxed.log), STORE=STORE_SECRET, OTHER=OTHER_SECRET,
-                        KEY=SECRET_KEY)
+                        KEY=SECRET_KEY, ANTHROPIC_API_KEY="sk-ant-test-not-for-the-agent")
         argv, child = boxed.wrap(["/bin/bash", "-c", HOSTILE], env)
         proc = subprocess.run(argv, cwd=p["wt"], env=child, capture_output=True, text=True, timeout=240,
                               stdin=subprocess.DEVNULL)
@@ -264,10 +268,11 @@ def test_a_hostile_agent_cannot_get_past_the_shims_the_sandbox_or_the_denial_cha
     seen = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)
     assert seen.pop("commit") == "ok" and seen.pop("CapEff") == "0000000000000000", proc.stdout
     opened = {name for name, verdict in seen.items() if verdict != "blocked"}
-    assert len(seen) == 25 and not opened, (opened, proc.stderr[-2000:])
+    assert len(seen) == 28 and not opened, (opened, proc.stderr[-2000:])
     assert {ref: git(p["root"], "rev-parse", ref) for ref in before} == before  # main and loop/r2 unmoved
     assert git(p["root"], "log", "-1", "--format=%s", "loop/r1") == "agent"  # its own commit landed
     assert not git(p["root"], "tag", "--list") and not (p["root"] / "pwned.txt").exists()
+    assert (p["root"] / "calc.py").read_bytes() == calc
     assert "hooksPath" not in (p["root"] / ".git" / "config").read_text()
     shims = [d for d in denials if not d.startswith("blocked")]
     assert any(d.startswith("git -C ../.. commit") for d in shims), shims

@@ -381,3 +381,13 @@ def test_pids_cgroup_candidates_for_cgroup_v1_and_v2(tmp_path: Path) -> None:
                  f"41 25 0:31 / {v1} rw,nosuid - cgroup cgroup rw,pids\n")
     assert candidates(mountinfo, "9:cpu:/x\n8:pids:/docker/abc\n") == [v1 / "docker" / "abc", v1]
     assert candidates("garbage\n", "nonsense") == []
+
+
+def test_only_a_runtime_made_cgroup_is_ever_swept(tmp_path: Path) -> None:
+    """kill_cgroup refuses any folder not named loop-sandbox-*: a wrong path never kills the host's processes."""
+    from loop_runtime.adapters.sandbox_exec import kill_cgroup
+
+    folder = tmp_path / "pids"
+    folder.mkdir()
+    (folder / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    assert kill_cgroup(str(folder)) is False  # and we are still here

@@ -209,8 +209,11 @@ def kill_cgroup(cgroup: str, *, spare: int | None = None, rounds: int = 300) -> 
     """SIGKILL every process in ``cgroup`` (but ``spare``) until none is left; True when it emptied.
 
     A process forked while a sweep runs is caught by the next one; with ``pids.max`` in
-    force the cgroup cannot grow meanwhile, so the sweeps converge.
+    force the cgroup cannot grow meanwhile, so the sweeps converge. Only a cgroup the runtime made
+    (``loop-sandbox-*``) is ever swept: a wrong path must not kill the host's processes.
     """
+    if not os.path.basename(cgroup.rstrip("/")).startswith("loop-sandbox-"):
+        return False
     for _ in range(rounds):
         pids = [int(p) for p in _read(os.path.join(cgroup, "cgroup.procs")).split() if p.isdigit()]
         pids = [p for p in pids if p != spare]
