@@ -60,12 +60,16 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def drop_capabilities() -> None:
     """Empty the bounding and ambient capability sets and set no_new_privs (best effort: a process
-    that holds no capabilities — an unprivileged user's sandbox — has nothing to drop)."""
+    that holds no capabilities — an unprivileged user's sandbox — has nothing to drop). Linux only:
+    macOS has no capabilities (srt uses sandbox-exec there)."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-    except (OSError, ImportError):
+        libc.prctl  # noqa: B018 - a libc without prctl: nothing to drop
+    except (OSError, ImportError, AttributeError):
         return
     pr_capbset_drop, pr_cap_ambient, pr_cap_ambient_clear_all, pr_set_no_new_privs = 24, 47, 4, 38
     try:
