@@ -108,6 +108,14 @@ class GithubError(AdapterError):
     """The GitHub API refused or failed a request; the message is one line, the token never in it."""
 
 
+class GithubRefused(GithubError):
+    """The API refused a write (405/409/422: branch protection, a conflict, validation): a human decides."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class DiscoveryUnavailable(AdapterError):
     """Discovery could not see the world this tick (network, 5xx past the deadline): the tick reports
     the reason and takes no action on stale data."""

@@ -23,6 +23,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "apprise": ("notify", "notifications (loop-runtime.toml `notify`)"),
     "claude_agent_sdk": ("claude", "the Claude Code CLI bundled in claude-agent-sdk"),
     "mcp": ("mcp", "the MCP server (`loop-runtime mcp`)"),
+    "githubkit": ("github", "the GitHub connector ([github] in loop-runtime.toml)"),
+    "hishel": ("github", "the GitHub connector (githubkit's HTTP cache layer, pinned below 2)"),
     "starlette": ("", "the dashboard"),
     "uvicorn": ("", "the dashboard"),
     "jinja2": ("", "the dashboard"),

@@ -313,6 +313,9 @@ class LoopRunner:
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
         secrets = secret_values(project.root, os.environ)
+        github = github_session(project, plan)
+        if github is not None:  # the token (from `gh auth token` too) joins everything the run redacts
+            secrets = [*secrets, *(s for s in github.secrets if s not in secrets)]
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
@@ -338,7 +341,12 @@ class LoopRunner:
         def observe() -> str:
             from .adapters.discovery import observe as run_probes
 
-            return run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            text = run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            if github is not None:  # raises DiscoveryUnavailable: the tick is then report-only
+                from .core.redact import redact
+
+                text += "\n\n" + redact(github.observe(), extra_secrets=secrets)
+            return text
 
         def on_event(kind: str, payload: Mapping[str, Any]) -> None:
             if self.opts.on_event is not None:
@@ -375,7 +383,21 @@ class LoopRunner:
             run_id=run_id,
             force=self.opts.force,
             mcp_servers=mcp_by_level(project),
+            remote_pause=github.pause_labels if github is not None else None,
+            pause_label=github.pause_label if github is not None else killswitch.ALL,
+            publisher=github.publisher() if github is not None and workspace is not None else None,
         )
+
+
+def github_session(project: Project, plan: Plan) -> Any:
+    """The GitHub connector for one tick, or None when it is off (no repository/token, or disabled)."""
+    from .adapters.github import GithubSession, resolve
+
+    found = resolve(project.root, project.config.github, os.environ)
+    if found.settings is None:
+        return None
+    return GithubSession(project.root, found.settings, plan.pattern_id,
+                         backoff_s=float(os.environ.get("LOOP_RUNTIME_GITHUB_BACKOFF_S", "1") or 1))
 
 
 def runtime_written(project: Project) -> tuple[str, ...]:

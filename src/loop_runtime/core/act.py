@@ -153,10 +153,11 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         if not tests.passed:
             error += "\n" + tests.output[-1500:]
         return _reject(t, handle, n, error)
-    return _accept(t, item, handle, diff, n)
+    return _accept(t, item, handle, diff, n, tests=tests, reasons=tuple(reasons))
 
 
-def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int) -> TickResult:
+def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int, *, tests: TestRun | None = None,
+            reasons: tuple[str, ...] = ()) -> TickResult:
     ws = t.deps.workspace
     assert ws is not None
     t.enter("gated", attempt=n)
@@ -174,6 +175,13 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
     t.enter("committed", attempt=n, commit=sha or "")
     t.lines.append("committed: safe + allowlisted")
     merged = False
+    pr = None
+    if t.deps.publisher is not None and sha:
+        from .github_publish import publish
+
+        pr = publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)  # Escalate on a refused merge
+        merged = pr is not None and pr.merged
+        merge_ok = False  # GitHub merges (or not); never a local merge behind the PR's back
     if merge_ok:
         merge = getattr(ws, "merge", None)
         if merge is not None:
@@ -189,13 +197,16 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
         t.lines.append(f"not merged: {why}")
     t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})
     _record_success(t, item, n)
-    note = f"{item.id}: fix on {handle.branch}" + (" (merged)" if merged else "")
+    note = f"{item.id}: fix on {handle.branch}" + (f" ({pr.url})" if pr else "") + (" (merged)" if merged else "")
     return t._finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE", branch=handle.branch,
-                     commit=sha, merged=merged, attempts=n, state_update=_fix_entry(t, item, handle, sha, merged),
-                     extras={"branch": handle.branch, **({"commit": sha} if sha else {})})
+                     commit=sha, merged=merged, attempts=n,
+                     state_update=_fix_entry(t, item, handle, sha, merged, pr.url if pr else None),
+                     extras={"branch": handle.branch, **({"commit": sha} if sha else {}),
+                             **({"pr": pr.url} if pr else {})})
 
 
-def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool) -> Any:
+def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool,
+               pr_url: str | None = None) -> Any:
     """The fixed item in the pattern's own report section (ci-sweeper: Active Failures), as its starter
     lists items, with what happened to it: a human reading the state file sees the proposed fix."""
     from ..formats.state_layout import layout_for, write_report
@@ -203,6 +214,8 @@ def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | No
 
     where = f"merged into {handle.base_branch}" if merged else f"fix proposed on `{handle.branch}`"
     line = f"- {inert(item.id, 40)} — {inert(item.title)}: {where}" + (f" ({sha[:12]})" if sha else "")
+    if pr_url:
+        line += f" — PR {inert(pr_url, 200)}"
     layout = layout_for(t.plan.pattern_id, t.plan.state_file)
     return lambda doc: write_report(doc, layout, [line])
 
@@ -264,6 +277,10 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
     if esc.handle is not None:
         action += f"; held on {esc.handle.branch}"
     t.notify("escalation", f"{t.plan.pattern.name}: escalation{ref}", f"{item.id}: {esc.reason}")
+    if t.deps.publisher is not None:
+        from .github_publish import mirror_escalation
+
+        mirror_escalation(t, item, esc.reason, redact(esc.detail))
     return t._finish("act", "escalated", note=f"{item.id}: {esc.reason}", items=found, escalations=1,
                      state_update=t.escalation_state(item.id, item.title, action), verdict=esc.verdict,
                      escalation_id=esc_id, branch=esc.handle.branch if esc.handle else None,
