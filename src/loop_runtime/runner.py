@@ -397,7 +397,19 @@ def github_session(project: Project, plan: Plan) -> Any:
     if found.settings is None:
         return None
     return GithubSession(project.root, found.settings, plan.pattern_id,
-                         backoff_s=float(os.environ.get("LOOP_RUNTIME_GITHUB_BACKOFF_S", "1") or 1))
+                         deadline_s=_env_seconds("LOOP_RUNTIME_GITHUB_DEADLINE_S", 120.0),
+                         backoff_s=_env_seconds("LOOP_RUNTIME_GITHUB_BACKOFF_S", 1.0))
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (tests shorten GitHub retries with it)."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        raise ConfigError(name, name, os.environ.get(name), message=f"{name} must be a number of seconds") from None
+    if not 0 < value < 86_400:
+        raise ConfigError(name, name, value, message=f"{name} must be between 0 and 86400 seconds")
+    return value
 
 
 def runtime_written(project: Project) -> tuple[str, ...]:
