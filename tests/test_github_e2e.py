@@ -20,6 +20,9 @@ from tests.support.gitrepo import git
 from tests.test_act_path import FIXED, project, scenario
 
 
+GATE = 'version: 1\ndenylist: [".env"]\nmaxFiles: 5\nautoMergeAllowlist: ["calc.py"]\n'
+
+
 def connect(tmp_path: Path, repo: Path) -> Path:
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
@@ -147,16 +150,27 @@ def test_bad_token_is_one_line_naming_its_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("status", [409, 405])
 def test_l3_merge_refused_by_branch_protection_escalates(tmp_path: Path, status: int) -> None:
-    repo = project(tmp_path, {"gate.yaml": "version: 1\nallowlist:\n  auto-merge: ['calc.py']\n"})
+    repo = project(tmp_path, {"gate.yaml": GATE})
     connect(tmp_path, repo)
     with GithubStandIn() as gh:
         gh.failing_run(101)
         gh.merge_refusal = status
         proc = run_cli("run", "ci-sweeper", "--level", "L3", "--scenario",
                        scenario(tmp_path, [{"files": {"calc.py": FIXED}}]), cwd=repo, env=env_for(gh))
-        assert len(gh.created_pulls) == 1
-        if gh.created_pulls[0]["request"]["draft"]:  # the R11 rules held the merge: a draft, nothing merged
-            assert proc.returncode == 0 and not gh.merged
-            return
+        assert len(gh.created_pulls) == 1, proc.stdout + proc.stderr
+        assert gh.created_pulls[0]["request"]["draft"] is False  # R11 allowed the merge: opened ready
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert last_entry(repo)["outcome"] == "escalated" and "merge-refused" in proc.stdout
+        assert git(repo, "rev-parse", "main") == git(tmp_path / "remote.git", "rev-parse", "main")  # no local merge
+
+
+def test_l3_merge_through_the_api_when_the_rules_allow(tmp_path: Path) -> None:
+    repo = project(tmp_path, {"gate.yaml": GATE})
+    connect(tmp_path, repo)
+    with GithubStandIn() as gh:
+        gh.failing_run(101)
+        proc = run_cli("run", "ci-sweeper", "--level", "L3", "--scenario",
+                       scenario(tmp_path, [{"files": {"calc.py": FIXED}}]), cwd=repo, env=env_for(gh))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(gh.merged) == 1 and gh.merged[0]["sha"] == git(repo, "rev-parse", gh.created_pulls[0]["request"]["head"])
+        assert last_entry(repo)["outcome"] == "fix-proposed" and "merged through the API" in proc.stdout
