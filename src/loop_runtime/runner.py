@@ -160,6 +160,7 @@ class RunOptions:
     run_id: str | None = None
     extra_stop: Callable[[], str | None] | None = None
     force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
+    budget: int | None = None  # `run --budget`: today's token cap for this loop (the smaller cap wins)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
