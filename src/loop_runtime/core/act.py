@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LoopError
+from ..errors import GithubRefused, LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
 from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
@@ -179,7 +179,10 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
     if t.deps.publisher is not None and sha:
         from .github_publish import publish
 
-        pr = publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)  # Escalate on a refused merge
+        try:
+            pr = publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)
+        except GithubRefused as e:  # branch protection (or a conflict) refused the merge: a human decides
+            raise Escalate("merge-refused", redact(str(e), extra_secrets=t.deps.secrets), handle, diff) from None
         merged = pr is not None and pr.merged
         merge_ok = False  # GitHub merges (or not); never a local merge behind the PR's back
     if merge_ok:

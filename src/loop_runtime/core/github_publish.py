@@ -23,11 +23,9 @@ def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests:
             reasons: tuple[str, ...], *, merge_ok: bool) -> Published | None:
     """Push and open the PR (draft at L2; ready + merged through the API at L3 when the rules allow).
 
-    A refused merge (branch protection) escalates; any other failure leaves the fix on its local
+    A refused merge (branch protection) raises ``GithubRefused`` for ``core.act`` to escalate; any other failure leaves the fix on its local
     branch and says why (the run log and state file still name the branch).
     """
-    from .act import Escalate
-
     text = pr_text(run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id, item_title=item.title,
                    verdict="APPROVE", reasons=reasons, test_command=tests.command if tests else None,
                    test_passed=bool(tests and tests.passed), test_exit=tests.exit_code if tests else None,
@@ -36,9 +34,9 @@ def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests:
                          draft=not merge_ok, merge=merge_ok)
     try:
         pr = t.deps.publisher.publish(req)
-    except GithubRefused as e:
-        t.lines.append(f"merge refused: {clip(str(e), 200)}")
-        raise Escalate("merge-refused", str(e), handle) from None
+    except GithubRefused as e:  # core.act escalates it (branch protection said no)
+        t.lines.append(f"merge refused: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
+        raise
     except LoopError as e:
         t.lines.append(f"not published: {clip(str(e), 300, extra_secrets=t.deps.secrets)}")
         t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.secrets)})

@@ -167,8 +167,11 @@ class GithubClient:
     def _send(self, method: str, url: str, *, json_body: Any = None, headers: Mapping[str, str] | None = None,
               permission: str = "") -> tuple[int, Mapping[str, str], bytes]:
         """One request with retries; returns ``(status, headers, body)`` for 2xx/304, raises otherwise."""
-        from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+        from ...optional import require
 
+        exc = require("githubkit.exception", extra="github")
+        RateLimitExceeded, RequestFailed = exc.RateLimitExceeded, exc.RequestFailed
+        RequestError, RequestTimeout = exc.RequestError, exc.RequestTimeout
         if not self.same_origin(url):
             raise GithubError(f"GitHub: refusing to send the token to {urlsplit(url).netloc or url!r} "
                               f"(not the API origin {self.base})")
@@ -223,8 +226,7 @@ class GithubClient:
     def get(self, path_or_url: str, model: Any, *, params: Mapping[str, Any] | None = None,
             permission: str = "") -> tuple[Any, str | None]:
         """GET one page, conditionally; returns ``(parsed model, next page URL)``."""
-        from githubkit.compat import type_validate_json
-
+        type_validate_json = _validate()
         url = path_or_url if "://" in path_or_url else self.url(path_or_url, params)
         cached = self.cache.get(url)
         headers = {"If-None-Match": cached["etag"]} if cached else {}
@@ -263,8 +265,7 @@ class GithubClient:
         return out
 
     def write(self, method: str, path: str, json_body: Any, model: Any = None, *, permission: str = "") -> Any:
-        from githubkit.compat import type_validate_json
-
+        type_validate_json = _validate()
         status, _, body = self._send(method, self.url(path), json_body=json_body, permission=permission)
         if model is None or not body:
             return None
@@ -273,6 +274,20 @@ class GithubClient:
         except ValueError as e:
             raise GithubError(f"GitHub answered {method} {path} with an invalid {_model_name(model)}: "
                               f"{str(e).splitlines()[0][:200]}") from None
+
+
+def _validate() -> Callable[[Any, str], Any]:
+    """githubkit's pydantic validation of a JSON body against one of its models."""
+    from ...optional import require
+
+    return require("githubkit.compat", extra="github").type_validate_json
+
+
+def models() -> Any:
+    """githubkit's REST models (generated from GitHub's OpenAPI description)."""
+    from ...optional import require
+
+    return require("githubkit_schemas.latest.models", extra="github")
 
 
 def _read_capped(raw: Any) -> bytes:

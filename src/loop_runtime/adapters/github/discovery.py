@@ -37,9 +37,9 @@ def _labels(obj: Any) -> tuple[str, ...]:
 
 
 def _models() -> Any:
-    from githubkit_schemas.latest import models
+    from .client import models
 
-    return models
+    return models()
 
 
 def discover(client: GithubClient, pattern_id: str, *, pause_label: str, since: str | None = None) -> Discovery:

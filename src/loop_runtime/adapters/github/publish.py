@@ -64,8 +64,9 @@ class GithubPublisher:
         self.comment_escalations = settings.comment_escalations
 
     def publish(self, req: PublishRequest) -> Published:
-        from githubkit_schemas.latest import models as m
+        from .client import models
 
+        m = models()
         push_branch(self.root, self.settings, req.sha, req.branch, self.secrets)
         repo = self.settings.repository
         with self.client_factory() as client:
@@ -82,8 +83,9 @@ class GithubPublisher:
             return Published(pr.html_url, pr.number, merged=bool(result.merged), merge_sha=result.sha)
 
     def comment(self, number: int, body: str) -> str | None:
-        from githubkit_schemas.latest import models as m
+        from .client import models
 
+        m = models()
         with self.client_factory() as client:
             c = client.write("POST", f"/repos/{self.settings.repository}/issues/{number}/comments", {"body": body},
                              m.IssueComment, permission="issues: write")
