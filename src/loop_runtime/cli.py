@@ -206,6 +206,25 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
+def doctor(c: _Ctx, as_json: bool) -> None:
+    """Check the project: files, git, tests, backends, GitHub, Temporal — each with its fix.
+
+    Exit 0 ready, 2 a human must act, 1 broken.
+    """
+    from .core.doctor import as_json as doctor_json, exit_code, render
+    from .doctor import run_checks
+
+    checks = run_checks(c.root)
+    if as_json:
+        _emit_json(doctor_json(checks))
+    else:
+        click.echo(render(checks))
+    sys.exit(exit_code(checks))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
     from .readouts import show_status
