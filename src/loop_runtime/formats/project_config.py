@@ -32,8 +32,13 @@ File format (every key optional; unknown keys are an error naming the valid ones
     enabled = true                # false: the scheduler skips this loop
     daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
 
-    [github]                      # the GitHub connector: see formats/github_config.py
-    enabled = false
+    [github]                      # the GitHub connector (on when a repository and a token are known)
+    enabled = true                # false: off even with a token
+    repository = "owner/name"     # else GITHUB_REPOSITORY wins; else parsed from the push remote
+    api_url = "https://ghe.example.com/api/v3"   # GITHUB_API_URL wins; default https://api.github.com
+    remote = "origin"             # where loop/* branches are pushed
+    max_pages = 5                 # pages read per discovery query
+    comment_escalations = false   # mirror an escalation as a comment on the item's issue
 
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
