@@ -187,6 +187,7 @@ def test_401_and_403_are_one_line_naming_token_source_and_permission() -> None:
 
 
 @pytest.mark.parametrize("status,headers", [(429, {"retry-after": "0"}), (502, {}), (503, {}),
+                                            (429, {"retry-after": "soon"}),
                                             (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "0"})])
 def test_rate_limits_and_5xx_are_retried(status: int, headers: dict) -> None:
     from githubkit_schemas.latest import models as m
@@ -365,3 +366,10 @@ def test_bad_repair_observations_are_one_line(bad: dict) -> None:
     with pytest.raises(ConfigError) as e:
         observation_from_data(data)
     assert "\n" not in str(e.value)
+
+
+def test_no_repair_yaml_means_the_templates_defaults() -> None:
+    from loop_runtime.formats.repair import RepairContract
+
+    template = parse_repair_contract((FIXTURES / "templates__repair.yaml.template").read_text())
+    assert RepairContract() == template

@@ -174,3 +174,74 @@ def test_l3_merge_through_the_api_when_the_rules_allow(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(gh.merged) == 1 and gh.merged[0]["sha"] == git(repo, "rev-parse", gh.created_pulls[0]["request"]["head"])
         assert last_entry(repo)["outcome"] == "fix-proposed" and "merged through the API" in proc.stdout
+
+
+def test_repair_observation_from_github_selects_and_the_lock_label_leases_the_target(tmp_path: Path) -> None:
+    """issue-pr-repair: the acted-on issue carries the lock label while the tick works and loses it after."""
+    repo = project(tmp_path, {"repair.yaml": (Path(__file__).parent / "fixtures" /
+                                              "starters__issue-pr-repair__repair.yaml").read_text()})
+    connect(tmp_path, repo)
+    doc = {"triage": {"decision": "act", "summary": "repair #42", "tokens": 1000,
+                      "items": [{"id": "#42", "title": "Example reproduced regression", "detail": "add() subtracts",
+                                 "files": ["calc.py"]}]},
+           "implementer": [{"tokens": 3000, "files": {"calc.py": FIXED}}],
+           "verifier": [{"verdict": "APPROVE", "tokens": 1000}]}
+    scen = tmp_path / "repair.json"
+    scen.write_text(json.dumps(doc))
+    with GithubStandIn() as gh:
+        gh.issue(42, "Example reproduced regression", ("bug", "loop:reproduced", "priority:high"))
+        gh.issue(43, "Touches auth", ("bug", "security"))
+        proc = run_cli("run", "issue-pr-repair", "--level", "L2", "--scenario", str(scen), cwd=repo, env=env_for(gh),
+                       timeout=300)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert ("add", 42, ["loop:repairing"]) in gh.label_events
+        assert ("remove", 42, ["loop:repairing"]) in gh.label_events
+        assert "lock label taken on #42" in proc.stdout
+        assert len(gh.created_pulls) == 1
+        assert not [lb for i in gh.repo.issues for lb in i["labels"] if lb["name"] == "loop:repairing"]
+
+
+def test_repair_plan_from_the_stand_in(tmp_path: Path) -> None:
+    from loop_runtime.adapters.github import GithubSession
+    from loop_runtime.adapters.github.config import GithubSettings
+
+    repo = project(tmp_path)
+    with GithubStandIn() as gh:
+        gh.issue(42, "Example reproduced regression", ("bug", "loop:reproduced", "priority:high"))
+        gh.issue(43, "Touches auth", ("bug", "security"))
+        gh.issue(44, "Has a fix", ("bug", "loop:reproduced"))
+        s = GithubSettings(repository=gh.repo.full_name, api_url=gh.url, token=TOKEN, token_source="GITHUB_TOKEN")
+        session = GithubSession(repo, s, "issue-pr-repair")
+        p = session.repair_plan()
+        assert (p.state, p.target.number, p.action, p.mode) == ("selected", 42, "repair-issue", "change")
+        assert {v.key: v.status for v in p.verdicts}["issue:43"] == "human-required"
+        text = session.observe()
+        assert "Repair plan (R32): selected" in text and "issue #42" in text
+        gh.issue(50, "pause", ("loop-pause-all",))
+        assert GithubSession(repo, s, "issue-pr-repair").repair_plan().state == "paused"
+        gh.issue(51, "busy", ("bug", "loop:repairing"))
+        gh.repo.issues = [i for i in gh.repo.issues if i["number"] != 50]
+        assert GithubSession(repo, s, "issue-pr-repair").repair_plan().state == "locked"
+
+
+@pytest.mark.parametrize("pattern,expected,absent", [
+    ("issue-triage", ["issue #1", "question"], ["issue #2"]),  # #2 is a pull request, listed by GitHub as an issue
+    ("daily-triage", ["failing-run #101", "issue #1"], []),
+    ("ci-sweeper", ["failing-run #101"], ["issue #1"]),
+])
+def test_discovery_reads_what_each_pattern_needs(tmp_path: Path, pattern: str, expected: list, absent: list) -> None:
+    from loop_runtime.adapters.github import GithubSession
+    from loop_runtime.adapters.github.config import GithubSettings
+
+    with GithubStandIn() as gh:
+        gh.issue(1, "How do I?", ("question",))
+        gh.issue(2, "a PR", pull=True)
+        gh.failing_run(101, workflow_id=1, run_number=2)
+        gh.failing_run(100, workflow_id=2, conclusion="success")
+        s = GithubSettings(repository=gh.repo.full_name, api_url=gh.url, token=TOKEN, token_source="GITHUB_TOKEN")
+        text = GithubSession(tmp_path, s, pattern).observe()
+    for e in expected:
+        assert e in text, (e, text)
+    for a in absent:
+        assert a not in text, (a, text)
+    assert "failing-run #100" not in text  # the latest run of that workflow passed

@@ -387,6 +387,7 @@ class LoopRunner:
             remote_pause=github.pause_labels if github is not None else None,
             pause_label=github.pause_label if github is not None else killswitch.ALL,
             publisher=github.publisher() if github is not None and workspace is not None else None,
+            lease=github.lease if github is not None and workspace is not None else None,
         )
 
 

@@ -60,6 +60,8 @@ class GithubStandIn:
         self.created_pulls: list[dict[str, Any]] = []
         self.comments: list[dict[str, Any]] = []
         self.merged: list[dict[str, Any]] = []
+        self.label_events: list[tuple[str, int, list[str]]] = []
+        self.pull_files: dict[int, list[dict[str, Any]]] = {}
         self.lock = threading.Lock()
         self._next_id = 1000
 
@@ -133,6 +135,9 @@ class GithubStandIn:
 
             def do_PUT(self) -> None:
                 self._go("PUT")
+
+            def do_DELETE(self) -> None:
+                self._go("DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -238,6 +243,25 @@ class GithubStandIn:
             req = json.loads(body)
             self.merged.append({"number": int(m.group(1)), **req})
             return 200, {"sha": "b" * 40, "merged": True, "message": "Pull Request successfully merged"}, ""
+        m = re.fullmatch(rf"{base}/issues/(\d+)/labels(?:/(.+))?", path)
+        if m and method in ("POST", "DELETE"):
+            from urllib.parse import unquote
+
+            issue = next((i for i in self.repo.issues if i["number"] == int(m.group(1))), None)
+            if issue is None:
+                return 404, {"message": "Not Found"}, ""
+            if method == "POST":
+                for name in json.loads(body)["labels"]:
+                    issue["labels"].append(label(name, 90 + len(issue["labels"])))
+                self.label_events.append(("add", issue["number"], json.loads(body)["labels"]))
+            else:
+                name = unquote(m.group(2) or "")
+                issue["labels"] = [lb for lb in issue["labels"] if lb["name"] != name]
+                self.label_events.append(("remove", issue["number"], [name]))
+            return 200, issue["labels"], ""
+        m = re.fullmatch(rf"{base}/pulls/(\d+)/files", path)
+        if method == "GET" and m:
+            return 200, self.pull_files.get(int(m.group(1)), []), ""
         m = re.fullmatch(rf"{base}/issues/(\d+)/comments", path)
         if method == "POST" and m:
             req = json.loads(body)

@@ -54,6 +54,33 @@ async def act(t: Tick, decision: TriageDecision) -> TickResult:
     extra = [f"- {i.id} — {i.title}" for i in decision.items[1:]]
     if extra:
         t.lines.append(f"{len(extra)} more item(s) left for later ticks")
+    release = _take_lease(t, item)
+    try:
+        return await _act_on(t, decision, item, ledger, start, prev_error)
+    finally:
+        if release is not None:
+            try:
+                release()
+            except LoopError as e:
+                why = clip(str(e), 200, extra_secrets=t.deps.secrets)
+                t.lines.append(f"lock label not removed from {item.id}: {why}")
+
+
+def _take_lease(t: Tick, item: TriageItem) -> Any:
+    if t.deps.lease is None:
+        return None
+    try:
+        release = t.deps.lease(item.id)
+    except LoopError as e:
+        t.lines.append(f"lock label not taken on {item.id}: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
+        return None
+    if release is not None:
+        t.lines.append(f"lock label taken on {item.id} for this tick")
+    return release
+
+
+async def _act_on(t: Tick, decision: TriageDecision, item: TriageItem, ledger: Ledger, start: int,
+                  prev_error: str | None) -> TickResult:
     try:
         if start > t.plan.max_attempts:
             raise Escalate("max-attempts", f"{start - 1} failed attempt(s) already recorded for {item.id}")

@@ -97,6 +97,8 @@ class TickDeps:
     pause_label: str = killswitch.ALL
     #: pushes an accepted change and opens its PR (``adapters.github.publish``); None: local branch only
     publisher: Any = None
+    #: issue-pr-repair (R32): takes the lock label on the item's issue; returns its release, or None
+    lease: Callable[[str], Callable[[], None] | None] | None = None
 
 
 class Halt(Exception):

@@ -35,15 +35,17 @@ class RepairLabels:
     lock: str = "loop:repairing"
     bug: str = "bug"
     attempts_prefix: str = "loop:attempts:"
-    priority: tuple[str, ...] = ()
-    sensitive: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ("priority:critical", "priority:high", "priority:medium", "priority:low")
+    sensitive: tuple[str, ...] = ("security", "area:auth", "area:billing", "area:migrations", "area:deployment")
 
 
 @dataclass(frozen=True)
 class RepairContract:
+    """``repair.yaml``; the defaults (no file) are the ecosystem template's (templates/repair.yaml.template)."""
+
     labels: RepairLabels = field(default_factory=RepairLabels)
     max_attempts: int = 3
-    sensitive_paths: tuple[str, ...] = ()
+    sensitive_paths: tuple[str, ...] = (".github/**", "deploy/**", "**/migrations/**", "**/auth/**", "**/*secret*")
 
 
 @dataclass(frozen=True)

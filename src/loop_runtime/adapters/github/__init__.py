@@ -17,6 +17,8 @@ from .config import GithubSettings, Resolution, resolve
 
 __all__ = ["GithubSession", "GithubSettings", "Resolution", "resolve", "pause_label_for"]
 
+REPAIR_PATTERN = "issue-pr-repair"
+
 def pause_label_for(root: Path) -> str:
     """``repair.yaml`` ``labels.pause`` when the file is there and valid, else ``loop-pause-all``."""
     from ...core.killswitch import ALL
@@ -38,6 +40,7 @@ class GithubSession:
         self.deadline_s, self.backoff_s = deadline_s, backoff_s
         self.pause_label = pause_label_for(self.root)
         self._result: Discovery | None = None
+        self._plan: Any = None
         self._failure: str | None = None
 
     def client(self) -> Any:
@@ -52,7 +55,7 @@ class GithubSession:
             return self._result
         if self._failure is not None:
             raise DiscoveryUnavailable(self._failure)
-        from .client import GithubUnreachable
+        from .client import GithubAuthError, GithubUnreachable
         from .discovery import discover
 
         try:
@@ -61,9 +64,9 @@ class GithubSession:
         except GithubUnreachable as e:
             self._failure = f"GitHub discovery failed: {e}"
             raise DiscoveryUnavailable(self._failure) from None
+        except GithubAuthError:
+            raise  # a token problem is a configuration error: one line, exit 1
         except GithubError as e:
-            if " 401 " in str(e) or " 403 " in str(e):
-                raise  # a token problem is a configuration error: one line, exit 1
             self._failure = f"GitHub discovery failed: {e}"
             raise DiscoveryUnavailable(self._failure) from None
         return self._result
@@ -79,7 +82,67 @@ class GithubSession:
     def observe(self) -> str:
         d = self.discovery()
         view = Discovery(d.repository, d.default_branch, tuple(f for f in d.findings if f.kind != "pause"), d.notes)
-        return render(view)
+        text = render(view)
+        if self.pattern_id == REPAIR_PATTERN:
+            text += "\n\n" + self.repair_text()
+        return text
+
+    def repair_contract(self) -> Any:
+        from ...formats.repair import RepairContract, parse_repair_contract
+
+        path = self.root / "repair.yaml"
+        if not path.is_file():
+            return RepairContract()
+        return parse_repair_contract(path.read_text("utf-8"), file="repair.yaml")
+
+    def repair_plan(self) -> Any:
+        """The R32 plan over the repair observation built from GitHub (``DiscoveryUnavailable`` on failure)."""
+        if self._plan is None:
+            from datetime import UTC, datetime
+
+            from ...core.repair_plan import plan
+            from .client import GithubAuthError, GithubUnreachable
+            from .repair import observe_repair
+
+            contract = self.repair_contract()
+            try:
+                with self.client() as client:
+                    obs = observe_repair(client, contract, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            except GithubAuthError:
+                raise
+            except (GithubUnreachable, GithubError) as e:
+                raise DiscoveryUnavailable(f"GitHub repair observation failed: {e}") from None
+            self._plan = plan(obs, contract)
+        return self._plan
+
+    def repair_text(self) -> str:
+        from .repair import describe
+
+        return describe(self.repair_plan())
+
+    def lease(self, item_id: str) -> Any:
+        """issue-pr-repair: put the lock label on the item's issue while this tick works on it (R32).
+
+        Returns the release callable, or None when the item names no issue. A failure to take or
+        drop the label is reported, never fatal: the pattern's own lease already keeps two ticks
+        of this project apart; the label tells other machines and humans.
+        """
+        from ...core.github_pr import issue_number
+
+        number = issue_number(item_id)
+        if self.pattern_id != REPAIR_PATTERN or number is None:
+            return None
+        from .repair import add_label, remove_label
+
+        lock = self.repair_contract().labels.lock
+        with self.client() as client:
+            add_label(client, number, lock)
+
+        def release() -> None:
+            with self.client() as client:
+                remove_label(client, number, lock)
+
+        return release
 
     def publisher(self) -> Any:
         from .publish import GithubPublisher

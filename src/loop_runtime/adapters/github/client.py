@@ -44,6 +44,10 @@ class GithubUnreachable(GithubError):
     """The API could not be reached (network, 5xx, rate limit) before the deadline."""
 
 
+class GithubAuthError(GithubError):
+    """401/403: the token is invalid or lacks a permission (a human must fix the token)."""
+
+
 @dataclass
 class Stats:
     requests: int = 0
@@ -200,6 +204,8 @@ class GithubClient:
                 why, status = "timed out", 0
             except RequestError as e:
                 why, status = f"network error ({type(e.exc).__name__})", 0
+            except ValueError:  # githubkit could not read a Retry-After / X-RateLimit-Reset header
+                why, status = "rate limited (unreadable Retry-After)", 0
             self.stats.retries += 1
             delay = wait if wait is not None else self.backoff_s * 2 ** (attempt - 1)
             delay = min(delay, 60.0)
@@ -213,11 +219,11 @@ class GithubClient:
         message = _message(response)
         source = self.settings.token_source
         if status == 401:
-            return GithubError(f"GitHub 401 Unauthorized for {method} {_path(url)}: the token from {source} is "
+            return GithubAuthError(f"GitHub 401 Unauthorized for {method} {_path(url)}: the token from {source} is "
                                "invalid or expired")
         if status == 403:
             need = response.headers.get("x-accepted-github-permissions") or permission or "access to this resource"
-            return GithubError(f"GitHub 403 Forbidden for {method} {_path(url)}: the token from {source} lacks "
+            return GithubAuthError(f"GitHub 403 Forbidden for {method} {_path(url)}: the token from {source} lacks "
                                f"permission {need}" + (f" ({message})" if message else ""))
         if status in (405, 409, 422):
             return GithubRefused(f"GitHub {status} for {method} {_path(url)}: {message or 'refused'}", status)

@@ -19,7 +19,7 @@ MAX_PULLS_DETAILED = 10  # review and check state are one request each per PR: b
 
 
 def _iso(value: Any) -> str:
-    if value is None:
+    if not value:  # None, or githubkit's UNSET for a field the response left out
         return ""
     try:
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -63,7 +63,7 @@ def discover(client: GithubClient, pattern_id: str, *, pause_label: str, since: 
             issues = client.pages(f"{base}/issues", list[m.Issue], params={"state": "open", "sort": "updated"},
                                   permission="issues: read")
             findings += [Finding("issue", i.number, i.title, i.html_url, _labels(i), updated_at=_iso(i.updated_at))
-                         for i in issues if getattr(i, "pull_request", None) is None]
+                         for i in issues if not getattr(i, "pull_request", None)]  # PRs are issues too
         elif source == "pulls":
             findings += _pulls(client, base, m)
         elif source == "merged":
@@ -72,7 +72,7 @@ def discover(client: GithubClient, pattern_id: str, *, pause_label: str, since: 
                                   permission="pull_requests: read", max_pages=1)
             findings += [Finding("merged", p.number, p.title, p.html_url, _labels(p), ref=p.base.ref,
                                  updated_at=_iso(p.merged_at)) for p in closed
-                         if p.merged_at is not None and (since is None or _iso(p.merged_at) > since)]
+                         if p.merged_at and (since is None or _iso(p.merged_at) > since)]
         elif source == "alerts":
             try:
                 alerts = client.pages(f"{base}/dependabot/alerts", list[m.DependabotAlert], params={"state": "open"},
