@@ -148,8 +148,8 @@ class GitWorkspace:
 
     def _write_manifest(self, m: wm.Manifest) -> None:
         data = wm.render_manifest(m).encode("utf-8")
-        _atomic_write(self.root / wm.MANIFEST_FILE, data)
-        locked_files.record_written(self.root, self.root / wm.MANIFEST_FILE, data)  # under the pool's mutex
+        with locked_files.recording(self.root, self.root / wm.MANIFEST_FILE, data):  # under the pool's mutex
+            _atomic_write(self.root / wm.MANIFEST_FILE, data)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
