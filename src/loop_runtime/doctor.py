@@ -136,7 +136,8 @@ def _backends(project: Any, env: Mapping[str, str]) -> list[Check]:
         "claude": (shutil.which("claude", path=env.get("PATH")) or _bundled_claude(),
                    bool(env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN"))
                    or (claude_dir / ".credentials.json").exists() or (home / ".claude.json").exists(),
-                   "claude login (or set ANTHROPIC_API_KEY)", "install Claude Code: npm i -g @anthropic-ai/claude-code"),
+                   "claude login (or set ANTHROPIC_API_KEY)",
+                   "install Claude Code: npm i -g @anthropic-ai/claude-code"),
         "codex": (shutil.which("codex", path=env.get("PATH")),
                   bool(env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY")) or (codex_home / "auth.json").exists(),
                   "codex login (or set OPENAI_API_KEY)", "install Codex: npm i -g @openai/codex"),
@@ -215,5 +216,6 @@ def _temporal(env: Mapping[str, str]) -> Check:
         with socket.create_connection((host or "127.0.0.1", int(port or 7233)), timeout=3):
             pass
     except (OSError, ValueError) as e:
-        return Check("temporal", "server", HUMAN, f"{address} unreachable: {e}", "start Temporal or fix TEMPORAL_ADDRESS")
+        return Check("temporal", "server", HUMAN, f"{address} unreachable: {e}",
+                     "start Temporal or fix TEMPORAL_ADDRESS")
     return Check("temporal", "server", OK, f"{address} reachable")

@@ -23,8 +23,9 @@ def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests:
             reasons: tuple[str, ...], *, merge_ok: bool) -> Published | None:
     """Push and open the PR (draft at L2; ready + merged through the API at L3 when the rules allow).
 
-    A refused merge (branch protection) raises ``GithubRefused`` for ``core.act`` to escalate; any other failure leaves the fix on its local
-    branch and says why (the run log and state file still name the branch).
+    A refused merge (branch protection) raises ``GithubRefused`` for ``core.act`` to escalate; any
+    other failure leaves the fix on its local branch and says why (the run log and state file still
+    name the branch).
     """
     text = pr_text(run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id, item_title=item.title,
                    verdict="APPROVE", reasons=reasons, test_command=tests.command if tests else None,
