@@ -373,3 +373,28 @@ def test_no_repair_yaml_means_the_templates_defaults() -> None:
 
     template = parse_repair_contract((FIXTURES / "templates__repair.yaml.template").read_text())
     assert RepairContract() == template
+
+
+def test_without_githubkit_the_connector_is_off_and_says_how_to_turn_it_on(tmp_path: Path, monkeypatch) -> None:
+    import loop_runtime.optional as optional
+
+    root = _repo_with_origin(tmp_path, "git@github.com:octo/widgets.git")
+    monkeypatch.setattr(optional, "find", lambda module: None)
+    found = resolve(root, GithubConfig(), {"GITHUB_TOKEN": "t0ken-value-1234", "PATH": ""})
+    assert found.settings is None and "pip install 'loop-runtime[github]'" in found.reason
+
+
+def test_dependabot_alerts_the_token_cannot_read_are_a_note(tmp_path: Path) -> None:
+    from loop_runtime.adapters.github import GithubSession
+
+    with GithubStandIn() as gh:  # alerts=None: the stand-in answers 403 like GitHub without the permission
+        text = GithubSession(tmp_path, settings(gh), "dependency-sweeper").observe()
+    assert "note: Dependabot alerts not readable" in text and "dependabot_alerts" in text
+
+
+def test_discovery_text_is_bounded_per_kind() -> None:
+    from loop_runtime.core.github_discovery import MAX_ITEMS_PER_SOURCE
+
+    many = tuple(Finding("issue", n, "x" * 500) for n in range(MAX_ITEMS_PER_SOURCE + 50))
+    text = render(Discovery("o/r", "main", many))
+    assert text.count("\n- issue #") == MAX_ITEMS_PER_SOURCE and "50 more issue item(s)" in text

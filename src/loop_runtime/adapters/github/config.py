@@ -4,7 +4,8 @@
   points at the GitHub (or GHE) host the API base serves;
 * API base: ``GITHUB_API_URL`` > ``[github] api_url`` > ``https://api.github.com``;
 * token: ``GITHUB_TOKEN`` > ``GH_TOKEN`` > ``gh auth token`` (when ``gh`` is installed);
-* the connector is on when a repository and a token are known, unless ``[github] enabled = false``.
+* the connector is on when a repository and a token are known (and the ``github`` extra is
+  installed), unless ``[github] enabled = false``.
 
 The token is kept out of ``repr`` and every message; ``secret_values`` of a resolved
 connector (the token, and a password embedded in the remote URL) join the run's
@@ -154,6 +155,11 @@ def resolve(root: Path, config: GithubConfig, env: Mapping[str, str]) -> Resolut
     if token is None:
         return Resolution(None, "off: no token (GITHUB_TOKEN, GH_TOKEN or `gh auth login`)", repo, repo_source,
                           None, api, tuple(problems), remote_secrets)
+    from ...optional import find
+
+    if find("githubkit") is None:  # without the extra everything works as before: the connector stays off
+        return Resolution(None, "off: githubkit is not installed (pip install 'loop-runtime[github]')", repo,
+                          repo_source, token_source, api, tuple(problems), remote_secrets)
     settings = GithubSettings(repository=repo, api_url=api, token=token, token_source=token_source or "?",
                               remote=config.remote, repository_source=repo_source or "", max_pages=config.max_pages,
                               comment_escalations=config.comment_escalations, extra_secrets=remote_secrets)
