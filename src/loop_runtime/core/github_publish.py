@@ -39,7 +39,8 @@ def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests:
         t.lines.append(f"merge refused: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
         raise
     except LoopError as e:
-        t.lines.append(f"not published: {clip(str(e), 300, extra_secrets=t.deps.secrets)}")
+        t.lines.append(f"GitHub step failed (the fix stays on {handle.branch}): "
+                       f"{clip(str(e), 300, extra_secrets=t.deps.secrets)}")
         t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.secrets)})
         return None
     t.record("publish", {"url": pr.url, "number": pr.number, "draft": req.draft, "merged": pr.merged})
