@@ -282,7 +282,8 @@ def test_push_auth_is_scoped_to_the_web_host_and_never_a_file() -> None:
     s = GithubSettings(repository="o/r", api_url="https://ghe.corp.example/api/v3", token=TOKEN,
                        token_source="GITHUB_TOKEN")
     env = push_env(s)
-    assert env["GIT_CONFIG_KEY_1"] == "http.https://ghe.corp.example/.extraheader"
+    assert env["GIT_CONFIG_KEY_2"] == "http.https://ghe.corp.example/.extraheader"
+    assert env["GIT_CONFIG_KEY_1"] == env["GIT_CONFIG_KEY_2"] and env["GIT_CONFIG_VALUE_1"] == ""  # reset first
     assert TOKEN not in json.dumps(env)  # base64 only, in the environment of one git process
 
 
@@ -398,3 +399,60 @@ def test_discovery_text_is_bounded_per_kind() -> None:
     many = tuple(Finding("issue", n, "x" * 500) for n in range(MAX_ITEMS_PER_SOURCE + 50))
     text = render(Discovery("o/r", "main", many))
     assert text.count("\n- issue #") == MAX_ITEMS_PER_SOURCE and "50 more issue item(s)" in text
+
+
+def test_push_sends_exactly_one_authorization_header_even_after_actions_checkout(tmp_path: Path) -> None:
+    """The header list actions/checkout + our env leave: git reads it in order and an empty value resets it
+    (http.extraHeader), so what git sends is what follows the last empty value — ours alone."""
+    root = _repo_with_origin(tmp_path, "https://github.com/octo/widgets.git")
+    git(root, "config", "--local", "http.https://github.com/.extraheader", "AUTHORIZATION: basic checkout")
+    s = GithubSettings(repository="octo/widgets", api_url="https://api.github.com", token=TOKEN,
+                       token_source="GITHUB_TOKEN")
+    import os
+
+    env = {**os.environ, **push_env(s)}
+    out = subprocess.run(["git", "config", "--get-all", "http.https://github.com/.extraheader"], cwd=root,
+                         capture_output=True, text=True, env=env).stdout.split("\n")[:-1]
+    assert out[0] == "AUTHORIZATION: basic checkout" and "" in out  # the local value comes first, then ours
+    values = out[len(out) - out[::-1].index(""):]
+    assert len(values) == 1 and values[0].startswith("AUTHORIZATION: basic ") and "checkout" not in values[0]
+
+
+def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tmp_path: Path) -> None:
+    """git itself, pushing over HTTP to a recorder on 127.0.0.1 that stands for the GitHub host: exactly our
+    header (the one actions/checkout left in .git/config is reset), and nothing in .git/config."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[list[str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def log_message(self, *a) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get_all("Authorization") or [])
+            self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        root = _repo_with_origin(tmp_path, f"http://127.0.0.1:{port}/octo/widgets.git")
+        git(root, "config", "--local", f"http.http://127.0.0.1:{port}/.extraheader", "AUTHORIZATION: basic checkout")
+        git(root, "commit", "-q", "--allow-empty", "-m", "x")
+        sha = git(root, "rev-parse", "HEAD")
+        s = GithubSettings(repository="octo/widgets", api_url=f"http://127.0.0.1:{port}/api/v3", token=TOKEN,
+                           token_source="GITHUB_TOKEN")
+        with pytest.raises(GithubError) as e:
+            push_branch(root, s, sha, "loop/run-1")
+        assert TOKEN not in str(e.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+    ours = "basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    assert seen and all(h == [ours] for h in seen), seen  # one header per request, ours, never checkout's
+    assert TOKEN not in (root / ".git" / "config").read_text()

@@ -130,6 +130,16 @@ def web_host(api_url: str) -> str:
     return "github.com" if host == "api.github.com" else host
 
 
+def web_origin(api_url: str) -> str:
+    """``scheme://host[:port]`` of the web side (where git pushes): ``https://github.com`` for api.github.com."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_url)
+    host = web_host(api_url)
+    port = f":{parts.port}" if parts.port and host != "github.com" else ""
+    return f"{parts.scheme or 'https'}://{host}{port}"
+
+
 def repository_from_remote(url: str, api_url: str = DEFAULT_API_URL) -> str | None:
     """``owner/name`` when ``url`` points at the GitHub (or GHE) host that ``api_url`` serves."""
     remote = parse_remote_url(url)

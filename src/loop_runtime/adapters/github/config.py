@@ -28,6 +28,7 @@ from ...formats.github_config import (
     valid_api_url,
     valid_repository,
     web_host,
+    web_origin,
 )
 
 GH_TIMEOUT_S = 10.0
@@ -59,10 +60,8 @@ class GithubSettings:
 
     @property
     def web_url(self) -> str:
-        from urllib.parse import urlsplit
-
-        scheme = urlsplit(self.api_url).scheme or "https"
-        return f"{scheme}://{web_host(self.api_url)}"
+        """Where git pushes (the push's auth header is scoped to it, port included)."""
+        return web_origin(self.api_url)
 
 
 @dataclass(frozen=True)

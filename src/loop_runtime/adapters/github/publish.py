@@ -26,12 +26,17 @@ PUSH_TIMEOUT_S = 300.0
 def push_env(settings: GithubSettings) -> dict[str, str]:
     """The git config for one push, as environment variables (never on disk)."""
     basic = base64.b64encode(f"x-access-token:{settings.token}".encode()).decode()
+    key = f"http.{settings.web_url}/.extraheader"
     return {
-        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_COUNT": "3",
         "GIT_CONFIG_KEY_0": "credential.helper",
         "GIT_CONFIG_VALUE_0": "",
-        "GIT_CONFIG_KEY_1": f"http.{settings.web_url}/.extraheader",
-        "GIT_CONFIG_VALUE_1": f"AUTHORIZATION: basic {basic}",
+        # an empty value resets the list: actions/checkout persists its own header for this URL in
+        # .git/config, and two Authorization headers make GitHub refuse the push
+        "GIT_CONFIG_KEY_1": key,
+        "GIT_CONFIG_VALUE_1": "",
+        "GIT_CONFIG_KEY_2": key,
+        "GIT_CONFIG_VALUE_2": f"AUTHORIZATION: basic {basic}",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "",
         "SSH_ASKPASS": "",
