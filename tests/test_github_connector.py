@@ -456,3 +456,34 @@ def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tm
     ours = "basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     assert seen and all(h == [ours] for h in seen), seen  # one header per request, ours, never checkout's
     assert TOKEN not in (root / ".git" / "config").read_text()
+
+
+def test_a_push_remote_on_another_host_never_receives_the_token(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[list[str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def log_message(self, *a) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get_all("Authorization") or [])
+            self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        root = _repo_with_origin(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/octo/widgets.git")
+        git(root, "commit", "-q", "--allow-empty", "-m", "x")
+        s = GithubSettings(repository="octo/widgets", api_url="https://ghe.corp.example/api/v3", token=TOKEN,
+                           token_source="GITHUB_TOKEN")
+        with pytest.raises(GithubError):
+            push_branch(root, s, git(root, "rev-parse", "HEAD"), "loop/run-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen and all(h == [] for h in seen)
