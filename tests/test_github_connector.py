@@ -487,3 +487,21 @@ def test_a_push_remote_on_another_host_never_receives_the_token(tmp_path: Path) 
         server.shutdown()
         server.server_close()
     assert seen and all(h == [] for h in seen)
+
+
+@given(st.text(max_size=200))
+def test_remote_and_link_parsers_never_raise_and_only_return_valid_values(text: str) -> None:
+    from loop_runtime.formats.github_config import valid_repository
+
+    repo = repository_from_remote(text)
+    assert repo is None or valid_repository(repo)
+    nxt = parse_link_next(text)
+    assert nxt is None or nxt in text
+
+
+@given(st.lists(st.tuples(st.text(max_size=30), st.text(max_size=20)), max_size=5), st.text(max_size=30))
+def test_pause_labels_engage_only_on_the_pause_or_the_patterns_label(labels: list, pause: str) -> None:
+    state = killswitch.evaluate("ci-sweeper", state_file="s.md", texts={}, root_files=set(), labels=labels,
+                                pause_label=pause or "loop-pause-all")
+    wanted = {" ".join((pause or "loop-pause-all").split()).casefold(), "loop-pause-all", "loop-pause-ci-sweeper"}
+    assert state.engaged == any(" ".join(lb.split()).casefold() in wanted for lb, _ in labels)
