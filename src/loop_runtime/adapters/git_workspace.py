@@ -121,7 +121,9 @@ class GitWorkspace:
         if self._root is None:
             try:
                 top = run_git(["rev-parse", "--show-toplevel"], self._given_root)
-            except GitError:
+            except GitError as exc:
+                if "not a git repository" not in str(exc).lower():
+                    raise  # git could not run or failed otherwise: say that, not "not a repository"
                 raise GitError(f"not a git repository: {self._given_root} (worktrees need git)") from None
             self._root = Path(top).resolve()
         return self._root
