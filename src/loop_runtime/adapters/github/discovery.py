@@ -108,7 +108,11 @@ def _failing_runs(client: GithubClient, base: str, branch: str, m: Any) -> list[
 
 
 def _failing_checks(client: GithubClient, base: str, branch: str, m: Any) -> list[Finding]:
-    runs = client.pages(f"{base}/commits/{branch}/check-runs", m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
+    from urllib.parse import quote
+
+    # the branch name came from the API: one path segment, whatever it holds
+    runs = client.pages(f"{base}/commits/{quote(branch, safe='')}/check-runs",
+                        m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
                         params={"filter": "latest"}, permission="checks: read", items=lambda page: page.check_runs,
                         max_pages=2)
     return [Finding("failing-check", c.id, c.name, c.html_url or "", state=str(c.conclusion),
@@ -116,7 +120,10 @@ def _failing_checks(client: GithubClient, base: str, branch: str, m: Any) -> lis
 
 
 def _check_state(client: GithubClient, base: str, sha: str, m: Any) -> str:
-    runs = client.pages(f"{base}/commits/{sha}/check-runs", m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
+    from urllib.parse import quote
+
+    runs = client.pages(f"{base}/commits/{quote(sha, safe='')}/check-runs",
+                        m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
                         permission="checks: read", items=lambda page: page.check_runs, max_pages=1)
     if any(c.conclusion in ("failure", "timed_out") for c in runs):
         return "failure"
