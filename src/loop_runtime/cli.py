@@ -206,6 +206,25 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
+def doctor(c: _Ctx, as_json: bool) -> None:
+    """Check the project: files, git, tests, backends, GitHub, Temporal — each with its fix.
+
+    Exit 0 ready, 2 a human must act, 1 broken.
+    """
+    from .core.doctor import as_json as doctor_json, exit_code, render
+    from .doctor import run_checks
+
+    checks = run_checks(c.root)
+    if as_json:
+        _emit_json(doctor_json(checks))
+    else:
+        click.echo(render(checks))
+    sys.exit(exit_code(checks))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
 def status(c: _Ctx, as_json: bool) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
     from .readouts import show_status
@@ -237,10 +256,13 @@ def _store_if_exists(project: Any) -> Any:
               help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
 @click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
               "is reached (the token budget and the kill switch still apply).")
+@click.option("--budget", type=click.IntRange(1, None), default=None, metavar="TOKENS",
+              help="Today's token cap for this loop (the smaller of this and the configured cap wins).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
+        scenario: str | None, model: str | None, log_format: str, force: bool, budget: int | None,
+        as_json: bool) -> None:
     """Run tick(s) of one loop now.
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
@@ -254,7 +276,7 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
                       on_event=progress.event if progress else None,
                       notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
-                      force=force)
+                      force=force, budget=budget)
     try:
         report = run_ticks(project, pattern, opts, ticks)
     finally:

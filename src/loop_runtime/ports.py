@@ -406,3 +406,19 @@ class TickJournal(Protocol):
 
     def event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
               tick_id: str | None = None) -> None: ...
+
+
+# --------------------------------------------------------------------------- publishing (GitHub)
+
+
+@runtime_checkable
+class ChangePublisher(Protocol):
+    """Pushes an accepted change to its ``loop/*`` branch and opens a pull request (``adapters.github``).
+
+    ``publish`` takes a ``core.github_pr.PublishRequest`` and returns a ``Published``; a refused
+    merge raises ``errors.GithubRefused`` (the tick escalates).
+    """
+
+    def publish(self, request: Any) -> Any: ...
+
+    def comment(self, number: int, body: str) -> str | None: ...

@@ -160,6 +160,7 @@ class RunOptions:
     run_id: str | None = None
     extra_stop: Callable[[], str | None] | None = None
     force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
+    budget: int | None = None  # `run --budget`: today's token cap for this loop (the smaller cap wins)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
@@ -333,6 +334,9 @@ class LoopRunner:
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
         secrets = secret_values(project.root, os.environ)
+        github = github_session(project, plan)
+        if github is not None:  # the token (from `gh auth token` too) joins everything the run redacts
+            secrets = [*secrets, *(s for s in github.secrets if s not in secrets)]
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
@@ -360,7 +364,12 @@ class LoopRunner:
         def observe() -> str:
             from .adapters.discovery import observe as run_probes
 
-            return run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            text = run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            if github is not None:  # raises DiscoveryUnavailable: the tick is then report-only
+                from .core.redact import redact
+
+                text += "\n\n" + redact(github.observe(), extra_secrets=secrets)
+            return text
 
         def on_event(kind: str, payload: Mapping[str, Any]) -> None:
             if self.opts.on_event is not None:
@@ -398,7 +407,34 @@ class LoopRunner:
             force=self.opts.force,
             sandbox_note=sandbox_note(sandbox, self.backend_name),
             mcp_servers=mcp_by_level(project),
+            remote_pause=github.pause_labels if github is not None else None,
+            pause_label=github.pause_label if github is not None else killswitch.ALL,
+            publisher=github.publisher() if github is not None and workspace is not None else None,
+            lease=github.lease if github is not None and workspace is not None else None,
         )
+
+
+def github_session(project: Project, plan: Plan) -> Any:
+    """The GitHub connector for one tick, or None when it is off (no repository/token, or disabled)."""
+    from .adapters.github import GithubSession, resolve
+
+    found = resolve(project.root, project.config.github, os.environ)
+    if found.settings is None:
+        return None
+    return GithubSession(project.root, found.settings, plan.pattern_id,
+                         deadline_s=_env_seconds("LOOP_RUNTIME_GITHUB_DEADLINE_S", 120.0),
+                         backoff_s=_env_seconds("LOOP_RUNTIME_GITHUB_BACKOFF_S", 1.0))
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (tests shorten GitHub retries with it)."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        raise ConfigError(name, name, os.environ.get(name), message=f"{name} must be a number of seconds") from None
+    if not 0 < value < 86_400:
+        raise ConfigError(name, name, value, message=f"{name} must be between 0 and 86400 seconds")
+    return value
 
 
 def runtime_written(project: Project) -> tuple[str, ...]:

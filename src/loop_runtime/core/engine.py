@@ -16,7 +16,7 @@ different adapters — a whole tick runs in a test with ``MockBackend``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from typing import Any
@@ -93,6 +93,13 @@ class TickDeps:
     sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
     #: level → MCP servers an agent at that (effective) level may use (``[mcp]`` in loop-runtime.toml)
     mcp_servers: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: issue-tracker kill input (R12): ``(label, source)`` of open issues/PRs, and the pause label
+    remote_pause: Callable[[], Sequence[tuple[str, str]]] | None = None
+    pause_label: str = killswitch.ALL
+    #: pushes an accepted change and opens its PR (``adapters.github.publish``); None: local branch only
+    publisher: Any = None
+    #: issue-pr-repair (R32): takes the lock label on the item's issue; returns its release, or None
+    lease: Callable[[str], Callable[[], None] | None] | None = None
 
 
 class Halt(Exception):
@@ -181,8 +188,13 @@ class TickBase:
         root_files = {
             f for f in (killswitch.ALL, killswitch.pattern_switch(self.plan.pattern_id)) if st.read(f) is not None
         }
-        return killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts=texts,
-                                   root_files=root_files)
+        state = killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts=texts,
+                                    root_files=root_files)
+        if state.engaged or self.deps.remote_pause is None:
+            return state
+        return killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts={},
+                                   root_files=set(), labels=tuple(self.deps.remote_pause()),
+                                   pause_label=self.deps.pause_label)
 
     def decide_level(self) -> None:
         caps: list[tuple[str, str]] = []

@@ -37,6 +37,14 @@ File format (every key optional; unknown keys are an error naming the valid ones
     enabled = true                # false: the scheduler skips this loop
     daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
 
+    [github]                      # the GitHub connector (on when a repository and a token are known)
+    enabled = true                # false: off even with a token
+    repository = "owner/name"     # else GITHUB_REPOSITORY wins; else parsed from the push remote
+    api_url = "https://ghe.example.com/api/v3"   # GITHUB_API_URL wins; default https://api.github.com
+    remote = "origin"             # where loop/* branches are pushed
+    max_pages = 5                 # pages read per discovery query
+    comment_escalations = false   # mirror an escalation as a comment on the item's issue
+
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
 
@@ -57,6 +65,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .github_config import GithubConfig, parse_github_table
 
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai")
@@ -108,6 +117,8 @@ class ProjectConfig:
     #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                          hash=False, repr=False)
+    #: ``[github]``: the connector's settings (the environment and the remote fill the rest)
+    github: GithubConfig = field(default_factory=GithubConfig)
 
     def mcp_for(self, level: str) -> Mapping[str, Mapping[str, Any]]:
         """The MCP servers (name → definition) an agent at ``level`` may use; empty unless listed."""
@@ -145,13 +156,14 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp"))
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "github"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
-    return ProjectConfig(**values, patterns=MappingProxyType(patterns),
-                         mcp=_mcp_levels(data.get("mcp", {}), file)).with_sources({k: file for k in values})
+    github = parse_github_table(data["github"], file=file) if "github" in data else GithubConfig()
+    return ProjectConfig(**values, patterns=MappingProxyType(patterns), mcp=_mcp_levels(data.get("mcp", {}), file),
+                         github=github).with_sources({k: file for k in values})
 
 
 MCP_LEVEL_KEYS = ("l1", "l2", "l3")
