@@ -205,10 +205,21 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @pass_ctx
-def status(c: _Ctx, as_json: bool) -> None:
+def status(c: _Ctx, as_json: bool, fleet: str | None) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
     from .readouts import show_status
+
+    if fleet:
+        from .adapters.fleet import load_fleet
+        from .fleet import fleet_status, print_fleet_status
+        from .runtime import now_utc
+
+        doc = fleet_status(load_fleet(fleet), now_utc())
+        _emit_json(doc) if as_json else print_fleet_status(doc)
+        return
 
     show_status(c._root_flag, as_json, c.project)
 
@@ -238,9 +249,12 @@ def _store_if_exists(project: Any) -> Any:
 @click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
               "is reached (the token budget and the kill switch still apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
+        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool,
+        fleet: str | None) -> None:
     """Run tick(s) of one loop now.
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
@@ -249,17 +263,19 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
     from .progress import make_progress
     from .runner import RunOptions
 
-    project = c.project
+    project, portfolio = (c.project, None) if not fleet else _fleet_member(c, fleet, dry_run)
     progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
                       on_event=progress.event if progress else None,
                       notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
-                      force=force)
+                      force=force, portfolio=portfolio)
     try:
         report = run_ticks(project, pattern, opts, ticks)
     finally:
         if progress:
             progress.close()
+        if portfolio is not None:
+            portfolio.store.close()
     if as_json:
         _emit_json(report.as_json())
     else:
@@ -269,6 +285,22 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
                                level=level or report.plan.level, backend=report.backend, dry_run=dry_run,
                                spent=report.spent, cap=report.cap))
     sys.exit(report.exit_code)
+
+
+def _fleet_member(c: _Ctx, fleet: str, dry_run: bool) -> tuple[Any, Any]:
+    """``--fleet FILE`` inside one of its repositories: that repository as the fleet sees it, and the
+    portfolio ledger it spends from (not opened for a dry run, which writes nothing)."""
+    from .adapters.fleet import load_fleet, open_portfolio
+    from .errors import ConfigError
+    from .fleet import fleet_project
+
+    loaded = load_fleet(fleet)
+    place = loaded.place_of(c.root)
+    if place is None:
+        raise ConfigError("--fleet", "root", str(c.root), message=f"{c.root} is not a repository of the fleet "
+                          f"{fleet} (repositories: {', '.join(p.name for p in loaded.places)})")
+    project = fleet_project(place)
+    return project, None if dry_run else open_portfolio(loaded).for_repo(place.name)
 
 
 # ---------------------------------------------------------------------------- human actions
@@ -457,14 +489,27 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
               help="Log lines on stderr: plain for people, json for machines, none for quiet.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @pass_ctx
 def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backend: str | None,
-          scenario: str | None, log_format: str) -> None:
+          scenario: str | None, log_format: str, fleet: str | None) -> None:
     """Run every enabled loop (or the named ones) on its cadence until SIGTERM/SIGINT.
 
     PATTERNS: pattern ids to run (default: every enabled loop).
     """
     from .daemon import run_daemon
+
+    if fleet:
+        from .errors import ConfigError
+        from .fleet import run_fleet_daemon
+
+        if patterns:
+            raise ConfigError("start", "patterns", " ".join(patterns),
+                              message="start --fleet runs every enabled loop of every repository: name no patterns "
+                                      "(disable loops with [repos.patterns.<id>] enabled = false)")
+        sys.exit(run_fleet_daemon(fleet, backend=backend, scenario=scenario, log_format=log_format,
+                                  dashboard_port=port if dashboard else None))
 
     sys.exit(run_daemon(c.project, list(patterns), dashboard=dashboard, port=port, backend=backend,
                         scenario=scenario, log_format=log_format))

@@ -21,6 +21,8 @@ File format (every key optional; unknown keys are an error naming the valid ones
     agent_timeout_s = 900         # seconds per agent call (default 900)
     max_turns = 30                # agent turns per call (default 30)
     daily_summary = false         # `start` sends a summary notification after each UTC day
+    retention_days = 90           # the run store keeps events and finished ticks this many days
+                                  # (older ones are summed into daily rollups, then deleted)
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -88,6 +90,7 @@ class ProjectConfig:
     agent_timeout_s: float = 900.0
     max_turns: int = 30
     daily_summary: bool = False
+    retention_days: int = 90
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -312,6 +315,7 @@ _TOP: dict[str, Check] = {
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
+    "retention_days": _positive_int,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),

@@ -1,0 +1,339 @@
+"""A fleet on one machine: every repository's loops in one daemon, one status, one portfolio budget.
+
+``start --fleet FILE`` builds each repository's ``Project`` exactly as ``start`` in that
+repository would (plus the fleet's per-loop overrides and per-repository cap), gives every
+loop's ``LoopRunner`` the fleet's portfolio scope, and runs them all on ONE ``Scheduler``
+keyed ``<repo>/<pattern>``. The scheduler's store calls are routed to the repository's own
+run store (``FleetStores``), so next-due times, runs/day and leases stay where a plain
+``start`` in that repository would look for them — a fleet daemon and a single-repo
+``run`` never tick the same loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, LeaseHeld, LoopError
+from .runtime import Project
+
+SEP = "/"
+
+
+def fleet_project(place: Any) -> Project:
+    """The repository's project with the fleet's overrides applied (loops' keys, repository cap)."""
+    from types import MappingProxyType
+
+    from .runtime import load_project
+
+    project = load_project(place.root)
+    repo = place.repo
+    cfg = project.config
+    patterns = dict(cfg.patterns)
+    for pid in repo.patterns:
+        patterns[pid] = repo.pattern_config(pid, cfg.for_pattern(pid))
+    cap = cfg.global_daily_cap
+    if repo.daily_cap is not None:
+        cap = repo.daily_cap if cap is None else min(cap, repo.daily_cap)  # the smaller cap wins
+    sources = dict(cfg.sources)
+    project.config = replace(cfg, patterns=MappingProxyType(patterns), global_daily_cap=cap).with_sources(sources)
+    return project
+
+
+def key(repo: str, pattern: str) -> str:
+    return f"{repo}{SEP}{pattern}"
+
+
+def split_key(k: str) -> tuple[str, str]:
+    repo, _, pattern = k.partition(SEP)
+    return repo, pattern
+
+
+# --------------------------------------------------------------------------- status
+
+
+def fleet_status(loaded: Any, now: datetime) -> dict[str, Any]:
+    """``status --fleet``: the portfolio, then each repository's own status document, in fleet order."""
+    from .adapters.fleet import portfolio_if_exists
+    from .commands import store_if_exists
+    from .status import project_status
+
+    portfolio = portfolio_if_exists(loaded)
+    repos: list[dict[str, Any]] = []
+    try:
+        for place in loaded.places:
+            entry: dict[str, Any] = {"name": place.name, "where": place.repo.where, "root": str(place.root)}
+            if place.problem:
+                repos.append({**entry, "error": place.problem, "loops": []})
+                continue
+            try:
+                project = fleet_project(place)
+                store = store_if_exists(project)
+                try:
+                    doc = project_status(project, now, store,
+                                         portfolio=portfolio if portfolio is not None else _no_ledger(loaded))
+                finally:
+                    if store is not None:
+                        store.close()
+            except LoopError as e:  # one broken repository must not hide the others
+                repos.append({**entry, "error": str(e), "loops": []})
+                continue
+            repos.append({**entry, **doc, "root": str(place.root)})
+        pst = portfolio.status(now) if portfolio is not None else None
+    finally:
+        if portfolio is not None:
+            portfolio.store.close()
+    from .core.budget import assess, todays_cap, utc_day
+
+    if pst is None:
+        from .ports import BudgetStatus
+
+        pst = BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
+    verdict = assess(pst)
+    return {
+        "fleet": str(loaded.file),
+        "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "portfolio": {"day": pst.day, "cap": pst.cap, "spent": pst.spent, "reserved": pst.reserved,
+                      "percent": None if not pst.cap else round(100 * pst.used / pst.cap, 1),
+                      "state": "halted" if verdict.halt else ("L1" if verdict.level_cap else "ok"),
+                      "usdCap": loaded.fleet.portfolio_daily_usd},
+        "repos": repos,
+    }
+
+
+def _no_ledger(loaded: Any) -> Any:
+    """A portfolio nobody has spent from yet: its cap, nothing used (status never creates the ledger)."""
+
+    class Empty:
+        def status(self, now: datetime) -> Any:
+            from .core.budget import todays_cap, utc_day
+            from .ports import BudgetStatus
+
+            return BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
+
+    return Empty()
+
+
+def print_fleet_status(doc: Mapping[str, Any], stream: Any = None) -> None:
+    """Plain text, grouped by repository (the same cells as ``status`` per loop)."""
+    from .readouts import print_status
+
+    stream = stream or sys.stdout
+    p = doc["portfolio"]
+    cap = f"{p['cap']:,}" if p["cap"] else "no cap"
+    pct = f" ({p['percent']}%)" if p["percent"] is not None else ""
+    print(f"fleet {doc['fleet']} — portfolio {p['spent']:,} / {cap} tokens today{pct}: {p['state']}", file=stream)
+    for repo in doc["repos"]:
+        print("", file=stream)
+        if repo.get("error"):
+            print(f"== {repo['name']} ({repo['where']}): {repo['error']}", file=stream)
+            continue
+        print(f"== {repo['name']} ({repo['where']})", file=stream)
+        print_status(repo, stream)
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+class FleetStores:
+    """The scheduler's store, routed: ``<repo>/<pattern>`` keys go to that repository's run store."""
+
+    def __init__(self, stores: Mapping[str, Any], portfolio: Any) -> None:
+        self.stores, self.portfolio = dict(stores), portfolio
+
+    def _of(self, k: str) -> tuple[Any, str]:
+        repo, pattern = split_key(k)
+        return self.stores[repo], pattern
+
+    def get_next_due(self, k: str) -> datetime | None:
+        store, pattern = self._of(k)
+        return store.get_next_due(pattern)
+
+    def set_next_dues(self, due: Mapping[str, datetime]) -> None:
+        by_repo: dict[str, dict[str, datetime]] = {}
+        for k, at in due.items():
+            repo, pattern = split_key(k)
+            by_repo.setdefault(repo, {})[pattern] = at
+        for repo, d in by_repo.items():
+            self.stores[repo].set_next_dues(d)
+
+    def runs_on_day(self, k: str, day: date) -> int:
+        store, pattern = self._of(k)
+        return int(store.runs_on_day(pattern, day))
+
+    def add_event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
+                  tick_id: str | None = None) -> int:
+        if pattern is None:
+            return 0
+        store, pid = self._of(pattern)
+        return int(store.add_event(kind, payload, at, pattern=pid, tick_id=tick_id))
+
+    def settle_orphans(self, live: set[str], now: datetime) -> list[Any]:
+        settled: list[Any] = []
+        for store in self.stores.values():
+            settled.extend(store.settle_orphans(live, now))
+        if self.portfolio is not None:
+            settled.extend(settle_portfolio_orphans(self.portfolio.store, self.stores, now))
+        return settled
+
+
+def settle_portfolio_orphans(ledger: Any, stores: Mapping[str, Any], now: datetime) -> list[Any]:
+    """Portfolio reservations whose loop reservation is no longer open: their tick is gone.
+
+    A live call holds its loop row open until it settles (``StoreBudget`` settles outer
+    scopes first), so "no open row for that tick in its repository" means nobody will
+    settle the portfolio row. It is settled failing closed, at the full amount.
+    """
+    from .adapters.store_budget import PORTFOLIO
+
+    out = []
+    for res in ledger.open_reservations(PORTFOLIO):
+        repo, _, tick_id = res.tick_id.partition("/")
+        store = stores.get(repo)
+        if store is None:
+            continue  # another daemon's repository: its own sweep settles it
+        if any(r.tick_id == tick_id for r in store.open_reservations()):
+            continue
+        ledger.settle(res.id, res.amount, now)
+        out.append(res)
+    return out
+
+
+@dataclass
+class FleetLoop:
+    repo: str
+    pattern: str
+    project: Project
+    runner: Any
+
+
+def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None, clock: Any,
+                      on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
+                      stores: dict[str, Any], portfolio: Any) -> list[FleetLoop]:
+    """Every enabled loop of every repository (preflighted), each with its runner."""
+    from .adapters.sqlite_store import RunStore
+    from .loops import project_loops
+    from .preflight import preflight
+    from .runner import LoopRunner, RunOptions, backend_name
+
+    loops: list[FleetLoop] = []
+    for place in loaded.places:
+        project = fleet_project(place)
+        ids = list(project_loops(project).enabled)
+        if not ids:
+            continue
+        for pid in ids:
+            plan = project.plan(pid)
+            preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)),
+                      scenario=scenario)
+        store = stores.get(place.name) or RunStore.open(project.root)
+        stores[place.name] = store
+        link = portfolio.for_repo(place.name)
+        for pid in ids:
+            opts = RunOptions(backend=backend, scenario=scenario, clock=clock, portfolio=link, on_event=on_event)
+            loops.append(FleetLoop(place.name, pid, project, LoopRunner(project, project.plan(pid), opts, store=store)))
+    return loops
+
+
+async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str | None = None,
+                      log_format: str = "plain", clock: Any = None, sync: bool = True,
+                      on_log: Callable[[str, Mapping[str, Any]], None] | None = None,
+                      stop_after_s: float | None = None, dashboard_port: int | None = None) -> None:
+    """``start --fleet``: one scheduler for every loop of every repository, one portfolio ledger."""
+    from .adapters.clock import SystemClock
+    from .adapters.fleet import open_portfolio, sync_repo
+    from .core.schedule import LoopSchedule
+    from .daemon import GRACE_S, _logger
+    from .scheduler import Scheduler, install_signal_handlers
+
+    log = on_log or _logger(log_format)
+    if sync:
+        places = []
+        for place in loaded.places:
+            try:
+                places.append(sync_repo(place) if place.repo.url is not None else place)
+            except LoopError as e:
+                places.append(replace(place, problem=str(e)))
+        loaded = replace(loaded, places=tuple(places))
+    problems = loaded.problems()
+    if problems:
+        raise ConfigError(str(loaded.file), "repos", None, message="; ".join(problems))
+    clock = clock or SystemClock()
+    portfolio = open_portfolio(loaded)
+    stores: dict[str, Any] = {}
+    try:
+        loops = build_fleet_loops(loaded, backend=backend, scenario=scenario, clock=clock, stores=stores,
+                                  portfolio=portfolio)
+        if not loops:
+            raise LoopError(f"{loaded.file}: no loops enabled in any repository of the fleet")
+        by_key = {key(lp.repo, lp.pattern): lp for lp in loops}
+        specs = [LoopSchedule.for_interval(k, lp.runner.plan.interval_s, lp.runner.plan.max_runs_per_day)
+                 for k, lp in by_key.items()]
+        router = FleetStores(stores, portfolio)
+        settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
+
+        async def run_tick(k: str) -> None:
+            import time
+
+            t0 = time.monotonic()
+            try:
+                result = await by_key[k].runner.tick()
+                log("tick", {"pattern": k, "outcome": result.decision if result.decision == "paused"
+                             else result.outcome, "tokens": result.tokens,
+                             "duration_s": round(time.monotonic() - t0, 3), "runId": result.run_id,
+                             "haltReason": result.halt_reason})
+            except LeaseHeld as e:
+                log("skip.lease", {"pattern": k, "detail": str(e)})
+            except LoopError as e:
+                log("tick.error", {"pattern": k, "error": str(e)})
+
+        scheduler = Scheduler(specs, run_tick, store=router, clock=clock, on_log=log)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        remove = install_signal_handlers(scheduler, loop, GRACE_S)
+        days = {lp.repo: lp.project.config.retention_days for lp in loops}
+        retention = asyncio.ensure_future(prune_loop([(n, s, days[n]) for n, s in stores.items()], clock, log))
+        log("daemon.start", {"loops": f"{len(by_key)} loops in {len(stores)} repositories"})
+        try:
+            if stop_after_s is not None:
+                loop.call_later(stop_after_s, scheduler.request_stop)
+            await scheduler.run()
+            await scheduler.shutdown(GRACE_S)
+        finally:
+            remove()
+            retention.cancel()
+    finally:
+        for store in stores.values():
+            store.close()
+        portfolio.store.close()
+        log("daemon.stop", {})
+
+
+async def prune_loop(targets: list[tuple[str, Any, int]], clock: Any, log: Any,
+                     every_s: float = 6 * 3600.0) -> None:
+    """Prune each ``(name, store, retention_days)`` on start and every few hours (``RunStore.prune``)."""
+    while True:
+        for name, store, days in targets:
+            try:
+                r = await asyncio.to_thread(store.prune, clock.now(), keep_days=days)
+                if r.ticks or r.events or r.reservations:
+                    log("store.pruned", {"repo": name, "ticks": r.ticks, "events": r.events,
+                                         "reservations": r.reservations})
+            except LoopError as e:
+                log("store.error", {"call": "prune", "error": f"{name}: {e}"})
+        await asyncio.sleep(every_s)
+
+
+def run_fleet_daemon(fleet_path: str, *, backend: str | None, scenario: str | None, log_format: str,
+                     dashboard_port: int | None = None) -> int:
+    from .adapters.fleet import load_fleet
+
+    loaded = load_fleet(fleet_path)
+    fmt = "plain" if log_format == "auto" else log_format
+    asyncio.run(serve_fleet(loaded, backend=backend, scenario=scenario, log_format=fmt,
+                            dashboard_port=dashboard_port))
+    return 0
