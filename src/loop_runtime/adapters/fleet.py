@@ -98,7 +98,7 @@ def load_fleet(path: str | os.PathLike[str]) -> LoadedFleet:
     fleet = parse_fleet(text, file=file.name)
     folder = file.parent
     work = (folder / fleet.work_dir).resolve()
-    if work == folder or work in folder.parents:
+    if folder not in work.parents:
         raise ConfigError(file.name, "work_dir", fleet.work_dir,
                           message=f"work_dir invalid: {fleet.work_dir!r} (must be a folder below the fleet file's)")
     places = [_place(file.name, folder, work, r) for r in fleet.repos]

@@ -172,7 +172,7 @@ def _repo(i: int, raw: object, file: str) -> FleetRepo:
     url = _url(raw["url"], f"{at}.url", file) if has_url else None
     name = raw.get("name")
     if name is None:
-        name = _derived_name(path if path is not None else url or "")
+        name = _derived_name(_norm_path(path) if path is not None else url or "")
         if not NAME_RE.fullmatch(name):
             raise ConfigError(file, f"{at}.name", name,
                               message=f"{at}.name needed: cannot derive a name from {path or redact_url(url or '')!r}")
