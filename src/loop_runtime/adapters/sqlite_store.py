@@ -658,8 +658,8 @@ class RunStore:
                 except sqlite3.OperationalError:
                     return 0  # busy: the next prune tries again
             free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-            if free:
-                conn.execute("PRAGMA incremental_vacuum").fetchall()
+            if free:  # executescript steps the pragma to the end (execute frees one page per call)
+                conn.executescript("PRAGMA incremental_vacuum;")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return free
 
