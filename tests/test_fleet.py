@@ -327,3 +327,26 @@ def test_two_fleet_daemons_on_three_repositories_never_overspend_the_portfolio(t
     halted = [e for e in events if e.get("event") == "tick" and e.get("haltReason") == "budget"]
     assert halted, "the cap was reached: some ticks must have halted on the budget"
     assert {e["pattern"].split("/")[0] for e in events if e.get("event") == "tick"} == {"api", "web", "ops"}
+
+
+# --------------------------------------------------------------------------- the fleet dashboard
+
+
+def test_the_fleet_dashboard_groups_every_repositorys_loops_and_shows_the_portfolio(tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from loop_runtime.dashboard.fleet import create_fleet_app
+
+    f = three_repos(tmp_path, 5000)
+    (tmp_path / "web" / "README.md").write_text("<script>alert(1)</script>\n")
+    with TestClient(create_fleet_app(load_fleet(f), token="t" * 32), base_url="http://127.0.0.1") as client:
+        page = client.get("/")
+        api = client.get("/api/fleet").json()
+        rebinding = client.get("/", headers={"host": "evil.example"})
+    assert page.status_code == 200
+    html = page.text
+    assert html.index('id="repo-api"') < html.index('id="repo-web"') < html.index('id="repo-ops"')
+    assert html.count('data-pattern="issue-triage"') == 3 and "0 spent" in html and "5,000" in html
+    assert [r["name"] for r in api["repos"]] == ["api", "web", "ops"] and api["portfolio"]["cap"] == 5000
+    assert rebinding.status_code == 400  # DNS rebinding: only loopback host names

@@ -243,7 +243,8 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
 async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str | None = None,
                       log_format: str = "plain", clock: Any = None, sync: bool = True,
                       on_log: Callable[[str, Mapping[str, Any]], None] | None = None,
-                      stop_after_s: float | None = None, dashboard_port: int | None = None) -> None:
+                      stop_after_s: float | None = None, dashboard_port: int | None = None,
+                      interval_s: int | None = None) -> None:
     """``start --fleet``: one scheduler for every loop of every repository, one portfolio ledger."""
     from .adapters.clock import SystemClock
     from .adapters.fleet import open_portfolio, sync_repo
@@ -272,7 +273,8 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
         if not loops:
             raise LoopError(f"{loaded.file}: no loops enabled in any repository of the fleet")
         by_key = {key(lp.repo, lp.pattern): lp for lp in loops}
-        specs = [LoopSchedule.for_interval(k, lp.runner.plan.interval_s, lp.runner.plan.max_runs_per_day)
+        # ``interval_s``: one cadence for every loop (bench/fleet.py's short cadences)
+        specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s, lp.runner.plan.max_runs_per_day)
                  for k, lp in by_key.items()]
         router = FleetStores(stores, portfolio)
         settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
@@ -297,6 +299,13 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
         remove = install_signal_handlers(scheduler, loop, GRACE_S)
         days = {lp.repo: lp.project.config.retention_days for lp in loops}
         retention = asyncio.ensure_future(prune_loop([(n, s, days[n]) for n, s in stores.items()], clock, log))
+        server = server_task = None
+        if dashboard_port:
+            from .dashboard.fleet import make_fleet_server
+
+            server, token = make_fleet_server(loaded, host="127.0.0.1", port=dashboard_port, token=None)
+            print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
+            server_task = asyncio.ensure_future(server.serve())
         log("daemon.start", {"loops": f"{len(by_key)} loops in {len(stores)} repositories"})
         try:
             if stop_after_s is not None:
@@ -306,6 +315,9 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
         finally:
             remove()
             retention.cancel()
+            if server_task is not None:
+                server.should_exit = True
+                await asyncio.wait([server_task], timeout=5)
     finally:
         for store in stores.values():
             store.close()
