@@ -50,8 +50,8 @@ def _when(v: Any) -> str:
 
 
 #: Scheduler bookkeeping that a person does not need to read (``--log-format json`` still has it).
-_SILENT = frozenset({"tick.start", "tick.done", "tick.end", "scheduler.start", "scheduler.stop",
-                     "shutdown.settled"})
+_SILENT = frozenset({"tick.start", "tick.run", "tick.done", "tick.end", "scheduler.start", "scheduler.stop",
+                     "shutdown.settled", "store.pruned"})
 
 
 def human_line(kind: str, f: Mapping[str, Any]) -> str:

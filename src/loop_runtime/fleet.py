@@ -182,6 +182,21 @@ class FleetStores:
         return settled
 
 
+STAGGER_S = 0.1
+"""Loops that never ran start this far apart: a fleet of 400 new loops does not start 400 ticks at once."""
+
+
+def _stagger_first_runs(router: FleetStores, specs: list[Any], now: datetime) -> None:
+    """A loop with no stored next-due time gets one spread over the first ``len × STAGGER_S`` seconds
+    (never beyond its own interval); loops that ran before keep theirs (``core.schedule.first_due``)."""
+    from datetime import timedelta
+
+    fresh = [s for s in specs if router.get_next_due(s.pattern) is None]
+    if len(fresh) > 1:
+        router.set_next_dues({s.pattern: now + timedelta(seconds=min(i * STAGGER_S, s.interval_s))
+                              for i, s in enumerate(fresh)})
+
+
 def settle_portfolio_orphans(ledger: Any, stores: Mapping[str, Any], now: datetime) -> list[Any]:
     """Portfolio reservations whose loop reservation is no longer open: their tick is gone.
 
@@ -277,12 +292,14 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
         specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s, lp.runner.plan.max_runs_per_day)
                  for k, lp in by_key.items()]
         router = FleetStores(stores, portfolio)
+        _stagger_first_runs(router, specs, clock.now())
         settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
 
         async def run_tick(k: str) -> None:
             import time
 
             t0 = time.monotonic()
+            log("tick.run", {"pattern": k, "at": clock.now()})  # when the tick's own code begins
             try:
                 result = await by_key[k].runner.tick()
                 log("tick", {"pattern": k, "outcome": result.decision if result.decision == "paused"
