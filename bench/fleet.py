@@ -25,7 +25,6 @@ import asyncio
 import os
 import resource
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,7 @@ def make_fleet(tmp: Path, repos: int) -> Path:
 
 def bench_fleet(args: argparse.Namespace) -> None:
     from loop_runtime.adapters.fleet import load_fleet
-    from loop_runtime.fleet import serve_fleet
+    from loop_runtime.fleet_daemon import serve_fleet
 
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp_s:
         tmp = Path(tmp_s)

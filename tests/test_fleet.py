@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loop_runtime.adapters.fleet import load_fleet, open_portfolio, sync_repo
+from loop_runtime.adapters.fleet import load_fleet, sync_repo
 from loop_runtime.adapters.sqlite_store import RunStore
 from loop_runtime.adapters.store_budget import PORTFOLIO, BudgetScope, StoreBudget
 from loop_runtime.core.budget import assess, tightest, todays_cap

@@ -502,7 +502,7 @@ def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backen
 
     if fleet:
         from .errors import ConfigError
-        from .fleet import run_fleet_daemon
+        from .fleet_daemon import run_fleet_daemon
 
         if patterns:
             raise ConfigError("start", "patterns", " ".join(patterns),
