@@ -350,3 +350,23 @@ def test_the_fleet_dashboard_groups_every_repositorys_loops_and_shows_the_portfo
     assert html.count('data-pattern="issue-triage"') == 3 and "0 spent" in html and "5,000" in html
     assert [r["name"] for r in api["repos"]] == ["api", "web", "ops"] and api["portfolio"]["cap"] == 5000
     assert rebinding.status_code == 400  # DNS rebinding: only loopback host names
+
+
+def test_a_dollar_cap_uses_the_backends_reported_cost_else_the_price_table(tmp_path: Path) -> None:
+    from loop_runtime.adapters.fleet import PortfolioLedger
+    from loop_runtime.core.budget import settle_call
+
+    ledger, a, _ = ledgers(tmp_path, 10**9)
+    link = PortfolioLedger(ledger, 10**9, "api", usd_cap=1.0)  # $1/day, tokens practically unlimited
+    ba = StoreBudget(a, "issue-triage", None, "t", portfolio=link.scope("t", "claude"))
+    r = ba.reserve(10**6, NOON)
+    assert r.amount == 166_666  # $1 at the table's $6 per 1M tokens
+    settle_call(ba, r, 50_000, NOON, cost_usd=0.90)  # the backend said what it cost: that is what counts
+    assert link.usd_spent(NOON) == pytest.approx(0.90)
+    assert assess(link.status(NOON)).level_cap == "L1"  # 90% of the dollars
+    r = ba.reserve(10**6, NOON)
+    assert r.amount == 16_666  # the $0.10 left
+    settle_call(ba, r, 16_666, NOON)  # no reported cost: priced by the table
+    assert link.usd_spent(NOON) == pytest.approx(1.0, abs=1e-5)
+    assert ba.reserve(1, NOON) is None  # less than one token's price is left
+    assert ledger.spent(PORTFOLIO, NOON.date()) == 66_666  # the token ledger still counts tokens

@@ -83,24 +83,27 @@ def fleet_status(loaded: Any, now: datetime) -> dict[str, Any]:
                 repos.append({**entry, "error": str(e), "loops": []})
                 continue
             repos.append({**entry, **doc, "root": str(place.root)})
-        pst = portfolio.status(now) if portfolio is not None else None
+        ledgers = [st for _, st in portfolio.labelled(now)] if portfolio is not None else []
+        pst = ledgers[0] if ledgers else None  # tokens, for the figures
+        usd = portfolio.usd_spent(now) if portfolio is not None else 0.0
     finally:
         if portfolio is not None:
             portfolio.store.close()
-    from .core.budget import assess, todays_cap, utc_day
+    from .core.budget import assess, tightest, todays_cap, utc_day
+    from .ports import BudgetStatus
 
     if pst is None:
-        from .ports import BudgetStatus
-
         pst = BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
-    verdict = assess(pst)
+        ledgers = [pst]
+    # as for each loop (``status.loop_status``): the state is judged on settled spend
+    verdict = assess(tightest([BudgetStatus(st.day, st.cap, st.spent, 0) for st in ledgers]))
     return {
         "fleet": str(loaded.file),
         "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "portfolio": {"day": pst.day, "cap": pst.cap, "spent": pst.spent, "reserved": pst.reserved,
                       "percent": None if not pst.cap else round(100 * pst.used / pst.cap, 1),
                       "state": "halted" if verdict.halt else ("L1" if verdict.level_cap else "ok"),
-                      "usdCap": loaded.fleet.portfolio_daily_usd},
+                      "usdCap": loaded.fleet.portfolio_daily_usd, "usdSpent": round(usd, 6)},
         "repos": repos,
     }
 

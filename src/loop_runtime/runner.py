@@ -295,7 +295,8 @@ class LoopRunner:
             backend=make_backend(self.backend_name, project, plan, self.opts),
             state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
             budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap,
-                               portfolio=self.opts.portfolio.scope(tick_id) if self.opts.portfolio else None),
+                               portfolio=self.opts.portfolio.scope(tick_id, self.backend_name)
+                               if self.opts.portfolio else None),
             clock=self.clock,
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,

@@ -181,24 +181,56 @@ def sync_repo(place: RepoPlace) -> RepoPlace:
 
 @dataclass(frozen=True)
 class PortfolioLedger:
-    """The fleet's shared ledger: a run store plus the fleet's caps and which repository this is."""
+    """The fleet's shared ledger: a run store plus the fleet's caps and which repository this is.
+
+    Tokens are kept under ``portfolio``; with ``portfolio_daily_usd`` dollars are kept too, under
+    ``portfolio-usd`` in micro-dollars (a backend's reported cost, else ``core.budget``'s price table).
+    """
 
     store: Any  # adapters.sqlite_store.RunStore
     cap: int | None
     repo: str | None = None
+    usd_cap: float | None = None
 
-    def scope(self, tick_id: str) -> Any:
-        from .store_budget import PORTFOLIO, BudgetScope
+    def scope(self, tick_id: str, backend: str = "mock") -> list[Any]:
+        from ..core.budget import price_per_token_usd, usd_cap_units
+        from .store_budget import PORTFOLIO, PORTFOLIO_USD, BudgetScope
 
-        return BudgetScope(self.store, PORTFOLIO, self.cap, ref=f"{self.repo or '-'}/{tick_id}")
+        ref = f"{self.repo or '-'}/{tick_id}"
+        scopes = [BudgetScope(self.store, PORTFOLIO, self.cap, ref=ref)]
+        if self.usd_cap is not None:
+            scopes.append(BudgetScope(self.store, PORTFOLIO_USD, usd_cap_units(self.usd_cap), ref=ref,
+                                      per_token=price_per_token_usd(backend) * 1_000_000, per_usd=1_000_000))
+        return scopes
 
     def for_repo(self, name: str) -> PortfolioLedger:
-        return PortfolioLedger(self.store, self.cap, name)
+        return PortfolioLedger(self.store, self.cap, name, self.usd_cap)
 
     def status(self, now: Any) -> Any:
-        from .store_budget import PORTFOLIO, scope_status
+        """The tighter of the token and the dollar ledgers (``core.budget.tightest``)."""
+        from ..core.budget import tightest, usd_cap_units
+        from .store_budget import PORTFOLIO, PORTFOLIO_USD, scope_status
 
-        return scope_status(self.store, PORTFOLIO, self.cap, now)
+        tokens = scope_status(self.store, PORTFOLIO, self.cap, now)
+        if self.usd_cap is None:
+            return tokens
+        return tightest([tokens, scope_status(self.store, PORTFOLIO_USD, usd_cap_units(self.usd_cap), now)])
+
+    def labelled(self, now: Any) -> list[tuple[str, Any]]:
+        """Each portfolio ledger with the words ``status`` puts before its verdict."""
+        from ..core.budget import usd_cap_units
+        from .store_budget import PORTFOLIO, PORTFOLIO_USD, scope_status
+
+        out = [("portfolio", scope_status(self.store, PORTFOLIO, self.cap, now))]
+        if self.usd_cap is not None:
+            out.append(("portfolio dollar (micro-USD)",
+                        scope_status(self.store, PORTFOLIO_USD, usd_cap_units(self.usd_cap), now)))
+        return out
+
+    def usd_spent(self, now: Any) -> float:
+        from .store_budget import PORTFOLIO_USD, scope_status
+
+        return scope_status(self.store, PORTFOLIO_USD, None, now).used / 1_000_000
 
 
 def open_portfolio(loaded: LoadedFleet) -> PortfolioLedger:
@@ -206,7 +238,8 @@ def open_portfolio(loaded: LoadedFleet) -> PortfolioLedger:
 
     loaded.work_dir.mkdir(parents=True, exist_ok=True)
     ensure_gitignore(loaded.work_dir / ".gitignore")
-    return PortfolioLedger(RunStore(loaded.ledger_path, secrets=()), loaded.fleet.portfolio_daily_cap)
+    return PortfolioLedger(RunStore(loaded.ledger_path, secrets=()), loaded.fleet.portfolio_daily_cap,
+                           usd_cap=loaded.fleet.portfolio_daily_usd)
 
 
 def portfolio_if_exists(loaded: LoadedFleet) -> PortfolioLedger | None:
@@ -215,7 +248,8 @@ def portfolio_if_exists(loaded: LoadedFleet) -> PortfolioLedger | None:
         return None
     from .sqlite_store import RunStore
 
-    return PortfolioLedger(RunStore(loaded.ledger_path, secrets=()), loaded.fleet.portfolio_daily_cap)
+    return PortfolioLedger(RunStore(loaded.ledger_path, secrets=()), loaded.fleet.portfolio_daily_cap,
+                           usd_cap=loaded.fleet.portfolio_daily_usd)
 
 
 def fleet_file(flag: str | None, cwd: Path | None = None) -> Path | None:

@@ -17,6 +17,7 @@ The rules themselves (cap + top-ups, how much fits, which scope is tightest) are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,10 +25,12 @@ from typing import Any
 from ..core.budget import tightest, todays_cap, utc_day
 from ..ports import BudgetStatus, Reservation
 
-__all__ = ["GLOBAL", "NO_CAP", "PORTFOLIO", "BudgetScope", "StoreBudget", "scope_status"]
+__all__ = ["GLOBAL", "NO_CAP", "PORTFOLIO", "PORTFOLIO_USD", "BudgetScope", "StoreBudget", "scope_status"]
 
 GLOBAL = "*"
 PORTFOLIO = "portfolio"
+PORTFOLIO_USD = "portfolio-usd"
+"""The portfolio's dollar ledger, in micro-dollars (integers: SQLite sums stay exact)."""
 NO_CAP = 10**15
 """Recorded-but-uncapped scopes still go through ``reserve`` so their spend is kept."""
 
@@ -44,7 +47,25 @@ class BudgetScope:
     key: str
     cap: int | None
     ref: str | None = None
-    record_uncapped: bool = True
+    #: ledger units per token: 1 for token scopes; the price-table rate for the USD scope (micro-dollars)
+    per_token: float = 1.0
+    #: ledger units per reported US dollar (the USD scope: 1e6), so a backend's own cost replaces the table
+    per_usd: float | None = None
+
+    def units(self, tokens: int) -> int:
+        import math
+
+        return int(math.ceil(tokens * self.per_token))
+
+    def tokens(self, units: int) -> int:
+        return int(units // self.per_token) if self.per_token != 1.0 else units
+
+    def settled_units(self, tokens: int, cost_usd: float | None) -> int:
+        import math
+
+        if self.per_usd is not None and cost_usd is not None and cost_usd >= 0:
+            return int(math.ceil(cost_usd * self.per_usd))
+        return self.units(max(0, tokens))
 
 
 def scope_status(store: Any, key: str, cap: int | None, now: datetime) -> BudgetStatus:
@@ -59,18 +80,19 @@ class StoreBudget:
 
     GLOBAL = GLOBAL
 
+    accepts_cost = True  # ``core.budget.settle_call`` hands it the backend's reported USD cost
+
     def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str,
-                 global_cap: int | None = None, *, portfolio: BudgetScope | None = None) -> None:
+                 global_cap: int | None = None, *, portfolio: BudgetScope | Sequence[BudgetScope] | None = None) -> None:
         self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id
         self.global_cap = global_cap
-        self.portfolio = portfolio
-        self._held: dict[int, list[tuple[Any, int]]] = {}
+        self.portfolio: tuple[BudgetScope, ...] = (
+            () if portfolio is None else (portfolio,) if isinstance(portfolio, BudgetScope) else tuple(portfolio))
+        self._held: dict[int, list[tuple[BudgetScope, int]]] = {}
 
     def scopes(self) -> list[BudgetScope]:
-        """Outermost first: portfolio, repository, loop."""
-        out: list[BudgetScope] = []
-        if self.portfolio is not None:
-            out.append(self.portfolio)
+        """Outermost first: portfolio (tokens, then USD), repository, loop."""
+        out: list[BudgetScope] = list(self.portfolio)
         if self.global_cap is not None:
             out.append(BudgetScope(self.store, GLOBAL, self.global_cap))
         out.append(BudgetScope(self.store, self.pattern, self.cap))
@@ -82,23 +104,25 @@ class StoreBudget:
 
     def reserve(self, amount: int, now: datetime) -> Reservation | None:
         day = utc_day(now)  # once: every scope books the same day
-        taken: list[tuple[Any, int]] = []
+        taken: list[tuple[BudgetScope, int]] = []
         for scope in self.scopes():
             cap = scope.cap if scope.cap is not None else NO_CAP
-            r = scope.store.reserve(pattern=scope.key, day=day, amount=amount, cap=cap,
+            r = scope.store.reserve(pattern=scope.key, day=day, amount=max(1, scope.units(amount)), cap=cap,
                                     tick_id=scope.ref or self.tick_id, now=now)
-            if r is None:
-                for store, rid in reversed(taken):
-                    store.settle(rid, 0, now)
+            granted = 0 if r is None else min(amount, scope.tokens(r.amount))
+            if r is not None:
+                taken.append((scope, r.id))
+            if granted <= 0:
+                for held, rid in reversed(taken):
+                    held.store.settle(rid, 0, now)
                 return None
-            taken.append((scope.store, r.id))
-            amount = r.amount  # an outer scope's grant bounds the inner ones
-        inner_store, inner_id = taken[-1]
+            amount = granted  # an outer scope's grant bounds the inner ones
+        inner_id = taken[-1][1]
         self._held[inner_id] = taken[:-1]
         return Reservation(inner_id, amount)
 
-    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
+    def settle(self, reservation: Reservation, actual: int, now: datetime, *, cost_usd: float | None = None) -> None:
         """Outer scopes first: while the loop's own row is open, no sweep takes the outer ones for orphans."""
-        for store, rid in self._held.pop(reservation.id, []):
-            store.settle(rid, actual, now)
+        for scope, rid in self._held.pop(reservation.id, []):
+            scope.store.settle(rid, scope.settled_units(actual, cost_usd), now)
         self.store.settle(reservation.id, actual, now)

@@ -19,7 +19,8 @@ from ..errors import BudgetExceeded
 from ..ports import BudgetStatus, Reservation
 from .schedule import utc_day  # one definition of "the UTC day" for budgets and schedules
 
-__all__ = ["BudgetBreaker", "BudgetVerdict", "assess", "grantable", "tightest", "todays_cap", "utc_day"]
+__all__ = ["PRICE_USD_PER_MTOK", "BudgetBreaker", "BudgetVerdict", "assess", "grantable", "price_per_token_usd",
+           "settle_call", "tightest", "todays_cap", "usd_cap_units", "utc_day"]
 
 DOWNGRADE_AT = 0.80
 HALT_AT = 1.00
@@ -32,6 +33,38 @@ class BudgetVerdict:
     halt: bool
     level_cap: str | None  # "L1" at ≥80%
     reason: str
+
+
+PRICE_USD_PER_MTOK: dict[str, float] = {
+    "claude": 6.00,   # Claude Sonnet: $3 in / $15 out per 1M tokens, blended at a 4:1 input:output mix
+    "codex": 3.50,    # GPT-5-codex: $1.25 in / $10 out, same mix
+    "openai": 3.50,   # an OpenAI-compatible endpoint: priced as codex unless it reports its cost
+    "mock": 3.00,     # the mock backend: a nominal price, so a USD cap can be tried out offline
+}
+"""USD per million tokens when a backend reports no cost of its own (a fleet's ``portfolio_daily_usd``).
+
+A backend's reported cost (Claude Code's ``total_cost_usd``) always wins over this table; the
+table only prices what nobody priced. Blended rates: agent calls read far more than they write."""
+DEFAULT_PRICE_USD_PER_MTOK = 6.00
+
+
+def price_per_token_usd(backend: str) -> float:
+    """The table's USD per token for ``backend`` (unknown backends at the highest listed rate)."""
+    return PRICE_USD_PER_MTOK.get(backend, DEFAULT_PRICE_USD_PER_MTOK) / 1_000_000
+
+
+def usd_cap_units(usd: float) -> int:
+    """A dollar cap in the ledger's unit (micro-dollars, whole numbers)."""
+    return int(round(usd * 1_000_000))
+
+
+def settle_call(ledger: object, reservation: Reservation, actual: int, now: datetime,
+                cost_usd: float | None = None) -> None:
+    """Settle one agent call, handing the backend's reported cost to ledgers that price in dollars."""
+    if cost_usd is not None and getattr(ledger, "accepts_cost", False):
+        ledger.settle(reservation, actual, now, cost_usd=cost_usd)  # type: ignore[attr-defined]
+    else:
+        ledger.settle(reservation, actual, now)  # type: ignore[attr-defined]
 
 
 def todays_cap(cap: int | None, topups: int = 0) -> int | None:
