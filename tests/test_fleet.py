@@ -370,3 +370,25 @@ def test_a_dollar_cap_uses_the_backends_reported_cost_else_the_price_table(tmp_p
     assert link.usd_spent(NOON) == pytest.approx(1.0, abs=1e-5)
     assert ba.reserve(1, NOON) is None  # less than one token's price is left
     assert ledger.spent(PORTFOLIO, NOON.date()) == 66_666  # the token ledger still counts tokens
+
+
+def test_top_ups_from_the_command_line_at_the_repository_and_portfolio_levels(tmp_path: Path) -> None:
+    f = three_repos(tmp_path, 4000, '[patterns.issue-triage]\nlevel = "L1"\n')
+    web = tmp_path / "web"
+    r = run_cli("run", "issue-triage", "--fleet", str(f), "--scenario", "report-only", cwd=web)
+    assert r.returncode == 0, r.stderr  # 4,000 of 4,000: the portfolio is spent
+    doc = json.loads(run_cli("status", "--fleet", str(f), "--json").stdout)
+    assert doc["portfolio"]["state"] == "halted"
+    up = run_cli("topup", "@portfolio", "6000", "--fleet", str(f), "--reason", "release day", cwd=web)
+    assert up.returncode == 0 and "the portfolio" in up.stdout, up.stderr
+    doc = json.loads(run_cli("status", "--fleet", str(f), "--json").stdout)
+    assert doc["portfolio"]["cap"] == 10_000 and doc["portfolio"]["state"] == "ok"
+    assert run_cli("run", "issue-triage", "--fleet", str(f), "--scenario", "report-only", cwd=web).returncode == 0
+    bad = [run_cli("topup", "@repo", "10", cwd=web), run_cli("topup", "@portfolio", "10", cwd=web),
+           run_cli("topup", "@portfolio", "-5", "--fleet", str(f), cwd=web), run_cli("topup", "@fleet", "5", cwd=web)]
+    assert all(b.returncode == 1 and "Traceback" not in b.stderr and len(b.stderr.strip().splitlines()) == 1
+               for b in bad), [b.stderr for b in bad]
+    (web / "loop-runtime.toml").write_text('global_daily_cap = 100\n[patterns.issue-triage]\nlevel = "L1"\n')
+    assert run_cli("topup", "@repo", "50000", cwd=web).returncode == 0
+    with sqlite3.connect(web / ".loop-runtime" / "runtime.db") as con:
+        assert con.execute("select sum(tokens) from topups where pattern='*'").fetchone()[0] == 50000

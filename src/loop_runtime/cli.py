@@ -444,14 +444,22 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
 @click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
               help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick (a bundled name or a file).")
+@click.option("--fleet", "fleet", default=None, metavar="FILE", help="The fleet file (for @portfolio).")
 @pass_ctx
 def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, backend: str | None,
-          scenario: str | None) -> None:
-    """Raise today's cap for one loop; optionally resume its budget-halted tick.
+          scenario: str | None, fleet: str | None) -> None:
+    """Raise today's cap for one loop (or @repo: the repository's, @portfolio: the fleet's); optionally resume.
 
-    PATTERN: the loop's id; TOKENS: how many tokens to add to today's cap.
+    PATTERN: the loop's id, @repo or @portfolio; TOKENS: how many tokens to add to today's cap.
     """
     from .actions import topup as do_topup
+
+    if pattern.startswith("@"):
+        from .fleet import topup_scope
+
+        r = topup_scope(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
+        click.echo(f"Top-up: +{r['tokens']:,} tokens for {r['scope']} today ({r['day']}): {reason}")
+        return
 
     if resume_tick:  # the resumed tick's files too, before the top-up is recorded
         from .preflight import preflight

@@ -139,6 +139,46 @@ def print_fleet_status(doc: Mapping[str, Any], stream: Any = None) -> None:
         print_status(repo, stream)
 
 
+def topup_scope(project: Project, scope: str, tokens: int, *, reason: str, fleet: str | None,
+                resume: bool = False) -> dict[str, Any]:
+    """``topup @repo N`` (the repository's ``global_daily_cap``) or ``topup @portfolio N --fleet FILE``."""
+    from .adapters.store_budget import GLOBAL, PORTFOLIO
+    from .core.budget import utc_day
+    from .errors import ConfigError
+    from .runtime import now_utc
+
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
+        raise ConfigError("topup", "tokens", tokens, message=f"tokens must be positive: {tokens}")
+    if resume:
+        raise ConfigError("topup", "--resume", scope, message="--resume resumes one loop: top up its pattern")
+    now = now_utc()
+    if scope == "@repo":
+        if project.config.global_daily_cap is None:
+            raise ConfigError("topup", "scope", scope, message="@repo: this repository has no global_daily_cap "
+                              "(loop-runtime.toml) to raise")
+        from .adapters.sqlite_store import RunStore
+
+        store, key_, name = RunStore.open(project.root), GLOBAL, f"repository {project.root.name}"
+    elif scope == "@portfolio":
+        if not fleet:
+            raise ConfigError("topup", "--fleet", None, message="@portfolio needs --fleet FILE")
+        from .adapters.fleet import load_fleet, open_portfolio
+
+        loaded = load_fleet(fleet)
+        if loaded.fleet.portfolio_daily_cap is None:
+            raise ConfigError(loaded.file.name, "portfolio_daily_cap", None,
+                              message="@portfolio: the fleet has no portfolio_daily_cap to raise")
+        store, key_, name = open_portfolio(loaded).store, PORTFOLIO, "the portfolio"
+    else:
+        raise ConfigError("topup", "scope", scope, valid=("<pattern>", "@repo", "@portfolio"))
+    try:
+        store.add_topup(key_, utc_day(now), tokens, reason, now)
+        store.add_event("budget.topup", {"tokens": tokens, "reason": reason, "scope": scope}, now, pattern=key_)
+    finally:
+        store.close()
+    return {"scope": name, "tokens": tokens, "day": str(utc_day(now))}
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
