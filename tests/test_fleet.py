@@ -392,3 +392,48 @@ def test_top_ups_from_the_command_line_at_the_repository_and_portfolio_levels(tm
     assert run_cli("topup", "@repo", "50000", cwd=web).returncode == 0
     with sqlite3.connect(web / ".loop-runtime" / "runtime.db") as con:
         assert con.execute("select sum(tokens) from topups where pattern='*'").fetchone()[0] == 50000
+
+
+def test_a_repository_vanishing_while_the_fleet_daemon_runs_fails_only_its_own_ticks(tmp_path: Path) -> None:
+    """Real engine, three repositories, one-second cadence: web is deleted after the first round; its
+    ticks fail and are logged, api and ops keep ticking, the daemon stops normally."""
+    import asyncio
+    import shutil
+
+    from loop_runtime.fleet_daemon import serve_fleet
+
+    f = three_repos(tmp_path, 10**6)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("triage: {decision: report, tokens: 10, items: [{id: A, title: a}]}\n")
+    seen: list[tuple[str, dict]] = []
+
+    def on_log(kind: str, fields: dict) -> None:
+        seen.append((kind, dict(fields)))
+        done = {fl["pattern"] for k, fl in seen if k == "tick"}
+        if {"api/issue-triage", "web/issue-triage", "ops/issue-triage"} <= done and (tmp_path / "web").exists():
+            shutil.rmtree(tmp_path / "web")
+
+    asyncio.run(serve_fleet(load_fleet(f), backend="mock", scenario=str(scenario), on_log=on_log, sync=False,
+                            stop_after_s=8.0, interval_s=1))
+    ticks = [fl["pattern"] for k, fl in seen if k == "tick"]
+    assert ticks.count("api/issue-triage") >= 2 and ticks.count("ops/issue-triage") >= 2, seen
+    assert ticks.count("web/issue-triage") == 1
+    assert any(k == "tick.error" and fl["pattern"] == "web/issue-triage" for k, fl in seen), seen
+    assert seen[-1][0] == "daemon.stop"
+
+
+def test_portfolio_rows_of_a_crashed_tick_are_settled_in_full_and_live_ones_are_left(tmp_path: Path) -> None:
+    from loop_runtime.fleet import settle_portfolio_orphans
+
+    ledger, a, _ = ledgers(tmp_path, 10_000)
+    crashed = StoreBudget(a, "issue-triage", None, "t1", portfolio=BudgetScope(ledger, PORTFOLIO, 10_000, ref="api/t1"))
+    live = StoreBudget(a, "daily-triage", None, "t2", portfolio=BudgetScope(ledger, PORTFOLIO, 10_000, ref="api/t2"))
+    crashed.reserve(3000, NOON)
+    live.reserve(2000, NOON)
+    a.settle(a.open_reservations("issue-triage")[0].id, 3000, NOON)  # the repository's own sweep settled it
+    later = NOON + timedelta(minutes=5)
+    assert settle_portfolio_orphans(ledger, {"api": a}, NOON) == []  # too young to judge
+    swept = settle_portfolio_orphans(ledger, {"api": a}, later)
+    assert [r.tick_id for r in swept] == ["api/t1"]
+    assert ledger.spent(PORTFOLIO, NOON.date()) == 3000 and ledger.reserved(PORTFOLIO, NOON.date()) == 2000
+    assert settle_portfolio_orphans(ledger, {}, later) == []  # another daemon's repositories: not ours to judge

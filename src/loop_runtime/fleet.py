@@ -239,6 +239,9 @@ def stagger_first_runs(router: FleetStores, specs: list[Any], now: datetime) -> 
                               for i, s in enumerate(fresh)})
 
 
+ORPHAN_MIN_AGE_S = 60.0
+
+
 def settle_portfolio_orphans(ledger: Any, stores: Mapping[str, Any], now: datetime) -> list[Any]:
     """Portfolio reservations whose loop reservation is no longer open: their tick is gone.
 
@@ -246,10 +249,16 @@ def settle_portfolio_orphans(ledger: Any, stores: Mapping[str, Any], now: dateti
     scopes first), so "no open row for that tick in its repository" means nobody will
     settle the portfolio row. It is settled failing closed, at the full amount.
     """
-    from .adapters.store_budget import PORTFOLIO
+    from datetime import timedelta
+
+    from .adapters.store_budget import PORTFOLIO, PORTFOLIO_USD
 
     out = []
-    for res in ledger.open_reservations(PORTFOLIO):
+    # only rows older than a minute: between a call's portfolio reserve and its loop reserve (milliseconds)
+    # the loop row does not exist yet, and a sweep in another process must not take that for an orphan
+    before = now - timedelta(seconds=ORPHAN_MIN_AGE_S)
+    for res in [*ledger.open_reservations(PORTFOLIO, created_before=before),
+                *ledger.open_reservations(PORTFOLIO_USD, created_before=before)]:
         repo, _, tick_id = res.tick_id.partition("/")
         store = stores.get(repo)
         if store is None:

@@ -438,11 +438,14 @@ class RunStore:
             (pattern, to_day(day)),
         ))
 
-    def open_reservations(self, pattern: str | None = None) -> list[Reservation]:
+    def open_reservations(self, pattern: str | None = None, *,
+                          created_before: datetime | None = None) -> list[Reservation]:
         sql = f"SELECT {RES_COLS} FROM reservations WHERE settled IS NULL"
         args: tuple[Any, ...] = ()
         if pattern is not None:
             sql, args = sql + " AND pattern = ?", (pattern,)
+        if created_before is not None:
+            sql, args = sql + " AND created_at < ?", (*args, to_ts(created_before))
         with self._read("open_reservations") as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
         return [reservation_from_row(r) for r in rows]
