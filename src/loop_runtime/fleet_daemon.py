@@ -17,6 +17,44 @@ from .fleet import FleetStores, fleet_project, key, prune_loop, settle_portfolio
 from .runtime import Project
 
 
+MAX_TICK_THREADS = 64
+"""Ticks run in worker threads, each on its own event loop: a tick's blocking steps (git, SQLite, file
+writes) then never hold up the scheduler's loop, so 400 loops still start on time (``bench/fleet.py``)."""
+
+
+async def in_own_thread(executor: Any, make: Callable[[], Any]) -> Any:
+    """Run the coroutine ``make()`` on a fresh event loop in ``executor``; cancelling the caller cancels it
+    there too and waits for it to finish (a cancelled tick checkpoints and settles its reservations)."""
+    import contextlib
+
+    box: dict[str, Any] = {}
+
+    def work() -> Any:
+        inner = asyncio.new_event_loop()
+        try:
+            box["task"] = inner.create_task(make())
+            box["loop"] = inner
+            return inner.run_until_complete(box["task"])
+        finally:
+            with contextlib.suppress(Exception):
+                inner.run_until_complete(inner.shutdown_asyncgens())
+            inner.close()
+
+    fut = asyncio.get_running_loop().run_in_executor(executor, work)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        inner = box.get("loop")
+        if inner is None:
+            fut.cancel()  # still queued for a thread: it never starts
+        else:
+            with contextlib.suppress(RuntimeError):  # already finished and closed
+                inner.call_soon_threadsafe(box["task"].cancel)
+        with contextlib.suppress(BaseException):
+            await fut
+        raise
+
+
 @dataclass
 class FleetLoop:
     repo: str
@@ -57,7 +95,7 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
                       log_format: str = "plain", clock: Any = None, sync: bool = True,
                       on_log: Callable[[str, Mapping[str, Any]], None] | None = None,
                       stop_after_s: float | None = None, dashboard_port: int | None = None,
-                      interval_s: int | None = None) -> None:
+                      interval_s: int | None = None, tick_threads: int | None = None) -> None:
     """``start --fleet``: one scheduler for every loop of every repository, one portfolio ledger."""
     from .adapters.clock import SystemClock
     from .adapters.fleet import open_portfolio, sync_repo
@@ -97,9 +135,15 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
             import time
 
             t0 = time.monotonic()
-            log("tick.run", {"pattern": k, "at": clock.now()})  # when the tick's own code begins
+            main = asyncio.get_running_loop()
+
+            async def tick() -> Any:
+                at = clock.now()  # when the tick's own code begins (after any wait for a thread)
+                main.call_soon_threadsafe(log, "tick.run", {"pattern": k, "at": at})
+                return await by_key[k].runner.tick()
+
             try:
-                result = await by_key[k].runner.tick()
+                result = await in_own_thread(executor, tick)
                 log("tick", {"pattern": k, "outcome": result.decision if result.decision == "paused"
                              else result.outcome, "tokens": result.tokens,
                              "duration_s": round(time.monotonic() - t0, 3), "runId": result.run_id,
@@ -109,6 +153,10 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
             except LoopError as e:
                 log("tick.error", {"pattern": k, "error": str(e)})
 
+        from concurrent.futures import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(max_workers=tick_threads or min(MAX_TICK_THREADS, len(by_key)),
+                                      thread_name_prefix="tick")
         scheduler = Scheduler(specs, run_tick, store=router, clock=clock, on_log=log)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
         remove = install_signal_handlers(scheduler, loop, GRACE_S)
@@ -133,6 +181,7 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
             if server_task is not None:
                 server.should_exit = True
                 await asyncio.wait([server_task], timeout=5)
+            executor.shutdown(wait=False, cancel_futures=True)
     finally:
         for store in stores.values():
             store.close()
