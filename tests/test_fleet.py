@@ -437,3 +437,37 @@ def test_portfolio_rows_of_a_crashed_tick_are_settled_in_full_and_live_ones_are_
     assert [r.tick_id for r in swept] == ["api/t1"]
     assert ledger.spent(PORTFOLIO, NOON.date()) == 3000 and ledger.reserved(PORTFOLIO, NOON.date()) == 2000
     assert settle_portfolio_orphans(ledger, {}, later) == []  # another daemon's repositories: not ours to judge
+
+
+def test_a_tick_in_its_own_thread_is_cancelled_there_and_finishes_its_cleanup() -> None:
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loop_runtime.fleet_daemon import in_own_thread
+
+    events: list[str] = []
+    started = threading.Event()
+
+    async def tick() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # a checkpoint and a settle, after the cancel
+            events.append(f"cleaned up in {threading.current_thread().name}")
+            raise
+        return "finished"
+
+    async def main() -> None:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tick") as ex:
+            assert await in_own_thread(ex, lambda: asyncio.sleep(0, result="ok")) == "ok"
+            task = asyncio.ensure_future(in_own_thread(ex, tick))
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert len(events) == 1 and events[0].startswith("cleaned up in tick")
