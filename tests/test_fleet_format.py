@@ -138,3 +138,22 @@ def test_any_url_value_is_either_accepted_or_refused_on_one_line(value: str) -> 
         parse_fleet(f'[[repos]]\nurl = "{value}"\nname = "r"\n')
     except ConfigError as e:
         assert "\n" not in str(e) and ("repos[0].url" in str(e) or "TOML syntax" in str(e))
+
+
+secret = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~%", min_size=6,
+                 max_size=40)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["https", "http", "git", "ssh", ""]), secret,
+       secret.filter(lambda p: p not in "loop-fleet.toml: repos[0].url invalid: example.com:org/repo.git"),
+       st.sampled_from(["", "?x=1", "#f"]))
+def test_no_shape_of_url_credentials_is_ever_echoed(scheme: str, user: str, password: str, tail: str) -> None:
+    url = (f"{scheme}://{user}:{password}@example.com/org/repo.git" if scheme
+           else f"{user}:{password}@example.com:org/repo.git") + tail
+    try:
+        parse_fleet(f'[[repos]]\nurl = "{url}"\nname = "r"\n')
+    except ConfigError as e:
+        assert password not in str(e) and password not in repr(e.value)
+    else:
+        raise AssertionError(f"accepted a URL with a password: {url!r}")
