@@ -160,7 +160,8 @@ def shared_scopes(project: Project, store: Any, now: datetime,
 
         out.append(("repository", scope_status(store, GLOBAL, project.config.global_daily_cap, now)))
     if portfolio is not None:
-        out.extend(portfolio.labelled(now) if hasattr(portfolio, "labelled") else [("portfolio", portfolio.status(now))])
+        labelled = getattr(portfolio, "labelled", None)
+        out.extend(labelled(now) if labelled is not None else [("portfolio", portfolio.status(now))])
     return out
 
 

@@ -93,7 +93,8 @@ def load_fleet(path: str | os.PathLike[str]) -> LoadedFleet:
     except UnicodeDecodeError:
         raise ConfigError(shown, "text", None, message="not UTF-8 text") from None
     except OSError as e:
-        raise ConfigError("--fleet", "fleet", shown, message=f"cannot read fleet file {shown!r}: {e.strerror}") from None
+        raise ConfigError("--fleet", "fleet", shown,
+                          message=f"cannot read fleet file {shown!r}: {e.strerror}") from None
     file = file.resolve()
     fleet = parse_fleet(text, file=file.name)
     folder = file.parent
@@ -109,8 +110,8 @@ def load_fleet(path: str | os.PathLike[str]) -> LoadedFleet:
 def _place(fname: str, folder: Path, work: Path, r: FleetRepo) -> RepoPlace:
     at = f"repos[{r.index}]"
     if r.url is not None:
-        return RepoPlace(r, work / "repos" / r.name,
-                         None if (work / "repos" / r.name / ".git").exists() else "not cloned yet (start --fleet clones it)")
+        clone = work / "repos" / r.name
+        return RepoPlace(r, clone, None if (clone / ".git").exists() else "not cloned yet (start --fleet clones it)")
     root = (folder / (r.path or "")).resolve()
     if root == folder:
         raise ConfigError(fname, f"{at}.path", r.path, message=f"{at}.path invalid: {r.path!r} (the fleet file's own "

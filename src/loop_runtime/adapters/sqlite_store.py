@@ -592,7 +592,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ retention
 
-    def prune(self, now: datetime, *, keep_days: int = 90, batch: int = 5000) -> PruneReport:
+    def prune(self, now: datetime, *, keep_days: int = 90, batch: int = 1000) -> PruneReport:
         """Delete events, finished ticks (with their journal) and settled reservations older than
         ``keep_days`` UTC days, after adding them to ``daily_rollups``; then give free pages back.
 
@@ -650,11 +650,19 @@ class RunStore:
             conn.execute("DELETE FROM external_spend WHERE day < ?", (cutoff_day,))
         return PruneReport(ticks, events, reservations, self._give_back_pages())
 
+    CONVERT_MAX_BYTES = 64 * 1024 * 1024
+    """A store made before auto_vacuum is converted (one full ``VACUUM``) only up to this size: a bigger
+    one would hold every process's writes for longer than their busy timeout. Its freed pages are still
+    reused by new rows, so under retention it stops growing anyway; it just does not shrink."""
+
     def _give_back_pages(self) -> int:
-        """``incremental_vacuum``: the file shrinks by the pages pruning freed (a store created before
+        """``incremental_vacuum``: the file shrinks by the pages pruning freed (a small store created before
         auto_vacuum existed is converted once, by a full VACUUM, when nobody else holds it)."""
         with self._read("vacuum") as conn:
             if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                size = conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+                if size > self.CONVERT_MAX_BYTES:
+                    return 0
                 try:
                     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                     conn.execute("VACUUM")

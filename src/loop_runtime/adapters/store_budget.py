@@ -83,7 +83,8 @@ class StoreBudget:
     accepts_cost = True  # ``core.budget.settle_call`` hands it the backend's reported USD cost
 
     def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str,
-                 global_cap: int | None = None, *, portfolio: BudgetScope | Sequence[BudgetScope] | None = None) -> None:
+                 global_cap: int | None = None, *,
+                 portfolio: BudgetScope | Sequence[BudgetScope] | None = None) -> None:
         self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id
         self.global_cap = global_cap
         self.portfolio: tuple[BudgetScope, ...] = (

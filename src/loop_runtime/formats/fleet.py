@@ -182,7 +182,8 @@ def _repo(i: int, raw: object, file: str) -> FleetRepo:
     cap = _cap(raw.get("daily_cap"), f"{at}.daily_cap", file)
     pats = raw.get("patterns", {})
     if not isinstance(pats, dict):
-        raise ConfigError(file, f"{at}.patterns", pats, message=f"{at}.patterns must be a table of [repos.patterns.<id>]")
+        raise ConfigError(file, f"{at}.patterns", pats,
+                          message=f"{at}.patterns must be a table of [repos.patterns.<id>]")
     patterns: dict[str, Mapping[str, Any]] = {}
     for pid, table in pats.items():
         prefix = f"{at}.patterns.{pid}"
