@@ -85,8 +85,14 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
         store = stores.get(place.name) or RunStore.open(project.root)
         stores[place.name] = store
         link = portfolio.for_repo(place.name)
+        notifier = None
+        if project.config.notify:  # each repository's own notify URLs, as `start` in it would use
+            from .adapters.notify import AppriseNotifier
+
+            notifier = AppriseNotifier(tuple(project.config.notify))
         for pid in ids:
-            opts = RunOptions(backend=backend, scenario=scenario, clock=clock, portfolio=link, on_event=on_event)
+            opts = RunOptions(backend=backend, scenario=scenario, clock=clock, portfolio=link, on_event=on_event,
+                              notifier=notifier)
             loops.append(FleetLoop(place.name, pid, project, LoopRunner(project, project.plan(pid), opts, store=store)))
     return loops
 
@@ -125,8 +131,8 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
             raise LoopError(f"{loaded.file}: no loops enabled in any repository of the fleet")
         by_key = {key(lp.repo, lp.pattern): lp for lp in loops}
         # ``interval_s``: one cadence for every loop (bench/fleet.py's short cadences)
-        specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s, lp.runner.plan.max_runs_per_day)
-                 for k, lp in by_key.items()]
+        specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s,
+                                           lp.runner.plan.max_runs_per_day) for k, lp in by_key.items()]
         router = FleetStores(stores, portfolio)
         stagger_first_runs(router, specs, clock.now())
         settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
