@@ -164,9 +164,9 @@ def cap_today(project: Project, plan_: Any) -> int | None:
     if store is None:
         return int(plan_.daily_token_cap)
     try:
-        from .core.budget import utc_day
+        from .core.budget import todays_cap, utc_day
         from .runtime import now_utc
 
-        return int(plan_.daily_token_cap + store.topups(plan_.pattern_id, utc_day(now_utc())))
+        return todays_cap(plan_.daily_token_cap, store.topups(plan_.pattern_id, utc_day(now_utc())))
     finally:
         store.close()

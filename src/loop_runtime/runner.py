@@ -20,10 +20,11 @@ from .core import killswitch
 from .core.budget import BudgetBreaker, utc_day
 from .core.engine import TickDeps
 from .core.loop_engine import LoopEngine
+from .adapters.store_budget import StoreBudget
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld
-from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation
+from .ports import Clock, EventSink, Notifier
 from .runtime import Project, gate_policy, owner_id
 
 LEASE_TTL_S = 120.0
@@ -31,61 +32,6 @@ BACKENDS = ("mock", "claude", "codex", "openai")
 
 
 # ---------------------------------------------------------------------------- store-backed ports
-
-
-class StoreBudget:
-    """``ports.BudgetLedger`` over the SQLite store: every process of the project shares one ledger.
-
-    With a global cap (``loop-runtime.toml`` ``global_daily_cap``) each reservation is
-    taken twice in the same store — once against the pseudo-pattern ``*`` that every loop
-    shares, then against the loop's own cap — so neither can be overspent.
-    """
-
-    GLOBAL = "*"
-
-    def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str,
-                 global_cap: int | None = None) -> None:
-        self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id
-        self.global_cap = global_cap
-        self._global: dict[int, int] = {}
-
-    def _status(self, pattern: str, cap: int | None, now: datetime) -> BudgetStatus:
-        day = utc_day(now)
-        cap = None if cap is None else cap + self.store.topups(pattern, day)
-        spent = self.store.spent(pattern, day) + self.store.external_spent(pattern, day)
-        return BudgetStatus(str(day), cap, spent, self.store.reserved(pattern, day))
-
-    def status(self, now: datetime) -> BudgetStatus:
-        mine = self._status(self.pattern, self.cap, now)
-        if self.global_cap is None:
-            return mine
-        shared = self._status(self.GLOBAL, self.global_cap, now)
-        return shared if shared.fraction > mine.fraction else mine
-
-    def reserve(self, amount: int, now: datetime) -> Reservation | None:
-        day = utc_day(now)
-        g = None
-        if self.global_cap is not None:
-            g = self.store.reserve(pattern=self.GLOBAL, day=day, amount=amount, cap=self.global_cap,
-                                   tick_id=self.tick_id, now=now)
-            if g is None:
-                return None
-            amount = g.amount
-        cap = self.cap if self.cap is not None else 10**15
-        r = self.store.reserve(pattern=self.pattern, day=day, amount=amount, cap=cap, tick_id=self.tick_id, now=now)
-        if r is None:
-            if g is not None:
-                self.store.settle(g.id, 0, now)
-            return None
-        if g is not None:
-            self._global[r.id] = g.id
-        return Reservation(r.id, r.amount)
-
-    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
-        self.store.settle(reservation.id, actual, now)
-        g = self._global.pop(reservation.id, None)
-        if g is not None:
-            self.store.settle(g, actual, now)
 
 
 class StoreJournal:
@@ -161,6 +107,7 @@ class RunOptions:
     extra_stop: Callable[[], str | None] | None = None
     force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
     budget: int | None = None  # `run --budget`: today's token cap for this loop (the smaller cap wins)
+    portfolio: Any = None  # adapters.fleet.PortfolioLedger: the fleet's shared budget scope (`--fleet`)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
@@ -378,7 +325,9 @@ class LoopRunner:
         return TickDeps(
             backend=make_backend(self.backend_name, project, plan, self.opts, sandbox=boxed),
             state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
-            budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
+            budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap,
+                               portfolio=self.opts.portfolio.scope(tick_id, self.backend_name)
+                               if self.opts.portfolio else None),
             clock=self.clock,
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,

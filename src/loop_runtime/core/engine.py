@@ -41,7 +41,7 @@ from ..ports import (
     Workspace,
 )
 from . import killswitch
-from .budget import assess
+from .budget import assess, settle_call
 from .fingerprint import fingerprint
 from .levels import lowest, rank
 from .lifecycle import advance
@@ -263,7 +263,7 @@ class TickBase:
             # cancelled (shutdown) or crashed mid-call: we cannot know the usage → charge the reservation
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())
             raise
-        self.deps.budget.settle(reservation, result.usage.total, self.deps.clock.now())
+        settle_call(self.deps.budget, reservation, result.usage.total, self.deps.clock.now(), result.usage.cost_usd)
         self._add_usage(role, result.usage)
         self.record(f"agent:{key}", _result_to(result))
         if result.sandbox_denials:

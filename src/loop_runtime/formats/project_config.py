@@ -26,6 +26,8 @@ File format (every key optional; unknown keys are an error naming the valid ones
     sandbox_cpu_s = 3600          # CPU seconds per sandboxed process (default 3600)
     sandbox_memory_mb = 8192      # writable memory per sandboxed process, MiB (default 8192)
     sandbox_processes = 512       # processes per sandbox (a fork bomb stops here; default 512)
+    retention_days = 90           # the run store keeps events and finished ticks this many days
+                                  # (older ones are summed into daily rollups, then deleted)
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -111,6 +113,7 @@ class ProjectConfig:
     sandbox_cpu_s: int = 3600
     sandbox_memory_mb: int = 8192
     sandbox_processes: int = 512
+    retention_days: int = 90
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -352,6 +355,7 @@ _TOP: dict[str, Check] = {
     "sandbox_cpu_s": _positive_int,
     "sandbox_memory_mb": _positive_int,
     "sandbox_processes": _positive_int,
+    "retention_days": _positive_int,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),
