@@ -21,6 +21,13 @@ File format (every key optional; unknown keys are an error naming the valid ones
     agent_timeout_s = 900         # seconds per agent call (default 900)
     max_turns = 30                # agent turns per call (default 30)
     daily_summary = false         # `start` sends a summary notification after each UTC day
+    sandbox = "auto"              # auto | srt | none: agents and test runs inside srt (default auto)
+    sandbox_allow_domains = ["pypi.org", "*.pythonhosted.org"]   # extra hosts reachable in the sandbox
+    sandbox_cpu_s = 3600          # CPU seconds per sandboxed process (default 3600)
+    sandbox_memory_mb = 8192      # writable memory per sandboxed process, MiB (default 8192)
+    sandbox_processes = 512       # processes per sandbox (a fork bomb stops here; default 512)
+    retention_days = 90           # the run store keeps events and finished ticks this many days
+                                  # (older ones are summed into daily rollups, then deleted)
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -38,13 +45,20 @@ File format (every key optional; unknown keys are an error naming the valid ones
     model = "gemini-2.5-pro"      # --model > [patterns.<id>] model > this > top-level model
     api_key_env = "MY_GEMINI_KEY" # read the API key from this variable instead of the CLI's usual one
     # [backends.grok] sandboxed = true: the agent runs in a sandbox; grok is refused without it
+    [github]                      # the GitHub connector (on when a repository and a token are known)
+    enabled = true                # false: off even with a token
+    repository = "owner/name"     # else GITHUB_REPOSITORY wins; else parsed from the push remote
+    api_url = "https://ghe.example.com/api/v3"   # GITHUB_API_URL wins; default https://api.github.com
+    remote = "origin"             # where loop/* branches are pushed
+    max_pages = 5                 # pages read per discovery query
+    comment_escalations = false   # mirror an escalation as a comment on the item's issue
 
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
 
 Environment variables (a non-empty value overrides the file):
 ``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
-``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN`` and
+``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN``, ``LOOP_RUNTIME_SANDBOX`` and
 ``LOOP_RUNTIME_NOTIFY`` (comma-separated URLs).
 """
 
@@ -59,10 +73,15 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .github_config import GithubConfig, parse_github_table
 
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 LEVELS = ("L0", "L1", "L2", "L3")
+SANDBOX_MODES = ("auto", "srt", "none")
+# An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
+DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
+                       r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ENV_FILE = "environment"
@@ -105,6 +124,12 @@ class ProjectConfig:
     agent_timeout_s: float = 900.0
     max_turns: int = 30
     daily_summary: bool = False
+    sandbox: str = "auto"
+    sandbox_allow_domains: tuple[str, ...] = ()
+    sandbox_cpu_s: int = 3600
+    sandbox_memory_mb: int = 8192
+    sandbox_processes: int = 512
+    retention_days: int = 90
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[backends.<name>]`` tables (default: none)
     backends: Mapping[str, BackendConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -113,6 +138,8 @@ class ProjectConfig:
     #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                          hash=False, repr=False)
+    #: ``[github]``: the connector's settings (the environment and the remote fill the rest)
+    github: GithubConfig = field(default_factory=GithubConfig)
 
     def mcp_for(self, level: str) -> Mapping[str, Mapping[str, Any]]:
         """The MCP servers (name → definition) an agent at ``level`` may use; empty unless listed."""
@@ -154,14 +181,16 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends"))
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends", "github"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
+    github = parse_github_table(data["github"], file=file) if "github" in data else GithubConfig()
     return ProjectConfig(**values, patterns=MappingProxyType(patterns),
                          backends=_backends(data.get("backends", {}), file),
-                         mcp=_mcp_levels(data.get("mcp", {}), file)).with_sources({k: file for k in values})
+                         mcp=_mcp_levels(data.get("mcp", {}), file),
+                         github=github).with_sources({k: file for k in values})
 
 
 def _backends(raw: object, file: str) -> Mapping[str, BackendConfig]:
@@ -258,7 +287,7 @@ def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
             converted = _TOP[name](converted)
         except ValueError:
             shown = "(hidden)" if name == "dashboard_token" else value
-            raise ConfigError(ENV_FILE, var, shown) from None
+            raise ConfigError(ENV_FILE, var, shown, valid=getattr(_TOP[name], "valid", None)) from None
         changes[name] = converted
         sources[name] = f"environment variable {var}"
     if not changes:
@@ -273,6 +302,7 @@ _ENV = {
     "LOOP_RUNTIME_OPENAI_BASE_URL": "openai_base_url",
     "LOOP_RUNTIME_DASHBOARD_TOKEN": "dashboard_token",
     "LOOP_RUNTIME_NOTIFY": "notify",
+    "LOOP_RUNTIME_SANDBOX": "sandbox",
 }
 
 # ── validation ────────────────────────────────────────────────────────────
@@ -311,6 +341,14 @@ def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError
     return float(value)
+
+
+def _domains(value: object) -> tuple[str, ...]:
+    """Hosts for the sandbox's network allowlist; a bare ``*`` (everything) is refused."""
+    hosts = _strings(value)
+    if not all(DOMAIN_RE.fullmatch(h) and not h.endswith(":0") for h in hosts):
+        raise ValueError
+    return hosts
 
 
 def _boolean(value: object) -> bool:
@@ -355,6 +393,12 @@ _TOP: dict[str, Check] = {
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
+    "sandbox": _choice(SANDBOX_MODES),
+    "sandbox_allow_domains": _domains,
+    "sandbox_cpu_s": _positive_int,
+    "sandbox_memory_mb": _positive_int,
+    "sandbox_processes": _positive_int,
+    "retention_days": _positive_int,
 }
 def _env_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):

@@ -35,9 +35,12 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     Keys used (others are ignored, so a whole project config can be passed):
     ``model``, ``binary``, ``env`` (credential source, default ``os.environ``),
     ``codex_home`` (codex), ``base_url`` (the upstream API; the CLI's own variable wins),
-    ``api_key``, ``max_retries``, ``transport`` (openai), ``api_key_env``, ``sandboxed`` (grok).
+    ``api_key``, ``max_retries``, ``transport`` (openai), ``api_key_env``, ``sandboxed`` (grok),
+    ``sandbox`` (a ``ports.Sandbox``: claude runs inside it; openai runs its ``run_command`` there;
+    codex keeps its own sandbox, which its ``-s`` flags configure).
     """
     model = config.get("model")
+    sandbox = config.get("sandbox")
     env: Mapping[str, str] | None = config.get("env")
     key_env = config.get("api_key_env")
     if key_env and name in KEY_VARIABLE:  # [backends.<name>] api_key_env: hand that key over as the usual one
@@ -46,7 +49,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
             raise AgentNotStarted(f"{name}: api_key_env names {key_env}, which is not set")
         env = {**source, KEY_VARIABLE[name]: source[key_env]}
     if name == "claude":
-        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env, base_url=config.get("base_url"))
+        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env, sandbox=sandbox,
+                                base_url=config.get("base_url"))
     if name == "codex":
         return CodexCliBackend(binary=config.get("binary"), model=model, env=env,
                                codex_home=config.get("codex_home"), base_url=config.get("base_url"))
@@ -64,7 +68,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
                    or source.get("LOOP_RUNTIME_OPENAI_API_KEY")
                    or source.get("OPENAI_API_KEY"))
         return OpenAIBackend(base_url=base_url, model=model, api_key=api_key,
-                             max_retries=int(config.get("max_retries", 4)), transport=config.get("transport"))
+                             max_retries=int(config.get("max_retries", 4)), transport=config.get("transport"),
+                             sandbox=sandbox)
     raise ConfigError("", "backend", name, valid=BACKENDS)
 
 

@@ -73,9 +73,13 @@ class MeteredRun:
 async def run_metered(request: AgentRequest, upstream: str, *, secrets: Sequence[str],
                       command: Callable[[MeteringProxy], tuple[Sequence[str], Mapping[str, str]]],
                       handle: EventHandler, stop: StopCheck | None, on_event: EventSink | None,
-                      cleanup: Callable[[], None] | None = None) -> MeteredRun:
+                      cleanup: Callable[[], None] | None = None,
+                      before_close: Callable[[Transcript], None] | None = None) -> MeteredRun:
     """Start the proxy, build the command for it (``command(proxy) -> (argv, env)``), run it as its own
-    process group feeding each stdout JSON line to ``handle``, stopped by the proxy, ``stop`` or the deadline."""
+    process group feeding each stdout JSON line to ``handle``, stopped by the proxy, ``stop`` or the deadline.
+
+    ``before_close(transcript)`` may add its own lines (a sandbox's denials) before the transcript
+    is closed; ``cleanup()`` runs last, whatever happened."""
     all_secrets = [s for s in secrets if s]
     async with metered(request, upstream, secrets=all_secrets, on_event=on_event) as proxy:
         all_secrets.append(proxy.secret)
@@ -88,9 +92,13 @@ async def run_metered(request: AgentRequest, upstream: str, *, secrets: Sequence
             close_log(proxy)
             raise
         finally:
-            path = transcript.close()
-            if cleanup is not None:
-                cleanup()
+            try:
+                if before_close is not None:
+                    before_close(transcript)
+            finally:
+                path = transcript.close()
+                if cleanup is not None:
+                    cleanup()
     return MeteredRun(outcome, proxy, path, tuple(all_secrets))
 
 
