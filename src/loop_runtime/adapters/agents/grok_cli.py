@@ -15,7 +15,10 @@ Checked with the real CLI against a local Chat Completions stand-in
   backend is told the agent runs in a sandbox that makes the file system read-only
   (``sandboxed=True``, ``[backends.grok] sandboxed = true``). Nor can it be confined at
   EDIT_WORKTREE: checked with the real CLI, ``create_file`` wrote ``/tmp/…/outside.txt`` and
-  ``../outside2.txt`` from a worktree cwd — so it is refused there too unless sandboxed;
+  ``../outside2.txt`` from a worktree cwd — so it is refused there too unless sandboxed.
+  ``sandboxed`` is the user's word that the whole runtime runs in a disposable sandbox
+  (container, VM); loop-runtime's own ``sandbox = "srt"`` (``ports.Sandbox``) does not wrap
+  this backend yet;
 - it creates ``<cwd>/.grok/settings.json``; when the worktree had no ``.grok`` before the run,
   the folder is removed after it, so the diff holds only the agent's edits. ``MORPH_API_KEY``
   (which adds a tool calling another, unmetered API) is never passed.
