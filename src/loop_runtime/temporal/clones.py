@@ -32,6 +32,13 @@ class PushConflict(LoopError):
     """Two changes to one spine file could not be merged: a human must look (not retried)."""
 
 
+def repo_name(repo_url: str) -> str:
+    """``https://host/acme/web.git`` → ``web`` (what ``git clone`` names the folder)."""
+    text = repo_url.rstrip("/")
+    name = re.sub(r"\.git$", "", text.rsplit("/", 1)[-1].rsplit(":", 1)[-1])
+    return name if name and name not in (".", "..") else "repo"
+
+
 def project_key(repo_url: str) -> str:
     """A short stable name for a repository: ``<basename>-<hash>`` (Temporal ids, clone folders)."""
     text = repo_url.rstrip("/")
@@ -67,11 +74,11 @@ def sync_clone(work_dir: Path, repo_url: str, key: str, branch: str) -> Path:
     tick's durable record is in Temporal (its activity results), not in this folder.
     Untracked runtime folders (``.loop-runtime``, ``.loop-worktrees``) are kept.
     """
-    root = work_dir / key
+    root = work_dir / key / repo_name(repo_url)  # named as a user's checkout is: the project's name
     if not (root / ".git").exists():
-        work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = work_dir / f".{key}.cloning-{os.getpid()}"
-        git(work_dir, "clone", "-q", "--no-tags", repo_url, str(tmp))
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = root.parent / f".cloning-{os.getpid()}"
+        git(root.parent, "clone", "-q", "--no-tags", repo_url, str(tmp))
         os.replace(tmp, root)
         for k, v in (("user.name", "loop-runtime worker"), ("user.email", "loop-runtime@localhost"),
                      ("commit.gpgsign", "false"), ("core.autocrlf", "false")):
@@ -83,6 +90,7 @@ def sync_clone(work_dir: Path, repo_url: str, key: str, branch: str) -> Path:
     git(root, "fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
     git(root, "checkout", "-q", "-B", branch, f"origin/{branch}")
     git(root, "reset", "-q", "--hard", f"origin/{branch}")
+    git(root, "clean", "-q", "-f", "-d")  # untracked files a crashed tick wrote (runtime folders are excluded)
     return root
 
 
