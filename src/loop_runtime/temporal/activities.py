@@ -392,6 +392,13 @@ def _escalation_facts(root: Path, local_id: str) -> tuple[str, str, str]:
 # ---------------------------------------------------------------------------- push_spine
 
 
+def _beat() -> None:
+    try:
+        activity.heartbeat()
+    except RuntimeError:
+        pass
+
+
 @activity.defn(name="push_spine")
 def push_spine(inp: PushInput) -> PushOutput:
     ctx = context()
@@ -399,7 +406,8 @@ def push_spine(inp: PushInput) -> PushOutput:
     try:
         with clones.clone_lock(inp.project_key):
             commit, attempts, already, merged = clones.push_files(
-                ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker)
+                ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker,
+                beat=_beat)
     except (LoopError, OSError, subprocess.SubprocessError) as e:
         raise _fail(e) from None
     return PushOutput(commit=commit, attempts=attempts, already=already, merged=merged)

@@ -159,7 +159,7 @@ async def decide_async(client: Any, esc_id: str, decision: str, answer: Decision
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError, RPCStatusCode
 
-    handle = client.get_workflow_handle(escalation_workflow_id(esc_id))
+    handle = client.get_workflow_handle(escalation_workflow_id(esc_id), result_type=EscalationOutcome)
     try:
         desc = await handle.describe()
     except RPCError as e:
@@ -168,7 +168,7 @@ async def decide_async(client: Any, esc_id: str, decision: str, answer: Decision
         raise LoopError(f"escalation {esc_id}: {e.message}") from None
     if desc.status != WorkflowExecutionStatus.RUNNING:
         try:
-            out = await handle.result(result_type=EscalationOutcome)
+            out = await handle.result()
             raise LoopError(f"escalation {esc_id} is already {out.decision} (by {out.by}); nothing to do")
         except LoopError:
             raise
@@ -191,9 +191,9 @@ def decide(s: TemporalSettings, esc_id: str, decision: str, answer: Decision, *,
         client = await connect(s)
         doc = await decide_async(client, esc_id, decision, answer)
         if wait:
-            handle = client.get_workflow_handle(escalation_workflow_id(esc_id))
+            handle = client.get_workflow_handle(escalation_workflow_id(esc_id), result_type=EscalationOutcome)
             try:
-                out = await asyncio.wait_for(handle.result(result_type=EscalationOutcome), timeout_s)
+                out = await asyncio.wait_for(handle.result(), timeout_s)
                 doc["applied"] = out.error is None
                 doc["result"] = out.result
                 if out.error:

@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import LoopError
@@ -144,13 +144,16 @@ def pushed(root: Path, marker: str) -> str | None:
 
 
 def push_files(work_dir: Path, repo_url: str, key: str, branch: str, files: Sequence[object], message: str,
-               marker: str, *, attempts: int = 10) -> tuple[str | None, int, bool, list[str]]:
+               marker: str, *, attempts: int = 10, beat: Callable[[], None] | None = None
+               ) -> tuple[str | None, int, bool, list[str]]:
     """Apply the spine ``files`` onto the remote's branch, commit and push; retried on a non-fast-forward.
 
     Returns ``(commit, attempts, already, merged)``.
     """
     last = ""
     for n in range(1, attempts + 1):
+        if beat is not None:
+            beat()  # a worker that dies mid-push is noticed within a heartbeat timeout, not the activity's
         root = sync_clone(work_dir, repo_url, key, branch)
         done = pushed(root, marker)
         if done:

@@ -94,6 +94,7 @@ class TickWorkflow:
                           message=f"loop({inp.pattern}): {result.get('outcome')} {run_id}"),
                 result_type=PushOutput,
                 start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10,
                                          non_retryable_error_types=NON_RETRYABLE),
             )
