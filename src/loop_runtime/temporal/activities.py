@@ -193,26 +193,25 @@ class HeartbeatJournal:
         self.escalation_id: str | None = None
 
     def details(self) -> dict[str, Any]:
-        return {"replay": self.replay, "patches": self.patches}
+        return {"replay": dict(self.replay), "patches": dict(self.patches)}
 
     def beat(self) -> None:
-        try:
-            activity.heartbeat(self.details())
-        except RuntimeError:  # not in an activity (a unit test drives the runner directly)
-            pass
+        """Heartbeats are sent by the ``Ticker``; this makes a new record go out at once."""
+        _heartbeat(self.details())
 
     def begin(self, **kw: Any) -> None:
-        import sqlite3
-
         try:
             self.inner.begin(**kw)
-        except sqlite3.IntegrityError:  # a retry on the same worker: the tick is already in its journal
+        except Exception as e:  # a retry on the same worker: the tick is already in its journal
+            if "UNIQUE" not in str(e):
+                raise
             self.inner.store.set_tick_status(kw["tick_id"], "running")
 
     def record(self, tick_id: str, phase: str, data: Mapping[str, Any], at: datetime) -> None:
         self.inner.record(tick_id, phase, data, at)
         if phase == "workspace":
             self.workspaces[str(data.get("attempt"))] = dict(data)
+            self.replay[f"workspace:{data.get('attempt')}"] = dict(data)  # a retry attaches it (act.py)
         elif phase.startswith("agent:") and data.get("status") == "ok":
             key = phase.removeprefix("agent:")
             self.replay[key] = dict(data)
@@ -276,24 +275,87 @@ def rebuild_worktrees(root: Path, pattern: str, patches: Mapping[str, Any]) -> l
 # ---------------------------------------------------------------------------- run_tick
 
 
+class Ticker:
+    """Heartbeats every half second from its own thread, for the whole activity (git, tests, agents).
+
+    It also turns a cancellation (the kill switch, or the server giving up on this attempt) into
+    the engine's stop check, so the engine halts between two steps and records it — instead of
+    the SDK raising ``CancelledError`` at an arbitrary line (that is held back by
+    ``activity.shield_thread_cancel_exception``).
+    """
+
+    def __init__(self, details: Any) -> None:
+        import contextvars
+
+        self.details = details  # a callable returning the current details
+        self.stopped = threading.Event()
+        self._done = threading.Event()
+        self._ctx = contextvars.copy_context()  # the activity's context: heartbeat() works from this thread
+        self._thread = threading.Thread(target=lambda: self._ctx.run(self._loop), daemon=True,
+                                        name="loop-heartbeat")
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            _heartbeat(self.details())
+            try:
+                if activity.is_cancelled():
+                    self.stopped.set()
+            except RuntimeError:
+                pass
+            self._done.wait(HEARTBEAT_EVERY_S)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+
+def _heartbeat(details: Any) -> None:
+    try:
+        activity.heartbeat(details)
+    except RuntimeError:  # not in an activity (a unit test drives the code directly)
+        pass
+
+
 @activity.defn(name="run_tick")
 def run_tick(inp: RunTickInput) -> RunTickOutput:
+    from temporalio.exceptions import CancelledError
+
     ctx = context()
     info = activity.info()
     prior: dict[str, Any] = {}
     if info.heartbeat_details:
         first = info.heartbeat_details[0]
         prior = first if isinstance(first, dict) else {}
+    box: dict[str, Any] = {"details": prior, "journal": None, "out": None}
+
+    def details() -> Any:
+        j = box["journal"]
+        return j.details() if j is not None else box["details"]
+
     t = inp.tick
-    try:
-        with clones.clone_lock(t.project_key):
-            return _run_tick(ctx, inp, info.attempt, prior)
-    except (LoopError, OSError, subprocess.SubprocessError) as e:
-        raise _fail(e) from None
+    with Ticker(details) as ticker:
+        try:
+            with activity.shield_thread_cancel_exception():
+                try:
+                    with clones.clone_lock(t.project_key):
+                        box["out"] = _run_tick(ctx, inp, info.attempt, prior, ticker.stopped, box)
+                except (LoopError, OSError, subprocess.SubprocessError) as e:
+                    raise _fail(e) from None
+        except CancelledError:
+            if box["out"] is None:
+                raise
+            # stopped by the kill switch and recorded as such: that record is the tick's result
+    return box["out"]
 
 
-def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mapping[str, Any]) -> RunTickOutput:
+def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mapping[str, Any],
+              stopped: threading.Event, box: dict[str, Any]) -> RunTickOutput:
     from ..adapters.clock import SystemClock
+    from ..core.loop_engine import LoopEngine
     from ..runner import LoopRunner, RunOptions
     from ..runtime import load_project
 
@@ -314,8 +376,6 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     if attempt > 1:
         budget.settle_previous_attempts(clock.now())
         rebuild_worktrees(root, t.pattern, patches)
-    stopped = threading.Event()
-
     def stop() -> str | None:
         return "kill" if stopped.is_set() else None
 
@@ -326,9 +386,10 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     try:
         deps = runner._deps()
         journal = HeartbeatJournal(deps.journal, replay, patches)
+        box["journal"] = journal
         deps = replace(deps, budget=budget, journal=journal, tick_id=inp.tick_id,
                        agent_timeout_s=min(deps.agent_timeout_s, t.agent_timeout_s))
-        result = asyncio.run(_drive(runner, plan, deps, journal, stopped))
+        result = asyncio.run(LoopEngine(plan, deps=deps).tick(level=runner.opts.level or plan.level))
     finally:
         runner.store.close()
     out = result.as_json()
@@ -345,27 +406,6 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     spine = [SpineFile(n, base[n], clones.read(root, n)) for n in spine_names]
     return RunTickOutput(result=out, base_commit=base_commit, spine=spine, escalation=escalation,
                          worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches)
-
-
-async def _drive(runner: Any, plan: Any, deps: Any, journal: HeartbeatJournal, stopped: threading.Event) -> Any:
-    """The engine's tick, with a heartbeat every half second; a cancelled activity stops the agent."""
-    from ..core.loop_engine import LoopEngine
-
-    async def beat() -> None:
-        while True:
-            journal.beat()
-            try:
-                if activity.is_cancelled():
-                    stopped.set()
-            except RuntimeError:
-                pass
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    hb = asyncio.ensure_future(beat())
-    try:
-        return await LoopEngine(plan, deps=deps).tick(level=runner.opts.level or plan.level)
-    finally:
-        hb.cancel()
 
 
 def _spine_names(project: Any, plan: Any) -> list[str]:
@@ -404,7 +444,7 @@ def push_spine(inp: PushInput) -> PushOutput:
     ctx = context()
     marker = f"Loop-Run: {inp.pattern} {inp.run_id}"
     try:
-        with clones.clone_lock(inp.project_key):
+        with Ticker(lambda: None), clones.clone_lock(inp.project_key):
             commit, attempts, already, merged = clones.push_files(
                 ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker,
                 beat=_beat)
@@ -421,7 +461,7 @@ def decide_escalation(inp: DecideInput) -> dict[str, Any]:
     """Apply a human's decision in the clone that holds the change, then publish it."""
     ctx = context()
     try:
-        with clones.clone_lock(inp.project_key):
+        with Ticker(lambda: None), clones.clone_lock(inp.project_key):
             return _decide(ctx, inp)
     except (LoopError, OSError, subprocess.SubprocessError) as e:
         raise _fail(e) from None

@@ -161,6 +161,7 @@ class EscalationWorkflow:
                 task_queue=info.worker_queue,  # the clone holding the worktree and the held diff
                 schedule_to_close_timeout=timedelta(hours=1),
                 start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=max(inp.tick.heartbeat_timeout_s * 2, 10)),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5,
                                          non_retryable_error_types=NON_RETRYABLE),
             )
