@@ -428,7 +428,9 @@ def test_kill_stops_a_running_tick_and_records_it(temporal_server: Any, queue: s
     assert killed.returncode == 0 and "1 running tick(s) signalled" in killed.stdout, killed.stdout + killed.stderr
     summary = result_of(addr, f"loop-tick-{inp.project_key}-ci-sweeper-manual", timeout=60)
     assert time.monotonic() - began < 60  # the 120 s agent did not run out (the bound is ~1 s + a heartbeat)
-    assert summary.outcome in ("halted", "paused") or "kill" in summary.note, summary
+    assert summary.outcome == "halted" and "kill" in summary.note, summary
+    [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")
+    assert entry["outcome"] == "no-op" and entry["note"] == "halted: kill"
 
 
 # ---------------------------------------------------------------------------- 7. the sandbox
