@@ -463,3 +463,18 @@ def test_workflow_code_passes_the_sandbox_and_non_deterministic_code_is_caught(
             return False
 
     assert arun(go())
+
+
+def test_a_worker_killed_right_after_its_spine_push_is_retried_without_a_second_commit(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    addr = temporal_server.address
+    bare, _ = project(tmp_path, addr, queue)
+    a = workers("a", env={"LOOP_RUNTIME_FAULT_AT": "temporal:pushed"})
+    arun(start_tick(addr, queue, tick_input(bare, heartbeat_timeout_s=5), "tick-push"))
+    wait_for(lambda: a.proc.poll() is not None, 120, what="worker A to die right after pushing")
+    assert len(run_log_entries(show(bare, "loop-run-log.md"))) == 1
+    workers("b")
+    summary = result_of(addr, "tick-push")
+    assert summary.outcome == "report-only" and summary.push is not None and summary.push.already
+    assert len(run_log_entries(show(bare, "loop-run-log.md"))) == 1
+    assert git(bare, "rev-list", "--count", "main") == "2"
