@@ -82,9 +82,11 @@ def test_docstring_documents_every_key() -> None:
     """The module docstring (copied into the README) names every config key."""
     doc = project_config.__doc__ or ""
     for f in fields(ProjectConfig) + fields(PatternConfig):
-        if f.name not in ("patterns", "mcp", "mcp_servers"):  # tables; mcp_servers comes from .mcp.json
+        if f.name not in ("patterns", "mcp", "mcp_servers", "temporal"):  # tables; mcp_servers from .mcp.json
             assert f"{f.name} =" in doc, f.name
-    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc
+    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc and "[temporal]" in doc
+    for key in project_config._TEMPORAL:
+        assert f"{key} =" in doc, key
 
 
 def test_unknown_key_names_key_and_valid_keys() -> None:
@@ -193,5 +195,16 @@ def test_bad_backend_in_environment() -> None:
 
 def test_checks_cover_every_dataclass_field() -> None:
     """Every ProjectConfig/PatternConfig field has a validator (no key silently unsupported)."""
-    assert set(project_config._TOP) | {"patterns", "mcp", "mcp_servers"} == {f.name for f in fields(ProjectConfig)}
+    assert set(project_config._TOP) | {"patterns", "mcp", "mcp_servers", "temporal"} == {
+        f.name for f in fields(ProjectConfig)}
     assert set(project_config._PATTERN) == {f.name for f in fields(PatternConfig)}
+
+
+def test_the_temporal_table_is_checked_like_the_rest() -> None:
+    """``[temporal]`` (issue 16): where the project's Temporal is; a wrong key or value is one line."""
+    cfg = parse_project_config('[temporal]\naddress = "temporal.internal:7233"\nescalation_expiry_s = 3600\n')
+    assert dict(cfg.temporal) == {"address": "temporal.internal:7233", "escalation_expiry_s": 3600}
+    assert dict(parse_project_config("").temporal) == {}
+    assert _error('[temporal]\nadress = "x"\n').startswith("loop-runtime.toml: unknown key 'temporal.adress' (valid: ")
+    assert "temporal.escalation_expiry_s" in _error("[temporal]\nescalation_expiry_s = -1\n")
+    assert "temporal must be a [temporal] table" in _error('temporal = "localhost:7233"\n')

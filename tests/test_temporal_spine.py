@@ -84,10 +84,17 @@ def test_a_crashed_ticks_leftovers_are_reset_before_the_next_one(tmp_path: Path)
     (root / "ci-sweeper-state.md").write_text("untracked leftover")
     (root / ".loop-runtime").mkdir()
     (root / ".loop-runtime" / "runtime.db").write_text("kept")
+    (root / "loop-ledger.json").write_text("leftover the remote now has too")
+    other = clones.sync_clone(tmp_path / "other", str(bare), key, "main")  # meanwhile another worker pushed it
+    (other / "loop-ledger.json").write_text("[]\n")
+    git(other, "add", "loop-ledger.json")
+    git(other, "commit", "-q", "-m", "ledger")
+    git(other, "push", "-q", "origin", "HEAD:main")
     again = clones.sync_clone(tmp_path / "w", str(bare), key, "main")
     assert again == root and root.name == "origin"
     assert (root / "STATE.md").read_text() == "# State\n\nnothing\n"
     assert not (root / "ci-sweeper-state.md").exists()
+    assert (root / "loop-ledger.json").read_text() == "[]\n"
     assert (root / ".loop-runtime" / "runtime.db").read_text() == "kept"
 
 

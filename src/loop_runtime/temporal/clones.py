@@ -88,7 +88,7 @@ def sync_clone(work_dir: Path, repo_url: str, key: str, branch: str) -> Path:
         with open(info / "exclude", "a", encoding="utf-8") as f:
             f.write("\n.loop-runtime/\n.loop-worktrees/\n.loop-context/\n")
     git(root, "fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-    git(root, "checkout", "-q", "-B", branch, f"origin/{branch}")
+    git(root, "checkout", "-q", "-f", "-B", branch, f"origin/{branch}")  # -f: over a crashed tick's leftovers
     git(root, "reset", "-q", "--hard", f"origin/{branch}")
     git(root, "clean", "-q", "-f", "-d")  # untracked files a crashed tick wrote (runtime folders are excluded)
     return root
