@@ -405,7 +405,8 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
                                     title=title, reason=reason, worker_queue=ctx.worker_queue)
     spine = [SpineFile(n, base[n], clones.read(root, n)) for n in spine_names]
     return RunTickOutput(result=out, base_commit=base_commit, spine=spine, escalation=escalation,
-                         worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches)
+                         worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches,
+                         worker_queue=ctx.worker_queue)
 
 
 def _spine_names(project: Any, plan: Any) -> list[str]:

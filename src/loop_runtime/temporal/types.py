@@ -95,6 +95,7 @@ class RunTickOutput:
     attempt: int = 1
     replayed: list[str] = field(default_factory=list)  # agent calls taken from an earlier attempt (not re-billed)
     pushed_branches: list[str] = field(default_factory=list)
+    worker_queue: str = ""  # the worker's own queue: its push goes there first
 
 
 @dataclass(frozen=True)

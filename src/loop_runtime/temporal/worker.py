@@ -60,8 +60,8 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
     shared = Worker(client, task_queue=s.task_queue, workflows=workflow_classes(),
                     activities=activities.ACTIVITIES, workflow_runner=workflow_runner(),
                     max_concurrent_activities=concurrency, **common)
-    own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation],
-                 max_concurrent_activities=1, **common)
+    own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine],
+                 max_concurrent_activities=2, **common)
     stop = stop or asyncio.Event()
     try:
         async with shared, own:

@@ -21,6 +21,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from .types import (
@@ -87,17 +88,10 @@ class TickWorkflow:
         push: PushOutput | None = None
         if any(f.ours != f.base for f in out.spine):
             self.phase = "pushing"
-            push = await workflow.execute_activity(
-                "push_spine",
-                PushInput(repo_url=inp.repo_url, project_key=inp.project_key, branch=inp.branch, run_id=run_id,
-                          pattern=inp.pattern, files=out.spine,
-                          message=f"loop({inp.pattern}): {result.get('outcome')} {run_id}"),
-                result_type=PushOutput,
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10,
-                                         non_retryable_error_types=NON_RETRYABLE),
-            )
+            push = await self._push(inp, PushInput(
+                repo_url=inp.repo_url, project_key=inp.project_key, branch=inp.branch, run_id=run_id,
+                pattern=inp.pattern, files=out.spine, message=f"loop({inp.pattern}): {result.get('outcome')} {run_id}"),
+                out.worker_queue)
         if out.escalation is not None:
             self.phase = "escalated"
             self.escalation = out.escalation.escalation_id
@@ -112,6 +106,24 @@ class TickWorkflow:
                            outcome=str(result.get("outcome")), tokens=int(result.get("tokens") or 0),
                            exit_code=int(result.get("exitCode") or 0), push=push, attempts=out.attempt,
                            replayed=list(out.replayed), note=str(result.get("note") or ""))
+
+    async def _push(self, inp: TickInput, push: PushInput, worker_queue: str) -> PushOutput:
+        """On the worker that ticked (its clone is current, and a push never waits behind other ticks for a
+        slot); if that worker is gone, on any worker — the input carries the files, not the clone."""
+        opts: dict[str, Any] = dict(
+            result_type=PushOutput, start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10,
+                                     non_retryable_error_types=NON_RETRYABLE))
+        if worker_queue:
+            try:
+                return await workflow.execute_activity(
+                    "push_spine", push, task_queue=worker_queue,
+                    schedule_to_start_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)), **opts)
+            except ActivityError as e:
+                if not isinstance(e.cause, ActivityTimeout):
+                    raise
+        return await workflow.execute_activity("push_spine", push, **opts)
 
     @workflow.signal
     def stop(self, reason: str) -> None:
