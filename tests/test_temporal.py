@@ -478,3 +478,25 @@ def test_a_worker_killed_right_after_its_spine_push_is_retried_without_a_second_
     assert summary.outcome == "report-only" and summary.push is not None and summary.push.already
     assert len(run_log_entries(show(bare, "loop-run-log.md"))) == 1
     assert git(bare, "rev-list", "--count", "main") == "2"
+
+
+def test_schedule_sync_of_a_fleet_file_syncs_each_repository(temporal_server: Any, queue: str, tmp_path: Path) -> None:
+    addr = temporal_server.address
+    _a, api = project(tmp_path / "api", addr, queue)
+    _b, web = project(tmp_path / "web", addr, queue, patterns='[patterns.daily-triage]\nlevel = "L1"\n')
+    fleet = tmp_path / "loop-fleet.toml"
+    fleet.write_text('[[repos]]\npath = "api/checkout"\n[[repos]]\npath = "web/checkout"\n')
+    r = run_cli("schedule", "sync", "--fleet", str(fleet), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    docs = json.loads(r.stdout)
+    assert [d["created"] for d in docs] == [["ci-sweeper"], ["daily-triage"]]
+    assert docs[0]["projectKey"] != docs[1]["projectKey"]
+    fleet.write_text('[[repos]]\nurl = "https://example.invalid/x.git"\n')
+    bad = run_cli("schedule", "sync", "--fleet", str(fleet), cwd=tmp_path)
+    assert bad.returncode == 1 and "repos[0]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_unreachable_temporal_is_one_line_naming_the_address(tmp_path: Path) -> None:
+    r = run_cli("status", "--temporal", "127.0.0.1:1", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.startswith("loop-runtime: cannot reach Temporal at 127.0.0.1:1") and r.stderr.count("\n") == 1
