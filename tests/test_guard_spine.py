@@ -160,3 +160,70 @@ def test_an_implementer_rewriting_runtime_files_in_the_main_checkout_escalates(t
     assert "outside" in proc.stdout
     assert (repo / rel).exists() is False or "forged by the implementer" not in (repo / rel).read_text()
     assert git(repo, "rev-parse", "main") == base
+
+
+def test_a_guard_reading_at_any_step_of_another_loops_write_sees_no_outside_change(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class of race behind a flaky concurrent run: another process's guard reads a spine file
+    and its write record while this process is between two steps of a runtime write. Every step of
+    the write (record announced, file replaced, copy kept, record settled) is interrupted here by a
+    full outside-change check, which must find nothing."""
+    guard = _guard(repo)
+    before = guard.snapshot()
+    seen: list[tuple[str, ...]] = []
+    real_replace, real_quick = locked_files.atomic_write, locked_files._quick_replace
+
+    def check_after(fn):  # noqa: ANN001, ANN202
+        def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            fn(*args, **kwargs)
+            seen.append(guard.changes(before))
+        return step
+
+    monkeypatch.setattr(locked_files, "atomic_write", check_after(real_replace))
+    monkeypatch.setattr(locked_files, "_quick_replace", check_after(real_quick))
+    locked_files.update(repo, repo / "loop-run-log.md", lambda t: (t or "") + "- another loop\n")
+    locked_files.write(repo, repo / "loops/state.md", "# state\nrewritten\n")
+    locked_files.remove(repo, repo / "docs/last-run.json")
+    locked_files.write(repo, repo / "loop-pause-ci", "paused\n")
+    assert len(seen) >= 12 and all(c == () for c in seen), seen
+
+
+def test_an_agent_write_made_while_a_runtime_write_is_in_flight_is_still_caught(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """During a runtime write both the old and the new content are acceptable, and nothing else."""
+    guard = _guard(repo)
+    before = guard.snapshot()
+    seen: list[tuple[str, ...]] = []
+    real = locked_files.atomic_write
+
+    def forged_in_the_middle(path, data):  # noqa: ANN001, ANN202
+        write(repo, "loop-run-log.md", "forged while the runtime wrote\n")
+        seen.append(guard.changes(before))
+        real(path, data)
+
+    monkeypatch.setattr(locked_files, "atomic_write", forged_in_the_middle)
+    locked_files.update(repo, repo / "loop-run-log.md", lambda t: (t or "") + "- another loop\n")
+    assert seen and any("loop-run-log.md" in c for c in seen[0]), seen
+
+
+def test_guards_and_writers_in_separate_processes_never_disagree(repo: Path) -> None:
+    """Real concurrency: a process rewrites the run log through the runtime's writer as fast as it
+    can while this process takes guard snapshots; no check may report a change."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from pathlib import Path; from loop_runtime.adapters import locked_files as lf\n"
+              "root = Path(sys.argv[1])\n"
+              "for i in range(300):\n"
+              "    lf.update(root, root / 'loop-run-log.md', lambda t, i=i: (t or '') + f'- run {i}\\n')\n")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(repo)])
+    guard = GitGuard(repo, ignore=(*SPINE, locked_files.temp_pattern("loop-run-log.md")))  # as runtime_written
+    reports = []
+    try:
+        while writer.poll() is None:
+            before = guard.snapshot()
+            reports.append(guard.changes(before))
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    assert reports and all(r == () for r in reports), [r for r in reports if r][:3]

@@ -121,7 +121,9 @@ class GitWorkspace:
         if self._root is None:
             try:
                 top = run_git(["rev-parse", "--show-toplevel"], self._given_root)
-            except GitError:
+            except GitError as exc:
+                if "not a git repository" not in str(exc).lower():
+                    raise  # git could not run or failed otherwise: say that, not "not a repository"
                 raise GitError(f"not a git repository: {self._given_root} (worktrees need git)") from None
             self._root = Path(top).resolve()
         return self._root
@@ -148,8 +150,8 @@ class GitWorkspace:
 
     def _write_manifest(self, m: wm.Manifest) -> None:
         data = wm.render_manifest(m).encode("utf-8")
-        _atomic_write(self.root / wm.MANIFEST_FILE, data)
-        locked_files.record_written(self.root, self.root / wm.MANIFEST_FILE, data)  # under the pool's mutex
+        with locked_files.recording(self.root, self.root / wm.MANIFEST_FILE, data):  # under the pool's mutex
+            _atomic_write(self.root / wm.MANIFEST_FILE, data)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -91,7 +91,7 @@ class OutsideSnapshot:
     index_data: bytes | None = None  # the index file itself, to put back
     # files the runtime writes while agents run (state files, run log, ledger, kill switches, runtime
     # data): path -> (what is there, the digest of the runtime's last recorded write of it)
-    spine: Mapping[str, tuple[FileState, str | None]] = field(default_factory=dict)
+    spine: Mapping[str, tuple[FileState, frozenset[str]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- capture
@@ -289,8 +289,10 @@ def spine_patterns(ignore: Iterable[str]) -> tuple[str, ...]:
     return (*keep, *RUNTIME_DATA)
 
 
-def _spine(root: Path, patterns: Iterable[str]) -> dict[str, tuple[FileState, str | None]]:
-    from .locked_files import written_digest
+def _spine(root: Path, patterns: Iterable[str]) -> dict[str, tuple[FileState, frozenset[str]]]:
+    """Each file with the digests the runtime's write record allowed while it was read (another
+    process's runtime write in flight must not look like an agent's)."""
+    from .locked_files import written_digests
 
     paths: set[str] = set()
     for pat in patterns:
@@ -299,7 +301,10 @@ def _spine(root: Path, patterns: Iterable[str]) -> dict[str, tuple[FileState, st
         else:
             paths.add(pat)
     budget = [KEEP_TOTAL]
-    return {p: (_read_state(root / p, budget), written_digest(root, root / p)) for p in sorted(paths)}
+    out: dict[str, tuple[FileState, frozenset[str]]] = {}
+    for p in sorted(paths):
+        out[p] = written_digests(root, root / p, lambda p=p: _read_state(root / p, budget))
+    return out
 
 
 def _spine_changes(before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]:
@@ -310,13 +315,13 @@ def _spine_changes(before: OutsideSnapshot, after: OutsideSnapshot) -> list[str]
 def _spine_changed(before: OutsideSnapshot, after: OutsideSnapshot) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for path in sorted(set(before.spine) | set(after.spine)):
-        b_state = before.spine.get(path, (FileState("missing"), None))[0]
-        a_state, recorded = after.spine.get(path, (FileState("missing"), None))
+        b_state = before.spine.get(path, (FileState("missing"), frozenset()))[0]
+        a_state, recorded = after.spine.get(path, (FileState("missing"), frozenset()))
         if b_state.same_as(a_state) or (b_state.kind == a_state.kind == "missing"):
             continue
-        if a_state.kind == "missing" and recorded == "deleted":
+        if a_state.kind == "missing" and "deleted" in recorded:
             continue
-        if a_state.kind == "file" and a_state.digest is not None and a_state.digest == recorded:
+        if a_state.kind == "file" and a_state.digest is not None and a_state.digest in recorded:
             continue
         what = ("deleted" if a_state.kind == "missing" else "created" if b_state.kind == "missing"
                 else "rewritten")
@@ -334,7 +339,7 @@ def _restore_spine(root: Path, before: OutsideSnapshot, after: OutsideSnapshot, 
     flagged = {path for path, _ in _spine_changed(before, after)}
     for path in sorted(flagged):
         target = root / path
-        b_state = before.spine.get(path, (FileState("missing"), None))[0]
+        b_state = before.spine.get(path, (FileState("missing"), frozenset()))[0]
         try:
             if b_state.kind == "missing" and fnmatch.fnmatchcase(path, KILL_SWITCH_GLOB):
                 done.append(f"kept the new kill switch {path}")

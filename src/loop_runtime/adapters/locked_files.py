@@ -24,6 +24,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -211,49 +212,126 @@ def _canonical(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path.parent.resolve() / path.name
 
 
-def record_written(root: Path, path: Path, data: bytes | None) -> None:
-    """Record (call under the file's lock) that the runtime left ``path`` holding ``data``
-    (``None``: the runtime deleted it)."""
+def _record_paths(root: Path, path: Path) -> tuple[Path, Path]:
     base = _record_base(root, _canonical(path))
-    base.parent.mkdir(parents=True, exist_ok=True)
-    digest = DELETED if data is None else hashlib.sha256(data).hexdigest()
-    copy = base.with_name(base.name + ".last")
+    return base.with_name(base.name + ".sha256"), base.with_name(base.name + ".last")
+
+
+def _quick_replace(path: Path, data: bytes) -> None:
+    """Temp file + rename without fsync: a record only has to be right while the runtime runs (a crash
+    loses at most a record, and the guard compares within one agent run), and the fsync per record was
+    most of a spine write's cost."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_record(record: Path) -> tuple[tuple[str, ...], int]:
+    """(acceptable digests, generation). The first digest is the runtime's last write; a second one
+    is the content being replaced while a write is in flight."""
+    try:
+        lines = record.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return (), 0
+    digests = tuple(x.split(" ", 1)[1] if x.startswith("also ") else x for x in lines
+                    if x and not x.startswith("gen "))
+    gen = next((x[4:] for x in lines if x.startswith("gen ")), "0")
+    return digests, int(gen) if gen.isdigit() else 0
+
+
+def _write_record(record: Path, digests: tuple[str, ...], gen: int) -> None:
+    record.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join([digests[0] + "\n", *(f"also {d}\n" for d in digests[1:]), f"gen {gen}\n"])
+    _quick_replace(record, body.encode("utf-8"))
+
+
+def _digest(data: bytes | None) -> str:
+    return DELETED if data is None else hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def recording(root: Path, path: Path, data: bytes | None) -> Iterator[None]:
+    """Announce a runtime write, let the body make it, then settle the record (call under the lock
+    that serialises writers of ``path``; ``data`` None: the body deletes the file).
+
+    Why announce first: the outside-change guard of *another* process reads the file and then its
+    record. Had the record followed the write, a read between the two would see new content with the
+    old record and call a runtime write an agent's. While a write is in flight both the old and the
+    new content are acceptable, and the generation lets a reader tell that the record moved under it
+    (``written_digests``)."""
+    record, copy = _record_paths(root, path)
+    prev, gen = _read_record(record)
+    new = _digest(data)
+    _write_record(record, (new, *prev[:1]) if prev and prev[0] != new else (new,), gen + 1)
+    try:
+        yield
+    except BaseException:
+        if prev:  # the write did not happen (it is atomic): the record is as it was
+            _write_record(record, prev[:1], gen + 2)
+        else:
+            record.unlink(missing_ok=True)
+        raise
     if data is not None and len(data) <= KEEP_COPY_BYTES:
-        atomic_write(copy, data)
+        _quick_replace(copy, data)
     else:
         copy.unlink(missing_ok=True)
-    atomic_write(base.with_name(base.name + ".sha256"), digest + "\n")
+    _write_record(record, (new,), gen + 2)
+
+
+def record_written(root: Path, path: Path, data: bytes | None) -> None:
+    """Record (under the file's lock) that the runtime left ``path`` holding ``data`` (``None``:
+    deleted) — for a write already made; prefer ``recording`` around the write."""
+    with recording(root, path, data):
+        pass
 
 
 def written_digest(root: Path, path: Path) -> str | None:
     """The digest the runtime last recorded for ``path`` (``DELETED`` after a runtime delete), or None."""
-    try:
-        return (_record_base(root, _canonical(path)).with_name(_record_base(root, _canonical(path)).name + ".sha256")
-                .read_text(encoding="utf-8").strip() or None)
-    except (OSError, UnicodeDecodeError):
-        return None
+    digests, _ = _read_record(_record_paths(root, path)[0])
+    return digests[0] if digests else None
+
+
+def written_digests(root: Path, path: Path, read: Callable[[], Any]) -> tuple[Any, frozenset[str]]:
+    """``read()`` of ``path`` together with every digest the runtime's record allowed *while* it read.
+
+    A seqlock: the record is read before and after; when its generation moved, a writer was at
+    work and the read is repeated (a few times, then both records' digests are accepted)."""
+    record = _record_paths(root, path)[0]
+    for _ in range(20):
+        first, gen1 = _read_record(record)
+        value = read()
+        second, gen2 = _read_record(record)
+        if gen1 == gen2 and first == second:
+            return value, frozenset(first)
+        time.sleep(0.002)
+    return value, frozenset(first) | frozenset(second)
 
 
 def written_copy(root: Path, path: Path) -> bytes | None:
     """The runtime's last written content of ``path`` when it still matches the recorded digest."""
-    base = _record_base(root, _canonical(path))
+    record, copy = _record_paths(root, path)
     try:
-        data = base.with_name(base.name + ".last").read_bytes()
+        data = copy.read_bytes()
     except OSError:
         return None
-    return data if hashlib.sha256(data).hexdigest() == written_digest(root, path) else None
+    digests, _ = _read_record(record)
+    return data if digests and hashlib.sha256(data).hexdigest() == digests[0] else None
 
 
 def remove(root: Path, path: Path, *, timeout_s: float | None = None) -> bool:
     """Delete ``path`` under its lock and record the delete (a human's ``resume`` of a kill switch)."""
     path = _canonical(path)
     with locked(root, path, timeout_s=timeout_s):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        finally:
-            record_written(root, path, None)
+        with recording(root, path, None):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
         return True
 
 
@@ -280,8 +358,9 @@ def update(root: Path, path: Path, fn: Callable[[str | None], str | None], *,
         new = fn(old)
         if new is None or new == old:
             return old
-        atomic_write(path, new)
-        record_written(root, path, new.encode("utf-8"))
+        data = new.encode("utf-8")
+        with recording(root, path, data):
+            atomic_write(path, data)
         return new
 
 
@@ -289,5 +368,6 @@ def write(root: Path, path: Path, text: str | bytes, *, timeout_s: float | None 
     """A whole-file replacement under the same lock (no read needed, but never interleaved)."""
     path = _canonical(path)
     with locked(root, path, timeout_s=timeout_s):
-        atomic_write(path, text)
-        record_written(root, path, text.encode("utf-8") if isinstance(text, str) else text)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        with recording(root, path, data):
+            atomic_write(path, data)
