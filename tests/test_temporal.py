@@ -386,6 +386,18 @@ def test_schedule_sync_is_idempotent_follows_the_kill_switch_and_removes_dropped
     assert after["deleted"] == ["daily-triage"] and after["updated"] == ["ci-sweeper"]
     assert paused() == {"ci-sweeper": False}
 
+    # the project's own registry drops ci-sweeper: its schedule goes too (the [patterns] table alone enables nothing)
+    import yaml
+
+    bundled = Path(__import__("loop_runtime").__file__).parent / "data" / "registry.yaml"
+    reg = yaml.safe_load(bundled.read_text())
+    reg["patterns"] = [p for p in reg["patterns"] if p["id"] != "ci-sweeper"]
+    (checkout / "patterns").mkdir()
+    (checkout / "patterns" / "registry.yaml").write_text(yaml.safe_dump(reg, sort_keys=False))
+    gone = sync()
+    assert gone["deleted"] == ["ci-sweeper"] and not gone["created"] + gone["updated"] + gone["unchanged"]
+    assert paused() == {}
+
 
 def test_a_tick_of_a_loop_whose_registry_entry_was_removed_fails_once_without_retrying(
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
