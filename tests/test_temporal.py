@@ -512,3 +512,38 @@ def test_an_unreachable_temporal_is_one_line_naming_the_address(tmp_path: Path) 
     r = run_cli("status", "--temporal", "127.0.0.1:1", cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.startswith("loop-runtime: cannot reach Temporal at 127.0.0.1:1") and r.stderr.count("\n") == 1
+
+
+def test_a_worker_stopped_gracefully_mid_tick_hands_the_tick_over_instead_of_recording_a_kill(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """SIGTERM (a deploy, a restart) is not the kill switch: the running agent is stopped, the attempt fails,
+    and another worker finishes the tick from the calls that completed (replayed, not billed again)."""
+    addr = temporal_server.address
+    bare, _ = project(tmp_path, addr, queue, patterns='[patterns.ci-sweeper]\nlevel = "L2"\n')
+    doc = {"triage": ACT, "implementer": [{"files": {"calc.py": FIXED}, "tokens": 3000, "sleep_s": 120}],
+           "verifier": [{"verdict": "APPROVE", "tokens": 1000}]}
+    scen = scenario(tmp_path, "slow-implementer", doc)
+    inp = tick_input(bare, scenario=scen, level="L2", heartbeat_timeout_s=5)
+    a = workers("a")
+    arun(start_tick(addr, queue, inp, "tick-term"))
+    scope = f"{inp.project_key}/ci-sweeper"
+
+    def implementer_running() -> bool:
+        try:
+            st = budget(addr, scope)
+        except Exception:
+            return False
+        return len(st.settled) == 1 and len(st.open) == 1
+
+    wait_for(implementer_running, 150, what="triage settled, the implementer running")
+    a.stop()  # SIGTERM
+    assert a.proc.returncode == 0, a.log.read_text()[-2000:]
+    doc["implementer"][0].pop("sleep_s")
+    Path(scen).write_text(json.dumps(doc))
+    workers("b")
+    summary = result_of(addr, "tick-term")
+    assert summary.outcome == "fix-proposed" and summary.attempts == 2, summary
+    assert "triage" in summary.replayed
+    [entry] = run_log_entries(show(bare, "loop-run-log.md"))
+    assert entry["outcome"] == "fix-proposed"
+    assert len([v for k, v in budget(addr, scope).settled.items() if ":2:" in k]) == 2  # implementer, verifier

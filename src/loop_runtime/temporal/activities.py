@@ -105,9 +105,23 @@ class BudgetClient:
         self.global_scope, self.global_cap = global_scope, global_cap
         self._n = 0
         self._open: dict[int, list[tuple[str, str]]] = {}  # local id → [(scope, reservation id)]
+        self.shutdown: threading.Event | None = None
+
+    #: while the worker shuts down its own workflow pollers are gone: a budget update may find no worker
+    #: to run it, so it gets a short wait, and the retried tick charges what stays open (fail closed)
+    SHUTDOWN_TIMEOUT_S = 3.0
 
     def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.ctx.loop).result(self.ctx.budget_timeout_s)
+        import concurrent.futures
+
+        shutting = self.shutdown is not None and self.shutdown.is_set()
+        future = asyncio.run_coroutine_threadsafe(coro, self.ctx.loop)
+        try:
+            return future.result(self.SHUTDOWN_TIMEOUT_S if shutting else self.ctx.budget_timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise LoopError(f"budget {self.scope}: no answer from its budget workflow"
+                            + (" (this worker is shutting down)" if shutting else "")) from None
 
     def _scopes(self) -> list[tuple[str, int | None]]:
         out: list[tuple[str, int | None]] = []
@@ -289,6 +303,7 @@ class Ticker:
 
         self.details = details  # a callable returning the current details
         self.stopped = threading.Event()
+        self.shutdown = threading.Event()  # the worker is stopping: the tick must be retried elsewhere
         self._done = threading.Event()
         self._ctx = contextvars.copy_context()  # the activity's context: heartbeat() works from this thread
         self._thread = threading.Thread(target=lambda: self._ctx.run(self._loop), daemon=True,
@@ -298,6 +313,9 @@ class Ticker:
         while not self._done.is_set():
             _heartbeat(self.details())
             try:
+                if activity.is_worker_shutdown():
+                    self.shutdown.set()  # not a kill: stop between two steps, then fail so another worker retries
+                    self.stopped.set()
                 if activity.is_cancelled():
                     self.stopped.set()
             except RuntimeError:
@@ -342,18 +360,24 @@ def run_tick(inp: RunTickInput) -> RunTickOutput:
             with activity.shield_thread_cancel_exception():
                 try:
                     with clones.clone_lock(t.project_key):
-                        box["out"] = _run_tick(ctx, inp, info.attempt, prior, ticker.stopped, box)
+                        box["out"] = _run_tick(ctx, inp, info.attempt, prior, ticker.stopped, box, ticker.shutdown)
                 except (LoopError, OSError, subprocess.SubprocessError) as e:
                     raise _fail(e) from None
         except CancelledError:
-            if box["out"] is None:
+            if box["out"] is None or ticker.shutdown.is_set():
                 raise
             # stopped by the kill switch and recorded as such: that record is the tick's result
+    if ticker.shutdown.is_set():
+        # a worker restart is not a kill switch: fail this attempt, and the retry (on another worker)
+        # replays the calls that completed here from the heartbeat details
+        raise ApplicationError("the worker is shutting down; the tick continues on another worker",
+                               type="WorkerShutdown")
     return box["out"]
 
 
 def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mapping[str, Any],
-              stopped: threading.Event, box: dict[str, Any]) -> RunTickOutput:
+              stopped: threading.Event, box: dict[str, Any], shutdown: threading.Event | None = None
+              ) -> RunTickOutput:
     from ..adapters.clock import SystemClock
     from ..core.loop_engine import LoopEngine
     from ..runner import LoopRunner, RunOptions
@@ -373,6 +397,7 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
                           ctx.task_queue,
                           global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
                           global_cap=project.config.global_daily_cap)
+    budget.shutdown = shutdown
     if attempt > 1:
         budget.settle_previous_attempts(clock.now())
         rebuild_worktrees(root, t.pattern, patches)
