@@ -176,6 +176,23 @@ def test_a_scheduled_tick_writes_the_same_state_file_and_run_log_as_the_embedded
     assert [s["pattern"] for s in sdoc["schedules"]] == ["ci-sweeper"]
     assert sdoc["schedules"][0]["paused"] is False
 
+    # the workflow code is deterministic: its recorded history replays (in the sandbox) without a mismatch
+    from temporalio.worker import Replayer
+
+    from loop_runtime.temporal.worker import workflow_classes, workflow_runner
+
+    async def replay() -> None:
+        client = await client_for(addr)
+        async for wf in client.list_workflows("WorkflowType = 'LoopTick'"):
+            if wf.id.startswith(f"loop-tick-{doc['projectKey']}-"):
+                history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+                await Replayer(workflows=workflow_classes(), workflow_runner=workflow_runner()).replay_workflow(
+                    history)
+                return
+        raise AssertionError("no tick workflow found")
+
+    arun(replay())
+
 
 # ---------------------------------------------------------------------------- 2. a worker dies mid-tick
 
@@ -482,7 +499,7 @@ def test_a_worker_killed_right_after_its_spine_push_is_retried_without_a_second_
     addr = temporal_server.address
     bare, _ = project(tmp_path, addr, queue)
     a = workers("a", env={"LOOP_RUNTIME_FAULT_AT": "temporal:pushed"})
-    arun(start_tick(addr, queue, tick_input(bare, heartbeat_timeout_s=5), "tick-push"))
+    arun(start_tick(addr, queue, tick_input(bare, heartbeat_timeout_s=3), "tick-push"))
     wait_for(lambda: a.proc.poll() is not None, 120, what="worker A to die right after pushing")
     assert len(run_log_entries(show(bare, "loop-run-log.md"))) == 1
     workers("b")

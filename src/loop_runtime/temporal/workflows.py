@@ -112,14 +112,14 @@ class TickWorkflow:
         slot); if that worker is gone, on any worker — the input carries the files, not the clone."""
         opts: dict[str, Any] = dict(
             result_type=PushOutput, start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)),
+            heartbeat_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 5)),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10,
                                      non_retryable_error_types=NON_RETRYABLE))
         if worker_queue:
             try:
                 return await workflow.execute_activity(
                     "push_spine", push, task_queue=worker_queue,
-                    schedule_to_start_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 10)), **opts)
+                    schedule_to_start_timeout=timedelta(seconds=max(inp.heartbeat_timeout_s * 2, 5)), **opts)
             except ActivityError as e:
                 if not isinstance(e.cause, ActivityTimeout):
                     raise
