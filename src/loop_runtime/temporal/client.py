@@ -66,7 +66,8 @@ async def status_doc_async(client: Any, project_key: str | None) -> dict[str, An
         desc = await client.get_schedule_handle(entry.id).describe()
         spec = desc.schedule.spec
         every = spec.intervals[0].every.total_seconds() if spec.intervals else None
-        nxt = desc.info.next_action_times[0].isoformat() if desc.info.next_action_times else None
+        paused = bool(desc.schedule.state.paused)
+        nxt = desc.info.next_action_times[0].isoformat() if desc.info.next_action_times and not paused else None
         recent = desc.info.recent_actions[-1].started_at.isoformat() if desc.info.recent_actions else None
         args = getattr(desc.schedule.action, "args", None) or []
         pattern = None
@@ -74,7 +75,7 @@ async def status_doc_async(client: Any, project_key: str | None) -> dict[str, An
             first = args[0]
             pattern = first.get("pattern") if isinstance(first, dict) else getattr(first, "pattern", None)
         schedules.append({"id": entry.id, "pattern": pattern or entry.id[len(prefix):],
-                          "paused": bool(desc.schedule.state.paused), "note": desc.schedule.state.note,
+                          "paused": paused, "note": desc.schedule.state.note,
                           "intervalSeconds": every, "nextRun": nxt, "lastRun": recent,
                           "running": len(desc.info.running_actions)})
     ticks = []
