@@ -301,6 +301,24 @@ def test_an_escalation_waits_for_a_signal_then_the_approval_is_applied_by_the_wo
     late = run_cli("approve", out.escalation_id, cwd=checkout)
     assert late.returncode == 1 and "is already expired" in late.stderr
 
+    # the dashboard's reject button sends the same signal
+    from starlette.testclient import TestClient
+
+    from loop_runtime.dashboard.app import create_app
+    from loop_runtime.runtime import load_project
+
+    arun(start_tick(addr, queue, tick_input(bare, scenario=scen, level="L2", escalation_expiry_s=600), "tick-dash"))
+    assert result_of(addr, "tick-dash").outcome == "escalated"
+    [third] = wait_for(lambda: [e for e in waiting() if e["escalationId"] not in (esc_id, out.escalation_id)], 60,
+                       what="the third escalation waiting")
+    token = "dash-token-0123456789"
+    with TestClient(create_app(load_project(checkout), token=token), base_url="http://127.0.0.1") as c:
+        r = c.post(f"/escalations/{third['escalationId']}/reject", data={"reason": "not now"},
+                   headers={"x-loop-token": token, "accept": "application/json"})
+    assert r.status_code == 200 and r.json()["result"]["decision"] == "rejected", r.text
+    assert r.json()["result"]["applied"] is True
+    assert "rejected by" in show(bare, "ci-sweeper-state.md")
+
 
 # ---------------------------------------------------------------------------- 4. one cap, two workers
 
