@@ -354,10 +354,10 @@ def test_the_budget_workflow_grants_exactly_the_cap_to_concurrent_reservations(
     from temporalio.worker import Worker
 
     from loop_runtime.temporal.budget_workflow import BudgetWorkflow
-    from loop_runtime.temporal.types import Reserve, Settle
+    from loop_runtime.temporal.types import Reserve, Settle, TopUp
     from loop_runtime.temporal.worker import workflow_runner
 
-    async def go() -> tuple[list[int], BudgetState, int]:
+    async def go() -> tuple[list[int], BudgetState, int, list[int], int]:
         c1, c2 = await client_for(temporal_server.address), await client_for(temporal_server.address)
         wid = budget_workflow_id(f"unit-{queue}", "2026-01-01")
         async with Worker(c1, task_queue=queue, workflows=[BudgetWorkflow], workflow_runner=workflow_runner()):
@@ -371,19 +371,25 @@ def test_the_budget_workflow_grants_exactly_the_cap_to_concurrent_reservations(
             await c2.get_workflow_handle(wid).execute_update(BudgetWorkflow.settle, Settle(id=full, actual=100))
             await c1.get_workflow_handle(wid).execute_update(BudgetWorkflow.settle, Settle(id=full, actual=100))
             st = await c1.get_workflow_handle(wid).query(BudgetWorkflow.status)
-            return list(grants), st, again
+            h = c1.get_workflow_handle(wid)
+            await h.execute_update(BudgetWorkflow.topup, TopUp(id="t1", tokens=500))
+            topped = await h.execute_update(BudgetWorkflow.topup, TopUp(id="t1", tokens=500))
+            more = [await h.execute_update(BudgetWorkflow.reserve, Reserve(id=f"m{i}", amount=300, cap=2000))
+                    for i in range(4)]
+            return list(grants), st, again, more, topped
 
-    grants, st, again = arun(go())
+    grants, st, again, more, topped = arun(go())
     assert sum(grants) == 2000 and max(grants) == 300  # 6×300 + 200, then nothing
     assert again == grants[0]  # a retried reserve is answered from the record
     assert st.spent == 100 and st.reserved == 1700  # settled once, though sent twice
+    assert more == [300, 300, 100, 0] and topped == 2500  # a top-up (sent twice, counted once): exactly 500 more
 
 
 # ---------------------------------------------------------------------------- 5. schedule sync
 
 
 def test_schedule_sync_is_idempotent_follows_the_kill_switch_and_removes_dropped_loops(
-        temporal_server: Any, queue: str, tmp_path: Path) -> None:
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
     addr = temporal_server.address
     two = '[patterns.ci-sweeper]\nlevel = "L1"\n[patterns.daily-triage]\nlevel = "L1"\n'
     _bare, checkout = project(tmp_path, addr, queue, patterns=two)
@@ -398,6 +404,12 @@ def test_schedule_sync_is_idempotent_follows_the_kill_switch_and_removes_dropped
         return {s["pattern"]: s["paused"] for s in json.loads(r.stdout)["schedules"]}
 
     assert sync()["created"] == ["ci-sweeper", "daily-triage"]
+    workers("w1")  # a budget workflow answers updates through a worker
+    topped = run_cli("topup", "ci-sweeper", "5000", cwd=checkout)  # reaches the budget workflow workers reserve from
+    assert topped.returncode == 0 and "Temporal: today's cap of ci-sweeper is now" in topped.stdout, topped.stderr
+    from loop_runtime.temporal.clones import project_key
+
+    assert list(budget(addr, f"{project_key(str(_bare))}/ci-sweeper").topups.values()) == [5000]
     again = sync()
     assert again["unchanged"] == ["ci-sweeper", "daily-triage"] and not again["created"] + again["updated"]
 

@@ -461,6 +461,11 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
                   scenario=scenario)
     r = do_topup(c.project, pattern, tokens, reason=reason)
     click.echo(f"Top-up: +{r['tokens']:,} tokens for {pattern} today ({r['day']}): {reason}")
+    from .temporal.commands import topup_on_temporal
+
+    note = topup_on_temporal(c.project, pattern, tokens, reason)
+    if note:
+        click.echo(note)
     if resume_tick:
         import asyncio
 

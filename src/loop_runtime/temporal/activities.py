@@ -158,6 +158,8 @@ class BudgetClient:
         best: BudgetStatus | None = None
         for scope, cap in self._scopes():
             st = self._call(self._query(scope, day))
+            if st is not None and cap is not None:
+                cap += sum(st.topups.values())
             s = BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0)
             if best is None or s.fraction > best.fraction:
                 best = s

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, UTC
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from .types import BUDGET_WORKFLOW, BudgetState, Reserve, Settle, SettleOpen
+    from .types import BUDGET_WORKFLOW, BudgetState, Reserve, Settle, SettleOpen, TopUp
 
 #: a day's budget stays queryable this long after the UTC day ended
 GRACE = timedelta(days=1)
@@ -51,7 +51,7 @@ class BudgetWorkflow:
         """What continue-as-new carries: totals and the ids a retry may still name."""
         s = self.state
         return BudgetState(scope=s.scope, day=s.day, cap=s.cap, spent=s.spent, open=dict(s.open),
-                           settled=dict(s.settled), granted=dict(s.granted))
+                           settled=dict(s.settled), granted=dict(s.granted), topups=dict(s.topups))
 
     @workflow.update
     def reserve(self, req: Reserve) -> int:
@@ -61,7 +61,8 @@ class BudgetWorkflow:
             return s.granted[req.id]
         if req.cap is not None:
             s.cap = req.cap  # the caller's cap includes today's top-ups: the latest one is the truth
-        remaining = (10**15 if s.cap is None else s.cap) - s.spent - s.reserved
+        cap = s.effective_cap
+        remaining = (10**15 if cap is None else cap) - s.spent - s.reserved
         grant = max(0, min(req.amount, remaining))
         s.granted[req.id] = grant
         if grant > 0:
@@ -104,6 +105,17 @@ class BudgetWorkflow:
             s.settled[rid] = amount
             charged += amount
         return charged
+
+    @workflow.update
+    def topup(self, req: TopUp) -> int:
+        """A human raised today's cap (``loop-runtime topup``); returns the new effective cap (0: no cap)."""
+        self.state.topups.setdefault(req.id, req.tokens)
+        return self.state.effective_cap or 0
+
+    @topup.validator
+    def _check_topup(self, req: TopUp) -> None:
+        if req.tokens <= 0:
+            raise ValueError(f"topup: tokens must be positive, got {req.tokens}")
 
     @workflow.query
     def status(self) -> BudgetState:

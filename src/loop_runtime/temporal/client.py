@@ -26,6 +26,20 @@ class EscalationNotOnTemporal(LoopError):
     """No escalation workflow has this id (the caller may try the local store)."""
 
 
+#: queries and updates are answered by a worker: without one they would wait forever
+WORKER_ANSWER_S = 30.0
+
+
+async def answered(coro: Any, what: str, s: TemporalSettings | None = None) -> Any:
+    """``coro`` (a query or an update), or one line saying no worker answered in time."""
+    try:
+        return await asyncio.wait_for(coro, WORKER_ANSWER_S)
+    except TimeoutError:
+        queue = f" on task queue {s.task_queue!r}" if s is not None else ""
+        raise LoopError(f"no worker answered {what} within {WORKER_ANSWER_S:g} s: is `loop-runtime worker` "
+                        f"running{queue}?") from None
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -84,15 +98,17 @@ async def status_doc_async(client: Any, project_key: str | None) -> dict[str, An
             continue
         doc: dict[str, Any] = {"workflowId": wf.id, "startedAt": wf.start_time.isoformat() if wf.start_time else None}
         try:
-            doc.update(await client.get_workflow_handle(wf.id, run_id=wf.run_id).query("progress", result_type=dict))
-        except RPCError:
+            doc.update(await asyncio.wait_for(client.get_workflow_handle(wf.id, run_id=wf.run_id).query(
+                "progress", result_type=dict), 10))
+        except (RPCError, TimeoutError):
             pass
         ticks.append(doc)
     escalations = []
     for wf in await _running(client, ESCALATION_WORKFLOW):
         try:
-            p = await client.get_workflow_handle(wf.id, run_id=wf.run_id).query("pending", result_type=dict)
-        except RPCError:
+            p = await asyncio.wait_for(client.get_workflow_handle(wf.id, run_id=wf.run_id).query(
+                "pending", result_type=dict), 10)
+        except (RPCError, TimeoutError):
             continue
         if project_key and p.get("projectKey") != project_key:
             continue
@@ -175,7 +191,7 @@ async def decide_async(client: Any, esc_id: str, decision: str, answer: Decision
             raise
         except Exception:
             raise LoopError(f"escalation {esc_id} is closed ({desc.status.name.lower()}); nothing to do") from None
-    pending = await handle.query("pending", result_type=dict)
+    pending = await answered(handle.query("pending", result_type=dict), f"escalation {esc_id}")
     if pending.get("decision"):
         raise LoopError(f"escalation {esc_id} is already {pending['decision']} (by {pending.get('by')}); "
                         "it is being applied")
@@ -203,6 +219,35 @@ def decide(s: TemporalSettings, esc_id: str, decision: str, answer: Decision, *,
                 doc["applied"] = False
                 doc["pending"] = "sent; the worker holding the change has not applied it yet"
         return doc
+
+    return run(go())
+
+
+# ---------------------------------------------------------------------------- topup
+
+
+def topup(project: Any, s: TemporalSettings, pattern: str, tokens: int, reason: str) -> dict[str, Any]:
+    """Raise today's cap of one loop in its budget workflow (the one every worker reserves from)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from .schedules import repo_of
+    from .types import BUDGET_WORKFLOW, BudgetState, TopUp, budget_workflow_id
+
+    plan = project.plan(pattern)
+
+    async def go() -> dict[str, Any]:
+        client = await connect(s)
+        scope, day = f"{repo_of(project).key}/{pattern}", str(datetime.now(UTC).date())
+        wid = budget_workflow_id(scope, day)
+        await client.start_workflow(BUDGET_WORKFLOW, BudgetState(scope=scope, day=day, cap=plan.daily_token_cap),
+                                    id=wid, task_queue=s.task_queue,
+                                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        cap = await answered(client.get_workflow_handle(wid).execute_update(
+            "topup", TopUp(id=f"topup-{uuid.uuid4().hex}", tokens=tokens), result_type=int), "the top-up", s)
+        return {"pattern": pattern, "day": day, "tokens": tokens, "cap": cap or None, "reason": reason}
 
     return run(go())
 

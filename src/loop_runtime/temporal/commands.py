@@ -123,6 +123,18 @@ def _local_escalation(project: Any, esc_id: str) -> bool:
         store.close()
 
 
+def topup_on_temporal(project: Any, pattern: str, tokens: int, reason: str) -> str | None:
+    """``topup`` on a project on Temporal also raises the cap its workers reserve against."""
+    s = settings(project)
+    if not s.configured:
+        return None
+    from .client import topup
+
+    r = topup(project, s, pattern, tokens, reason)
+    cap = f"{r['cap']:,}" if r["cap"] else "no cap"
+    return f"Temporal: today's cap of {pattern} is now {cap} tokens (budget workflow)."
+
+
 def kill_switch_on_temporal(project: Any, pattern: str | None, reason: str, *, engaged: bool) -> str | None:
     """Schedules follow the switch; ``kill`` also signals the running ticks (they stop within 5 s)."""
     s = settings(project)

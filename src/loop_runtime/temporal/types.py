@@ -192,6 +192,14 @@ class Settle:
 
 
 @dataclass(frozen=True)
+class TopUp:
+    """Raise the day's cap by ``tokens``; ``id`` makes a retried request count once."""
+
+    id: str
+    tokens: int
+
+
+@dataclass(frozen=True)
 class SettleOpen:
     """Charge every still-open reservation whose id starts with ``prefix`` in full (fail closed)."""
 
@@ -209,6 +217,11 @@ class BudgetState:
     open: dict[str, int] = field(default_factory=dict)  # reservation id → reserved amount
     settled: dict[str, int] = field(default_factory=dict)  # reservation id → charged amount
     granted: dict[str, int] = field(default_factory=dict)  # reservation id → amount granted (idempotent reserve)
+    topups: dict[str, int] = field(default_factory=dict)  # top-up id → tokens added to the day's cap
+
+    @property
+    def effective_cap(self) -> int | None:
+        return None if self.cap is None else self.cap + sum(self.topups.values())
 
     @property
     def reserved(self) -> int:
