@@ -3,6 +3,7 @@ non-fast-forward, merged with a concurrent push (the run log as a union), idempo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -105,3 +106,35 @@ def test_keys_and_clone_names_follow_the_repository(url: str, name: str) -> None
     key = clones.project_key(url)
     assert key.startswith(name.lower()) and key == clones.project_key(url)
     assert clones.project_key(url) != clones.project_key(url + "2")
+
+
+def test_heartbeat_details_carry_no_secret(tmp_path: Path) -> None:
+    """What a tick sends to Temporal's history is redacted; a worktree patch that adds a secret is not sent
+    at all (that attempt's calls then run again on a retry instead of being replayed)."""
+    from datetime import UTC, datetime
+
+    from loop_runtime.temporal.activities import HeartbeatJournal
+
+    class Inner:
+        def record(self, *a: object) -> None:
+            pass
+
+    wt = make_repo(tmp_path / "wt", {"app.py": "x = 1\n"})
+    secret = "sk-live-0123456789abcdefghij"
+    j = HeartbeatJournal(Inner(), {}, {}, (secret,))
+    now = datetime.now(UTC)
+    j.record("t", "agent:triage", {"status": "ok", "text": f"found key {secret} in logs"}, now)
+    j.record("t", "workspace", {"attempt": 1, "run_id": "r1", "path": str(wt)}, now)
+    (wt / "app.py").write_text("x = 2\n")
+    j.record("t", "agent:implementer:1", {"status": "ok", "text": "done"}, now)
+    assert secret not in json.dumps(j.details())
+    assert j.details()["patches"]["1"]["patch"].count("+x = 2") == 1
+    j.record("t", "workspace", {"attempt": 2, "run_id": "r2", "path": str(wt)}, now)
+    (wt / "app.py").write_text(f"KEY = '{secret}'\n")
+    j.record("t", "agent:implementer:2", {"status": "ok", "text": "done"}, now)
+    j.record("t", "agent:verifier:2", {"status": "ok", "text": "## Verdict: APPROVE"}, now)
+    details = j.details()
+    assert secret not in json.dumps(details)
+    assert "2" not in details["patches"] and "implementer:2" not in details["replay"]
+    assert "verifier:2" not in details["replay"] and "workspace:2" not in details["replay"]
+    assert {"triage", "implementer:1", "workspace:1"} <= set(details["replay"])

@@ -201,12 +201,23 @@ class BudgetClient:
 
 
 class HeartbeatJournal:
-    """The store journal, plus every completed agent call (and worktree patch) sent as heartbeat details."""
+    """The store journal, plus every completed agent call (and worktree patch) sent as heartbeat details.
 
-    def __init__(self, inner: Any, replay: dict[str, Any], patches: dict[str, Any]) -> None:
+    Heartbeat details are kept in Temporal's history, so they are redacted like everything the store
+    writes; a worktree patch that may hold a secret is not sent at all (it cannot be redacted and still
+    apply) — that attempt's implementer and verifier then run again on a retry elsewhere.
+    """
+
+    def __init__(self, inner: Any, replay: dict[str, Any], patches: dict[str, Any],
+                 secrets: tuple[str, ...] = ()) -> None:
         self.inner, self.replay, self.patches = inner, dict(replay), dict(patches)
+        self.secrets = secrets
         self.workspaces: dict[str, dict[str, Any]] = {}
+        self.withheld: set[str] = set()  # attempts whose worktree patch was not sent
         self.escalation_id: str | None = None
+
+    def __getattr__(self, name: str) -> Any:  # anything else the engine may ask of its journal
+        return getattr(self.inner, name)
 
     def details(self) -> dict[str, Any]:
         return {"replay": dict(self.replay), "patches": dict(self.patches)}
@@ -229,13 +240,24 @@ class HeartbeatJournal:
             self.workspaces[str(data.get("attempt"))] = dict(data)
             self.replay[f"workspace:{data.get('attempt')}"] = dict(data)  # a retry attaches it (act.py)
         elif phase.startswith("agent:") and data.get("status") == "ok":
+            from ..core.redact import redact
+            from ..core.secrets import redact_tree
+
             key = phase.removeprefix("agent:")
-            self.replay[key] = dict(data)
-            if key.startswith("implementer:"):
-                n = key.split(":", 1)[1]
+            role, _, n = key.partition(":")
+            if n and n in self.withheld:
+                return  # this attempt cannot be resumed elsewhere: its later calls are not replayed either
+            if role == "implementer":
                 ws = self.workspaces.get(n)
                 if ws is not None:
-                    self.patches[n] = {"run_id": ws.get("run_id"), "patch": worktree_patch(Path(str(ws["path"])))}
+                    patch = worktree_patch(Path(str(ws["path"])))
+                    if redact(patch, extra_secrets=self.secrets) != patch:
+                        self.withheld.add(n)
+                        self.replay.pop(f"workspace:{n}", None)
+                        self.beat()
+                        return
+                    self.patches[n] = {"run_id": ws.get("run_id"), "patch": patch}
+            self.replay[key] = redact_tree(dict(data), self.secrets)
             self.beat()
         elif phase == "escalation":
             self.escalation_id = None if data.get("id") is None else str(data.get("id"))
@@ -412,7 +434,7 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     journal: HeartbeatJournal | None = None
     try:
         deps = runner._deps()
-        journal = HeartbeatJournal(deps.journal, replay, patches)
+        journal = HeartbeatJournal(deps.journal, replay, patches, tuple(deps.secrets))
         box["journal"] = journal
         deps = replace(deps, budget=budget, journal=journal, tick_id=inp.tick_id,
                        agent_timeout_s=min(deps.agent_timeout_s, t.agent_timeout_s))
