@@ -14,6 +14,7 @@ from loop_runtime.adapters.agents import OpenAIBackend, make_backend
 from loop_runtime.errors import BackendError, ConfigError
 from loop_runtime.ports import AgentBackend, AgentRequest, Permission, Usage
 from tests.fakes.model_server import ModelServer
+from tests.fakes.sandbox import PassthroughSandbox
 
 Turns = list[dict[str, Any]]  # a model-server script
 
@@ -143,10 +144,27 @@ def test_run_command_runs_in_the_worktree_with_the_scrubbed_env(worktree: Path,
     turns: Turns = [call("run_command", command="pwd; env; echo to-stderr >&2; exit 3"),
                     {"text": "ok", "usage": usage(1, 1)}]
     with ModelServer(turns) as server:
-        run(backend(server), request(worktree))
+        run(backend(server, sandbox=PassthroughSandbox()), request(worktree))
         (out,) = tool_messages(server)
     assert out.startswith("exit code 3\n") and str(worktree) in out and "to-stderr" in out
     assert KEY not in out and "LEAKY_SECRET" not in out
+
+
+def test_run_command_is_offered_only_inside_a_sandbox(worktree: Path) -> None:
+    """No sandbox: run_command is neither offered nor run (a shell cannot be confined by path checks)."""
+    turns: Turns = [call("run_command", command="touch made-by-shell"), {"text": "ok", "usage": usage(1, 1)}]
+    with ModelServer(turns) as server:
+        res = run(backend(server), request(worktree))
+        offered = {t["function"]["name"] for t in server.bodies("/v1/chat/completions")[0]["tools"]}
+        (out,) = tool_messages(server)
+    assert "run_command" not in offered and "not available" in out
+    assert not (worktree / "made-by-shell").exists() and res.status == "ok"
+    with ModelServer([call("run_command", command="true"), {"text": "ok", "usage": usage(1, 1)}]) as server:
+        box = PassthroughSandbox(denials=("git push origin main: denied",))
+        res = run(backend(server, sandbox=box), request(worktree))
+        offered = {t["function"]["name"] for t in server.bodies("/v1/chat/completions")[0]["tools"]}
+    assert "run_command" in offered and box.scopes[0].writable and box.scopes[0].cwd == str(worktree)
+    assert res.sandbox_denials == ("git push origin main: denied",)
 
 
 def test_run_command_timeout_is_reported(worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,7 +173,7 @@ def test_run_command_timeout_is_reported(worktree: Path, monkeypatch: pytest.Mon
     turns: Turns = [call("run_command", command="sleep 30"), {"text": "ok", "usage": usage(1, 1)}]
     started = time.monotonic()
     with ModelServer(turns) as server:
-        run(backend(server), request(worktree))
+        run(backend(server, sandbox=PassthroughSandbox()), request(worktree))
         (out,) = tool_messages(server)
     assert out.startswith("timed out") and time.monotonic() - started < 10
 
@@ -253,7 +271,7 @@ def test_transcript_holds_requests_responses_and_tools_without_the_key(worktree:
     """The transcript records the exchange as JSON lines and never the API key."""
     turns: Turns = [call("run_command", command=f"echo {KEY}"), {"text": "done", "usage": usage(1, 1)}]
     with ModelServer(turns) as server:
-        res = run(backend(server), request(worktree, transcript_dir=str(tmp_path / "tr")))
+        res = run(backend(server, sandbox=PassthroughSandbox()), request(worktree, transcript_dir=str(tmp_path / "tr")))
         (out,) = tool_messages(server)
     text = Path(res.transcript).read_text()
     kinds = [json.loads(line)["kind"] for line in text.splitlines()]

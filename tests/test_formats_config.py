@@ -82,11 +82,15 @@ def test_docstring_documents_every_key() -> None:
     """The module docstring (copied into the README) names every config key."""
     doc = project_config.__doc__ or ""
     for f in fields(ProjectConfig) + fields(PatternConfig):
-        if f.name not in ("patterns", "mcp", "mcp_servers", "temporal"):  # tables; mcp_servers from .mcp.json
+        if f.name not in ("patterns", "mcp", "mcp_servers", "github", "temporal"):  # tables; mcp_servers: .mcp.json
             assert f"{f.name} =" in doc, f.name
-    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc and "[temporal]" in doc
+    assert "[patterns.daily-triage]" in doc and "[mcp]" in doc and "[github]" in doc and "[temporal]" in doc
+    from loop_runtime.formats.github_config import GithubConfig
+
+    for f in fields(GithubConfig):
+        assert f"{f.name} =" in doc.split("[github]", 1)[1], f"github.{f.name}"
     for key in project_config._TEMPORAL:
-        assert f"{key} =" in doc, key
+        assert f"{key} =" in doc.split("[temporal]", 1)[1], f"temporal.{key}"
 
 
 def test_unknown_key_names_key_and_valid_keys() -> None:
@@ -195,8 +199,8 @@ def test_bad_backend_in_environment() -> None:
 
 def test_checks_cover_every_dataclass_field() -> None:
     """Every ProjectConfig/PatternConfig field has a validator (no key silently unsupported)."""
-    assert set(project_config._TOP) | {"patterns", "mcp", "mcp_servers", "temporal"} == {
-        f.name for f in fields(ProjectConfig)}
+    tables = {"patterns", "mcp", "mcp_servers", "github", "temporal"}  # [github]: formats.github_config
+    assert set(project_config._TOP) | tables == {f.name for f in fields(ProjectConfig)}
     assert set(project_config._PATTERN) == {f.name for f in fields(PatternConfig)}
 
 

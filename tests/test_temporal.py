@@ -547,9 +547,9 @@ def test_schedule_sync_of_a_fleet_file_syncs_each_repository(temporal_server: An
     docs = json.loads(r.stdout)
     assert [d["created"] for d in docs] == [["ci-sweeper"], ["daily-triage"]]
     assert docs[0]["projectKey"] != docs[1]["projectKey"]
-    fleet.write_text('[[repos]]\nurl = "https://example.invalid/x.git"\n')
+    fleet.write_text('[[repos]]\npath = "api/checkout"\n[[repos]]\npath = "gone"\n')
     bad = run_cli("schedule", "sync", "--fleet", str(fleet), cwd=tmp_path)
-    assert bad.returncode == 1 and "repos[0]" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "repos[1]" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
 def test_an_unreachable_temporal_is_one_line_naming_the_address(tmp_path: Path) -> None:

@@ -205,12 +205,33 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def doctor(c: _Ctx, as_json: bool) -> None:
+    """Check the project: files, git, tests, backends, GitHub, Temporal — each with its fix.
+
+    Exit 0 ready, 2 a human must act, 1 broken.
+    """
+    from .core.doctor import as_json as doctor_json, exit_code, render
+    from .doctor import run_checks
+
+    checks = run_checks(c.root)
+    if as_json:
+        _emit_json(doctor_json(checks))
+    else:
+        click.echo(render(checks))
+    sys.exit(exit_code(checks))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @click.option("--temporal", "temporal", is_flag=False, flag_value="", default=None, metavar="[HOST:PORT]",
               help="The project on Temporal: schedules, running ticks, waiting escalations (address: "
               "[temporal] in loop-runtime.toml, else localhost:7233).")
 @click.option("--namespace", default=None, help="Temporal namespace (with --temporal).")
 @pass_ctx
-def status(c: _Ctx, as_json: bool, temporal: str | None, namespace: str | None) -> None:
+def status(c: _Ctx, as_json: bool, fleet: str | None, temporal: str | None, namespace: str | None) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
     if temporal is not None:
         from .temporal.commands import show_temporal_status
@@ -218,6 +239,15 @@ def status(c: _Ctx, as_json: bool, temporal: str | None, namespace: str | None) 
         show_temporal_status(c.project, temporal or None, namespace, as_json)
         return
     from .readouts import show_status
+
+    if fleet:
+        from .adapters.fleet import load_fleet
+        from .fleet import fleet_status, print_fleet_status
+        from .runtime import now_utc
+
+        doc = fleet_status(load_fleet(fleet), now_utc())
+        _emit_json(doc) if as_json else print_fleet_status(doc)
+        return
 
     show_status(c._root_flag, as_json, c.project)
 
@@ -246,10 +276,15 @@ def _store_if_exists(project: Any) -> Any:
               help="Progress on stderr: live on a TTY, plain lines otherwise; json for structured events.")
 @click.option("--force", is_flag=True, help="Tick even if nothing changed since the last no-op or the runs/day cap "
               "is reached (the token budget and the kill switch still apply).")
+@click.option("--budget", type=click.IntRange(1, None), default=None, metavar="TOKENS",
+              help="Today's token cap for this loop (the smaller of this and the configured cap wins).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tick results as JSON.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @pass_ctx
 def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, backend: str | None,
-        scenario: str | None, model: str | None, log_format: str, force: bool, as_json: bool) -> None:
+        scenario: str | None, model: str | None, log_format: str, force: bool, budget: int | None,
+        as_json: bool, fleet: str | None) -> None:
     """Run tick(s) of one loop now.
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
@@ -258,17 +293,19 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
     from .progress import make_progress
     from .runner import RunOptions
 
-    project = c.project
+    project, portfolio = (c.project, None) if not fleet else _fleet_member(c, fleet, dry_run)
     progress = make_progress(log_format, total=ticks)
     opts = RunOptions(level=level, backend=backend, dry_run=dry_run, scenario=scenario, model=model,
                       on_event=progress.event if progress else None,
                       notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
-                      force=force)
+                      force=force, budget=budget, portfolio=portfolio)
     try:
         report = run_ticks(project, pattern, opts, ticks)
     finally:
         if progress:
             progress.close()
+        if portfolio is not None:
+            portfolio.store.close()
     if as_json:
         _emit_json(report.as_json())
     else:
@@ -278,6 +315,22 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
                                level=level or report.plan.level, backend=report.backend, dry_run=dry_run,
                                spent=report.spent, cap=report.cap))
     sys.exit(report.exit_code)
+
+
+def _fleet_member(c: _Ctx, fleet: str, dry_run: bool) -> tuple[Any, Any]:
+    """``--fleet FILE`` inside one of its repositories: that repository as the fleet sees it, and the
+    portfolio ledger it spends from (not opened for a dry run, which writes nothing)."""
+    from .adapters.fleet import load_fleet, open_portfolio
+    from .errors import ConfigError
+    from .fleet import fleet_project
+
+    loaded = load_fleet(fleet)
+    place = loaded.place_of(c.root)
+    if place is None:
+        raise ConfigError("--fleet", "root", str(c.root), message=f"{c.root} is not a repository of the fleet "
+                          f"{fleet} (repositories: {', '.join(p.name for p in loaded.places)})")
+    project = fleet_project(place)
+    return project, None if dry_run else open_portfolio(loaded).for_repo(place.name)
 
 
 # ---------------------------------------------------------------------------- human actions
@@ -443,14 +496,22 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
 @click.option("--backend", type=click.Choice(["mock", "claude", "codex", "openai"], case_sensitive=False), default=None,
               help="Backend for the resumed tick (default: loop-runtime.toml, else mock).")
 @click.option("--scenario", default=None, help="Mock backend scenario for the resumed tick (a bundled name or a file).")
+@click.option("--fleet", "fleet", default=None, metavar="FILE", help="The fleet file (for @portfolio).")
 @pass_ctx
 def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, backend: str | None,
-          scenario: str | None) -> None:
-    """Raise today's cap for one loop; optionally resume its budget-halted tick.
+          scenario: str | None, fleet: str | None) -> None:
+    """Raise today's cap for one loop (or @repo: the repository's, @portfolio: the fleet's); optionally resume.
 
-    PATTERN: the loop's id; TOKENS: how many tokens to add to today's cap.
+    PATTERN: the loop's id, @repo or @portfolio; TOKENS: how many tokens to add to today's cap.
     """
     from .actions import topup as do_topup
+
+    if pattern.startswith("@"):
+        from .fleet import topup_scope
+
+        r = topup_scope(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
+        click.echo(f"Top-up: +{r['tokens']:,} tokens for {r['scope']} today ({r['day']}): {reason}")
+        return
 
     if resume_tick:  # the resumed tick's files too, before the top-up is recorded
         from .preflight import preflight
@@ -493,14 +554,27 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 @click.option("--scenario", default=None, help="Mock backend scenario: a bundled name or a YAML file.")
 @click.option("--log-format", type=click.Choice(["auto", "plain", "json", "none"]), default="auto",
               help="Log lines on stderr: plain for people, json for machines, none for quiet.")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
 @pass_ctx
 def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backend: str | None,
-          scenario: str | None, log_format: str) -> None:
+          scenario: str | None, log_format: str, fleet: str | None) -> None:
     """Run every enabled loop (or the named ones) on its cadence until SIGTERM/SIGINT.
 
     PATTERNS: pattern ids to run (default: every enabled loop).
     """
     from .daemon import run_daemon
+
+    if fleet:
+        from .errors import ConfigError
+        from .fleet_daemon import run_fleet_daemon
+
+        if patterns:
+            raise ConfigError("start", "patterns", " ".join(patterns),
+                              message="start --fleet runs every enabled loop of every repository: name no patterns "
+                                      "(disable loops with [repos.patterns.<id>] enabled = false)")
+        sys.exit(run_fleet_daemon(fleet, backend=backend, scenario=scenario, log_format=log_format,
+                                  dashboard_port=port if dashboard else None))
 
     sys.exit(run_daemon(c.project, list(patterns), dashboard=dashboard, port=port, backend=backend,
                         scenario=scenario, log_format=log_format))
@@ -511,10 +585,22 @@ def start(c: _Ctx, patterns: tuple[str, ...], dashboard: bool, port: int, backen
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (anything but loopback requires a token).")
 @click.option("--token", default=None, help="Required for mutating requests (default: random, printed).")
+@click.option("--fleet", "fleet", default=None, metavar="FILE",
+              help="Serve the fleet overview (every repository's loops, the portfolio) instead of one project.")
 @pass_ctx
-def dashboard(c: _Ctx, port: int, host: str, token: str | None) -> None:
+def dashboard(c: _Ctx, port: int, host: str, token: str | None, fleet: str | None) -> None:
     """Serve the local dashboard (cost burn-down, live loops, kill button, escalations)."""
     from .dashboard.server import serve
+
+    if fleet:
+        from .adapters.fleet import load_fleet
+        from .dashboard.fleet import make_fleet_server
+        from .dashboard.server import dashboard_url
+
+        server, tok = make_fleet_server(load_fleet(fleet), host=host, port=port, token=token)
+        click.echo(f"dashboard: {dashboard_url(host, port, tok)}", err=True)
+        server.run()
+        return
 
     serve(c.project, host=host, port=port, token=token)
 

@@ -133,6 +133,12 @@ def run_ticks(project: Project, pattern: str, opts: Any, ticks: int = 1) -> RunR
     from .runtime import now_utc
 
     plan_ = project.plan(pattern, opts.level)
+    budget = getattr(opts, "budget", None)
+    if budget is not None:  # `run --budget`: today's cap for this loop, never above the configured one
+        from dataclasses import replace
+
+        cap = plan_.daily_token_cap
+        plan_ = replace(plan_, daily_token_cap=budget if cap is None else min(cap, budget))
     name = backend_name(project, plan_, opts)
     if opts.dry_run:
         results = asyncio.run(do_dry_run(project, plan_, opts, ticks))
@@ -158,9 +164,9 @@ def cap_today(project: Project, plan_: Any) -> int | None:
     if store is None:
         return int(plan_.daily_token_cap)
     try:
-        from .core.budget import utc_day
+        from .core.budget import todays_cap, utc_day
         from .runtime import now_utc
 
-        return int(plan_.daily_token_cap + store.topups(plan_.pattern_id, utc_day(now_utc())))
+        return todays_cap(plan_.daily_token_cap, store.topups(plan_.pattern_id, utc_day(now_utc())))
     finally:
         store.close()

@@ -50,8 +50,8 @@ def _when(v: Any) -> str:
 
 
 #: Scheduler bookkeeping that a person does not need to read (``--log-format json`` still has it).
-_SILENT = frozenset({"tick.start", "tick.done", "tick.end", "scheduler.start", "scheduler.stop",
-                     "shutdown.settled"})
+_SILENT = frozenset({"tick.start", "tick.run", "tick.done", "tick.end", "scheduler.start", "scheduler.stop",
+                     "shutdown.settled", "store.pruned"})
 
 
 def human_line(kind: str, f: Mapping[str, Any]) -> str:
@@ -176,12 +176,16 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         server, token = make_server(project, host="127.0.0.1", port=dashboard_port, token=None)
         print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
         server_task = asyncio.ensure_future(server.serve())
+    from .fleet import prune_loop
+
+    retention = asyncio.ensure_future(prune_loop([("", store, project.config.retention_days)], clock, log))
     log("daemon.start", {"loops": ",".join(ids)})
     try:
         await scheduler.run()
         await scheduler.shutdown(GRACE_S)
     finally:
         remove()
+        retention.cancel()
         if summary_task is not None:
             summary_task.cancel()
         if server_task is not None:

@@ -10,7 +10,9 @@
         ├── BackendError   an agent CLI/API failed (missing binary, credentials, garbage output)
         │   └── AgentNotStarted  no agent process/request ever started: nothing to charge
         ├── GitError       a git command failed
-        └── StoreError     the SQLite run store failed
+        ├── StoreError     the SQLite run store failed
+        ├── GithubError    the GitHub API refused or failed (one line naming the token source)
+        └── DiscoveryUnavailable  discovery could not run: the tick is report-only
 
 The CLI turns every ``LoopError`` into one line on stderr and exit code 1 (or 2 for
 the human-needed ones); a ``CalledProcessError`` or ``sqlite3.Error`` never reaches a user
@@ -100,6 +102,23 @@ class GitError(AdapterError):
 
 class StoreError(AdapterError):
     """The runtime store failed."""
+
+
+class GithubError(AdapterError):
+    """The GitHub API refused or failed a request; the message is one line, the token never in it."""
+
+
+class GithubRefused(GithubError):
+    """The API refused a write (405/409/422: branch protection, a conflict, validation): a human decides."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DiscoveryUnavailable(AdapterError):
+    """Discovery could not see the world this tick (network, 5xx past the deadline): the tick reports
+    the reason and takes no action on stale data."""
 
 
 def not_utf8(file: str, exc: UnicodeDecodeError) -> ConfigError:

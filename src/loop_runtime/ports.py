@@ -94,6 +94,9 @@ class AgentRequest:
     env: Mapping[str, str] = field(default_factory=dict)  # scrubbed environment for the process
     #: MCP servers (name → .mcp.json definition) the agent may use; empty → the backend gives it none
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the tick's effective autonomy level (None: the sandbox's configured one); the sandbox's git/gh
+    #: shims never grant more than it
+    level: str | None = None
 
 
 AgentStatus = Literal["ok", "error", "halted"]
@@ -118,6 +121,12 @@ class AgentResult:
     stop_reason: str | None = None
     error: str | None = None
     files_changed: tuple[str, ...] = ()
+    sandbox_denials: tuple[str, ...] = ()  # what the sandbox blocked and its git/gh shims refused, one line each
+
+
+READ_ONLY_WRITE = "blocked (read-only worktree): "
+"""Prefix of a denial that is a read-only agent's write inside its own worktree (a verifier's
+``pytest`` making caches): reported, but no escape attempt — every other denial is one."""
 
 
 StopCheck = Callable[[], "str | None"]
@@ -140,6 +149,54 @@ class AgentBackend(Protocol):
         stop: StopCheck | None = None,
         on_event: EventSink | None = None,
     ) -> AgentResult: ...
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@dataclass(frozen=True)
+class SandboxScope:
+    """What one sandboxed process may touch.
+
+    ``cwd`` is its working directory (a worktree, or the project root for triage);
+    ``writable`` lets it write there (the L2+ implementer, a test run); ``hosts`` are the
+    extra network destinations it needs (its model endpoint); ``shims`` puts the
+    level-gated ``git``/``gh`` first on its PATH; ``proxy_hosts`` are hosts that must be
+    reached through the sandbox's proxy even when ``NO_PROXY`` would skip it (a model
+    stand-in on 127.0.0.1). ``extra_writable`` are folders outside ``cwd`` it must write
+    (a test run's private JUnit report folder), granted read and write.
+    """
+
+    cwd: str
+    writable: bool
+    purpose: str = "agent"  # agent | tests | tool
+    hosts: tuple[str, ...] = ()
+    shims: bool = True
+    proxy_hosts: tuple[str, ...] = ()
+    extra_writable: tuple[str, ...] = ()
+    level: str | None = None  # the effective level of the agent's tick: the shims take the lower of this and the sandbox's
+
+
+@runtime_checkable
+class SandboxedProcess(Protocol):
+    """One prepared sandbox: wrap the argv and env, run, then read what it denied and close."""
+
+    def wrap(self, argv: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]: ...
+
+    def denials(self) -> tuple[str, ...]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Confines agent processes and test runs (``adapters.sandbox``): OS sandbox or none."""
+
+    name: str  # "srt" or "none"
+    active: bool
+    reason: str  # why it is off, or what it is
+
+    def prepare(self, scope: SandboxScope) -> SandboxedProcess: ...
 
 
 # --------------------------------------------------------------------------- workspace
@@ -199,6 +256,7 @@ class TestRun:
     duration_s: float = 0.0
     timed_out: bool = False
     report: TestReport | None = None  # what ran, per test where known (JUnit XML or summary lines)
+    sandbox_denials: tuple[str, ...] = ()  # what the sandbox blocked the test run (redacted), one line each
 
 
 @runtime_checkable
@@ -348,3 +406,19 @@ class TickJournal(Protocol):
 
     def event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
               tick_id: str | None = None) -> None: ...
+
+
+# --------------------------------------------------------------------------- publishing (GitHub)
+
+
+@runtime_checkable
+class ChangePublisher(Protocol):
+    """Pushes an accepted change to its ``loop/*`` branch and opens a pull request (``adapters.github``).
+
+    ``publish`` takes a ``core.github_pr.PublishRequest`` and returns a ``Published``; a refused
+    merge raises ``errors.GithubRefused`` (the tick escalates).
+    """
+
+    def publish(self, request: Any) -> Any: ...
+
+    def comment(self, number: int, body: str) -> str | None: ...

@@ -20,10 +20,11 @@ from .core import killswitch
 from .core.budget import BudgetBreaker, utc_day
 from .core.engine import TickDeps
 from .core.loop_engine import LoopEngine
+from .adapters.store_budget import StoreBudget
 from .core.plan import Plan
 from .core.result import TickResult
 from .errors import ConfigError, LeaseHeld
-from .ports import BudgetStatus, Clock, EventSink, Notifier, Reservation
+from .ports import Clock, EventSink, Notifier
 from .runtime import Project, gate_policy, owner_id
 
 LEASE_TTL_S = 120.0
@@ -31,61 +32,6 @@ BACKENDS = ("mock", "claude", "codex", "openai")
 
 
 # ---------------------------------------------------------------------------- store-backed ports
-
-
-class StoreBudget:
-    """``ports.BudgetLedger`` over the SQLite store: every process of the project shares one ledger.
-
-    With a global cap (``loop-runtime.toml`` ``global_daily_cap``) each reservation is
-    taken twice in the same store — once against the pseudo-pattern ``*`` that every loop
-    shares, then against the loop's own cap — so neither can be overspent.
-    """
-
-    GLOBAL = "*"
-
-    def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str,
-                 global_cap: int | None = None) -> None:
-        self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id
-        self.global_cap = global_cap
-        self._global: dict[int, int] = {}
-
-    def _status(self, pattern: str, cap: int | None, now: datetime) -> BudgetStatus:
-        day = utc_day(now)
-        cap = None if cap is None else cap + self.store.topups(pattern, day)
-        spent = self.store.spent(pattern, day) + self.store.external_spent(pattern, day)
-        return BudgetStatus(str(day), cap, spent, self.store.reserved(pattern, day))
-
-    def status(self, now: datetime) -> BudgetStatus:
-        mine = self._status(self.pattern, self.cap, now)
-        if self.global_cap is None:
-            return mine
-        shared = self._status(self.GLOBAL, self.global_cap, now)
-        return shared if shared.fraction > mine.fraction else mine
-
-    def reserve(self, amount: int, now: datetime) -> Reservation | None:
-        day = utc_day(now)
-        g = None
-        if self.global_cap is not None:
-            g = self.store.reserve(pattern=self.GLOBAL, day=day, amount=amount, cap=self.global_cap,
-                                   tick_id=self.tick_id, now=now)
-            if g is None:
-                return None
-            amount = g.amount
-        cap = self.cap if self.cap is not None else 10**15
-        r = self.store.reserve(pattern=self.pattern, day=day, amount=amount, cap=cap, tick_id=self.tick_id, now=now)
-        if r is None:
-            if g is not None:
-                self.store.settle(g.id, 0, now)
-            return None
-        if g is not None:
-            self._global[r.id] = g.id
-        return Reservation(r.id, r.amount)
-
-    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
-        self.store.settle(reservation.id, actual, now)
-        g = self._global.pop(reservation.id, None)
-        if g is not None:
-            self.store.settle(g, actual, now)
 
 
 class StoreJournal:
@@ -160,6 +106,8 @@ class RunOptions:
     run_id: str | None = None
     extra_stop: Callable[[], str | None] | None = None
     force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
+    budget: int | None = None  # `run --budget`: today's token cap for this loop (the smaller cap wins)
+    portfolio: Any = None  # adapters.fleet.PortfolioLedger: the fleet's shared budget scope (`--fleet`)
 
 
 def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
@@ -169,7 +117,8 @@ def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
     return name
 
 
-def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None) -> Any:
+def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None,
+                 sandbox: Any = None) -> Any:
     if name == "mock":
         from .adapters.mock import MockBackend, load_scenario
 
@@ -178,7 +127,24 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
 
     cfg = project.config
     model = opts.model or cfg.for_pattern(plan.pattern_id).model or cfg.model
-    return real_backend(name, model=model, base_url=cfg.openai_base_url)
+    return real_backend(name, model=model, base_url=cfg.openai_base_url, sandbox=sandbox)
+
+
+def project_sandbox(project: Project, level: str) -> Any:
+    """The project's ``ports.Sandbox`` (``sandbox`` in loop-runtime.toml); srt missing under "srt" is an error."""
+    from .adapters.sandbox import SandboxLimits, make_sandbox
+
+    cfg = project.config
+    limits = SandboxLimits(cpu_s=cfg.sandbox_cpu_s, memory_mb=cfg.sandbox_memory_mb, processes=cfg.sandbox_processes)
+    return make_sandbox(cfg.sandbox, root=project.root, level=level, allow_domains=cfg.sandbox_allow_domains,
+                        limits=limits)
+
+
+def sandbox_note(sandbox: Any, backend: str) -> str | None:
+    """The line every tick of a real agent logs while its agents and tests run unconfined."""
+    if backend == "mock" or sandbox.active:
+        return None
+    return f"sandbox off: {sandbox.reason} — agents get no shell; tests run unconfined"
 
 
 def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:
@@ -222,12 +188,14 @@ async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1
     level = opts.level or plan.level
     if name != "mock" and level in ("L2", "L3"):
         level = "L1"  # a real agent in a dry run may only read
-    backend = make_backend(name, project, plan, opts, memory=ws)
+    sandbox = project_sandbox(project, level) if name != "mock" else None
+    backend = make_backend(name, project, plan, opts, memory=ws, sandbox=sandbox)
     today = utc_day(clock.now())
     budget = BudgetBreaker(plan.daily_token_cap, spent=runlog_spent(project, plan.pattern_id, today), day=today)
     deps = TickDeps(backend=backend, state=state, budget=budget, clock=clock, workspace=ws,
                     context=load_context(project.root), gate_policy=gate_policy(project), root=str(project.root),
                     on_event=opts.on_event, env={}, force=opts.force, secrets=secrets,
+                    sandbox_note=sandbox_note(sandbox, name) if sandbox is not None else None,
                     mcp_servers=mcp_by_level(project))
     engine = LoopEngine(plan, deps=deps)
     return [await engine.tick(level=level) for _ in range(ticks)]
@@ -313,6 +281,9 @@ class LoopRunner:
         ours = self.store.tick_run_ids(plan.pattern_id, day)
         self.store.set_external_spent(plan.pattern_id, day, runlog_spent(project, plan.pattern_id, day, ours))
         secrets = secret_values(project.root, os.environ)
+        github = github_session(project, plan)
+        if github is not None:  # the token (from `gh auth token` too) joins everything the run redacts
+            secrets = [*secrets, *(s for s in github.secrets if s not in secrets)]
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
         from .adapters.guard import GitGuard
@@ -334,25 +305,34 @@ class LoopRunner:
 
         pcfg = cfg.for_pattern(plan.pattern_id)
         probes = tuple(pcfg.discovery) or tuple(cfg.discovery)
+        sandbox = project_sandbox(project, level)
+        boxed = sandbox if sandbox.active else None
 
         def observe() -> str:
             from .adapters.discovery import observe as run_probes
 
-            return run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            text = run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
+            if github is not None:  # raises DiscoveryUnavailable: the tick is then report-only
+                from .core.redact import redact
+
+                text += "\n\n" + redact(github.observe(), extra_secrets=secrets)
+            return text
 
         def on_event(kind: str, payload: Mapping[str, Any]) -> None:
             if self.opts.on_event is not None:
                 self.opts.on_event(kind, payload)
 
         return TickDeps(
-            backend=make_backend(self.backend_name, project, plan, self.opts),
+            backend=make_backend(self.backend_name, project, plan, self.opts, sandbox=boxed),
             state=FileStateWriter(project.root, writable=writable_for(level, plan.state_file), secrets=secrets),
-            budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap),
+            budget=StoreBudget(self.store, plan.pattern_id, plan.daily_token_cap, tick_id, cfg.global_daily_cap,
+                               portfolio=self.opts.portfolio.scope(tick_id, self.backend_name)
+                               if self.opts.portfolio else None),
             clock=self.clock,
             workspace=workspace,
             tests=ProjectTestRunner(cfg.test_command, timeout_s=cfg.test_timeout_s, env=env, secrets=secrets,
-                                    checkout=workspace.base_checkout,
-                                    cache_dir=project.root / BASELINE_DIR) if workspace else None,
+                                    checkout=workspace.base_checkout, cache_dir=project.root / BASELINE_DIR,
+                                    sandbox=boxed) if workspace else None,
             guard=GitGuard(project.root, ignore=runtime_written(project)) if workspace else None,
             controls=project_controls(project, plan),
             journal=StoreJournal(self.store, self.owner),
@@ -374,8 +354,36 @@ class LoopRunner:
             tick_id=tick_id,
             run_id=run_id,
             force=self.opts.force,
+            sandbox_note=sandbox_note(sandbox, self.backend_name),
             mcp_servers=mcp_by_level(project),
+            remote_pause=github.pause_labels if github is not None else None,
+            pause_label=github.pause_label if github is not None else killswitch.ALL,
+            publisher=github.publisher() if github is not None and workspace is not None else None,
+            lease=github.lease if github is not None and workspace is not None else None,
         )
+
+
+def github_session(project: Project, plan: Plan) -> Any:
+    """The GitHub connector for one tick, or None when it is off (no repository/token, or disabled)."""
+    from .adapters.github import GithubSession, resolve
+
+    found = resolve(project.root, project.config.github, os.environ)
+    if found.settings is None:
+        return None
+    return GithubSession(project.root, found.settings, plan.pattern_id,
+                         deadline_s=_env_seconds("LOOP_RUNTIME_GITHUB_DEADLINE_S", 120.0),
+                         backoff_s=_env_seconds("LOOP_RUNTIME_GITHUB_BACKOFF_S", 1.0))
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (tests shorten GitHub retries with it)."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        raise ConfigError(name, name, os.environ.get(name), message=f"{name} must be a number of seconds") from None
+    if not 0 < value < 86_400:
+        raise ConfigError(name, name, value, message=f"{name} must be between 0 and 86400 seconds")
+    return value
 
 
 def runtime_written(project: Project) -> tuple[str, ...]:

@@ -144,7 +144,7 @@ class Scheduler:
                 if until is not None:
                     wake = min(wake, until)
                 if wake > now:
-                    await self._nap((wake - now).total_seconds())
+                    await self._nap_until(wake)
                     continue
                 self._launch_due(now, until)
         finally:
@@ -159,9 +159,23 @@ class Scheduler:
             stored = self._store_call("get_next_due", partial(self._store.get_next_due, pattern))
             self._push(pattern, first_due(spec, now, stored))
 
+    async def _nap_until(self, wake: datetime) -> None:
+        """Sleep until ``wake``, measured when the nap really starts: ticks launched just before run their
+        synchronous first steps ahead of it, and a duration computed before them would oversleep by that."""
+
+        async def nap() -> None:
+            seconds = (wake - self._clock.now()).total_seconds()
+            if seconds > 0:
+                await self._sleep(min(seconds, self._max_sleep_s))
+
+        await self._nap_task(nap())
+
     async def _nap(self, seconds: float) -> None:
         """Sleep (interruptibly: ``request_stop`` cancels the nap)."""
-        self._sleeper = asyncio.ensure_future(self._sleep(min(seconds, self._max_sleep_s)))
+        await self._nap_task(self._sleep(min(seconds, self._max_sleep_s)))
+
+    async def _nap_task(self, coro: Any) -> None:
+        self._sleeper = asyncio.ensure_future(coro)
         try:
             await asyncio.wait({self._sleeper})
         finally:

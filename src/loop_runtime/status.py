@@ -7,11 +7,12 @@ README): a top-level object with ``root``, ``registry``, ``killSwitch`` and ``lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from .core import killswitch
-from .core.budget import assess, utc_day
+from .core.budget import assess, tightest, todays_cap, utc_day
 from .core.levels import lowest
 from .ports import BudgetStatus
 from .runtime import Project
@@ -87,11 +88,13 @@ def _log_facts(log: Any, pattern_id: str, day: Any) -> dict[str, Any]:
 
 
 def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *, log: Any = None,
-                open_escalations: Any = None) -> dict[str, Any]:
+                open_escalations: Any = None, shared: Sequence[tuple[str, BudgetStatus]] = ()) -> dict[str, Any]:
     """One loop's entry of the status document.
 
     ``log`` (the parsed run log) and ``open_escalations`` (the store's open ones) may be
-    handed in by ``project_status``, which reads each once for every loop.
+    handed in by ``project_status``, which reads each once for every loop. ``shared``:
+    the other budget scopes over this loop — ``("repository", …)``, ``("portfolio", …)`` —
+    judged with the loop's own by ``core.budget.tightest`` exactly as the engine does.
     """
     from .formats.runlog import parse_run_log, runs_on_day
 
@@ -108,10 +111,16 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *,
         facts["last"] = _log_facts(log, pattern_id, day)["last"]
     spent, reserved, topups = facts["spent"], facts["reserved"], facts["topups"]
     next_due, last, running, escalations = facts["next_due"], facts["last"], facts["running"], facts["escalations"]
-    cap = None if plan.daily_token_cap is None else plan.daily_token_cap + topups
+    cap = todays_cap(plan.daily_token_cap, topups)
     # the level a loop would get is decided on settled spend: a running call's reservation is
     # not spent yet, and counting it would show every busy loop as halted
-    verdict = assess(BudgetStatus(str(day), cap, spent, 0))
+    own = BudgetStatus(str(day), cap, spent, 0)
+    scopes = [own, *(BudgetStatus(st.day, st.cap, st.spent, 0) for _, st in shared)]
+    chosen = tightest(scopes)
+    verdict = assess(chosen)
+    if chosen is not own and chosen.cap:
+        label = shared[scopes.index(chosen) - 1][0]
+        verdict = type(verdict)(verdict.halt, verdict.level_cap, f"{label} {verdict.reason}")
     caps: list[tuple[str, str]] = []
     if verdict.level_cap:
         caps.append((verdict.level_cap, verdict.reason))
@@ -142,10 +151,25 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *,
     }
 
 
-def project_status(project: Project, now: datetime, store: Any = None) -> dict[str, Any]:
+def shared_scopes(project: Project, store: Any, now: datetime,
+                  portfolio: Any = None) -> list[tuple[str, BudgetStatus]]:
+    """The budget scopes above each loop: the repository's ``global_daily_cap`` and the fleet's portfolio."""
+    out: list[tuple[str, BudgetStatus]] = []
+    if store is not None and project.config.global_daily_cap is not None:
+        from .adapters.store_budget import GLOBAL, scope_status
+
+        out.append(("repository", scope_status(store, GLOBAL, project.config.global_daily_cap, now)))
+    if portfolio is not None:
+        labelled = getattr(portfolio, "labelled", None)
+        out.extend(labelled(now) if labelled is not None else [("portfolio", portfolio.status(now))])
+    return out
+
+
+def project_status(project: Project, now: datetime, store: Any = None, *, portfolio: Any = None) -> dict[str, Any]:
     from .formats.runlog import parse_run_log
     from .loops import project_loops
 
+    shared = shared_scopes(project, store, now, portfolio)
     log = parse_run_log(project.read("loop-run-log.md") or "")  # once, not once per loop
     loops = project_loops(project, store, log=log)
     open_escalations = store.list_escalations("open") if store is not None else None
@@ -159,7 +183,7 @@ def project_status(project: Project, now: datetime, store: Any = None) -> dict[s
         "registry": {"source": project.registry.source, "path": project.registry.path},
         "killSwitch": {"all": all_on},
         "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "loops": [{**loop_status(project, pid, now, store, log=log, open_escalations=open_escalations),
+        "loops": [{**loop_status(project, pid, now, store, log=log, open_escalations=open_escalations, shared=shared),
                    "enabled": pid in loops.enabled,
                    "enabledBy": loops.reasons.get(pid)} for pid in loops.shown],
         "otherPatterns": loops.others,

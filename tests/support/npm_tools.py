@@ -1,7 +1,8 @@
 """Install the ecosystem's reference npm tools once into a cache folder, for parity tests.
 
 The tools are the ground truth that loop-runtime reimplements (loop-cost, loop-gate,
-loop-context, loop-worktree, loop-init) plus the real Codex CLI. They are installed with
+loop-context, loop-worktree, loop-init) plus the real Codex CLI and Anthropic's sandbox
+runtime ``srt`` (the sandbox tests). They are installed with
 the machine's ``npm`` into ``$LOOP_RUNTIME_NPM_CACHE`` (default
 ``~/.cache/loop-runtime-tests/npm``) at pinned versions. Where npm is missing the
 tests that need them skip, except under ``CI=true`` where they must run and so fail.
@@ -25,6 +26,7 @@ PINNED = {
     "@cobusgreyling/loop-init": "1.7.0",
     "@cobusgreyling/loop-worktree": "1.2.0",
     "@openai/codex": "0.169.0",
+    "@anthropic-ai/sandbox-runtime": "0.0.83",
 }
 
 

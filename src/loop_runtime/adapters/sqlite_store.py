@@ -49,6 +49,7 @@ from .store_schema import (
     EscalationRecord,
     EventRecord,
     PhaseRecord,
+    PruneReport,
     Reservation,
     TickRecord,
     TopupRecord,
@@ -107,6 +108,8 @@ class RunStore:
     def _configure(self, conn: sqlite3.Connection) -> int:
         """WAL, busy timeout, foreign keys, then migrations; returns the schema version."""
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new file: pruning can give pages back
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch SQLite to WAL mode (got {mode})")
@@ -417,11 +420,14 @@ class RunStore:
                 raise StoreError(f"{self.path}: settle failed: no reservation {reservation_id}")
 
     def spent(self, pattern: str, day: date) -> int:
-        """Settled tokens only (not open reservations, not external spend)."""
+        """Settled tokens only (not open reservations, not external spend); pruned days from their rollup."""
+        d = to_day(day)
         return int(self._one(
             "spent",
-            "SELECT COALESCE(SUM(settled), 0) FROM reservations WHERE pattern = ? AND day = ? AND settled IS NOT NULL",
-            (pattern, to_day(day)),
+            "SELECT (SELECT COALESCE(SUM(settled), 0) FROM reservations WHERE pattern = ? AND day = ? "
+            "AND settled IS NOT NULL) + (SELECT COALESCE(SUM(tokens), 0) FROM daily_rollups "
+            "WHERE day = ? AND pattern = ? AND kind = 'spend')",
+            (pattern, d, d, pattern),
         ))
 
     def reserved(self, pattern: str, day: date) -> int:
@@ -432,11 +438,14 @@ class RunStore:
             (pattern, to_day(day)),
         ))
 
-    def open_reservations(self, pattern: str | None = None) -> list[Reservation]:
+    def open_reservations(self, pattern: str | None = None, *,
+                          created_before: datetime | None = None) -> list[Reservation]:
         sql = f"SELECT {RES_COLS} FROM reservations WHERE settled IS NULL"
         args: tuple[Any, ...] = ()
         if pattern is not None:
             sql, args = sql + " AND pattern = ?", (pattern,)
+        if created_before is not None:
+            sql, args = sql + " AND created_at < ?", (*args, to_ts(created_before))
         with self._read("open_reservations") as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
         return [reservation_from_row(r) for r in rows]
@@ -580,6 +589,101 @@ class RunStore:
         with self._read("escalations") as conn:
             rows = conn.execute(f"SELECT {ESC_COLS} FROM escalations {where}", args).fetchall()
         return [escalation_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, now: datetime, *, keep_days: int = 90, batch: int = 1000) -> PruneReport:
+        """Delete events, finished ticks (with their journal) and settled reservations older than
+        ``keep_days`` UTC days, after adding them to ``daily_rollups``; then give free pages back.
+
+        Why batches: each is one short ``BEGIN IMMEDIATE`` transaction, so a daemon's ticks in
+        other processes wait milliseconds, not the whole prune. Running, resumable and
+        crashed ticks are kept whatever their age (recovery and ``resume`` need them), and so
+        are open reservations and every escalation (a human's decision record).
+        """
+        from datetime import timedelta
+
+        if not isinstance(keep_days, int) or isinstance(keep_days, bool) or keep_days < 1:
+            raise ValueError(f"keep_days must be a whole number of days ≥ 1, got {keep_days!r}")
+        cutoff_day = to_day(now - timedelta(days=keep_days))
+        cutoff = cutoff_day + "T00:00:00.000000Z"  # whole UTC days only: a day's rollup is complete
+        ticks = events = reservations = 0
+        while True:
+            with self._tx("prune ticks") as conn:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT tick_id FROM ticks WHERE started_at < ? AND status IN ('finished', 'halted', "
+                    "'resumed', 'error') LIMIT ?", (cutoff, batch))]
+                if not ids:
+                    break
+                marks = ",".join("?" * len(ids))
+                conn.execute(
+                    "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
+                    f"SELECT started_day, pattern, 'tick:' || COALESCE(outcome, status), COUNT(*), SUM(tokens) "
+                    f"FROM ticks WHERE tick_id IN ({marks}) GROUP BY 1, 2, 3 "
+                    "ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
+                    "tokens = tokens + excluded.tokens", ids)
+                conn.execute(f"DELETE FROM phases WHERE tick_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM ticks WHERE tick_id IN ({marks})", ids)
+                ticks += len(ids)
+        while True:
+            with self._tx("prune reservations") as conn:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM reservations WHERE day < ? AND settled IS NOT NULL LIMIT ?", (cutoff_day, batch))]
+                if not ids:
+                    break
+                marks = ",".join("?" * len(ids))
+                conn.execute(
+                    "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
+                    f"SELECT day, pattern, 'spend', COUNT(*), SUM(settled) FROM reservations WHERE id IN ({marks}) "
+                    "GROUP BY 1, 2 ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
+                    "tokens = tokens + excluded.tokens", ids)
+                conn.execute(f"DELETE FROM reservations WHERE id IN ({marks})", ids)
+                reservations += len(ids)
+        while True:
+            with self._tx("prune events") as conn:
+                cur = conn.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
+                                   (cutoff, batch))
+                if cur.rowcount <= 0:
+                    break
+                events += cur.rowcount
+        with self._tx("prune old rows") as conn:
+            conn.execute("DELETE FROM external_spend WHERE day < ?", (cutoff_day,))
+        return PruneReport(ticks, events, reservations, self._give_back_pages())
+
+    CONVERT_MAX_BYTES = 64 * 1024 * 1024
+    """A store made before auto_vacuum is converted (one full ``VACUUM``) only up to this size: a bigger
+    one would hold every process's writes for longer than their busy timeout. Its freed pages are still
+    reused by new rows, so under retention it stops growing anyway; it just does not shrink."""
+
+    def _give_back_pages(self) -> int:
+        """``incremental_vacuum``: the file shrinks by the pages pruning freed (a small store created before
+        auto_vacuum existed is converted once, by a full VACUUM, when nobody else holds it)."""
+        with self._read("vacuum") as conn:
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                size = conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+                if size > self.CONVERT_MAX_BYTES:
+                    return 0
+                try:
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    conn.execute("VACUUM")
+                except sqlite3.OperationalError:
+                    return 0  # busy: the next prune tries again
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if free:  # executescript steps the pragma to the end (execute frees one page per call)
+                conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return free
+
+    def rollups(self, pattern: str | None = None, since: date | None = None) -> list[tuple[str, str, str, int, int]]:
+        """``(day, pattern, kind, count, tokens)`` rows of pruned days, oldest first (for charts)."""
+        sql = "SELECT day, pattern, kind, count, tokens FROM daily_rollups WHERE day >= ?"
+        args: list[Any] = [to_day(since) if since is not None else "0000-00-00"]
+        if pattern is not None:
+            sql += " AND pattern = ?"
+            args.append(pattern)
+        with self._read("rollups") as conn:
+            rows = conn.execute(sql + " ORDER BY day, pattern, kind", args).fetchall()
+        return [(d, p, k, int(c), int(t)) for d, p, k, c, t in rows]
 
     # ------------------------------------------------------------------ schedule
 

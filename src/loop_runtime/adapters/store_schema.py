@@ -40,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "EscalationRecord",
     "EventRecord",
+    "PruneReport",
     "PhaseRecord",
     "Reservation",
     "TickRecord",
@@ -143,7 +144,25 @@ _V1: tuple[str, ...] = (
         next_due TEXT NOT NULL)""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2: tuple[str, ...] = (
+    # retention (``RunStore.prune``): what is deleted after ``retention_days`` is summed here first, per
+    # UTC day, loop and kind (``tick:<outcome>`` — count and tokens of finished ticks; ``spend`` —
+    # settled reservations), so charts and ``spent`` keep old days after their rows are gone
+    """CREATE TABLE daily_rollups (
+        day     TEXT NOT NULL,
+        pattern TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        count   INTEGER NOT NULL DEFAULT 0,
+        tokens  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, pattern, kind))""",
+    # pruning by age, and the once-a-day notification count, without a scan of a million rows
+    "CREATE INDEX events_at ON events (at)",
+    "CREATE INDEX events_kind_pattern_at ON events (kind, pattern, at)",
+    "CREATE INDEX ticks_started ON ticks (started_at)",
+    "CREATE INDEX reservations_day ON reservations (day)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """Step ``i`` (1-based) brings the schema from version ``i-1`` to ``i``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -286,6 +305,16 @@ def load_json(text: str | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What one ``RunStore.prune`` removed (after summing it into ``daily_rollups``)."""
+
+    ticks: int = 0
+    events: int = 0
+    reservations: int = 0
+    pages_freed: int = 0
 
 
 @dataclass(frozen=True)

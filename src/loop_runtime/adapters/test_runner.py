@@ -23,6 +23,7 @@ command): the result is cached under ``.loop-runtime/test-baselines/``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,7 +53,7 @@ from ..formats.test_report import (
     report_from_dict,
     report_to_dict,
 )
-from ..ports import TestRun
+from ..ports import Sandbox, SandboxScope, TestRun
 from .environment import scrubbed_env
 
 __all__ = ["BASELINE_DIR", "ProjectTestRunner", "detect_test_command", "read_report", "run_tests"]
@@ -254,30 +255,55 @@ def read_report(junit: Path | Sequence[Path], output: str) -> TestReport | None:
 
 
 def run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Mapping[str, str],
-              max_output: int = 20000, secrets: Iterable[str] = ()) -> TestRun:
-    """Run ``command`` with ``/bin/sh -c`` in ``worktree``; kill its whole process group on timeout."""
+              max_output: int = 20000, secrets: Iterable[str] = (), sandbox: Sandbox | None = None) -> TestRun:
+    """Run ``command`` with ``/bin/sh -c`` in ``worktree``; kill its whole process group on timeout.
+
+    With ``sandbox`` the command runs inside it; the private report folder is made writable
+    there (``SandboxScope.extra_writable``) so the per-test report still reaches us.
+    """
     if command is None or not command.strip() or timeout_s <= 0:
         return _run_tests(worktree, command, timeout_s=timeout_s, env=env, max_output=max_output, secrets=secrets)
     private = Path(tempfile.mkdtemp(prefix="loop-tests-"))  # 0700, outside the worktree, a fresh name each run
     try:
         run_env, reports = _report_env(env, private)
-        run = _run_tests(worktree, command, timeout_s=timeout_s, env=run_env, max_output=max_output, secrets=secrets)
+        run = _run_tests(worktree, command, timeout_s=timeout_s, env=run_env, max_output=max_output, secrets=secrets,
+                         sandbox=sandbox, extra_writable=(str(private),))
         return replace(run, report=read_report(reports, run.output))
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
 def _run_tests(worktree: Path, command: str | None, *, timeout_s: float, env: Mapping[str, str],
-               max_output: int = 20000, secrets: Iterable[str] = ()) -> TestRun:
+               max_output: int = 20000, secrets: Iterable[str] = (), sandbox: Sandbox | None = None,
+               extra_writable: tuple[str, ...] = ()) -> TestRun:
     if command is None or not command.strip():
         # nothing failed; command None tells the engine and the verifier that no tests exist
         return TestRun(command=None, exit_code=None, passed=True, output="no test command found")
     if timeout_s <= 0:
         raise ConfigError("loop-runtime.toml", "tests.timeout", timeout_s)
     start = time.monotonic()
+    boxed = sandbox.prepare(SandboxScope(cwd=str(worktree), writable=True, purpose="tests", shims=False,
+                                         extra_writable=extra_writable)) if sandbox is not None else None
+    argv, env = boxed.wrap(["/bin/sh", "-c", command], env) if boxed is not None else (["/bin/sh", "-c", command], env)
+    try:
+        result = _run(worktree, command, argv, env, timeout_s=timeout_s, max_output=max_output, secrets=secrets,
+                      start=start)
+        blocked = boxed.denials() if boxed is not None else ()
+    finally:
+        if boxed is not None:
+            boxed.close()
+    if blocked:  # what the sandbox refused the tests (an escape, or a test that needs an allowlisted host)
+        shown = tuple(redact(b, extra_secrets=secrets) for b in blocked[:20])
+        result = dataclasses.replace(result, output=f"{result.output}\n[sandbox]\n" + "\n".join(shown),
+                                     sandbox_denials=shown)
+    return result
+
+
+def _run(worktree: Path, command: str, argv: list[str], env: Mapping[str, str], *, timeout_s: float,
+         max_output: int, secrets: Iterable[str], start: float) -> TestRun:
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=str(worktree), env=dict(env), stdin=subprocess.DEVNULL,
+            argv, cwd=str(worktree), env=dict(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except OSError as exc:
@@ -317,7 +343,8 @@ class ProjectTestRunner:
 
     def __init__(self, command: str | None = None, *, timeout_s: float = 900.0, env: Mapping[str, str] | None = None,
                  max_output: int = 20000, secrets: Iterable[str] = (), checkout: Checkout | None = None,
-                 cache_dir: Path | str | None = None) -> None:
+                 cache_dir: Path | str | None = None, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
         self.command = command
         self.timeout_s = timeout_s
         self.env = dict(env) if env is not None else scrubbed_env(os.environ)
@@ -393,7 +420,7 @@ class ProjectTestRunner:
             with self.checkout(base_commit) as path:
                 command = self.command or detect_test_command(Path(path))
                 run = run_tests(Path(path), command, timeout_s=self.timeout_s, env=self.env,
-                                max_output=self.max_output, secrets=self.secrets)
+                                max_output=self.max_output, secrets=self.secrets, sandbox=self.sandbox)
             if not run.timed_out:  # a timeout may be load: the next attempt tries again
                 self._store(base_commit, run)
         self._baselines[base_commit] = run
@@ -423,7 +450,7 @@ class ProjectTestRunner:
         self._untrusted_ran = True
         try:
             return run_tests(Path(worktree), command, timeout_s=self.timeout_s, env=self.env,
-                             max_output=self.max_output, secrets=self.secrets)
+                             max_output=self.max_output, secrets=self.secrets, sandbox=self.sandbox)
         finally:
             for commit in {*self._baselines, *([base] if base else [])}:
                 known = self._baselines.get(commit)

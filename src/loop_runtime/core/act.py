@@ -8,13 +8,14 @@ a verifier agent in a fresh session. The implementer is never its own verifier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LoopError
+from ..errors import GithubRefused, LoopError
 from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
 from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
-from ..ports import Diff, Permission, TestRun, WorkspaceHandle
+from ..ports import READ_ONLY_WRITE, Diff, Permission, TestRun, WorkspaceHandle
 from . import breaker, gate
 from .control_files import ControlSet, control_set
 from .diff_policy import check_diff
@@ -54,6 +55,33 @@ async def act(t: Tick, decision: TriageDecision) -> TickResult:
     extra = [f"- {i.id} — {i.title}" for i in decision.items[1:]]
     if extra:
         t.lines.append(f"{len(extra)} more item(s) left for later ticks")
+    release = _take_lease(t, item)
+    try:
+        return await _act_on(t, decision, item, ledger, start, prev_error)
+    finally:
+        if release is not None:
+            try:
+                release()
+            except LoopError as e:
+                why = clip(str(e), 200, extra_secrets=t.deps.secrets)
+                t.lines.append(f"lock label not removed from {item.id}: {why}")
+
+
+def _take_lease(t: Tick, item: TriageItem) -> Any:
+    if t.deps.lease is None:
+        return None
+    try:
+        release = t.deps.lease(item.id)
+    except LoopError as e:
+        t.lines.append(f"lock label not taken on {item.id}: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
+        return None
+    if release is not None:
+        t.lines.append(f"lock label taken on {item.id} for this tick")
+    return release
+
+
+async def _act_on(t: Tick, decision: TriageDecision, item: TriageItem, ledger: Ledger, start: int,
+                  prev_error: str | None) -> TickResult:
     try:
         if start > t.plan.max_attempts:
             raise Escalate("max-attempts", f"{start - 1} failed attempt(s) already recorded for {item.id}")
@@ -92,7 +120,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         max_attempts=t.plan.max_attempts, previous_error=prev_error,
     )
     before = _outside_snapshot(t)
-    await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
+    ires = await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
     _check_outside(t, before, handle, "agent")
     _check_worktree(t, handle)
     diff = ws.diff(handle)
@@ -100,6 +128,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
     if n == 1 or paths:
         t.lines.append(f"proposed change touching {', '.join(paths) if paths else '(nothing)'}")
+    _check_sandbox(t, "implementer", ires.sandbox_denials, handle, diff)
     violations = check_diff(diff, controls=_controls(t))
     if violations:
         v = violations[0]
@@ -116,6 +145,9 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     before = _outside_snapshot(t)
     tests = _run_tests(t, handle)
     _check_outside(t, before, handle, "test run")
+    if tests.sandbox_denials:  # reported; a failing run goes back to the implementer with the note in its output
+        t.record(f"sandbox-denied:tests:{n}", {"denials": list(tests.sandbox_denials[:50])})
+        t.lines.extend(f"sandbox denied (test run): {d}" for d in tests.sandbox_denials[:20])
     _check_worktree(t, handle)
     tidy = getattr(ws, "discard_side_effects", None)
     if tidy is not None:
@@ -135,6 +167,7 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
     vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
     _check_outside(t, before, handle, "verifier")
     _check_worktree(t, handle)
+    _check_sandbox(t, "verifier", vres.sandbox_denials, handle, diff)
     verdict = parse_verdict(redact(vres.text))  # redacted before its reasons are capped
     kind = verdict.kind
     reasons = list(verdict.reasons)
@@ -153,10 +186,11 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         if not tests.passed:
             error += "\n" + tests.output[-1500:]
         return _reject(t, handle, n, error)
-    return _accept(t, item, handle, diff, n)
+    return _accept(t, item, handle, diff, n, tests=tests, reasons=tuple(reasons))
 
 
-def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int) -> TickResult:
+def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int, *, tests: TestRun | None = None,
+            reasons: tuple[str, ...] = ()) -> TickResult:
     ws = t.deps.workspace
     assert ws is not None
     t.enter("gated", attempt=n)
@@ -174,6 +208,16 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
     t.enter("committed", attempt=n, commit=sha or "")
     t.lines.append("committed: safe + allowlisted")
     merged = False
+    pr = None
+    if t.deps.publisher is not None and sha:
+        from .github_publish import publish
+
+        try:
+            pr = publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)
+        except GithubRefused as e:  # branch protection (or a conflict) refused the merge: a human decides
+            raise Escalate("merge-refused", redact(str(e), extra_secrets=t.deps.secrets), handle, diff) from None
+        merged = pr is not None and pr.merged
+        merge_ok = False  # GitHub merges (or not); never a local merge behind the PR's back
     if merge_ok:
         merge = getattr(ws, "merge", None)
         if merge is not None:
@@ -189,13 +233,16 @@ def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: i
         t.lines.append(f"not merged: {why}")
     t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})
     _record_success(t, item, n)
-    note = f"{item.id}: fix on {handle.branch}" + (" (merged)" if merged else "")
+    note = f"{item.id}: fix on {handle.branch}" + (f" ({pr.url})" if pr else "") + (" (merged)" if merged else "")
     return t._finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE", branch=handle.branch,
-                     commit=sha, merged=merged, attempts=n, state_update=_fix_entry(t, item, handle, sha, merged),
-                     extras={"branch": handle.branch, **({"commit": sha} if sha else {})})
+                     commit=sha, merged=merged, attempts=n,
+                     state_update=_fix_entry(t, item, handle, sha, merged, pr.url if pr else None),
+                     extras={"branch": handle.branch, **({"commit": sha} if sha else {}),
+                             **({"pr": pr.url} if pr else {})})
 
 
-def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool) -> Any:
+def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool,
+               pr_url: str | None = None) -> Any:
     """The fixed item in the pattern's own report section (ci-sweeper: Active Failures), as its starter
     lists items, with what happened to it: a human reading the state file sees the proposed fix."""
     from ..formats.state_layout import layout_for, write_report
@@ -203,6 +250,8 @@ def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | No
 
     where = f"merged into {handle.base_branch}" if merged else f"fix proposed on `{handle.branch}`"
     line = f"- {inert(item.id, 40)} — {inert(item.title)}: {where}" + (f" ({sha[:12]})" if sha else "")
+    if pr_url:
+        line += f" — PR {inert(pr_url, 200)}"
     layout = layout_for(t.plan.pattern_id, t.plan.state_file)
     return lambda doc: write_report(doc, layout, [line])
 
@@ -264,6 +313,10 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
     if esc.handle is not None:
         action += f"; held on {esc.handle.branch}"
     t.notify("escalation", f"{t.plan.pattern.name}: escalation{ref}", f"{item.id}: {esc.reason}")
+    if t.deps.publisher is not None:
+        from .github_publish import mirror_escalation
+
+        mirror_escalation(t, item, esc.reason, redact(esc.detail))
     return t._finish("act", "escalated", note=f"{item.id}: {esc.reason}", items=found, escalations=1,
                      state_update=t.escalation_state(item.id, item.title, action), verdict=esc.verdict,
                      escalation_id=esc_id, branch=esc.handle.branch if esc.handle else None,
@@ -300,6 +353,23 @@ def _check_outside(t: Tick, before: Any, handle: WorkspaceHandle, who: str) -> N
     t.notify("escalation", f"{t.plan.pattern.name}: {who} wrote outside its worktree", "; ".join(outside[:5]))
     raise Escalate("outside-change", f"{who} changed outside the worktree: " + "; ".join(outside[:10])
                    + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
+
+
+def escapes(denials: Sequence[str]) -> tuple[str, ...]:
+    """The denials that are escape attempts: all but a read-only agent's writes in its own worktree."""
+    return tuple(d for d in denials if not d.startswith(READ_ONLY_WRITE))
+
+
+def _check_sandbox(t: Tick, role: str, denials: Sequence[str], handle: WorkspaceHandle, diff: Diff) -> None:
+    """An agent the sandbox (or a git/gh shim) refused something escalates: its result may rest on what
+    did not happen — a write outside that failed, a push or commit that was denied, a host it could not
+    reach — and the attempt itself is for a human to see. The change is held, approvable."""
+    blocked = escapes(denials)
+    if not blocked:
+        return
+    t.notify("escalation", f"{t.plan.pattern.name}: the sandbox blocked the {role}", "; ".join(blocked[:3]))
+    raise Escalate("sandbox-violation", f"the sandbox blocked the {role} {len(blocked)} time(s): "
+                   + "; ".join(blocked[:5]), handle, diff)
 
 
 def _check_worktree(t: Tick, handle: WorkspaceHandle) -> None:

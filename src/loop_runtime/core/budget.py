@@ -11,6 +11,7 @@ no tick runs. Days are UTC; spend rolls over at 00:00 UTC.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -18,12 +19,11 @@ from ..errors import BudgetExceeded
 from ..ports import BudgetStatus, Reservation
 from .schedule import utc_day  # one definition of "the UTC day" for budgets and schedules
 
-__all__ = ["BudgetBreaker", "BudgetVerdict", "assess", "utc_day"]
+__all__ = ["PRICE_USD_PER_MTOK", "BudgetBreaker", "BudgetVerdict", "assess", "grantable", "price_per_token_usd",
+           "settle_call", "tightest", "todays_cap", "usd_cap_units", "utc_day"]
 
 DOWNGRADE_AT = 0.80
 HALT_AT = 1.00
-
-
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,68 @@ class BudgetVerdict:
     halt: bool
     level_cap: str | None  # "L1" at ≥80%
     reason: str
+
+
+PRICE_USD_PER_MTOK: dict[str, float] = {
+    "claude": 6.00,   # Claude Sonnet: $3 in / $15 out per 1M tokens, blended at a 4:1 input:output mix
+    "codex": 3.50,    # GPT-5-codex: $1.25 in / $10 out, same mix
+    "openai": 3.50,   # an OpenAI-compatible endpoint: priced as codex unless it reports its cost
+    "mock": 3.00,     # the mock backend: a nominal price, so a USD cap can be tried out offline
+}
+"""USD per million tokens when a backend reports no cost of its own (a fleet's ``portfolio_daily_usd``).
+
+A backend's reported cost (Claude Code's ``total_cost_usd``) always wins over this table; the
+table only prices what nobody priced. Blended rates: agent calls read far more than they write."""
+DEFAULT_PRICE_USD_PER_MTOK = 6.00
+
+
+def price_per_token_usd(backend: str) -> float:
+    """The table's USD per token for ``backend`` (unknown backends at the highest listed rate)."""
+    return PRICE_USD_PER_MTOK.get(backend, DEFAULT_PRICE_USD_PER_MTOK) / 1_000_000
+
+
+def usd_cap_units(usd: float) -> int:
+    """A dollar cap in the ledger's unit (micro-dollars, whole numbers)."""
+    return int(round(usd * 1_000_000))
+
+
+def settle_call(ledger: object, reservation: Reservation, actual: int, now: datetime,
+                cost_usd: float | None = None) -> None:
+    """Settle one agent call, handing the backend's reported cost to ledgers that price in dollars."""
+    if cost_usd is not None and getattr(ledger, "accepts_cost", False):
+        ledger.settle(reservation, actual, now, cost_usd=cost_usd)  # type: ignore[attr-defined]
+    else:
+        ledger.settle(reservation, actual, now)  # type: ignore[attr-defined]
+
+
+def todays_cap(cap: int | None, topups: int = 0) -> int | None:
+    """The cap in force today at any level (loop, repository, portfolio): configured + today's top-ups.
+
+    One function so the engine, ``status`` and the dashboard can never disagree on it;
+    no configured cap stays "no cap" whatever was topped up.
+    """
+    return None if cap is None else cap + max(0, int(topups))
+
+
+def grantable(amount: int, cap: int | None, used: int) -> int:
+    """How much of a requested reservation fits under ``cap`` given ``used`` (≤ 0: nothing)."""
+    return amount if cap is None else min(amount, cap - used)
+
+
+def tightest(statuses: Iterable[BudgetStatus]) -> BudgetStatus:
+    """Of several scopes that all apply (loop, repository, portfolio), the one nearest its cap.
+
+    ``assess`` on the result is the verdict of all of them together: a scope at 100%
+    halts even when the others are empty, one at 80% downgrades every loop under it.
+    A scope without a cap never wins over one with a cap.
+    """
+    best: BudgetStatus | None = None
+    for st in statuses:
+        if best is None or (st.cap and (not best.cap or st.fraction > best.fraction)):
+            best = st
+    if best is None:
+        raise ValueError("tightest() needs at least one budget status")
+    return best
 
 
 def assess(status: BudgetStatus) -> BudgetVerdict:
@@ -70,7 +132,7 @@ class BudgetBreaker:
             self._day, self._spent, self._topup = today, 0, 0
 
     def _cap(self) -> int | None:
-        return None if self.cap is None else self.cap + self._topup
+        return todays_cap(self.cap, self._topup)
 
     def status(self, now: datetime) -> BudgetStatus:
         self._roll(now)
@@ -81,7 +143,7 @@ class BudgetBreaker:
     def reserve(self, amount: int, now: datetime) -> Reservation | None:
         """Grant ``min(amount, remaining)``; None when nothing remains."""
         st = self.status(now)
-        grant = amount if st.cap is None else min(amount, st.cap - st.used)
+        grant = grantable(amount, st.cap, st.used)
         if grant <= 0:
             return None
         res = Reservation(self._next_id, grant)

@@ -16,7 +16,7 @@ different adapters — a whole tick runs in a test with ``MockBackend``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from typing import Any
@@ -41,7 +41,7 @@ from ..ports import (
     Workspace,
 )
 from . import killswitch
-from .budget import assess
+from .budget import assess, settle_call
 from .fingerprint import fingerprint
 from .levels import lowest, rank
 from .lifecycle import advance
@@ -90,8 +90,16 @@ class TickDeps:
     tick_id: str | None = None
     run_id: str | None = None
     force: bool = False  # a human's `run --force`: no early exit on an unchanged fingerprint, no runs/day cap
+    sandbox_note: str | None = None  # "sandbox off: <why>": every tick that could run an agent says so
     #: level → MCP servers an agent at that (effective) level may use (``[mcp]`` in loop-runtime.toml)
     mcp_servers: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: issue-tracker kill input (R12): ``(label, source)`` of open issues/PRs, and the pause label
+    remote_pause: Callable[[], Sequence[tuple[str, str]]] | None = None
+    pause_label: str = killswitch.ALL
+    #: pushes an accepted change and opens its PR (``adapters.github.publish``); None: local branch only
+    publisher: Any = None
+    #: issue-pr-repair (R32): takes the lock label on the item's issue; returns its release, or None
+    lease: Callable[[str], Callable[[], None] | None] | None = None
 
 
 class Halt(Exception):
@@ -180,8 +188,13 @@ class TickBase:
         root_files = {
             f for f in (killswitch.ALL, killswitch.pattern_switch(self.plan.pattern_id)) if st.read(f) is not None
         }
-        return killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts=texts,
-                                   root_files=root_files)
+        state = killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts=texts,
+                                    root_files=root_files)
+        if state.engaged or self.deps.remote_pause is None:
+            return state
+        return killswitch.evaluate(self.plan.pattern_id, state_file=self.plan.state_file, texts={},
+                                   root_files=set(), labels=tuple(self.deps.remote_pause()),
+                                   pause_label=self.deps.pause_label)
 
     def decide_level(self) -> None:
         caps: list[tuple[str, str]] = []
@@ -232,6 +245,7 @@ class TickBase:
             transcript_dir=self.deps.transcript_dir,
             env=dict(self.deps.env),
             mcp_servers=dict(self.deps.mcp_servers.get(self.effective, {})),
+            level=self.effective,
         )
         self.emit("tick.agent", {"role": role, "key": key, "reservation": reservation.amount})
         try:
@@ -249,9 +263,12 @@ class TickBase:
             # cancelled (shutdown) or crashed mid-call: we cannot know the usage → charge the reservation
             self.deps.budget.settle(reservation, reservation.amount, self.deps.clock.now())
             raise
-        self.deps.budget.settle(reservation, result.usage.total, self.deps.clock.now())
+        settle_call(self.deps.budget, reservation, result.usage.total, self.deps.clock.now(), result.usage.cost_usd)
         self._add_usage(role, result.usage)
         self.record(f"agent:{key}", _result_to(result))
+        if result.sandbox_denials:
+            self.record(f"sandbox-denied:{key}", {"denials": list(result.sandbox_denials[:50])})
+            self.lines.extend(f"sandbox denied ({role}): {d}" for d in result.sandbox_denials[:20])
         if result.status == "halted":
             raise Halt(result.stop_reason or "halted", f"{role} stopped: {result.stop_reason}")
         return result
@@ -293,6 +310,7 @@ def _result_to(r: AgentResult) -> dict[str, Any]:
     return {
         "text": r.text, "status": r.status, "turns": r.turns, "duration_s": r.duration_s,
         "transcript": r.transcript, "stop_reason": r.stop_reason, "error": r.error,
+        "sandbox_denials": list(r.sandbox_denials[:100]),
         "usage": {"input": r.usage.input, "output": r.usage.output, "cache_write": r.usage.cache_write,
                   "cache_read": r.usage.cache_read, "cost_usd": r.usage.cost_usd},
     }
@@ -304,6 +322,7 @@ def _result_from(d: Mapping[str, Any]) -> AgentResult:
         text=str(d.get("text", "")), status=d.get("status", "ok"), turns=int(d.get("turns", 0)),
         duration_s=float(d.get("duration_s", 0.0)), transcript=d.get("transcript"),
         stop_reason=d.get("stop_reason"), error=d.get("error"),
+        sandbox_denials=tuple(str(x) for x in d.get("sandbox_denials") or () if isinstance(x, str)),
         usage=Usage(int(u.get("input", 0)), int(u.get("output", 0)), int(u.get("cache_write", 0)),
                     int(u.get("cache_read", 0)), u.get("cost_usd")),
     )

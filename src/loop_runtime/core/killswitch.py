@@ -8,7 +8,10 @@ document them here (README repeats this list):
   list item or in backticks) or ``loop-pause-all: true|on|yes|1``;
 * one loop: a file ``loop-pause-<pattern-id>`` at the root, or such a line
   (``loop-pause-<pattern-id>``, ``loop-pause-<pattern-id>: true``) in those files;
-* ``paused: true`` or ``loop: paused`` in the pattern's own state file.
+* ``paused: true`` or ``loop: paused`` in the pattern's own state file;
+* with the GitHub connector on: an open issue or PR labelled with the pause label
+  (``repair.yaml`` ``labels.pause``, default ``loop-pause-all``) or ``loop-pause-<pattern-id>``,
+  compared without case (GitHub label names are case-insensitive).
 
 A form with ``false``/``off``/``no``/``0`` does not pause. Prose that merely mentions the
 switch ("set `loop-pause-all` to pause") does not pause either: the token must stand on
@@ -18,7 +21,7 @@ its own line. Resuming requires a human (or ``loop-runtime resume``) to clear it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 ALL = "loop-pause-all"
@@ -69,11 +72,14 @@ def evaluate(
     state_file: str,
     texts: Mapping[str, str | None],
     root_files: frozenset[str] | set[str],
+    labels: Sequence[tuple[str, str]] = (),
+    pause_label: str = ALL,
 ) -> KillState:
     """Decide whether ``pattern_id`` is paused.
 
     ``texts`` maps file names (the state file, ``STATE.md``, ``LOOP.md``) to their content
-    (None when absent); ``root_files`` is the set of switch file names present at the root.
+    (None when absent); ``root_files`` is the set of switch file names present at the root;
+    ``labels`` are ``(label, source)`` pairs from open issues/PRs (the issue-tracker form).
     """
     scoped = pattern_switch(pattern_id)
     if ALL in root_files:
@@ -90,4 +96,11 @@ def evaluate(
             return KillState(True, "pattern", name)
         if name == state_file and _PAUSED_RE.search(text):
             return KillState(True, "pattern", name)
+    wanted_all = {" ".join(pause_label.split()).casefold(), ALL}
+    for label, source in labels:
+        key = " ".join(str(label).split()).casefold()
+        if key in wanted_all:
+            return KillState(True, "all", source)
+        if key == scoped.casefold():
+            return KillState(True, "pattern", source)
     return KillState(False)

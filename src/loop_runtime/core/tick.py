@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..formats.lastrun import update_last_run
-from ..errors import ConfigError, LoopError
+from ..errors import ConfigError, DiscoveryUnavailable, LoopError
 from ..formats.runlog import MARKER, RunLogEntry, append_entry, parse_run_log, runs_on_day
 from ..formats.state import parse_state, render_state, with_last_run
 from ..formats.state_layout import layout_for, new_layout_text, prepare, write_escalation, write_report
@@ -61,10 +61,18 @@ class Tick(TickBase):
         if not self.deps.force:
             self._check_runs_cap()
         self.decide_level()
+        if self.deps.sandbox_note:
+            self.lines.append(self.deps.sandbox_note)
+            self.record("sandbox", {"note": self.deps.sandbox_note})
         if self.effective == "L0":
             return self._draft()
         self.enter("discovering")
-        observation, fp = self.observe()
+        try:
+            observation, fp = self.observe()
+        except DiscoveryUnavailable as e:  # never act (or spend tokens) on a world we could not see
+            reason = clip(str(e), 300)
+            self.lines.append(f"report-only: {reason}")
+            return self._finish("report", "report-only", note=reason, extras={"reason": "discovery-unavailable"})
         if self.plan.early_exit_required and not self.deps.force and fp == self._last_noop_fingerprint():
             self.lines.append(f"no change since the last no-op tick: exit early without calling an agent "
                               f"({FORCE_HINT})")
@@ -107,7 +115,10 @@ class Tick(TickBase):
 
     def _draft(self) -> TickResult:
         """L0 drafts the triage prompt for review; no agent runs and no project file is written."""
-        observation, _ = self.observe()
+        try:
+            observation, _ = self.observe()
+        except DiscoveryUnavailable as e:
+            observation = f"(discovery unavailable: {e})"
         prompt = self.triage_prompt(observation)
         self.record("draft", {"system": prompt.system, "prompt": prompt.user})
         self.lines.append(f"L0 draft: triage prompt of {len(prompt.user):,} characters (no agent called)")

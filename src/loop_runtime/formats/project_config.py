@@ -21,6 +21,13 @@ File format (every key optional; unknown keys are an error naming the valid ones
     agent_timeout_s = 900         # seconds per agent call (default 900)
     max_turns = 30                # agent turns per call (default 30)
     daily_summary = false         # `start` sends a summary notification after each UTC day
+    sandbox = "auto"              # auto | srt | none: agents and test runs inside srt (default auto)
+    sandbox_allow_domains = ["pypi.org", "*.pythonhosted.org"]   # extra hosts reachable in the sandbox
+    sandbox_cpu_s = 3600          # CPU seconds per sandboxed process (default 3600)
+    sandbox_memory_mb = 8192      # writable memory per sandboxed process, MiB (default 8192)
+    sandbox_processes = 512       # processes per sandbox (a fork bomb stops here; default 512)
+    retention_days = 90           # the run store keeps events and finished ticks this many days
+                                  # (older ones are summed into daily rollups, then deleted)
 
     [patterns.daily-triage]       # per pattern id; every key optional
     level = "L1"                  # L0 | L1 | L2 | L3
@@ -31,6 +38,14 @@ File format (every key optional; unknown keys are an error naming the valid ones
     discovery = ["gh pr list --json number,title"]
     enabled = true                # false: the scheduler skips this loop
     daily_cap = 100000            # tokens/day for this loop (the smallest cap wins)
+
+    [github]                      # the GitHub connector (on when a repository and a token are known)
+    enabled = true                # false: off even with a token
+    repository = "owner/name"     # else GITHUB_REPOSITORY wins; else parsed from the push remote
+    api_url = "https://ghe.example.com/api/v3"   # GITHUB_API_URL wins; default https://api.github.com
+    remote = "origin"             # where loop/* branches are pushed
+    max_pages = 5                 # pages read per discovery query
+    comment_escalations = false   # mirror an escalation as a comment on the item's issue
 
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
@@ -45,7 +60,7 @@ File format (every key optional; unknown keys are an error naming the valid ones
 
 Environment variables (a non-empty value overrides the file):
 ``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
-``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN`` and
+``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN``, ``LOOP_RUNTIME_SANDBOX`` and
 ``LOOP_RUNTIME_NOTIFY`` (comma-separated URLs).
 """
 
@@ -60,10 +75,15 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .github_config import GithubConfig, parse_github_table
 
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai")
 LEVELS = ("L0", "L1", "L2", "L3")
+SANDBOX_MODES = ("auto", "srt", "none")
+# An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
+DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
+                       r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ENV_FILE = "environment"
@@ -96,6 +116,12 @@ class ProjectConfig:
     agent_timeout_s: float = 900.0
     max_turns: int = 30
     daily_summary: bool = False
+    sandbox: str = "auto"
+    sandbox_allow_domains: tuple[str, ...] = ()
+    sandbox_cpu_s: int = 3600
+    sandbox_memory_mb: int = 8192
+    sandbox_processes: int = 512
+    retention_days: int = 90
     patterns: Mapping[str, PatternConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -104,6 +130,8 @@ class ProjectConfig:
                                                          hash=False, repr=False)
     #: ``[temporal]``: where the project's Temporal is (empty: the project does not run on Temporal)
     temporal: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: ``[github]``: the connector's settings (the environment and the remote fill the rest)
+    github: GithubConfig = field(default_factory=GithubConfig)
 
     def mcp_for(self, level: str) -> Mapping[str, Mapping[str, Any]]:
         """The MCP servers (name → definition) an agent at ``level`` may use; empty unless listed."""
@@ -141,7 +169,7 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "temporal"))
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "github", "temporal"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
@@ -150,8 +178,9 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
     if not isinstance(temporal_raw, dict):
         raise ConfigError(file, "temporal", temporal_raw, message="temporal must be a [temporal] table")
     temporal = _check_table(temporal_raw, _TEMPORAL, "temporal.", file, extra=())
+    github = parse_github_table(data["github"], file=file) if "github" in data else GithubConfig()
     return ProjectConfig(**values, patterns=MappingProxyType(patterns), mcp=_mcp_levels(data.get("mcp", {}), file),
-                         temporal=MappingProxyType(temporal)).with_sources({k: file for k in values})
+                         github=github, temporal=MappingProxyType(temporal)).with_sources({k: file for k in values})
 
 
 MCP_LEVEL_KEYS = ("l1", "l2", "l3")
@@ -229,7 +258,7 @@ def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
             converted = _TOP[name](converted)
         except ValueError:
             shown = "(hidden)" if name == "dashboard_token" else value
-            raise ConfigError(ENV_FILE, var, shown) from None
+            raise ConfigError(ENV_FILE, var, shown, valid=getattr(_TOP[name], "valid", None)) from None
         changes[name] = converted
         sources[name] = f"environment variable {var}"
     if not changes:
@@ -244,6 +273,7 @@ _ENV = {
     "LOOP_RUNTIME_OPENAI_BASE_URL": "openai_base_url",
     "LOOP_RUNTIME_DASHBOARD_TOKEN": "dashboard_token",
     "LOOP_RUNTIME_NOTIFY": "notify",
+    "LOOP_RUNTIME_SANDBOX": "sandbox",
 }
 
 # ── validation ────────────────────────────────────────────────────────────
@@ -282,6 +312,14 @@ def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError
     return float(value)
+
+
+def _domains(value: object) -> tuple[str, ...]:
+    """Hosts for the sandbox's network allowlist; a bare ``*`` (everything) is refused."""
+    hosts = _strings(value)
+    if not all(DOMAIN_RE.fullmatch(h) and not h.endswith(":0") for h in hosts):
+        raise ValueError
+    return hosts
 
 
 def _boolean(value: object) -> bool:
@@ -326,6 +364,12 @@ _TOP: dict[str, Check] = {
     "agent_timeout_s": _positive_number,
     "max_turns": _positive_int,
     "daily_summary": _boolean,
+    "sandbox": _choice(SANDBOX_MODES),
+    "sandbox_allow_domains": _domains,
+    "sandbox_cpu_s": _positive_int,
+    "sandbox_memory_mb": _positive_int,
+    "sandbox_processes": _positive_int,
+    "retention_days": _positive_int,
 }
 _TEMPORAL: dict[str, Check] = {
     "address": _text,

@@ -50,32 +50,22 @@ def schedule_sync_command(c: Any, address: str | None, namespace: str | None, ta
 
 
 def fleet_projects(path: Path) -> list[Any]:
-    """The repositories of a fleet file that have a local checkout (``[[repos]] path = …``).
+    """Every repository of a fleet file (``--fleet``), with the fleet's overrides applied.
 
-    Only the list is read here; a repository given by ``url`` alone has no checkout to read
-    its loops from — sync it from a checkout of it.
+    A ``url`` repository is cloned (or fetched) into the fleet's work folder first, as
+    ``start --fleet`` does, so its loops can be read; its ``origin`` is the URL workers clone.
     """
-    import tomllib
+    from ..adapters.fleet import load_fleet, sync_repo
+    from ..fleet import fleet_project
 
-    from ..runtime import load_project
-
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(str(path), "toml", None, message=f"cannot read the fleet file: {e}") from None
-    repos = data.get("repos")
-    if not isinstance(repos, list) or not repos:
-        raise ConfigError(str(path), "repos", repos, message="no [[repos]] entries")
+    loaded = load_fleet(path)
     out = []
-    for i, r in enumerate(repos):
-        rel = r.get("path") if isinstance(r, dict) else None
-        if not isinstance(rel, str) or not rel.strip():
-            raise ConfigError(str(path), f"repos[{i}].path", rel,
-                              message=f"repos[{i}]: schedule sync needs a local `path` (a checkout of the repository)")
-        root = (path.parent / rel).resolve()
-        if not root.is_dir():
-            raise ConfigError(str(path), f"repos[{i}].path", rel, message=f"repos[{i}].path is not a folder: {rel!r}")
-        out.append(load_project(root))
+    for place in loaded.places:
+        place = sync_repo(place)
+        if not (place.root / ".git").exists() and not place.root.is_dir():
+            raise ConfigError(str(path), f"repos[{place.repo.index}]", place.name,
+                              message=f"repos[{place.repo.index}] ({place.name}): {place.problem or 'not found'}")
+        out.append(fleet_project(place))
     return out
 
 

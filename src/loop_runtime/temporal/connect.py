@@ -19,11 +19,16 @@ class TemporalSettings:
 
 
 def settings(project: Any = None, *, address: str | None = None, namespace: str | None = None,
-             task_queue: str | None = None) -> TemporalSettings:
+             task_queue: str | None = None, env: Any = None) -> TemporalSettings:
+    """Flags > the environment (``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, as the ``temporal`` CLI and
+    ``doctor`` read them) > ``[temporal]`` in loop-runtime.toml > defaults."""
+    import os
+
+    env = os.environ if env is None else env
     raw = dict(getattr(getattr(project, "config", None), "temporal", None) or {})
     return TemporalSettings(
-        address=address or raw.get("address") or DEFAULT_ADDRESS,
-        namespace=namespace or raw.get("namespace") or DEFAULT_NAMESPACE,
+        address=address or env.get("TEMPORAL_ADDRESS") or raw.get("address") or DEFAULT_ADDRESS,
+        namespace=namespace or env.get("TEMPORAL_NAMESPACE") or raw.get("namespace") or DEFAULT_NAMESPACE,
         task_queue=task_queue or raw.get("task_queue") or DEFAULT_TASK_QUEUE,
         escalation_expiry_s=float(raw.get("escalation_expiry_s") or DEFAULT_ESCALATION_EXPIRY_S),
         configured=bool(raw),

@@ -94,7 +94,10 @@ def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
     for pid in project.enabled_patterns():
         plan = project.plan(pid)
         killed = kill_stop(project, plan)() is not None
+        # the level a fleet file (or loop-runtime.toml) sets travels with the schedule: a worker reads only
+        # the repository's own files
         tick = TickInput(repo_url=repo.url, project_key=repo.key, pattern=pid, branch=repo.branch,
+                         level=project.config.for_pattern(pid).level,
                          escalation_expiry_s=s.escalation_expiry_s,
                          agent_timeout_s=float(project.config.agent_timeout_s))
         out.append(Wanted(pattern=pid, interval_s=int(plan.interval_s), paused=killed,

@@ -27,12 +27,15 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
 
     Keys used (others are ignored, so a whole project config can be passed):
     ``model``, ``binary``, ``env`` (credential source, default ``os.environ``),
-    ``codex_home`` (codex), ``base_url``, ``api_key``, ``max_retries``, ``transport`` (openai).
+    ``codex_home`` (codex), ``base_url``, ``api_key``, ``max_retries``, ``transport`` (openai),
+    ``sandbox`` (a ``ports.Sandbox``: claude runs inside it; openai runs its ``run_command`` there;
+    codex keeps its own sandbox, which its ``-s`` flags configure).
     """
     model = config.get("model")
+    sandbox = config.get("sandbox")
     env: Mapping[str, str] | None = config.get("env")
     if name == "claude":
-        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env)
+        return ClaudeCliBackend(binary=config.get("binary"), model=model, env=env, sandbox=sandbox)
     if name == "codex":
         return CodexCliBackend(binary=config.get("binary"), model=model, env=env,
                                codex_home=config.get("codex_home"))
@@ -45,7 +48,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
         api_key = (config.get("api_key") or source.get("LOOP_RUNTIME_OPENAI_API_KEY")
                    or source.get("OPENAI_API_KEY"))
         return OpenAIBackend(base_url=base_url, model=model, api_key=api_key,
-                             max_retries=int(config.get("max_retries", 4)), transport=config.get("transport"))
+                             max_retries=int(config.get("max_retries", 4)), transport=config.get("transport"),
+                             sandbox=sandbox)
     raise ConfigError("", "backend", name, valid=BACKENDS)
 
 

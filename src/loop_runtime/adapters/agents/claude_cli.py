@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
-from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from .process import (
     ProcessOutcome,
     Transcript,
@@ -65,6 +65,9 @@ CREDENTIAL_HINT = f"claude CLI has no credentials: {SET_HINT}"
 REJECTED_HINT = f"claude CLI credentials were rejected (HTTP 401/403): {SET_HINT}"
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
+PROVIDER_HOSTS = {"CLAUDE_CODE_USE_BEDROCK": "*.amazonaws.com", "CLAUDE_CODE_USE_VERTEX": "*.googleapis.com",
+                  "CLAUDE_CODE_USE_FOUNDRY": "*.azure.com"}
+"""Under the sandbox, the model endpoint of each cloud provider the CLI may be switched to."""
 
 READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
                    "--allowedTools", "Read(./**)",
@@ -72,16 +75,34 @@ READ_ONLY_FLAGS = ("--permission-mode", "dontAsk",
 EDIT_WORKTREE_FLAGS = ("--permission-mode", "dontAsk",
                        "--allowedTools", "Read(./**),Edit(./**)",
                        "--disallowedTools", "Bash,WebFetch,WebSearch")
+# Under an OS sandbox (adapters.sandbox) the implementer gets a shell, to run the tests: the sandbox,
+# not a permission rule, confines what the shell can write and reach. The verifier's shell can write
+# nothing but its private temp folder, so it may run read-only commands (the tests, git log).
+SANDBOXED_EDIT_FLAGS = ("--permission-mode", "dontAsk",
+                        "--allowedTools", "Read(./**),Edit(./**),Bash",
+                        "--disallowedTools", "WebFetch,WebSearch")
+SANDBOXED_VERIFIER_FLAGS = ("--permission-mode", "dontAsk",
+                            "--allowedTools", "Read(./**),Bash",
+                            "--disallowedTools", "Write,Edit,NotebookEdit,WebFetch,WebSearch")
 AUTH_FAILED = "auth-failed"  # internal stop reason: the provider rejected the credentials
 EDIT_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "NotebookEdit": "notebook_path"}
 
 
-def permission_flags(permission: Permission, mcp_servers: Iterable[str] = ()) -> tuple[str, ...]:
+def permission_flags(permission: Permission, mcp_servers: Iterable[str] = (), *, sandboxed: bool = False,
+                     role: str = "implementer") -> tuple[str, ...]:
     """The CLI flags for one permission level (never a bare ``Write``/``Edit`` grant).
 
+    ``Bash`` only when ``sandboxed``: for the EDIT_WORKTREE implementer and the verifier.
     ``mcp_servers``: the listed servers whose tools are allowed (``mcp__<server>``), none by default.
     """
-    flags = EDIT_WORKTREE_FLAGS if permission is Permission.EDIT_WORKTREE else READ_ONLY_FLAGS
+    if sandboxed and permission is Permission.EDIT_WORKTREE:
+        flags = SANDBOXED_EDIT_FLAGS
+    elif sandboxed and role == "verifier":
+        flags = SANDBOXED_VERIFIER_FLAGS
+    elif permission is Permission.EDIT_WORKTREE:
+        flags = EDIT_WORKTREE_FLAGS
+    else:
+        flags = READ_ONLY_FLAGS
     extra = [f"mcp__{name}" for name in mcp_servers]
     if not extra:
         return flags
@@ -89,15 +110,17 @@ def permission_flags(permission: Permission, mcp_servers: Iterable[str] = ()) ->
     return (*flags[:i], ",".join([flags[i], *extra]), *flags[i + 1:])
 
 
-def write_mcp_config(request: AgentRequest) -> Path:
+def write_mcp_config(request: AgentRequest, *, private: bool = False) -> Path:
     """The generated ``--mcp-config`` file: only ``request.mcp_servers`` (possibly none), mode 0600.
 
-    It lives in the tick's transcript folder (private to the tick), else a private temp folder.
+    It lives in the tick's transcript folder (private to the tick), else — or when ``private``
+    (a sandboxed CLI cannot read the runtime's own folders) — a private temp folder.
     """
     import json
     import tempfile
 
-    folder = Path(request.transcript_dir) if request.transcript_dir else Path(tempfile.mkdtemp(prefix="loop-mcp-"))
+    use_transcripts = bool(request.transcript_dir) and not private
+    folder = Path(request.transcript_dir) if use_transcripts else Path(tempfile.mkdtemp(prefix="loop-mcp-"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f"mcp-{request.role}-", suffix=".json", dir=folder)
@@ -293,18 +316,43 @@ class _Run:
         return self.meter.observe(self.stream_id or "stream", anthropic_usage(self.stream_usage))
 
 
+SANDBOXED_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+"""Defaults for a sandboxed CLI (the user's env wins): its telemetry, error reports and update checks
+would only be refused by the sandbox's allowlist — each refusal a reported violation, escalating a
+tick whose agent did nothing wrong."""
+
+
 class ClaudeCliBackend:
     """Runs one agent role through the Claude Code CLI with exact usage from its result."""
 
     name = "claude"
+    sandbox: Sandbox | None = None  # set by __init__; the class default keeps a bare instance unsandboxed
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, sandbox: Sandbox | None = None) -> None:
         self.binary = find_claude(binary)
         self.model = model
         source = os.environ if env is None else env
         self.credentials = {k: v for k, v in source.items()
                             if k.startswith("ANTHROPIC_") or k in (*CREDENTIAL_VARS, *PROVIDER_SWITCHES)}
+        self.sandbox = sandbox
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox is not None and self.sandbox.active
+
+    def scope(self, request: AgentRequest) -> SandboxScope:
+        """What the CLI may touch: its cwd (writable at EDIT_WORKTREE) and its model endpoint."""
+        from ..sandbox import endpoint_host
+
+        hosts, loopback = endpoint_host(self.credentials.get("ANTHROPIC_BASE_URL"), "api.anthropic.com")
+        names = tuple(h.rsplit(":", 1)[0].strip("[]") for h in hosts)
+        if not self.credentials.get("ANTHROPIC_BASE_URL"):
+            hosts += ("console.anthropic.com",)  # OAuth token refresh of a logged-in CLI
+        hosts += tuple(host for switch, host in PROVIDER_HOSTS.items() if self.credentials.get(switch))
+        return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
+                            purpose="agent", hosts=hosts, level=request.level,
+                            proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
 
     def argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``).
@@ -321,7 +369,9 @@ class ClaudeCliBackend:
             argv += ["--append-system-prompt", request.system_prompt]
         if mcp_config:
             argv += ["--mcp-config", mcp_config]
-        argv += ["--strict-mcp-config", *permission_flags(request.permission, request.mcp_servers),
+        argv += ["--strict-mcp-config",
+                 *permission_flags(request.permission, request.mcp_servers, sandboxed=self.sandboxed,
+                                   role=request.role),
                  "--", request.prompt]
         return argv
 
@@ -330,23 +380,37 @@ class ClaudeCliBackend:
         env = child_env(request.env, self.credentials)
         if credentials_known_missing(env):
             raise AgentNotStarted(CREDENTIAL_HINT)
+        if self.sandboxed:
+            env = {**SANDBOXED_ENV, **env}
         secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
         transcript = Transcript(request.transcript_dir, request.role, secrets)
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
-        mcp_config = write_mcp_config(request)
+        mcp_config = write_mcp_config(request, private=self.sandboxed)
+        own_folder = self.sandboxed or not request.transcript_dir
+        boxed = None
+        denials: tuple[str, ...] = ()
         try:
-            outcome = await run_json_lines(self.argv(request, str(mcp_config)), cwd=request.cwd, env=env,
+            boxed = self.sandbox.prepare(self.scope(request)) if self.sandbox is not None else None
+            argv = self.argv(request, str(mcp_config))
+            argv, env = boxed.wrap(argv, env) if boxed is not None else (argv, env)
+            outcome = await run_json_lines(argv, cwd=request.cwd, env=env,
                                            timeout_s=request.timeout_s, handle=state.handle,
                                            transcript=transcript, stop=stop)
         finally:
+            if boxed is not None:
+                denials = boxed.denials()
+                boxed.close()
+                for line in denials:
+                    transcript.write_json({"type": "loop_runtime.sandbox_denied", "detail": line})
+                    emit(on_event, "agent.warning", {"message": f"sandbox denied: {line}"})
             path = transcript.close()
             mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
-            if not request.transcript_dir:
+            if own_folder:
                 shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
         if outcome.halted == AUTH_FAILED and state.result is None:
             raise BackendError(REJECTED_HINT)
         result = self._result(request, state, outcome, secrets)
-        result = replace(result, duration_s=outcome.duration_s, transcript=path)
+        result = replace(result, duration_s=outcome.duration_s, transcript=path, sandbox_denials=denials)
         emit(on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                      "usage": result.usage.as_dict(), "error": result.error})
         return result

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...errors import AgentNotStarted, BackendError, GateDenied
-from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from . import file_tools
 from .process import (
     POLL_S,
@@ -80,11 +80,15 @@ EDIT_TOOLS = (
 )
 
 
-def tool_schemas(permission: Permission) -> list[dict[str, Any]]:
-    """The tools offered at a permission level: READ_ONLY gets read/list/search only."""
+def tool_schemas(permission: Permission, *, shell: bool = False) -> list[dict[str, Any]]:
+    """The tools offered at a permission level: READ_ONLY gets read/list/search only.
+
+    ``run_command`` (a shell, which no path check can confine) only with ``shell``: when the
+    backend runs it inside an OS sandbox (``adapters.sandbox``).
+    """
     tools = list(READ_TOOLS)
     if permission is Permission.EDIT_WORKTREE:
-        tools += EDIT_TOOLS
+        tools += [t for t in EDIT_TOOLS if shell or t["function"]["name"] != "run_command"]
     return tools
 
 
@@ -141,6 +145,7 @@ class _Loop:
     turns: int = 0
     missing_usage: int = 0
     spend_unknown: bool = False  # a response was lost after the request went out
+    denials: list[str] = field(default_factory=list)  # calls the sandbox's shims refused
 
 
 class OpenAIBackend:
@@ -149,7 +154,8 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, max_retries: int = 4,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key or os.environ.get("LOOP_RUNTIME_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
@@ -157,6 +163,11 @@ class OpenAIBackend:
             raise AgentNotStarted(f"no API key for {self.base_url}: {KEY_HINT}")
         self.max_retries = max(0, max_retries)
         self.transport = transport
+
+    @property
+    def shell(self) -> bool:
+        """``run_command`` is offered only when commands run inside an active sandbox."""
+        return self.sandbox is not None and self.sandbox.active
 
     async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
                   on_event: EventSink | None = None) -> AgentResult:
@@ -184,7 +195,7 @@ class OpenAIBackend:
     async def _loop(self, client: httpx.AsyncClient, loop: _Loop, deadline: float,
                     stop: StopCheck | None) -> tuple[str, str | None, str | None]:
         """Model call → tools → model call … ; returns (status, stop_reason, error)."""
-        tools = tool_schemas(loop.request.permission)
+        tools = tool_schemas(loop.request.permission, shell=self.shell)
         while True:
             if loop.meter.over():
                 return "halted", "budget", _over_reservation(loop.request.token_limit)
@@ -342,7 +353,7 @@ class OpenAIBackend:
 
     async def _dispatch(self, loop: _Loop, name: str, args: dict[str, Any], deadline: float) -> str:
         root = loop.request.cwd
-        allowed = {t["function"]["name"] for t in tool_schemas(loop.request.permission)}
+        allowed = {t["function"]["name"] for t in tool_schemas(loop.request.permission, shell=self.shell)}
         if name not in allowed:
             return f"error: tool {name!r} is not available (available: {', '.join(sorted(allowed))})"
         try:
@@ -367,9 +378,21 @@ class OpenAIBackend:
             return f"error: {exc.strerror or exc}"
 
     async def _command(self, loop: _Loop, command: str, deadline: float) -> str:
+        """One shell command inside the sandbox (network: ``sandbox_allow_domains`` only — the model
+        endpoint is reached by us, never by the command)."""
+        assert self.sandbox is not None
         timeout = min(COMMAND_TIMEOUT_S, max(1.0, deadline - time.monotonic()))
-        code, output = await run_shell(command, cwd=loop.request.cwd, env=child_env(loop.request.env, {}),
-                                       timeout_s=timeout, max_chars=TOOL_OUTPUT_CHARS)
+        boxed = self.sandbox.prepare(SandboxScope(cwd=loop.request.cwd, writable=True, purpose="agent",
+                                                  level=loop.request.level))
+        try:
+            code, output = await run_shell(command, cwd=loop.request.cwd, env=child_env(loop.request.env, {}),
+                                           timeout_s=timeout, max_chars=TOOL_OUTPUT_CHARS, wrap=boxed.wrap)
+        finally:
+            denials = boxed.denials()
+            boxed.close()
+        loop.denials.extend(denials)
+        for line in denials:
+            loop.transcript.write_json({"kind": "sandbox_denied", "detail": line})
         status = f"timed out after {timeout:.0f}s" if code is None else f"exit code {code}"
         return f"{status}\n{output}"
 
@@ -390,7 +413,7 @@ class OpenAIBackend:
         result = AgentResult(text="\n".join(loop.texts), usage=usage, status=status,  # type: ignore[arg-type]
                              turns=loop.turns, duration_s=duration, transcript=path, stop_reason=reason,
                              error=redact("; ".join(notes), [self.api_key or ""]) if notes else None,
-                             files_changed=tuple(loop.changed))
+                             files_changed=tuple(loop.changed), sandbox_denials=tuple(loop.denials))
         emit(loop.on_event, "agent.end", {"status": result.status, "stop_reason": result.stop_reason,
                                           "usage": result.usage.as_dict(), "error": result.error})
         return result

@@ -357,16 +357,21 @@ async def _await_exit(exited: asyncio.Future[int], stop: StopCheck | None, deadl
     return None
 
 
+Wrap = Callable[[list[str], Mapping[str, str]], "tuple[list[str], dict[str, str]]"]
+"""A sandbox's ``wrap``: (argv, env) → the (argv, env) that runs it inside the sandbox."""
+
+
 async def run_shell(command: str, *, cwd: str, env: Mapping[str, str], timeout_s: float,
-                    max_chars: int = 20_000) -> tuple[int | None, str]:
+                    max_chars: int = 20_000, wrap: Wrap | None = None) -> tuple[int | None, str]:
     """Run ``/bin/sh -c command`` in its own process group; (exit code or None on timeout, output).
 
     Output is stdout+stderr, truncated to ``max_chars`` (head and tail kept). The group is
-    killed on timeout so a stuck test runner leaves nothing behind.
+    killed on timeout so a stuck test runner leaves nothing behind. ``wrap`` runs it in a sandbox.
     """
+    argv, env = wrap(["/bin/sh", "-c", command], env) if wrap is not None else (["/bin/sh", "-c", command], env)
     try:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+            *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     except OSError as exc:
         return None, f"cannot start /bin/sh: {exc.strerror or exc}"

@@ -1,0 +1,166 @@
+"""Where the connector's repository, API base and token come from (the conventions of Actions and ``gh``).
+
+* repository: ``GITHUB_REPOSITORY`` > ``[github] repository`` > the push remote's URL when it
+  points at the GitHub (or GHE) host the API base serves;
+* API base: ``GITHUB_API_URL`` > ``[github] api_url`` > ``https://api.github.com``;
+* token: ``GITHUB_TOKEN`` > ``GH_TOKEN`` > ``gh auth token`` (when ``gh`` is installed);
+* the connector is on when a repository and a token are known (and the ``github`` extra is
+  installed), unless ``[github] enabled = false``.
+
+The token is kept out of ``repr`` and every message; ``secret_values`` of a resolved
+connector (the token, and a password embedded in the remote URL) join the run's
+redaction set so no file the runtime writes can hold them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...formats.github_config import (
+    DEFAULT_API_URL,
+    GithubConfig,
+    parse_remote_url,
+    repository_from_remote,
+    valid_api_url,
+    valid_repository,
+    web_host,
+    web_origin,
+)
+
+GH_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class GithubSettings:
+    repository: str
+    api_url: str
+    token: str = field(repr=False)
+    token_source: str  # GITHUB_TOKEN | GH_TOKEN | `gh auth token`
+    remote: str = "origin"
+    repository_source: str = ""
+    max_pages: int = 5
+    comment_escalations: bool = False
+    extra_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def owner(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.repository.split("/", 1)[1]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token, *self.extra_secrets)
+
+    @property
+    def web_url(self) -> str:
+        """Where git pushes (the push's auth header is scoped to it, port included)."""
+        return web_origin(self.api_url)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What was found: settings when the connector is on, else why it is off (for ``doctor``)."""
+
+    settings: GithubSettings | None
+    reason: str
+    repository: str | None = None
+    repository_source: str | None = None
+    token_source: str | None = None
+    api_url: str = DEFAULT_API_URL
+    problems: tuple[str, ...] = ()
+    remote_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+def remote_url(root: Path, remote: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "remote", "get-url", "--", remote], cwd=root, capture_output=True, text=True,
+                              timeout=GH_TIMEOUT_S, stdin=subprocess.DEVNULL, errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def gh_token(host: str, env: Mapping[str, str]) -> str | None:
+    """``gh auth token`` for ``host`` when ``gh`` is installed and logged in; else None."""
+    gh = shutil.which("gh", path=env.get("PATH"))
+    if gh is None:
+        return None
+    args = [gh, "auth", "token"] + ([] if host == "github.com" else ["--hostname", host])
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=GH_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                              env={k: v for k, v in env.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")},
+                              errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    token = proc.stdout.strip()
+    return token if proc.returncode == 0 and token and "\n" not in token and " " not in token else None
+
+
+def resolve(root: Path, config: GithubConfig, env: Mapping[str, str]) -> Resolution:
+    """Settle the connector's settings; never raises (a bad value is a reason the connector is off)."""
+    problems: list[str] = []
+    api = DEFAULT_API_URL
+    env_api = env.get("GITHUB_API_URL", "").strip()
+    if env_api:
+        if valid_api_url(env_api):
+            api = env_api.rstrip("/")
+        else:
+            problems.append(f"GITHUB_API_URL invalid: {env_api!r} (an http(s) URL without credentials)")
+    elif config.api_url:
+        api = config.api_url
+    url = remote_url(Path(root), config.remote)
+    remote_secrets: tuple[str, ...] = ()
+    if url:
+        parsed = parse_remote_url(url)
+        if parsed is not None and parsed.password:
+            remote_secrets = (parsed.password,)
+            problems.append(f"remote {config.remote!r} URL embeds a credential: use GITHUB_TOKEN or `gh auth login` "
+                            f"and `git remote set-url {config.remote} <url without credentials>`")
+    repo, repo_source = None, None
+    env_repo = env.get("GITHUB_REPOSITORY", "").strip()
+    if env_repo:
+        if valid_repository(env_repo):
+            repo, repo_source = env_repo, "GITHUB_REPOSITORY"
+        else:
+            problems.append(f"GITHUB_REPOSITORY invalid: {env_repo!r} (expected owner/name)")
+    if repo is None and config.repository:
+        repo, repo_source = config.repository, "loop-runtime.toml [github] repository"
+    if repo is None and url:
+        found = repository_from_remote(url, api)
+        if found:
+            repo, repo_source = found, f"remote {config.remote!r}"
+    token, token_source = None, None
+    for name in ("GITHUB_TOKEN", "GH_TOKEN"):
+        value = env.get(name, "").strip()
+        if value:
+            token, token_source = value, name
+            break
+    if not config.enabled:
+        return Resolution(None, "off: [github] enabled = false", repo, repo_source, token_source, api,
+                          tuple(problems), remote_secrets)
+    if repo is None:
+        return Resolution(None, "off: no repository (GITHUB_REPOSITORY, [github] repository or a GitHub remote)",
+                          None, None, token_source, api, tuple(problems), remote_secrets)
+    if token is None:
+        token = gh_token(web_host(api), env)
+        token_source = "`gh auth token`" if token else None
+    if token is None:
+        return Resolution(None, "off: no token (GITHUB_TOKEN, GH_TOKEN or `gh auth login`)", repo, repo_source,
+                          None, api, tuple(problems), remote_secrets)
+    from ...optional import find
+
+    if find("githubkit") is None:  # without the extra everything works as before: the connector stays off
+        return Resolution(None, "off: githubkit is not installed (pip install 'loop-runtime[github]')", repo,
+                          repo_source, token_source, api, tuple(problems), remote_secrets)
+    settings = GithubSettings(repository=repo, api_url=api, token=token, token_source=token_source or "?",
+                              remote=config.remote, repository_source=repo_source or "", max_pages=config.max_pages,
+                              comment_escalations=config.comment_escalations, extra_secrets=remote_secrets)
+    return Resolution(settings, f"on: {repo} via {api}", repo, repo_source, token_source, api, tuple(problems),
+                      remote_secrets)
