@@ -541,13 +541,13 @@ def test_schedule_sync_of_a_fleet_file_syncs_each_repository(temporal_server: An
     _a, api = project(tmp_path / "api", addr, queue)
     _b, web = project(tmp_path / "web", addr, queue, patterns='[patterns.daily-triage]\nlevel = "L1"\n')
     fleet = tmp_path / "loop-fleet.toml"
-    fleet.write_text('[[repos]]\npath = "api/checkout"\n[[repos]]\npath = "web/checkout"\n')
+    fleet.write_text('[[repos]]\npath = "api/checkout"\nname = "api"\n[[repos]]\npath = "web/checkout"\nname = "web"\n')
     r = run_cli("schedule", "sync", "--fleet", str(fleet), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     docs = json.loads(r.stdout)
     assert [d["created"] for d in docs] == [["ci-sweeper"], ["daily-triage"]]
     assert docs[0]["projectKey"] != docs[1]["projectKey"]
-    fleet.write_text('[[repos]]\npath = "api/checkout"\n[[repos]]\npath = "gone"\n')
+    fleet.write_text('[[repos]]\npath = "api/checkout"\nname = "api"\n[[repos]]\npath = "gone"\n')
     bad = run_cli("schedule", "sync", "--fleet", str(fleet), cwd=tmp_path)
     assert bad.returncode == 1 and "repos[1]" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
