@@ -226,3 +226,26 @@ def test_submodule_git_dirs_are_watched(repo: Path) -> None:
     assert guard.changes(before) == ("git modules/lib/config changed",)
     guard.restore(before)
     assert guard.changes(before) == ()
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "packed"])
+def test_a_new_loop_branch_that_no_attempt_owns_is_an_outside_change(repo: Path, packed: bool) -> None:
+    """`refs/heads/loop/*` is writable for an attempt's own commits; an agent making *another* loop
+    branch (loose, or only in packed-refs where no file can be write-protected) is still reported
+    and removed: only the manifest's branches may move."""
+    ws = GitWorkspace(repo)
+    mine = ws.prepare("mine-1", "ci-sweeper")
+    guard = GitGuard(repo)
+    before = guard.snapshot()
+    head = git(repo, "rev-parse", "HEAD").strip()
+    if packed:
+        with (repo / ".git" / "packed-refs").open("a") as fh:
+            fh.write(f"{head} refs/heads/loop/forged\n")
+    else:
+        git(repo, "branch", "loop/forged", head)
+    changes = guard.changes(before)
+    assert any("refs/heads/loop/forged" in c and "created" in c for c in changes), changes
+    guard.restore(before)
+    assert git(repo, "branch", "--list", "loop/forged").strip() == ""
+    assert guard.changes(before) == ()
+    ws.finish(mine, "rejected")

@@ -289,7 +289,8 @@ def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Pat
     from loop_runtime.adapters import pids_cgroup
 
     if cgroup and pids_cgroup.parent() is None:
-        _unavailable("no writable pids cgroup on this machine")
+        # a property of the host, not of the tool: the watchdog variant below is what runs there
+        pytest.skip("no writable pids cgroup on this machine (the namespace watchdog holds the limit)")
     box = sandbox(srt, project, limits=SandboxLimits(processes=64), cgroups=cgroup)
     boxed = box.prepare(SandboxScope(cwd=str(project["wt"]), writable=True))
     try:
@@ -303,7 +304,7 @@ def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Pat
     finally:
         boxed.close()
     assert proc.returncode == 125 and "process limit exceeded" in proc.stderr, (proc.returncode, proc.stderr[-500:])
-    assert "never" not in proc.stdout
+    assert "never" not in proc.stdout, proc.stderr[-3000:]
     if cgroup:
         assert any(d.startswith("blocked: process limit exceeded") for d in denials), denials
         assert made is not None and not made.exists()  # the cgroup is removed with the process

@@ -70,6 +70,25 @@ MASKED_NAMES = (".gitconfig", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc
 PROCESS_ALLOWANCE = 48
 """Tasks (processes and threads) of srt itself inside the pids cgroup: node, its proxies, bubblewrap, socat."""
 WATCH_MARGIN = 32
+HOST_GROWTH = 256  # room for the user's other processes to grow while a sandboxed one runs
+
+
+def _processes_of_this_user() -> int:
+    """How many processes our real uid already has on the host: ``RLIMIT_NPROC`` counts them all, not
+    only the sandbox's, so a limit set without them binds at once on a busy machine (forks fail with
+    EAGAIN below the watchdog's threshold and a fork bomb stalls instead of being killed)."""
+    uid, count = os.getuid(), 0
+    try:
+        names = [n for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            if os.stat(f"/proc/{name}").st_uid == uid:
+                count += 1
+        except OSError:
+            continue
+    return count
 
 EXEC_HELPER = str(Path(__file__).with_name("sandbox_exec.py"))
 RUNNER = str(Path(__file__).resolve().parents[1] / "data" / "srt_run.mjs")
@@ -488,7 +507,8 @@ class SrtProcess:
         if self.cgroup is None:
             # No pids cgroup: the namespace watchdog holds the process count. RLIMIT_NPROC (binding where the
             # sandbox's user is not real root) sits above the watchdog's threshold so the watchdog sees it crossed.
-            inner += ["--nproc", str(limits.processes + WATCH_MARGIN), "--watch", str(limits.processes),
+            nproc = limits.processes + WATCH_MARGIN + _processes_of_this_user() + HOST_GROWTH
+            inner += ["--nproc", str(nproc), "--watch", str(limits.processes),
                       "--log", str(self.log)]
         for host in self.scope.proxy_hosts:
             inner += ["--proxy-host", host]
