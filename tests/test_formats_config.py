@@ -82,15 +82,18 @@ def test_docstring_documents_every_key() -> None:
     """The module docstring (copied into the README) names every config key."""
     doc = project_config.__doc__ or ""
     for f in fields(ProjectConfig) + fields(PatternConfig):
-        if f.name not in ("patterns", "mcp", "mcp_servers", "github", "backends"):  # tables; mcp_servers: .mcp.json
+        if f.name not in ("patterns", "mcp", "mcp_servers", "github", "backends", "temporal"):  # tables
             assert f"{f.name} =" in doc, f.name
     assert "[patterns.daily-triage]" in doc and "[mcp]" in doc and "[github]" in doc and "[backends.gemini]" in doc
+    assert "[temporal]" in doc
     for f in fields(project_config.BackendConfig):
         assert f"{f.name} =" in doc, f.name
     from loop_runtime.formats.github_config import GithubConfig
 
     for f in fields(GithubConfig):
         assert f"{f.name} =" in doc.split("[github]", 1)[1], f"github.{f.name}"
+    for key in project_config._TEMPORAL:
+        assert f"{key} =" in doc.split("[temporal]", 1)[1], f"temporal.{key}"
 
 
 def test_unknown_key_names_key_and_valid_keys() -> None:
@@ -199,7 +202,17 @@ def test_bad_backend_in_environment() -> None:
 
 def test_checks_cover_every_dataclass_field() -> None:
     """Every ProjectConfig/PatternConfig field has a validator (no key silently unsupported)."""
-    tables = {"patterns", "mcp", "mcp_servers", "github", "backends"}  # [github]: formats.github_config
+    tables = {"patterns", "mcp", "mcp_servers", "github", "backends", "temporal"}  # [github]: formats.github_config
     assert set(project_config._TOP) | tables == {f.name for f in fields(ProjectConfig)}
     assert set(project_config._PATTERN) == {f.name for f in fields(PatternConfig)}
     assert set(project_config._BACKEND) == {f.name for f in fields(project_config.BackendConfig)}
+
+
+def test_the_temporal_table_is_checked_like_the_rest() -> None:
+    """``[temporal]`` (issue 16): where the project's Temporal is; a wrong key or value is one line."""
+    cfg = parse_project_config('[temporal]\naddress = "temporal.internal:7233"\nescalation_expiry_s = 3600\n')
+    assert dict(cfg.temporal) == {"address": "temporal.internal:7233", "escalation_expiry_s": 3600}
+    assert dict(parse_project_config("").temporal) == {}
+    assert _error('[temporal]\nadress = "x"\n').startswith("loop-runtime.toml: unknown key 'temporal.adress' (valid: ")
+    assert "temporal.escalation_expiry_s" in _error("[temporal]\nescalation_expiry_s = -1\n")
+    assert "temporal must be a [temporal] table" in _error('temporal = "localhost:7233"\n')

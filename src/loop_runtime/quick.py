@@ -26,12 +26,33 @@ def main(argv: list[str] | None = None) -> None:
     if request is None:
         from .cli import main as full_main
 
-        full_main(argv)
+        try:
+            full_main(argv)
+        except SystemExit as e:
+            _exit_now_after_temporal(e.code)
+            raise
+        _exit_now_after_temporal(0)
         return
     from .readouts import guarded, show_list, show_status
 
     command, root, as_json = request
     guarded(lambda: (show_list if command == "list" else show_status)(root, as_json))
+
+
+def _exit_now_after_temporal(code: object) -> None:
+    """After a command that used the Temporal client, exit without interpreter finalization.
+
+    The client's Rust core keeps threads that may call into Python while the interpreter is
+    being torn down, which aborts the process (SIGABRT) after the command itself finished.
+    """
+    if "temporalio.bridge.client" not in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 — a closed pipe: nothing more to say
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def fast_request(args: list[str]) -> tuple[str, str | None, bool] | None:

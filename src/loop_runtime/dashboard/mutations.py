@@ -28,6 +28,14 @@ def dash_of(request: Any) -> Any:
     return request.app.state.dashboard
 
 
+def _on_temporal() -> Any:
+    """The hooks that send a human's action to Temporal when the project runs there (``[temporal]``);
+    for any other project they return None at once, importing nothing more."""
+    from ..temporal import commands
+
+    return commands
+
+
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking work (SQLite, git, files) in the thread pool, off the event loop."""
     from starlette.concurrency import run_in_threadpool
@@ -113,8 +121,13 @@ async def kill_action(request: Any) -> Any:
     except LoopError as e:
         return _failed(request, form, e)
     scope = "all loops" if pattern is None else pattern
-    return _done(request, form, f"Kill switch set: {name} — {scope} paused; running ticks stop within 5 seconds.",
-                 {"file": name, "scope": pattern or "all"})
+    message = f"Kill switch set: {name} — {scope} paused; running ticks stop within 5 seconds."
+    try:  # a project on Temporal: its schedules pause and its running ticks are signalled
+        note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "from the dashboard",
+                          engaged=True)
+    except LoopError as e:
+        return _failed(request, form, e)
+    return _done(request, form, message + (f" {note}" if note else ""), {"file": name, "scope": pattern or "all"})
 
 
 async def resume_action(request: Any) -> Any:
@@ -128,6 +141,12 @@ async def resume_action(request: Any) -> Any:
     except LoopError as e:
         return _failed(request, form, e)
     message = f"Cleared: {', '.join(cleared)}." if cleared else "No kill-switch file to clear."
+    try:
+        note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "", engaged=False)
+    except LoopError as e:
+        return _failed(request, form, e)
+    if note:
+        message += f" {note}"
     if remaining:
         message += " Still paused by " + "; ".join(remaining)
     return _done(request, form, message, {"cleared": cleared, "remaining": remaining})
@@ -141,6 +160,12 @@ async def approve_action(request: Any) -> Any:
     esc_id = request.path_params["esc_id"]
     merge = str(form.get("merge") or "").lower() in ("on", "true", "1", "yes")
     back = f"/escalations/{quote(esc_id)}"
+    try:  # on Temporal: the approve signal to the waiting tick (None: not there, decide it here)
+        sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "approved", merge=merge)
+    except LoopError as e:
+        return _failed(request, form, e, back)
+    if sent is not None:
+        return _done(request, form, f"Approved {esc_id} on Temporal.", {"result": sent}, back)
     try:
         store = await call(d.store)
         result = await call(actions.approve, d.project, esc_id, merge=merge, store=store)
@@ -162,6 +187,12 @@ async def reject_action(request: Any) -> Any:
     if not reason:
         return _failed(request, form, ConfigError("reject", "reason", "", message="a reason is required to reject"),
                        back)
+    try:
+        sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "rejected", reason=reason[:500])
+    except LoopError as e:
+        return _failed(request, form, e, back)
+    if sent is not None:
+        return _done(request, form, f"Rejected {esc_id} on Temporal: {reason[:200]}", {"result": sent}, back)
     try:
         store = await call(d.store)
         result = await call(actions.reject, d.project, esc_id, reason=reason[:500], store=store)

@@ -56,6 +56,14 @@ File format (every key optional; unknown keys are an error naming the valid ones
     [mcp]                         # MCP servers (names from the project's .mcp.json) an agent may
     l2 = ["github"]               # use at each level: l1, l2, l3. Default: none at any level.
 
+    [temporal]                    # the project runs on Temporal (extra [temporal]): approve/reject/kill
+    address = "localhost:7233"    # signal its workflows; every key optional
+    namespace = "default"
+    task_queue = "loop-runtime"
+    escalation_expiry_s = 604800  # an escalation waits this long for approve/reject (default 7 days)
+    repo = "git@host:org/repo.git"  # what workers clone (default: the `origin` remote)
+    branch = "main"               # where they push the state files (default: the current branch)
+
 Environment variables (a non-empty value overrides the file):
 ``LOOP_RUNTIME_BACKEND``, ``LOOP_RUNTIME_MODEL``, ``LOOP_RUNTIME_TEST_COMMAND``,
 ``LOOP_RUNTIME_OPENAI_BASE_URL``, ``LOOP_RUNTIME_DASHBOARD_TOKEN``, ``LOOP_RUNTIME_SANDBOX`` and
@@ -138,6 +146,8 @@ class ProjectConfig:
     #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                          hash=False, repr=False)
+    #: ``[temporal]``: where the project's Temporal is (empty: the project does not run on Temporal)
+    temporal: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[github]``: the connector's settings (the environment and the remote fill the rest)
     github: GithubConfig = field(default_factory=GithubConfig)
 
@@ -181,16 +191,20 @@ def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
-    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends", "github"))
+    values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends", "github", "temporal"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):
         raise ConfigError(file, "patterns", patterns_raw, message="patterns must be a table of [patterns.<id>] tables")
     patterns = {pid: _pattern(pid, raw, file) for pid, raw in patterns_raw.items()}
+    temporal_raw = data.get("temporal", {})
+    if not isinstance(temporal_raw, dict):
+        raise ConfigError(file, "temporal", temporal_raw, message="temporal must be a [temporal] table")
+    temporal = _check_table(temporal_raw, _TEMPORAL, "temporal.", file, extra=())
     github = parse_github_table(data["github"], file=file) if "github" in data else GithubConfig()
     return ProjectConfig(**values, patterns=MappingProxyType(patterns),
                          backends=_backends(data.get("backends", {}), file),
                          mcp=_mcp_levels(data.get("mcp", {}), file),
-                         github=github).with_sources({k: file for k in values})
+                         github=github, temporal=MappingProxyType(temporal)).with_sources({k: file for k in values})
 
 
 def _backends(raw: object, file: str) -> Mapping[str, BackendConfig]:
@@ -400,6 +414,8 @@ _TOP: dict[str, Check] = {
     "sandbox_processes": _positive_int,
     "retention_days": _positive_int,
 }
+
+
 def _env_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
         raise ValueError
@@ -411,6 +427,14 @@ _BACKEND: dict[str, Check] = {
     "model": _text,
     "api_key_env": _env_name,
     "sandboxed": _boolean,
+}
+_TEMPORAL: dict[str, Check] = {
+    "address": _text,
+    "namespace": _text,
+    "task_queue": _text,
+    "escalation_expiry_s": _positive_number,
+    "repo": _text,
+    "branch": _text,
 }
 _PATTERN: dict[str, Check] = {
     "level": _choice(LEVELS),

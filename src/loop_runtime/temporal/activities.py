@@ -1,0 +1,554 @@
+"""Activities: every side effect of a tick on Temporal, each with one dataclass input.
+
+``run_tick`` runs the engine (``LoopEngine``, the very code ``loop-runtime run`` runs) in
+this worker's clone of the repository. What makes a retry safe is the journal the engine
+already keeps: every completed agent call is recorded (``agent:<key>``) and, here, also
+sent to Temporal as the activity's heartbeat details, together with the patch each
+implementer left in its worktree. When the worker dies, Temporal retries the activity on
+another worker with those details: the completed calls are replayed from them (no agent
+runs, no tokens are reserved or billed again — the idempotency key is the call's journal
+key), the worktrees are rebuilt from their patches, and the tick goes on from the first
+call that had not finished. The one call that was running when the worker died cannot be
+known, so its reservation is charged in full (fail closed), as the embedded runtime does.
+
+Activities are synchronous (run in the worker's thread pool): the engine's ports are
+synchronous, and the budget port reaches the budget workflow through the worker's event
+loop (``BudgetClient``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..errors import ConfigError, LoopError
+from ..ports import BudgetStatus, Reservation
+from . import clones
+from .types import (
+    BUDGET_WORKFLOW,
+    BudgetState,
+    DecideInput,
+    EscalationInfo,
+    PushInput,
+    PushOutput,
+    Reserve,
+    RunTickInput,
+    RunTickOutput,
+    Settle,
+    SettleOpen,
+    SpineFile,
+    budget_workflow_id,
+)
+
+HEARTBEAT_EVERY_S = 0.5
+
+
+@dataclass
+class WorkerContext:
+    """What the activities of one worker process share (set by ``worker.run_worker``)."""
+
+    client: Any
+    loop: asyncio.AbstractEventLoop
+    work_dir: Path
+    task_queue: str
+    worker_queue: str  # this process alone: decisions on the changes its clones hold
+    identity: str
+    budget_timeout_s: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_CTX: WorkerContext | None = None
+
+
+def set_context(ctx: WorkerContext | None) -> None:
+    global _CTX
+    _CTX = ctx
+
+
+def context() -> WorkerContext:
+    if _CTX is None:
+        raise ApplicationError("no worker context (activities run inside `loop-runtime worker`)", non_retryable=True)
+    return _CTX
+
+
+def _fail(e: Exception) -> ApplicationError:
+    """Our errors as Temporal sees them: configuration errors are not retried (a retry cannot fix them)."""
+    if isinstance(e, ConfigError | clones.PushConflict):
+        return ApplicationError(str(e), type="NonRetryable", non_retryable=True)
+    return ApplicationError(str(e), type=type(e).__name__)
+
+
+# ---------------------------------------------------------------------------- budget port
+
+
+class BudgetClient:
+    """``ports.BudgetLedger`` over budget workflows: one per (scope, UTC day), shared by every worker.
+
+    Reservation ids are ``<tick>:<attempt>:<n>``: a retried update RPC is answered from the
+    workflow's record, and a later attempt charges the earlier one's open reservations in full.
+    """
+
+    def __init__(self, ctx: WorkerContext, scope: str, cap: int | None, tick_id: str, attempt: int,
+                 task_queue: str, global_scope: str | None = None, global_cap: int | None = None) -> None:
+        self.ctx, self.scope, self.cap, self.tick_id, self.attempt = ctx, scope, cap, tick_id, attempt
+        self.task_queue = task_queue
+        self.global_scope, self.global_cap = global_scope, global_cap
+        self._n = 0
+        self._open: dict[int, list[tuple[str, str]]] = {}  # local id → [(scope, reservation id)]
+        self.shutdown: threading.Event | None = None
+
+    #: while the worker shuts down its own workflow pollers are gone: a budget update may find no worker
+    #: to run it, so it gets a short wait, and the retried tick charges what stays open (fail closed)
+    SHUTDOWN_TIMEOUT_S = 3.0
+
+    def _call(self, coro: Any) -> Any:
+        import concurrent.futures
+
+        shutting = self.shutdown is not None and self.shutdown.is_set()
+        future = asyncio.run_coroutine_threadsafe(coro, self.ctx.loop)
+        try:
+            return future.result(self.SHUTDOWN_TIMEOUT_S if shutting else self.ctx.budget_timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise LoopError(f"budget {self.scope}: no answer from its budget workflow"
+                            + (" (this worker is shutting down)" if shutting else "")) from None
+
+    def _scopes(self) -> list[tuple[str, int | None]]:
+        out: list[tuple[str, int | None]] = []
+        if self.global_scope is not None and self.global_cap is not None:
+            out.append((self.global_scope, self.global_cap))
+        out.append((self.scope, self.cap))
+        return out
+
+    async def _update(self, scope: str, day: str, name: str, arg: Any, cap: int | None) -> Any:
+        from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        wid = budget_workflow_id(scope, day)
+        try:
+            await self.ctx.client.start_workflow(
+                BUDGET_WORKFLOW, BudgetState(scope=scope, day=day, cap=cap), id=wid, task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        except WorkflowAlreadyStartedError:
+            return None  # the day's budget workflow has closed: nothing more may be reserved that day
+        return await self.ctx.client.get_workflow_handle(wid).execute_update(name, arg, result_type=int)
+
+    async def _query(self, scope: str, day: str) -> BudgetState | None:
+        from temporalio.service import RPCError
+
+        try:
+            return await self.ctx.client.get_workflow_handle(budget_workflow_id(scope, day)).query(
+                "status", result_type=BudgetState)
+        except RPCError:
+            return None
+
+    def status(self, now: datetime) -> BudgetStatus:
+        day = str(now.date())
+        best: BudgetStatus | None = None
+        for scope, cap in self._scopes():
+            st = self._call(self._query(scope, day))
+            if st is not None and cap is not None:
+                cap += sum(st.topups.values())
+            s = BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0)
+            if best is None or s.fraction > best.fraction:
+                best = s
+        assert best is not None
+        return best
+
+    def reserve(self, amount: int, now: datetime) -> Reservation | None:
+        day = str(now.date())
+        self._n += 1
+        rid = f"{self.tick_id}:{self.attempt}:{self._n}"
+        taken: list[tuple[str, str]] = []
+        for scope, cap in self._scopes():
+            granted = self._call(self._update(scope, day, "reserve", Reserve(id=rid, amount=amount, cap=cap), cap))
+            if not granted:
+                for s, r in taken:  # the smaller cap said no: give back what the other granted
+                    self._call(self._update(s, day, "settle", Settle(id=r, actual=0), None))
+                return None
+            amount = min(amount, granted)
+            taken.append((scope, rid))
+        self._open[self._n] = [(s, r) for s, r in taken]
+        self._day = day
+        return Reservation(self._n, amount)
+
+    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
+        for scope, rid in self._open.pop(reservation.id, []):
+            self._call(self._update(scope, self._day, "settle", Settle(id=rid, actual=actual), None))
+
+    def settle_previous_attempts(self, now: datetime) -> int:
+        """Charge in full what earlier attempts of this tick left reserved (their agent may have spent it)."""
+        day = str(now.date())
+        charged = 0
+        for scope, _cap in self._scopes():
+            charged += self._call(self._update(scope, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
+                                               None)) or 0
+        return charged
+
+
+# ---------------------------------------------------------------------------- the journal, heartbeated
+
+
+class HeartbeatJournal:
+    """The store journal, plus every completed agent call (and worktree patch) sent as heartbeat details.
+
+    Heartbeat details are kept in Temporal's history, so they are redacted like everything the store
+    writes; a worktree patch that may hold a secret is not sent at all (it cannot be redacted and still
+    apply) — that attempt's implementer and verifier then run again on a retry elsewhere.
+    """
+
+    def __init__(self, inner: Any, replay: dict[str, Any], patches: dict[str, Any],
+                 secrets: tuple[str, ...] = ()) -> None:
+        self.inner, self.replay, self.patches = inner, dict(replay), dict(patches)
+        self.secrets = secrets
+        self.workspaces: dict[str, dict[str, Any]] = {}
+        self.withheld: set[str] = set()  # attempts whose worktree patch was not sent
+        self.escalation_id: str | None = None
+
+    def __getattr__(self, name: str) -> Any:  # anything else the engine may ask of its journal
+        return getattr(self.inner, name)
+
+    def details(self) -> dict[str, Any]:
+        return {"replay": dict(self.replay), "patches": dict(self.patches)}
+
+    def beat(self) -> None:
+        """Heartbeats are sent by the ``Ticker``; this makes a new record go out at once."""
+        _heartbeat(self.details())
+
+    def begin(self, **kw: Any) -> None:
+        try:
+            self.inner.begin(**kw)
+        except Exception as e:  # a retry on the same worker: the tick is already in its journal
+            if "UNIQUE" not in str(e):
+                raise
+            self.inner.store.set_tick_status(kw["tick_id"], "running")
+
+    def record(self, tick_id: str, phase: str, data: Mapping[str, Any], at: datetime) -> None:
+        self.inner.record(tick_id, phase, data, at)
+        if phase == "workspace":
+            self.workspaces[str(data.get("attempt"))] = dict(data)
+            self.replay[f"workspace:{data.get('attempt')}"] = dict(data)  # a retry attaches it (act.py)
+        elif phase.startswith("agent:") and data.get("status") == "ok":
+            from ..core.redact import redact
+            from ..core.secrets import redact_tree
+
+            key = phase.removeprefix("agent:")
+            role, _, n = key.partition(":")
+            if n and n in self.withheld:
+                return  # this attempt cannot be resumed elsewhere: its later calls are not replayed either
+            if role == "implementer":
+                ws = self.workspaces.get(n)
+                if ws is not None:
+                    patch = worktree_patch(Path(str(ws["path"])))
+                    if redact(patch, extra_secrets=self.secrets) != patch:
+                        self.withheld.add(n)
+                        self.replay.pop(f"workspace:{n}", None)
+                        self.beat()
+                        return
+                    self.patches[n] = {"run_id": ws.get("run_id"), "patch": patch}
+            self.replay[key] = redact_tree(dict(data), self.secrets)
+            self.beat()
+        elif phase == "escalation":
+            self.escalation_id = None if data.get("id") is None else str(data.get("id"))
+
+    def finish(self, tick_id: str, **kw: Any) -> None:
+        self.inner.finish(tick_id, **kw)
+
+    def escalate(self, **kw: Any) -> str:
+        esc = self.inner.escalate(**kw)
+        self.escalation_id = esc
+        return esc
+
+    def event(self, *a: Any, **kw: Any) -> None:
+        self.inner.event(*a, **kw)
+
+
+def worktree_patch(path: Path) -> str:
+    """Everything an implementer changed in its worktree (new files too), as a binary patch.
+
+    Built with a private index, so the worktree's own index — which the engine reads — is untouched.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="loop-patch-") as d:
+        index = os.path.join(d, "index")
+        env = {"GIT_INDEX_FILE": index}
+        clones.git(path, "read-tree", "HEAD", env=env)
+        clones.git(path, "add", "-A", ".", env=env)
+        return clones.git(path, "diff", "--cached", "--binary", "HEAD", env=env) + "\n"
+
+
+def rebuild_worktrees(root: Path, pattern: str, patches: Mapping[str, Any]) -> list[str]:
+    """On another worker: recreate each implementer's worktree from its patch (same run id, same branch)."""
+    from ..adapters.git_workspace import GitWorkspace
+
+    ws = GitWorkspace(root)
+    rebuilt = []
+    for _n, p in sorted(patches.items()):
+        run_id = str(p.get("run_id"))
+        if ws.attach(run_id) is not None:
+            continue  # the same worker: the worktree is still there, as it was left
+        handle = ws.prepare(run_id, pattern)
+        text = str(p.get("patch") or "")
+        if text.strip():
+            proc = subprocess.run(["git", "apply", "--binary", "-"], cwd=handle.path, input=text, text=True,
+                                  capture_output=True, timeout=clones.GIT_TIMEOUT_S)
+            if proc.returncode != 0:
+                raise LoopError(f"cannot rebuild worktree {run_id}: {proc.stderr.strip()[:200]}")
+        rebuilt.append(run_id)
+    return rebuilt
+
+
+# ---------------------------------------------------------------------------- run_tick
+
+
+class Ticker:
+    """Heartbeats every half second from its own thread, for the whole activity (git, tests, agents).
+
+    It also turns a cancellation (the kill switch, or the server giving up on this attempt) into
+    the engine's stop check, so the engine halts between two steps and records it — instead of
+    the SDK raising ``CancelledError`` at an arbitrary line (that is held back by
+    ``activity.shield_thread_cancel_exception``).
+    """
+
+    def __init__(self, details: Any) -> None:
+        import contextvars
+
+        self.details = details  # a callable returning the current details
+        self.stopped = threading.Event()
+        self.shutdown = threading.Event()  # the worker is stopping: the tick must be retried elsewhere
+        self._done = threading.Event()
+        self._ctx = contextvars.copy_context()  # the activity's context: heartbeat() works from this thread
+        self._thread = threading.Thread(target=lambda: self._ctx.run(self._loop), daemon=True,
+                                        name="loop-heartbeat")
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            _heartbeat(self.details())
+            try:
+                if activity.is_worker_shutdown():
+                    self.shutdown.set()  # not a kill: stop between two steps, then fail so another worker retries
+                    self.stopped.set()
+                if activity.is_cancelled():
+                    self.stopped.set()
+            except RuntimeError:
+                pass
+            self._done.wait(HEARTBEAT_EVERY_S)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+
+def _heartbeat(details: Any) -> None:
+    try:
+        activity.heartbeat(details)
+    except RuntimeError:  # not in an activity (a unit test drives the code directly)
+        pass
+
+
+@activity.defn(name="run_tick")
+def run_tick(inp: RunTickInput) -> RunTickOutput:
+    from temporalio.exceptions import CancelledError
+
+    ctx = context()
+    info = activity.info()
+    prior: dict[str, Any] = {}
+    if info.heartbeat_details:
+        first = info.heartbeat_details[0]
+        prior = first if isinstance(first, dict) else {}
+    box: dict[str, Any] = {"details": prior, "journal": None, "out": None}
+
+    def details() -> Any:
+        j = box["journal"]
+        return j.details() if j is not None else box["details"]
+
+    t = inp.tick
+    with Ticker(details) as ticker:
+        try:
+            with activity.shield_thread_cancel_exception():
+                try:
+                    with clones.clone_lock(t.project_key):
+                        box["out"] = _run_tick(ctx, inp, info.attempt, prior, ticker.stopped, box, ticker.shutdown)
+                except (LoopError, OSError, subprocess.SubprocessError) as e:
+                    raise _fail(e) from None
+        except CancelledError:
+            if box["out"] is None or ticker.shutdown.is_set():
+                raise
+            # stopped by the kill switch and recorded as such: that record is the tick's result
+    if ticker.shutdown.is_set():
+        # a worker restart is not a kill switch: fail this attempt, and the retry (on another worker)
+        # replays the calls that completed here from the heartbeat details
+        raise ApplicationError("the worker is shutting down; the tick continues on another worker",
+                               type="WorkerShutdown")
+    return box["out"]
+
+
+def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mapping[str, Any],
+              stopped: threading.Event, box: dict[str, Any], shutdown: threading.Event | None = None
+              ) -> RunTickOutput:
+    from ..adapters.clock import SystemClock
+    from ..core.loop_engine import LoopEngine
+    from ..runner import LoopRunner, RunOptions
+    from ..runtime import load_project
+
+    t = inp.tick
+    root = clones.sync_clone(ctx.work_dir, t.repo_url, t.project_key, t.branch)
+    base_commit = clones.git(root, "rev-parse", "HEAD")
+    project = load_project(root)
+    plan = project.plan(t.pattern)  # a pattern removed from the registry: ConfigError, not retried
+    spine_names = _spine_names(project, plan)
+    base = {n: clones.read(root, n) for n in spine_names}
+    replay = dict(prior.get("replay") or {})
+    patches = dict(prior.get("patches") or {})
+    clock = SystemClock()
+    budget = BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
+                          ctx.task_queue,
+                          global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
+                          global_cap=project.config.global_daily_cap)
+    budget.shutdown = shutdown
+    if attempt > 1:
+        budget.settle_previous_attempts(clock.now())
+        rebuild_worktrees(root, t.pattern, patches)
+    def stop() -> str | None:
+        return "kill" if stopped.is_set() else None
+
+    opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id, replay=replay,
+                      extra_stop=stop, force=t.force, clock=clock)
+    runner = LoopRunner(project, plan, opts, owner=ctx.identity)
+    journal: HeartbeatJournal | None = None
+    try:
+        deps = runner._deps()
+        journal = HeartbeatJournal(deps.journal, replay, patches, tuple(deps.secrets))
+        box["journal"] = journal
+        deps = replace(deps, budget=budget, journal=journal, tick_id=inp.tick_id,
+                       agent_timeout_s=min(deps.agent_timeout_s, t.agent_timeout_s))
+        result = asyncio.run(LoopEngine(plan, deps=deps).tick(level=runner.opts.level or plan.level))
+    finally:
+        runner.store.close()
+    out = result.as_json()
+    branches = []
+    if result.branch and result.outcome in ("fix-proposed",):
+        clones.push_branch(root, result.branch)
+        branches.append(result.branch)
+    escalation = None
+    if result.outcome == "escalated" and journal is not None and journal.escalation_id is not None:
+        local = journal.escalation_id
+        item, reason, title = _escalation_facts(root, local)
+        escalation = EscalationInfo(escalation_id=local, local_id=local, pattern=t.pattern, item=item,
+                                    title=title, reason=reason, worker_queue=ctx.worker_queue)
+    spine = [SpineFile(n, base[n], clones.read(root, n)) for n in spine_names]
+    return RunTickOutput(result=out, base_commit=base_commit, spine=spine, escalation=escalation,
+                         worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches,
+                         worker_queue=ctx.worker_queue)
+
+
+def _spine_names(project: Any, plan: Any) -> list[str]:
+    """The files a tick writes in the main checkout and the ecosystem commits: state files, run log, ledger."""
+    from ..core.control_files import SPINE_FILES
+
+    states = {p.state for p in project.registry.patterns} | {plan.state_file, "STATE.md"}
+    return sorted({*states, *SPINE_FILES})
+
+
+def _escalation_facts(root: Path, local_id: str) -> tuple[str, str, str]:
+    from ..adapters.sqlite_store import RunStore
+
+    store = RunStore.open(root)
+    try:
+        e = store.get_escalation(local_id)
+    finally:
+        store.close()
+    if e is None:
+        return "", "", ""
+    return str(e.item_id), str((e.context or {}).get("reason") or ""), str(e.title)
+
+
+# ---------------------------------------------------------------------------- push_spine
+
+
+def _beat() -> None:
+    try:
+        activity.heartbeat()
+    except RuntimeError:
+        pass
+
+
+@activity.defn(name="push_spine")
+def push_spine(inp: PushInput) -> PushOutput:
+    ctx = context()
+    marker = f"Loop-Run: {inp.pattern} {inp.run_id}"
+    try:
+        with Ticker(lambda: None), clones.clone_lock(inp.project_key):
+            commit, attempts, already, merged = clones.push_files(
+                ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker,
+                beat=_beat)
+    except (LoopError, OSError, subprocess.SubprocessError) as e:
+        raise _fail(e) from None
+    return PushOutput(commit=commit, attempts=attempts, already=already, merged=merged)
+
+
+# ---------------------------------------------------------------------------- decide_escalation
+
+
+@activity.defn(name="decide_escalation")
+def decide_escalation(inp: DecideInput) -> dict[str, Any]:
+    """Apply a human's decision in the clone that holds the change, then publish it."""
+    ctx = context()
+    try:
+        with Ticker(lambda: None), clones.clone_lock(inp.project_key):
+            return _decide(ctx, inp)
+    except (LoopError, OSError, subprocess.SubprocessError) as e:
+        raise _fail(e) from None
+
+
+def _decide(ctx: WorkerContext, inp: DecideInput) -> dict[str, Any]:
+    from ..actions import approve, reject
+    from ..runtime import load_project
+
+    root = clones.sync_clone(ctx.work_dir, inp.repo_url, inp.project_key, inp.branch)
+    project = load_project(root)
+    before = {n: clones.read(root, n) for n in _decision_files(project)}
+    if inp.decision == "approved":
+        result = approve(project, inp.local_id, merge=inp.merge, by=inp.by)
+    else:
+        result = reject(project, inp.local_id, reason=inp.reason or inp.decision, by=inp.by,
+                        keep_branch=inp.keep_branch)
+    branch = result.get("branch") or (result.get("removed") or {}).get("branchKept")
+    if branch:
+        clones.push_branch(root, str(branch))
+        result["pushedBranch"] = branch
+    if result.get("merge"):
+        result["pushed"] = clones.push_head(root, inp.branch)
+    after = [SpineFile(n, before[n], clones.read(root, n)) for n in before]
+    if any(f.ours != f.base for f in after):
+        commit, _n, _already, _merged = clones.push_files(
+            ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, after,
+            f"loop: escalation {inp.local_id} {inp.decision}", f"Loop-Decision: {inp.project_key} {inp.local_id}")
+        result["spineCommit"] = commit
+    result["decision"] = inp.decision
+    return result
+
+
+def _decision_files(project: Any) -> list[str]:
+    from ..core.control_files import SPINE_FILES
+
+    return sorted({p.state for p in project.registry.patterns} | {"STATE.md", *SPINE_FILES})
+
+
+ACTIVITIES = [run_tick, push_spine, decide_escalation]
