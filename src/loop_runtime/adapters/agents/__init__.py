@@ -36,7 +36,7 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     ``model``, ``binary``, ``env`` (credential source, default ``os.environ``),
     ``codex_home`` (codex), ``base_url`` (the upstream API; the CLI's own variable wins),
     ``api_key``, ``max_retries``, ``transport`` (openai), ``api_key_env``, ``sandboxed`` (grok),
-    ``sandbox`` (a ``ports.Sandbox``: claude runs inside it; openai runs its ``run_command`` there;
+    ``sandbox`` (a ``ports.Sandbox``: claude, gemini, opencode and grok run inside it; openai runs its ``run_command`` there;
     codex keeps its own sandbox, which its ``-s`` flags configure).
     """
     model = config.get("model")
@@ -57,7 +57,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     if name in CLI_BACKENDS:
         extra = {"sandboxed": bool(config.get("sandboxed"))} if name == "grok" else {}
         return CLI_BACKENDS[name](binary=config.get("binary"), model=model, env=env,  # type: ignore[call-arg]
-                                  base_url=config.get("base_url"), api_key_env=config.get("api_key_env"), **extra)
+                                  base_url=config.get("base_url"), api_key_env=config.get("api_key_env"),
+                                  sandbox=sandbox, **extra)
     if name == "openai":
         source = os.environ if env is None else env
         if not model:

@@ -51,6 +51,7 @@ from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from ..metering_proxy import MeteringProxy
 from .metered import close_log, finish, run_metered
+from .boxed import BoxedCommand, agent_scope
 from .process import (
     ProcessOutcome,
     UsageMeter,
@@ -357,16 +358,11 @@ class ClaudeCliBackend:
         ``endpoint`` is the URL the CLI is given — the metering proxy's, on loopback — so the
         agent's network allowlist is the proxy alone (plus a cloud provider it was switched to).
         """
-        from ..sandbox import endpoint_host
-
-        hosts, loopback = endpoint_host(endpoint or self.upstream, "api.anthropic.com")
-        names = tuple(h.rsplit(":", 1)[0].strip("[]") for h in hosts)
+        extra: tuple[str, ...] = ()
         if self.upstream == DEFAULT_BASE_URL:
-            hosts += ("console.anthropic.com",)  # OAuth token refresh of a logged-in CLI
-        hosts += tuple(host for switch, host in PROVIDER_HOSTS.items() if self.credentials.get(switch))
-        return SandboxScope(cwd=request.cwd, writable=request.permission is Permission.EDIT_WORKTREE,
-                            purpose="agent", hosts=hosts, level=request.level,
-                            proxy_hosts=tuple(dict.fromkeys((*names, "localhost"))) if loopback else ())
+            extra += ("console.anthropic.com",)  # OAuth token refresh of a logged-in CLI
+        extra += tuple(host for switch, host in PROVIDER_HOSTS.items() if self.credentials.get(switch))
+        return agent_scope(request, endpoint or self.upstream, "api.anthropic.com", extra_hosts=extra)
 
     def argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
         """The exact command line for ``request`` (prompt last, after ``--``).
@@ -400,26 +396,12 @@ class ClaudeCliBackend:
         state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
         mcp_config = write_mcp_config(request, private=self.sandboxed)
         own_folder = self.sandboxed or not request.transcript_dir
-        box: dict[str, Any] = {"boxed": None, "denials": ()}
+        box = BoxedCommand(self.sandbox, on_event)
 
         def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
-            argv = self.argv(request, str(mcp_config))
-            child = {**env, "ANTHROPIC_BASE_URL": proxy.base_url}
-            if self.sandbox is None:
-                return argv, child
             # Under the sandbox the agent's network allowlist is the metering proxy alone.
-            box["boxed"] = self.sandbox.prepare(self.scope(request, proxy.base_url))
-            return box["boxed"].wrap(argv, child)
-
-        def before_close(transcript: Any) -> None:
-            boxed = box["boxed"]
-            if boxed is None:
-                return
-            box["denials"] = boxed.denials()
-            boxed.close()
-            for line in box["denials"]:
-                transcript.write_json({"type": "loop_runtime.sandbox_denied", "detail": line})
-                emit(on_event, "agent.warning", {"message": f"sandbox denied: {line}"})
+            return box.wrap(self.scope(request, proxy.base_url), self.argv(request, str(mcp_config)),
+                            {**env, "ANTHROPIC_BASE_URL": proxy.base_url})
 
         def cleanup() -> None:
             mcp_config.unlink(missing_ok=True)  # it may hold the servers' env (tokens): not left on disk
@@ -427,7 +409,7 @@ class ClaudeCliBackend:
                 shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
 
         run = await run_metered(request, self.upstream, secrets=secrets, command=command, handle=state.handle,
-                                stop=stop, on_event=on_event, cleanup=cleanup, before_close=before_close)
+                                stop=stop, on_event=on_event, cleanup=cleanup, before_close=box.collect)
         try:
             if run.outcome.halted == AUTH_FAILED and state.result is None:
                 raise BackendError(REJECTED_HINT)
@@ -436,7 +418,7 @@ class ClaudeCliBackend:
             close_log(run.proxy)
             raise
         cli_usage = result_usage(state.result) if state.result is not None else None
-        result = replace(result, sandbox_denials=box["denials"])
+        result = replace(result, sandbox_denials=box.denials)
         return finish(result, run, cli_usage, on_event=on_event, backend="claude")
 
     def _result(self, request: AgentRequest, state: _Run, outcome: ProcessOutcome,

@@ -17,8 +17,11 @@ Checked with the real CLI against a local Chat Completions stand-in
   EDIT_WORKTREE: checked with the real CLI, ``create_file`` wrote ``/tmp/…/outside.txt`` and
   ``../outside2.txt`` from a worktree cwd — so it is refused there too unless sandboxed.
   ``sandboxed`` is the user's word that the whole runtime runs in a disposable sandbox
-  (container, VM); loop-runtime's own ``sandbox = "srt"`` (``ports.Sandbox``) does not wrap
-  this backend yet;
+  (container, VM). Under loop-runtime's own active OS sandbox (``sandbox = "srt"``) it is
+  refused (``UNREACHABLE_IN_SANDBOX``): checked with the real CLI inside srt, its API client
+  (the ``openai`` package 5.x on Node 20) ignores ``HTTPS_PROXY`` — srt's proxy is the only
+  way out of the sandbox's network namespace — and fails with "Connection error"; it has no
+  proxy setting of its own. It is never run outside a sandbox the user asked for;
 - it creates ``<cwd>/.grok/settings.json``; when the worktree had no ``.grok`` before the run,
   the folder is removed after it, so the diff holds only the agent's edits. ``MORPH_API_KEY``
   (which adds a tool calling another, unmetered API) is never passed.
@@ -46,6 +49,9 @@ READ_ONLY_REFUSED = ("grok has no read-only mode (headless it approves every too
                      "refused for a read-only role (L0/L1, verifier) unless the agent runs sandboxed")
 UNCONFINED_REFUSED = ("grok cannot be confined to the worktree (its create_file and shell write anywhere): "
                       "refused unless the agent runs sandboxed ([backends.grok] sandboxed = true)")
+UNREACHABLE_IN_SANDBOX = ("grok cannot run inside the OS sandbox: its API client ignores HTTPS_PROXY, the only "
+                          "way out of srt to the metering proxy; use sandbox = \"none\" with [backends.grok] "
+                          "sandboxed = true in a container, or the openai backend")
 ERROR_PREFIX = "Sorry, I encountered an error"
 EDIT_TOOLS = {"create_file": "path", "str_replace_editor": "path"}
 
@@ -97,6 +103,7 @@ class GrokCliBackend(JsonLinesCliBackend):
     default_base_url = "https://api.x.ai/v1"
     default_model = "grok-code-fast-1"
     drop_vars = ("MORPH_API_KEY", "GROK_BASE_URL", "GROK_API_KEY", "GROK_MODEL")
+    unreachable_in_sandbox = UNREACHABLE_IN_SANDBOX
 
     def __init__(self, *, sandboxed: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
@@ -104,7 +111,7 @@ class GrokCliBackend(JsonLinesCliBackend):
         self._had_grok_dir: bool | None = None
 
     def check(self, request: AgentRequest) -> None:
-        if self.sandboxed:
+        if self.sandboxed:  # the user's word: the whole runtime runs in a disposable sandbox (container, VM)
             return
         raise AgentNotStarted(UNCONFINED_REFUSED if request.permission is Permission.EDIT_WORKTREE
                               else READ_ONLY_REFUSED)
@@ -130,4 +137,4 @@ class GrokCliBackend(JsonLinesCliBackend):
         return super().failure(state, outcome, proxy)
 
 
-__all__ = ["READ_ONLY_REFUSED", "UNCONFINED_REFUSED", "GrokCliBackend"]
+__all__ = ["READ_ONLY_REFUSED", "UNCONFINED_REFUSED", "UNREACHABLE_IN_SANDBOX", "GrokCliBackend"]

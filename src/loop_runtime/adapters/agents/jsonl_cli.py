@@ -20,13 +20,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import AgentNotStarted
-from ...ports import AgentRequest, AgentResult, EventSink, StopCheck, Usage
+from ...ports import AgentRequest, AgentResult, EventSink, Sandbox, StopCheck, Usage
 from ..metering_proxy import MeteringProxy
+from .boxed import BoxedCommand, agent_scope
 from .metered import finish, run_metered
 from .process import ProcessOutcome, child_env, emit, fail_closed, last_line
 
@@ -67,10 +68,12 @@ class JsonLinesCliBackend:
     base_url_var = ""
     default_base_url = ""
     drop_vars: tuple[str, ...] = ()  # variables never passed to the child (other metered-elsewhere APIs)
+    sandboxed_env: ClassVar[Mapping[str, str]] = {}  # defaults inside the OS sandbox: no calls its allowlist would refuse
+    unreachable_in_sandbox = ""  # why the CLI cannot reach the metering proxy from inside srt ("" = it can)
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
                  env: Mapping[str, str] | None = None, base_url: str | None = None,
-                 api_key_env: str | None = None) -> None:
+                 api_key_env: str | None = None, sandbox: Sandbox | None = None) -> None:
         found = shutil.which(binary or self.binary_name)
         if found is None:
             where = f" at {binary!r}" if binary else ""
@@ -82,6 +85,12 @@ class JsonLinesCliBackend:
         self.api_key = next((source[k] for k in names if source.get(k)), None)
         self.key_var = next((k for k in names if source.get(k)), names[0] if names else "")
         self.upstream = source.get(self.base_url_var) or base_url or self.default_base_url
+        self.sandbox = sandbox
+
+    @property
+    def in_sandbox(self) -> bool:
+        """The CLI runs inside an active OS sandbox (``ports.Sandbox``)."""
+        return self.sandbox is not None and self.sandbox.active
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -101,6 +110,9 @@ class JsonLinesCliBackend:
 
     async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
                   on_event: EventSink | None = None) -> AgentResult:
+        if self.in_sandbox and self.unreachable_in_sandbox:
+            # Never run it outside the sandbox the user asked for: refuse, saying why.
+            raise AgentNotStarted(self.unreachable_in_sandbox)
         self.check(request)
         if not self.api_key:
             raise AgentNotStarted(f"{self.name} CLI has no API key: set {' or '.join(self.key_vars)}")
@@ -108,6 +120,7 @@ class JsonLinesCliBackend:
             raise AgentNotStarted(f"agent working directory not found: {request.cwd}")
         state = self.new_state(request, on_event)
         private = Path(tempfile.mkdtemp(prefix=f"loop-{self.name}-"))  # 0700
+        box = BoxedCommand(self.sandbox, on_event)
 
         def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
             prepared = self.prepare(request, proxy, private)
@@ -115,16 +128,20 @@ class JsonLinesCliBackend:
             (private / "home").mkdir(exist_ok=True)
             emit(on_event, "agent.start", {"backend": self.name, "role": request.role,
                                            "model": request.model or self.model, "session": None})
-            return prepared.argv, {**base, "HOME": str(private / "home"), **prepared.env}
+            # Inside the sandbox: the proxy is its only network destination; its private HOME stays writable.
+            scope = agent_scope(request, proxy.base_url, "", writable=(str(private),))
+            extra = self.sandboxed_env if self.in_sandbox else {}
+            return box.wrap(scope, prepared.argv, {**extra, **base, "HOME": str(private / "home"), **prepared.env})
 
         try:
             run = await run_metered(request, self.upstream, secrets=[self.api_key], command=command,
-                                    handle=state.handle, stop=stop, on_event=on_event)
+                                    handle=state.handle, stop=stop, on_event=on_event, before_close=box.collect)
         finally:
             self.after(request, private)
             shutil.rmtree(private, ignore_errors=True)
         result = self.outcome(request, state, run.outcome, run.proxy,
                               last_line(run.outcome.stderr_tail, run.secrets))
+        result = replace(result, sandbox_denials=box.denials)
         return finish(result, run, state.reported, on_event=on_event, backend=self.name)
 
     def outcome(self, request: AgentRequest, state: CliState, outcome: ProcessOutcome, proxy: MeteringProxy,

@@ -105,6 +105,11 @@ class OpenCodeCliBackend(JsonLinesCliBackend):
     base_url_var = "OPENAI_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
     default_model = "gpt-5"
+    # At start it installs @opencode-ai/plugin into its config folder from registry.npmjs.org, in the
+    # background (a failure is only its warning), and fetches its default plugins: inside the sandbox each
+    # would be a refused connection, a reported violation. npm's own offline switch stops the install
+    # before any request. (Bun honours srt's HTTP(S)_PROXY: the metering proxy itself is reachable.)
+    sandboxed_env = {"OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "npm_config_offline": "true"}
 
     def prepare(self, request: AgentRequest, proxy: MeteringProxy, private: Path) -> Prepared:
         model = request.model or self.model or self.default_model
