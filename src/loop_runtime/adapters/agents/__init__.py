@@ -36,7 +36,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
     ``model``, ``binary``, ``env`` (credential source, default ``os.environ``),
     ``codex_home`` (codex), ``base_url`` (the upstream API; the CLI's own variable wins),
     ``api_key``, ``max_retries``, ``transport`` (openai), ``api_key_env``, ``sandboxed`` (grok),
-    ``sandbox`` (a ``ports.Sandbox``: claude, gemini, opencode and grok run inside it; openai runs its ``run_command`` there;
+    ``sandbox`` (a ``ports.Sandbox``: claude, gemini and opencode run inside it — grok is refused under
+    an active one, it cannot reach the metering proxy from there; openai runs its ``run_command`` there;
     codex keeps its own sandbox, which its ``-s`` flags configure).
     """
     model = config.get("model")

@@ -68,7 +68,7 @@ class JsonLinesCliBackend:
     base_url_var = ""
     default_base_url = ""
     drop_vars: tuple[str, ...] = ()  # variables never passed to the child (other metered-elsewhere APIs)
-    sandboxed_env: ClassVar[Mapping[str, str]] = {}  # defaults inside the OS sandbox: no calls its allowlist would refuse
+    sandboxed_env: ClassVar[Mapping[str, str]] = {}  # defaults inside the OS sandbox: no call it would refuse
     unreachable_in_sandbox = ""  # why the CLI cannot reach the metering proxy from inside srt ("" = it can)
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
