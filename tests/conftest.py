@@ -19,6 +19,14 @@ settings.load_profile("loop-runtime")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The suite is hermetic: a CI runner's own GitHub, Temporal or model-endpoint settings (GitHub Actions
+# sets GITHUB_REPOSITORY and often GITHUB_TOKEN) would switch connectors on in every tick a test runs.
+# Tests that want one set it themselves.
+for _name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_HOST", "GH_ENTERPRISE_TOKEN",
+              "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL",
+              "GOOGLE_GEMINI_BASE_URL", "GROK_BASE_URL", "LOOP_PROJECT_ROOT"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture
 def fixtures() -> Path:

@@ -49,6 +49,16 @@ def test_the_clis_own_variable_wins_over_the_configured_base_url() -> None:
     assert b.upstream == "https://api.anthropic.com"  # type: ignore[attr-defined]
 
 
+def test_openai_base_url_follows_the_same_order_env_then_config_then_official() -> None:
+    env = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://127.0.0.1:2/v1"}
+    b = make_backend("openai", model="m", env=env, base_url="https://configured.example/v1")
+    assert b.base_url == "http://127.0.0.1:2/v1"  # type: ignore[attr-defined]
+    b = make_backend("openai", model="m", env={"OPENAI_API_KEY": "k"}, base_url="https://configured.example/v1")
+    assert b.base_url == "https://configured.example/v1"  # type: ignore[attr-defined]
+    b = make_backend("openai", model="m", env={"OPENAI_API_KEY": "k"})
+    assert b.base_url.startswith("https://api.openai.com")  # type: ignore[attr-defined]
+
+
 def test_codex_provider_overrides_point_every_provider_kind_at_the_proxy(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from loop_runtime.adapters.agents.codex_cli import METERED_PROVIDER, provider_overrides
 

@@ -103,14 +103,9 @@ def redact_url(url: str) -> str:
 
 def parse_fleet(text: str, *, file: str = FILE_NAME) -> Fleet:
     """Validate a fleet file's text; every problem is one ``ConfigError`` line."""
-    import tomllib
+    from .project_config import load_toml
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
+    data = load_toml(text, file)
     _unknown(data, _TOP_KEYS, "", file)
     cap = _cap(data.get("portfolio_daily_cap"), "portfolio_daily_cap", file)
     usd = _usd(data.get("portfolio_daily_usd"), file)

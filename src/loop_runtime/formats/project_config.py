@@ -181,16 +181,22 @@ class ProjectConfig:
         return self.patterns.get(pattern_id, PatternConfig())
 
 
-def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
-    """Validate ``loop-runtime.toml`` text; every problem is one ``ConfigError`` line."""
+def load_toml(text: str, file: str) -> dict[str, Any]:
+    """TOML text to a table; a syntax error is one ``ConfigError`` line naming ``file`` (shared by every
+    TOML file loop-runtime reads: ``loop-runtime.toml``, ``loop-fleet.toml``)."""
     import tomllib  # here: a project without the file (and `list`) need not import it
 
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "toml", None, message=f"TOML syntax error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(file, "toml", None, message="TOML syntax error: nesting too deep") from None
+
+
+def parse_project_config(text: str, *, file: str = FILE_NAME) -> ProjectConfig:
+    """Validate ``loop-runtime.toml`` text; every problem is one ``ConfigError`` line."""
+    data = load_toml(text, file)
     values = _check_table(data, _TOP, "", file, extra=("patterns", "mcp", "backends", "github", "temporal"))
     patterns_raw = data.get("patterns", {})
     if not isinstance(patterns_raw, dict):

@@ -65,7 +65,8 @@ def make_backend(name: str, **config: Any) -> AgentBackend:
         if not model:
             raise ConfigError("", "model", None, message="the openai backend needs a model: pass --model "
                               "or set model in loop-runtime.toml")
-        base_url = config.get("base_url") or source.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+        # as for every backend: the variable the client itself reads wins, then loop-runtime.toml
+        base_url = source.get("OPENAI_BASE_URL") or config.get("base_url") or DEFAULT_OPENAI_BASE_URL
         api_key = (config.get("api_key") or (source.get(key_env) if key_env else None)
                    or source.get("LOOP_RUNTIME_OPENAI_API_KEY")
                    or source.get("OPENAI_API_KEY"))
