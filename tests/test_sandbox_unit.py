@@ -391,3 +391,53 @@ def test_only_a_runtime_made_cgroup_is_ever_swept(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "cgroup.procs").write_text(f"{os.getpid()}\n")
     assert kill_cgroup(str(folder)) is False  # and we are still here
+
+
+# --------------------------------------------------------------------------- agent CLIs' scope (issue 14)
+
+
+@pytest.mark.parametrize(("endpoint", "hosts", "proxy_hosts"), [
+    ("http://127.0.0.1:4100", ("127.0.0.1:4100",), ("127.0.0.1", "localhost")),
+    ("http://localhost:4100/v1", ("127.0.0.1:4100", "localhost:4100"), ("127.0.0.1", "localhost")),
+    ("https://api.example.com/v1", ("api.example.com",), ()),
+])
+def test_an_agent_cli_scope_allows_its_endpoint_its_private_folder_and_writes_only_at_edit_worktree(
+        endpoint: str, hosts: tuple[str, ...], proxy_hosts: tuple[str, ...]) -> None:
+    from loop_runtime.adapters.agents.boxed import agent_scope
+    from loop_runtime.ports import AgentRequest, Permission
+
+    for permission, writable in ((Permission.READ_ONLY, False), (Permission.EDIT_WORKTREE, True)):
+        req = AgentRequest(role="implementer", prompt="p", cwd="/w", permission=permission, level="L2",
+                           token_limit=1000)
+        scope = agent_scope(req, endpoint, "default.example", writable=("/tmp/loop-gemini-x",))
+        assert (scope.cwd, scope.writable, scope.purpose, scope.level) == ("/w", writable, "agent", "L2")
+        assert scope.hosts == hosts and scope.proxy_hosts == proxy_hosts
+        assert scope.extra_writable == ("/tmp/loop-gemini-x",)
+
+
+def test_grok_is_refused_under_an_active_sandbox_before_anything_starts(tmp_path: Path) -> None:
+    """Its API client ignores HTTPS_PROXY (the only way out of srt): refused with one line, even with
+    ``sandboxed = true``; the sandbox is never prepared, so it can never run outside it."""
+    from loop_runtime.adapters.agents.grok_cli import UNREACHABLE_IN_SANDBOX, GrokCliBackend
+    from loop_runtime.errors import AgentNotStarted
+    from loop_runtime.ports import AgentRequest, Permission
+
+    class Active:
+        name, active, reason = "srt", True, "srt"
+        prepared = 0
+
+        def prepare(self, scope: SandboxScope) -> None:
+            Active.prepared += 1
+
+    grok = tmp_path / "grok"
+    grok.write_text("#!/bin/sh\nexit 0\n")
+    grok.chmod(0o755)
+    for sandboxed in (False, True):
+        backend = GrokCliBackend(binary=str(grok), env={"GROK_API_KEY": "k"}, sandboxed=sandboxed,
+                                 sandbox=Active())  # type: ignore[arg-type]
+        req = AgentRequest(role="implementer", prompt="p", cwd=str(tmp_path), permission=Permission.EDIT_WORKTREE,
+                           token_limit=1000)
+        with pytest.raises(AgentNotStarted) as err:
+            asyncio.run(backend.run(req))
+        assert str(err.value) == UNREACHABLE_IN_SANDBOX and "\n" not in UNREACHABLE_IN_SANDBOX
+    assert Active.prepared == 0
