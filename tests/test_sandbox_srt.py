@@ -298,8 +298,17 @@ def test_a_fork_bomb_stops_at_the_process_limit(srt: str, project: dict[str, Pat
         assert (made is not None) == cgroup
         argv, child = boxed.wrap(["/bin/bash", "-c", "f(){ f | f & }; f; sleep 60; echo never"],
                                  {"PATH": os.environ["PATH"]})
-        proc = subprocess.run(argv, cwd=project["wt"], env=child, capture_output=True, text=True, timeout=240,
-                              stdin=subprocess.DEVNULL)
+        # The watchdog variant tests the fallback; where the host has a pids cgroup anyway, the test puts
+        # the whole run in a roomy one (2,000) so that a watchdog regression fails this test instead of
+        # exhausting the shared machine's process table for every other job on it.
+        shield = None if cgroup else pids_cgroup.create(2000)
+        enter = None if shield is None else (lambda: (shield / "cgroup.procs").write_text(str(os.getpid())))
+        try:
+            proc = subprocess.run(argv, cwd=project["wt"], env=child, capture_output=True, text=True, timeout=240,
+                                  stdin=subprocess.DEVNULL, preexec_fn=enter)
+        finally:
+            if shield is not None:
+                pids_cgroup.remove(shield)
         denials = boxed.denials()
     finally:
         boxed.close()
