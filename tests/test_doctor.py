@@ -66,3 +66,24 @@ def test_temporal_when_configured_is_checked(tmp_path: Path) -> None:
     proc = doctor(repo, TEMPORAL_ADDRESS="127.0.0.1:9")
     doc = json.loads(proc.stdout)
     assert by_area(doc, "temporal")[0]["status"] == "human" and proc.returncode == 2
+
+
+def test_every_cli_backend_is_checked_for_its_binary_and_its_own_key(tmp_path: Path) -> None:
+    """gemini, opencode and grok too: the binary on PATH and the key variable the CLI reads (or
+    ``[backends.<name>] api_key_env``)."""
+    repo = project(tmp_path, {"loop-runtime.toml": 'backend = "gemini"\n[backends.grok]\napi_key_env = "MY_XAI"\n'})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gemini", "grok"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / name).chmod(0o755)
+    path = f"{bin_dir}:/usr/bin:/bin"
+    doc = json.loads(doctor(repo, PATH=path).stdout)
+    backends = {c["name"]: c for c in by_area(doc, "backend")}
+    assert backends["gemini"]["status"] == "human" and "GEMINI_API_KEY" in backends["gemini"]["fix"]
+    assert backends["opencode"]["detail"] == "not installed" and "opencode-ai" in backends["opencode"]["fix"]
+    assert "MY_XAI" in backends["grok"]["fix"]
+    doc = json.loads(doctor(repo, PATH=path, GEMINI_API_KEY="k", MY_XAI="x").stdout)
+    backends = {c["name"]: c for c in by_area(doc, "backend")}
+    assert backends["gemini"]["status"] == "ok" and "authenticated" in backends["gemini"]["detail"]
+    assert "authenticated" in backends["grok"]["detail"]

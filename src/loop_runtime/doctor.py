@@ -144,6 +144,12 @@ def _backends(project: Any, env: Mapping[str, str]) -> list[Check]:
         "openai": ("(HTTP API)", bool(env.get("OPENAI_API_KEY")) or bool(project.config.openai_base_url),
                    "set OPENAI_API_KEY (or openai_base_url for a local server)", ""),
     }
+    from .adapters.agents import CLI_BACKENDS
+
+    for name, cls in CLI_BACKENDS.items():  # gemini, opencode, grok: the backend's own binary and key names
+        keys = tuple(k for k in (project.config.for_backend(name).api_key_env, *cls.key_vars) if k)
+        facts[name] = (shutil.which(cls.binary_name, path=env.get("PATH")), any(env.get(k) for k in keys),
+                       f"set {' or '.join(keys)}", cls.install_hint)
     out = [Check("backend", "mock", OK if chosen == "mock" else INFO,
                  "the configured backend: no agent runs (set backend in loop-runtime.toml)" if chosen == "mock"
                  else "available for dry runs")]
