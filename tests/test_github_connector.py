@@ -505,3 +505,21 @@ def test_pause_labels_engage_only_on_the_pause_or_the_patterns_label(labels: lis
                                 pause_label=pause or "loop-pause-all")
     wanted = {" ".join((pause or "loop-pause-all").split()).casefold(), "loop-pause-all", "loop-pause-ci-sweeper"}
     assert state.engaged == any(" ".join(lb.split()).casefold() in wanted for lb, _ in labels)
+
+
+def test_the_remembered_remote_url_follows_a_changed_git_config(tmp_path: Path) -> None:
+    """Every tick asks for the origin URL; it is remembered only while .git/config is the same file."""
+    import subprocess as sp
+
+    from loop_runtime.adapters.github.config import remote_url
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    sp.run(["git", "init", "-q"], cwd=repo, check=True)
+    assert remote_url(repo, "origin") is None
+    sp.run(["git", "remote", "add", "origin", "https://github.com/acme/one.git"], cwd=repo, check=True)
+    assert remote_url(repo, "origin") == "https://github.com/acme/one.git"
+    sp.run(["git", "remote", "set-url", "origin", "https://github.com/acme/two.git"], cwd=repo, check=True)
+    assert remote_url(repo, "origin") == "https://github.com/acme/two.git"
+    sp.run(["git", "remote", "remove", "origin"], cwd=repo, check=True)
+    assert remote_url(repo, "origin") is None

@@ -29,6 +29,16 @@ def _run(args: Sequence[str] | str, root: Path, env: Mapping[str, str] | None, s
     return out if proc.returncode == 0 else f"(exit {proc.returncode})\n{out}{proc.stderr[-2000:]}"
 
 
+def _head_and_log(root: Path, env: Mapping[str, str] | None) -> tuple[str, str]:
+    """``git rev-parse HEAD`` and ``git log -10 --format='%h %s'`` as they print, from one git call (every
+    tick observes; a subprocess is most of a report tick's cost). Without commits, each is asked as is."""
+    both = _run(["git", "log", "-10", "--format=%H %h %s"], root, env)
+    if not both or both.startswith("("):  # an error text: let each command say its own
+        return _run(["git", "rev-parse", "HEAD"], root, env), _run(["git", "log", "-10", "--format=%h %s"], root, env)
+    lines = both.splitlines()
+    return lines[0].split(" ", 1)[0] + "\n", "".join(line.split(" ", 1)[1] + "\n" for line in lines)
+
+
 def observe(root: Path, *, state_file: str, commands: Sequence[str] = (), env: Mapping[str, str] | None = None,
             secrets: Sequence[str] = ()) -> str:
     from ..core.redact import redact
@@ -36,8 +46,9 @@ def observe(root: Path, *, state_file: str, commands: Sequence[str] = (), env: M
     root = Path(root)
     parts: list[str] = []
     if (root / ".git").exists():
-        parts.append("## git HEAD\n" + _run(["git", "rev-parse", "HEAD"], root, env))
-        parts.append("## git log\n" + _run(["git", "log", "-10", "--format=%h %s"], root, env))
+        head, log = _head_and_log(root, env)
+        parts.append("## git HEAD\n" + head)
+        parts.append("## git log\n" + log)
         status = _run(["git", "status", "--porcelain", "--untracked-files=normal", "--", ".",
                        ":(exclude).loop-runtime", ":(exclude).loop-worktrees", f":(exclude){state_file}",
                        ":(exclude)loop-run-log.md", ":(exclude)loop-ledger.json", ":(exclude)docs/last-run.json"],

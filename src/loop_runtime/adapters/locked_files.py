@@ -212,9 +212,9 @@ def _canonical(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path.parent.resolve() / path.name
 
 
-def _record_paths(root: Path, path: Path) -> tuple[Path, Path]:
+def _record_path(root: Path, path: Path) -> Path:
     base = _record_base(root, _canonical(path))
-    return base.with_name(base.name + ".sha256"), base.with_name(base.name + ".last")
+    return base.with_name(base.name + ".rec")
 
 
 def _quick_replace(path: Path, data: bytes) -> None:
@@ -231,23 +231,40 @@ def _quick_replace(path: Path, data: bytes) -> None:
         raise
 
 
-def _read_record(record: Path) -> tuple[tuple[str, ...], int]:
-    """(acceptable digests, generation). The first digest is the runtime's last write; a second one
-    is the content being replaced while a write is in flight."""
+_COPY = b"copy\n"
+_HEADER_BYTES = 4096
+
+
+def _read_record(record: Path, *, with_copy: bool = False) -> tuple[tuple[str, ...], int, bytes | None]:
+    """(acceptable digests, generation, the runtime's last written content when asked and kept).
+
+    The first digest is the runtime's last write; an ``also`` one is the content being replaced while a
+    write is in flight. One file per watched path holds the header lines and, after a ``copy`` line, the
+    content itself: one replace per record instead of two."""
     try:
-        lines = record.read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError):
-        return (), 0
-    digests = tuple(x.split(" ", 1)[1] if x.startswith("also ") else x for x in lines
-                    if x and not x.startswith("gen "))
-    gen = next((x[4:] for x in lines if x.startswith("gen ")), "0")
-    return digests, int(gen) if gen.isdigit() else 0
+        with open(record, "rb") as fh:
+            raw = fh.read() if with_copy else fh.read(_HEADER_BYTES)
+    except OSError:
+        return (), 0, None
+    head, sep, data = raw.partition(b"\n" + _COPY)
+    if not sep and raw.startswith(_COPY):
+        head, data, sep = b"", raw[len(_COPY):], _COPY
+    digests: list[str] = []
+    gen = 0
+    for line in head.decode("ascii", "replace").split("\n"):
+        if line.startswith("gen "):
+            gen = int(line[4:]) if line[4:].isdigit() else 0
+        elif line.startswith("also "):
+            digests.append(line[5:])
+        elif line:
+            digests.append(line)
+    return tuple(digests), gen, (data if sep and with_copy else None)
 
 
-def _write_record(record: Path, digests: tuple[str, ...], gen: int) -> None:
+def _write_record(record: Path, digests: tuple[str, ...], gen: int, copy: bytes | None) -> None:
     record.parent.mkdir(parents=True, exist_ok=True)
-    body = "".join([digests[0] + "\n", *(f"also {d}\n" for d in digests[1:]), f"gen {gen}\n"])
-    _quick_replace(record, body.encode("utf-8"))
+    body = "".join([digests[0] + "\n", *(f"also {d}\n" for d in digests[1:]), f"gen {gen}\n"]).encode("ascii")
+    _quick_replace(record, body + (_COPY + copy if copy is not None else b""))
 
 
 def _digest(data: bytes | None) -> str:
@@ -263,24 +280,21 @@ def recording(root: Path, path: Path, data: bytes | None) -> Iterator[None]:
     record. Had the record followed the write, a read between the two would see new content with the
     old record and call a runtime write an agent's. While a write is in flight both the old and the
     new content are acceptable, and the generation lets a reader tell that the record moved under it
-    (``written_digests``)."""
-    record, copy = _record_paths(root, path)
-    prev, gen = _read_record(record)
+    (``written_digests``). The kept copy (for ``written_copy``) is the new content from the start."""
+    record = _record_path(root, path)
+    prev, gen, prev_copy = _read_record(record, with_copy=True)
     new = _digest(data)
-    _write_record(record, (new, *prev[:1]) if prev and prev[0] != new else (new,), gen + 1)
+    copy = data if data is not None and len(data) <= KEEP_COPY_BYTES else None
+    _write_record(record, (new, *prev[:1]) if prev and prev[0] != new else (new,), gen + 1, copy)
     try:
         yield
     except BaseException:
         if prev:  # the write did not happen (it is atomic): the record is as it was
-            _write_record(record, prev[:1], gen + 2)
+            _write_record(record, prev[:1], gen + 2, prev_copy)
         else:
             record.unlink(missing_ok=True)
         raise
-    if data is not None and len(data) <= KEEP_COPY_BYTES:
-        _quick_replace(copy, data)
-    else:
-        copy.unlink(missing_ok=True)
-    _write_record(record, (new,), gen + 2)
+    _write_record(record, (new,), gen + 2, copy)
 
 
 def record_written(root: Path, path: Path, data: bytes | None) -> None:
@@ -292,7 +306,7 @@ def record_written(root: Path, path: Path, data: bytes | None) -> None:
 
 def written_digest(root: Path, path: Path) -> str | None:
     """The digest the runtime last recorded for ``path`` (``DELETED`` after a runtime delete), or None."""
-    digests, _ = _read_record(_record_paths(root, path)[0])
+    digests = _read_record(_record_path(root, path))[0]
     return digests[0] if digests else None
 
 
@@ -301,11 +315,11 @@ def written_digests(root: Path, path: Path, read: Callable[[], Any]) -> tuple[An
 
     A seqlock: the record is read before and after; when its generation moved, a writer was at
     work and the read is repeated (a few times, then both records' digests are accepted)."""
-    record = _record_paths(root, path)[0]
+    record = _record_path(root, path)
     for _ in range(20):
-        first, gen1 = _read_record(record)
+        first, gen1, _ = _read_record(record)
         value = read()
-        second, gen2 = _read_record(record)
+        second, gen2, _ = _read_record(record)
         if gen1 == gen2 and first == second:
             return value, frozenset(first)
         time.sleep(0.002)
@@ -314,13 +328,8 @@ def written_digests(root: Path, path: Path, read: Callable[[], Any]) -> tuple[An
 
 def written_copy(root: Path, path: Path) -> bytes | None:
     """The runtime's last written content of ``path`` when it still matches the recorded digest."""
-    record, copy = _record_paths(root, path)
-    try:
-        data = copy.read_bytes()
-    except OSError:
-        return None
-    digests, _ = _read_record(record)
-    return data if digests and hashlib.sha256(data).hexdigest() == digests[0] else None
+    digests, _, data = _read_record(_record_path(root, path), with_copy=True)
+    return data if data is not None and digests and hashlib.sha256(data).hexdigest() == digests[0] else None
 
 
 def remove(root: Path, path: Path, *, timeout_s: float | None = None) -> bool:

@@ -14,6 +14,7 @@ redaction set so no file the runtime writes can hold them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -78,7 +79,33 @@ class Resolution:
     remote_secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
+_REMOTE_CACHE: dict[tuple[str, str], tuple[tuple[int, int, int] | None, str | None]] = {}
+
+
+def _config_signature(root: Path) -> tuple[int, int, int] | None:
+    """The identity of ``.git/config`` (inode, size, mtime): a remote's URL changes only with it. None for a
+    linked worktree or anything unusual (then git is asked every time)."""
+    try:
+        st = os.stat(Path(root) / ".git" / "config")
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def remote_url(root: Path, remote: str) -> str | None:
+    """The remote's URL; remembered while ``.git/config`` is unchanged, because every tick of a long-running
+    process asks (a ``git`` subprocess was a tenth of a report tick)."""
+    key, sig = (str(root), remote), _config_signature(root)
+    cached = _REMOTE_CACHE.get(key)
+    if sig is not None and cached is not None and cached[0] == sig:
+        return cached[1]
+    url = _ask_git_remote(root, remote)
+    if sig is not None:
+        _REMOTE_CACHE[key] = (sig, url)
+    return url
+
+
+def _ask_git_remote(root: Path, remote: str) -> str | None:
     try:
         proc = subprocess.run(["git", "remote", "get-url", "--", remote], cwd=root, capture_output=True, text=True,
                               timeout=GH_TIMEOUT_S, stdin=subprocess.DEVNULL, errors="replace")
