@@ -175,11 +175,7 @@ def bench_store(args: argparse.Namespace) -> None:
               f"({size0 / 1e6:.0f} MB, filled in {time.perf_counter() - t0:.0f} s)")
         project = load_project(root)
         store = RunStore.open(root)
-        times = []
-        for _ in range(args.samples):
-            t = time.perf_counter()
-            project_status(project, datetime.now(UTC), store)
-            times.append(time.perf_counter() - t)
+        times = _timed(lambda: project_status(project, datetime.now(UTC), store), args.samples)
         print(f"  status (8 loops): p50 {pct(times, 0.5) * 1000:.1f} ms, p95 {pct(times, 0.95) * 1000:.1f} ms "
               "(target p95 ≤ 100 ms)")
         try:
@@ -207,13 +203,19 @@ def bench_store(args: argparse.Namespace) -> None:
         print(f"  prune (90 days): {report.ticks:,} ticks and {report.events:,} events rolled up and deleted in "
               f"{took:.1f} s; file {size0 / 1e6:.0f} MB → {db.stat().st_size / 1e6:.0f} MB")
         store = RunStore.open(root)
-        times = []
-        for _ in range(args.samples):
-            t = time.perf_counter()
-            project_status(project, datetime.now(UTC), store)
-            times.append(time.perf_counter() - t)
+        times = _timed(lambda: project_status(project, datetime.now(UTC), store), args.samples)
         store.close()
         print(f"  status after prune: p95 {pct(times, 0.95) * 1000:.1f} ms")
+
+
+def _timed(fn, samples: int) -> list[float]:  # noqa: ANN001
+    """Wall seconds of ``samples`` calls of ``fn``."""
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -418,10 +420,9 @@ def test_push_sends_exactly_one_authorization_header_even_after_actions_checkout
     assert len(values) == 1 and values[0].startswith("AUTHORIZATION: basic ") and "checkout" not in values[0]
 
 
-def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tmp_path: Path) -> None:
-    """git itself, pushing over HTTP to a recorder on 127.0.0.1 that stands for the GitHub host: exactly our
-    header (the one actions/checkout left in .git/config is reset), and nothing in .git/config."""
-    import base64
+@contextmanager
+def _authorization_recorder() -> Iterator[tuple[int, list[list[str]]]]:
+    """An HTTP server on 127.0.0.1 that answers every git request 404 and records its Authorization headers."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -440,7 +441,18 @@ def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tm
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        port = server.server_address[1]
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tmp_path: Path) -> None:
+    """git itself, pushing over HTTP to a recorder on 127.0.0.1 that stands for the GitHub host: exactly our
+    header (the one actions/checkout left in .git/config is reset), and nothing in .git/config."""
+    import base64
+
+    with _authorization_recorder() as (port, seen):
         root = _repo_with_origin(tmp_path, f"http://127.0.0.1:{port}/octo/widgets.git")
         git(root, "config", "--local", f"http.http://127.0.0.1:{port}/.extraheader", "AUTHORIZATION: basic checkout")
         git(root, "commit", "-q", "--allow-empty", "-m", "x")
@@ -450,42 +462,19 @@ def test_a_real_push_sends_one_authorization_header_scoped_to_the_github_host(tm
         with pytest.raises(GithubError) as e:
             push_branch(root, s, sha, "loop/run-1")
         assert TOKEN not in str(e.value)
-    finally:
-        server.shutdown()
-        server.server_close()
     ours = "basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     assert seen and all(h == [ours] for h in seen), seen  # one header per request, ours, never checkout's
     assert TOKEN not in (root / ".git" / "config").read_text()
 
 
 def test_a_push_remote_on_another_host_never_receives_the_token(tmp_path: Path) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[list[str]] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def log_message(self, *a) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            seen.append(self.headers.get_all("Authorization") or [])
-            self.send_response(404)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        root = _repo_with_origin(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/octo/widgets.git")
+    with _authorization_recorder() as (port, seen):
+        root = _repo_with_origin(tmp_path, f"http://127.0.0.1:{port}/octo/widgets.git")
         git(root, "commit", "-q", "--allow-empty", "-m", "x")
         s = GithubSettings(repository="octo/widgets", api_url="https://ghe.corp.example/api/v3", token=TOKEN,
                            token_source="GITHUB_TOKEN")
         with pytest.raises(GithubError):
             push_branch(root, s, git(root, "rev-parse", "HEAD"), "loop/run-1")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert seen and all(h == [] for h in seen)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MockBackend, build_plan
-from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend, _bundled_claude, permission_flags
+from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend, permission_flags
 from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.mock import MemoryWorkspace, load_scenario
 from loop_runtime.errors import ConfigError
@@ -30,6 +30,7 @@ from loop_runtime.formats.registry import find_pattern, load_registry
 from loop_runtime.ports import AgentRequest, AgentResult, Permission
 from tests.conftest import run_cli
 from tests.fakes.model_server import ModelServer
+from tests.test_realcli_claude import claude_bin  # noqa: F401 - fixture
 
 ECHO = Path(__file__).parent / "fakes" / "mcp_echo_server.py"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -126,16 +127,6 @@ def test_claude_flags_allow_only_listed_servers() -> None:
 
 
 # ---------------------------------------------------------------------------- the real Claude CLI
-
-
-@pytest.fixture(scope="module")
-def claude_bin() -> str:
-    path = _bundled_claude()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the claude CLI bundled in claude-agent-sdk is required under CI=true")
-        pytest.skip("claude-agent-sdk's bundled CLI not installed")
-    return path
 
 
 def real_claude(claude_bin: str, root: Path, tmp_path: Path, level: str) -> tuple[AgentResult, ModelServer, Path]:

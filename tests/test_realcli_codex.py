@@ -25,6 +25,7 @@ from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
 from tests.support.npm_tools import bin_path, codex_home_dir
+from tests.test_realcli_claude import worktree  # noqa: F401 - fixture
 
 Turns = list[dict[str, Any]]  # a model-server script
 
@@ -34,14 +35,6 @@ pytestmark = [pytest.mark.realcli, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def codex_bin() -> str:
     return str(bin_path("codex"))
-
-
-@pytest.fixture
-def worktree(tmp_path: Path) -> Path:
-    wt = tmp_path / "wt"
-    wt.mkdir()
-    (wt / "notes.txt").write_text("status: broken\n")
-    return wt.resolve()
 
 
 def run_real(codex_bin: str, server: ModelServer, worktree: Path, tmp_path: Path, permission: Permission,

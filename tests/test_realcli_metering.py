@@ -23,19 +23,11 @@ from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
 from tests.support.npm_tools import bin_path, codex_home_dir
-from tests.test_realcli_claude import claude_bin  # noqa: F401 - fixture
+from tests.test_realcli_claude import claude_bin, worktree  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(180)]
 
 TIMEOUT_S = 90.0
-
-
-@pytest.fixture
-def worktree(tmp_path: Path) -> Path:
-    wt = tmp_path / "wt"
-    wt.mkdir()
-    (wt / "notes.txt").write_text("status: broken\n")
-    return wt.resolve()
 
 
 def request(worktree: Path, tmp_path: Path, token_limit: int) -> AgentRequest:

@@ -22,18 +22,11 @@ from loop_runtime.ports import AgentRequest, AgentResult, Permission, Usage
 from tests.fakes.fake_cli import live_processes_in
 from tests.fakes.model_server import ModelServer
 from tests.support.npm_tools import agent_cli
+from tests.test_realcli_claude import worktree  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.realcli, pytest.mark.timeout(240)]
 
 KEY = "test-key-0123456789abcdef"
-
-
-@pytest.fixture
-def worktree(tmp_path: Path) -> Path:
-    wt = tmp_path / "wt"
-    wt.mkdir()
-    (wt / "notes.txt").write_text("status: broken\n")
-    return wt.resolve()
 
 
 def request(worktree: Path, tmp_path: Path, permission: Permission = Permission.READ_ONLY, **kw: Any) -> AgentRequest:

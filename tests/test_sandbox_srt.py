@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from loop_runtime.adapters.agents import ClaudeCliBackend
-from loop_runtime.adapters.agents.claude_cli import _bundled_claude
-from loop_runtime.adapters.sandbox import SandboxLimits, SrtSandbox, make_sandbox, missing_dependencies
+from loop_runtime.adapters.sandbox import SandboxLimits, SrtSandbox, make_sandbox
 from loop_runtime.adapters.test_runner import run_tests
 from loop_runtime.ports import AgentRequest, Permission, SandboxScope
 from tests.conftest import run_cli
 from tests.fakes.model_server import ModelServer
+from tests.test_realcli_claude import claude_bin  # noqa: F401 - fixture
 from tests.support import npm_tools
+from tests.support.srt import srt, unavailable  # noqa: F401  (srt: the module's fixture)
 from tests.support.gitrepo import git, make_repo
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
@@ -36,20 +37,6 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 SECRET_KEY = "PRIVATE-KEY-MATERIAL-0123456789"
 STORE_SECRET = "store-secret-abcdef"
 OTHER_SECRET = "other-attempt-secret"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the sandbox tests must run under CI=true: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def srt() -> str:
-    missing = missing_dependencies()
-    if missing:
-        _unavailable(f"missing {', '.join(missing)} (apt-get install -y bubblewrap socat ripgrep)")
-    return str(npm_tools.bin_path("srt"))
 
 
 class Listener:
@@ -554,14 +541,6 @@ def test_sandbox_srt_without_srt_is_a_one_line_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the real Claude CLI
 
 
-@pytest.fixture(scope="module")
-def claude_bin() -> str:
-    path = _bundled_claude()
-    if path is None:
-        _unavailable("claude-agent-sdk's bundled CLI not installed")
-    return str(path)
-
-
 def test_real_claude_runs_the_tests_with_bash_but_cannot_escape(srt: str, claude_bin: str, project: dict[str, Path],
                                                                  listener: Listener, tmp_path: Path) -> None:
     """The scripted model uses Bash: the project's tests run in the worktree (works); a write into the main
@@ -614,7 +593,6 @@ def test_without_a_sandbox_claude_gets_no_bash(claude_bin: str, tmp_path: Path) 
         asyncio.run(backend.run(request))
         offered = {t["name"] for t in server.bodies("/v1/messages")[0]["tools"]}
     assert "Bash" not in offered and not (wt / "made").exists()
-
 
 
 def test_a_real_claude_tick_that_the_sandbox_blocked_escalates_with_the_violation(

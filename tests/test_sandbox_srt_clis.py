@@ -21,31 +21,17 @@ from typing import Any
 import pytest
 
 from loop_runtime.adapters.agents import make_backend
-from loop_runtime.adapters.sandbox import SrtSandbox, make_sandbox, missing_dependencies
+from loop_runtime.adapters.sandbox import SrtSandbox, make_sandbox
 from loop_runtime.adapters.agents.grok_cli import UNREACHABLE_IN_SANDBOX
 from loop_runtime.errors import AgentNotStarted
 from loop_runtime.ports import AgentRequest, AgentResult, Permission
 from tests.fakes.model_server import ModelServer
-from tests.support import npm_tools
+from tests.support.srt import srt, unavailable  # noqa: F401  (srt: the module's fixture)
 from tests.support.npm_tools import agent_cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.realcli, pytest.mark.timeout(300)]
 
 KEY = "test-key-0123456789abcdef"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the sandbox tests must run under CI=true: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def srt() -> str:
-    missing = missing_dependencies()
-    if missing:
-        _unavailable(f"missing {', '.join(missing)} (apt-get install -y bubblewrap socat ripgrep)")
-    return str(npm_tools.bin_path("srt"))
 
 
 @pytest.fixture
