@@ -593,8 +593,9 @@ class RunStore:
     # ------------------------------------------------------------------ retention
 
     def prune(self, now: datetime, *, keep_days: int = 90, batch: int = 1000) -> PruneReport:
-        """Delete events, finished ticks (with their journal) and settled reservations older than
-        ``keep_days`` UTC days, after adding them to ``daily_rollups``; then give free pages back.
+        """Delete what is older than ``keep_days`` UTC days: finished ticks (with their journal) and settled
+        reservations after adding them to ``daily_rollups``, and events (the charts read ticks and spend,
+        not events); then give free pages back.
 
         Why batches: each is one short ``BEGIN IMMEDIATE`` transaction, so a daemon's ticks in
         other processes wait milliseconds, not the whole prune. Running, resumable and
@@ -607,38 +608,22 @@ class RunStore:
             raise ValueError(f"keep_days must be a whole number of days ≥ 1, got {keep_days!r}")
         cutoff_day = to_day(now - timedelta(days=keep_days))
         cutoff = cutoff_day + "T00:00:00.000000Z"  # whole UTC days only: a day's rollup is complete
-        ticks = events = reservations = 0
-        while True:
-            with self._tx("prune ticks") as conn:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT tick_id FROM ticks WHERE started_at < ? AND status IN ('finished', 'halted', "
-                    "'resumed', 'error') LIMIT ?", (cutoff, batch))]
-                if not ids:
-                    break
-                marks = ",".join("?" * len(ids))
-                conn.execute(
-                    "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
-                    f"SELECT started_day, pattern, 'tick:' || COALESCE(outcome, status), COUNT(*), SUM(tokens) "
-                    f"FROM ticks WHERE tick_id IN ({marks}) GROUP BY 1, 2, 3 "
-                    "ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
-                    "tokens = tokens + excluded.tokens", ids)
-                conn.execute(f"DELETE FROM phases WHERE tick_id IN ({marks})", ids)
-                conn.execute(f"DELETE FROM ticks WHERE tick_id IN ({marks})", ids)
-                ticks += len(ids)
-        while True:
-            with self._tx("prune reservations") as conn:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM reservations WHERE day < ? AND settled IS NOT NULL LIMIT ?", (cutoff_day, batch))]
-                if not ids:
-                    break
-                marks = ",".join("?" * len(ids))
-                conn.execute(
-                    "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
-                    f"SELECT day, pattern, 'spend', COUNT(*), SUM(settled) FROM reservations WHERE id IN ({marks}) "
-                    "GROUP BY 1, 2 ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
-                    "tokens = tokens + excluded.tokens", ids)
-                conn.execute(f"DELETE FROM reservations WHERE id IN ({marks})", ids)
-                reservations += len(ids)
+        ticks = self._roll_up_and_delete(
+            "prune ticks", "SELECT tick_id FROM ticks WHERE started_at < ? AND status IN ('finished', 'halted', "
+            "'resumed', 'error') LIMIT ?", (cutoff, batch),
+            "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
+            "SELECT started_day, pattern, 'tick:' || COALESCE(outcome, status), COUNT(*), SUM(tokens) "
+            "FROM ticks WHERE tick_id IN ({marks}) GROUP BY 1, 2, 3 "
+            "ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
+            "tokens = tokens + excluded.tokens", (("phases", "tick_id"), ("ticks", "tick_id")))
+        reservations = self._roll_up_and_delete(
+            "prune reservations", "SELECT id FROM reservations WHERE day < ? AND settled IS NOT NULL LIMIT ?",
+            (cutoff_day, batch),
+            "INSERT INTO daily_rollups (day, pattern, kind, count, tokens) "
+            "SELECT day, pattern, 'spend', COUNT(*), SUM(settled) FROM reservations WHERE id IN ({marks}) "
+            "GROUP BY 1, 2 ON CONFLICT (day, pattern, kind) DO UPDATE SET count = count + excluded.count, "
+            "tokens = tokens + excluded.tokens", (("reservations", "id"),))
+        events = 0
         while True:
             with self._tx("prune events") as conn:
                 cur = conn.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
@@ -649,6 +634,22 @@ class RunStore:
         with self._tx("prune old rows") as conn:
             conn.execute("DELETE FROM external_spend WHERE day < ?", (cutoff_day,))
         return PruneReport(ticks, events, reservations, self._give_back_pages())
+
+    def _roll_up_and_delete(self, label: str, select: str, args: tuple[Any, ...], rollup: str,
+                            deletes: tuple[tuple[str, str], ...]) -> int:
+        """Batch by batch: the ids ``select`` finds are summed into ``daily_rollups`` (``rollup``, with
+        ``{marks}`` for their placeholders), then deleted from each (table, id column); how many went."""
+        done = 0
+        while True:
+            with self._tx(label) as conn:
+                ids = [r[0] for r in conn.execute(select, args)]
+                if not ids:
+                    return done
+                marks = ",".join("?" * len(ids))
+                conn.execute(rollup.format(marks=marks), ids)
+                for table, column in deletes:
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+                done += len(ids)
 
     CONVERT_MAX_BYTES = 64 * 1024 * 1024
     """A store made before auto_vacuum is converted (one full ``VACUUM``) only up to this size: a bigger
