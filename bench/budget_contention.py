@@ -26,7 +26,7 @@ import time
 from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
-from loop_runtime.adapters.sqlite_store import RunStore
+from loop_runtime.adapters.store.sqlite import RunStore
 
 FIRST_DAY = date(2026, 1, 1)
 PATTERN = "contended"

@@ -123,8 +123,8 @@ def bench_fleet(args: argparse.Namespace) -> None:
 
 def fill_store(path: Path, ticks: int, now: datetime) -> None:
     """Bulk rows as the store writes them (same columns and encodings), spread over 365 days."""
-    from loop_runtime.adapters.sqlite_store import RunStore
-    from loop_runtime.adapters.store_schema import to_ts
+    from loop_runtime.adapters.store.sqlite import RunStore
+    from loop_runtime.adapters.store.schema import to_ts
 
     RunStore(path, secrets=()).close()
     con = sqlite3.connect(path, isolation_level=None)
@@ -156,9 +156,9 @@ def _flush(con: sqlite3.Connection, t: list, e: list) -> None:
 
 
 def bench_store(args: argparse.Namespace) -> None:
-    from loop_runtime.adapters.sqlite_store import RunStore
-    from loop_runtime.runtime import load_project
-    from loop_runtime.status import project_status
+    from loop_runtime.adapters.store.sqlite import RunStore
+    from loop_runtime.app.runtime import load_project
+    from loop_runtime.app.status import project_status
 
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp_s:
         root = Path(tmp_s) / "repo"

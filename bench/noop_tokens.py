@@ -26,8 +26,8 @@ def main() -> None:
     ap.add_argument("--pattern", default="daily-triage")
     args = ap.parse_args()
     from loop_runtime.formats.registry import find_pattern, load_registry
-    from loop_runtime.runner import LoopRunner, RunOptions
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runtime import load_project
     from tests.support.npm_tools import run_tool
 
     with tempfile.TemporaryDirectory() as tmp:

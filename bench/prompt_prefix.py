@@ -68,9 +68,9 @@ def prefix_len(a: str, b: str) -> int:
 
 
 def two_ticks(root: Path) -> list[Any]:
-    from loop_runtime import runner as runner_mod
-    from loop_runtime.runner import LoopRunner, RunOptions
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app import runner as runner_mod
+    from loop_runtime.app.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runtime import load_project
 
     backends: list[Any] = []
     real_make = runner_mod.make_backend

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loop_runtime.adapters.clock import SystemClock
-from loop_runtime.adapters.sqlite_store import RunStore
+from loop_runtime.adapters.store.sqlite import RunStore
 from loop_runtime.core.schedule import LoopSchedule
 from loop_runtime.scheduler import Scheduler
 

@@ -38,7 +38,7 @@ OUTCOMES = ("no-op", "report-only", "fix-proposed", "escalated")
 
 def make_project(root: Path, ours: str) -> None:
     """A project with 8 loops and a month of run log and run store (see the module docstring)."""
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.formats.runlog import TEMPLATE, RunLogEntry
 
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)

@@ -120,8 +120,8 @@ async def run_ticks(address: str, queue: str, origins: list[Path], n: int, scena
 
 def embedded_ticks(tmp: Path, scenario: str, n: int) -> list[float]:
     """The same tick, embedded: `LoopRunner` in-process on a local checkout, back to back."""
-    from loop_runtime.runner import LoopRunner, RunOptions
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runtime import load_project
 
     bare = make_origin(tmp, "embedded")
     checkout = tmp / "embedded-checkout"

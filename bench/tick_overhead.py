@@ -25,8 +25,8 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=50)
     ap.add_argument("--scenario", default=None, help="mock scenario (default: a 100-token report)")
     args = ap.parse_args()
-    from loop_runtime.runner import LoopRunner, RunOptions
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runtime import load_project
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

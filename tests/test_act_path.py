@@ -228,8 +228,8 @@ def test_guard_ignores_what_the_runtime_itself_writes_during_an_agent_run(tmp_pa
     never restored away; an agent's own write — of any file, these included — is still caught."""
     from loop_runtime.adapters import locked_files
     from loop_runtime.adapters.guard import GitGuard
-    from loop_runtime.runner import runtime_written
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import runtime_written
+    from loop_runtime.app.runtime import load_project
 
     repo = project(tmp_path, {"loop-run-log.md": "# Log\n\n<!-- Loop appends below this line -->\n"})
     guard = GitGuard(repo, ignore=runtime_written(load_project(repo)))

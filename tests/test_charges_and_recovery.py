@@ -23,7 +23,7 @@ from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.mock import MemoryWorkspace
 from loop_runtime.errors import AgentNotStarted, BackendError
 from loop_runtime.formats.registry import find_pattern, load_registry
-from loop_runtime.recovery import recovered_outcome
+from loop_runtime.app.recovery import recovered_outcome
 from tests.conftest import run_cli
 from tests.support.gitrepo import git, make_repo
 from tests.test_act_path import BUGGY, FIXED, TEST, scenario

@@ -165,7 +165,7 @@ def test_daily_summary_is_sent_after_each_utc_midnight(tmp_path: Path) -> None:
 
     from loop_runtime.adapters.clock import ManualClock
     from loop_runtime.adapters.notify import RecordingNotifier
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.daemon import _daily_summaries
 
     clock = ManualClock(datetime(2026, 11, 25, 22, 0, tzinfo=UTC))

@@ -2,7 +2,7 @@
 
 Projects are real: a temporary git repository, real ticks of the mock backend through
 ``LoopRunner`` (worktrees, verifier, held diff in the SQLite store), and the buttons
-call ``loop_runtime.actions`` exactly as the CLI does.
+call ``loop_runtime.app.actions`` exactly as the CLI does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loop_runtime.errors import ConfigError
-from loop_runtime.runtime import load_project, now_utc
+from loop_runtime.app.runtime import load_project, now_utc
 from tests.support.gitrepo import git, make_repo
 
 starlette = pytest.importorskip("starlette")
@@ -67,7 +67,7 @@ def write_scenario(folder: Path, *, title: str = TITLE, verdict: str = "ESCALATE
 
 def run_tick(root: Path, scenario: str, pattern: str = PATTERN) -> Any:
     """One real tick with the mock backend (worktree, tests, verifier, store journal)."""
-    from loop_runtime.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runner import LoopRunner, RunOptions
 
     project = load_project(root)
     runner = LoopRunner(project, project.plan(pattern), RunOptions(scenario=scenario))
@@ -129,8 +129,8 @@ def test_overview_lists_every_loop_with_level_cadence_outcome_and_spend(ro: Test
 
 def test_api_status_is_the_status_json_document(ro: TestClient, shared: tuple[Path, str]) -> None:
     """/api/status is project_status() — the same document as `loop-runtime status --json`."""
-    from loop_runtime.adapters.sqlite_store import RunStore
-    from loop_runtime.status import project_status
+    from loop_runtime.adapters.store.sqlite import RunStore
+    from loop_runtime.app.status import project_status
 
     got = ro.get("/api/status").json()
     with RunStore.open(shared[0]) as store:
@@ -454,7 +454,7 @@ def test_redirect_target_stays_on_this_site(tmp_path: Path) -> None:
 
 def test_transcripts_are_linked_redacted_and_confined_to_their_folder(tmp_path: Path) -> None:
     """The loop page links a tick's transcripts; served redacted; traversal or symlinks out are 404."""
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
 
     root, _ = escalated_project(tmp_path / "repo")
     with RunStore.open(root) as store:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from loop_runtime.runtime import load_project
+from loop_runtime.app.runtime import load_project
 from tests.support.gitrepo import git
 from tests.test_dashboard_app import NEW, PATTERN, TOKEN, escalated_project, run_tick, write_scenario
 
@@ -213,7 +213,7 @@ def test_browser_stacked_spend_and_markdown_state_file(tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     from loop_runtime.formats.runlog import RunLogEntry, append_entry
-    from loop_runtime.runtime import now_utc
+    from loop_runtime.app.runtime import now_utc
 
     root, _ = escalated_project(tmp_path / "repo", title="Tighten the session timeout", env_secret=None)
     now = now_utc()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from loop_runtime.runtime import load_project, now_utc
+from loop_runtime.app.runtime import load_project, now_utc
 from tests.test_dashboard_app import NEW, PATTERN, SECRET, TOKEN, client, make_project, run_tick
 
 pytest.importorskip("starlette")
@@ -81,7 +81,7 @@ def test_tick_page_tells_an_escalated_tick_end_to_end(c: Any, ticks: dict[str, A
     roles = _section(html, "roles")
     rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr data-role="(\w+)".*?>(.*?)</tr>', roles, re.S)}
     assert list(rows)[:3] == ["triage", "implementer", "verifier"]
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
 
     with RunStore.open(ticks["root"]) as store:
         reserved = {p.phase.split(":")[1]: p.data["amount"] for p in store.phases(tick) if p.phase.startswith("reserve:")}
@@ -243,7 +243,7 @@ def test_chart_scale_follows_the_spend_not_a_far_away_cap() -> None:
 
 def test_burn_down_draws_the_cap_as_a_step_rising_at_a_top_up(ticks: dict[str, Any]) -> None:
     """After a top-up the cap series rises exactly at the top-up's time, and stays up."""
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.dashboard.charts import burn_down
 
     project = load_project(ticks["root"])

@@ -20,7 +20,7 @@ def test_cli_start_up_imports_stay_light() -> None:
 
     code = ("import sys, loop_runtime.cli as c\n"
             "try:\n    c.main(['list'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('loop_runtime.core.engine', 'loop_runtime.adapters.sqlite_store', 'rich', "
+            "heavy = [m for m in ('loop_runtime.core.engine', 'loop_runtime.adapters.store.sqlite', 'rich', "
             "'httpx', 'starlette', 'apprise', 'sqlite3') if m in sys.modules]\n"
             "print('HEAVY', heavy)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

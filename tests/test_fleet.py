@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loop_runtime.adapters.fleet import load_fleet, sync_repo
-from loop_runtime.adapters.sqlite_store import RunStore
-from loop_runtime.adapters.store_budget import PORTFOLIO, BudgetScope, StoreBudget
+from loop_runtime.adapters.store.sqlite import RunStore
+from loop_runtime.adapters.store.budget import PORTFOLIO, BudgetScope, StoreBudget
 from loop_runtime.core.budget import assess, tightest, todays_cap
 from loop_runtime.errors import ConfigError
 from loop_runtime.ports import BudgetStatus
@@ -423,7 +423,7 @@ def test_a_repository_vanishing_while_the_fleet_daemon_runs_fails_only_its_own_t
 
 
 def test_portfolio_rows_of_a_crashed_tick_are_settled_in_full_and_live_ones_are_left(tmp_path: Path) -> None:
-    from loop_runtime.fleet import settle_portfolio_orphans
+    from loop_runtime.app.fleet import settle_portfolio_orphans
 
     ledger, a, _ = ledgers(tmp_path, 10_000)
     crashed = StoreBudget(a, "issue-triage", None, "t1", portfolio=BudgetScope(ledger, PORTFOLIO, 10_000, ref="api/t1"))

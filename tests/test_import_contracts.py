@@ -51,7 +51,7 @@ def test_a_lazy_io_import_or_a_lazy_circle_breaks_the_contracts(tmp_path: Path) 
     with open(src / "loop_runtime" / "core" / "engine.py", "a", encoding="utf-8") as fh:
         fh.write("\n\ndef _circle() -> None:\n    from .tick import Tick  # noqa: F401\n")
     with open(src / "loop_runtime" / "adapters" / "clock.py", "a", encoding="utf-8") as fh:
-        fh.write("\n\ndef _upward() -> None:\n    from ..runner import RunOptions  # noqa: F401\n")
+        fh.write("\n\ndef _upward() -> None:\n    from ..app.runner import RunOptions  # noqa: F401\n")
     proc = _lint(tmp_path, src)
     out = proc.stdout
     assert proc.returncode != 0, out

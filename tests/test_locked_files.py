@@ -253,8 +253,8 @@ def test_the_guard_ignores_another_loops_temp_files_but_not_look_alikes(tmp_path
     import fnmatch
     import tempfile
 
-    from loop_runtime.runner import runtime_written
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import runtime_written
+    from loop_runtime.app.runtime import load_project
 
     ignore = runtime_written(load_project(tmp_path))
     fd, tmp = tempfile.mkstemp(prefix=".STATE.md" + locked_files.TEMP_MARK, suffix=".tmp", dir=tmp_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loop_runtime.loops import project_loops
-from loop_runtime.runtime import load_project
+from loop_runtime.app.loops import project_loops
+from loop_runtime.app.runtime import load_project
 
 IDS = ["issue-pr-repair", "pr-babysitter", "daily-triage", "ci-sweeper", "post-merge-cleanup",
        "dependency-sweeper", "changelog-drafter", "issue-triage"]

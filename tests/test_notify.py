@@ -198,7 +198,7 @@ def test_daily_summary_counts_ticks_tokens_and_escalations(tmp_path: Any, endpoi
     from datetime import date, datetime
 
     from loop_runtime.adapters.notify import daily_summary
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
 
     day, at = date(2026, 3, 10), datetime(2026, 3, 10, 9, tzinfo=UTC)
     with RunStore.open(tmp_path) as store:

@@ -119,7 +119,7 @@ def test_run_with_notify_but_no_apprise_is_one_line_naming_the_extra(tmp_path: P
 
 def test_a_stray_import_error_of_a_known_extra_is_still_one_line(tmp_path: Path) -> None:
     """The CLI's last-resort handler maps ModuleNotFoundError of a known package to the same line."""
-    code = ("import sys\nimport loop_runtime.status as s\n"
+    code = ("import sys\nimport loop_runtime.app.status as s\n"
             "def boom(*a, **k):\n    import apprise.nope_missing_xyz\n"
             "s.project_status = boom\nsys.modules['apprise'] = None\n"
             "from loop_runtime.cli import main\nmain(['status'])\n")

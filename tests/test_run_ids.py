@@ -91,8 +91,8 @@ def test_the_run_id_file_keeps_the_users_umask(tmp_path: Path) -> None:
 def test_ticks_in_one_second_get_distinct_run_ids_in_the_run_log(tmp_path: Path) -> None:
     """The bug: `run --ticks 3` of a fast no-op wrote one run_id three times."""
     from loop_runtime.adapters.clock import ManualClock
-    from loop_runtime.runner import LoopRunner, RunOptions
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runner import LoopRunner, RunOptions
+    from loop_runtime.app.runtime import load_project
 
     project = load_project(tmp_path)
     plan = project.plan("ci-sweeper")

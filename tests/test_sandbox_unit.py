@@ -23,7 +23,7 @@ from loop_runtime.adapters.sandbox import (
 )
 from loop_runtime.errors import ConfigError
 from loop_runtime.ports import READ_ONLY_WRITE, AgentResult, SandboxScope
-from loop_runtime.runner import sandbox_note
+from loop_runtime.app.runner import sandbox_note
 from tests.support.gitrepo import git, make_repo
 from tests.test_engine import make, tick
 

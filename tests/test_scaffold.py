@@ -93,7 +93,7 @@ def test_prompts_come_from_the_project_itself(tmp_path: Path) -> None:
     from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MemoryWorkspace, MockBackend
     from loop_runtime.adapters.mock import load_scenario
     from loop_runtime.adapters.project import load_context
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runtime import load_project
 
     repo = scaffold(tmp_path, "daily-triage")
     project = load_project(repo)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from loop_runtime.adapters.clock import ManualClock, SystemClock
-from loop_runtime.adapters.sqlite_store import RunStore
+from loop_runtime.adapters.store.sqlite import RunStore
 from loop_runtime.core.schedule import LoopSchedule
 from loop_runtime.errors import ConfigError
 from loop_runtime.ports import Clock
@@ -453,7 +453,7 @@ SIGNAL_SCRIPT = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from loop_runtime.adapters.clock import SystemClock
-    from loop_runtime.adapters.sqlite_store import RunStore
+    from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.core.schedule import LoopSchedule
     from loop_runtime.scheduler import Scheduler, install_signal_handlers
 

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loop_runtime.adapters.store_schema import parse_ts, to_ts
+from loop_runtime.adapters.store.schema import parse_ts, to_ts
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats import registry as reg
 from loop_runtime.quick import fast_request

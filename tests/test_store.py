@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loop_runtime.adapters.sqlite_store import RunStore
-from loop_runtime.adapters.store_schema import SCHEMA_VERSION
+from loop_runtime.adapters.store.sqlite import RunStore
+from loop_runtime.adapters.store.schema import SCHEMA_VERSION
 from loop_runtime.errors import StoreError
 
 UTC = UTC

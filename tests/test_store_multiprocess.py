@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loop_runtime.adapters.sqlite_store import RunStore
+from loop_runtime.adapters.store.sqlite import RunStore
 
 pytestmark = pytest.mark.slow
 

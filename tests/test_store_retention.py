@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loop_runtime.adapters.sqlite_store import RunStore
-from loop_runtime.adapters.store_schema import MIGRATIONS, SCHEMA_VERSION
+from loop_runtime.adapters.store.sqlite import RunStore
+from loop_runtime.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

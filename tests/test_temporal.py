@@ -302,7 +302,7 @@ def test_an_escalation_waits_for_a_signal_then_the_approval_is_applied_by_the_wo
     from starlette.testclient import TestClient
 
     from loop_runtime.dashboard.app import create_app
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.runtime import load_project
 
     arun(start_tick(addr, queue, tick_input(bare, scenario=scen, level="L2", escalation_expiry_s=600), "tick-dash"))
     assert result_of(addr, "tick-dash").outcome == "escalated"

@@ -48,8 +48,8 @@ def escalate(tmp_path: Path, repo: Path, cli) -> str:
 
 def test_a_scaffold_without_loop_md_has_its_loop_enabled_by_its_state_file(tmp_path: Path) -> None:
     """loop-init writes ci-sweeper-state.md and no LOOP.md: that loop is set up, so it is enabled."""
-    from loop_runtime.loops import project_loops
-    from loop_runtime.runtime import load_project
+    from loop_runtime.app.loops import project_loops
+    from loop_runtime.app.runtime import load_project
 
     repo = scaffold(tmp_path, "ci-sweeper")
     assert not (repo / "LOOP.md").exists()
@@ -343,7 +343,7 @@ def test_only_the_runtimes_own_files_count_as_spine_files() -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from loop_runtime.actions import _is_spine
+    from loop_runtime.app.actions import _is_spine
 
     spine = ("ci-sweeper-state.md", "loop-run-log.md", "loop-ledger.json", ".loop-context/*", "loop-pause-*")
     assert _is_spine("loop-pause-all", spine) and _is_spine(".loop-context/packet.md", spine)

@@ -32,14 +32,14 @@ class _Ctx:
 
     @property
     def root(self) -> Any:
-        from .runtime import resolve_root
+        from .app.runtime import resolve_root
 
         return resolve_root(self._root_flag)
 
     @property
     def project(self) -> Any:
         if self._project is None:
-            from .runtime import load_project
+            from .app.runtime import load_project
 
             self._project = load_project(self.root)
         return self._project
@@ -92,7 +92,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 @pass_ctx
 def list_cmd(c: _Ctx, as_json: bool) -> None:
     """List the registry's patterns (the project's registry, else the bundled one)."""
-    from .readouts import show_list
+    from .app.readouts import show_list
 
     show_list(c._root_flag, as_json)
 
@@ -109,7 +109,7 @@ def plan(c: _Ctx, pattern: str, level: str | None, cadence: str | None, as_json:
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from .commands import plan_doc
+    from .app.commands import plan_doc
     from .render import plan_text
 
     doc = plan_doc(c.project, pattern, level, cadence)
@@ -138,7 +138,7 @@ def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, orchestration: 
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from .commands import cost_doc
+    from .app.commands import cost_doc
     from .core.cost import format_estimate, list_patterns
 
     if list_ids:
@@ -212,7 +212,7 @@ def doctor(c: _Ctx, as_json: bool) -> None:
     Exit 0 ready, 2 a human must act, 1 broken.
     """
     from .core.doctor import as_json as doctor_json, exit_code, render
-    from .doctor import run_checks
+    from .app.doctor import run_checks
 
     checks = run_checks(c.root)
     if as_json:
@@ -238,12 +238,12 @@ def status(c: _Ctx, as_json: bool, fleet: str | None, temporal: str | None, name
 
         show_temporal_status(c.project, temporal or None, namespace, as_json)
         return
-    from .readouts import show_status
+    from .app.readouts import show_status
 
     if fleet:
         from .adapters.fleet import load_fleet
-        from .fleet import fleet_status, print_fleet_status
-        from .runtime import now_utc
+        from .app.fleet import fleet_status, print_fleet_status
+        from .app.runtime import now_utc
 
         doc = fleet_status(load_fleet(fleet), now_utc())
         _emit_json(doc) if as_json else print_fleet_status(doc)
@@ -253,7 +253,7 @@ def status(c: _Ctx, as_json: bool, fleet: str | None, temporal: str | None, name
 
 
 def _store_if_exists(project: Any) -> Any:
-    from .commands import store_if_exists
+    from .app.commands import store_if_exists
 
     return store_if_exists(project)
 
@@ -289,9 +289,9 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from .commands import notifier_for, run_ticks
+    from .app.commands import notifier_for, run_ticks
     from .progress import make_progress
-    from .runner import RunOptions
+    from .app.runner import RunOptions
 
     project, portfolio = (c.project, None) if not fleet else _fleet_member(c, fleet, dry_run)
     progress = make_progress(log_format, total=ticks)
@@ -322,7 +322,7 @@ def _fleet_member(c: _Ctx, fleet: str, dry_run: bool) -> tuple[Any, Any]:
     portfolio ledger it spends from (not opened for a dry run, which writes nothing)."""
     from .adapters.fleet import load_fleet, open_portfolio
     from .errors import ConfigError
-    from .fleet import fleet_project
+    from .app.fleet import fleet_project
 
     loaded = load_fleet(fleet)
     place = loaded.place_of(c.root)
@@ -345,7 +345,7 @@ def kill(c: _Ctx, pattern: str | None, reason: str) -> None:
 
     PATTERN: the loop to pause (default: all loops).
     """
-    from .actions import kill as do_kill
+    from .app.actions import kill as do_kill
 
     name = do_kill(c.project, pattern, reason=reason)
     click.echo(f"Kill switch set: {name} — {'all loops' if pattern is None else pattern} paused; "
@@ -365,7 +365,7 @@ def resume(c: _Ctx, pattern: str | None) -> None:
 
     PATTERN: the loop to resume (default: the all-loops switch).
     """
-    from .actions import resume as do_resume
+    from .app.actions import resume as do_resume
 
     cleared, remaining = do_resume(c.project, pattern)
     click.echo(f"Cleared: {', '.join(cleared)}" if cleared else "No kill-switch file to clear.")
@@ -386,7 +386,7 @@ def resume(c: _Ctx, pattern: str | None) -> None:
 @pass_ctx
 def escalations(c: _Ctx, show_all: bool, as_json: bool) -> None:
     """List escalations held for a human."""
-    from .commands import escalations_doc
+    from .app.commands import escalations_doc
 
     doc = escalations_doc(c.project, show_all)
     docs = doc["escalations"]
@@ -419,7 +419,7 @@ def approve(c: _Ctx, escalation_id: str, merge: bool, as_json: bool) -> None:
     if r is not None:
         _emit_json(r) if as_json else click.echo(_temporal_decision_text(r))
         return
-    from .actions import approve as do_approve
+    from .app.actions import approve as do_approve
 
     r = do_approve(c.project, escalation_id, merge=merge)
     if as_json:
@@ -471,7 +471,7 @@ def reject(c: _Ctx, escalation_id: str, reason: str, keep_branch: bool) -> None:
     if t is not None:
         click.echo(_temporal_decision_text(t))
         return
-    from .actions import reject as do_reject
+    from .app.actions import reject as do_reject
 
     r = do_reject(c.project, escalation_id, reason=reason, keep_branch=keep_branch)
     click.echo(f"Rejected {escalation_id}: {reason}")
@@ -504,18 +504,18 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
 
     PATTERN: the loop's id, @repo or @portfolio; TOKENS: how many tokens to add to today's cap.
     """
-    from .actions import topup as do_topup
+    from .app.actions import topup as do_topup
 
     if pattern.startswith("@"):
-        from .fleet import topup_scope
+        from .app.fleet import topup_scope
 
         r = topup_scope(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
         click.echo(f"Top-up: +{r['tokens']:,} tokens for {r['scope']} today ({r['day']}): {reason}")
         return
 
     if resume_tick:  # the resumed tick's files too, before the top-up is recorded
-        from .preflight import preflight
-        from .runner import RunOptions, backend_name
+        from .app.preflight import preflight
+        from .app.runner import RunOptions, backend_name
 
         plan_ = c.project.plan(pattern)
         preflight(c.project, plan_, backend=backend_name(c.project, plan_, RunOptions(backend=backend)),
@@ -530,7 +530,7 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
     if resume_tick:
         import asyncio
 
-        from .runner import RunOptions, resume_halted
+        from .app.runner import RunOptions, resume_halted
 
         result = asyncio.run(resume_halted(c.project, pattern, RunOptions(backend=backend, scenario=scenario)))
         if result is None:
@@ -716,7 +716,7 @@ _accept_root_everywhere(cli)
 
 def main(argv: list[str] | None = None) -> None:
     """Map every error to one line and the documented exit code (click's own here, the rest in ``readouts``)."""
-    from .readouts import echo, guarded, say_error
+    from .app.readouts import echo, guarded, say_error
 
     def run() -> None:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import LeaseHeld, LoopError
-from .runtime import Project
+from .app.runtime import Project
 
 GRACE_S = 30.0
 
@@ -103,12 +103,12 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
                         scenario: str | None = None, log_format: str = "plain", dashboard_port: int | None = None,
                         clock: Any = None) -> None:
     from .adapters.clock import SystemClock
-    from .adapters.sqlite_store import RunStore
+    from .adapters.store.sqlite import RunStore
     from .core.schedule import LoopSchedule
-    from .runner import LoopRunner, RunOptions, backend_name
+    from .app.runner import LoopRunner, RunOptions, backend_name
     from .scheduler import Scheduler, install_signal_handlers
 
-    from .loops import project_loops
+    from .app.loops import project_loops
 
     for pid in patterns:
         project.pattern(pid)  # an unknown id fails now, with the valid list, not at its first tick
@@ -117,7 +117,7 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     if not ids:
         raise LoopError(loops.none_message(project))
     from .dashboard.security import preflight_dashboard
-    from .preflight import preflight
+    from .app.preflight import preflight
 
     for pid in ids:  # every loop's files, before the store exists or any tick starts
         plan = project.plan(pid)
@@ -176,7 +176,7 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         server, token = make_server(project, host="127.0.0.1", port=dashboard_port, token=None)
         print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
         server_task = asyncio.ensure_future(server.serve())
-    from .fleet import prune_loop
+    from .app.fleet import prune_loop
 
     retention = asyncio.ensure_future(prune_loop([("", store, project.config.retention_days)], clock, log))
     log("daemon.start", {"loops": ",".join(ids)})

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import ConfigError, LeaseHeld, LoopError
-from .fleet import FleetStores, fleet_project, key, prune_loop, settle_portfolio_orphans, stagger_first_runs
-from .runtime import Project
+from .app.fleet import FleetStores, fleet_project, key, prune_loop, settle_portfolio_orphans, stagger_first_runs
+from .app.runtime import Project
 
 
 MAX_TICK_THREADS = 64
@@ -67,10 +67,10 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
                       on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
                       stores: dict[str, Any], portfolio: Any) -> list[FleetLoop]:
     """Every enabled loop of every repository (preflighted), each with its runner."""
-    from .adapters.sqlite_store import RunStore
-    from .loops import project_loops
-    from .preflight import preflight
-    from .runner import LoopRunner, RunOptions, backend_name
+    from .adapters.store.sqlite import RunStore
+    from .app.loops import project_loops
+    from .app.preflight import preflight
+    from .app.runner import LoopRunner, RunOptions, backend_name
 
     loops: list[FleetLoop] = []
     for place in loaded.places:

@@ -78,7 +78,7 @@ class Tools:
 
     # -- plumbing
     def project(self) -> Any:
-        from .runtime import load_project
+        from .app.runtime import load_project
 
         return load_project(self.root)
 
@@ -112,12 +112,12 @@ class Tools:
 
     # -- read tools
     def list_patterns(self) -> dict[str, Any]:
-        from .commands import list_doc
+        from .app.commands import list_doc
 
         return self.redacted(list_doc(self.root))
 
     def plan(self, pattern: Any, level: Any = None, cadence: Any = None) -> dict[str, Any]:
-        from .commands import plan_doc
+        from .app.commands import plan_doc
 
         project = self.project()
         pid = self._pattern(project, pattern)
@@ -126,13 +126,13 @@ class Tools:
         return self.redacted(plan_doc(project, pid, lvl, cad))
 
     def status(self) -> dict[str, Any]:
-        from .commands import status_doc
+        from .app.commands import status_doc
 
         return self.redacted(status_doc(self.project()))
 
     def cost(self, pattern: Any = "daily-triage", level: Any = "L1", cadence: Any = None,
              orchestration: Any = "single", conservative: Any = False, with_caching: Any = False) -> dict[str, Any]:
-        from .commands import cost_doc
+        from .app.commands import cost_doc
 
         project = self.project()
         pid = self._pattern(project, pattern)
@@ -143,20 +143,20 @@ class Tools:
                                       _flag("with_caching", with_caching)))
 
     def escalations(self, all: Any = False) -> dict[str, Any]:  # noqa: A002 - the CLI's --all
-        from .commands import escalations_doc
+        from .app.commands import escalations_doc
 
         return self.redacted(escalations_doc(self.project(), _flag("all", all)))
 
     # -- mutating tools (the CLI's functions; every rule applies there)
     def run_tick(self, pattern: Any, level: Any = None, backend: Any = None, scenario: Any = None,
                  model: Any = None, force: Any = False, confirm: Any = False) -> dict[str, Any]:
-        from .commands import notifier_for, run_ticks
-        from .runner import RunOptions
+        from .app.commands import notifier_for, run_ticks
+        from .app.runner import RunOptions
 
         project = self.project()
         pid = self._pattern(project, pattern)
         real = _flag("confirm", confirm)
-        from .runner import BACKENDS
+        from .app.runner import BACKENDS
 
         opts = RunOptions(
             level=None if level is None else check_choice("level", level, LEVELS),
@@ -174,7 +174,7 @@ class Tools:
         return self.redacted(doc)
 
     def kill(self, pattern: Any = None, reason: Any = "") -> dict[str, Any]:
-        from .actions import kill
+        from .app.actions import kill
 
         project = self.project()
         pid = None if pattern is None else self._pattern(project, pattern)
@@ -183,7 +183,7 @@ class Tools:
         return self.redacted({"file": name, "scope": pid or "all"})
 
     def resume(self, pattern: Any = None) -> dict[str, Any]:
-        from .actions import resume
+        from .app.actions import resume
 
         project = self.project()
         pid = None if pattern is None else self._pattern(project, pattern)
@@ -191,13 +191,13 @@ class Tools:
         return self.redacted({"cleared": cleared, "remaining": remaining})
 
     def approve(self, escalation_id: Any, merge: Any = False) -> dict[str, Any]:
-        from .actions import approve
+        from .app.actions import approve
 
         esc = check_text("escalation_id", escalation_id)
         return self.redacted(approve(self.project(), esc, merge=_flag("merge", merge)))
 
     def reject(self, escalation_id: Any, reason: Any, keep_branch: Any = False) -> dict[str, Any]:
-        from .actions import reject
+        from .app.actions import reject
 
         esc = check_text("escalation_id", escalation_id)
         why = check_text("reason", reason)

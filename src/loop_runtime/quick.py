@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _exit_now_after_temporal(0)
         return
-    from .readouts import guarded, show_list, show_status
+    from .app.readouts import guarded, show_list, show_status
 
     command, root, as_json = request
     guarded(lambda: (show_list if command == "list" else show_status)(root, as_json))
@@ -107,6 +107,6 @@ def _plain_root(value: str) -> bool:
 
 def _streams_ok() -> bool:
     """Click re-wraps an ASCII-configured stdout/stderr; leave such set-ups to click."""
-    from .readouts import misconfigured
+    from .app.readouts import misconfigured
 
     return not (misconfigured(sys.stdout) or misconfigured(sys.stderr))

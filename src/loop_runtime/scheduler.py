@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from .adapters.sqlite_store import RunStore
+from .adapters.store.sqlite import RunStore
 from .core.schedule import LoopSchedule, first_due, next_day_start, next_due, runs_cap_reached, utc_day
 from .errors import ConfigError, StoreError
 from .ports import Clock

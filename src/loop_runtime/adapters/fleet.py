@@ -164,7 +164,7 @@ def sync_repo(place: RepoPlace) -> RepoPlace:
     root = place.root
     if not (root / ".git").exists():
         root.parent.mkdir(parents=True, exist_ok=True)
-        from .sqlite_store import ensure_gitignore
+        from .store.sqlite import ensure_gitignore
 
         ensure_gitignore(root.parent.parent / ".gitignore")
         _git(["clone", "--quiet", "--", url, str(root)], None, url)
@@ -195,7 +195,7 @@ class PortfolioLedger:
 
     def scope(self, tick_id: str, backend: str = "mock") -> list[Any]:
         from ..core.budget import price_per_token_usd, usd_cap_units
-        from .store_budget import PORTFOLIO, PORTFOLIO_USD, BudgetScope
+        from .store.budget import PORTFOLIO, PORTFOLIO_USD, BudgetScope
 
         ref = f"{self.repo or '-'}/{tick_id}"
         scopes = [BudgetScope(self.store, PORTFOLIO, self.cap, ref=ref)]
@@ -210,7 +210,7 @@ class PortfolioLedger:
     def status(self, now: Any) -> Any:
         """The tighter of the token and the dollar ledgers (``core.budget.tightest``)."""
         from ..core.budget import tightest, usd_cap_units
-        from .store_budget import PORTFOLIO, PORTFOLIO_USD, scope_status
+        from .store.budget import PORTFOLIO, PORTFOLIO_USD, scope_status
 
         tokens = scope_status(self.store, PORTFOLIO, self.cap, now)
         if self.usd_cap is None:
@@ -220,7 +220,7 @@ class PortfolioLedger:
     def labelled(self, now: Any) -> list[tuple[str, Any]]:
         """Each portfolio ledger with the words ``status`` puts before its verdict."""
         from ..core.budget import usd_cap_units
-        from .store_budget import PORTFOLIO, PORTFOLIO_USD, scope_status
+        from .store.budget import PORTFOLIO, PORTFOLIO_USD, scope_status
 
         out = [("portfolio", scope_status(self.store, PORTFOLIO, self.cap, now))]
         if self.usd_cap is not None:
@@ -229,13 +229,13 @@ class PortfolioLedger:
         return out
 
     def usd_spent(self, now: Any) -> float:
-        from .store_budget import PORTFOLIO_USD, scope_status
+        from .store.budget import PORTFOLIO_USD, scope_status
 
         return scope_status(self.store, PORTFOLIO_USD, None, now).used / 1_000_000
 
 
 def open_portfolio(loaded: LoadedFleet) -> PortfolioLedger:
-    from .sqlite_store import RunStore, ensure_gitignore
+    from .store.sqlite import RunStore, ensure_gitignore
 
     loaded.work_dir.mkdir(parents=True, exist_ok=True)
     ensure_gitignore(loaded.work_dir / ".gitignore")
@@ -247,7 +247,7 @@ def portfolio_if_exists(loaded: LoadedFleet) -> PortfolioLedger | None:
     """For read-only commands (``status --fleet``): never create the ledger just to read it."""
     if not loaded.ledger_path.exists():
         return None
-    from .sqlite_store import RunStore
+    from .store.sqlite import RunStore
 
     return PortfolioLedger(RunStore(loaded.ledger_path, secrets=()), loaded.fleet.portfolio_daily_cap,
                            usd_cap=loaded.fleet.portfolio_daily_usd)

@@ -33,7 +33,7 @@ from ..core.sanitize import clean
 from ..ports import Notification
 
 if TYPE_CHECKING:
-    from .sqlite_store import RunStore
+    from .store.sqlite import RunStore
 
 __all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "daily_summary", "redact_text"]
 

@@ -222,7 +222,7 @@ class Tick(TickBase):
     def _validate_files(self) -> None:
         """Refuse to start (and spend tokens) when a file this tick reads or writes is malformed.
 
-        The same check the drivers run before any side effect (``loop_runtime.preflight``),
+        The same check the drivers run before any side effect (``loop_runtime.app.preflight``),
         here over the engine's own state writer, so an embedded engine gets it too.
         """
         from .preflight import PreflightInput, check_texts, reads_for

@@ -2,7 +2,7 @@
 
 Reads go through the same functions as the CLI (``status.project_status`` for the
 overview, the run store for ticks and escalations); writes go *only* through
-``loop_runtime.actions`` (``kill``, ``resume``, ``approve``, ``reject``, ``topup``), so
+``loop_runtime.app.actions`` (``kill``, ``resume``, ``approve``, ``reject``, ``topup``), so
 a button and a command always have the same effect and the dashboard never calls an
 agent backend. Blocking work (SQLite, git, file reads) runs in the thread pool, so a
 dashboard embedded in the daemon never stalls its scheduler.
@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import ConfigError
-from ..runtime import Project, now_utc
+from ..app.runtime import Project, now_utc
 from .mutations import FLASH_COOKIE, call, dash_of
 from .security import CSRF_FIELD, Guard, SecurityMiddleware, loopback_hosts
 
@@ -81,7 +81,7 @@ class Dashboard:
                 if self._factory is not None:
                     self._store = self._factory(self.project)
                 elif (self.project.root / ".loop-runtime" / "runtime.db").exists():
-                    from ..adapters.sqlite_store import RunStore
+                    from ..adapters.store.sqlite import RunStore
 
                     self._store = RunStore.open(self.project.root)
             return self._store
@@ -94,7 +94,7 @@ class Dashboard:
 
     # -- reads
     def status(self) -> dict[str, Any]:
-        from ..status import project_status
+        from ..app.status import project_status
 
         return project_status(self.project, now_utc(), self.store())
 
@@ -298,7 +298,7 @@ async def api_status(request: Any) -> Any:
 async def api_budget(request: Any) -> Any:
     from starlette.responses import JSONResponse
 
-    from ..status import loops_to_show
+    from ..app.status import loops_to_show
     from .charts import budget_document
 
     d = dash_of(request)

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core.budget import utc_day
 from ..formats.runlog import RunLog, parse_run_log, parse_run_time
-from ..runtime import Project
+from ..app.runtime import Project
 
 __all__ = ["budget_document", "burn_down", "history", "scale", "stacked"]
 

@@ -30,8 +30,8 @@ def create_fleet_app(loaded: Any, *, token: str, public_reads: bool = True,
     from starlette.staticfiles import StaticFiles
     from starlette.templating import Jinja2Templates
 
-    from ..fleet import fleet_status
-    from ..runtime import now_utc
+    from ..app.fleet import fleet_status
+    from ..app.runtime import now_utc
     from .mutations import call
 
     if not token:

@@ -1,4 +1,4 @@
-"""The dashboard's POST handlers: every change goes through ``loop_runtime.actions``.
+"""The dashboard's POST handlers: every change goes through ``loop_runtime.app.actions``.
 
 Each handler checks the request (token, CSRF, origin — ``security.Guard``), parses a
 plain URL-encoded form (read here, so the dashboard needs no multipart library), calls
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from .. import actions
+from ..app import actions
 from ..errors import ConfigError, LoopError
 from .security import Guard
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..runtime import Project
+from ..app.runtime import Project
 from .security import is_loopback, resolve_token
 
 __all__ = ["dashboard_url", "make_server", "serve"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..formats.triage import parse_triage
-from ..runtime import Project
+from ..app.runtime import Project
 from .views import JournalLine, _detail, diff_files, fmt_ts, safe, test_view, transcripts
 
 __all__ = ["ROLES", "TICK_ID", "commit_diff", "event_sentence", "tick_view", "valid_tick_id"]

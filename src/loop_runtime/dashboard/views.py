@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core.redact import MARK, redact
 from ..formats.runlog import parse_run_log
-from ..runtime import Project
+from ..app.runtime import Project
 
 __all__ = [
     "DiffFile",

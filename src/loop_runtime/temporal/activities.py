@@ -404,8 +404,8 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
               ) -> RunTickOutput:
     from ..adapters.clock import SystemClock
     from ..core.loop_engine import LoopEngine
-    from ..runner import LoopRunner, RunOptions
-    from ..runtime import load_project
+    from ..app.runner import LoopRunner, RunOptions
+    from ..app.runtime import load_project
 
     t = inp.tick
     root = clones.sync_clone(ctx.work_dir, t.repo_url, t.project_key, t.branch)
@@ -467,7 +467,7 @@ def _spine_names(project: Any, plan: Any) -> list[str]:
 
 
 def _escalation_facts(root: Path, local_id: str) -> tuple[str, str, str]:
-    from ..adapters.sqlite_store import RunStore
+    from ..adapters.store.sqlite import RunStore
 
     store = RunStore.open(root)
     try:
@@ -518,8 +518,8 @@ def decide_escalation(inp: DecideInput) -> dict[str, Any]:
 
 
 def _decide(ctx: WorkerContext, inp: DecideInput) -> dict[str, Any]:
-    from ..actions import approve, reject
-    from ..runtime import load_project
+    from ..app.actions import approve, reject
+    from ..app.runtime import load_project
 
     root = clones.sync_clone(ctx.work_dir, inp.repo_url, inp.project_key, inp.branch)
     project = load_project(root)

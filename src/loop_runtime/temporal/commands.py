@@ -56,7 +56,7 @@ def fleet_projects(path: Path) -> list[Any]:
     ``start --fleet`` does, so its loops can be read; its ``origin`` is the URL workers clone.
     """
     from ..adapters.fleet import load_fleet, sync_repo
-    from ..fleet import fleet_project
+    from ..app.fleet import fleet_project
 
     loaded = load_fleet(path)
     out = []
@@ -102,7 +102,7 @@ def decide_on_temporal(project: Any, esc_id: str, decision: str, *, reason: str 
 
 
 def _local_escalation(project: Any, esc_id: str) -> bool:
-    from ..commands import store_if_exists
+    from ..app.commands import store_if_exists
 
     store = store_if_exists(project)
     if store is None:

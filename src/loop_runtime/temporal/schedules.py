@@ -88,7 +88,7 @@ def repo_of(project: Any) -> Repo:
 
 
 def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
-    from ..runner import kill_stop
+    from ..app.runner import kill_stop
 
     out = []
     for pid in project.enabled_patterns():

@@ -25,17 +25,17 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
 
     ``check_scenario=False``: the mock scenario was already loaded by this runner (per-tick re-checks).
     """
-    from .adapters.locked_files import lock_timeout_s
-    from .adapters.preflight import check_writable, read_texts
-    from .core.levels import rank
-    from .core.preflight import PreflightInput, check_texts, reads_for, writes_for
+    from ..adapters.locked_files import lock_timeout_s
+    from ..adapters.preflight import check_writable, read_texts
+    from ..core.levels import rank
+    from ..core.preflight import PreflightInput, check_texts, reads_for, writes_for
 
     lvl = level or plan.level
     root = project.root
     texts = read_texts(root, (*reads_for(lvl, plan.state_file), LAST_RUN))
     check_texts(PreflightInput(level=lvl, state_file=plan.state_file, texts=texts))
     if check_scenario and (backend or "mock") == "mock":
-        from .adapters.mock import load_scenario
+        from ..adapters.mock import load_scenario
 
         load_scenario(scenario)
     if dry_run:
@@ -50,9 +50,9 @@ def preflight(project: Any, plan: Any, *, level: str | None = None, backend: str
 
 def preflight_state_write(project: Any, pattern: str) -> None:
     """For the human actions (approve, reject, top-up): the pattern's state file can be rewritten."""
-    from .adapters.locked_files import lock_timeout_s
-    from .adapters.preflight import check_writable, read_texts
-    from .core.preflight import PreflightInput, check_texts
+    from ..adapters.locked_files import lock_timeout_s
+    from ..adapters.preflight import check_writable, read_texts
+    from ..core.preflight import PreflightInput, check_texts
 
     p = project.pattern(pattern)
     texts = read_texts(project.root, (p.state, "gate.yaml"))

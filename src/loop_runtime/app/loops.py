@@ -68,7 +68,7 @@ def project_loops(project: Project, store: Any = None, *, log: Any = None) -> Pr
 
     ``log``: the parsed run log when the caller has it already (``status`` reads it once).
     """
-    from .formats.loopmd import find_override
+    from ..formats.loopmd import find_override
 
     enabled: list[str] = []
     reasons: dict[str, str] = {}
@@ -101,7 +101,7 @@ def project_loops(project: Project, store: Any = None, *, log: Any = None) -> Pr
     for p in project.registry.patterns:
         if p.id in ran and p.id not in enabled:
             history.append(p.id)
-    from .formats.pattern_names import WORKFLOW_ONLY
+    from ..formats.pattern_names import WORKFLOW_ONLY
 
     workflows = {pid: path for pid, path in WORKFLOW_ONLY.items() if (project.root / path).is_file()}
     return ProjectLoops(tuple(enabled), MappingProxyType(reasons), tuple(disabled), tuple(history),
@@ -111,7 +111,7 @@ def project_loops(project: Project, store: Any = None, *, log: Any = None) -> Pr
 def _ran(project: Project, store: Any, log: Any = None) -> set[str]:
     """Patterns with ticks in the run log or the store: part of the project's story even if not enabled now."""
     if log is None:
-        from .formats.runlog import parse_run_log
+        from ..formats.runlog import parse_run_log
 
         log = parse_run_log(project.read("loop-run-log.md") or "")
     active = {e.pattern for e in log.entries}

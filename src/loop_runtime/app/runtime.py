@@ -12,15 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
-    from .core.plan import Plan
-    from .formats.registry_types import Pattern, Registry
+    from ..core.plan import Plan
+    from ..formats.registry_types import Pattern, Registry
 
 
 def resolve_root(flag: str | None, env: Mapping[str, str] = os.environ) -> Path:
@@ -49,12 +49,12 @@ class Project:
         return (self.root / ".git").exists()
 
     def pattern(self, pattern_id: str) -> Pattern:
-        from .formats.registry import find_pattern
+        from ..formats.registry import find_pattern
 
         return find_pattern(self.registry, pattern_id)
 
     def plan(self, pattern_id: str, level: str | None = None, cadence: str | None = None) -> Plan:
-        from .core.plan import build_plan
+        from ..core.plan import build_plan
 
         return build_plan(self.pattern(pattern_id), level, cadence=cadence, loop_md=self.loop_md,
                           budget=self.budget, config=self.config)
@@ -71,33 +71,33 @@ class Project:
         except (FileNotFoundError, IsADirectoryError):
             return None
         except UnicodeDecodeError as e:
-            from .errors import not_utf8
+            from ..errors import not_utf8
 
             raise not_utf8(rel, e) from None
 
 
 def load_project(root: Path) -> Project:
-    from .formats.project_config import load_project_config
-    from .formats.registry import load_registry
+    from ..formats.project_config import load_project_config
+    from ..formats.registry import load_registry
 
     registry = load_registry(root)
     config = load_project_config(root)
     project = Project(root=root, registry=registry, config=config, warnings=list(registry.warnings))
     text = project.read("LOOP.md")
     if text is not None:  # each parser imported only when its file is there (start-up of `status`)
-        from .formats.loopmd import parse_loop_md
+        from ..formats.loopmd import parse_loop_md
 
         project.loop_md = parse_loop_md(text)
     text = project.read("loop-budget.md")
     if text is not None:
-        from .formats.budget_table import parse_budget
+        from ..formats.budget_table import parse_budget
 
         project.budget = parse_budget(text, file="loop-budget.md")
     return project
 
 
 def gate_policy(project: Project) -> Any:
-    from .formats.gate_config import load_gate_policy
+    from ..formats.gate_config import load_gate_policy
 
     if project.gate_policy is None:
         policy, warning = load_gate_policy(project.root)

@@ -18,7 +18,7 @@ from .runtime import Project
 
 def list_doc(root: Path) -> dict[str, Any]:
     """``list --json``: the registry's patterns (the project's registry, else the bundled one)."""
-    from .formats.registry import load_registry
+    from ..formats.registry import load_registry
 
     reg = load_registry(root)
     rows = [
@@ -40,8 +40,8 @@ def plan_doc(project: Project, pattern: str, level: str | None, cadence: str | N
 def cost_doc(root: Path, pattern: str, level: str, cadence: str | None, orchestration: str = "single",
              conservative: bool = False, with_caching: bool = False) -> dict[str, Any]:
     """``cost --json``: loop-cost's estimate."""
-    from .core.cost import estimate
-    from .formats.registry import find_pattern, load_registry
+    from ..core.cost import estimate
+    from ..formats.registry import find_pattern, load_registry
 
     registry = load_registry(root)
     return estimate(find_pattern(registry, pattern), level, cadence, conservative,
@@ -52,7 +52,7 @@ def store_if_exists(project: Project) -> Any:
     """The run store when the project has one (read commands never create it)."""
     if not (project.root / ".loop-runtime" / "runtime.db").exists():
         return None
-    from .adapters.sqlite_store import RunStore
+    from ..adapters.store.sqlite import RunStore
 
     return RunStore.open(project.root)
 
@@ -93,7 +93,7 @@ def notifier_for(project: Project, log: Callable[[str], None]) -> Any:
     urls = tuple(project.config.notify)
     if not urls:
         return None
-    from .adapters.notify import AppriseNotifier
+    from ..adapters.notify import AppriseNotifier
 
     return AppriseNotifier(urls, log=log)
 
@@ -128,7 +128,7 @@ def run_ticks(project: Project, pattern: str, opts: Any, ticks: int = 1) -> RunR
     """
     import asyncio
 
-    from .core.budget import utc_day
+    from ..core.budget import utc_day
     from .runner import LoopRunner, StoreBudget, backend_name, dry_run as do_dry_run, runlog_spent
     from .runtime import now_utc
 
@@ -164,7 +164,7 @@ def cap_today(project: Project, plan_: Any) -> int | None:
     if store is None:
         return int(plan_.daily_token_cap)
     try:
-        from .core.budget import todays_cap, utc_day
+        from ..core.budget import todays_cap, utc_day
         from .runtime import now_utc
 
         return todays_cap(plan_.daily_token_cap, store.topups(plan_.pattern_id, utc_day(now_utc())))

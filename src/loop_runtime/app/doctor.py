@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .core.doctor import BROKEN, HUMAN, INFO, OK, Check
-from .errors import ConfigError, GithubError, LoopError
+from ..core.doctor import BROKEN, HUMAN, INFO, OK, Check
+from ..errors import ConfigError, GithubError, LoopError
 
 
 def run_checks(root: Path, env: Mapping[str, str] | None = None) -> list[Check]:
@@ -68,13 +68,13 @@ def _files(root: Path, checks: list[Check]) -> Any:
 
 
 def _parse_repair(text: str) -> None:
-    from .formats.repair import parse_repair_contract
+    from ..formats.repair import parse_repair_contract
 
     parse_repair_contract(text)
 
 
 def _parse_promotion(text: str) -> None:
-    from .formats.promotion import parse_promotion_contract
+    from ..formats.promotion import parse_promotion_contract
 
     parse_promotion_contract(text)
 
@@ -112,7 +112,7 @@ def _git(root: Path) -> list[Check]:
 
 
 def _tests(project: Any) -> Check:
-    from .adapters.test_runner import detect_test_command
+    from ..adapters.test_runner import detect_test_command
 
     configured = project.config.test_command
     if configured:
@@ -144,7 +144,7 @@ def _backends(project: Any, env: Mapping[str, str]) -> list[Check]:
         "openai": ("(HTTP API)", bool(env.get("OPENAI_API_KEY")) or bool(project.config.openai_base_url),
                    "set OPENAI_API_KEY (or openai_base_url for a local server)", ""),
     }
-    from .adapters.agents import CLI_BACKENDS
+    from ..adapters.agents import CLI_BACKENDS
 
     for name, cls in CLI_BACKENDS.items():  # gemini, opencode, grok: the backend's own binary and key names
         keys = tuple(k for k in (project.config.for_backend(name).api_key_env, *cls.key_vars) if k)
@@ -179,7 +179,7 @@ def _bundled_claude() -> str | None:
 
 
 def _github(project: Any, env: Mapping[str, str]) -> list[Check]:
-    from .adapters.github import resolve
+    from ..adapters.github import resolve
 
     found = resolve(project.root, project.config.github, env)
     out = [Check("github", "configuration", HUMAN, p, "see the message") for p in found.problems]
@@ -191,7 +191,7 @@ def _github(project: Any, env: Mapping[str, str]) -> list[Check]:
                             "export GITHUB_TOKEN or `gh auth login`" if found.repository else "")]
     out.append(Check("github", "connector", OK, f"{s.repository} ({s.repository_source}) via {s.api_url}, "
                      f"token from {s.token_source}"))
-    from .adapters.github.client import GithubClient, GithubUnreachable, models
+    from ..adapters.github.client import GithubClient, GithubUnreachable, models
 
     try:
         with GithubClient(s, deadline_s=15.0, backoff_s=0.5) as client:

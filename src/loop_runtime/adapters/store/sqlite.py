@@ -38,8 +38,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import StoreError
-from .store_schema import (
+from ...errors import StoreError
+from .schema import (
     BUSY_TIMEOUT_S,
     ESC_COLS,
     ESCALATION_STATUSES,
@@ -157,19 +157,19 @@ class RunStore:
         if self._secrets is None:
             import os
 
-            from .environment import secret_values
+            from ..environment import secret_values
 
             root = self.path.parent.parent if self.path.parent.name == STORE_DIR else self.path.parent
             self._secrets = tuple(secret_values(root, os.environ))
         return self._secrets
 
     def _text(self, text: str | None) -> str | None:
-        from ..core.redact import redact
+        from ...core.redact import redact
 
         return text if not text else redact(text, extra_secrets=self.secrets)
 
     def _json(self, value: Mapping[str, Any]) -> str:
-        from ..core.secrets import redact_json_text
+        from ...core.secrets import redact_json_text
 
         # encode first (datetimes, paths → strings), so every string is seen by the redactor; the
         # text is scanned once and left byte for byte when nothing in it can be a secret

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from .core import killswitch
-from .core.budget import BudgetBreaker, utc_day
-from .core.engine import TickDeps
-from .core.loop_engine import LoopEngine
-from .adapters.store_budget import StoreBudget
-from .core.plan import Plan
-from .core.result import TickResult
-from .errors import ConfigError, LeaseHeld
-from .ports import Clock, EventSink, Notifier
+from ..core import killswitch
+from ..core.budget import BudgetBreaker, utc_day
+from ..core.engine import TickDeps
+from ..core.loop_engine import LoopEngine
+from ..adapters.store.budget import StoreBudget
+from ..core.plan import Plan
+from ..core.result import TickResult
+from ..errors import ConfigError, LeaseHeld
+from ..ports import Clock, EventSink, Notifier
 from .runtime import Project, gate_policy, owner_id
 
 LEASE_TTL_S = 120.0
@@ -120,10 +120,10 @@ def backend_name(project: Project, plan: Plan, opts: RunOptions) -> str:
 def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memory: Any = None,
                  sandbox: Any = None) -> Any:
     if name == "mock":
-        from .adapters.mock import MockBackend, load_scenario
+        from ..adapters.mock import MockBackend, load_scenario
 
         return MockBackend(load_scenario(opts.scenario), memory=memory, root=str(project.root))
-    from .adapters.agents import make_backend as real_backend
+    from ..adapters.agents import make_backend as real_backend
 
     cfg = project.config
     table = cfg.for_backend(name)
@@ -137,7 +137,7 @@ def make_backend(name: str, project: Project, plan: Plan, opts: RunOptions, memo
 
 def project_sandbox(project: Project, level: str) -> Any:
     """The project's ``ports.Sandbox`` (``sandbox`` in loop-runtime.toml); srt missing under "srt" is an error."""
-    from .adapters.sandbox import SandboxLimits, make_sandbox
+    from ..adapters.sandbox import SandboxLimits, make_sandbox
 
     cfg = project.config
     limits = SandboxLimits(cpu_s=cfg.sandbox_cpu_s, memory_mb=cfg.sandbox_memory_mb, processes=cfg.sandbox_processes)
@@ -167,7 +167,7 @@ def kill_stop(project: Project, plan: Plan) -> Callable[[], str | None]:
 
 
 def runlog_spent(project: Project, pattern: str, day: date, exclude_run_ids: Collection[str] = ()) -> int:
-    from .formats.runlog import parse_run_log, tokens_on_day
+    from ..formats.runlog import parse_run_log, tokens_on_day
 
     log = parse_run_log(project.read("loop-run-log.md") or "")
     return tokens_on_day(log, pattern, day, exclude_run_ids=exclude_run_ids)
@@ -178,9 +178,9 @@ def runlog_spent(project: Project, pattern: str, day: date, exclude_run_ids: Col
 
 async def dry_run(project: Project, plan: Plan, opts: RunOptions, ticks: int = 1) -> list[TickResult]:
     """Everything in memory: the real files are read, nothing is written to the project."""
-    from .adapters.mock import MemoryStateWriter, MemoryWorkspace
-    from .adapters.project import load_context
-    from .adapters.state_files import FileStateWriter, project_secrets
+    from ..adapters.mock import MemoryStateWriter, MemoryWorkspace
+    from ..adapters.project import load_context
+    from ..adapters.state_files import FileStateWriter, project_secrets
 
     from .preflight import preflight
 
@@ -212,7 +212,7 @@ def mcp_by_level(project: Project) -> dict[str, Mapping[str, Any]]:
 
 
 def _system_clock() -> Clock:
-    from .adapters.clock import SystemClock
+    from ..adapters.clock import SystemClock
 
     return SystemClock()
 
@@ -231,7 +231,7 @@ class LoopRunner:
         self.backend_name = backend_name(project, plan, opts)
         self._preflight()  # before the store exists: a bad file leaves the tree untouched
         if store is None:
-            from .adapters.sqlite_store import RunStore
+            from ..adapters.store.sqlite import RunStore
 
             store = RunStore.open(project.root)
         self.store = store
@@ -269,9 +269,9 @@ class LoopRunner:
             self.store.renew_lease(self.plan.pattern_id, self.owner, LEASE_TTL_S, self.clock.now())
 
     def _deps(self) -> TickDeps:
-        from .adapters.environment import scrubbed_env, secret_values
-        from .adapters.project import load_context
-        from .adapters.state_files import FileStateWriter, writable_for
+        from ..adapters.environment import scrubbed_env, secret_values
+        from ..adapters.project import load_context
+        from ..adapters.state_files import FileStateWriter, writable_for
         project, plan, cfg = self.project, self.plan, self.project.config
         level = self.opts.level or plan.level
         now = self.clock.now()
@@ -279,7 +279,7 @@ class LoopRunner:
         if self.opts.run_id:
             run_id = self.opts.run_id  # a resumed tick keeps its run's id
         else:
-            from .adapters.run_ids import allocate_run_id
+            from ..adapters.run_ids import allocate_run_id
 
             run_id = allocate_run_id(project.root, now)  # unique across processes on this project
         day = utc_day(now)
@@ -291,14 +291,14 @@ class LoopRunner:
             secrets = [*secrets, *(s for s in github.secrets if s not in secrets)]
         passthrough = [v.strip() for v in os.environ.get("LOOP_RUNTIME_AGENT_ENV", "").split(",") if v.strip()]
         env = scrubbed_env(os.environ, extra_allowed=passthrough)
-        from .adapters.guard import GitGuard
-        from .adapters.test_runner import BASELINE_DIR, ProjectTestRunner
+        from ..adapters.guard import GitGuard
+        from ..adapters.test_runner import BASELINE_DIR, ProjectTestRunner
 
         workspace = None
         if project.is_git and level in ("L2", "L3"):
-            from .adapters.git_workspace import GitWorkspace
+            from ..adapters.git_workspace import GitWorkspace
 
-            from .core.control_files import SPINE_FILES
+            from ..core.control_files import SPINE_FILES
 
             workspace = GitWorkspace(project.root, own_files=(plan.state_file, *SPINE_FILES), secrets=secrets)
         transcripts = project.root / ".loop-runtime" / "transcripts" / tick_id
@@ -314,11 +314,11 @@ class LoopRunner:
         boxed = sandbox if sandbox.active else None
 
         def observe() -> str:
-            from .adapters.discovery import observe as run_probes
+            from ..adapters.discovery import observe as run_probes
 
             text = run_probes(project.root, state_file=plan.state_file, commands=probes, env=env, secrets=secrets)
             if github is not None:  # raises DiscoveryUnavailable: the tick is then report-only
-                from .core.redact import redact
+                from ..core.redact import redact
 
                 text += "\n\n" + redact(github.observe(), extra_secrets=secrets)
             return text
@@ -370,7 +370,7 @@ class LoopRunner:
 
 def github_session(project: Project, plan: Plan) -> Any:
     """The GitHub connector for one tick, or None when it is off (no repository/token, or disabled)."""
-    from .adapters.github import GithubSession, resolve
+    from ..adapters.github import GithubSession, resolve
 
     found = resolve(project.root, project.config.github, os.environ)
     if found.settings is None:
@@ -393,8 +393,8 @@ def _env_seconds(name: str, default: float) -> float:
 
 def runtime_written(project: Project) -> tuple[str, ...]:
     """Paths loop-runtime itself (any loop, or a human's `kill`) writes in the main checkout."""
-    from .adapters.locked_files import temp_pattern
-    from .core.control_files import KILL_SWITCH_GLOB, SPINE_FILES
+    from ..adapters.locked_files import temp_pattern
+    from ..core.control_files import KILL_SWITCH_GLOB, SPINE_FILES
 
     states = {p.state for p in project.registry.patterns}
     files = (*sorted(states), *SPINE_FILES)
@@ -406,8 +406,8 @@ def runtime_written(project: Project) -> tuple[str, ...]:
 def project_controls(project: Project, plan: Plan) -> Any:
     """The project's control set (``core.control_files``): every registry pattern's state file and
     kill switch, on top of the fixed names."""
-    from .core import killswitch
-    from .core.control_files import control_set
+    from ..core import killswitch
+    from ..core.control_files import control_set
 
     patterns = project.registry.patterns
     return control_set(state_files=sorted({p.state for p in patterns} | {plan.state_file}),
@@ -441,8 +441,8 @@ def _promotion_check(project: Project) -> Callable[[Any], bool] | None:
         return None
 
     def ready(_diff: Any) -> bool:
-        from .core.promotion import promote
-        from .formats.promotion import parse_contract, parse_evidence
+        from ..core.promotion import promote
+        from ..formats.promotion import parse_contract, parse_evidence
 
         evidence = project.read(".loop-runtime/promotion-evidence.json")
         if evidence is None:
@@ -461,7 +461,7 @@ async def resume_halted(project: Project, pattern: str, opts: RunOptions | None 
     call, no tokens); its worktree is reused as it was left; the tick continues with
     the first call that had not finished.
     """
-    from .adapters.sqlite_store import RunStore
+    from ..adapters.store.sqlite import RunStore
     from .preflight import preflight
 
     base = opts or RunOptions()

@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 __all__ = [
     "MIGRATIONS",
@@ -232,7 +232,7 @@ def ensure_gitignore(path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("*\n")
-        from .fsmode import new_file_mode
+        from ..fsmode import new_file_mode
 
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)

@@ -31,8 +31,8 @@ def misconfigured(stream: Any) -> bool:
 def say_error(text: str) -> None:
     """One line on stderr, redacted: an error that names a bad value may be naming a secret
     (a token in ``loop-runtime.toml``, a notify URL with its password)."""
-    from .adapters.environment import secret_values
-    from .core.redact import redact
+    from ..adapters.environment import secret_values
+    from ..core.redact import redact
 
     try:
         from pathlib import Path
@@ -49,7 +49,7 @@ def guarded(run: Callable[[], Any]) -> None:
     ``cli.main`` handles click's own exceptions, then comes here, so both entry paths
     report a ``LoopError``, an ``OSError`` or a bug in the same words.
     """
-    from .errors import LoopError
+    from ..errors import LoopError
 
     try:
         run()
@@ -64,7 +64,7 @@ def guarded(run: Callable[[], Any]) -> None:
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("LOOP_RUNTIME_DEBUG"):
             raise
-        from .optional import missing_message
+        from ..optional import missing_message
 
         missing = missing_message(e) if isinstance(e, ImportError) else None
         if missing:  # an optional part used without its extra: name the extra, not "internal error"
@@ -124,7 +124,7 @@ def show_list(root_flag: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(doc)
         return
-    from .render import table
+    from ..render import table
 
     echo(f"Registry: {reg['source']} ({reg['path']})")
     echo(table([[r["id"], r["name"], r["cadence"], r["risk"], r["weekOneMode"] or "-", r["tokenCost"] or "-",
@@ -194,10 +194,10 @@ def print_status(doc: dict[str, Any], stream: Any = None) -> None:
     if others:
         notes.append(f"{others:,} other pattern(s) in the {doc['registry']['source']} registry are not set up here "
                      "(`loop-runtime list` shows them).")
-    from .term import interactive
+    from ..term import interactive
 
     if not interactive(stream):
-        from .render import table
+        from ..render import table
 
         echo(title + kill_all, file=stream)
         if rows:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .core import killswitch
-from .core.budget import assess, tightest, todays_cap, utc_day
-from .core.levels import lowest
-from .ports import BudgetStatus
+from ..core import killswitch
+from ..core.budget import assess, tightest, todays_cap, utc_day
+from ..core.levels import lowest
+from ..ports import BudgetStatus
 from .runtime import Project
 
 
@@ -44,7 +44,7 @@ def _ticking(store: Any, pattern_id: str, now: datetime | None) -> bool:
 def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalations: Any = None,
                  now: datetime | None = None) -> dict[str, Any]:
     """Spend, schedule, last tick and escalations as the run store knows them."""
-    from .formats.runlog import tokens_on_day
+    from ..formats.runlog import tokens_on_day
 
     if open_escalations is None:
         open_escalations = store.list_escalations("open")
@@ -75,7 +75,7 @@ def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalatio
 
 def _log_facts(log: Any, pattern_id: str, day: Any) -> dict[str, Any]:
     """The same facts from the run log alone (no store yet: only other tools have run the loop)."""
-    from .formats.runlog import tokens_on_day
+    from ..formats.runlog import tokens_on_day
 
     mine = [e for e in log.entries if e.pattern == pattern_id]
     last = None
@@ -96,7 +96,7 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *,
     the other budget scopes over this loop — ``("repository", …)``, ``("portfolio", …)`` —
     judged with the loop's own by ``core.budget.tightest`` exactly as the engine does.
     """
-    from .formats.runlog import parse_run_log, runs_on_day
+    from ..formats.runlog import parse_run_log, runs_on_day
 
     plan = project.plan(pattern_id)
     day = utc_day(now)
@@ -156,7 +156,7 @@ def shared_scopes(project: Project, store: Any, now: datetime,
     """The budget scopes above each loop: the repository's ``global_daily_cap`` and the fleet's portfolio."""
     out: list[tuple[str, BudgetStatus]] = []
     if store is not None and project.config.global_daily_cap is not None:
-        from .adapters.store_budget import GLOBAL, scope_status
+        from ..adapters.store.budget import GLOBAL, scope_status
 
         out.append(("repository", scope_status(store, GLOBAL, project.config.global_daily_cap, now)))
     if portfolio is not None:
@@ -166,7 +166,7 @@ def shared_scopes(project: Project, store: Any, now: datetime,
 
 
 def project_status(project: Project, now: datetime, store: Any = None, *, portfolio: Any = None) -> dict[str, Any]:
-    from .formats.runlog import parse_run_log
+    from ..formats.runlog import parse_run_log
     from .loops import project_loops
 
     shared = shared_scopes(project, store, now, portfolio)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from .errors import LoopError
+from ..errors import LoopError
 from .runtime import Project
 
 SEP = "/"
@@ -58,7 +58,7 @@ def split_key(k: str) -> tuple[str, str]:
 
 def fleet_status(loaded: Any, now: datetime) -> dict[str, Any]:
     """``status --fleet``: the portfolio, then each repository's own status document, in fleet order."""
-    from .adapters.fleet import portfolio_if_exists
+    from ..adapters.fleet import portfolio_if_exists
     from .commands import store_if_exists
     from .status import project_status
 
@@ -89,8 +89,8 @@ def fleet_status(loaded: Any, now: datetime) -> dict[str, Any]:
     finally:
         if portfolio is not None:
             portfolio.store.close()
-    from .core.budget import assess, tightest, todays_cap, utc_day
-    from .ports import BudgetStatus
+    from ..core.budget import assess, tightest, todays_cap, utc_day
+    from ..ports import BudgetStatus
 
     if pst is None:
         pst = BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
@@ -113,8 +113,8 @@ def _no_ledger(loaded: Any) -> Any:
 
     class Empty:
         def status(self, now: datetime) -> Any:
-            from .core.budget import todays_cap, utc_day
-            from .ports import BudgetStatus
+            from ..core.budget import todays_cap, utc_day
+            from ..ports import BudgetStatus
 
             return BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
 
@@ -142,9 +142,9 @@ def print_fleet_status(doc: Mapping[str, Any], stream: Any = None) -> None:
 def topup_scope(project: Project, scope: str, tokens: int, *, reason: str, fleet: str | None,
                 resume: bool = False) -> dict[str, Any]:
     """``topup @repo N`` (the repository's ``global_daily_cap``) or ``topup @portfolio N --fleet FILE``."""
-    from .adapters.store_budget import GLOBAL, PORTFOLIO
-    from .core.budget import utc_day
-    from .errors import ConfigError
+    from ..adapters.store.budget import GLOBAL, PORTFOLIO
+    from ..core.budget import utc_day
+    from ..errors import ConfigError
     from .runtime import now_utc
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
@@ -156,13 +156,13 @@ def topup_scope(project: Project, scope: str, tokens: int, *, reason: str, fleet
         if project.config.global_daily_cap is None:
             raise ConfigError("topup", "scope", scope, message="@repo: this repository has no global_daily_cap "
                               "(loop-runtime.toml) to raise")
-        from .adapters.sqlite_store import RunStore
+        from ..adapters.store.sqlite import RunStore
 
         store, key_, name = RunStore.open(project.root), GLOBAL, f"repository {project.root.name}"
     elif scope == "@portfolio":
         if not fleet:
             raise ConfigError("topup", "--fleet", None, message="@portfolio needs --fleet FILE")
-        from .adapters.fleet import load_fleet, open_portfolio
+        from ..adapters.fleet import load_fleet, open_portfolio
 
         loaded = load_fleet(fleet)
         if loaded.fleet.portfolio_daily_cap is None:
@@ -251,7 +251,7 @@ def settle_portfolio_orphans(ledger: Any, stores: Mapping[str, Any], now: dateti
     """
     from datetime import timedelta
 
-    from .adapters.store_budget import PORTFOLIO, PORTFOLIO_USD
+    from ..adapters.store.budget import PORTFOLIO, PORTFOLIO_USD
 
     out = []
     # only rows older than a minute: between a call's portfolio reserve and its loop reserve (milliseconds)

@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .adapters import locked_files
-from .adapters.state_files import at_rest, project_secrets
-from .core import killswitch
-from .core.redact import clip
-from .core.budget import utc_day
-from .errors import ConfigError, GitError, LoopError
+from ..adapters import locked_files
+from ..adapters.state_files import at_rest, project_secrets
+from ..core import killswitch
+from ..core.redact import clip
+from ..core.budget import utc_day
+from ..errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
 
 
@@ -71,7 +71,7 @@ def resume(project: Project, pattern: str | None) -> tuple[list[str], list[str]]
 def _event(project: Project, kind: str, payload: dict[str, Any], pattern: str | None) -> None:
     if not (project.root / ".loop-runtime" / "runtime.db").exists():
         return
-    from .adapters.sqlite_store import RunStore
+    from ..adapters.store.sqlite import RunStore
 
     store = RunStore.open(project.root)
     try:
@@ -81,7 +81,7 @@ def _event(project: Project, kind: str, payload: dict[str, Any], pattern: str | 
 
 
 def open_store(project: Project) -> Any:
-    from .adapters.sqlite_store import RunStore
+    from ..adapters.store.sqlite import RunStore
 
     return RunStore.open(project.root)
 
@@ -127,7 +127,7 @@ def _is_spine(path: str, patterns: tuple[str, ...]) -> bool:
 
 def _dirty_paths(root: Path) -> list[str]:
     """Tracked files with uncommitted changes in the main checkout (staged or not)."""
-    from .adapters.git import decode, run_git_bytes
+    from ..adapters.git import decode, run_git_bytes
 
     out = run_git_bytes(["status", "--porcelain", "-z", "--untracked-files=no"], root,
                         env={"GIT_OPTIONAL_LOCKS": "0"})
@@ -152,8 +152,8 @@ def merge_preflight(project: Project, esc_id: str, run_id: str | None = None) ->
 
     Returns the dirty spine files that the merge will carry over or commit.
     """
-    from .adapters.git import run_git
-    from .adapters.git_workspace import GitWorkspace
+    from ..adapters.git import run_git
+    from ..adapters.git_workspace import GitWorkspace
 
     handle = GitWorkspace(project.root).handle_for(run_id) if run_id else None
     if handle is not None and handle.base_branch:
@@ -174,7 +174,7 @@ def merge_preflight(project: Project, esc_id: str, run_id: str | None = None) ->
 
 
 def _on_branch(root: Path) -> bool:
-    from .adapters.git import git_ok
+    from ..adapters.git import git_ok
 
     return git_ok(["symbolic-ref", "-q", "HEAD"], root)
 
@@ -182,7 +182,7 @@ def _on_branch(root: Path) -> bool:
 def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> dict[str, Any]:
     """Merge an approved branch; the runtime's dirty files are carried over, or committed when the branch
     touches them (git would refuse to overwrite them), and the result says which."""
-    from .adapters.git import run_git
+    from ..adapters.git import run_git
 
     touched = set(run_git(["diff", "--name-only", "-z", f"HEAD...{handle.branch}"], project.root).split("\0"))
     to_commit = [p for p in spine_dirty if p in touched]
@@ -221,7 +221,7 @@ def _conflicts(root: Path, branch: str) -> list[str]:
 
 
 def _already_merged(root: Path, branch: str) -> bool:
-    from .adapters.git import git_ok
+    from ..adapters.git import git_ok
 
     return git_ok(["merge-base", "--is-ancestor", f"refs/heads/{branch}", "HEAD"], root)
 
@@ -232,8 +232,8 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
 
     An escalation approved earlier without ``merge`` can be merged later the same way.
     """
-    from .adapters.git_workspace import GitWorkspace
-    from .formats.state import parse_state, render_state, set_human_decision
+    from ..adapters.git_workspace import GitWorkspace
+    from ..formats.state import parse_state, render_state, set_human_decision
     from .preflight import preflight_state_write
 
     own = store is None
@@ -272,7 +272,7 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
 
 def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
     """``approve <id> --merge`` on an escalation approved earlier: merge its branch now (once)."""
-    from .adapters.git_workspace import GitWorkspace
+    from ..adapters.git_workspace import GitWorkspace
 
     prior = dict(esc.result or {})
     branch = prior.get("branch")
@@ -294,7 +294,7 @@ def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
     result.update(_merge(project, ws, handle, spine_dirty))
     result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
     now = now_utc()
-    from .formats.state import parse_state, render_state, set_human_decision
+    from ..formats.state import parse_state, render_state, set_human_decision
 
     approved = f"{esc.decided_at:%Y-%m-%d}" if hasattr(esc.decided_at, "strftime") else "earlier"
     _state_decision(project, esc, f"approved by {esc.decided_by or 'a human'} on {approved}; merged on {now:%Y-%m-%d}",
@@ -307,7 +307,7 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
            keep_branch: bool = False) -> dict[str, Any]:
     """Discard the held change: its worktree and patch are removed, its branch deleted unless ``keep_branch``
     (then the held change is committed on it first, so the kept branch holds what was reviewed)."""
-    from .formats.state import parse_state, render_state, set_human_decision
+    from ..formats.state import parse_state, render_state, set_human_decision
     from .preflight import preflight_state_write
 
     own = store is None
@@ -319,7 +319,7 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
         run_id = esc.context.get("worktreeRunId")
         removed: dict[str, Any] = {}
         if run_id and project.is_git:
-            from .adapters.git_workspace import GitWorkspace
+            from ..adapters.git_workspace import GitWorkspace
 
             ws = GitWorkspace(project.root)
             if keep_branch and esc.diff.strip():
@@ -341,7 +341,7 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
 
 def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any, render_state: Any,
                     set_human_decision: Any) -> None:
-    from .core.sanitize import clean
+    from ..core.sanitize import clean
 
     state_file = project.pattern(esc.pattern).state
 
@@ -365,7 +365,7 @@ def _head(root: Path, branch: str) -> str | None:
 def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: Any = None,
           now: datetime | None = None) -> dict[str, Any]:
     """Raise today's cap of one pattern; recorded in the store and the state file."""
-    from .formats.state import append_section_line, parse_state, render_state
+    from ..formats.state import append_section_line, parse_state, render_state
 
     if tokens <= 0:
         raise ConfigError("topup", "tokens", tokens, message=f"tokens must be positive: {tokens}")
@@ -382,7 +382,7 @@ def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: An
     finally:
         if own:
             store.close()
-    from .core.sanitize import clean
+    from ..core.sanitize import clean
 
     line = f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}"
 

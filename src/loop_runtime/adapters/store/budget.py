@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..core.budget import tightest, todays_cap, utc_day
-from ..ports import BudgetStatus, Reservation
+from ...core.budget import tightest, todays_cap, utc_day
+from ...ports import BudgetStatus, Reservation
 
 __all__ = ["GLOBAL", "NO_CAP", "PORTFOLIO", "PORTFOLIO_USD", "BudgetScope", "StoreBudget", "scope_status"]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .core.redact import clip
-from .formats.runlog import RunLogEntry, append_entry
+from ..core.redact import clip
+from ..formats.runlog import RunLogEntry, append_entry
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ def _journal_tokens(phases: list[Any]) -> int:
 
 def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
     """Finalise crashed ticks of ``pattern``; the caller holds the pattern's lease. Returns their ids."""
-    from .adapters import locked_files
-    from .adapters.state_files import at_rest, project_secrets
+    from ..adapters import locked_files
+    from ..adapters.state_files import at_rest, project_secrets
 
     recovered: list[str] = []
     for tick in store.open_ticks(pattern):
@@ -127,7 +127,7 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
                         tick_id=tick.tick_id)
         recovered.append(tick.tick_id)
     if recovered and project.is_git and (project.root / ".loop-worktrees").exists():
-        from .adapters.git_workspace import GitWorkspace
+        from ..adapters.git_workspace import GitWorkspace
 
         live: set[str] = set()  # worktrees of ticks still running in other processes
         for other in store.open_ticks(None):
@@ -138,8 +138,8 @@ def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
 
 def _merge_finder(project: Any) -> Any:
     """``sha → merge commit`` when ``sha`` is already in the checkout's current branch (else None)."""
-    from .adapters.git import git_ok, run_git
-    from .errors import GitError
+    from ..adapters.git import git_ok, run_git
+    from ..errors import GitError
 
     def find(sha: str) -> str | None:
         root = project.root
@@ -159,11 +159,11 @@ def _merge_finder(project: Any) -> Any:
 
 def _update_state(project: Any, pattern: str, done: Recovered, now: datetime) -> None:
     """The state file's ``Last run`` (and High Priority for an escalation), as the tick would have."""
-    from .adapters.state_files import FileStateWriter
-    from .core.sanitize import inert
-    from .formats.state import (add_high_priority, ensure_canonical_sections, new_state_text, parse_state,
+    from ..adapters.state_files import FileStateWriter
+    from ..core.sanitize import inert
+    from ..formats.state import (add_high_priority, ensure_canonical_sections, new_state_text, parse_state,
                                 render_state, with_last_run)
-    from .errors import LoopError
+    from ..errors import LoopError
 
     try:
         name = project.pattern(pattern).state
