@@ -17,6 +17,10 @@ from typing import Any
 from .errors import LeaseHeld, LoopError
 from .app.runtime import Project
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .ports.store import Store
+
 GRACE_S = 30.0
 
 
@@ -195,7 +199,7 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         log("daemon.stop", {})
 
 
-async def _daily_summaries(store: Any, notifier: Any, clock: Any, patterns: list[str], log: Any,
+async def _daily_summaries(store: Store, notifier: Any, clock: Any, patterns: list[str], log: Any,
                            sleep: Any = asyncio.sleep) -> None:
     """After each UTC midnight, one short summary of the day before (ticks, tokens, waiting escalations)."""
     from datetime import timedelta

@@ -52,6 +52,10 @@ from .core.schedule import LoopSchedule, first_due, next_day_start, next_due, ru
 from .errors import ConfigError, StoreError
 from .ports import Clock
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .ports.store import Store
+
 __all__ = ["Scheduler", "install_signal_handlers"]
 
 _log = logging.getLogger("loop_runtime.scheduler")
@@ -81,7 +85,7 @@ class Scheduler:
         specs: Sequence[LoopSchedule],
         run_tick: Callable[[str], Awaitable[Any]],
         *,
-        store: RunStore,
+        store: Store,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,

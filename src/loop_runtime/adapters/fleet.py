@@ -25,6 +25,10 @@ from typing import Any
 from ..errors import ConfigError, GitError
 from ..formats.fleet import FILE_NAME, Fleet, FleetRepo, parse_fleet, redact_url
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
+
 __all__ = ["LoadedFleet", "PortfolioLedger", "RepoPlace", "load_fleet", "open_portfolio", "sync_repo"]
 
 GIT_TIMEOUT_S = 300.0
@@ -188,7 +192,7 @@ class PortfolioLedger:
     ``portfolio-usd`` in micro-dollars (a backend's reported cost, else ``core.budget``'s price table).
     """
 
-    store: Any  # adapters.sqlite_store.RunStore
+    store: Store
     cap: int | None
     repo: str | None = None
     usd_cap: float | None = None

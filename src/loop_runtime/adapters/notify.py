@@ -33,7 +33,7 @@ from ..core.sanitize import clean
 from ..ports import Notification
 
 if TYPE_CHECKING:
-    from .store.sqlite import RunStore
+    from ..ports.store import Store
 
 __all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "daily_summary", "redact_text"]
 
@@ -171,7 +171,7 @@ class RecordingNotifier:
         self.notes.append(note)
 
 
-def daily_summary(store: RunStore, day: date, patterns: Sequence[str]) -> Notification:
+def daily_summary(store: Store, day: date, patterns: Sequence[str]) -> Notification:
     """The optional ``daily-summary`` note: ticks and settled tokens per loop, open escalations.
 
     Built from the run store only (never from agent output), so it carries no secrets

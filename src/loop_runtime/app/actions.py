@@ -20,6 +20,10 @@ from ..core.budget import utc_day
 from ..errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import EscalationStore, Store
+
 
 def _write(project: Project, rel: str, text: str) -> None:
     """Atomically write a project file, redacted like every file the runtime writes."""
@@ -94,7 +98,7 @@ def _existing_store(project: Project) -> Any:
     return open_store(project)
 
 
-def _escalation(store: Any, esc_id: str, *, allow: tuple[str, ...] = ("open",)) -> Any:
+def _escalation(store: EscalationStore, esc_id: str, *, allow: tuple[str, ...] = ("open",)) -> Any:
     esc = store.get_escalation(esc_id)
     if esc is None:
         valid = [e.id for e in store.list_escalations("open")]
@@ -227,7 +231,7 @@ def _already_merged(root: Path, branch: str) -> bool:
 
 
 def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | None = None,
-            store: Any = None) -> dict[str, Any]:
+            store: Store | None = None) -> dict[str, Any]:
     """Apply the held change exactly as reviewed: commit on its branch (merge too with ``merge``).
 
     An escalation approved earlier without ``merge`` can be merged later the same way.
@@ -270,7 +274,7 @@ def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | Non
             store.close()
 
 
-def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
+def _merge_later(project: Project, store: Store | None, esc: Any) -> dict[str, Any]:
     """``approve <id> --merge`` on an escalation approved earlier: merge its branch now (once)."""
     from ..adapters.git_workspace import GitWorkspace
 
@@ -303,7 +307,7 @@ def _merge_later(project: Project, store: Any, esc: Any) -> dict[str, Any]:
     return result
 
 
-def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None, store: Any = None,
+def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None, store: Store | None = None,
            keep_branch: bool = False) -> dict[str, Any]:
     """Discard the held change: its worktree and patch are removed, its branch deleted unless ``keep_branch``
     (then the held change is committed on it first, so the kept branch holds what was reviewed)."""
@@ -362,7 +366,7 @@ def _head(root: Path, branch: str) -> str | None:
     return proc.stdout.strip() or None
 
 
-def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: Any = None,
+def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: Store | None = None,
           now: datetime | None = None) -> dict[str, Any]:
     """Raise today's cap of one pattern; recorded in the store and the state file."""
     from ..formats.state import append_section_line, parse_state, render_state

@@ -63,7 +63,7 @@ class ProjectLoops:
                 + (f" ({self.workflow_note()})" if self.workflows else ""))
 
 
-def project_loops(project: Project, store: Any = None, *, log: Any = None) -> ProjectLoops:
+def project_loops(project: Project, store: Store | None = None, *, log: Any = None) -> ProjectLoops:
     """The one definition of "which loops are enabled" (plus history, for display).
 
     ``log``: the parsed run log when the caller has it already (``status`` reads it once).
@@ -108,7 +108,7 @@ def project_loops(project: Project, store: Any = None, *, log: Any = None) -> Pr
                         len(project.registry.patterns), MappingProxyType(workflows))
 
 
-def _ran(project: Project, store: Any, log: Any = None) -> set[str]:
+def _ran(project: Project, store: Store | None, log: Any = None) -> set[str]:
     """Patterns with ticks in the run log or the store: part of the project's story even if not enabled now."""
     if log is None:
         from ..formats.runlog import parse_run_log

@@ -25,6 +25,10 @@ from typing import Any
 from ..core.redact import clip
 from ..formats.runlog import RunLogEntry, append_entry
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
+
 
 @dataclass(frozen=True)
 class Recovered:
@@ -95,7 +99,7 @@ def _journal_tokens(phases: list[Any]) -> int:
     return total
 
 
-def recover(project: Any, store: Any, pattern: str, now: datetime) -> list[str]:
+def recover(project: Any, store: Store, pattern: str, now: datetime) -> list[str]:
     """Finalise crashed ticks of ``pattern``; the caller holds the pattern's lease. Returns their ids."""
     from ..adapters import locked_files
     from ..adapters.state_files import at_rest, project_secrets

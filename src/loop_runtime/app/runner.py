@@ -27,6 +27,10 @@ from ..errors import ConfigError, LeaseHeld
 from ..ports import Clock, EventSink, Notifier
 from .runtime import Project, gate_policy, owner_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import EventStore, Store
+
 LEASE_TTL_S = 120.0
 BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 
@@ -37,7 +41,7 @@ BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 class StoreJournal:
     """``ports.TickJournal`` over the SQLite store."""
 
-    def __init__(self, store: Any, owner: str) -> None:
+    def __init__(self, store: Store, owner: str) -> None:
         self.store, self.owner = store, owner
 
     def begin(self, *, tick_id: str, run_id: str, pattern: str, level: str, backend: str, at: datetime) -> None:
@@ -75,7 +79,7 @@ class OncePerDayNotifier:
 
     DAILY = ("budget-80", "budget-100")
 
-    def __init__(self, inner: Notifier, store: Any, clock: Clock) -> None:
+    def __init__(self, inner: Notifier, store: EventStore, clock: Clock) -> None:
         self.inner, self.store, self.clock = inner, store, clock
 
     def notify(self, note: Any) -> None:
@@ -223,7 +227,7 @@ def _system_clock() -> Clock:
 class LoopRunner:
     """Runs real ticks of one pattern in a project, holding the pattern's lease while it does."""
 
-    def __init__(self, project: Project, plan: Plan, opts: RunOptions, *, store: Any = None,
+    def __init__(self, project: Project, plan: Plan, opts: RunOptions, *, store: Store | None = None,
                  owner: str | None = None) -> None:
         self.project, self.plan, self.opts = project, plan, opts
         self.clock = opts.clock or _system_clock()

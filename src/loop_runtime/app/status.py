@@ -17,8 +17,12 @@ from ..core.levels import lowest
 from ..ports import BudgetStatus
 from .runtime import Project
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
 
-def loops_to_show(project: Project, store: Any) -> list[str]:
+
+def loops_to_show(project: Project, store: Store | None) -> list[str]:
     """The project's loops (``loops.project_loops``): enabled ones, then ones that ran but are not enabled."""
     from .loops import project_loops
 
@@ -29,7 +33,7 @@ def _iso(dt: Any) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(dt, "strftime") else (None if dt is None else str(dt))
 
 
-def _ticking(store: Any, pattern_id: str, now: datetime | None) -> bool:
+def _ticking(store: Store | None, pattern_id: str, now: datetime | None) -> bool:
     """Is a process still ticking ``pattern_id``? A tick row left ``running`` by a process that died or
     stopped on an error is not live: its lease was released (or its owner is gone), and the next run
     recovers it. Without ``now`` (old callers) the row is believed."""
@@ -41,7 +45,7 @@ def _ticking(store: Any, pattern_id: str, now: datetime | None) -> bool:
     return holder is not None and not _dead_local_owner(holder)
 
 
-def _store_facts(store: Any, pattern_id: str, day: Any, log: Any, open_escalations: Any = None,
+def _store_facts(store: Store | None, pattern_id: str, day: Any, log: Any, open_escalations: Any = None,
                  now: datetime | None = None) -> dict[str, Any]:
     """Spend, schedule, last tick and escalations as the run store knows them."""
     from ..formats.runlog import tokens_on_day
@@ -87,7 +91,7 @@ def _log_facts(log: Any, pattern_id: str, day: Any) -> dict[str, Any]:
             "last": last, "running": None, "escalations": 0}
 
 
-def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *, log: Any = None,
+def loop_status(project: Project, pattern_id: str, now: datetime, store: Store | None, *, log: Any = None,
                 open_escalations: Any = None, shared: Sequence[tuple[str, BudgetStatus]] = ()) -> dict[str, Any]:
     """One loop's entry of the status document.
 
@@ -151,7 +155,7 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Any, *,
     }
 
 
-def shared_scopes(project: Project, store: Any, now: datetime,
+def shared_scopes(project: Project, store: Store | None, now: datetime,
                   portfolio: Any = None) -> list[tuple[str, BudgetStatus]]:
     """The budget scopes above each loop: the repository's ``global_daily_cap`` and the fleet's portfolio."""
     out: list[tuple[str, BudgetStatus]] = []
@@ -165,7 +169,7 @@ def shared_scopes(project: Project, store: Any, now: datetime,
     return out
 
 
-def project_status(project: Project, now: datetime, store: Any = None, *, portfolio: Any = None) -> dict[str, Any]:
+def project_status(project: Project, now: datetime, store: Store | None = None, *, portfolio: Any = None) -> dict[str, Any]:
     from ..formats.runlog import parse_run_log
     from .loops import project_loops
 

@@ -11,7 +11,7 @@ no tick runs. Days are UTC; spend rolls over at 00:00 UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -107,6 +107,21 @@ def assess(status: BudgetStatus) -> BudgetVerdict:
     if pct >= DOWNGRADE_AT:
         return BudgetVerdict(False, "L1", f"budget: {status.used:,} / {status.cap:,} tokens today (≥80% → L1)")
     return BudgetVerdict(False, None, f"budget: {status.used:,} / {status.cap:,} tokens today")
+
+
+def judge(own: BudgetStatus, shared: Sequence[tuple[str, BudgetStatus]] = ()) -> BudgetVerdict:
+    """The verdict on a loop's budget and every scope above it (``("repository", …)``, ``("portfolio", …)``).
+
+    The tightest scope decides (``tightest``); when it is a shared one its label leads the reason, so a
+    human reads "portfolio budget: … ≥80%" and knows why a loop whose own spend is low runs at L1.
+    """
+    scopes = [own, *(st for _, st in shared)]
+    chosen = tightest(scopes)
+    verdict = assess(chosen)
+    if chosen is not own and chosen.cap:
+        label = shared[scopes.index(chosen) - 1][0]
+        verdict = BudgetVerdict(verdict.halt, verdict.level_cap, f"{label} {verdict.reason}")
+    return verdict
 
 
 class BudgetBreaker:

@@ -21,7 +21,7 @@ its own line. Resuming requires a human (or ``loop-runtime resume``) to clear it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 ALL = "loop-pause-all"
@@ -104,3 +104,32 @@ def evaluate(
         if key == scoped.casefold():
             return KillState(True, "pattern", source)
     return KillState(False)
+
+
+@dataclass(frozen=True)
+class KillInputs:
+    """Which files decide whether a loop is paused: every reader gathers exactly these."""
+
+    texts: tuple[str, ...]  # files whose flag lines count (the loop's state file, STATE.md, LOOP.md)
+    switches: tuple[str, ...]  # files whose mere presence engages the switch (project root)
+
+
+def kill_inputs(pattern_id: str, state_file: str) -> KillInputs:
+    """The files ``kill_state`` reads for ``pattern_id`` (one list, so no reader forgets one)."""
+    return KillInputs(tuple(dict.fromkeys([state_file, "STATE.md", "LOOP.md"])), (ALL, pattern_switch(pattern_id)))
+
+
+def kill_state(pattern_id: str, *, state_file: str, read: Callable[[str], str | None],
+               exists: Callable[[str], bool] | None = None, labels: Sequence[tuple[str, str]] = (),
+               pause_label: str = ALL) -> KillState:
+    """Is ``pattern_id`` paused? Files through ``read`` (text or None) and ``exists`` (default: ``read`` is
+    not None); issue-tracker ``labels`` only when no file engages it (they cost a network call)."""
+    inputs = kill_inputs(pattern_id, state_file)
+    present = exists if exists is not None else (lambda name: read(name) is not None)
+    texts = {name: read(name) for name in inputs.texts}
+    state = evaluate(pattern_id, state_file=state_file, texts=texts,
+                     root_files={f for f in inputs.switches if present(f)})
+    if state.engaged or not labels:
+        return state
+    return evaluate(pattern_id, state_file=state_file, texts={}, root_files=set(), labels=labels,
+                    pause_label=pause_label)

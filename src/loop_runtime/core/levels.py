@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .budget import BudgetVerdict
+    from .killswitch import KillState
+
 LEVELS = ("L0", "L1", "L2", "L3")
 
 #: What each level may do, enforced at run time (R9–R11).
@@ -32,11 +37,26 @@ def rank(level: str) -> int:
 
 @dataclass(frozen=True)
 class LevelDecision:
-    """The effective level of one tick and every constraint that was considered."""
+    """The effective level of one tick and every constraint that was considered.
+
+    ``effective`` is a level, or ``"paused"`` (a kill switch) or ``"halted"`` (the budget): a
+    loop in either state runs no tick at all, which ``status`` shows and the engine stops on.
+    """
 
     configured: str
     effective: str
     reason: str
+
+    @property
+    def stopped(self) -> bool:
+        return self.effective in STOPPED
+
+
+#: Effective "levels" at which no tick runs: the kill switch is engaged, or a budget is spent.
+STOPPED = ("paused", "halted")
+
+#: Why L2/L3 fall to L1 where no worktree can be made; one text for the engine, status and dashboard.
+NO_WORKTREE = "not a git repository: acting needs a worktree"
 
 
 def lowest(configured: str, caps: list[tuple[str, str]]) -> LevelDecision:
@@ -46,3 +66,26 @@ def lowest(configured: str, caps: list[tuple[str, str]]) -> LevelDecision:
         if rank(cap) < rank(effective):
             effective, reason = cap, why
     return LevelDecision(configured=configured, effective=effective, reason=reason)
+
+
+def effective_level(configured: str, *, budget: BudgetVerdict, kill: KillState, can_act: bool = True,
+                    source: str = "configured") -> LevelDecision:
+    """THE rule for the level a loop runs at now; the engine, ``status``, the scheduler and the
+    dashboard all call it, so they cannot disagree (tests/test_rule_agreement.py).
+
+    Order matters and is the ecosystem's: a kill switch stops everything (R12), a spent budget halts
+    (R4), then the lowest of the constraints wins (R8): ≥80% of a budget → L1, no git repository → L1.
+    ``budget`` is the verdict on the tightest scope over the loop (``core.budget.judge``); ``source``
+    names where the configured level came from, the reason shown when nothing lowered it.
+    """
+    if kill.engaged:
+        return LevelDecision(configured, "paused", f"kill switch ({kill.source})")
+    if budget.halt:
+        return LevelDecision(configured, "halted", budget.reason)
+    caps: list[tuple[str, str]] = []
+    if budget.level_cap:
+        caps.append((budget.level_cap, budget.reason))
+    if rank(configured) >= 2 and not can_act:
+        caps.append(("L1", NO_WORKTREE))
+    decision = lowest(configured, caps)
+    return decision if decision.reason != "configured" else LevelDecision(configured, configured, source)

@@ -22,6 +22,7 @@ Rules (the scheduler driver, ``loop_runtime.scheduler``, carries them out):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, UTC
 
@@ -107,6 +108,14 @@ def next_due(spec: LoopSchedule, started_at: datetime, jitter_unit: float) -> da
     if not 0.0 <= jitter_unit < 1.0:
         raise ValueError(f"jitter_unit must be in [0, 1), got {jitter_unit}")
     return _utc(started_at) + timedelta(seconds=spec.interval_s + round(jitter_unit * spec.jitter_s))
+
+
+def runs_today(logged: Iterable[str], begun: Iterable[str] = ()) -> int:
+    """THE count of a loop's runs today for its ``runs/day`` cap: distinct run ids the run log shows
+    (``formats.runlog.run_ids_on_day``: other tools' runs too, paused ones left out) together with the
+    ones this runtime began (the store's ticks, logged or not yet). The scheduler, the engine and
+    ``status`` all count this way; before, the scheduler counted the store and the tick the run log."""
+    return len(set(logged) | set(begun))
 
 
 def runs_cap_reached(spec: LoopSchedule, runs_today: int) -> bool:

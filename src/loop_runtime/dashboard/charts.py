@@ -33,6 +33,10 @@ from ..core.budget import utc_day
 from ..formats.runlog import RunLog, parse_run_log, parse_run_time
 from ..app.runtime import Project
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
+
 __all__ = ["budget_document", "burn_down", "history", "scale", "stacked"]
 
 HISTORY_DAYS = 7
@@ -73,7 +77,7 @@ def _external(log: RunLog, pattern: str, day: date, known: set[str]) -> list[tup
     return out
 
 
-def _spend_points(store: Any, log: RunLog, pattern: str, day: date) -> tuple[list[tuple[datetime, int]], int]:
+def _spend_points(store: Store, log: RunLog, pattern: str, day: date) -> tuple[list[tuple[datetime, int]], int]:
     """(time, tokens) of today's spend, and the total "now" (settled + external)."""
     known = store.tick_run_ids(pattern, day) if store is not None else set()
     points = _external(log, pattern, day, known)
@@ -88,20 +92,20 @@ def _spend_points(store: Any, log: RunLog, pattern: str, day: date) -> tuple[lis
     return points, store.spent(pattern, day) + external
 
 
-def _cap(project: Project, store: Any, pattern: str, day: date) -> int | None:
+def _cap(project: Project, store: Store, pattern: str, day: date) -> int | None:
     cap = project.plan(pattern).daily_token_cap
     if cap is None:
         return None
     return cap + (store.topups(pattern, day) if store is not None else 0)
 
 
-def _topups_today(store: Any, pattern: str, day: date) -> list[tuple[datetime, int]]:
+def _topups_today(store: Store, pattern: str, day: date) -> list[tuple[datetime, int]]:
     if store is None:
         return []
     return [(r.at, int(r.tokens)) for r in store.topup_records(pattern) if r.day == day]
 
 
-def burn_down(project: Project, store: Any, pattern: str, now: datetime, log: RunLog | None = None) -> dict[str, Any]:
+def burn_down(project: Project, store: Store, pattern: str, now: datetime, log: RunLog | None = None) -> dict[str, Any]:
     """Cumulative spend at each hour of today (UTC), at every spend and top-up, then "now".
 
     ``capSteps[i]`` is the cap in force at ``x[i]`` (configured cap + top-ups made by
@@ -146,7 +150,7 @@ def burn_down(project: Project, store: Any, pattern: str, now: datetime, log: Ru
     }
 
 
-def history(project: Project, store: Any, pattern: str, now: datetime, days: int = HISTORY_DAYS,
+def history(project: Project, store: Store, pattern: str, now: datetime, days: int = HISTORY_DAYS,
             log: RunLog | None = None) -> dict[str, Any]:
     """Tokens spent on each of the last ``days`` UTC days (today last), with each day's cap."""
     log = log if log is not None else parse_run_log(project.read("loop-run-log.md") or "")
@@ -206,7 +210,7 @@ def stacked(loops: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def budget_document(project: Project, store: Any, patterns: list[str], now: datetime) -> dict[str, Any]:
+def budget_document(project: Project, store: Store, patterns: list[str], now: datetime) -> dict[str, Any]:
     """Every shown loop's burn-down and history, as ``/api/budget`` serves them."""
     log = parse_run_log(project.read("loop-run-log.md") or "")
     loops = []

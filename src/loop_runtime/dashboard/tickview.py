@@ -23,6 +23,10 @@ from ..formats.triage import parse_triage
 from ..app.runtime import Project
 from .views import JournalLine, _detail, diff_files, fmt_ts, safe, test_view, transcripts
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
+
 __all__ = ["ROLES", "TICK_ID", "commit_diff", "event_sentence", "tick_view", "valid_tick_id"]
 
 ROLES = ("triage", "implementer", "verifier")
@@ -180,7 +184,7 @@ def commit_diff(root: Path, sha: str, secrets: Sequence[str]) -> str | None:
     return safe(text, secrets, MAX_DIFF)
 
 
-def tick_view(project: Project, store: Any, tick: Any, now: datetime, secrets: Sequence[str]) -> dict[str, Any]:
+def tick_view(project: Project, store: Store, tick: Any, now: datetime, secrets: Sequence[str]) -> dict[str, Any]:
     """Everything the tick page shows."""
     phases = store.phases(tick.tick_id)
     end = tick.finished_at or now

@@ -20,6 +20,10 @@ from ..core.redact import MARK, redact
 from ..formats.runlog import parse_run_log
 from ..app.runtime import Project
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ports.store import Store
+
 __all__ = [
     "DiffFile",
     "diff_files",
@@ -102,7 +106,7 @@ def _role_tokens(phases: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-def running_tick(store: Any, tick_id: str) -> dict[str, Any]:
+def running_tick(store: Store, tick_id: str) -> dict[str, Any]:
     """A running tick's lifecycle phase (last ``phase:*`` entry), last step and tokens so far."""
     phases = store.phases(tick_id)
     lifecycle = [p.phase.removeprefix("phase:") for p in phases if p.phase.startswith("phase:")]
@@ -133,7 +137,7 @@ def _detail(data: Mapping[str, Any], secrets: Sequence[str]) -> str:
     return safe(text, secrets, 400)
 
 
-def tick_rows(project: Project, store: Any, pattern: str, now: datetime,
+def tick_rows(project: Project, store: Store, pattern: str, now: datetime,
               secrets: Sequence[str]) -> list[dict[str, Any]]:
     """The loop page's timeline: newest tick first, with phases, tokens per role, verdict, outcome."""
     if store is None:
@@ -196,7 +200,7 @@ def transcript_path(project: Project, tick_id: str, name: str | None) -> Path | 
 # ---------------------------------------------------------------------------- loop page
 
 
-def loop_view(project: Project, store: Any, loop: Mapping[str, Any], now: datetime,
+def loop_view(project: Project, store: Store, loop: Mapping[str, Any], now: datetime,
               secrets: Sequence[str]) -> dict[str, Any]:
     """Everything the loop page shows besides the status row: ticks, state file, run log."""
     pattern = loop["pattern"]
@@ -279,7 +283,7 @@ def _last(phases: Sequence[Any], name: str) -> Mapping[str, Any] | None:
     return found[-1] if found else None
 
 
-def escalation_view(project: Project, store: Any, esc: Any, secrets: Sequence[str]) -> dict[str, Any]:
+def escalation_view(project: Project, store: Store, esc: Any, secrets: Sequence[str]) -> dict[str, Any]:
     """The held diff, the verifier's verdict and reasons, the test output, and the decision so far."""
     phases = store.phases(esc.tick_id)
     verdict = _last(phases, "verdict") or {}

@@ -230,11 +230,16 @@ def tokens_on_day(log: RunLog, pattern: str, day: date, *, exclude_run_ids: Coll
     return sum(e.tokens_estimate for e in _on_day(log, pattern, day) if e.run_id not in exclude_run_ids)
 
 
-def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
+def run_ids_on_day(log: RunLog, pattern: str, day: date) -> set[str]:
     """Runs of ``pattern`` on ``day`` for the runs/day cap: one per run id (a budget-halted tick and its
     ``topup --resume`` are one run) and none for a tick the kill switch paused (it did no work: a day
-    spent paused must not use up the day's runs)."""
-    return len({e.run_id for e in _on_day(log, pattern, day) if not _paused(e)})
+    spent paused must not use up the day's runs). ``core.schedule.runs_today`` counts them."""
+    return {e.run_id for e in _on_day(log, pattern, day) if not _paused(e)}
+
+
+def runs_on_day(log: RunLog, pattern: str, day: date) -> int:
+    """How many runs the log alone shows (``run_ids_on_day``)."""
+    return len(run_ids_on_day(log, pattern, day))
 
 
 def _paused(entry: RunLogEntry) -> bool:

@@ -25,6 +25,10 @@ from typing import Any
 from ...core.budget import tightest, todays_cap, utc_day
 from ...ports import BudgetStatus, Reservation
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...ports.store import LedgerStore
+
 __all__ = ["GLOBAL", "NO_CAP", "PORTFOLIO", "PORTFOLIO_USD", "BudgetScope", "StoreBudget", "scope_status"]
 
 GLOBAL = "*"
@@ -43,7 +47,7 @@ class BudgetScope:
     ``<repo>/<tick>`` so a reservation can be traced to its repository).
     """
 
-    store: Any
+    store: LedgerStore
     key: str
     cap: int | None
     ref: str | None = None
@@ -68,7 +72,7 @@ class BudgetScope:
         return self.units(max(0, tokens))
 
 
-def scope_status(store: Any, key: str, cap: int | None, now: datetime) -> BudgetStatus:
+def scope_status(store: LedgerStore, key: str, cap: int | None, now: datetime) -> BudgetStatus:
     """Today's status of one scope: ``core.budget.todays_cap`` over the store's spend and top-ups."""
     day = utc_day(now)
     spent = store.spent(key, day) + store.external_spent(key, day)
@@ -82,7 +86,7 @@ class StoreBudget:
 
     accepts_cost = True  # ``core.budget.settle_call`` hands it the backend's reported USD cost
 
-    def __init__(self, store: Any, pattern: str, cap: int | None, tick_id: str,
+    def __init__(self, store: LedgerStore, pattern: str, cap: int | None, tick_id: str,
                  global_cap: int | None = None, *,
                  portfolio: BudgetScope | Sequence[BudgetScope] | None = None) -> None:
         self.store, self.pattern, self.cap, self.tick_id = store, pattern, cap, tick_id

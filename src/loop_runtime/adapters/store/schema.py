@@ -28,12 +28,20 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import StoreError
+from ...ports.store import (
+    EscalationRecord,
+    EventRecord,
+    PhaseRecord,
+    PruneReport,
+    ReservationRecord as Reservation,
+    TickRecord,
+    TopupRecord,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -302,92 +310,6 @@ def load_json(text: str | None) -> dict[str, Any]:
         return {}
     value = json.loads(text)
     return value if isinstance(value, dict) else {"value": value}
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What one ``RunStore.prune`` removed (after summing it into ``daily_rollups``)."""
-
-    ticks: int = 0
-    events: int = 0
-    reservations: int = 0
-    pages_freed: int = 0
-
-
-@dataclass(frozen=True)
-class PhaseRecord:
-    phase: str
-    data: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class TickRecord:
-    tick_id: str
-    run_id: str
-    pattern: str
-    level: str
-    backend: str
-    status: str
-    outcome: str | None
-    tokens: int
-    started_at: datetime
-    finished_at: datetime | None
-    owner: str
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    kind: str
-    pattern: str | None
-    tick_id: str | None
-    payload: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Tokens set aside for one agent call; ``settled`` is the actual usage once known."""
-
-    id: int
-    pattern: str
-    day: date
-    amount: int
-    tick_id: str
-    settled: int | None = None
-
-
-@dataclass(frozen=True)
-class TopupRecord:
-    id: int
-    pattern: str
-    day: date
-    tokens: int
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class EscalationRecord:
-    id: str
-    pattern: str
-    tick_id: str
-    run_id: str
-    item_id: str
-    title: str
-    diff: str
-    context: dict[str, Any]
-    status: str
-    created_at: datetime
-    decided_by: str | None = None
-    reason: str | None = None
-    decided_at: datetime | None = None
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 TICK_COLS = "tick_id, run_id, pattern, level, backend, status, outcome, tokens, started_at, finished_at, owner, summary"

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .formats.test_report import TestReport
+    from ..formats.test_report import TestReport
 
 # --------------------------------------------------------------------------- agents
 
