@@ -51,6 +51,7 @@ REQUIRED: Any = _Marker("REQUIRED")
 """A PortCall's ``default`` when the method must exist: a missing port or method raises ``PortMissing``."""
 
 ABSENT: Any = _Marker("ABSENT")
+_NONE: Any = _Marker("NONE")  # DirectExecutor's cache: the adapter has no such method
 """What an optional call returns when the adapter does not offer the method (``default=ABSENT``)."""
 
 
@@ -89,6 +90,11 @@ class PortMissing(LookupError):
         self.call = call
 
 
+def _awaitable(value: Any) -> bool:
+    """``inspect.isawaitable``, fast for the plain values most PortCalls return."""
+    return value is not None and hasattr(type(value), "__await__") or inspect.isawaitable(value)
+
+
 Execute = Callable[[PortCall], Any]
 """Performs one PortCall: returns its result (or an awaitable of it) or raises."""
 
@@ -108,12 +114,12 @@ async def drive(coro: Coroutine[Any, Any, Any], execute: Execute) -> Any:
             call = coro.throw(value) if failed else coro.send(value)
         except StopIteration as stop:
             return stop.value
-        if not isinstance(call, PortCall):
+        if type(call) is not PortCall and not isinstance(call, PortCall):
             coro.close()
             raise TypeError(f"a tick awaited {call!r}; every side effect of a tick must be a PortCall")
         try:
             value = execute(call)
-            if inspect.isawaitable(value):
+            if _awaitable(value):
                 value = await value
             failed = False
         except BaseException as exc:  # noqa: BLE001 — handed back to the tick, which decides
@@ -132,25 +138,42 @@ class DirectExecutor:
 
     def __init__(self, deps: TickDeps) -> None:
         self.deps = deps
-        self._specials: dict[tuple[str, str], Callable[[PortCall], Any]] = {
+        self._specials: dict[tuple[str, str], Callable[..., Any]] = {
             ("backend", "run"): self._run_agent,
             ("state", "update"): self._update,
             ("budget", "settle"): self._settle,
         }
+        self._methods: dict[tuple[str, str], Any] = {}
 
     def __call__(self, call: PortCall) -> Any:
-        special = self._specials.get((call.port, call.method))
-        if special is not None:
-            return special(call)
-        adapter = self.deps.port(call.port)
-        method = getattr(adapter, call.method, None) if adapter is not None else None
+        method = self._methods.get((call.port, call.method))
         if method is None:
+            method = self._resolve(call.port, call.method)
+        if method is _NONE:
             if call.default is REQUIRED:
                 raise PortMissing(call)
             return call.default
         return method(*call.args, **call.kwargs)
 
-    def _run_agent(self, call: PortCall) -> Any:
+    def _resolve(self, port: str, name: str) -> Any:
+        """The callable for ``port.name`` (a special, the adapter's method, or ``_NONE``), cached.
+
+        A plain attribute (``backend.name``, ``publisher.comment_escalations``: what the adapter is or
+        offers) is read as a call without arguments, so the tick learns it as it learns everything.
+        """
+        method = self._specials.get((port, name))
+        if method is None:
+            adapter = self.deps.port(port)
+            method = getattr(adapter, name, None) if adapter is not None else None
+            if method is not None and not callable(method):
+                value = method
+
+                def method() -> Any:
+                    return value
+        self._methods[(port, name)] = method if method is not None else _NONE
+        return self._methods[(port, name)]
+
+    def _run_agent(self, *args: Any, **kwargs: Any) -> Any:
         hooks = self.deps.hooks
         stop = hooks.stop
 
@@ -158,17 +181,17 @@ class DirectExecutor:
             return (stop.check() or None) if stop is not None else None
 
         sink = hooks.events.emit if hooks.events is not None else None
-        return self.deps.ports.backend.run(*call.args, stop=check, on_event=sink, **call.kwargs)
+        return self.deps.ports.backend.run(*args, stop=check, on_event=sink, **kwargs)
 
-    def _update(self, call: PortCall) -> Any:
+    def _update(self, *args: Any, **kwargs: Any) -> Any:
         from .files import update_file
 
-        return update_file(self.deps.ports.state, *call.args, **call.kwargs)
+        return update_file(self.deps.ports.state, *args, **kwargs)
 
-    def _settle(self, call: PortCall) -> Any:
+    def _settle(self, *args: Any, **kwargs: Any) -> Any:
         from .budget import settle_call
 
-        return settle_call(self.deps.ports.budget, *call.args, **call.kwargs)
+        return settle_call(self.deps.ports.budget, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -190,7 +213,7 @@ class Recorder:
     async def __call__(self, call: PortCall) -> Any:
         try:
             result = self.execute(call)
-            if inspect.isawaitable(result):
+            if _awaitable(result):
                 result = await result
         except BaseException as exc:
             self.outcomes.append(Outcome(call, error=exc))

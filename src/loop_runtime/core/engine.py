@@ -170,15 +170,6 @@ class TickDeps:
         """The port names with an adapter: what a tick may call (it asks nothing of a missing port)."""
         return frozenset(n for n in PORT_NAMES if self.port(n) is not None)
 
-    @property
-    def backend_name(self) -> str:
-        return str(getattr(self.ports.backend, "name", "?"))
-
-    @property
-    def comment_escalations(self) -> bool:
-        """Does the publisher mirror escalations as issue comments (a setting of the GitHub connector)?"""
-        return bool(getattr(self.ports.publisher, "comment_escalations", False))
-
 
 _PORT_FIELDS = frozenset(f.name for f in fields(TickPorts))
 

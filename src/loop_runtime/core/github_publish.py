@@ -52,7 +52,9 @@ async def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, 
 async def mirror_escalation(t: Tick, item: TriageItem, reason: str, detail: str) -> None:
     """Comment on the triage item's issue when it names one (``#42``) and the publisher can comment."""
     number = issue_number(item.id)
-    if "publisher" not in t.wired or number is None or not t.deps.comment_escalations:
+    if "publisher" not in t.wired or number is None:
+        return
+    if not await t.ports.publisher.comment_escalations(default=False):  # a setting of the connector
         return
     try:
         body = escalation_comment(run_id=t.run_id, pattern=t.plan.pattern_id, reason=reason, detail=detail,

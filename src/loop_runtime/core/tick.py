@@ -38,24 +38,28 @@ __all__ = ["FORCE_HINT", "Tick"]
 
 
 class _Port:
-    """``t.ports.<port>.<method>(*args)`` → the PortCall ``<port>.<method>`` (awaitable)."""
+    """``t.ports.<port>.<method>(*args)`` → the PortCall ``<port>.<method>`` (awaitable).
 
-    __slots__ = ("_tick", "_port")
+    Each method's builder is made once and kept on the proxy (``__getattr__`` runs only on a miss).
+    """
 
     def __init__(self, tick: Tick, port: str) -> None:
         self._tick, self._port = tick, port
 
     def __getattr__(self, method: str) -> Any:
+        if method.startswith("__"):
+            raise AttributeError(method)
         tick, port = self._tick, self._port
 
         def call(*args: Any, **kwargs: Any) -> PortCall:
             return tick.effect(port, method, *args, **kwargs)
 
+        setattr(self, method, call)
         return call
 
 
 class _Ports:
-    __slots__ = ("_tick",)
+    """``t.ports``: one ``_Port`` per port name of ``TickDeps`` (an unknown name is an AttributeError)."""
 
     def __init__(self, tick: Tick) -> None:
         self._tick = tick
@@ -63,7 +67,9 @@ class _Ports:
     def __getattr__(self, port: str) -> _Port:
         if port not in PORT_NAMES:
             raise AttributeError(f"no port {port!r} (ports: {', '.join(PORT_NAMES)})")
-        return _Port(self._tick, port)
+        proxy = _Port(self._tick, port)
+        setattr(self, port, proxy)
+        return proxy
 
 
 class Tick:
@@ -173,7 +179,8 @@ class Tick:
         self.run_id = self.run_id or new_run_id(self.started)
         if "journal" in self.wired:
             await self.ports.journal.begin(tick_id=self.tick_id, run_id=self.run_id, pattern=self.plan.pattern_id,
-                                           level=self.level, backend=self.deps.backend_name, at=self.started)
+                                           level=self.level, backend=await self.ports.backend.name(default="?"),
+                                           at=self.started)
         try:
             result = await self._run()
         except Halt as h:
