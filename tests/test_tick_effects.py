@@ -296,7 +296,7 @@ def test_nothing_in_core_assigns_a_phase_but_advance() -> None:
     found = set()
     for path in CORE.glob("*.py"):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if re.search(r"\.(_?phase)\s*=[^=]|setattr\([^)]*[\'\"]_?phase[\'\"]|\[[\'\"]_?phase[\'\"]\]\s*=", line):
+            if re.search(r"\.(_?phase)\s*=[^=]|setattr(?:__)?\([^)]*[\'\"]_?phase[\'\"]|\[[\'\"]_?phase[\'\"]\]\s*=", line):
                 found.add((path.name, line.strip()))
     assert found == {("tick.py", 'self._phase = "idle"'), ("tick.py", "self._phase = advance(self._phase, dst)")}
 
@@ -332,3 +332,20 @@ def test_a_lease_callable_becomes_take_and_release() -> None:
     assert released == ["#1"]
     with pytest.raises(TypeError, match="lease"):
         as_hook("lease", 42)
+
+
+def test_a_failed_effect_replays_as_the_same_failure() -> None:
+    """Discovery could not look (an exception in the history): the replay gets it thrown in the same place."""
+    from loop_runtime.errors import DiscoveryUnavailable
+
+    deps, _ = every_port_deps()
+
+    def blind() -> str:
+        raise DiscoveryUnavailable("GitHub answered 502 past the deadline")
+
+    deps = dataclasses.replace(deps, observe=blind)
+    recorder = Recorder(DirectExecutor(deps))
+    first = asyncio.run(drive(Tick(plan(), tripwire_deps(deps), "L3").run(), recorder))
+    assert first.outcome == "report-only" and [o.call.name for o in recorder.outcomes if o.error] == ["observer.observe"]
+    again = asyncio.run(drive(Tick(plan(), tripwire_deps(deps), "L3").run(), Replayer(recorder.outcomes)))
+    assert again.as_json() == first.as_json()
