@@ -170,6 +170,26 @@ class TickDeps:
         """The port names with an adapter: what a tick may call (it asks nothing of a missing port)."""
         return frozenset(n for n in PORT_NAMES if self.port(n) is not None)
 
+    def spec(self) -> TickSpec:
+        """What the tick is told without its adapters (``Tick(plan, deps.spec(), level)`` runs the same)."""
+        return TickSpec(policy=self.policy, options=self.options, ports=self.wired())
+
+
+@dataclass(frozen=True)
+class TickSpec:
+    """All a ``Tick`` reads of what it is given: its policy, its options and which ports are wired.
+
+    A driver that performs the effects elsewhere (a Temporal workflow, whose activities hold the
+    adapters) builds the tick from this; ``TickDeps`` offers the same three for the embedded runtime.
+    """
+
+    policy: TickPolicy
+    options: TickOptions
+    ports: frozenset[str]
+
+    def wired(self) -> frozenset[str]:
+        return self.ports
+
 
 _PORT_FIELDS = frozenset(f.name for f in fields(TickPorts))
 
