@@ -135,6 +135,12 @@ class Tripwire:
     def __getattr__(self, attr: str) -> Any:
         raise AssertionError(f"the tick touched an adapter directly: .{attr}")
 
+    def _trip(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the tick called a hook directly")
+
+    # the hook ports' methods exist (``TickHooks`` takes the object as the port) but must never run
+    observe = check = labels = take = release = ready = emit = _trip
+
 
 def tripwire_deps(real: TickDeps) -> TickDeps:
     """The same settings as ``real``, with every adapter replaced by a tripwire (the tick sees no adapter)."""
@@ -366,3 +372,9 @@ def test_a_tick_built_from_its_spec_alone_runs_the_same() -> None:
     deps2, _ = every_port_deps()
     second = asyncio.run(drive(Tick(plan(), tripwire_deps(deps2), "L3").run(), DirectExecutor(deps2)))
     assert first.as_json() == second.as_json()
+
+
+def test_hooks_given_as_a_group_are_wrapped_too() -> None:
+    hooks = TickHooks(observer=lambda: "seen", stop=lambda: "kill")
+    assert hooks.observer.observe() == "seen" and hooks.stop.check() == "kill"
+    assert TickHooks(observer=hooks.observer).observer is hooks.observer  # a port is used as it is

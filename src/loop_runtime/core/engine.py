@@ -89,6 +89,10 @@ class TickHooks:
     promotion: PromotionCheck | None = None  # L3: promotion.yaml merge-readiness, when present
     events: EventStream | None = None  # progress events for live views
 
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a bare callable becomes the port it stands for (``core.hooks``)
+            object.__setattr__(self, f.name, as_hook(f.name, getattr(self, f.name)))
+
 
 @dataclass(frozen=True)
 class TickPolicy:
@@ -153,7 +157,7 @@ class TickDeps:
             if name not in _FLAT:
                 raise TypeError(f"TickDeps() got an unexpected keyword argument {name!r}")
             group, attr = _FLAT[name]
-            changes[group][attr] = as_hook(attr, value) if group == "hooks" else value
+            changes[group][attr] = value
         for group, cls in _GROUPS.items():
             base = given[group]
             value = cls(**changes[group]) if base is None else replace(base, **changes[group])
