@@ -11,9 +11,8 @@ import stat
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 RUNTIME_DIRS = (".loop-worktrees", ".loop-runtime")
 QUARANTINE = ".loop-runtime/quarantine"

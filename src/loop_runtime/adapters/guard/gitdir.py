@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ...errors import GitError
 from ..git import run_git, run_git_bytes
-from .files import KEEP_TOTAL, NO_LOCKS as _NO_LOCKS, RUNTIME_DIRS, OutsideSnapshot, _Quarantine
-
+from .files import KEEP_TOTAL, RUNTIME_DIRS, OutsideSnapshot, _Quarantine
+from .files import NO_LOCKS as _NO_LOCKS
 
 _META_FILES = ("config", "config.worktree", "objects/info/alternates", "shallow", "commondir")
 _WT_META = ("commondir", "gitdir", "config.worktree", "locked")  # per linked worktree, .git/worktrees/<id>/

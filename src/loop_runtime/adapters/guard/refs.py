@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ...errors import GitError
 from ..git import run_git
-from .files import NO_LOCKS as _NO_LOCKS, OutsideSnapshot
+from .files import NO_LOCKS as _NO_LOCKS
+from .files import OutsideSnapshot
 
 
 def _maybe(args: list[str], root: Path) -> str | None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from ...errors import GitError
 from ..git import run_git, run_git_bytes
 from .checkout import _describe_file, _parse_status, _restore_path, _restore_trees, _tree_changes
-from .files import KEEP_TOTAL, NO_LOCKS as _NO_LOCKS, RUNTIME_DIRS, OutsideSnapshot, _Quarantine, _read_state, _walk
+from .files import KEEP_TOTAL, RUNTIME_DIRS, OutsideSnapshot, _Quarantine, _read_state, _walk
+from .files import NO_LOCKS as _NO_LOCKS
 from .gitdir import _git_dir, _index, _meta, _restore_git_index, _restore_meta, _skip_meta
 from .refs import _maybe, _ref_changes, _restore_refs
 from .spine import _restore_spine, _spine, _spine_changes

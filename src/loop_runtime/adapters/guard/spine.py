@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .files import KEEP_TOTAL, FileState, OutsideSnapshot, _Quarantine, _read_state, _write_back
 
-
 RUNTIME_DATA = (".loop-runtime/test-baselines/*.json", ".loop-runtime/promotion-evidence.json",
                 ".loop-worktrees/manifest.json")
 """Runtime data in the main checkout that decides what the runtime does next: a forged base-test
