@@ -507,10 +507,12 @@ def topup(c: _Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, ba
     from .app.actions import topup as do_topup
 
     if pattern.startswith("@"):
-        from .app.fleet import topup_scope
+        from .temporal.commands import topup_scope_command
 
-        r = topup_scope(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
+        r, note = topup_scope_command(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
         click.echo(f"Top-up: +{r['tokens']:,} tokens for {r['scope']} today ({r['day']}): {reason}")
+        if note:
+            click.echo(note)
         return
 
     if resume_tick:  # the resumed tick's files too, before the top-up is recorded

@@ -26,22 +26,42 @@ SEP = "/"
 
 def fleet_project(place: Any) -> Project:
     """The repository's project with the fleet's overrides applied (loops' keys, repository cap)."""
-    from types import MappingProxyType
-
     from .runtime import load_project
 
-    project = load_project(place.root)
-    repo = place.repo
+    return apply_fleet(load_project(place.root), place.repo.patterns, place.repo.daily_cap)
+
+
+def apply_fleet(project: Project, overrides: Mapping[str, Mapping[str, Any]], daily_cap: int | None) -> Project:
+    """THE one place a fleet's per-repository settings reach a project: the embedded fleet daemon, ``run
+    --fleet``, ``status --fleet`` and a Temporal worker (from the tick's ``FleetLink``) all call it.
+
+    Each ``[repos.patterns.<id>]`` key replaces the repository's own value of that key (the others stay);
+    the repository's ``daily_cap`` and its own ``global_daily_cap``: the smaller wins.
+    """
+    from types import MappingProxyType
+
     cfg = project.config
     patterns = dict(cfg.patterns)
-    for pid in repo.patterns:
-        patterns[pid] = repo.pattern_config(pid, cfg.for_pattern(pid))
+    for pid, table in overrides.items():
+        patterns[pid] = replace(cfg.for_pattern(pid), **table)
     cap = cfg.global_daily_cap
-    if repo.daily_cap is not None:
-        cap = repo.daily_cap if cap is None else min(cap, repo.daily_cap)  # the smaller cap wins
+    if daily_cap is not None:
+        cap = daily_cap if cap is None else min(cap, daily_cap)  # the smaller cap wins
     sources = dict(cfg.sources)
     project.config = replace(cfg, patterns=MappingProxyType(patterns), global_daily_cap=cap).with_sources(sources)
     return project
+
+
+def linked_project(project: Project, pattern: str, link: Any) -> Project:
+    """On a worker: the repository's project as the fleet daemon would build it (``apply_fleet``), from the
+    link the schedule carried — the override table re-validated as the fleet file's own parser does."""
+    from ..formats.fleet import pattern_overrides
+
+    if link is None:
+        return project
+    table = pattern_overrides(link.overrides, f"fleet {link.portfolio} repos.{link.repo}.patterns.{pattern}",
+                              "schedule input")
+    return apply_fleet(project, {pattern: table} if table else {}, link.repo_daily_cap)
 
 
 def key(repo: str, pattern: str) -> str:

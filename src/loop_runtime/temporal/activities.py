@@ -91,20 +91,54 @@ def _fail(e: Exception) -> ApplicationError:
 # ---------------------------------------------------------------------------- budget port
 
 
+@dataclass(frozen=True)
+class Scope:
+    """One budget workflow scope a tick reserves in: its cap, and its ledger units (tokens, or micro-dollars
+    for a portfolio's dollar cap: ``per_token`` from the price table, ``per_usd`` for a reported cost)."""
+
+    name: str
+    cap: int | None
+    per_token: float = 1.0
+    per_usd: float | None = None
+
+    def units(self, tokens: int) -> int:
+        import math
+
+        return int(math.ceil(max(0, tokens) * self.per_token))
+
+    def tokens(self, units: int) -> int:
+        return int(units // self.per_token) if self.per_token != 1.0 else units
+
+    def settled_units(self, tokens: int, cost_usd: float | None) -> int:
+        """What a call cost in this scope: the backend's reported dollars when it priced the call, else the
+        table's price of its tokens — on every settle path, the fail-closed ones included."""
+        import math
+
+        if self.per_usd is not None and cost_usd is not None and cost_usd >= 0:
+            return int(math.ceil(cost_usd * self.per_usd))
+        return self.units(tokens)
+
+
 class BudgetClient:
     """``ports.BudgetLedger`` over budget workflows: one per (scope, UTC day), shared by every worker.
 
-    Reservation ids are ``<tick>:<attempt>:<n>``: a retried update RPC is answered from the
-    workflow's record, and a later attempt charges the earlier one's open reservations in full.
+    Scopes, outermost first: the fleet's portfolio (tokens, then dollars) when the tick belongs to a
+    fleet, the repository (``global_daily_cap``), the loop. Reservation ids are ``<tick>:<attempt>:<n>``:
+    a retried update RPC is answered from the workflow's record, and a later attempt charges the earlier
+    one's open reservations in full.
     """
 
+    accepts_cost = True  # ``core.budget.settle_call`` hands it the backend's reported USD cost
+
     def __init__(self, ctx: WorkerContext, scope: str, cap: int | None, tick_id: str, attempt: int,
-                 task_queue: str, global_scope: str | None = None, global_cap: int | None = None) -> None:
+                 task_queue: str, global_scope: str | None = None, global_cap: int | None = None,
+                 outer: list[Scope] | None = None) -> None:
         self.ctx, self.scope, self.cap, self.tick_id, self.attempt = ctx, scope, cap, tick_id, attempt
         self.task_queue = task_queue
         self.global_scope, self.global_cap = global_scope, global_cap
+        self.outer = list(outer or [])
         self._n = 0
-        self._open: dict[int, list[tuple[str, str]]] = {}  # local id → [(scope, reservation id)]
+        self._open: dict[int, list[tuple[Scope, str]]] = {}  # local id → [(scope, reservation id)]
         self.shutdown: threading.Event | None = None
 
     #: while the worker shuts down its own workflow pollers are gone: a budget update may find no worker
@@ -123,11 +157,11 @@ class BudgetClient:
             raise LoopError(f"budget {self.scope}: no answer from its budget workflow"
                             + (" (this worker is shutting down)" if shutting else "")) from None
 
-    def _scopes(self) -> list[tuple[str, int | None]]:
-        out: list[tuple[str, int | None]] = []
+    def _scopes(self) -> list[Scope]:
+        out: list[Scope] = list(self.outer)
         if self.global_scope is not None and self.global_cap is not None:
-            out.append((self.global_scope, self.global_cap))
-        out.append((self.scope, self.cap))
+            out.append(Scope(self.global_scope, self.global_cap))
+        out.append(Scope(self.scope, self.cap))
         return out
 
     async def _update(self, scope: str, day: str, name: str, arg: Any, cap: int | None) -> Any:
@@ -154,45 +188,48 @@ class BudgetClient:
             return None
 
     def status(self, now: datetime) -> BudgetStatus:
+        """The tightest scope (``core.budget.tightest``), as the embedded ``StoreBudget`` judges it."""
+        from ..core.budget import tightest, todays_cap
+
         day = str(now.date())
-        best: BudgetStatus | None = None
-        for scope, cap in self._scopes():
-            st = self._call(self._query(scope, day))
-            if st is not None and cap is not None:
-                cap += sum(st.topups.values())
-            s = BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0)
-            if best is None or s.fraction > best.fraction:
-                best = s
-        assert best is not None
-        return best
+        out = []
+        for sc in reversed(self._scopes()):
+            st = self._call(self._query(sc.name, day))
+            cap = todays_cap(sc.cap, sum(st.topups.values()) if st else 0)
+            out.append(BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0))
+        return tightest(out)
 
     def reserve(self, amount: int, now: datetime) -> Reservation | None:
         day = str(now.date())
         self._n += 1
         rid = f"{self.tick_id}:{self.attempt}:{self._n}"
-        taken: list[tuple[str, str]] = []
-        for scope, cap in self._scopes():
-            granted = self._call(self._update(scope, day, "reserve", Reserve(id=rid, amount=amount, cap=cap), cap))
-            if not granted:
-                for s, r in taken:  # the smaller cap said no: give back what the other granted
-                    self._call(self._update(s, day, "settle", Settle(id=r, actual=0), None))
+        taken: list[tuple[Scope, str]] = []
+        for sc in self._scopes():
+            units = max(1, sc.units(amount))
+            got = self._call(self._update(sc.name, day, "reserve", Reserve(id=rid, amount=units, cap=sc.cap), sc.cap))
+            granted = min(amount, sc.tokens(got or 0))
+            if got:
+                taken.append((sc, rid))
+            if granted <= 0:
+                for held, r in taken:  # a tighter scope said no: give back what the others granted
+                    self._call(self._update(held.name, day, "settle", Settle(id=r, actual=0), None))
                 return None
-            amount = min(amount, granted)
-            taken.append((scope, rid))
-        self._open[self._n] = [(s, r) for s, r in taken]
+            amount = granted  # an outer scope's grant bounds the inner ones
+        self._open[self._n] = taken
         self._day = day
         return Reservation(self._n, amount)
 
-    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
-        for scope, rid in self._open.pop(reservation.id, []):
-            self._call(self._update(scope, self._day, "settle", Settle(id=rid, actual=actual), None))
+    def settle(self, reservation: Reservation, actual: int, now: datetime, *, cost_usd: float | None = None) -> None:
+        for sc, rid in self._open.pop(reservation.id, []):
+            units = sc.settled_units(actual, cost_usd)
+            self._call(self._update(sc.name, self._day, "settle", Settle(id=rid, actual=units), None))
 
     def settle_previous_attempts(self, now: datetime) -> int:
         """Charge in full what earlier attempts of this tick left reserved (their agent may have spent it)."""
         day = str(now.date())
         charged = 0
-        for scope, _cap in self._scopes():
-            charged += self._call(self._update(scope, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
+        for sc in self._scopes():
+            charged += self._call(self._update(sc.name, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
                                                None)) or 0
         return charged
 
@@ -404,32 +441,28 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
               ) -> RunTickOutput:
     from ..adapters.clock import SystemClock
     from ..core.loop_engine import LoopEngine
-    from ..app.runner import LoopRunner, RunOptions
+    from ..app.fleet import linked_project
+    from ..app.runner import LoopRunner, RunOptions, backend_name
     from ..app.runtime import load_project
 
     t = inp.tick
     root = clones.sync_clone(ctx.work_dir, t.repo_url, t.project_key, t.branch)
     base_commit = clones.git(root, "rev-parse", "HEAD")
-    project = load_project(root)
+    # the fleet's overrides, applied as the embedded fleet daemon applies them (``app.fleet.apply_fleet``)
+    project = linked_project(load_project(root), t.pattern, t.fleet)
     plan = project.plan(t.pattern)  # a pattern removed from the registry: ConfigError, not retried
     spine_names = _spine_names(project, plan)
     base = {n: clones.read(root, n) for n in spine_names}
     replay = dict(prior.get("replay") or {})
     patches = dict(prior.get("patches") or {})
     clock = SystemClock()
-    budget = BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
-                          ctx.task_queue,
-                          global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
-                          global_cap=project.config.global_daily_cap)
+    opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id, replay=replay,
+                      extra_stop=lambda: "kill" if stopped.is_set() else None, force=t.force, clock=clock)
+    budget = tick_budget(ctx, inp, attempt, project, plan, backend_name(project, plan, opts))
     budget.shutdown = shutdown
     if attempt > 1:
         budget.settle_previous_attempts(clock.now())
         rebuild_worktrees(root, t.pattern, patches)
-    def stop() -> str | None:
-        return "kill" if stopped.is_set() else None
-
-    opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id, replay=replay,
-                      extra_stop=stop, force=t.force, clock=clock)
     runner = LoopRunner(project, plan, opts, owner=ctx.identity)
     journal: HeartbeatJournal | None = None
     try:
@@ -456,6 +489,20 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     return RunTickOutput(result=out, base_commit=base_commit, spine=spine, escalation=escalation,
                          worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches,
                          worker_queue=ctx.worker_queue)
+
+
+def tick_budget(ctx: WorkerContext, inp: RunTickInput, attempt: int, project: Any, plan: Any,
+                backend: str) -> BudgetClient:
+    """The tick's budget scopes: the fleet's portfolio (tokens, dollars) when it has one, the repository
+    (``global_daily_cap``, the fleet's ``daily_cap`` already folded in), the loop."""
+    from .fleet import portfolio_scopes
+
+    t = inp.tick
+    outer = [Scope(name, cap, per_token, per_usd) for name, cap, per_token, per_usd in portfolio_scopes(t.fleet, backend)]
+    return BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
+                        ctx.task_queue,
+                        global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
+                        global_cap=project.config.global_daily_cap, outer=outer)
 
 
 def _spine_names(project: Any, plan: Any) -> list[str]:

@@ -87,7 +87,8 @@ def repo_of(project: Any) -> Repo:
     return Repo(url=url, branch=branch, key=clones.project_key(url))
 
 
-def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
+def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> list[Wanted]:
+    """One schedule per enabled loop; ``links(pattern)`` is the loop's ``FleetLink`` (``sync --fleet``)."""
     from ..app.runner import kill_stop
 
     out = []
@@ -99,7 +100,8 @@ def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
         tick = TickInput(repo_url=repo.url, project_key=repo.key, pattern=pid, branch=repo.branch,
                          level=project.config.for_pattern(pid).level,
                          escalation_expiry_s=s.escalation_expiry_s,
-                         agent_timeout_s=float(project.config.agent_timeout_s))
+                         agent_timeout_s=float(project.config.agent_timeout_s),
+                         fleet=links(pid) if links is not None else None)
         out.append(Wanted(pattern=pid, interval_s=int(plan.interval_s), paused=killed,
                           note="kill switch engaged" if killed else "", tick=tick))
     return out
@@ -146,12 +148,13 @@ async def _fingerprint_of(desc: Any) -> str | None:
         return None
 
 
-async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None = None) -> SyncReport:
+async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None = None,
+               links: Any = None) -> SyncReport:
     from temporalio.client import ScheduleAlreadyRunningError, ScheduleUpdate
 
     repo = repo or repo_of(project)
     report = SyncReport(repo)
-    want = {w.pattern: w for w in wanted(project, repo, s)}
+    want = {w.pattern: w for w in wanted(project, repo, s, links)}
     prefix = schedule_prefix(repo.key)
     existing: set[str] = set()
     async for entry in await client.list_schedules():
