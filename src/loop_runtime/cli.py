@@ -289,7 +289,8 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from .app.commands import notifier_for, run_ticks
+    from .app.commands import notifier_for
+    from .app.fleet import run_member_ticks
     from .progress import make_progress
     from .app.runner import RunOptions
 
@@ -300,7 +301,7 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
                       notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
                       force=force, budget=budget, portfolio=portfolio)
     try:
-        report = run_ticks(project, pattern, opts, ticks)
+        report = run_member_ticks(project, pattern, opts, ticks, fleet=fleet)
     finally:
         if progress:
             progress.close()
@@ -311,6 +312,8 @@ def run(c: _Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, bac
     else:
         from .render import tick_report
 
+        if getattr(report, "note", None):
+            click.echo(report.note)
         click.echo(tick_report(report.results, pattern_name=report.plan.pattern.name,
                                level=level or report.plan.level, backend=report.backend, dry_run=dry_run,
                                spent=report.spent, cap=report.cap))
