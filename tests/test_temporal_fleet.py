@@ -275,7 +275,7 @@ def test_a_dollar_cap_prices_the_fail_closed_settles_on_workers_as_the_embedded_
     from loop_runtime.adapters.store.budget import PORTFOLIO_USD, StoreBudget
     from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.app.fleet import linked_project  # noqa: F401 — the worker's path, imported as it does
-    from loop_runtime.temporal.activities import BudgetClient, Scope
+    from loop_runtime.temporal.budget_client import BudgetClient, Scope
     from loop_runtime.temporal.fleet import portfolio_scopes
 
     now = datetime.now(UTC)
