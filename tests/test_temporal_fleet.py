@@ -16,8 +16,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tests.support.temporal import WorkerProc, arun, client_for, run_log_entries, show, unique_queue, wait_for
-from tests.test_temporal import ACT, FIXED, budget, project, result_of, scenario, start_tick, tick_input
+from tests.support.temporal import arun, client_for, run_log_entries, show
+from tests.test_temporal import (  # noqa: F401 — the fixtures: one dev server per module, a queue per test
+    ACT,
+    FIXED,
+    budget,
+    project,
+    queue,
+    result_of,
+    scenario,
+    start_tick,
+    temporal_server,
+    tick_input,
+    workers,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -33,37 +45,6 @@ from loop_runtime.temporal.types import (  # noqa: E402
     TickSummary,
     budget_workflow_id,
 )
-
-
-@pytest.fixture(scope="module")
-def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from loop_runtime.temporal.devserver import DevServer
-
-    server = DevServer(log_path=str(tmp_path_factory.mktemp("temporal-fleet") / "server.log"))
-    try:
-        server.wait_ready(120)
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def queue() -> str:
-    return unique_queue()
-
-
-@pytest.fixture
-def workers(temporal_server: Any, queue: str, tmp_path: Path):
-    started: list[WorkerProc] = []
-
-    def start(name: str = "w1") -> WorkerProc:
-        w = WorkerProc(temporal_server.address, queue, tmp_path / f"work-{name}", tmp_path / f"{name}.log")
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def today() -> str:
@@ -275,14 +256,14 @@ def test_a_dollar_cap_prices_the_fail_closed_settles_on_workers_as_the_embedded_
     from loop_runtime.adapters.store.budget import PORTFOLIO_USD, StoreBudget
     from loop_runtime.adapters.store.sqlite import RunStore
     from loop_runtime.app.fleet import linked_project  # noqa: F401 — the worker's path, imported as it does
-    from loop_runtime.temporal.budget_client import BudgetClient, Scope
+    from loop_runtime.temporal.budget_client import BudgetClient
     from loop_runtime.temporal.fleet import portfolio_scopes
 
     now = datetime.now(UTC)
     link = FleetLink(portfolio="fleet:usd", repo="api", portfolio_cap=10**9, portfolio_usd=1.0)
     budgets = InProcessBudgets(temporal_server.address, queue, tmp_path)
     try:
-        outer = [Scope(*s) for s in portfolio_scopes(link, "claude")]
+        outer = portfolio_scopes(link, "claude")
 
         def client(attempt: int) -> BudgetClient:
             return BudgetClient(budgets.ctx, "k/ci-sweeper", None, "tick-1", attempt, queue, outer=outer)

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from ..errors import ConfigError, LoopError
 from . import clones
-from .budget_client import BudgetClient, Scope
+from .budget_client import BudgetClient
 from .types import (
     DecideInput,
     EscalationInfo,
@@ -346,11 +346,11 @@ def tick_budget(ctx: WorkerContext, inp: RunTickInput, attempt: int, project: An
     from .fleet import portfolio_scopes
 
     t = inp.tick
-    outer = [Scope(name, cap, per_token, per_usd) for name, cap, per_token, per_usd in portfolio_scopes(t.fleet, backend)]
     return BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
                         ctx.task_queue,
                         global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
-                        global_cap=project.config.global_daily_cap, outer=outer)
+                        global_cap=project.config.global_daily_cap,
+                        outer=portfolio_scopes(t.fleet, backend))
 
 
 def _spine_names(project: Any, plan: Any) -> list[str]:

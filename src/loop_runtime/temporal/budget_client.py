@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..adapters.store.budget import BudgetScope
 from ..errors import LoopError
 from ..ports import BudgetStatus, Reservation
 from .types import BUDGET_WORKFLOW, BudgetState, Reserve, Settle, SettleOpen, budget_workflow_id
@@ -24,32 +24,10 @@ if TYPE_CHECKING:
 
 
 
-@dataclass(frozen=True)
-class Scope:
-    """One budget workflow scope a tick reserves in: its cap, and its ledger units (tokens, or micro-dollars
-    for a portfolio's dollar cap: ``per_token`` from the price table, ``per_usd`` for a reported cost)."""
-
-    name: str
-    cap: int | None
-    per_token: float = 1.0
-    per_usd: float | None = None
-
-    def units(self, tokens: int) -> int:
-        import math
-
-        return int(math.ceil(max(0, tokens) * self.per_token))
-
-    def tokens(self, units: int) -> int:
-        return int(units // self.per_token) if self.per_token != 1.0 else units
-
-    def settled_units(self, tokens: int, cost_usd: float | None) -> int:
-        """What a call cost in this scope: the backend's reported dollars when it priced the call, else the
-        table's price of its tokens — on every settle path, the fail-closed ones included."""
-        import math
-
-        if self.per_usd is not None and cost_usd is not None and cost_usd >= 0:
-            return int(math.ceil(cost_usd * self.per_usd))
-        return self.units(tokens)
+def token_scope(name: str, cap: int | None) -> BudgetScope:
+    """A budget workflow's scope in the embedded ledger's own terms (``BudgetScope``: its units and its
+    pricing of tokens and of a reported cost); its ledger is the workflow, so it has no store."""
+    return BudgetScope(None, name, cap)  # type: ignore[arg-type]
 
 
 class BudgetClient:
@@ -65,13 +43,13 @@ class BudgetClient:
 
     def __init__(self, ctx: WorkerContext, scope: str, cap: int | None, tick_id: str, attempt: int,
                  task_queue: str, global_scope: str | None = None, global_cap: int | None = None,
-                 outer: list[Scope] | None = None) -> None:
+                 outer: list[BudgetScope] | None = None) -> None:
         self.ctx, self.scope, self.cap, self.tick_id, self.attempt = ctx, scope, cap, tick_id, attempt
         self.task_queue = task_queue
         self.global_scope, self.global_cap = global_scope, global_cap
         self.outer = list(outer or [])
         self._n = 0
-        self._open: dict[int, list[tuple[Scope, str]]] = {}  # local id → [(scope, reservation id)]
+        self._open: dict[int, list[tuple[BudgetScope, str]]] = {}  # local id → [(scope, reservation id)]
         self.shutdown: threading.Event | None = None
 
     #: while the worker shuts down its own workflow pollers are gone: a budget update may find no worker
@@ -90,11 +68,11 @@ class BudgetClient:
             raise LoopError(f"budget {self.scope}: no answer from its budget workflow"
                             + (" (this worker is shutting down)" if shutting else "")) from None
 
-    def _scopes(self) -> list[Scope]:
-        out: list[Scope] = list(self.outer)
+    def _scopes(self) -> list[BudgetScope]:
+        out: list[BudgetScope] = list(self.outer)
         if self.global_scope is not None and self.global_cap is not None:
-            out.append(Scope(self.global_scope, self.global_cap))
-        out.append(Scope(self.scope, self.cap))
+            out.append(token_scope(self.global_scope, self.global_cap))
+        out.append(token_scope(self.scope, self.cap))
         return out
 
     async def _update(self, scope: str, day: str, name: str, arg: Any, cap: int | None) -> Any:
@@ -127,7 +105,7 @@ class BudgetClient:
         day = str(now.date())
         out = []
         for sc in reversed(self._scopes()):
-            st = self._call(self._query(sc.name, day))
+            st = self._call(self._query(sc.key, day))
             cap = todays_cap(sc.cap, sum(st.topups.values()) if st else 0)
             out.append(BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0))
         return tightest(out)
@@ -136,16 +114,16 @@ class BudgetClient:
         day = str(now.date())
         self._n += 1
         rid = f"{self.tick_id}:{self.attempt}:{self._n}"
-        taken: list[tuple[Scope, str]] = []
+        taken: list[tuple[BudgetScope, str]] = []
         for sc in self._scopes():
             units = max(1, sc.units(amount))
-            got = self._call(self._update(sc.name, day, "reserve", Reserve(id=rid, amount=units, cap=sc.cap), sc.cap))
+            got = self._call(self._update(sc.key, day, "reserve", Reserve(id=rid, amount=units, cap=sc.cap), sc.cap))
             granted = min(amount, sc.tokens(got or 0))
             if got:
                 taken.append((sc, rid))
             if granted <= 0:
                 for held, r in taken:  # a tighter scope said no: give back what the others granted
-                    self._call(self._update(held.name, day, "settle", Settle(id=r, actual=0), None))
+                    self._call(self._update(held.key, day, "settle", Settle(id=r, actual=0), None))
                 return None
             amount = granted  # an outer scope's grant bounds the inner ones
         self._open[self._n] = taken
@@ -155,13 +133,13 @@ class BudgetClient:
     def settle(self, reservation: Reservation, actual: int, now: datetime, *, cost_usd: float | None = None) -> None:
         for sc, rid in self._open.pop(reservation.id, []):
             units = sc.settled_units(actual, cost_usd)
-            self._call(self._update(sc.name, self._day, "settle", Settle(id=rid, actual=units), None))
+            self._call(self._update(sc.key, self._day, "settle", Settle(id=rid, actual=units), None))
 
     def settle_previous_attempts(self, now: datetime) -> int:
         """Charge in full what earlier attempts of this tick left reserved (their agent may have spent it)."""
         day = str(now.date())
         charged = 0
         for sc in self._scopes():
-            charged += self._call(self._update(sc.name, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
+            charged += self._call(self._update(sc.key, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
                                                None)) or 0
         return charged

@@ -9,6 +9,7 @@ daemon's own ``apply_fleet``. So a loop behaves the same in ``start --fleet`` an
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .types import FleetLink
@@ -27,16 +28,14 @@ def fleet_link(loaded: Any, place: Any, pattern: str) -> FleetLink:
                      portfolio_cap=loaded.fleet.portfolio_daily_cap, portfolio_usd=loaded.fleet.portfolio_daily_usd)
 
 
-def portfolio_scopes(link: FleetLink | None, backend: str) -> list[tuple[str, int | None, float, float | None]]:
-    """The portfolio's budget scopes for one tick, outermost first: ``(scope, cap, units per token, units
-    per reported USD)`` — tokens, then (with ``portfolio_daily_usd``) micro-dollars priced as the embedded
-    ledger prices them (``PortfolioLedger.scope``: the backend's reported cost, else the price table)."""
-    from ..core.budget import price_per_token_usd, usd_cap_units
+def portfolio_scopes(link: FleetLink | None, backend: str) -> list[Any]:
+    """The portfolio's budget scopes for one tick, outermost first — tokens, then (``portfolio_daily_usd``)
+    micro-dollars — priced exactly as the embedded fleet prices them (``PortfolioLedger.scope``: the
+    backend's reported cost, else the price table); on Temporal the scope's ledger is its budget workflow."""
+    from ..adapters.fleet import PortfolioLedger
 
     if link is None:
         return []
-    out: list[tuple[str, int | None, float, float | None]] = [(link.portfolio, link.portfolio_cap, 1.0, None)]
-    if link.portfolio_usd is not None:
-        out.append((link.portfolio + USD_SUFFIX, usd_cap_units(link.portfolio_usd),
-                    price_per_token_usd(backend) * 1_000_000, 1_000_000.0))
-    return out
+    ledger = PortfolioLedger(None, link.portfolio_cap, link.repo, link.portfolio_usd)  # type: ignore[arg-type]
+    scopes = ledger.scope("-", backend)
+    return [replace(sc, key=link.portfolio + (USD_SUFFIX if i else ""), ref=None) for i, sc in enumerate(scopes)]
