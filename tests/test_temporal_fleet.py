@@ -309,3 +309,30 @@ async def _query(addr: str, scope: str) -> BudgetState:
     client = await client_for(addr)
     return await client.get_workflow_handle(budget_workflow_id(scope, today())).query("status",
                                                                                        result_type=BudgetState)
+
+
+def test_kill_and_resume_in_a_fleet_repository_keep_the_fleets_schedule_and_only_pause_it(
+        temporal_server: Any, queue: str, tmp_path: Path) -> None:
+    """`kill` in one repository of a fleet knows nothing of the fleet file: its schedule sync must not rebuild
+    the fleet's schedules from the repository alone (dropping the overrides and the portfolio) — it pauses
+    them, `resume` unpauses them, and `schedule sync --fleet` then finds nothing to change."""
+    addr = temporal_server.address
+    f, _ = fleet_of(tmp_path, addr, queue, ["api"], 'portfolio_daily_cap = 9000\nname = "acme-kill"\n',
+                    per_repo='[repos.patterns.ci-sweeper]\nlevel = "L2"\ncadence = "2h"\n')
+    [d] = sync_fleet(f)
+    sid = f"loop-{d['projectKey']}-ci-sweeper"
+    before = arun(scheduled_input(addr, sid))
+    checkout = tmp_path / "api" / "checkout"
+
+    async def state() -> tuple[bool, float]:
+        desc = await (await client_for(addr)).get_schedule_handle(sid).describe()
+        return bool(desc.schedule.state.paused), desc.schedule.spec.intervals[0].every.total_seconds()
+
+    killed = run_cli("kill", "ci-sweeper", cwd=checkout)
+    assert killed.returncode == 0, killed.stderr
+    assert arun(state()) == (True, 7200.0)
+    assert arun(scheduled_input(addr, sid)) == before  # the fleet's link and overrides are still there
+    assert run_cli("resume", "ci-sweeper", cwd=checkout).returncode == 0
+    assert arun(state()) == (False, 7200.0)
+    again = sync_fleet(f)
+    assert again[0]["unchanged"] == ["ci-sweeper"] and not again[0]["updated"] + again[0]["created"]

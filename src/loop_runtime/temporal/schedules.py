@@ -154,12 +154,16 @@ async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None
 
     repo = repo or repo_of(project)
     report = SyncReport(repo)
-    want = {w.pattern: w for w in wanted(project, repo, s, links)}
     prefix = schedule_prefix(repo.key)
     existing: set[str] = set()
     async for entry in await client.list_schedules():
         if entry.id.startswith(prefix):
             existing.add(entry.id)
+    if links is None:
+        managed = await fleet_managed(client, sorted(existing))
+        if managed:  # `kill`/`resume` in one repository of a fleet: only the pause state follows the switch
+            return await follow_kill_switch(client, project, s, repo, managed, report)
+    want = {w.pattern: w for w in wanted(project, repo, s, links)}
     for pid, w in sorted(want.items()):
         sid = schedule_id(repo.key, pid)
         sched = _schedule(w, s, repo)
@@ -184,4 +188,52 @@ async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None
         if pid not in want:
             await client.get_schedule_handle(sid).delete()
             report.deleted.append(pid)
+    return report
+
+
+async def fleet_managed(client: Any, ids: list[str]) -> dict[str, Any]:
+    """The schedules ``schedule sync --fleet`` made (their input carries a ``FleetLink``), by id, with that
+    input and interval. A sync without the fleet file must not rebuild them from the repository alone:
+    it would drop the fleet's overrides and the portfolio."""
+    from temporalio.converter import DataConverter
+
+    out: dict[str, Any] = {}
+    for sid in ids:
+        desc = await client.get_schedule_handle(sid).describe()
+        args = getattr(desc.schedule.action, "args", None) or []
+        if not args:
+            continue
+        raw = args[0]
+        tick = raw if isinstance(raw, TickInput) else DataConverter.default.payload_converter.from_payloads(
+            [raw], [TickInput])[0]
+        if tick.fleet is not None:
+            every = desc.schedule.spec.intervals[0].every.total_seconds() if desc.schedule.spec.intervals else 0
+            out[sid] = (tick, int(every), bool(desc.schedule.state.paused))
+    return out
+
+
+async def follow_kill_switch(client: Any, project: Any, s: TemporalSettings, repo: Repo, managed: dict[str, Any],
+                             report: SyncReport) -> SyncReport:
+    """Pause or unpause each fleet-made schedule as the repository's kill switch says; nothing else changes
+    (the fingerprint stays what ``schedule sync --fleet`` computes for the same state)."""
+    from temporalio.client import ScheduleUpdate
+
+    from ..app.runner import kill_stop
+
+    for sid, (tick, every, paused_now) in sorted(managed.items()):
+        pid = tick.pattern
+        try:
+            killed = kill_stop(project, project.plan(pid))() is not None
+        except LoopError:
+            killed = paused_now  # no longer in this checkout's registry: `schedule sync --fleet` decides
+        if killed:
+            report.paused.append(pid)
+        w = Wanted(pattern=pid, interval_s=every, paused=killed, note="kill switch engaged" if killed else "",
+                   tick=tick)
+        if killed == paused_now:
+            report.unchanged.append(pid)
+            continue
+        sched = _schedule(w, s, repo)
+        await client.get_schedule_handle(sid).update(lambda _inp, sched=sched: ScheduleUpdate(schedule=sched))
+        report.updated.append(pid)
     return report
