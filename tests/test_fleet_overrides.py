@@ -116,3 +116,14 @@ def test_a_tampered_link_is_refused_on_the_worker_as_the_fleet_file_would_be(tmp
     with pytest.raises(ConfigError) as e:
         linked_project(load_project(tmp_path / "api"), "ci-sweeper", FleetLink("fleet:x", "api", overrides=bad))
     assert "ci-sweeper" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("caps", [{"repo_daily_cap": -1}, {"portfolio_cap": 0}, {"portfolio_usd": -2.0},
+                                  {"repo_daily_cap": True}, {"portfolio_cap": 10**16}])
+def test_a_tampered_cap_in_the_link_is_refused_on_the_worker(tmp_path: Path, caps: dict) -> None:
+    from loop_runtime.temporal.types import FleetLink
+
+    make_repo(tmp_path / "api", {"README.md": "x\n", "loop-runtime.toml": OWN})
+    with pytest.raises(ConfigError) as e:
+        linked_project(load_project(tmp_path / "api"), "ci-sweeper", FleetLink("fleet:x", "api", **caps))
+    assert str(e.value).startswith("schedule input: ") and "\n" not in str(e.value)

@@ -56,10 +56,11 @@ def apply_fleet(project: Project, overrides: Mapping[str, Mapping[str, Any]], da
 def linked_project(project: Project, pattern: str, link: Any) -> Project:
     """On a worker: the repository's project as the fleet daemon would build it (``apply_fleet``), from the
     link the schedule carried — the override table re-validated as the fleet file's own parser does."""
-    from ..formats.fleet import pattern_overrides
+    from ..formats.fleet import check_caps, pattern_overrides
 
     if link is None:
         return project
+    check_caps(link.repo_daily_cap, link.portfolio_cap, link.portfolio_usd, "schedule input")
     table = pattern_overrides(link.overrides, f"fleet {link.portfolio} repos.{link.repo}.patterns.{pattern}",
                               "schedule input")
     return apply_fleet(project, {pattern: table} if table else {}, link.repo_daily_cap)

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from ..errors import ConfigError
 from .project_config import _PATTERN, PATTERN_ID_RE, PatternConfig, _check_table
 
-__all__ = ["FILE_NAME", "Fleet", "FleetRepo", "parse_fleet", "pattern_overrides", "overrides_json", "redact_url",
+__all__ = ["FILE_NAME", "Fleet", "FleetRepo", "check_caps", "parse_fleet", "pattern_overrides", "overrides_json", "redact_url",
            "MAX_CAP"]
 
 FILE_NAME = "loop-fleet.toml"
@@ -134,6 +134,14 @@ def pattern_overrides(table: Mapping[str, Any], prefix: str, file: str) -> dict[
     if not isinstance(table, Mapping):
         raise ConfigError(file, prefix, table, message=f"{prefix} must be a table")
     return _check_table(dict(table), _PATTERN, prefix + ".", file, extra=())
+
+
+def check_caps(repo_cap: object, portfolio_cap: object, portfolio_usd: object, file: str) -> None:
+    """The caps a worker receives for a fleet loop, held to the fleet file's own rules (whole tokens in
+    1..``MAX_CAP``, dollars > 0): a schedule edited by hand cannot give a worker a negative cap."""
+    _cap(repo_cap, "daily_cap", file)
+    _cap(portfolio_cap, "portfolio_daily_cap", file)
+    _usd(portfolio_usd, file)
 
 
 def overrides_json(table: Mapping[str, Any]) -> dict[str, Any]:
