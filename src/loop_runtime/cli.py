@@ -142,7 +142,7 @@ def cost(c: _Ctx, pattern: str, level: str, cadence: str | None, orchestration: 
     from .core.cost import format_estimate, list_patterns
 
     if list_ids:
-        from .formats.registry import load_registry
+        from .adapters.project_files import load_registry
 
         for line in list_patterns(load_registry(c.root)):
             click.echo(line)
@@ -180,7 +180,8 @@ def gate_check(c: _Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], acti
     from pathlib import Path
 
     from .core.gate import check, format_decision, split_paths_arg
-    from .formats.gate_config import load_gate_policy, parse_gate_yaml
+    from .adapters.project_files import load_gate_policy
+    from .formats.gate_config import parse_gate_yaml
 
     if gate_file:
         try:
