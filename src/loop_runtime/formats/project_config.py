@@ -82,10 +82,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from .github_config import GithubConfig, parse_github_table
+from .levels import LEVELS
 
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
-LEVELS = ("L0", "L1", "L2", "L3")
 SANDBOX_MODES = ("auto", "srt", "none")
 # An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
 DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
