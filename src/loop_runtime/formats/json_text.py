@@ -19,14 +19,15 @@ from typing import Any
 from ..errors import ConfigError
 
 
-def _no_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` that refuses ``NaN``/``Infinity`` (JavaScript's ``JSON.parse`` does too)."""
     raise ValueError(f"{name} is not valid JSON")
 
 
 def load_strict_json(text: str, file: str) -> Any:
     """``text`` as JSON without ``NaN``/``Infinity``; a problem is one ``ConfigError`` naming ``file``."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except json.JSONDecodeError as err:
         raise ConfigError(file, "json", None,
                           message=f"invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
@@ -42,4 +43,4 @@ def load_json(text: str, file: str) -> Any:
         raise ConfigError(file, "json", None, message=f"not valid JSON: {exc}") from None
 
 
-__all__ = ["load_json", "load_strict_json"]
+__all__ = ["load_json", "load_strict_json", "reject_constant"]
