@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .json_text import reject_constant
 
 MARKER = "<!-- Loop appends below this line -->"
 MAX_AGE = timedelta(days=30)
@@ -31,6 +32,7 @@ CANONICAL_FIELDS = (
     "run_id", "pattern", "duration_s", "items_found", "actions_taken", "escalations", "tokens_estimate", "outcome",
 )
 _CANONICAL = frozenset(CANONICAL_FIELDS)
+_NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
@@ -105,7 +107,9 @@ class RunLogEntry:
         """Tolerant read: any outcome is accepted, a missing or non-numeric count is 0."""
         if not isinstance(d, Mapping):
             raise ConfigError("loop-run-log.md", "entry", d, message="run-log entry must be a JSON object")
-        extras = {str(k): v for k, v in d.items() if k not in _CANONICAL}
+        # most lines carry only the canonical fields: one shared empty view then (status reads a month of lines)
+        extras = _NO_EXTRAS if _CANONICAL.issuperset(d) else MappingProxyType(
+            {str(k): v for k, v in d.items() if k not in _CANONICAL})
         return cls(
             run_id=_text(d.get("run_id")),
             pattern=_text(d.get("pattern")),
@@ -115,7 +119,7 @@ class RunLogEntry:
             escalations=int(_number(d.get("escalations"))),
             tokens_estimate=int(_number(d.get("tokens_estimate"))),
             outcome=_text(d.get("outcome")),
-            extras=MappingProxyType(extras),
+            extras=extras,
         )
 
 
@@ -258,17 +262,13 @@ def _on_day(log: RunLog, pattern: str, day: date) -> list[RunLogEntry]:
     return out
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # JSON.parse rejects NaN/Infinity; so do we
-
-
 _decoder: json.JSONDecoder | None = None
 
 
 def _load_object(line: str) -> dict[str, Any] | None:
     global _decoder
     if _decoder is None:  # one decoder for every line: json.loads(parse_constant=...) builds one per call
-        _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+        _decoder = json.JSONDecoder(parse_constant=reject_constant)
     if line.startswith("\ufeff"):
         return None  # json.loads refuses a leading BOM; the bare decoder would not
     try:
