@@ -34,7 +34,8 @@ from loop_runtime.core.engine import PORT_NAMES, TickHooks, TickPorts
 from loop_runtime.core.lifecycle import IllegalTransition
 from loop_runtime.core.tick import Tick
 from loop_runtime.errors import GithubRefused
-from loop_runtime.formats.registry import find_pattern, load_registry
+from loop_runtime.adapters.project_files import load_registry
+from loop_runtime.formats.registry import find_pattern
 from loop_runtime import ports as p
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
