@@ -96,12 +96,6 @@ def _event(services: Services, kind: str, payload: dict[str, Any], pattern: str 
         store.add_event(kind, payload, now_utc(), pattern=pattern)
 
 
-def open_store(project: Project) -> Store:
-    from ..adapters.store.sqlite import RunStore
-
-    return RunStore.open(project.root)
-
-
 def _existing_store(services: Services) -> Store:
     """The store of a project that has one; escalations cannot exist without it (and we create none)."""
     store = services.existing_store()
