@@ -19,7 +19,9 @@ from .app.runtime import Project
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .app.services import Services
     from .ports.store import Store
+    from .scheduler import Scheduler
 
 GRACE_S = 30.0
 
@@ -193,7 +195,8 @@ def _ticker(runners: Mapping[str, Any], notifier: Any, log: Any) -> Any:
     return run_tick
 
 
-async def _serve(scheduler: Any, services: Any, ids: list[str], log: Any, dashboard_port: int | None) -> None:
+async def _serve(scheduler: Scheduler, services: Services, ids: list[str], log: Any,
+                 dashboard_port: int | None) -> None:
     """Run the scheduler with its companions (signals, daily summaries, retention, the dashboard) until it stops."""
     from .app.fleet import prune_loop
     from .scheduler import install_signal_handlers

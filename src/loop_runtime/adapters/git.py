@@ -282,7 +282,8 @@ def rev_parse(cwd: str | Path, rev: str) -> str | None:
 def merge_conflicts(cwd: str | Path, branch: str, into: str = "HEAD") -> list[str]:
     """Paths where merging ``branch`` into ``into`` conflicts (``git merge-tree``), without touching the
     checkout; empty when it merges cleanly or git cannot tell (an old git without ``--write-tree``)."""
-    proc = _run(["merge-tree", "--write-tree", "--name-only", "--no-messages", into, branch], cwd, None, None, 60)
+    proc = _run(["merge-tree", "--write-tree", "--name-only", "--no-messages", "--end-of-options", into, branch],
+                cwd, None, None, 60)
     if proc.returncode != 1:
         return []
     return [line for line in decode(proc.stdout).splitlines()[1:] if line.strip()]

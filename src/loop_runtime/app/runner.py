@@ -23,20 +23,17 @@ from ..core.loop_engine import LoopEngine
 from ..core.plan import Plan
 from ..core.result import TickResult
 from ..ports import Clock, EventSink, Notifier
-from ..adapters.store.budget import StoreBudget
 from .backends import BACKENDS, backend_name, github_session, make_backend, mcp_by_level, project_sandbox, sandbox_note
-from .leases import LEASE_TTL_S, dead_local_owner as _dead_local_owner
 from .rules import external_spent, kill_stop, read_log
 from .runtime import Project, gate_policy
-from .services import Services, project_controls, runtime_written
+from .services import Services, runtime_written
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..ports.store import Store
 
-__all__ = ["BACKENDS", "LEASE_TTL_S", "LoopRunner", "RunOptions", "StoreBudget", "backend_name", "dry_run",
-           "kill_stop", "make_backend", "mcp_by_level", "project_controls", "project_sandbox", "resume_halted",
-           "runlog_spent", "runtime_written", "sandbox_note", "_dead_local_owner"]
+__all__ = ["BACKENDS", "LoopRunner", "RunOptions", "backend_name", "dry_run", "kill_stop", "make_backend",
+           "project_sandbox", "resume_halted", "runtime_written", "sandbox_note"]
 
 
 @dataclass
@@ -55,13 +52,6 @@ class RunOptions:
     force: bool = False  # `run --force`: bypass the early-exit fingerprint and runs/day (never budget or kill)
     budget: int | None = None  # `run --budget`: today's token cap for this loop (the smaller cap wins)
     portfolio: Any = None  # adapters.fleet.PortfolioLedger: the fleet's shared budget scope (`--fleet`)
-
-
-def runlog_spent(project: Project, pattern: str, day: Any, exclude_run_ids: Any = ()) -> int:
-    """Tokens the run log records for ``pattern`` on ``day``, less the runs in ``exclude_run_ids``."""
-    from ..formats.runlog import tokens_on_day
-
-    return tokens_on_day(read_log(project), pattern, day, exclude_run_ids=exclude_run_ids)
 
 
 # ---------------------------------------------------------------------------- dry run

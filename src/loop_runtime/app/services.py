@@ -40,8 +40,9 @@ STORE_FILE = Path(".loop-runtime") / "runtime.db"
 class _StoreSlot:
     """The one store of a ``Services``: opened at first use, under a lock (the dashboard reads from threads)."""
 
-    def __init__(self, store: Store | None) -> None:
+    def __init__(self, store: Store | None, owner: str | None = None) -> None:
         self.store, self.owned, self.lock = store, False, threading.Lock()
+        self.owner = owner
 
 
 def _system_clock() -> Clock:
@@ -56,7 +57,6 @@ class Services:
 
     project: Project
     clock: Clock = field(default_factory=_system_clock)
-    owner: str = field(default_factory=owner_id)
     notifier: Notifier | None = None
     _slot: _StoreSlot = field(default_factory=lambda: _StoreSlot(None), repr=False, compare=False)
 
@@ -65,9 +65,17 @@ class Services:
              store: Store | None = None, owner: str | None = None) -> Services:
         """Services for a project (or its root, read now); ``store``: one the caller owns and closes."""
         project = source if isinstance(source, Project) else load_project(Path(source))
-        return cls(project, clock or _system_clock(), owner or owner_id(), notifier, _StoreSlot(store))
+        return cls(project, clock or _system_clock(), notifier, _StoreSlot(store, owner))
 
     # ------------------------------------------------------------------ the store
+
+    @property
+    def owner(self) -> str:
+        """Who this process is to the store's leases (``host:pid:nonce``), made at first use (start-up time)."""
+        slot = self._slot
+        if slot.owner is None:
+            slot.owner = owner_id()
+        return slot.owner
 
     @property
     def root(self) -> Path:

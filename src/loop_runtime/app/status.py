@@ -17,6 +17,7 @@ from .runtime import Project
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..ports.store import Store
+    from .services import Services
 
 
 def loops_to_show(project: Project, store: Store | None) -> list[str]:
@@ -123,7 +124,14 @@ def shared_scopes(project: Project, store: Store | None, now: datetime,
     return scopes(project, store, now, portfolio)
 
 
-def project_status(project: Project, now: datetime, store: Store | None = None, *, portfolio: Any = None) -> dict[str, Any]:
+def project_status(project: Project | Services, now: datetime, store: Store | None = None, *,
+                   portfolio: Any = None) -> dict[str, Any]:
+    """The status document of every loop; given the project's ``Services``, their store (if it exists) is read."""
+    from .services import Services
+
+    if isinstance(project, Services):
+        store = store if store is not None else project.existing_store()
+        project = project.project
     from .loops import project_loops
     from .rules import all_paused, read_log, shared_scopes
 
