@@ -11,7 +11,11 @@ wall on a project with 8 loops and a month of history:
   reservations settled, top-ups, escalations, next-due times) plus real mock ticks
   run today through the CLI.
 
-Run with `python bench/startup.py [--runs 30] [--keep DIR]`.
+Run with `python bench/startup.py [--runs 30] [--keep DIR] [--where]` (with PYTHONDONTWRITEBYTECODE
+unset, so the measured commands use their .pyc files as an installed tool does). ``--where`` also
+prints where `status` spends its time: the modules whose own import costs most (`-X importtime`,
+minimum over the runs) and the frozen dataclasses built while importing (each costs a handful of
+``exec`` calls in Python 3.11).
 """
 
 from __future__ import annotations
@@ -108,11 +112,57 @@ def medians(cmd: list[str], runs: int, cwd: str) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+DATACLASS_PROBE = """
+import dataclasses, sys, time
+made, spent, build = [], [0.0], dataclasses._process_class
+def timed(cls, *a, **k):
+    t = time.process_time()
+    try:
+        return build(cls, *a, **k)
+    finally:
+        spent[0] += time.process_time() - t
+        made.append(cls.__module__)
+dataclasses._process_class = timed
+sys.argv = ["loop-runtime", "status"]
+from loop_runtime.quick import main
+try:
+    main()
+except SystemExit:
+    pass
+print(f"DATACLASSES {len(made)} {spent[0] * 1000:.1f}", file=sys.stderr)
+"""
+
+
+def where_status_goes(ours: str, root: Path, runs: int) -> list[str]:
+    """`status` broken down: the costliest imports (own time, best of ``runs``) and the dataclasses it builds."""
+    env = {k: v for k, v in os.environ.items() if k != "LOOP_PROJECT_ROOT"}
+    python = Path(ours).with_name("python")
+    python_cmd = str(python) if python.exists() else sys.executable
+    best: dict[str, int] = {}
+    for _ in range(runs):
+        proc = subprocess.run([python_cmd, "-X", "importtime", "-c", "from loop_runtime.quick import main; main()",
+                               "status"], cwd=root, env=env, capture_output=True, text=True, check=True)
+        for line in proc.stderr.splitlines():
+            parts = line.removeprefix("import time:").split("|")
+            if len(parts) == 3 and parts[0].strip().isdigit():
+                name = parts[2].strip()
+                best[name] = min(best.get(name, 1 << 62), int(parts[0]))
+    ours_us = sum(us for name, us in best.items() if name.startswith("loop_runtime"))
+    out = [f"status imports (own time, best of {runs}): {sum(best.values()) / 1000:.1f} ms, of which loop_runtime "
+           f"{ours_us / 1000:.1f} ms"]
+    out += [f"  {us / 1000:6.1f} ms  {name}" for name, us in sorted(best.items(), key=lambda kv: -kv[1])[:15]]
+    proc = subprocess.run([python_cmd, "-c", DATACLASS_PROBE], cwd=root, env=env, capture_output=True, text=True,
+                          check=True)
+    count, ms = next(line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("DATACLASSES"))
+    return [*out, f"dataclasses built by status: {count}, {ms} ms CPU"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--keep", type=Path, default=None,
                     help="Build the project here and keep it (reused when it is already there).")
+    ap.add_argument("--where", action="store_true", help="Also break `status` down: imports and dataclasses.")
     args = ap.parse_args()
     from tests.support.npm_tools import bin_path
 
@@ -137,6 +187,7 @@ def main() -> None:
         for _ in range(args.runs):
             for name, cmd in commands.items():
                 samples[name].append(medians(cmd, 1, str(root)))
+        where = where_status_goes(ours, root, max(3, args.runs // 3)) if args.where else []
     wall = {n: statistics.median(w for w, _ in s) for n, s in samples.items()}
     cpu = {n: statistics.median(c for _, c in s) for n, s in samples.items()}
     print(f"{'':32s} {'wall':>9s} {'cpu':>9s}   (medians of {args.runs} runs)")
@@ -149,6 +200,9 @@ def main() -> None:
     print(f"list / bare python               {wall[lst] / wall[bare]:5.2f}     {cpu[lst] / cpu[bare]:5.2f}")
     print(f"status / bare python             {wall[status] / wall[bare]:5.2f}     {cpu[status] / cpu[bare]:5.2f}")
     print(f"status                          {wall[status] * 1000:6.1f} ms  (target ≤ 100 ms wall)")
+    if where:
+        print()
+        print("\n".join(where))
 
 
 if __name__ == "__main__":

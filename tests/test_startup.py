@@ -89,7 +89,7 @@ def test_list_and_status_import_neither_click_nor_yaml(project: Path, command: s
     code = ("import sys\nsys.argv = ['loop-runtime', %r]\nfrom loop_runtime.quick import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('LOADED', sorted(m for m in ('click', 'yaml', 'rich', 'httpx', 'asyncio', 'starlette', 'tomllib',"
-            " 'loop_runtime.core.engine', 'loop_runtime.cli') if m in sys.modules))\n") % command
+            " 'loop_runtime.core.engine', 'loop_runtime.cli.group', 'loop_runtime.cli.entry') if m in sys.modules))\n") % command
     proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
     assert "LOADED []" in proc.stdout, proc.stdout[-800:] + proc.stderr
 

@@ -243,9 +243,38 @@ def build_server(root: Path) -> Any:
 
     mcpserver = require("mcp.server.mcpserver", extra="mcp", feature="the MCP server (`loop-runtime mcp`)")
     exceptions = require("mcp.server.mcpserver.exceptions", extra="mcp", feature="the MCP server")
-    ToolError, ResourceError = exceptions.ToolError, exceptions.ResourceError
+    tools = Tools(root)
+    server = mcpserver.MCPServer(SERVER_NAME, instructions="loop-runtime: run and supervise loop-engineering loops "
+                                 f"in {root}. run_tick is a dry run unless confirm is true.", log_level="WARNING")
+    _register_tools(server, tools, lambda fn: _guarded(tools, fn, exceptions.ToolError))
+    for uri, rel, title in resource_list(tools.project()):
+        _add_text_resource(server, uri, rel, title, _guarded(tools, tools.resource_text, exceptions.ResourceError))
+    return server
+
+
+def _guarded(tools: Tools, fn: Callable[..., Any], error: type[Exception]) -> Callable[..., Any]:
+    """``fn`` as an async tool body: run in a worker thread, every failure one redacted line as ``error``."""
     import anyio
 
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        # blocking work (git, SQLite, agent processes, asyncio.run) off the server's event loop
+        try:
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        except LoopError as e:
+            raise error(tools.redacted(str(e))) from None
+        except SystemExit as e:  # never let a library's exit kill the server
+            raise error(f"stopped with exit code {e.code}") from None
+        except Exception as e:  # a bug: one line, never a traceback to the client
+            from .optional import missing_message
+
+            msg = missing_message(e) if isinstance(e, ImportError) else None
+            raise error(tools.redacted(msg or f"internal error: {type(e).__name__}: {e}")) from None
+
+    return call
+
+
+def _register_tools(server: Any, tools: Tools, t: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """One MCP tool per ``Tools`` method, each with the CLI command's parameters and ``TOOL_DOCS`` text."""
     # The schema says string/boolean, but every value reaches our own checks untouched: the
     # SDK's pydantic validation would coerce "yes" or 1 into True (and `confirm: "yes"` must not
     # start a real tick), and its errors span several lines.
@@ -256,76 +285,49 @@ def build_server(root: Path) -> Any:
     Text = Annotated[Any, WithJsonSchema({"type": "string"})]  # noqa: N806
     Flag = Annotated[Any, WithJsonSchema({"type": "boolean"})]  # noqa: N806
 
-    tools = Tools(root)
-    server = mcpserver.MCPServer(SERVER_NAME, instructions="loop-runtime: run and supervise loop-engineering loops "
-                                 f"in {root}. run_tick is a dry run unless confirm is true.", log_level="WARNING")
-
-    def guarded(fn: Callable[..., Any], error: type[Exception]) -> Callable[..., Any]:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            # blocking work (git, SQLite, agent processes, asyncio.run) off the server's event loop
-            try:
-                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-            except LoopError as e:
-                raise error(tools.redacted(str(e))) from None
-            except SystemExit as e:  # never let a library's exit kill the server
-                raise error(f"stopped with exit code {e.code}") from None
-            except Exception as e:  # a bug: one line, never a traceback to the client
-                from .optional import missing_message
-
-                msg = missing_message(e) if isinstance(e, ImportError) else None
-                raise error(tools.redacted(msg or f"internal error: {type(e).__name__}: {e}")) from None
-
-        return call
-
-    t = guarded  # noqa: N806 - short alias
-
     @server.tool(description=TOOL_DOCS["list_patterns"])
     async def list_patterns() -> dict[str, Any]:
-        return await t(tools.list_patterns, ToolError)()
+        return await t(tools.list_patterns)()
 
     @server.tool(description=TOOL_DOCS["plan"])
     async def plan(pattern: Text, level: Text = None, cadence: Text = None) -> dict[str, Any]:
-        return await t(tools.plan, ToolError)(pattern, level, cadence)
+        return await t(tools.plan)(pattern, level, cadence)
 
     @server.tool(description=TOOL_DOCS["status"])
     async def status() -> dict[str, Any]:
-        return await t(tools.status, ToolError)()
+        return await t(tools.status)()
 
     @server.tool(description=TOOL_DOCS["cost"])
     async def cost(pattern: Text = "daily-triage", level: Text = "L1", cadence: Text = None,
                    orchestration: Text = "single", conservative: Flag = False,
                    with_caching: Flag = False) -> dict[str, Any]:
-        return await t(tools.cost, ToolError)(pattern, level, cadence, orchestration, conservative, with_caching)
+        return await t(tools.cost)(pattern, level, cadence, orchestration, conservative, with_caching)
 
     @server.tool(description=TOOL_DOCS["run_tick"])
     async def run_tick(pattern: Text, level: Text = None, backend: Text = None,
                        scenario: Text = None, model: Text = None, force: Flag = False,
                        confirm: Flag = False) -> dict[str, Any]:
-        return await t(tools.run_tick, ToolError)(pattern, level, backend, scenario, model, force, confirm)
+        return await t(tools.run_tick)(pattern, level, backend, scenario, model, force, confirm)
 
     @server.tool(description=TOOL_DOCS["kill"])
     async def kill(pattern: Text = None, reason: Text = "") -> dict[str, Any]:
-        return await t(tools.kill, ToolError)(pattern, reason)
+        return await t(tools.kill)(pattern, reason)
 
     @server.tool(description=TOOL_DOCS["resume"])
     async def resume(pattern: Text = None) -> dict[str, Any]:
-        return await t(tools.resume, ToolError)(pattern)
+        return await t(tools.resume)(pattern)
 
     @server.tool(description=TOOL_DOCS["escalations"])
     async def escalations(all: Flag = False) -> dict[str, Any]:  # noqa: A002
-        return await t(tools.escalations, ToolError)(all)
+        return await t(tools.escalations)(all)
 
     @server.tool(description=TOOL_DOCS["approve"])
     async def approve(escalation_id: Text, merge: Flag = False) -> dict[str, Any]:
-        return await t(tools.approve, ToolError)(escalation_id, merge)
+        return await t(tools.approve)(escalation_id, merge)
 
     @server.tool(description=TOOL_DOCS["reject"])
     async def reject(escalation_id: Text, reason: Text, keep_branch: Flag = False) -> dict[str, Any]:
-        return await t(tools.reject, ToolError)(escalation_id, reason, keep_branch)
-
-    for uri, rel, title in resource_list(tools.project()):
-        _add_text_resource(server, uri, rel, title, t(tools.resource_text, ResourceError))
-    return server
+        return await t(tools.reject)(escalation_id, reason, keep_branch)
 
 
 def resource_list(project: Any) -> list[tuple[str, str, str]]:

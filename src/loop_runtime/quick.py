@@ -6,8 +6,8 @@ entry point first looks at argv: when it is plainly one of those two commands
 (``[--root DIR] list|status [--json] [--root DIR]``) it runs the command body directly;
 anything else — help, an unknown flag, a root that click would reject, shell completion —
 goes to the click CLI (``loop_runtime.cli``), which stays the reference for parsing and
-messages. The command bodies live in ``readouts`` and ``cli`` calls the same ones, so
-both paths print the same bytes and exit with the same codes.
+messages. The command bodies live in ``cli.readouts`` (no click) and the click commands call
+the same ones, so both paths print the same bytes and exit with the same codes.
 
 Nothing here imports more than ``os`` and ``sys`` at module level.
 """
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _exit_now_after_temporal(0)
         return
-    from .app.readouts import guarded, show_list, show_status
+    from .cli.readouts import guarded, show_list, show_status
 
     command, root, as_json = request
     guarded(lambda: (show_list if command == "list" else show_status)(root, as_json))
@@ -107,6 +107,6 @@ def _plain_root(value: str) -> bool:
 
 def _streams_ok() -> bool:
     """Click re-wraps an ASCII-configured stdout/stderr; leave such set-ups to click."""
-    from .app.readouts import misconfigured
+    from .cli.readouts import misconfigured
 
     return not (misconfigured(sys.stdout) or misconfigured(sys.stderr))

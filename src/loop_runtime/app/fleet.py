@@ -12,7 +12,6 @@ run store (``FleetStores``), so next-due times, runs/day and leases stay where a
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
@@ -119,24 +118,6 @@ def _no_ledger(loaded: Any) -> Any:
             return BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
 
     return Empty()
-
-
-def print_fleet_status(doc: Mapping[str, Any], stream: Any = None) -> None:
-    """Plain text, grouped by repository (the same cells as ``status`` per loop)."""
-    from .readouts import print_status
-
-    stream = stream or sys.stdout
-    p = doc["portfolio"]
-    cap = f"{p['cap']:,}" if p["cap"] else "no cap"
-    pct = f" ({p['percent']}%)" if p["percent"] is not None else ""
-    print(f"fleet {doc['fleet']} — portfolio {p['spent']:,} / {cap} tokens today{pct}: {p['state']}", file=stream)
-    for repo in doc["repos"]:
-        print("", file=stream)
-        if repo.get("error"):
-            print(f"== {repo['name']} ({repo['where']}): {repo['error']}", file=stream)
-            continue
-        print(f"== {repo['name']} ({repo['where']})", file=stream)
-        print_status(repo, stream)
 
 
 def topup_scope(project: Project, scope: str, tokens: int, *, reason: str, fleet: str | None,

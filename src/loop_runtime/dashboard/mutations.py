@@ -8,7 +8,8 @@ a flash message, a script (token header or ``Accept: application/json``) with JS
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -110,41 +111,51 @@ async def _authorized_form(request: Any) -> tuple[Any, Any]:
     return form, PlainTextResponse(refused, status_code=403)
 
 
-async def kill_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = dash_of(request)
+def _mutation(back: Callable[[Any], str] = lambda _request: "/") -> Callable[..., Any]:
+    """A POST handler's frame: refuse an unauthorized request (403), hand the body the form and
+    the ``Dashboard``, and answer any ``LoopError`` it raises with ``_failed`` (back to ``back``)."""
+
+    def deco(body: Callable[[Any, Any, Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        @functools.wraps(body)
+        async def handler(request: Any) -> Any:
+            form, refused = await _authorized_form(request)
+            if refused is not None:
+                return refused
+            try:
+                return await body(request, form, dash_of(request))
+            except LoopError as e:
+                return _failed(request, form, e, back(request))
+
+        return handler
+
+    return deco
+
+
+def _escalation_page(request: Any) -> str:
+    return f"/escalations/{quote(request.path_params['esc_id'])}"
+
+
+def _loop_page(request: Any) -> str:
+    return f"/loops/{quote(request.path_params['pattern'])}"
+
+
+@_mutation()
+async def kill_action(request: Any, form: Any, d: Any) -> Any:
     pattern = str(form.get("pattern") or "") or None
-    try:
-        name = await call(actions.kill, d.project, pattern, reason=str(form.get("reason") or "from the dashboard"))
-    except LoopError as e:
-        return _failed(request, form, e)
+    name = await call(actions.kill, d.project, pattern, reason=str(form.get("reason") or "from the dashboard"))
     scope = "all loops" if pattern is None else pattern
     message = f"Kill switch set: {name} — {scope} paused; running ticks stop within 5 seconds."
-    try:  # a project on Temporal: its schedules pause and its running ticks are signalled
-        note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "from the dashboard",
-                          engaged=True)
-    except LoopError as e:
-        return _failed(request, form, e)
+    # a project on Temporal: its schedules pause and its running ticks are signalled
+    note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "from the dashboard", engaged=True)
     return _done(request, form, message + (f" {note}" if note else ""), {"file": name, "scope": pattern or "all"})
 
 
-async def resume_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = dash_of(request)
+@_mutation()
+async def resume_action(request: Any, form: Any, d: Any) -> Any:
     pattern = str(form.get("pattern") or "") or None
-    try:
-        cleared, remaining = await call(actions.resume, d.project, pattern)
-    except LoopError as e:
-        return _failed(request, form, e)
+    cleared, remaining = await call(actions.resume, d.project, pattern)
     message = f"Cleared: {', '.join(cleared)}." if cleared else "No kill-switch file to clear."
-    try:
-        note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "", engaged=False)
-    except LoopError as e:
-        return _failed(request, form, e)
+    note = await call(_on_temporal().kill_switch_on_temporal, d.project, pattern, "", engaged=False)
     if note:
         message += f" {note}"
     if remaining:
@@ -152,71 +163,46 @@ async def resume_action(request: Any) -> Any:
     return _done(request, form, message, {"cleared": cleared, "remaining": remaining})
 
 
-async def approve_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = dash_of(request)
+@_mutation(_escalation_page)
+async def approve_action(request: Any, form: Any, d: Any) -> Any:
     esc_id = request.path_params["esc_id"]
     merge = str(form.get("merge") or "").lower() in ("on", "true", "1", "yes")
-    back = f"/escalations/{quote(esc_id)}"
-    try:  # on Temporal: the approve signal to the waiting tick (None: not there, decide it here)
-        sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "approved", merge=merge)
-    except LoopError as e:
-        return _failed(request, form, e, back)
+    back = _escalation_page(request)
+    # on Temporal: the approve signal to the waiting tick (None: not there, decide it here)
+    sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "approved", merge=merge)
     if sent is not None:
         return _done(request, form, f"Approved {esc_id} on Temporal.", {"result": sent}, back)
-    try:
-        store = await call(d.store)
-        result = await call(actions.approve, d.project, esc_id, merge=merge, store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
+    store = await call(d.store)
+    result = await call(actions.approve, d.project, esc_id, merge=merge, store=store)
     where = f" on {result['branch']}" if result.get("branch") else ""
     return _done(request, form, f"Approved {esc_id}: committed{where}" + (" and merged" if merge else "") + ".",
                  {"result": result}, back)
 
 
-async def reject_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = dash_of(request)
+@_mutation(_escalation_page)
+async def reject_action(request: Any, form: Any, d: Any) -> Any:
     esc_id = request.path_params["esc_id"]
     reason = " ".join(str(form.get("reason") or "").split())
-    back = f"/escalations/{quote(esc_id)}"
+    back = _escalation_page(request)
     if not reason:
-        return _failed(request, form, ConfigError("reject", "reason", "", message="a reason is required to reject"),
-                       back)
-    try:
-        sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "rejected", reason=reason[:500])
-    except LoopError as e:
-        return _failed(request, form, e, back)
+        raise ConfigError("reject", "reason", "", message="a reason is required to reject")
+    sent = await call(_on_temporal().decide_on_temporal, d.project, esc_id, "rejected", reason=reason[:500])
     if sent is not None:
         return _done(request, form, f"Rejected {esc_id} on Temporal: {reason[:200]}", {"result": sent}, back)
-    try:
-        store = await call(d.store)
-        result = await call(actions.reject, d.project, esc_id, reason=reason[:500], store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
+    store = await call(d.store)
+    result = await call(actions.reject, d.project, esc_id, reason=reason[:500], store=store)
     return _done(request, form, f"Rejected {esc_id}: {reason[:200]}", {"result": result}, back)
 
 
-async def topup_action(request: Any) -> Any:
-    form, refused = await _authorized_form(request)
-    if refused is not None:
-        return refused
-    d = dash_of(request)
+@_mutation(_loop_page)
+async def topup_action(request: Any, form: Any, d: Any) -> Any:
     pattern = request.path_params["pattern"]
-    back = f"/loops/{quote(pattern)}"
     try:
         tokens = int(str(form.get("tokens") or "").replace(",", "").replace("_", "").strip())
     except ValueError:
-        return _failed(request, form, ConfigError("topup", "tokens", form.get("tokens")), back)
-    try:
-        store = await call(d.store)
-        result = await call(actions.topup, d.project, pattern, tokens,
-                             reason=str(form.get("reason") or "top-up from the dashboard")[:200], store=store)
-    except LoopError as e:
-        return _failed(request, form, e, back)
+        raise ConfigError("topup", "tokens", form.get("tokens")) from None
+    store = await call(d.store)
+    result = await call(actions.topup, d.project, pattern, tokens,
+                        reason=str(form.get("reason") or "top-up from the dashboard")[:200], store=store)
     return _done(request, form, f"Top-up: +{tokens:,} tokens for {pattern} today ({result['day']}).",
-                 {"result": result}, back)
+                 {"result": result}, _loop_page(request))

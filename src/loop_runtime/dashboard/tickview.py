@@ -241,34 +241,10 @@ def event_sentence(kind: str, pattern: str | None, payload: Mapping[str, Any], t
     """
     who = pattern or "runtime"
     spent = f" · {_num(tokens)} tokens" if tokens else ""
-    phase = str(payload.get("phase") or "")
     if kind == "tick.phase":
-        name = phase.removeprefix("phase:")
-        attempt = payload.get("attempt")
-        extra = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
-        if name == "committed":
-            sha = str(payload.get("commit") or "")[:10]
-            return f"{who} · committed{(' ' + sha) if sha else ''}{extra}"
-        if name == "halted":
-            return f"{who} · halted: {payload.get('reason') or 'stopped'}"
-        return f"{who} · {name}{extra}"
+        return _phase_sentence(who, payload)
     if kind == "tick.record":
-        if phase == "verdict":
-            word = VERDICT_WORDS.get(str(payload.get("verdict")), str(payload.get("verdict") or "no verdict"))
-            return f"{who} · verifier {word}{spent}"
-        if phase == "triage":
-            items = payload.get("items")
-            n = f" · {items} item{'s' if items != 1 else ''}" if isinstance(items, int) else ""
-            return f"{who} · triage decided {payload.get('decision') or '?'}{n}{spent}"
-        if phase == "tests":
-            if not payload.get("command"):
-                return f"{who} · no tests found"
-            return f"{who} · tests {'passed' if payload.get('passed') else 'failed'}"
-        if phase == "escalation":
-            return f"{who} · escalated: {payload.get('reason') or 'needs a human'}{spent}"
-        if phase == "rejected":
-            return f"{who} · attempt {payload.get('attempt') or '?'} rejected"
-        return None
+        return _record_sentence(who, payload, spent)
     if kind == "tick.agent":
         return f"{who} · {payload.get('role') or 'agent'} started · {_num(payload.get('reservation'))} tokens reserved"
     if kind == "tick.usage":
@@ -294,3 +270,37 @@ def event_sentence(kind: str, pattern: str | None, payload: Mapping[str, Any], t
     if kind.startswith("notify."):
         return f"{who} · notified: {str(payload.get('title') or kind.removeprefix('notify.'))[:160]}"
     return f"{who} · {kind.replace('.', ' ')}"
+
+
+def _phase_sentence(who: str, payload: Mapping[str, Any]) -> str:
+    """A phase change: its name, the attempt after the first, the commit or the halt reason."""
+    name = str(payload.get("phase") or "").removeprefix("phase:")
+    attempt = payload.get("attempt")
+    extra = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
+    if name == "committed":
+        sha = str(payload.get("commit") or "")[:10]
+        return f"{who} · committed{(' ' + sha) if sha else ''}{extra}"
+    if name == "halted":
+        return f"{who} · halted: {payload.get('reason') or 'stopped'}"
+    return f"{who} · {name}{extra}"
+
+
+def _record_sentence(who: str, payload: Mapping[str, Any], spent: str) -> str | None:
+    """A phase's record: the verdict, triage's decision, the tests, an escalation or a rejected attempt."""
+    phase = str(payload.get("phase") or "")
+    if phase == "verdict":
+        word = VERDICT_WORDS.get(str(payload.get("verdict")), str(payload.get("verdict") or "no verdict"))
+        return f"{who} · verifier {word}{spent}"
+    if phase == "triage":
+        items = payload.get("items")
+        n = f" · {items} item{'s' if items != 1 else ''}" if isinstance(items, int) else ""
+        return f"{who} · triage decided {payload.get('decision') or '?'}{n}{spent}"
+    if phase == "tests":
+        if not payload.get("command"):
+            return f"{who} · no tests found"
+        return f"{who} · tests {'passed' if payload.get('passed') else 'failed'}"
+    if phase == "escalation":
+        return f"{who} · escalated: {payload.get('reason') or 'needs a human'}{spent}"
+    if phase == "rejected":
+        return f"{who} · attempt {payload.get('attempt') or '?'} rejected"
+    return None

@@ -17,7 +17,6 @@ Pure: values in, a sentence out (loop-init 1.7.0's lists, copied; no I/O).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 
@@ -70,6 +69,8 @@ def explain_unknown(pattern_id: str, ids: Sequence[str], names: dict[str, str] |
     for name, pid in (names or {}).items():
         if _normal(name) == key and pid in ids:
             return f"pattern invalid: {pattern_id!r} is a pattern's name; use its id {pid!r}"
+    import difflib  # only for an unknown id: `status`, `list` and every tick import this module
+
     close = difflib.get_close_matches(key, list(ids), n=3, cutoff=0.6)
     hint = f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"pattern invalid: {pattern_id!r}{hint} (valid: {valid})"

@@ -31,6 +31,7 @@ CANONICAL_FIELDS = (
     "run_id", "pattern", "duration_s", "items_found", "actions_taken", "escalations", "tokens_estimate", "outcome",
 )
 _CANONICAL = frozenset(CANONICAL_FIELDS)
+_NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
@@ -105,7 +106,9 @@ class RunLogEntry:
         """Tolerant read: any outcome is accepted, a missing or non-numeric count is 0."""
         if not isinstance(d, Mapping):
             raise ConfigError("loop-run-log.md", "entry", d, message="run-log entry must be a JSON object")
-        extras = {str(k): v for k, v in d.items() if k not in _CANONICAL}
+        # most lines carry only the canonical fields: one shared empty view then (status reads a month of lines)
+        extras = _NO_EXTRAS if _CANONICAL.issuperset(d) else MappingProxyType(
+            {str(k): v for k, v in d.items() if k not in _CANONICAL})
         return cls(
             run_id=_text(d.get("run_id")),
             pattern=_text(d.get("pattern")),
@@ -115,7 +118,7 @@ class RunLogEntry:
             escalations=int(_number(d.get("escalations"))),
             tokens_estimate=int(_number(d.get("tokens_estimate"))),
             outcome=_text(d.get("outcome")),
-            extras=MappingProxyType(extras),
+            extras=extras,
         )
 
 

@@ -133,15 +133,7 @@ def gh_token(host: str, env: Mapping[str, str]) -> str | None:
 def resolve(root: Path, config: GithubConfig, env: Mapping[str, str]) -> Resolution:
     """Settle the connector's settings; never raises (a bad value is a reason the connector is off)."""
     problems: list[str] = []
-    api = DEFAULT_API_URL
-    env_api = env.get("GITHUB_API_URL", "").strip()
-    if env_api:
-        if valid_api_url(env_api):
-            api = env_api.rstrip("/")
-        else:
-            problems.append(f"GITHUB_API_URL invalid: {env_api!r} (an http(s) URL without credentials)")
-    elif config.api_url:
-        api = config.api_url
+    api = _api_url(config, env, problems)
     url = remote_url(Path(root), config.remote)
     remote_secrets: tuple[str, ...] = ()
     if url:
@@ -150,19 +142,7 @@ def resolve(root: Path, config: GithubConfig, env: Mapping[str, str]) -> Resolut
             remote_secrets = (parsed.password,)
             problems.append(f"remote {config.remote!r} URL embeds a credential: use GITHUB_TOKEN or `gh auth login` "
                             f"and `git remote set-url {config.remote} <url without credentials>`")
-    repo, repo_source = None, None
-    env_repo = env.get("GITHUB_REPOSITORY", "").strip()
-    if env_repo:
-        if valid_repository(env_repo):
-            repo, repo_source = env_repo, "GITHUB_REPOSITORY"
-        else:
-            problems.append(f"GITHUB_REPOSITORY invalid: {env_repo!r} (expected owner/name)")
-    if repo is None and config.repository:
-        repo, repo_source = config.repository, "loop-runtime.toml [github] repository"
-    if repo is None and url:
-        found = repository_from_remote(url, api)
-        if found:
-            repo, repo_source = found, f"remote {config.remote!r}"
+    repo, repo_source = _repository(config, env, url, api, problems)
     token, token_source = None, None
     for name in ("GITHUB_TOKEN", "GH_TOKEN"):
         value = env.get(name, "").strip()
@@ -191,3 +171,29 @@ def resolve(root: Path, config: GithubConfig, env: Mapping[str, str]) -> Resolut
                               comment_escalations=config.comment_escalations, extra_secrets=remote_secrets)
     return Resolution(settings, f"on: {repo} via {api}", repo, repo_source, token_source, api, tuple(problems),
                       remote_secrets)
+
+
+def _api_url(config: GithubConfig, env: Mapping[str, str], problems: list[str]) -> str:
+    """``GITHUB_API_URL`` (when valid; else a problem), else ``[github] api_url``, else github.com's."""
+    env_api = env.get("GITHUB_API_URL", "").strip()
+    if env_api:
+        if valid_api_url(env_api):
+            return env_api.rstrip("/")
+        problems.append(f"GITHUB_API_URL invalid: {env_api!r} (an http(s) URL without credentials)")
+        return DEFAULT_API_URL
+    return config.api_url or DEFAULT_API_URL
+
+
+def _repository(config: GithubConfig, env: Mapping[str, str], url: str | None, api: str,
+                problems: list[str]) -> tuple[str | None, str | None]:
+    """(owner/name, where it came from): ``GITHUB_REPOSITORY`` (when valid; else a problem), else
+    ``[github] repository``, else the remote's URL when it points at ``api``'s host; (None, None) if none."""
+    env_repo = env.get("GITHUB_REPOSITORY", "").strip()
+    if env_repo:
+        if valid_repository(env_repo):
+            return env_repo, "GITHUB_REPOSITORY"
+        problems.append(f"GITHUB_REPOSITORY invalid: {env_repo!r} (expected owner/name)")
+    if config.repository:
+        return config.repository, "loop-runtime.toml [github] repository"
+    found = repository_from_remote(url, api) if url else None
+    return (found, f"remote {config.remote!r}") if found else (None, None)

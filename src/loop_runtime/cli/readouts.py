@@ -1,8 +1,10 @@
 """``list`` and ``status``: their bodies, shared by the click CLI and the fast entry point (``quick``).
 
-Only ``os`` and ``sys`` at module level, and no click: ``quick`` runs these without the
-CLI framework, ``cli`` runs the same functions inside it, so the two print the same
-bytes. ``guarded`` is the CLI's last-resort error mapping (one line, documented exit codes).
+Presentation only: the documents come from the application layer (``app.commands``), the
+words and tables are made here. Only ``os`` and ``sys`` at module level, and no click:
+``quick`` runs these without the CLI framework, the click commands (``cli.show``) run the
+same functions inside it, so the two print the same bytes. ``guarded`` is the CLI's
+last-resort error mapping (one line, documented exit codes).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def say_error(text: str) -> None:
 def guarded(run: Callable[[], Any]) -> None:
     """Map every error to one line and the documented exit code (R27): the CLI's last resort.
 
-    ``cli.main`` handles click's own exceptions, then comes here, so both entry paths
+    ``cli.entry.main`` handles click's own exceptions, then comes here, so both entry paths
     report a ``LoopError``, an ``OSError`` or a bug in the same words.
     """
     from ..errors import LoopError
@@ -116,8 +118,8 @@ def emit_json(data: Any) -> None:
 
 def show_list(root_flag: str | None, as_json: bool) -> None:
     """``loop-runtime list``: the registry's patterns (the project's registry, else the bundled one)."""
-    from .commands import list_doc
-    from .runtime import resolve_root
+    from ..app.commands import list_doc
+    from ..app.runtime import resolve_root
 
     doc = list_doc(resolve_root(root_flag))
     rows, reg = doc["patterns"], doc["registry"]
@@ -139,8 +141,8 @@ def show_list(root_flag: str | None, as_json: bool) -> None:
 
 def show_status(root_flag: str | None, as_json: bool, project: Any = None) -> None:
     """``loop-runtime status``: every loop's level, cadence, next run, last outcome, spend, escalations."""
-    from .commands import status_doc
-    from .runtime import load_project, resolve_root
+    from ..app.commands import status_doc
+    from ..app.runtime import load_project, resolve_root
 
     doc = status_doc(project if project is not None else load_project(resolve_root(root_flag)))
     if as_json:
@@ -188,7 +190,7 @@ def print_status(doc: dict[str, Any], stream: Any = None) -> None:
               "not in loop-runtime." for w in doc.get("workflowLoops", [])]
     others = doc.get("otherPatterns", 0)
     if not doc["loops"]:
-        from .loops import LOOKED_FOR
+        from ..app.loops import LOOKED_FOR
 
         notes.append(f"No loops set up here: looked for {', '.join(LOOKED_FOR)}.")
     if others:
@@ -223,3 +225,19 @@ def print_status(doc: dict[str, Any], stream: Any = None) -> None:
         console.print(Text(title + kill_all))
     for n in notes:
         console.print(Text(n))
+
+
+def print_fleet_status(doc: dict[str, Any], stream: Any = None) -> None:
+    """Plain text, grouped by repository (the same cells as ``status`` per loop)."""
+    stream = stream or sys.stdout
+    p = doc["portfolio"]
+    cap = f"{p['cap']:,}" if p["cap"] else "no cap"
+    pct = f" ({p['percent']}%)" if p["percent"] is not None else ""
+    print(f"fleet {doc['fleet']} — portfolio {p['spent']:,} / {cap} tokens today{pct}: {p['state']}", file=stream)
+    for repo in doc["repos"]:
+        print("", file=stream)
+        if repo.get("error"):
+            print(f"== {repo['name']} ({repo['where']}): {repo['error']}", file=stream)
+            continue
+        print(f"== {repo['name']} ({repo['where']})", file=stream)
+        print_status(repo, stream)
