@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 STORE_FILE = Path(".loop-runtime") / "runtime.db"
 
 
-class _StoreSlot:
-    """The one store of a ``Services``: opened at first use, under a lock (the dashboard reads from threads)."""
+class _Lazy:
+    """What a ``Services`` makes at first use: the store (under a lock: the dashboard reads from threads), the
+    lease owner id and the system clock — ``status`` pays for none of them unless it needs them."""
 
-    def __init__(self, store: Store | None, owner: str | None = None) -> None:
+    def __init__(self, store: Store | None, owner: str | None = None, clock: Clock | None = None) -> None:
         self.store, self.owned, self.lock = store, False, threading.Lock()
-        self.owner = owner
+        self.owner, self.clock = owner, clock
 
 
 def _system_clock() -> Clock:
@@ -56,18 +57,25 @@ class Services:
     """What every driver needs for one project; see the module docstring."""
 
     project: Project
-    clock: Clock = field(default_factory=_system_clock)
     notifier: Notifier | None = None
-    _slot: _StoreSlot = field(default_factory=lambda: _StoreSlot(None), repr=False, compare=False)
+    _slot: _Lazy = field(default_factory=lambda: _Lazy(None), repr=False, compare=False)
 
     @classmethod
     def open(cls, source: Project | Path | str, *, clock: Clock | None = None, notifier: Notifier | None = None,
              store: Store | None = None, owner: str | None = None) -> Services:
         """Services for a project (or its root, read now); ``store``: one the caller owns and closes."""
         project = source if isinstance(source, Project) else load_project(Path(source))
-        return cls(project, clock or _system_clock(), notifier, _StoreSlot(store, owner))
+        return cls(project, notifier, _Lazy(store, owner, clock))
 
     # ------------------------------------------------------------------ the store
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every time of this project is read from (a test's manual one, else the system's)."""
+        slot = self._slot
+        if slot.clock is None:
+            slot.clock = _system_clock()
+        return slot.clock
 
     @property
     def owner(self) -> str:
