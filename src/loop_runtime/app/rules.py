@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..core import killswitch
-from ..core.budget import BudgetVerdict, judge, todays_cap, utc_day
+from ..core.budget import judge, todays_cap, utc_day
 from ..core.levels import LevelDecision, effective_level
 from ..core.schedule import runs_today
 from ..ports import BudgetStatus
@@ -86,39 +86,6 @@ def external_spent(log: RunLog, store: TickStore | None, pattern: str, day: date
     return tokens_on_day(log, pattern, day, exclude_run_ids=store.tick_run_ids(pattern, day) if store else ())
 
 
-@dataclass(frozen=True)
-class LoopBudget:
-    """One loop's budget today: settled spend (the store's plus other tools'), open reservations, the cap."""
-
-    day: date
-    spent: int
-    reserved: int
-    topups: int
-    cap: int | None
-    verdict: BudgetVerdict
-
-    @property
-    def percent(self) -> float | None:
-        return None if not self.cap else round(100 * (self.spent + self.reserved) / self.cap, 1)
-
-
-def loop_budget(plan: Plan, store: Store | None, log: RunLog, now: datetime,
-                shared: Sequence[tuple[str, BudgetStatus]] = ()) -> LoopBudget:
-    """The loop's budget today and ``core.budget.judge``'s verdict over it and the ``shared`` scopes above it.
-
-    The verdict is on settled spend: a running call's reservation is not spent yet, and counting it
-    would show every busy loop as halted (``reserved`` is still reported).
-    """
-    day, pattern = utc_day(now), plan.pattern_id
-    spent = external_spent(log, store, pattern, day) + (store.spent(pattern, day) if store is not None else 0)
-    reserved = store.reserved(pattern, day) if store is not None else 0
-    topups = store.topups(pattern, day) if store is not None else 0
-    cap = todays_cap(plan.daily_token_cap, topups)
-    settled = [(label, BudgetStatus(st.day, st.cap, st.spent, 0)) for label, st in shared]
-    verdict = judge(BudgetStatus(str(day), cap, spent, 0), settled)
-    return LoopBudget(day, spent, reserved, topups, cap, verdict)
-
-
 def shared_scopes(project: Project, store: LedgerStore | None, now: datetime,
                   portfolio: Any = None) -> list[tuple[str, BudgetStatus]]:
     """The budget scopes above each loop: the repository's ``global_daily_cap`` and the fleet's portfolio."""
@@ -156,20 +123,38 @@ def runs_counter(project: Project, store: TickStore) -> Callable[[str, date], in
 
 @dataclass(frozen=True)
 class LoopRules:
-    """Everything the rules say about one loop right now."""
+    """Everything the rules say about one loop right now: kill switch, effective level, runs today, and the
+    budget — settled spend (the store's plus other tools'), open reservations, today's top-ups and cap."""
 
     kill: killswitch.KillState
-    budget: LoopBudget
     level: LevelDecision
     runs: int
+    day: date
+    spent: int
+    reserved: int
+    topups: int
+    cap: int | None
+
+    @property
+    def percent(self) -> float | None:
+        return None if not self.cap else round(100 * (self.spent + self.reserved) / self.cap, 1)
 
 
 def loop_rules(project: Project, plan: Plan, store: Store | None, now: datetime, *, log: RunLog | None = None,
                shared: Sequence[tuple[str, BudgetStatus]] = ()) -> LoopRules:
-    """The kill switch, budget, effective level (``core.levels.effective_level``) and runs today of one loop."""
+    """The kill switch, effective level (``core.levels.effective_level``), runs today and budget of one loop.
+
+    The budget verdict (``core.budget.judge`` over the loop and the ``shared`` scopes above it) is on settled
+    spend: a running call's reservation is not spent yet, and counting it would show every busy loop as halted.
+    """
     log = log if log is not None else read_log(project)
-    kill = kill_of(project, plan.pattern_id, plan.state_file)
-    budget = loop_budget(plan, store, log, now, shared)
-    level = effective_level(plan.level, budget=budget.verdict, kill=kill, can_act=project.is_git,
-                            source=plan.level_source)
-    return LoopRules(kill, budget, level, runs_on(log, store, plan.pattern_id, budget.day))
+    day, pattern = utc_day(now), plan.pattern_id
+    spent = external_spent(log, store, pattern, day) + (store.spent(pattern, day) if store is not None else 0)
+    topups = store.topups(pattern, day) if store is not None else 0
+    cap = todays_cap(plan.daily_token_cap, topups)
+    settled = [(label, BudgetStatus(st.day, st.cap, st.spent, 0)) for label, st in shared]
+    kill = kill_of(project, pattern, plan.state_file)
+    level = effective_level(plan.level, budget=judge(BudgetStatus(str(day), cap, spent, 0), settled), kill=kill,
+                            can_act=project.is_git, source=plan.level_source)
+    reserved = store.reserved(pattern, day) if store is not None else 0
+    return LoopRules(kill, level, runs_on(log, store, pattern, day), day, spent, reserved, topups, cap)

@@ -43,7 +43,7 @@ def _ticking(store: Store | None, pattern_id: str, now: datetime | None) -> bool
 
 
 def _store_facts(store: Store, pattern_id: str, open_escalations: Any = None, now: datetime | None = None) -> dict[str, Any]:
-    """Schedule, last tick and escalations as the run store knows them (spend: ``rules.loop_budget``)."""
+    """Schedule, last tick and escalations as the run store knows them (spend: ``rules.loop_rules``)."""
     if open_escalations is None:
         open_escalations = store.list_escalations("open")
     facts: dict[str, Any] = {
@@ -96,7 +96,7 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Store |
              else _log_facts(log, pattern_id))
     if facts["last"] is None:
         facts["last"] = _log_facts(log, pattern_id)["last"]
-    budget, level, ks = rules.budget, rules.level, rules.kill
+    level, ks = rules.level, rules.kill
     return {
         "pattern": pattern_id,
         "name": plan.pattern.name,
@@ -107,8 +107,8 @@ def loop_status(project: Project, pattern_id: str, now: datetime, store: Store |
         "nextRun": facts["next_due"],
         "lastRun": facts["last"],
         "running": facts["running"],
-        "budget": {"day": str(budget.day), "spent": budget.spent, "reserved": budget.reserved, "cap": budget.cap,
-                   "topups": budget.topups, "percent": budget.percent},
+        "budget": {"day": str(rules.day), "spent": rules.spent, "reserved": rules.reserved, "cap": rules.cap,
+                   "topups": rules.topups, "percent": rules.percent},
         "runs": {"today": rules.runs, "max": plan.max_runs_per_day},
         "openEscalations": facts["escalations"],
         "killSwitch": {"engaged": ks.engaged, "scope": ks.scope, "source": ks.source},
