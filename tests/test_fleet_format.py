@@ -47,6 +47,9 @@ def test_the_issue_example_parses_with_names_derived_from_path_and_url() -> None
     ('[[repos]]\npath = "a"\nurl = "https://h/o/r.git"\n', "repos[0]"),
     ('[[repos]]\npath = "a"\nbranch = "x"\n', "repos[0].branch"),
     ('colour = 1\n[[repos]]\npath = "a"\n', "colour"),
+    ('name = "a b"\n[[repos]]\npath = "a"\n', "name"),  # the portfolio's name (a Temporal budget scope)
+    ('name = 5\n[[repos]]\npath = "a"\n', "name"),
+    ('name = "../x"\n[[repos]]\npath = "a"\n', "name"),
     ('portfolio_daily_cap = -5\n[[repos]]\npath = "a"\n', "portfolio_daily_cap"),
     ('portfolio_daily_cap = 0\n[[repos]]\npath = "a"\n', "portfolio_daily_cap"),
     (f'portfolio_daily_cap = {MAX_CAP + 1}\n[[repos]]\npath = "a"\n', "portfolio_daily_cap"),

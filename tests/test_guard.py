@@ -181,6 +181,24 @@ def test_head_index_flags_config_hooks_and_info_are_watched_and_restored(repo: P
     assert git(repo, "ls-files", "-v", "src/app.py").startswith("H ")  # the flag is gone again
 
 
+def test_a_staged_edit_unstaged_while_the_base_branch_merged_a_loop_is_put_back(repo: Path) -> None:
+    """With the base branch an allowed ref (another loop's L3 merge moved it) the index is not restored
+    whole; the user's staged entry the agent unstaged is put back path by path (this once raised
+    AttributeError: two functions shared the name ``_restore_index`` and the second shadowed the first)."""
+    git(repo, "add", "src/util.py")
+    write(repo, "src/util.py", "X = 3  # staged X = 2, then edited again\n")
+    staged = git(repo, "ls-files", "-s", "src/util.py")
+    before = snapshot(repo)
+    git(repo, "reset", "-q", "src/util.py")
+    after = snapshot(repo)
+    assert compare(before, after) == ("git status of src/util.py changed",)
+    done = restore(repo, before, after, allowed_refs=[before.head_ref])
+    assert done == ("restored the index entry of src/util.py",)
+    assert git(repo, "ls-files", "-s", "src/util.py") == staged
+    assert (repo / "src" / "util.py").read_text() == "X = 3  # staged X = 2, then edited again\n"
+    assert compare(before, snapshot(repo)) == ()
+
+
 def test_a_changed_config_is_put_back_before_the_guard_runs_git_again(repo: Path, tmp_path: Path) -> None:
     """`core.fsmonitor` (or a filter) set by an agent must not run as the runtime's own `git status`."""
     guard = GitGuard(repo)

@@ -97,19 +97,10 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
     return loops
 
 
-async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str | None = None,
-                      log_format: str = "plain", clock: Any = None, sync: bool = True,
-                      on_log: Callable[[str, Mapping[str, Any]], None] | None = None,
-                      stop_after_s: float | None = None, dashboard_port: int | None = None,
-                      interval_s: int | None = None, tick_threads: int | None = None) -> None:
-    """``start --fleet``: one scheduler for every loop of every repository, one portfolio ledger."""
-    from .adapters.clock import SystemClock
-    from .adapters.fleet import open_portfolio, sync_repo
-    from .core.schedule import LoopSchedule
-    from .daemon import GRACE_S, _logger
-    from .scheduler import Scheduler, install_signal_handlers
+def placed(loaded: Any, sync: bool) -> Any:
+    """The fleet with ``url`` repositories cloned or fetched (``sync``); any repository not usable is one error."""
+    from .adapters.fleet import sync_repo
 
-    log = on_log or _logger(log_format)
     if sync:
         places = []
         for place in loaded.places:
@@ -121,6 +112,50 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
     problems = loaded.problems()
     if problems:
         raise ConfigError(str(loaded.file), "repos", None, message="; ".join(problems))
+    return loaded
+
+
+class FleetTicks:
+    """The scheduler's ``run_tick``: one loop's tick in a worker thread of its own event loop, logged."""
+
+    def __init__(self, by_key: Mapping[str, FleetLoop], executor: Any, clock: Any, log: Any) -> None:
+        self.by_key, self.executor, self.clock, self.log = by_key, executor, clock, log
+
+    async def __call__(self, k: str) -> None:
+        import time
+
+        t0 = time.monotonic()
+        main = asyncio.get_running_loop()
+
+        async def tick() -> Any:
+            at = self.clock.now()  # when the tick's own code begins (after any wait for a thread)
+            main.call_soon_threadsafe(self.log, "tick.run", {"pattern": k, "at": at})
+            return await self.by_key[k].runner.tick()
+
+        try:
+            result = await in_own_thread(self.executor, tick)
+            self.log("tick", {"pattern": k, "outcome": result.decision if result.decision == "paused"
+                              else result.outcome, "tokens": result.tokens,
+                              "duration_s": round(time.monotonic() - t0, 3), "runId": result.run_id,
+                              "haltReason": result.halt_reason})
+        except LeaseHeld as e:
+            self.log("skip.lease", {"pattern": k, "detail": str(e)})
+        except LoopError as e:
+            self.log("tick.error", {"pattern": k, "error": str(e)})
+
+
+async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str | None = None,
+                      log_format: str = "plain", clock: Any = None, sync: bool = True,
+                      on_log: Callable[[str, Mapping[str, Any]], None] | None = None,
+                      stop_after_s: float | None = None, dashboard_port: int | None = None,
+                      interval_s: int | None = None, tick_threads: int | None = None) -> None:
+    """``start --fleet``: one scheduler for every loop of every repository, one portfolio ledger."""
+    from .adapters.clock import SystemClock
+    from .adapters.fleet import open_portfolio
+    from .daemon import _logger
+
+    log = on_log or _logger(log_format)
+    loaded = placed(loaded, sync)
     clock = clock or SystemClock()
     portfolio = open_portfolio(loaded)
     stores: dict[str, Any] = {}
@@ -129,70 +164,65 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
                                   portfolio=portfolio)
         if not loops:
             raise LoopError(f"{loaded.file}: no loops enabled in any repository of the fleet")
-        by_key = {key(lp.repo, lp.pattern): lp for lp in loops}
-        # ``interval_s``: one cadence for every loop (bench/fleet.py's short cadences)
-        specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s,
-                                           lp.runner.plan.max_runs_per_day) for k, lp in by_key.items()]
-        router = FleetStores(stores, portfolio)
-        stagger_first_runs(router, specs, clock.now())
-        settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
-
-        async def run_tick(k: str) -> None:
-            import time
-
-            t0 = time.monotonic()
-            main = asyncio.get_running_loop()
-
-            async def tick() -> Any:
-                at = clock.now()  # when the tick's own code begins (after any wait for a thread)
-                main.call_soon_threadsafe(log, "tick.run", {"pattern": k, "at": at})
-                return await by_key[k].runner.tick()
-
-            try:
-                result = await in_own_thread(executor, tick)
-                log("tick", {"pattern": k, "outcome": result.decision if result.decision == "paused"
-                             else result.outcome, "tokens": result.tokens,
-                             "duration_s": round(time.monotonic() - t0, 3), "runId": result.run_id,
-                             "haltReason": result.halt_reason})
-            except LeaseHeld as e:
-                log("skip.lease", {"pattern": k, "detail": str(e)})
-            except LoopError as e:
-                log("tick.error", {"pattern": k, "error": str(e)})
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        executor = ThreadPoolExecutor(max_workers=tick_threads or min(MAX_TICK_THREADS, len(by_key)),
-                                      thread_name_prefix="tick")
-        scheduler = Scheduler(specs, run_tick, store=router, clock=clock, on_log=log)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
-        remove = install_signal_handlers(scheduler, loop, GRACE_S)
-        days = {lp.repo: lp.project.config.retention_days for lp in loops}
-        retention = asyncio.ensure_future(prune_loop([(n, s, days[n]) for n, s in stores.items()], clock, log))
-        server = server_task = None
-        if dashboard_port:
-            from .dashboard.fleet import make_fleet_server
-
-            server, token = make_fleet_server(loaded, host="127.0.0.1", port=dashboard_port, token=None)
-            print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
-            server_task = asyncio.ensure_future(server.serve())
-        log("daemon.start", {"loops": f"{len(by_key)} loops in {len(stores)} repositories"})
-        try:
-            if stop_after_s is not None:
-                loop.call_later(stop_after_s, scheduler.request_stop)
-            await scheduler.run()
-            await scheduler.shutdown(GRACE_S)
-        finally:
-            remove()
-            retention.cancel()
-            if server_task is not None:
-                server.should_exit = True
-                await asyncio.wait([server_task], timeout=5)
-            executor.shutdown(wait=False, cancel_futures=True)
+        await _schedule(loaded, loops, stores, portfolio, clock=clock, log=log, stop_after_s=stop_after_s,
+                        dashboard_port=dashboard_port, interval_s=interval_s, tick_threads=tick_threads)
     finally:
         for store in stores.values():
             store.close()
         portfolio.store.close()
         log("daemon.stop", {})
+
+
+async def _schedule(loaded: Any, loops: list[FleetLoop], stores: dict[str, Any], portfolio: Any, *, clock: Any,
+                    log: Any, stop_after_s: float | None, dashboard_port: int | None, interval_s: int | None,
+                    tick_threads: int | None) -> None:
+    """Every loop on one ``Scheduler`` (keys ``<repo>/<pattern>``), retention, the dashboard; until stopped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .core.schedule import LoopSchedule
+    from .daemon import GRACE_S
+    from .scheduler import Scheduler, install_signal_handlers
+
+    by_key = {key(lp.repo, lp.pattern): lp for lp in loops}
+    # ``interval_s``: one cadence for every loop (bench/fleet.py's short cadences)
+    specs = [LoopSchedule.for_interval(k, interval_s or lp.runner.plan.interval_s,
+                                       lp.runner.plan.max_runs_per_day) for k, lp in by_key.items()]
+    router = FleetStores(stores, portfolio)
+    stagger_first_runs(router, specs, clock.now())
+    settle_portfolio_orphans(portfolio.store, stores, clock.now())  # a crashed run before this one
+    executor = ThreadPoolExecutor(max_workers=tick_threads or min(MAX_TICK_THREADS, len(by_key)),
+                                  thread_name_prefix="tick")
+    scheduler = Scheduler(specs, FleetTicks(by_key, executor, clock, log), store=router,  # type: ignore[arg-type]
+                          clock=clock, on_log=log)
+    loop = asyncio.get_running_loop()
+    remove = install_signal_handlers(scheduler, loop, GRACE_S)
+    days = {lp.repo: lp.project.config.retention_days for lp in loops}
+    retention = asyncio.ensure_future(prune_loop([(n, s, days[n]) for n, s in stores.items()], clock, log))
+    server, server_task = _dashboard(loaded, dashboard_port)
+    log("daemon.start", {"loops": f"{len(by_key)} loops in {len(stores)} repositories"})
+    try:
+        if stop_after_s is not None:
+            loop.call_later(stop_after_s, scheduler.request_stop)
+        await scheduler.run()
+        await scheduler.shutdown(GRACE_S)
+    finally:
+        remove()
+        retention.cancel()
+        if server_task is not None:
+            server.should_exit = True
+            await asyncio.wait([server_task], timeout=5)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _dashboard(loaded: Any, port: int | None) -> tuple[Any, Any]:
+    """``start --fleet --dashboard``: the fleet page on loopback, its token printed once."""
+    if not port:
+        return None, None
+    from .dashboard.fleet import make_fleet_server
+
+    server, token = make_fleet_server(loaded, host="127.0.0.1", port=port, token=None)
+    print(f"dashboard: http://127.0.0.1:{port}/?token={token}", file=sys.stderr, flush=True)
+    return server, asyncio.ensure_future(server.serve())
 
 
 def run_fleet_daemon(fleet_path: str, *, backend: str | None, scenario: str | None, log_format: str,

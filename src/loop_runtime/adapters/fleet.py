@@ -66,6 +66,16 @@ class LoadedFleet:
     def ledger_path(self) -> Path:
         return self.work_dir / LEDGER_NAME
 
+    @property
+    def portfolio_scope(self) -> str:
+        """The portfolio's budget scope where several machines share it (Temporal): ``fleet:<name>``, the
+        fleet file's ``name`` or else its folder's (so ``schedule sync --fleet`` and ``topup @portfolio``
+        name the same budget workflow from any checkout of the fleet folder)."""
+        import re
+
+        name = self.fleet.name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.folder.name).strip("-")[:64] or "fleet"
+        return f"fleet:{name}"
+
     def place(self, name: str) -> RepoPlace:
         for p in self.places:
             if p.name == name:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from typing import Any
 
 from ..errors import LoopError
+from .commands import RunReport
 from .runtime import Project
 
 SEP = "/"
@@ -25,22 +26,43 @@ SEP = "/"
 
 def fleet_project(place: Any) -> Project:
     """The repository's project with the fleet's overrides applied (loops' keys, repository cap)."""
-    from types import MappingProxyType
-
     from .runtime import load_project
 
-    project = load_project(place.root)
-    repo = place.repo
+    return apply_fleet(load_project(place.root), place.repo.patterns, place.repo.daily_cap)
+
+
+def apply_fleet(project: Project, overrides: Mapping[str, Mapping[str, Any]], daily_cap: int | None) -> Project:
+    """THE one place a fleet's per-repository settings reach a project: the embedded fleet daemon, ``run
+    --fleet``, ``status --fleet`` and a Temporal worker (from the tick's ``FleetLink``) all call it.
+
+    Each ``[repos.patterns.<id>]`` key replaces the repository's own value of that key (the others stay);
+    the repository's ``daily_cap`` and its own ``global_daily_cap``: the smaller wins.
+    """
+    from types import MappingProxyType
+
     cfg = project.config
     patterns = dict(cfg.patterns)
-    for pid in repo.patterns:
-        patterns[pid] = repo.pattern_config(pid, cfg.for_pattern(pid))
+    for pid, table in overrides.items():
+        patterns[pid] = replace(cfg.for_pattern(pid), **table)
     cap = cfg.global_daily_cap
-    if repo.daily_cap is not None:
-        cap = repo.daily_cap if cap is None else min(cap, repo.daily_cap)  # the smaller cap wins
+    if daily_cap is not None:
+        cap = daily_cap if cap is None else min(cap, daily_cap)  # the smaller cap wins
     sources = dict(cfg.sources)
     project.config = replace(cfg, patterns=MappingProxyType(patterns), global_daily_cap=cap).with_sources(sources)
     return project
+
+
+def linked_project(project: Project, pattern: str, link: Any) -> Project:
+    """On a worker: the repository's project as the fleet daemon would build it (``apply_fleet``), from the
+    link the schedule carried — the override table re-validated as the fleet file's own parser does."""
+    from ..formats.fleet import check_caps, pattern_overrides
+
+    if link is None:
+        return project
+    check_caps(link.repo_daily_cap, link.portfolio_cap, link.portfolio_usd, "schedule input")
+    table = pattern_overrides(link.overrides, f"fleet {link.portfolio} repos.{link.repo}.patterns.{pattern}",
+                              "schedule input")
+    return apply_fleet(project, {pattern: table} if table else {}, link.repo_daily_cap)
 
 
 def key(repo: str, pattern: str) -> str:
@@ -58,53 +80,113 @@ def split_key(k: str) -> tuple[str, str]:
 def fleet_status(loaded: Any, now: datetime) -> dict[str, Any]:
     """``status --fleet``: the portfolio, then each repository's own status document, in fleet order."""
     from ..adapters.fleet import portfolio_if_exists
-    from .commands import store_if_exists
-    from .status import project_status
 
     portfolio = portfolio_if_exists(loaded)
-    repos: list[dict[str, Any]] = []
     try:
-        for place in loaded.places:
-            entry: dict[str, Any] = {"name": place.name, "where": place.repo.where, "root": str(place.root)}
-            if place.problem:
-                repos.append({**entry, "error": place.problem, "loops": []})
-                continue
-            try:
-                project = fleet_project(place)
-                store = store_if_exists(project)
-                try:
-                    doc = project_status(project, now, store,
-                                         portfolio=portfolio if portfolio is not None else _no_ledger(loaded))
-                finally:
-                    if store is not None:
-                        store.close()
-            except LoopError as e:  # one broken repository must not hide the others
-                repos.append({**entry, "error": str(e), "loops": []})
-                continue
-            repos.append({**entry, **doc, "root": str(place.root)})
-        ledgers = [st for _, st in portfolio.labelled(now)] if portfolio is not None else []
-        pst = ledgers[0] if ledgers else None  # tokens, for the figures
-        usd = portfolio.usd_spent(now) if portfolio is not None else 0.0
+        repos = [_repo_status(loaded, place, portfolio, now) for place in loaded.places]
+        pdoc = portfolio_doc(loaded, portfolio, now)
     finally:
         if portfolio is not None:
             portfolio.store.close()
+    return {"fleet": str(loaded.file), "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "portfolio": pdoc,
+            "repos": repos}
+
+
+def _repo_status(loaded: Any, place: Any, portfolio: Any, now: datetime) -> dict[str, Any]:
+    """One repository's status document; a broken repository is an ``error`` entry, never hides the others."""
+    from .commands import store_if_exists
+    from .status import project_status
+
+    entry: dict[str, Any] = {"name": place.name, "where": place.repo.where, "root": str(place.root)}
+    if place.problem:
+        return {**entry, "error": place.problem, "loops": []}
+    try:
+        project = fleet_project(place)
+        store = store_if_exists(project)
+        try:
+            doc = project_status(project, now, store,
+                                 portfolio=portfolio if portfolio is not None else _no_ledger(loaded))
+        finally:
+            if store is not None:
+                store.close()
+    except LoopError as e:
+        return {**entry, "error": str(e), "loops": []}
+    return {**entry, **doc, "root": str(place.root)}
+
+
+def portfolio_doc(loaded: Any, portfolio: Any, now: datetime) -> dict[str, Any]:
+    """The portfolio's figures and state (``ok``, ``L1`` at ≥ 80%, ``halted``), judged as each loop is: on
+    settled spend, the tighter of the token and dollar ledgers (``core.budget.assess``/``tightest``)."""
     from ..core.budget import assess, tightest, todays_cap, utc_day
     from ..ports import BudgetStatus
 
-    if pst is None:
-        pst = BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)
-        ledgers = [pst]
-    # as for each loop (``status.loop_status``): the state is judged on settled spend
+    ledgers = [st for _, st in portfolio.labelled(now)] if portfolio is not None else []
+    usd = portfolio.usd_spent(now) if portfolio is not None else 0.0
+    if not ledgers:
+        ledgers = [BudgetStatus(str(utc_day(now)), todays_cap(loaded.fleet.portfolio_daily_cap), 0, 0)]
+    pst = ledgers[0]  # tokens, for the figures
     verdict = assess(tightest([BudgetStatus(st.day, st.cap, st.spent, 0) for st in ledgers]))
-    return {
-        "fleet": str(loaded.file),
-        "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "portfolio": {"day": pst.day, "cap": pst.cap, "spent": pst.spent, "reserved": pst.reserved,
-                      "percent": None if not pst.cap else round(100 * pst.used / pst.cap, 1),
-                      "state": "halted" if verdict.halt else ("L1" if verdict.level_cap else "ok"),
-                      "usdCap": loaded.fleet.portfolio_daily_usd, "usdSpent": round(usd, 6)},
-        "repos": repos,
-    }
+    return {"day": pst.day, "cap": pst.cap, "spent": pst.spent, "reserved": pst.reserved,
+            "percent": None if not pst.cap else round(100 * pst.used / pst.cap, 1),
+            "state": "halted" if verdict.halt else ("L1" if verdict.level_cap else "ok"),
+            "usdCap": loaded.fleet.portfolio_daily_usd, "usdSpent": round(usd, 6)}
+
+
+# --------------------------------------------------------------------------- run --fleet
+
+
+def run_member_ticks(project: Project, pattern: str, opts: Any, ticks: int, *, fleet: str | None) -> Any:
+    """``run [--dry-run] [--fleet FILE]``: ``commands.run_ticks``, and for a dry run inside a fleet the
+    portfolio too — its status and the level the loop would get from it (``status``'s own rule,
+    ``status.loop_status`` over the portfolio scope) — the simulated tick runs at that level, and a spent
+    portfolio exits 2 as the real tick would (it would halt before its first agent call). A real run
+    spends from the portfolio through ``opts.portfolio`` already."""
+    from .commands import run_ticks
+
+    if not fleet or not opts.dry_run:
+        return run_ticks(project, pattern, opts, ticks)
+    from ..adapters.fleet import load_fleet, portfolio_if_exists
+    from ..core.levels import LEVELS
+    from .runtime import now_utc
+    from .status import loop_status, shared_scopes
+
+    loaded = load_fleet(fleet)
+    portfolio = portfolio_if_exists(loaded)
+    now = now_utc()
+    try:
+        ledger = portfolio if portfolio is not None else _no_ledger(loaded)
+        level = loop_status(project, pattern, now, None, shared=shared_scopes(project, None, now, ledger))["level"]
+        pdoc = portfolio_doc(loaded, portfolio, now)
+    finally:
+        if portfolio is not None:
+            portfolio.store.close()
+    asked = opts.level or project.plan(pattern).level
+    would = level["effective"]
+    if would in LEVELS and LEVELS.index(would) < LEVELS.index(asked):
+        opts = replace(opts, level=would)  # ≥ 80% of the portfolio: the tick runs at L1, so does its dry run
+    report = run_ticks(project, pattern, opts, ticks)
+    cap = f"{pdoc['cap']:,}" if pdoc["cap"] else "no cap"
+    verdict = f"would run at {would}" if would in LEVELS else f"would not run: {would}"
+    note = (f"portfolio ({loaded.file.name}): {pdoc['spent']:,} / {cap} tokens today, {pdoc['state']} — "
+            f"{pattern} {verdict} ({level['reason']})")
+    return FleetRunReport(**{f.name: getattr(report, f.name) for f in fields(report)},
+                          portfolio={**pdoc, "loopLevel": level}, note=note, halted=would == "halted")
+
+
+@dataclass(frozen=True)
+class FleetRunReport(RunReport):
+    """A dry run inside a fleet: the report, plus the portfolio and the level it gives the loop."""
+
+    portfolio: dict[str, Any] | None = None
+    note: str | None = None  # one line the CLI prints before the tick report
+    halted: bool = False  # the portfolio is spent: a real tick would halt (exit 2)
+
+    @property
+    def exit_code(self) -> int:
+        return max(2 if self.halted else 0, super().exit_code)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "portfolio": self.portfolio}
 
 
 def _no_ledger(loaded: Any) -> Any:

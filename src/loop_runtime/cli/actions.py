@@ -178,10 +178,12 @@ def topup(c: Ctx, pattern: str, tokens: int, reason: str, resume_tick: bool, bac
     from ..app.actions import topup as do_topup
 
     if pattern.startswith("@"):
-        from ..app.fleet import topup_scope
+        from ..temporal.commands import topup_scope_command
 
-        r = topup_scope(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
+        r, note = topup_scope_command(c.project, pattern, tokens, reason=reason, fleet=fleet, resume=resume_tick)
         click.echo(f"Top-up: +{r['tokens']:,} tokens for {r['scope']} today ({r['day']}): {reason}")
+        if note:  # the portfolio's (or repository's) budget workflow on Temporal
+            click.echo(note)
         return
 
     if resume_tick:  # the resumed tick's files too, before the top-up is recorded

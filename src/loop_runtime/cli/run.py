@@ -37,7 +37,8 @@ def run(c: Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, back
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from ..app.commands import notifier_for, run_ticks
+    from ..app.commands import notifier_for
+    from ..app.fleet import run_member_ticks
     from ..app.runner import RunOptions
     from ..progress import make_progress
 
@@ -48,7 +49,7 @@ def run(c: Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, back
                       notifier=notifier_for(project, lambda msg: click.echo(f"notify: {msg}", err=True)),
                       force=force, budget=budget, portfolio=portfolio)
     try:
-        report = run_ticks(project, pattern, opts, ticks)
+        report = run_member_ticks(project, pattern, opts, ticks, fleet=fleet)
     finally:
         if progress:
             progress.close()
@@ -59,6 +60,8 @@ def run(c: Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, back
     else:
         from ..render import tick_report
 
+        if getattr(report, "note", None):  # a dry run inside a fleet: the portfolio and the level it gives
+            click.echo(report.note)
         click.echo(tick_report(report.results, pattern_name=report.plan.pattern.name,
                                level=level or report.plan.level, backend=report.backend, dry_run=dry_run,
                                spent=report.spent, cap=report.cap))

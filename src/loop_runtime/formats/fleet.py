@@ -7,6 +7,7 @@ echoed (a fleet file is shared and its errors land in CI logs)::
 
     portfolio_daily_cap = 5000000      # tokens/day across every loop of every repository
     portfolio_daily_usd = 40.0         # optional: USD/day (backend-reported cost, else the price table)
+    name = "acme"                      # optional: the portfolio's name on Temporal (default: the folder's)
     work_dir = ".loop-fleet"           # clones of `url` repositories and the portfolio ledger
     [[repos]]
     path = "../api"                    # relative to this file's folder
@@ -33,7 +34,8 @@ from collections.abc import Mapping
 from ..errors import ConfigError
 from .project_config import _PATTERN, PATTERN_ID_RE, PatternConfig, _check_table
 
-__all__ = ["FILE_NAME", "Fleet", "FleetRepo", "parse_fleet", "redact_url", "MAX_CAP"]
+__all__ = ["FILE_NAME", "Fleet", "FleetRepo", "check_caps", "parse_fleet", "pattern_overrides", "overrides_json", "redact_url",
+           "MAX_CAP"]
 
 FILE_NAME = "loop-fleet.toml"
 DEFAULT_WORK_DIR = ".loop-fleet"
@@ -42,7 +44,7 @@ MAX_CAP = 10**15
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SCP_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/)[^\s]+$")  # git@host:org/repo.git
-_TOP_KEYS = ("portfolio_daily_cap", "portfolio_daily_usd", "work_dir", "repos")
+_TOP_KEYS = ("name", "portfolio_daily_cap", "portfolio_daily_usd", "work_dir", "repos")
 _REPO_KEYS = ("path", "url", "name", "daily_cap", "patterns")
 
 
@@ -77,6 +79,7 @@ class Fleet:
     portfolio_daily_cap: int | None = None
     portfolio_daily_usd: float | None = None
     work_dir: str = DEFAULT_WORK_DIR
+    name: str | None = None  # the portfolio's name where several machines share it (Temporal budget scope)
 
     def repo(self, name: str) -> FleetRepo:
         for r in self.repos:
@@ -116,7 +119,34 @@ def parse_fleet(text: str, *, file: str = FILE_NAME) -> Fleet:
                           message="repos must list at least one [[repos]] table (with path or url)")
     repos = tuple(_repo(i, raw, file) for i, raw in enumerate(raw_repos))
     _no_duplicates(repos, file)
-    return Fleet(repos=repos, portfolio_daily_cap=cap, portfolio_daily_usd=usd, work_dir=work_dir)
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not NAME_RE.fullmatch(name)):
+        raise ConfigError(file, "name", name, message=f"name invalid: {name!r} (letters, digits, . _ -; at most 64)")
+    return Fleet(repos=repos, portfolio_daily_cap=cap, portfolio_daily_usd=usd, work_dir=work_dir, name=name)
+
+
+def pattern_overrides(table: Mapping[str, Any], prefix: str, file: str) -> dict[str, Any]:
+    """One ``[repos.patterns.<id>]`` table, validated as ``[patterns.<id>]`` in loop-runtime.toml.
+
+    Also what a Temporal worker runs the table it received through (``overrides_json``) back through:
+    the same checks, the same values (``discovery`` a tuple again), on both paths.
+    """
+    if not isinstance(table, Mapping):
+        raise ConfigError(file, prefix, table, message=f"{prefix} must be a table")
+    return _check_table(dict(table), _PATTERN, prefix + ".", file, extra=())
+
+
+def check_caps(repo_cap: object, portfolio_cap: object, portfolio_usd: object, file: str) -> None:
+    """The caps a worker receives for a fleet loop, held to the fleet file's own rules (whole tokens in
+    1..``MAX_CAP``, dollars > 0): a schedule edited by hand cannot give a worker a negative cap."""
+    _cap(repo_cap, "daily_cap", file)
+    _cap(portfolio_cap, "portfolio_daily_cap", file)
+    _usd(portfolio_usd, file)
+
+
+def overrides_json(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The override table as JSON carries it (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
 
 
 # --------------------------------------------------------------------------- pieces
@@ -186,7 +216,7 @@ def _repo(i: int, raw: object, file: str) -> FleetRepo:
             raise ConfigError(file, f"{at}.patterns", pid, message=f"{at}.patterns: pattern id invalid: {pid!r}")
         if not isinstance(table, dict):
             raise ConfigError(file, prefix, table, message=f"{prefix} must be a table")
-        patterns[pid] = MappingProxyType(_check_table(table, _PATTERN, prefix + ".", file, extra=()))
+        patterns[pid] = MappingProxyType(pattern_overrides(table, prefix, file))
     return FleetRepo(index=i, name=name, path=path, url=url, daily_cap=cap, patterns=MappingProxyType(patterns))
 
 

@@ -4,7 +4,7 @@ The core never sees a database: it talks to ``BudgetLedger`` and ``TickJournal``
 application layer and the drivers need more (leases, escalations, the event feed, when a loop is next
 due), and each of them needs only some of it: a function takes the narrowest protocol that says what it
 reads or writes, so a reader knows from a signature that status does not write and that the scheduler
-does not decide escalations. ``adapters.store.RunStore`` (SQLite) implements them all; ``Store`` is
+does not decide escalations. ``adapters.store.sqlite.RunStore`` (SQLite) implements them all; ``Store`` is
 that whole surface, for the one place that opens it (``app.services``).
 """
 

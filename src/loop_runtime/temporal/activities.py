@@ -32,22 +32,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ..errors import ConfigError, LoopError
-from ..ports import BudgetStatus, Reservation
 from . import clones
+from .budget_client import BudgetClient
 from .types import (
-    BUDGET_WORKFLOW,
-    BudgetState,
     DecideInput,
     EscalationInfo,
     PushInput,
     PushOutput,
-    Reserve,
     RunTickInput,
     RunTickOutput,
-    Settle,
-    SettleOpen,
     SpineFile,
-    budget_workflow_id,
 )
 
 HEARTBEAT_EVERY_S = 0.5
@@ -86,115 +80,6 @@ def _fail(e: Exception) -> ApplicationError:
     if isinstance(e, ConfigError | clones.PushConflict):
         return ApplicationError(str(e), type="NonRetryable", non_retryable=True)
     return ApplicationError(str(e), type=type(e).__name__)
-
-
-# ---------------------------------------------------------------------------- budget port
-
-
-class BudgetClient:
-    """``ports.BudgetLedger`` over budget workflows: one per (scope, UTC day), shared by every worker.
-
-    Reservation ids are ``<tick>:<attempt>:<n>``: a retried update RPC is answered from the
-    workflow's record, and a later attempt charges the earlier one's open reservations in full.
-    """
-
-    def __init__(self, ctx: WorkerContext, scope: str, cap: int | None, tick_id: str, attempt: int,
-                 task_queue: str, global_scope: str | None = None, global_cap: int | None = None) -> None:
-        self.ctx, self.scope, self.cap, self.tick_id, self.attempt = ctx, scope, cap, tick_id, attempt
-        self.task_queue = task_queue
-        self.global_scope, self.global_cap = global_scope, global_cap
-        self._n = 0
-        self._open: dict[int, list[tuple[str, str]]] = {}  # local id → [(scope, reservation id)]
-        self.shutdown: threading.Event | None = None
-
-    #: while the worker shuts down its own workflow pollers are gone: a budget update may find no worker
-    #: to run it, so it gets a short wait, and the retried tick charges what stays open (fail closed)
-    SHUTDOWN_TIMEOUT_S = 3.0
-
-    def _call(self, coro: Any) -> Any:
-        import concurrent.futures
-
-        shutting = self.shutdown is not None and self.shutdown.is_set()
-        future = asyncio.run_coroutine_threadsafe(coro, self.ctx.loop)
-        try:
-            return future.result(self.SHUTDOWN_TIMEOUT_S if shutting else self.ctx.budget_timeout_s)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise LoopError(f"budget {self.scope}: no answer from its budget workflow"
-                            + (" (this worker is shutting down)" if shutting else "")) from None
-
-    def _scopes(self) -> list[tuple[str, int | None]]:
-        out: list[tuple[str, int | None]] = []
-        if self.global_scope is not None and self.global_cap is not None:
-            out.append((self.global_scope, self.global_cap))
-        out.append((self.scope, self.cap))
-        return out
-
-    async def _update(self, scope: str, day: str, name: str, arg: Any, cap: int | None) -> Any:
-        from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-        from temporalio.exceptions import WorkflowAlreadyStartedError
-
-        wid = budget_workflow_id(scope, day)
-        try:
-            await self.ctx.client.start_workflow(
-                BUDGET_WORKFLOW, BudgetState(scope=scope, day=day, cap=cap), id=wid, task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-        except WorkflowAlreadyStartedError:
-            return None  # the day's budget workflow has closed: nothing more may be reserved that day
-        return await self.ctx.client.get_workflow_handle(wid).execute_update(name, arg, result_type=int)
-
-    async def _query(self, scope: str, day: str) -> BudgetState | None:
-        from temporalio.service import RPCError
-
-        try:
-            return await self.ctx.client.get_workflow_handle(budget_workflow_id(scope, day)).query(
-                "status", result_type=BudgetState)
-        except RPCError:
-            return None
-
-    def status(self, now: datetime) -> BudgetStatus:
-        day = str(now.date())
-        best: BudgetStatus | None = None
-        for scope, cap in self._scopes():
-            st = self._call(self._query(scope, day))
-            if st is not None and cap is not None:
-                cap += sum(st.topups.values())
-            s = BudgetStatus(day, cap, st.spent if st else 0, st.reserved if st else 0)
-            if best is None or s.fraction > best.fraction:
-                best = s
-        assert best is not None
-        return best
-
-    def reserve(self, amount: int, now: datetime) -> Reservation | None:
-        day = str(now.date())
-        self._n += 1
-        rid = f"{self.tick_id}:{self.attempt}:{self._n}"
-        taken: list[tuple[str, str]] = []
-        for scope, cap in self._scopes():
-            granted = self._call(self._update(scope, day, "reserve", Reserve(id=rid, amount=amount, cap=cap), cap))
-            if not granted:
-                for s, r in taken:  # the smaller cap said no: give back what the other granted
-                    self._call(self._update(s, day, "settle", Settle(id=r, actual=0), None))
-                return None
-            amount = min(amount, granted)
-            taken.append((scope, rid))
-        self._open[self._n] = [(s, r) for s, r in taken]
-        self._day = day
-        return Reservation(self._n, amount)
-
-    def settle(self, reservation: Reservation, actual: int, now: datetime) -> None:
-        for scope, rid in self._open.pop(reservation.id, []):
-            self._call(self._update(scope, self._day, "settle", Settle(id=rid, actual=actual), None))
-
-    def settle_previous_attempts(self, now: datetime) -> int:
-        """Charge in full what earlier attempts of this tick left reserved (their agent may have spent it)."""
-        day = str(now.date())
-        charged = 0
-        for scope, _cap in self._scopes():
-            charged += self._call(self._update(scope, day, "settle_open", SettleOpen(prefix=f"{self.tick_id}:"),
-                                               None)) or 0
-        return charged
 
 
 # ---------------------------------------------------------------------------- the journal, heartbeated
@@ -404,32 +289,28 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
               ) -> RunTickOutput:
     from ..adapters.clock import SystemClock
     from ..core.loop_engine import LoopEngine
-    from ..app.runner import LoopRunner, RunOptions
+    from ..app.fleet import linked_project
+    from ..app.runner import LoopRunner, RunOptions, backend_name
     from ..app.runtime import load_project
 
     t = inp.tick
     root = clones.sync_clone(ctx.work_dir, t.repo_url, t.project_key, t.branch)
     base_commit = clones.git(root, "rev-parse", "HEAD")
-    project = load_project(root)
+    # the fleet's overrides, applied as the embedded fleet daemon applies them (``app.fleet.apply_fleet``)
+    project = linked_project(load_project(root), t.pattern, t.fleet)
     plan = project.plan(t.pattern)  # a pattern removed from the registry: ConfigError, not retried
     spine_names = _spine_names(project, plan)
     base = {n: clones.read(root, n) for n in spine_names}
     replay = dict(prior.get("replay") or {})
     patches = dict(prior.get("patches") or {})
     clock = SystemClock()
-    budget = BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
-                          ctx.task_queue,
-                          global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
-                          global_cap=project.config.global_daily_cap)
+    opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id, replay=replay,
+                      extra_stop=lambda: "kill" if stopped.is_set() else None, force=t.force, clock=clock)
+    budget = tick_budget(ctx, inp, attempt, project, plan, backend_name(project, plan, opts))
     budget.shutdown = shutdown
     if attempt > 1:
         budget.settle_previous_attempts(clock.now())
         rebuild_worktrees(root, t.pattern, patches)
-    def stop() -> str | None:
-        return "kill" if stopped.is_set() else None
-
-    opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id, replay=replay,
-                      extra_stop=stop, force=t.force, clock=clock)
     runner = LoopRunner(project, plan, opts, owner=ctx.identity)
     journal: HeartbeatJournal | None = None
     try:
@@ -456,6 +337,20 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     return RunTickOutput(result=out, base_commit=base_commit, spine=spine, escalation=escalation,
                          worker=ctx.identity, attempt=attempt, replayed=sorted(replay), pushed_branches=branches,
                          worker_queue=ctx.worker_queue)
+
+
+def tick_budget(ctx: WorkerContext, inp: RunTickInput, attempt: int, project: Any, plan: Any,
+                backend: str) -> BudgetClient:
+    """The tick's budget scopes: the fleet's portfolio (tokens, dollars) when it has one, the repository
+    (``global_daily_cap``, the fleet's ``daily_cap`` already folded in), the loop."""
+    from .fleet import portfolio_scopes
+
+    t = inp.tick
+    return BudgetClient(ctx, f"{t.project_key}/{t.pattern}", plan.daily_token_cap, inp.tick_id, attempt,
+                        ctx.task_queue,
+                        global_scope=f"{t.project_key}/*" if project.config.global_daily_cap else None,
+                        global_cap=project.config.global_daily_cap,
+                        outer=portfolio_scopes(t.fleet, backend))
 
 
 def _spine_names(project: Any, plan: Any) -> list[str]:

@@ -47,12 +47,12 @@ def run(coro: Any) -> Any:
 # ---------------------------------------------------------------------------- schedule sync
 
 
-def sync_schedules(project: Any, s: TemporalSettings) -> dict[str, Any]:
+def sync_schedules(project: Any, s: TemporalSettings, links: Any = None) -> dict[str, Any]:
     from .schedules import sync
 
     async def go() -> dict[str, Any]:
         client = await connect(s)
-        report = await sync(client, project, s)
+        report = await sync(client, project, s, links=links)
         return {**report.as_json(), "text": report.text()}
 
     return run(go())
@@ -228,26 +228,33 @@ def decide(s: TemporalSettings, esc_id: str, decision: str, answer: Decision, *,
 
 def topup(project: Any, s: TemporalSettings, pattern: str, tokens: int, reason: str) -> dict[str, Any]:
     """Raise today's cap of one loop in its budget workflow (the one every worker reserves from)."""
+    from .schedules import repo_of
+
+    plan = project.plan(pattern)
+    r = topup_budget(s, f"{repo_of(project).key}/{pattern}", plan.daily_token_cap, tokens)
+    return {"pattern": pattern, "tokens": tokens, "reason": reason, **r}
+
+
+def topup_budget(s: TemporalSettings, scope: str, cap: int | None, tokens: int) -> dict[str, Any]:
+    """Raise today's cap of one budget scope — a loop, a repository (``<key>/*``), a fleet's portfolio
+    (``fleet:<name>``) — in the (scope, UTC day) workflow every worker reserves from."""
     import uuid
     from datetime import UTC, datetime
 
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from .schedules import repo_of
     from .types import BUDGET_WORKFLOW, BudgetState, TopUp, budget_workflow_id
-
-    plan = project.plan(pattern)
 
     async def go() -> dict[str, Any]:
         client = await connect(s)
-        scope, day = f"{repo_of(project).key}/{pattern}", str(datetime.now(UTC).date())
+        day = str(datetime.now(UTC).date())
         wid = budget_workflow_id(scope, day)
-        await client.start_workflow(BUDGET_WORKFLOW, BudgetState(scope=scope, day=day, cap=plan.daily_token_cap),
+        await client.start_workflow(BUDGET_WORKFLOW, BudgetState(scope=scope, day=day, cap=cap),
                                     id=wid, task_queue=s.task_queue,
                                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        cap = await answered(client.get_workflow_handle(wid).execute_update(
+        new_cap = await answered(client.get_workflow_handle(wid).execute_update(
             "topup", TopUp(id=f"topup-{uuid.uuid4().hex}", tokens=tokens), result_type=int), "the top-up", s)
-        return {"pattern": pattern, "day": day, "tokens": tokens, "cap": cap or None, "reason": reason}
+        return {"scope": scope, "day": day, "cap": new_cap or None}
 
     return run(go())
 

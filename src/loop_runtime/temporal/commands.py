@@ -45,18 +45,22 @@ def schedule_sync_command(c: Any, address: str | None, namespace: str | None, ta
                           fleet: str | None) -> list[dict[str, Any]]:
     from .client import sync_schedules
 
-    projects = fleet_projects(Path(fleet)) if fleet else [c.project]
-    return [sync_schedules(p, _settings(p, address, namespace, task_queue)) for p in projects]
+    if not fleet:
+        return [sync_schedules(c.project, _settings(c.project, address, namespace, task_queue))]
+    return [sync_schedules(p, _settings(p, address, namespace, task_queue), links=links)
+            for p, links in fleet_projects(Path(fleet))]
 
 
-def fleet_projects(path: Path) -> list[Any]:
-    """Every repository of a fleet file (``--fleet``), with the fleet's overrides applied.
+def fleet_projects(path: Path) -> list[tuple[Any, Any]]:
+    """Every repository of a fleet file (``--fleet``), with the fleet's overrides applied, and for each the
+    ``FleetLink`` of each of its loops (what the workers are told of the fleet: overrides, caps, portfolio).
 
     A ``url`` repository is cloned (or fetched) into the fleet's work folder first, as
     ``start --fleet`` does, so its loops can be read; its ``origin`` is the URL workers clone.
     """
     from ..adapters.fleet import load_fleet, sync_repo
     from ..app.fleet import fleet_project
+    from .fleet import fleet_link
 
     loaded = load_fleet(path)
     out = []
@@ -65,7 +69,7 @@ def fleet_projects(path: Path) -> list[Any]:
         if not (place.root / ".git").exists() and not place.root.is_dir():
             raise ConfigError(str(path), f"repos[{place.repo.index}]", place.name,
                               message=f"repos[{place.repo.index}] ({place.name}): {place.problem or 'not found'}")
-        out.append(fleet_project(place))
+        out.append((fleet_project(place), lambda pid, place=place: fleet_link(loaded, place, pid)))
     return out
 
 
@@ -123,6 +127,42 @@ def topup_on_temporal(project: Any, pattern: str, tokens: int, reason: str) -> s
     r = topup(project, s, pattern, tokens, reason)
     cap = f"{r['cap']:,}" if r["cap"] else "no cap"
     return f"Temporal: today's cap of {pattern} is now {cap} tokens (budget workflow)."
+
+
+def topup_scope_command(project: Any, scope: str, tokens: int, *, reason: str, fleet: str | None,
+                        resume: bool = False) -> tuple[dict[str, Any], str | None]:
+    """``topup @repo N`` / ``topup @portfolio N --fleet FILE``: the local ledger (``app.fleet.topup_scope``),
+    and — when the repository (for ``@portfolio``: any repository of the fleet) runs on Temporal — the
+    budget workflow its workers reserve from, so a top-up reaches both paths."""
+    from ..app.fleet import topup_scope
+
+    r = topup_scope(project, scope, tokens, reason=reason, fleet=fleet, resume=resume)
+    if scope == "@repo":
+        s = settings(project)
+        if not s.configured:
+            return r, None
+        from .client import topup_budget
+        from .schedules import repo_of
+
+        t = topup_budget(s, f"{repo_of(project).key}/*", project.config.global_daily_cap, tokens)
+        return r, f"Temporal: today's repository cap is now {t['cap']:,} tokens (budget workflow)."
+    return r, _portfolio_topup_on_temporal(Path(fleet or ""), tokens)
+
+
+def _portfolio_topup_on_temporal(fleet: Path, tokens: int) -> str | None:
+    from ..adapters.fleet import load_fleet
+    from ..app.fleet import fleet_project
+    from .client import topup_budget
+
+    loaded = load_fleet(fleet)
+    for place in loaded.places:
+        if place.problem:
+            continue
+        s = settings(fleet_project(place))
+        if s.configured:  # the fleet's repositories share one Temporal: the first configured one names it
+            t = topup_budget(s, loaded.portfolio_scope, loaded.fleet.portfolio_daily_cap, tokens)
+            return f"Temporal: today's portfolio cap is now {t['cap']:,} tokens (budget workflow {t['scope']})."
+    return None
 
 
 def kill_switch_on_temporal(project: Any, pattern: str | None, reason: str, *, engaged: bool) -> str | None:

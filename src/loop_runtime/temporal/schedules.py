@@ -87,7 +87,8 @@ def repo_of(project: Any) -> Repo:
     return Repo(url=url, branch=branch, key=clones.project_key(url))
 
 
-def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
+def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> list[Wanted]:
+    """One schedule per enabled loop; ``links(pattern)`` is the loop's ``FleetLink`` (``sync --fleet``)."""
     from ..app.runner import kill_stop
 
     out = []
@@ -99,7 +100,8 @@ def wanted(project: Any, repo: Repo, s: TemporalSettings) -> list[Wanted]:
         tick = TickInput(repo_url=repo.url, project_key=repo.key, pattern=pid, branch=repo.branch,
                          level=project.config.for_pattern(pid).level,
                          escalation_expiry_s=s.escalation_expiry_s,
-                         agent_timeout_s=float(project.config.agent_timeout_s))
+                         agent_timeout_s=float(project.config.agent_timeout_s),
+                         fleet=links(pid) if links is not None else None)
         out.append(Wanted(pattern=pid, interval_s=int(plan.interval_s), paused=killed,
                           note="kill switch engaged" if killed else "", tick=tick))
     return out
@@ -146,17 +148,22 @@ async def _fingerprint_of(desc: Any) -> str | None:
         return None
 
 
-async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None = None) -> SyncReport:
+async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None = None,
+               links: Any = None) -> SyncReport:
     from temporalio.client import ScheduleAlreadyRunningError, ScheduleUpdate
 
     repo = repo or repo_of(project)
     report = SyncReport(repo)
-    want = {w.pattern: w for w in wanted(project, repo, s)}
     prefix = schedule_prefix(repo.key)
     existing: set[str] = set()
     async for entry in await client.list_schedules():
         if entry.id.startswith(prefix):
             existing.add(entry.id)
+    if links is None:
+        managed = await fleet_managed(client, sorted(existing))
+        if managed:  # `kill`/`resume` in one repository of a fleet: only the pause state follows the switch
+            return await follow_kill_switch(client, project, s, repo, managed, report)
+    want = {w.pattern: w for w in wanted(project, repo, s, links)}
     for pid, w in sorted(want.items()):
         sid = schedule_id(repo.key, pid)
         sched = _schedule(w, s, repo)
@@ -181,4 +188,52 @@ async def sync(client: Any, project: Any, s: TemporalSettings, repo: Repo | None
         if pid not in want:
             await client.get_schedule_handle(sid).delete()
             report.deleted.append(pid)
+    return report
+
+
+async def fleet_managed(client: Any, ids: list[str]) -> dict[str, Any]:
+    """The schedules ``schedule sync --fleet`` made (their input carries a ``FleetLink``), by id, with that
+    input and interval. A sync without the fleet file must not rebuild them from the repository alone:
+    it would drop the fleet's overrides and the portfolio."""
+    from temporalio.converter import DataConverter
+
+    out: dict[str, Any] = {}
+    for sid in ids:
+        desc = await client.get_schedule_handle(sid).describe()
+        args = getattr(desc.schedule.action, "args", None) or []
+        if not args:
+            continue
+        raw = args[0]
+        tick = raw if isinstance(raw, TickInput) else DataConverter.default.payload_converter.from_payloads(
+            [raw], [TickInput])[0]
+        if tick.fleet is not None:
+            every = desc.schedule.spec.intervals[0].every.total_seconds() if desc.schedule.spec.intervals else 0
+            out[sid] = (tick, int(every), bool(desc.schedule.state.paused))
+    return out
+
+
+async def follow_kill_switch(client: Any, project: Any, s: TemporalSettings, repo: Repo, managed: dict[str, Any],
+                             report: SyncReport) -> SyncReport:
+    """Pause or unpause each fleet-made schedule as the repository's kill switch says; nothing else changes
+    (the fingerprint stays what ``schedule sync --fleet`` computes for the same state)."""
+    from temporalio.client import ScheduleUpdate
+
+    from ..app.runner import kill_stop
+
+    for sid, (tick, every, paused_now) in sorted(managed.items()):
+        pid = tick.pattern
+        try:
+            killed = kill_stop(project, project.plan(pid))() is not None
+        except LoopError:
+            killed = paused_now  # no longer in this checkout's registry: `schedule sync --fleet` decides
+        if killed:
+            report.paused.append(pid)
+        w = Wanted(pattern=pid, interval_s=every, paused=killed, note="kill switch engaged" if killed else "",
+                   tick=tick)
+        if killed == paused_now:
+            report.unchanged.append(pid)
+            continue
+        sched = _schedule(w, s, repo)
+        await client.get_schedule_handle(sid).update(lambda _inp, sched=sched: ScheduleUpdate(schedule=sched))
+        report.updated.append(pid)
     return report

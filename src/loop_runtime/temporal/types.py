@@ -42,6 +42,34 @@ def budget_workflow_id(scope: str, day: str) -> str:
 
 
 @dataclass(frozen=True)
+class FleetLink:
+    """What a worker must know of the fleet file, which it never reads (it reads only the repository's own
+    files): this loop's ``[repos.patterns.<id>]`` overrides, the repository's ``daily_cap`` and the
+    portfolio's caps. ``schedule sync --fleet`` puts it in the schedule's input; the worker applies it with
+    the very function the embedded fleet daemon uses (``app.fleet.apply_fleet``)."""
+
+    portfolio: str  # the portfolio's budget scope (one per fleet: ``fleet:<name>``)
+    repo: str  # the repository's name in the fleet file
+    overrides: dict[str, Any] = field(default_factory=dict)  # JSON form of the loop's override table
+    repo_daily_cap: int | None = None
+    portfolio_cap: int | None = None
+    portfolio_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class TickCarry:
+    """What a tick's next run needs after continue-as-new: its ids (the run log's entry and every
+    idempotency key stay the same) and the phases already done, whose activities are not run again."""
+
+    tick_id: str
+    run_id: str
+    out: RunTickOutput | None = None  # the engine's tick is done
+    push: PushOutput | None = None
+    pushed: bool = False  # the spine push is done (or was not needed)
+    runs: int = 1  # how many workflow runs this tick has taken
+
+
+@dataclass(frozen=True)
 class TickInput:
     """One scheduled (or started by hand) tick of one loop of one repository."""
 
@@ -56,6 +84,10 @@ class TickInput:
     escalation_expiry_s: float = DEFAULT_ESCALATION_EXPIRY_S
     agent_timeout_s: float = 900.0
     heartbeat_timeout_s: float = 30.0
+    fleet: FleetLink | None = None  # the loop runs as part of a fleet (``schedule sync --fleet``)
+    #: continue-as-new once the history has this many events (Temporal's own suggestion also counts)
+    max_history_events: int = 10_000
+    resume: TickCarry | None = None  # set only by continue-as-new: what the earlier runs of this tick did
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ class EscalationWaitInput:
     info: EscalationInfo
     tick: TickInput
     expiry_s: float
+    expires_at: str | None = None  # set by continue-as-new: the deadline stays where the first run put it
 
 
 @dataclass(frozen=True)
@@ -171,6 +204,7 @@ class TickSummary:
     attempts: int = 1
     replayed: list[str] = field(default_factory=list)
     note: str = ""
+    runs: int = 1  # workflow runs the tick took (continue-as-new)
 
 
 # ---------------------------------------------------------------------------- budget

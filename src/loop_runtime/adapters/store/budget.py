@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from ...core.budget import tightest, todays_cap, utc_day
 from ...ports import BudgetStatus, Reservation
