@@ -67,15 +67,8 @@ class TickStore(Protocol):
 class EventStore(Protocol):
     """The append-only feed the dashboard streams and the notifier counts."""
 
-    def add_event(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        at: datetime,
-        *,
-        pattern: str | None = None,
-        tick_id: str | None = None,
-    ) -> int: ...
+    def add_event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
+                  tick_id: str | None = None) -> int: ...
     def events_since(self, event_id: int, limit: int = 200) -> list[EventRecord]: ...
     def count_events(self, kind: str, *, pattern: str | None, since: datetime) -> int: ...
     def last_event_id(self) -> int: ...
@@ -106,30 +99,12 @@ class LedgerStore(Protocol):
 class EscalationStore(Protocol):
     """What waits for a human: opened by a tick, decided by approve/reject."""
 
-    def add_escalation(
-        self,
-        *,
-        pattern: str,
-        tick_id: str,
-        run_id: str,
-        item_id: str,
-        title: str,
-        diff: str,
-        context: Mapping[str, Any],
-        created_at: datetime,
-    ) -> str: ...
+    def add_escalation(self, *, pattern: str, tick_id: str, run_id: str, item_id: str, title: str, diff: str,
+                       context: Mapping[str, Any], created_at: datetime) -> str: ...
     def list_escalations(self, status: str | None = "open") -> list[EscalationRecord]: ...
     def get_escalation(self, esc_id: str) -> EscalationRecord | None: ...
-    def resolve_escalation(
-        self,
-        esc_id: str,
-        *,
-        status: Literal["approved", "rejected"],
-        decided_by: str,
-        reason: str,
-        at: datetime,
-        result: Mapping[str, Any] = {},  # read-only default, never mutated
-    ) -> None: ...
+    def resolve_escalation(self, esc_id: str, *, status: Literal["approved", "rejected"], decided_by: str,
+                           reason: str, at: datetime, result: Mapping[str, Any] = {}) -> None: ...
 
 
 @runtime_checkable
