@@ -1,27 +1,16 @@
-"""The rows the store returns: ticks, phases, events, reservations, top-ups, escalations.
+"""The rows a reader of the store's ticks needs: ticks, their phases, escalations.
 
-Apart from the protocols in ``ports.store`` because every reader of the store needs these at
-run time while the protocols matter to type checkers and tests; ``status`` should not pay for
-building seven Protocol classes on every start.
+Apart from the protocols in ``ports.store`` because every reader needs these at run time while the
+protocols matter to type checkers and tests; and apart from the ledger's and the feed's rows
+(``ports.ledger_records``), which ``status`` never builds: each dataclass costs about a
+millisecond of start-up, and people type ``status`` all day.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What one ``Store.prune`` removed (after summing it into ``daily_rollups``)."""
-
-    ticks: int = 0
-    events: int = 0
-    reservations: int = 0
-    pages_freed: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,38 +34,6 @@ class TickRecord:
     finished_at: datetime | None
     owner: str
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    kind: str
-    pattern: str | None
-    tick_id: str | None
-    payload: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ReservationRecord:
-    """Tokens set aside for one agent call; ``settled`` is the actual usage once known."""
-
-    id: int
-    pattern: str
-    day: date
-    amount: int
-    tick_id: str
-    settled: int | None = None
-
-
-@dataclass(frozen=True)
-class TopupRecord:
-    id: int
-    pattern: str
-    day: date
-    tokens: int
-    reason: str
-    at: datetime
 
 
 @dataclass(frozen=True)

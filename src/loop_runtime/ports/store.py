@@ -17,15 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-from .records import (  # noqa: F401  (re-exported: the records belong with the protocols that return them)
-    EscalationRecord,
-    EventRecord,
-    PhaseRecord,
-    PruneReport,
-    ReservationRecord,
-    TickRecord,
-    TopupRecord,
-)
+from .ledger_records import EventRecord, PruneReport, ReservationRecord, TopupRecord  # noqa: F401 (re-exported)
+from .records import EscalationRecord, PhaseRecord, TickRecord  # noqa: F401 (re-exported with their protocols)
 
 
 # --------------------------------------------------------------------------- protocols

@@ -8,7 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from .base import StoreBase
-from .schema import EventRecord, load_json, parse_ts, to_ts
+from .schema import load_json, parse_ts, to_ts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...ports.ledger_records import EventRecord
 
 __all__ = ["Events"]
 
@@ -39,6 +43,8 @@ class Events(StoreBase):
                 "SELECT id, kind, pattern, tick_id, payload, at FROM events WHERE id > ? ORDER BY id LIMIT ?",
                 (event_id, limit),
             ).fetchall()
+        from ...ports.ledger_records import EventRecord
+
         return [EventRecord(int(i), k, p, t, load_json(d), parse_ts(a)) for i, k, p, t, d, a in rows]
 
     def count_events(self, kind: str, *, pattern: str | None, since: datetime) -> int:

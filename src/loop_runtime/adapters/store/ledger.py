@@ -16,8 +16,6 @@ from ...errors import StoreError
 from .base import StoreBase
 from .schema import (
     RES_COLS,
-    Reservation,
-    TopupRecord,
     check_tokens,
     load_json,
     parse_ts,
@@ -25,6 +23,11 @@ from .schema import (
     to_day,
     to_ts,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...ports.ledger_records import ReservationRecord as Reservation
+    from ...ports.ledger_records import TopupRecord
 
 __all__ = ["Ledger"]
 
@@ -41,6 +44,8 @@ class Ledger(StoreBase):
         and the insert share one ``BEGIN IMMEDIATE`` transaction, which is what keeps
         concurrent processes from overspending together.
         """
+        from ...ports.ledger_records import ReservationRecord as Reservation
+
         if check_tokens(amount, "amount") <= 0:
             raise ValueError(f"reserve: amount must be > 0, got {amount}")
         check_tokens(cap, "cap")
@@ -114,6 +119,8 @@ class Ledger(StoreBase):
         ``reservation_id`` with the usage the backend reported (``actual``, ``tokens``
         or ``usage.total``): that recorded figure is the truth and is settled instead.
         """
+        from ...ports.ledger_records import ReservationRecord as Reservation
+
         settled: list[Reservation] = []
         with self._tx("settle_orphans") as conn:
             for res in _orphans(conn, live_tick_ids, now):
@@ -162,6 +169,8 @@ class Ledger(StoreBase):
         ))
 
     def topup_records(self, pattern: str) -> list[TopupRecord]:
+        from ...ports.ledger_records import TopupRecord
+
         with self._read("topup_records") as conn:
             rows = conn.execute(
                 "SELECT id, pattern, day, tokens, reason, at FROM topups WHERE pattern = ? ORDER BY id", (pattern,)

@@ -8,7 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from .base import StoreBase
-from .schema import PruneReport, to_day
+from .schema import to_day
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...ports.ledger_records import PruneReport
 
 __all__ = ["Retention"]
 
@@ -57,6 +61,8 @@ class Retention(StoreBase):
                 events += cur.rowcount
         with self._tx("prune old rows") as conn:
             conn.execute("DELETE FROM external_spend WHERE day < ?", (cutoff_day,))
+        from ...ports.ledger_records import PruneReport
+
         return PruneReport(ticks, events, reservations, self._give_back_pages())
 
     def _roll_up_and_delete(self, label: str, select: str, args: tuple[Any, ...], rollup: str,

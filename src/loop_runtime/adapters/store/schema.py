@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import StoreError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...ports.ledger_records import ReservationRecord as Reservation
 from ...ports.records import (
     EscalationRecord,
-    EventRecord,
     PhaseRecord,
-    PruneReport,
-    ReservationRecord as Reservation,
     TickRecord,
-    TopupRecord,
 )
 
 __all__ = [
@@ -333,6 +333,8 @@ def tick_from_row(row: tuple[Any, ...]) -> TickRecord:
 
 
 def reservation_from_row(row: tuple[Any, ...]) -> Reservation:
+    from ...ports.ledger_records import ReservationRecord as Reservation
+
     rid, pattern, day, amount, tick_id, settled = row
     return Reservation(int(rid), pattern, date.fromisoformat(day), int(amount), tick_id, settled)
 
@@ -365,3 +367,13 @@ def escalation_id(tick_id: str, item_id: str, salt: int) -> str:
 
     digest = hashlib.sha256(f"{tick_id}\0{item_id}\0{salt}".encode()).hexdigest()
     return f"esc-{digest[:8]}"
+
+
+_LEDGER_RECORDS = {"EventRecord": "EventRecord", "PruneReport": "PruneReport", "Reservation": "ReservationRecord", "TopupRecord": "TopupRecord"}
+def __getattr__(name: str) -> Any:
+    """The ledger's and the feed's record types, loaded when first asked for (``ports.ledger_records``)."""
+    if name in _LEDGER_RECORDS:
+        from ...ports import ledger_records
+
+        return getattr(ledger_records, _LEDGER_RECORDS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

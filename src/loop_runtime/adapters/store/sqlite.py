@@ -39,6 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ...errors import StoreError
 from .escalations import Escalations
@@ -50,11 +51,8 @@ from .schedule import Schedule
 from .schema import (
     BUSY_TIMEOUT_S,
     EscalationRecord,
-    EventRecord,
     PhaseRecord,
-    Reservation,
     TickRecord,
-    TopupRecord,
     ensure_gitignore,
     migrate,
     retry_busy,
@@ -155,3 +153,13 @@ class RunStore(Leases, Ticks, Events, Ledger, Escalations, Schedule, Retention):
             root = self.path.parent.parent if self.path.parent.name == STORE_DIR else self.path.parent
             self._secrets = tuple(secret_values(root, os.environ))
         return self._secrets
+
+
+_LEDGER_RECORDS = {"EventRecord": "EventRecord", "PruneReport": "PruneReport", "Reservation": "ReservationRecord", "TopupRecord": "TopupRecord"}
+def __getattr__(name: str) -> Any:
+    """The ledger's and the feed's record types, loaded when first asked for (``ports.ledger_records``)."""
+    if name in _LEDGER_RECORDS:
+        from ...ports import ledger_records
+
+        return getattr(ledger_records, _LEDGER_RECORDS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
