@@ -4,40 +4,53 @@ Why the diff and not the agent's word: an agent's account of what it changed is
 untrusted output. Every attempt is judged on ``git diff`` against the base commit —
 each touched path, old and new names alike — then on the project's own tests, then by
 a verifier agent in a fresh session. The implementer is never its own verifier.
+
+The guards around each run and the ledger of attempts live in ``core.act_checks``; every
+effect (workspace, tests, guard, journal, publisher …) is a PortCall of the tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GithubRefused, LoopError
-from ..formats.ledger import Attempt, Ledger, append_attempt, new_ledger, parse_ledger, render_ledger
 from ..formats.triage import TriageDecision, TriageItem
 from ..formats.verdict import parse_verdict
-from ..ports import READ_ONLY_WRITE, Diff, Permission, TestRun, WorkspaceHandle
+from ..ports import AgentResult, Diff, Permission, TestRun, WorkspaceHandle
 from . import breaker, gate
-from .control_files import ControlSet, control_set
+from .act_checks import (
+    LEDGER,
+    Escalate,
+    after_run,
+    append_to_ledger,
+    check_outside,
+    check_sandbox,
+    check_worktree,
+    controls,
+    escapes,
+    failures_in_a_row,
+    last_error,
+    load_ledger,
+    outside_snapshot,
+    policy,
+    run_tests,
+    summarise_tests,
+    weakened_tests,
+)
 from .diff_policy import check_diff
+from .effects import ABSENT
 from .engine import worktree_run_id
-from .files import update_file
 from .prompts import implementer_prompt, verifier_prompt
 from .redact import clip, redact
-from .secrets import added_secrets, describe
 from .result import TickResult, VERDICT_WORDS
-from .test_weakening import compare_runs
+from .secrets import added_secrets, describe
 
 if TYPE_CHECKING:  # an annotation only: tick.py imports this module (lazily) to act
     from .tick import Tick
 
-LEDGER = "loop-ledger.json"
+__all__ = ["LEDGER", "Escalate", "act", "escapes", "prune_error"]
 
-
-class Escalate(Exception):
-    def __init__(self, reason: str, detail: str, handle: WorkspaceHandle | None = None, diff: Diff | None = None,
-                 verdict: str | None = None) -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.handle, self.diff, self.verdict = reason, detail, handle, diff, verdict
+_test_summary = summarise_tests  # its name before core.act_checks
 
 
 def prune_error(text: str, *, lines: int = 8, chars: int = 600) -> str:
@@ -49,38 +62,38 @@ def prune_error(text: str, *, lines: int = 8, chars: int = 600) -> str:
 
 async def act(t: Tick, decision: TriageDecision) -> TickResult:
     item = decision.items[0]
-    ledger = _load_ledger(t)
-    start = _failures_in_a_row(ledger, item.id) + 1
-    prev_error: str | None = _last_error(ledger, item.id)
+    ledger = await load_ledger(t)
+    start = failures_in_a_row(ledger, item.id) + 1
+    prev_error: str | None = last_error(ledger, item.id)
     extra = [f"- {i.id} — {i.title}" for i in decision.items[1:]]
     if extra:
         t.lines.append(f"{len(extra)} more item(s) left for later ticks")
-    release = _take_lease(t, item)
+    leased = await _take_lease(t, item)
     try:
-        return await _act_on(t, decision, item, ledger, start, prev_error)
+        return await _act_on(t, decision, item, start, prev_error)
     finally:
-        if release is not None:
+        if leased:
             try:
-                release()
+                await t.ports.lease.release(item.id)
             except LoopError as e:
-                why = clip(str(e), 200, extra_secrets=t.deps.secrets)
+                why = clip(str(e), 200, extra_secrets=t.deps.policy.secrets)
                 t.lines.append(f"lock label not removed from {item.id}: {why}")
 
 
-def _take_lease(t: Tick, item: TriageItem) -> Any:
-    if t.deps.lease is None:
-        return None
+async def _take_lease(t: Tick, item: TriageItem) -> bool:
+    if "lease" not in t.wired:
+        return False
     try:
-        release = t.deps.lease(item.id)
+        taken = bool(await t.ports.lease.take(item.id))
     except LoopError as e:
-        t.lines.append(f"lock label not taken on {item.id}: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
-        return None
-    if release is not None:
+        t.lines.append(f"lock label not taken on {item.id}: {clip(str(e), 200, extra_secrets=t.deps.policy.secrets)}")
+        return False
+    if taken:
         t.lines.append(f"lock label taken on {item.id} for this tick")
-    return release
+    return taken
 
 
-async def _act_on(t: Tick, decision: TriageDecision, item: TriageItem, ledger: Ledger, start: int,
+async def _act_on(t: Tick, decision: TriageDecision, item: TriageItem, start: int,
                   prev_error: str | None) -> TickResult:
     try:
         if start > t.plan.max_attempts:
@@ -90,84 +103,118 @@ async def _act_on(t: Tick, decision: TriageDecision, item: TriageItem, ledger: L
             if isinstance(outcome, TickResult):
                 return outcome
             prev_error = outcome
-            ledger = _append_attempt(t, clip(f"fix {item.id}: {item.title}", 200), "failure", prev_error)
+            ledger = await append_to_ledger(t, clip(f"fix {item.id}: {item.title}", 200), "failure", prev_error)
             verdict = breaker.check(ledger, breaker.BreakerConfig())
             if verdict.escalate:
                 raise Escalate(f"breaker:{verdict.trigger}", verdict.reason)
         raise Escalate("max-attempts", f"{t.plan.max_attempts} attempts failed; last error: {prev_error}")
     except Escalate as esc:
-        return _escalate(t, item, esc, len(decision.items), prev_error)
+        return await _escalate(t, item, esc, len(decision.items), prev_error)
 
 
 async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) -> TickResult | str:
     """One attempt. Returns a TickResult when the tick is decided, else the pruned error of a reject."""
-    ws = t.deps.workspace
-    assert ws is not None
-    t.enter("implementing", attempt=n, item=item.id)
+    await t.enter("implementing", attempt=n, item=item.id)
     t.attempt = n
+    handle = await _workspace(t, n)
+    diff = await _implement(t, item, n, prev_error, handle)
+    if not diff.changes:
+        return await _reject(t, handle, n, "the implementer made no change")
+    await t.enter("verifying", attempt=n)
+    tests = await _test(t, handle, diff)
+    kind, reasons = await _verify(t, item, n, handle, diff, tests)
+    if kind == "ESCALATE_HUMAN":
+        raise Escalate("verifier", "; ".join(reasons) or "verifier asked for a human", handle, diff, kind)
+    if kind == "REJECT":
+        error = "; ".join(reasons) or "rejected"
+        if not tests.passed:
+            error += "\n" + tests.output[-1500:]
+        return await _reject(t, handle, n, error)
+    return await _accept(t, item, handle, diff, n, tests=tests, reasons=tuple(reasons))
+
+
+async def _workspace(t: Tick, n: int) -> WorkspaceHandle:
+    """The attempt's worktree: made fresh, or — resuming — the halted attempt's, as it was left."""
     handle = None
-    held = t.deps.replay.get(f"workspace:{n}")
-    attach = getattr(ws, "attach", None)
-    if held is not None and attach is not None:  # resuming: the halted attempt's worktree, as it was left
-        handle = attach(str(held.get("run_id")))
+    held = t.deps.options.replay.get(f"workspace:{n}")
+    if held is not None:  # ``workspace.attach`` is optional: without it a fresh worktree is made
+        handle = await t.ports.workspace.attach(str(held.get("run_id")), default=None)
     if handle is None:
-        handle = ws.prepare(worktree_run_id(t.plan.pattern_id, t.run_id, n, t.tick_id), t.plan.pattern_id)
-    t.record("workspace", {"attempt": n, "run_id": handle.run_id, "path": handle.path, "branch": handle.branch})
+        handle = await t.ports.workspace.prepare(worktree_run_id(t.plan.pattern_id, t.run_id, n, t.tick_id),
+                                                 t.plan.pattern_id)
+    await t.record("workspace", {"attempt": n, "run_id": handle.run_id, "path": handle.path,
+                                 "branch": handle.branch})
+    return handle
+
+
+async def _implement(t: Tick, item: TriageItem, n: int, prev_error: str | None, handle: WorkspaceHandle) -> Diff:
+    """The implementer's run and the checks of its diff (policy, gate, secrets); escalates on a breach."""
     p = t.plan.pattern
     prompt = implementer_prompt(
-        ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
+        ctx=t.deps.options.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
         item_id=item.id, item_title=item.title, item_detail=item.detail, attempt=n,
         max_attempts=t.plan.max_attempts, previous_error=prev_error,
     )
-    before = _outside_snapshot(t)
-    ires = await t.call_agent("implementer", f"implementer:{n}", prompt, handle.path, Permission.EDIT_WORKTREE)
-    _check_outside(t, before, handle, "agent")
-    _check_worktree(t, handle)
-    diff = ws.diff(handle)
+    ires = await _agent(t, "implementer", n, prompt, handle, Permission.EDIT_WORKTREE, "agent")
+    diff: Diff = await t.ports.workspace.diff(handle)
     paths = diff.touched_paths
-    t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
+    await t.record("diff", {"attempt": n, "paths": list(paths)[:200], "changes": len(diff.changes)})
     if n == 1 or paths:
         t.lines.append(f"proposed change touching {', '.join(paths) if paths else '(nothing)'}")
-    _check_sandbox(t, "implementer", ires.sandbox_denials, handle, diff)
-    violations = check_diff(diff, controls=_controls(t))
+    await check_sandbox(t, "implementer", ires.sandbox_denials, handle, diff)
+    violations = check_diff(diff, controls=controls(t))
     if violations:
         v = violations[0]
         raise Escalate(f"policy:{v.code}", f"{v.code}: {v.path} — {v.detail}", handle, diff)
-    decision = gate.check(_policy(t), list(paths), "commit")
+    decision = gate.check(policy(t), list(paths), "commit")
     if not decision.allowed:
         raise Escalate(f"gate:{decision.trigger}", decision.reason, handle, diff)
-    leaked = added_secrets(diff.changes, t.deps.secrets)
+    leaked = added_secrets(diff.changes, t.deps.policy.secrets)
     if leaked:  # the held diff keeps it verbatim for the human; nothing else ever does
         raise Escalate("secret-in-diff", f"secret-in-diff: the change adds {describe(leaked)}", handle, diff)
-    if not diff.changes:
-        return _reject(t, handle, n, "the implementer made no change")
-    t.enter("verifying", attempt=n)
-    before = _outside_snapshot(t)
-    tests = _run_tests(t, handle)
-    _check_outside(t, before, handle, "test run")
+    return diff
+
+
+async def _agent(t: Tick, role: str, n: int, prompt: Any, handle: WorkspaceHandle, permission: Permission,
+                 who: str) -> AgentResult:
+    """One agent run in the worktree, watched: nothing may change outside it, nor its git metadata."""
+    before = await outside_snapshot(t)
+    result: AgentResult = await t.call_agent(role, f"{role}:{n}", prompt, handle.path, permission)
+    await after_run(t, before, handle, who)
+    return result
+
+
+async def _test(t: Tick, handle: WorkspaceHandle, diff: Diff) -> TestRun:
+    """The project's tests in the worktree, watched like an agent; a weakened suite escalates."""
+    n = t.attempt
+    before = await outside_snapshot(t)
+    tests = await run_tests(t, handle)
+    await check_outside(t, before, handle, "test run")
     if tests.sandbox_denials:  # reported; a failing run goes back to the implementer with the note in its output
-        t.record(f"sandbox-denied:tests:{n}", {"denials": list(tests.sandbox_denials[:50])})
+        await t.record(f"sandbox-denied:tests:{n}", {"denials": list(tests.sandbox_denials[:50])})
         t.lines.extend(f"sandbox denied (test run): {d}" for d in tests.sandbox_denials[:20])
-    _check_worktree(t, handle)
-    tidy = getattr(ws, "discard_side_effects", None)
-    if tidy is not None:
-        tidy(handle)  # test artefacts are not part of the reviewed change
-    t.record("tests", {"attempt": n, "command": tests.command, "passed": tests.passed,
-                       "exit_code": tests.exit_code, "output": tests.output[-4000:]})
+    await check_worktree(t, handle)
+    await t.ports.workspace.discard_side_effects(handle, default=None)  # test artefacts are not the change
+    await t.record("tests", {"attempt": n, "command": tests.command, "passed": tests.passed,
+                             "exit_code": tests.exit_code, "output": tests.output[-4000:]})
     if tests.command:
         t.lines.append(f"tests: {'passed' if tests.passed else 'FAILED'} ({tests.command})")
-    weakened = _weakened_tests(t, handle, tests)
+    weakened = await weakened_tests(t, handle, tests)
     if weakened:
         raise Escalate("tests-weakened", weakened, handle, diff)
+    return tests
+
+
+async def _verify(t: Tick, item: TriageItem, n: int, handle: WorkspaceHandle, diff: Diff,
+                  tests: TestRun) -> tuple[str, list[str]]:
+    """The verifier's verdict (fresh read-only session); APPROVE with failing tests is a REJECT."""
+    p = t.plan.pattern
     vprompt = verifier_prompt(
-        ctx=t.deps.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
-        item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=_test_summary(tests),
+        ctx=t.deps.options.context, level=t.effective, pattern_name=p.name, goal=p.goal, skills=p.skills,
+        item_id=item.id, item_title=item.title, patch=diff.patch, test_summary=summarise_tests(tests),
     )
-    before = _outside_snapshot(t)
-    vres = await t.call_agent("verifier", f"verifier:{n}", vprompt, handle.path, Permission.READ_ONLY)
-    _check_outside(t, before, handle, "verifier")
-    _check_worktree(t, handle)
-    _check_sandbox(t, "verifier", vres.sandbox_denials, handle, diff)
+    vres = await _agent(t, "verifier", n, vprompt, handle, Permission.READ_ONLY, "verifier")
+    await check_sandbox(t, "verifier", vres.sandbox_denials, handle, diff)
     verdict = parse_verdict(redact(vres.text))  # redacted before its reasons are capped
     kind = verdict.kind
     reasons = list(verdict.reasons)
@@ -175,70 +222,72 @@ async def _attempt(t: Tick, item: TriageItem, n: int, prev_error: str | None) ->
         reasons.insert(0, "verifier gave no '## Verdict:' line (counted as REJECT)")
     if kind == "APPROVE" and not tests.passed:
         kind, reasons = "REJECT", [f"tests failed: {tests.command}", *reasons]
-    t.record("verdict", {"attempt": n, "verdict": kind, "reasons": reasons[:10]})
+    await t.record("verdict", {"attempt": n, "verdict": kind, "reasons": reasons[:10]})
     word = VERDICT_WORDS[kind]
     t.lines.append(f"verifier verdict: {word}" + (f" (attempt {n}/{t.plan.max_attempts})" if n > 1 or
                                                     kind == "REJECT" else ""))
-    if kind == "ESCALATE_HUMAN":
-        raise Escalate("verifier", "; ".join(reasons) or "verifier asked for a human", handle, diff, kind)
-    if kind == "REJECT":
-        error = "; ".join(reasons) or "rejected"
-        if not tests.passed:
-            error += "\n" + tests.output[-1500:]
-        return _reject(t, handle, n, error)
-    return _accept(t, item, handle, diff, n, tests=tests, reasons=tuple(reasons))
+    return kind, reasons
 
 
-def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int, *, tests: TestRun | None = None,
-            reasons: tuple[str, ...] = ()) -> TickResult:
-    ws = t.deps.workspace
-    assert ws is not None
-    t.enter("gated", attempt=n)
-    paths = list(diff.touched_paths)
-    merge_ok = False
-    why = "L2: a human merges"
-    if t.effective == "L3":
-        auto = gate.check(_policy(t), paths, "auto-merge")
-        promo = t.deps.promotion_ready(diff) if t.deps.promotion_ready is not None else True
-        merge_ok = auto.allowed and promo
-        why = "auto-merge allowlisted + APPROVE" if merge_ok else (
-            auto.reason if not auto.allowed else "promotion.yaml: not merge-ready")
+async def _merge_rule(t: Tick, diff: Diff) -> tuple[bool, str]:
+    """May this change merge by itself (L3: allowlisted paths and promotion.yaml ready), and why."""
+    if t.effective != "L3":
+        return False, "L2: a human merges"
+    auto = gate.check(policy(t), list(diff.touched_paths), "auto-merge")
+    promo = await t.ports.promotion.ready(diff) if "promotion" in t.wired else True
+    merge_ok = auto.allowed and promo
+    why = "auto-merge allowlisted + APPROVE" if merge_ok else (
+        auto.reason if not auto.allowed else "promotion.yaml: not merge-ready")
+    return merge_ok, why
+
+
+async def _accept(t: Tick, item: TriageItem, handle: WorkspaceHandle, diff: Diff, n: int, *,
+                  tests: TestRun | None = None, reasons: tuple[str, ...] = ()) -> TickResult:
+    await t.enter("gated", attempt=n)
+    merge_ok, why = await _merge_rule(t, diff)
     message = clip(f"loop({t.plan.pattern_id}): {item.title}", 72) + redact(f"\n\n{item.detail}").rstrip()
-    sha = ws.finish(handle, "active", commit_message=message)
-    t.enter("committed", attempt=n, commit=sha or "")
+    sha = await t.ports.workspace.finish(handle, "active", commit_message=message)
+    await t.enter("committed", attempt=n, commit=sha or "")
     t.lines.append("committed: safe + allowlisted")
     merged = False
     pr = None
-    if t.deps.publisher is not None and sha:
+    if "publisher" in t.wired and sha:
         from .github_publish import publish
 
         try:
-            pr = publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)
+            pr = await publish(t, item, handle, sha, tests, reasons, merge_ok=merge_ok)
         except GithubRefused as e:  # branch protection (or a conflict) refused the merge: a human decides
-            raise Escalate("merge-refused", redact(str(e), extra_secrets=t.deps.secrets), handle, diff) from None
+            raise Escalate("merge-refused", redact(str(e), extra_secrets=t.deps.policy.secrets), handle,
+                           diff) from None
         merged = pr is not None and pr.merged
         merge_ok = False  # GitHub merges (or not); never a local merge behind the PR's back
     if merge_ok:
-        merge = getattr(ws, "merge", None)
-        if merge is not None:
-            try:
-                merge_sha = merge(handle)
-                merged = True
-                t.record("merged", {"attempt": n, "sha": sha, "merge": merge_sha, "branch": handle.branch,
-                                    "into": handle.base_branch})
-                t.lines.append(f"merged into {handle.base_branch}: {why}")
-            except LoopError as e:  # the fix stays proposed on its branch; a human merges
-                t.lines.append(f"not merged: {e}")
+        merged = await _merge(t, handle, sha, n, why)
     elif t.effective == "L3":
         t.lines.append(f"not merged: {why}")
-    t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})
-    _record_success(t, item, n)
+    await t.record("commit", {"attempt": n, "sha": sha, "branch": handle.branch, "merged": merged})
+    await append_to_ledger(t, clip(f"fix {item.id}: {item.title}", 200), "success", None)
     note = f"{item.id}: fix on {handle.branch}" + (f" ({pr.url})" if pr else "") + (" (merged)" if merged else "")
-    return t._finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE", branch=handle.branch,
-                     commit=sha, merged=merged, attempts=n,
-                     state_update=_fix_entry(t, item, handle, sha, merged, pr.url if pr else None),
-                     extras={"branch": handle.branch, **({"commit": sha} if sha else {}),
-                             **({"pr": pr.url} if pr else {})})
+    return await t.finish("act", "fix-proposed", note=note, items=1, actions=1, verdict="APPROVE",
+                          branch=handle.branch, commit=sha, merged=merged, attempts=n,
+                          state_update=_fix_entry(t, item, handle, sha, merged, pr.url if pr else None),
+                          extras={"branch": handle.branch, **({"commit": sha} if sha else {}),
+                                  **({"pr": pr.url} if pr else {})})
+
+
+async def _merge(t: Tick, handle: WorkspaceHandle, sha: str | None, n: int, why: str) -> bool:
+    """A local merge into the base branch (``workspace.merge`` is optional); False when not merged."""
+    try:
+        merge_sha = await t.ports.workspace.merge(handle, default=ABSENT)
+    except LoopError as e:  # the fix stays proposed on its branch; a human merges
+        t.lines.append(f"not merged: {e}")
+        return False
+    if merge_sha is ABSENT:
+        return False
+    await t.record("merged", {"attempt": n, "sha": sha, "merge": merge_sha, "branch": handle.branch,
+                              "into": handle.base_branch})
+    t.lines.append(f"merged into {handle.base_branch}: {why}")
+    return True
 
 
 def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | None, merged: bool,
@@ -256,13 +305,11 @@ def _fix_entry(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str | No
     return lambda doc: write_report(doc, layout, [line])
 
 
-def _reject(t: Tick, handle: WorkspaceHandle, n: int, error: str) -> str:
-    ws = t.deps.workspace
-    assert ws is not None
-    t.enter("rejected", attempt=n)
-    ws.finish(handle, "rejected")
+async def _reject(t: Tick, handle: WorkspaceHandle, n: int, error: str) -> str:
+    await t.enter("rejected", attempt=n)
+    await t.ports.workspace.finish(handle, "rejected")
     pruned = prune_error(error)
-    t.record("rejected", {"attempt": n, "error": pruned})
+    await t.record("rejected", {"attempt": n, "error": pruned})
     return pruned
 
 
@@ -271,25 +318,48 @@ def _adds_secret(t: Tick, esc: Escalate) -> bool:
     edit or a ``.git`` entry is found before the secret)?"""
     if esc.reason == "secret-in-diff":
         return True
-    diff = getattr(esc, "diff", None)
-    changes = getattr(diff, "changes", None)
-    return bool(changes) and bool(added_secrets(changes, t.deps.secrets))
+    changes = getattr(esc.diff, "changes", None)
+    return bool(changes) and bool(added_secrets(changes, t.deps.policy.secrets))
 
 
-def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: str | None) -> TickResult:
+async def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: str | None) -> TickResult:
     if t.phase != "escalated":
-        t.phase = "escalated"
-    ws = t.deps.workspace
-    if esc.handle is not None and ws is not None:
-        withhold = getattr(ws, "withhold", None)
-        if withhold is not None and _adds_secret(t, esc):
-            withhold(esc.handle)  # the store's held diff is then the only verbatim record
-        ws.finish(esc.handle, "escalated")
-    summary = {
+        t._advance("escalated")
+    if esc.handle is not None and "workspace" in t.wired:
+        if _adds_secret(t, esc):  # ``workspace.withhold`` is optional
+            await t.ports.workspace.withhold(esc.handle, default=None)  # the store's held diff: the only copy
+        await t.ports.workspace.finish(esc.handle, "escalated")
+    summary = await _escalation_summary(t, item, esc, prev_error)
+    esc_id = None
+    if "journal" in t.wired:
+        esc_id = await t.ports.journal.escalate(
+            tick_id=t.tick_id, run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id, title=item.title,
+            diff=esc.diff.patch if esc.diff else "", context=summary, at=await t.now())
+    await t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
+    ref = f" [{esc_id}]" if esc_id else ""
+    t.lines.append(f"escalated{ref}: {esc.reason} — {clip(esc.detail, 160)}")
+    action = f"escalated ({esc.reason}){ref}; attempts {summary['attempts']}/{t.plan.max_attempts}"
+    if esc.handle is not None:
+        action += f"; held on {esc.handle.branch}"
+    await t.notify("escalation", f"{t.plan.pattern.name}: escalation{ref}", f"{item.id}: {esc.reason}")
+    if "publisher" in t.wired:
+        from .github_publish import mirror_escalation
+
+        await mirror_escalation(t, item, esc.reason, redact(esc.detail))
+    return await t.finish("act", "escalated", note=f"{item.id}: {esc.reason}", items=found, escalations=1,
+                          state_update=t.escalation_state(item.id, item.title, action), verdict=esc.verdict,
+                          escalation_id=esc_id, branch=esc.handle.branch if esc.handle else None,
+                          attempts=summary["attempts"],
+                          extras={"reason": esc.reason, **({"escalation": esc_id} if esc_id else {})})
+
+
+async def _escalation_summary(t: Tick, item: TriageItem, esc: Escalate, prev_error: str | None) -> dict[str, Any]:
+    made = failures_in_a_row(await load_ledger(t), item.id)
+    return {
         "goal": t.plan.pattern.goal,
         "item": item.id,
         "title": item.title,
-        "attempts": max(getattr(t, "attempt", 0), _attempts_made(t, item.id)),
+        "attempts": max(t.attempt, made),
         "reason": esc.reason,
         "detail": redact(esc.detail),
         "lastError": prev_error,
@@ -300,185 +370,3 @@ def _escalate(t: Tick, item: TriageItem, esc: Escalate, found: int, prev_error: 
         "level": t.effective,
         "verdict": esc.verdict,
     }
-    esc_id = None
-    j = t.deps.journal
-    if j is not None:
-        esc_id = j.escalate(tick_id=t.tick_id, run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id,
-                            title=item.title, diff=esc.diff.patch if esc.diff else "", context=summary,
-                            at=t.deps.clock.now())
-    t.record("escalation", {"id": esc_id, **{k: v for k, v in summary.items() if k != "goal"}})
-    ref = f" [{esc_id}]" if esc_id else ""
-    t.lines.append(f"escalated{ref}: {esc.reason} — {clip(esc.detail, 160)}")
-    action = f"escalated ({esc.reason}){ref}; attempts {summary['attempts']}/{t.plan.max_attempts}"
-    if esc.handle is not None:
-        action += f"; held on {esc.handle.branch}"
-    t.notify("escalation", f"{t.plan.pattern.name}: escalation{ref}", f"{item.id}: {esc.reason}")
-    if t.deps.publisher is not None:
-        from .github_publish import mirror_escalation
-
-        mirror_escalation(t, item, esc.reason, redact(esc.detail))
-    return t._finish("act", "escalated", note=f"{item.id}: {esc.reason}", items=found, escalations=1,
-                     state_update=t.escalation_state(item.id, item.title, action), verdict=esc.verdict,
-                     escalation_id=esc_id, branch=esc.handle.branch if esc.handle else None,
-                     attempts=summary["attempts"], extras={"reason": esc.reason, **({"escalation": esc_id}
-                                                                                     if esc_id else {})})
-
-
-# -- helpers
-
-
-def _controls(t: Tick) -> ControlSet:
-    """The project's control set (built by the composition root), else this loop's minimum."""
-    given = getattr(t.deps, "controls", None)
-    base = given if isinstance(given, ControlSet) else control_set()
-    return base.with_paths((t.plan.state_file,))
-
-
-def _outside_snapshot(t: Tick) -> Any:
-    guard = t.deps.guard
-    return guard.snapshot() if guard is not None else None
-
-
-def _check_outside(t: Tick, before: Any, handle: WorkspaceHandle, who: str) -> None:
-    """After every agent run and every test run: nothing outside the worktree changed, or
-    it is restored where git can and the attempt escalates."""
-    guard = t.deps.guard
-    if guard is None or before is None:
-        return
-    outside = guard.changes(before)
-    if not outside:
-        return
-    restored = guard.restore(before)
-    t.lines.append(f"{who} changed files outside its worktree: {', '.join(outside[:5])}")
-    t.notify("escalation", f"{t.plan.pattern.name}: {who} wrote outside its worktree", "; ".join(outside[:5]))
-    raise Escalate("outside-change", f"{who} changed outside the worktree: " + "; ".join(outside[:10])
-                   + (f" (restored: {'; '.join(restored[:10])})" if restored else ""), handle)
-
-
-def escapes(denials: Sequence[str]) -> tuple[str, ...]:
-    """The denials that are escape attempts: all but a read-only agent's writes in its own worktree."""
-    return tuple(d for d in denials if not d.startswith(READ_ONLY_WRITE))
-
-
-def _check_sandbox(t: Tick, role: str, denials: Sequence[str], handle: WorkspaceHandle, diff: Diff) -> None:
-    """An agent the sandbox (or a git/gh shim) refused something escalates: its result may rest on what
-    did not happen — a write outside that failed, a push or commit that was denied, a host it could not
-    reach — and the attempt itself is for a human to see. The change is held, approvable."""
-    blocked = escapes(denials)
-    if not blocked:
-        return
-    t.notify("escalation", f"{t.plan.pattern.name}: the sandbox blocked the {role}", "; ".join(blocked[:3]))
-    raise Escalate("sandbox-violation", f"the sandbox blocked the {role} {len(blocked)} time(s): "
-                   + "; ".join(blocked[:5]), handle, diff)
-
-
-def _check_worktree(t: Tick, handle: WorkspaceHandle) -> None:
-    """The worktree still is the worktree the runtime made: its ``.git`` link and git metadata
-    are unchanged (repaired if not) and it holds no nested ``.git`` — before any runtime git
-    command runs in it again."""
-    check = getattr(t.deps.workspace, "integrity", None)
-    problems = tuple(check(handle)) if check is not None else ()
-    if problems:
-        t.lines.append(f"worktree git metadata tampered with: {', '.join(problems[:3])}")
-        raise Escalate("policy:git-dir", "git-dir: " + "; ".join(problems[:10]), handle)
-
-
-def _policy(t: Tick) -> Any:
-    if t.deps.gate_policy is not None:
-        return t.deps.gate_policy
-    from ..formats.gate_config import DEFAULT_POLICY
-
-    return DEFAULT_POLICY
-
-
-def _run_tests(t: Tick, handle: WorkspaceHandle) -> TestRun:
-    if t.deps.tests is None:
-        return TestRun(command=None, exit_code=None, passed=True, output="no test runner configured")
-    return t.deps.tests.run(handle.path)
-
-
-def _weakened_tests(t: Tick, handle: WorkspaceHandle, tests: TestRun) -> str | None:
-    """Why the attempt's run executed less than the base commit's (``core.test_weakening``), or None.
-
-    Only a passing run is compared: a failing one is rejected anyway, so the base run
-    (cached per base commit by the runner) is paid only when it can matter.
-    """
-    baseline = getattr(t.deps.tests, "baseline", None)
-    if baseline is None or not tests.passed or tests.command is None:
-        return None
-    base = baseline(handle.base_commit)
-    if base is None or base.command is None:
-        return None
-    found = compare_runs(base.report, tests.report)
-    t.record("tests-baseline", {"attempt": getattr(t, "attempt", None), "base_commit": handle.base_commit,
-                                "command": base.command, "collected": base.report.collected if base.report else None,
-                                "weakened": found.detail[:2000] if found else None})
-    return found.detail if found else None
-
-
-def _test_summary(tests: TestRun) -> str:
-    """What the verifier reads about the tests; "no tests" is said plainly, never as a pass."""
-    if not tests.command:
-        return ("NO TESTS RAN: no test command was found for this project, so nothing was checked "
-                "(this is not a pass). Judge the diff on its own, and escalate if you are unsure.")
-    head = f"$ {tests.command}\nexit code: {tests.exit_code}{' (timed out)' if tests.timed_out else ''}\n"
-    return head + tests.output[-6000:]
-
-
-def _load_ledger(t: Tick) -> Ledger:
-    return _ledger_from(t, t.deps.state.read(LEDGER))
-
-
-def _ledger_from(t: Tick, text: str | None) -> Ledger:
-    if text:
-        return parse_ledger(text, file=LEDGER)
-    return new_ledger(t.plan.pattern.goal, t.plan.pattern_id, t.effective,
-                      t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
-
-
-def _mine(a: Attempt, item_id: str) -> bool:
-    return a.action.startswith(f"fix {item_id}:")
-
-
-def _failures_in_a_row(ledger: Ledger, item_id: str) -> int:
-    n = 0
-    for a in reversed(ledger.attempts):
-        if not _mine(a, item_id):
-            continue
-        if a.outcome != "failure":
-            break
-        n += 1
-    return n
-
-
-def _last_error(ledger: Ledger, item_id: str) -> str | None:
-    for a in reversed(ledger.attempts):
-        if _mine(a, item_id):
-            return a.error if a.outcome == "failure" else None
-    return None
-
-
-def _attempts_made(t: Tick, item_id: str) -> int:
-    return _failures_in_a_row(_load_ledger(t), item_id)
-
-
-def _record_success(t: Tick, item: TriageItem, n: int) -> None:
-    _append_attempt(t, clip(f"fix {item.id}: {item.title}", 200), "success", None)
-
-
-def _append_attempt(t: Tick, action: str, outcome: str, error: str | None) -> Ledger:
-    """Append one attempt to the ledger *as it is on disk now* (under its lock); returns the new ledger.
-
-    Other ticks append to the same ``loop-ledger.json``: rewriting a copy loaded earlier
-    in the tick would drop their attempts.
-    """
-    stamp = t.deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def add(text: str | None) -> str:
-        ledger = _ledger_from(t, text)
-        return render_ledger(append_attempt(ledger, Attempt(iteration=len(ledger.attempts) + 1, action=action,
-                                                            outcome=outcome, error=error, tokens_used=t.tokens,
-                                                            timestamp=stamp)))
-
-    stored = update_file(t.deps.state, LEDGER, add)
-    return _ledger_from(t, stored)

@@ -2,12 +2,12 @@
 
 Kept apart from ``core.act`` so the act path reads the same with or without a connector:
 ``act._accept`` commits, then hands the commit to ``publish`` here, which talks only to
-the ``ChangePublisher`` port.
+the ``ChangePublisher`` port (as PortCalls of the tick, ``core.effects``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import GithubRefused, LoopError
 from ..formats.triage import TriageItem
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .tick import Tick
 
 
-def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests: TestRun | None,
+async def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests: TestRun | None,
             reasons: tuple[str, ...], *, merge_ok: bool) -> Published | None:
     """Push and open the PR (draft at L2; ready + merged through the API at L3 when the rules allow).
 
@@ -34,30 +34,32 @@ def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, tests:
     req = PublishRequest(branch=handle.branch, sha=sha, base=handle.base_branch, title=text.title, body=text.body,
                          draft=not merge_ok, merge=merge_ok)
     try:
-        pr = t.deps.publisher.publish(req)
+        pr = await t.ports.publisher.publish(req)
     except GithubRefused as e:  # core.act escalates it (branch protection said no)
         t.lines.append(f"merge refused: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
         raise
     except LoopError as e:
         t.lines.append(f"GitHub step failed (the fix stays on {handle.branch}): "
                        f"{clip(str(e), 300, extra_secrets=t.deps.secrets)}")
-        t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.secrets)})
+        await t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.secrets)})
         return None
-    t.record("publish", {"url": pr.url, "number": pr.number, "draft": req.draft, "merged": pr.merged})
+    await t.record("publish", {"url": pr.url, "number": pr.number, "draft": req.draft, "merged": pr.merged})
     t.lines.append(f"{'draft ' if req.draft else ''}pull request #{pr.number}: {pr.url}"
                    + (" (merged through the API)" if pr.merged else ""))
     return pr
 
 
-def mirror_escalation(t: Tick, item: TriageItem, reason: str, detail: str) -> None:
+async def mirror_escalation(t: Tick, item: TriageItem, reason: str, detail: str) -> None:
     """Comment on the triage item's issue when it names one (``#42``) and the publisher can comment."""
-    pub: Any = t.deps.publisher
     number = issue_number(item.id)
-    if pub is None or number is None or not getattr(pub, "comment_escalations", False):
+    if "publisher" not in t.wired or number is None:
+        return
+    if not await t.ports.publisher.comment_escalations(default=False):  # a setting of the connector
         return
     try:
-        url = pub.comment(number, escalation_comment(run_id=t.run_id, pattern=t.plan.pattern_id, reason=reason,
-                                                     detail=detail, secrets=t.deps.secrets))
+        body = escalation_comment(run_id=t.run_id, pattern=t.plan.pattern_id, reason=reason, detail=detail,
+                                  secrets=t.deps.secrets)
+        url = await t.ports.publisher.comment(number, body)
         t.lines.append(f"escalation mirrored on #{number}" + (f": {url}" if url else ""))
     except LoopError as e:
         t.lines.append(f"escalation not mirrored on #{number}: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")

@@ -4,10 +4,12 @@
                                    └→ implementing → verifying → gated ─┬→ committed → done
                                          ↑                │             └→ escalated → done
                                          └──── rejected ←─┘
-    any state → halted (kill switch, budget, timeout) → done
+    any working state → halted (kill switch, budget, timeout) → done
+    escalated also from: triaging (the item already failed max attempts), committed (GitHub
+    refused the merge), and implementing/verifying/rejected (a check or the breaker)
 
-Every transition the engine makes goes through ``advance``; an illegal one raises
-``IllegalTransition`` — a bug in the engine, never a user error.
+Every transition the engine makes goes through ``advance`` (``core.tick.Tick.phase`` is
+read-only); an illegal one raises ``IllegalTransition`` — a bug in the engine, never a user error.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from __future__ import annotations
 TRANSITIONS: dict[str, frozenset[str]] = {
     "idle": frozenset({"discovering", "halted"}),
     "discovering": frozenset({"triaging", "reporting", "halted"}),
-    "triaging": frozenset({"reporting", "implementing", "halted"}),
+    "triaging": frozenset({"reporting", "implementing", "escalated", "halted"}),
     "implementing": frozenset({"verifying", "rejected", "escalated", "halted"}),
     "verifying": frozenset({"gated", "rejected", "escalated", "halted"}),
     "rejected": frozenset({"implementing", "escalated", "halted"}),
     "gated": frozenset({"committed", "escalated", "halted"}),
     "reporting": frozenset({"done"}),
-    "committed": frozenset({"done"}),
+    "committed": frozenset({"done", "escalated"}),
     "escalated": frozenset({"done"}),
     "halted": frozenset({"done"}),
     "done": frozenset(),
@@ -38,6 +40,7 @@ class IllegalTransition(RuntimeError):
 
 
 def advance(src: str, dst: str) -> str:
+    """``dst`` when the table allows ``src → dst``, else ``IllegalTransition``."""
     if dst not in TRANSITIONS.get(src, frozenset()):
         raise IllegalTransition(src, dst)
     return dst

@@ -1,8 +1,9 @@
 """``LoopEngine``: runs ticks of one planned loop (the library's entry point; see ``core/engine.py``).
 
-Apart from ``engine.py`` so that no import circle runs through the tick: ``Tick``
-(``tick.py``) extends ``TickBase`` (``engine.py``), and this facade needs ``Tick`` —
-so it sits above both, and ``engine.py`` imports neither (import-linter checks it).
+It sits above the tick (``core.tick``) and what it is given (``core.engine.TickDeps``), and
+drives the tick embedded: every PortCall the tick yields is performed at once on the
+adapters (``core.effects.DirectExecutor``). A Temporal workflow drives the same ``Tick``
+with another executor.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ports import AgentBackend, BudgetLedger, StateWriter
+from .effects import DirectExecutor, drive
 from .engine import TickDeps
 from .plan import Plan
 from .result import TickResult
@@ -39,4 +41,6 @@ class LoopEngine:
         self.deps = deps
 
     async def tick(self, *, level: str | None = None) -> TickResult:
-        return await Tick(self.plan, self.deps, level or self.plan.level).run()
+        result: TickResult = await drive(Tick(self.plan, self.deps, level or self.plan.level).run(),
+                                         DirectExecutor(self.deps))
+        return result

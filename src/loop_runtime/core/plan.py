@@ -102,67 +102,19 @@ def build_plan(
         from ..formats.loopmd import find_override
 
         override = find_override(loop_md, pattern)
-
-    # level: flag > toml > LOOP.md > week_one_mode > L1
-    if level is not None:
-        lvl, lsrc = _check_level(level, "--level"), "flag --level"
-    elif pcfg is not None and pcfg.level:
-        lvl, lsrc = _check_level(pcfg.level, f"loop-runtime.toml patterns.{pattern.id}.level"), "loop-runtime.toml"
-    elif override is not None and override.level:
-        lvl, lsrc = override.level, "LOOP.md"
-    elif pattern.week_one_mode:
-        lvl, lsrc = pattern.week_one_mode, "registry week_one_mode"
-    else:
-        lvl, lsrc = "L1", "default (no week_one_mode)"
-
-    # cadence: flag > toml > LOOP.md > registry
-    if cadence is not None:
-        cad, csrc = parse_cadence(cadence, file="--cadence", field="cadence"), "flag --cadence"
-    elif pcfg is not None and pcfg.cadence:
-        cad = parse_cadence(pcfg.cadence, file="loop-runtime.toml", field=f"patterns.{pattern.id}.cadence")
-        csrc = "loop-runtime.toml"
-    elif override is not None and override.cadence:
-        cad, csrc = parse_cadence(override.cadence, file="LOOP.md", field=f"{override.name}.cadence"), "LOOP.md"
-    else:
-        cad = parse_cadence(pattern.cadence, file="patterns/registry.yaml", field=f"{pattern.id}.cadence")
-        csrc = "registry"
-
-    # daily cap: the smaller of registry suggested_daily_cap, loop-budget.md, toml, global
-    caps: list[tuple[int, str]] = []
-    if pattern.cost is not None:
-        caps.append((pattern.cost.suggested_daily_cap, "registry suggested_daily_cap"))
+    lvl, lsrc = _level(pattern, level, pcfg, override)
+    cad, csrc = _cadence(pattern, cadence, pcfg, override)
     row = None
     if budget is not None:
         from ..formats.budget_table import find_budget_row
 
         row = find_budget_row(budget, pattern)
-        if row is not None and row.max_tokens_per_day is not None:
-            caps.append((row.max_tokens_per_day, "loop-budget.md Max tokens/day"))
-    if pcfg is not None and pcfg.daily_cap:
-        caps.append((pcfg.daily_cap, "loop-runtime.toml daily_cap"))
-    if caps:
-        cap, cap_src = min(caps, key=lambda c: c[0])
-    else:
-        cap, cap_src = None, "unknown (no cost block, no loop-budget.md row)"
-        warnings.append(f"{pattern.id}: no cost block and no budget row — daily cap unknown")
-
-    runs_cap = row.max_runs_per_day if row is not None else None
-    attempts = max_attempts or (config.max_attempts if config is not None else 3)
+    cap, cap_src = _daily_cap(pattern, row, pcfg, warnings)
     early = pattern.cost.early_exit_required if pattern.cost is not None else False
     if pcfg is not None and pcfg.early_exit is not None:
         early = pcfg.early_exit
-
-    if pattern.cost is not None:
-        call_tokens = {
-            "triage": pattern.cost.tokens_report,
-            "implementer": pattern.cost.tokens_action,
-            "verifier": pattern.cost.tokens_report,
-        }
-    else:
-        call_tokens = dict(FALLBACK_CALL_TOKENS)
     if override is not None and loop_md is not None:
         warnings.extend(w for w in loop_md.warnings if override.name in w)
-
     return Plan(
         pattern=pattern,
         level=lvl,
@@ -172,10 +124,61 @@ def build_plan(
         interval_s=schedule_interval_s(cad),
         daily_token_cap=cap,
         cap_source=cap_src,
-        max_runs_per_day=runs_cap,
-        max_attempts=attempts,
+        max_runs_per_day=row.max_runs_per_day if row is not None else None,
+        max_attempts=max_attempts or (config.max_attempts if config is not None else 3),
         early_exit_required=early,
         state_file=pattern.state,
-        call_tokens=call_tokens,
+        call_tokens=_call_tokens(pattern),
         warnings=tuple(warnings),
     )
+
+
+def _level(pattern: Pattern, level: str | None, pcfg: Any, override: Any) -> tuple[str, str]:
+    """Level and its source: flag > toml > LOOP.md > week_one_mode > L1."""
+    if level is not None:
+        return _check_level(level, "--level"), "flag --level"
+    if pcfg is not None and pcfg.level:
+        return _check_level(pcfg.level, f"loop-runtime.toml patterns.{pattern.id}.level"), "loop-runtime.toml"
+    if override is not None and override.level:
+        return override.level, "LOOP.md"
+    if pattern.week_one_mode:
+        return pattern.week_one_mode, "registry week_one_mode"
+    return "L1", "default (no week_one_mode)"
+
+
+def _cadence(pattern: Pattern, cadence: str | None, pcfg: Any, override: Any) -> tuple[Cadence, str]:
+    """Cadence and its source: flag > toml > LOOP.md > registry."""
+    if cadence is not None:
+        return parse_cadence(cadence, file="--cadence", field="cadence"), "flag --cadence"
+    if pcfg is not None and pcfg.cadence:
+        cad = parse_cadence(pcfg.cadence, file="loop-runtime.toml", field=f"patterns.{pattern.id}.cadence")
+        return cad, "loop-runtime.toml"
+    if override is not None and override.cadence:
+        return parse_cadence(override.cadence, file="LOOP.md", field=f"{override.name}.cadence"), "LOOP.md"
+    return parse_cadence(pattern.cadence, file="patterns/registry.yaml", field=f"{pattern.id}.cadence"), "registry"
+
+
+def _daily_cap(pattern: Pattern, row: Any, pcfg: Any, warnings: list[str]) -> tuple[int | None, str]:
+    """The smaller of registry suggested_daily_cap, loop-budget.md, toml (unknown: a warning)."""
+    caps: list[tuple[int, str]] = []
+    if pattern.cost is not None:
+        caps.append((pattern.cost.suggested_daily_cap, "registry suggested_daily_cap"))
+    if row is not None and row.max_tokens_per_day is not None:
+        caps.append((row.max_tokens_per_day, "loop-budget.md Max tokens/day"))
+    if pcfg is not None and pcfg.daily_cap:
+        caps.append((pcfg.daily_cap, "loop-runtime.toml daily_cap"))
+    if caps:
+        return min(caps, key=lambda c: c[0])
+    warnings.append(f"{pattern.id}: no cost block and no budget row — daily cap unknown")
+    return None, "unknown (no cost block, no loop-budget.md row)"
+
+
+def _call_tokens(pattern: Pattern) -> dict[str, int]:
+    """Per-call reservations: the registry's cost block, else the fallback."""
+    if pattern.cost is None:
+        return dict(FALLBACK_CALL_TOKENS)
+    return {
+        "triage": pattern.cost.tokens_report,
+        "implementer": pattern.cost.tokens_action,
+        "verifier": pattern.cost.tokens_report,
+    }

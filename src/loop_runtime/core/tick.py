@@ -1,256 +1,251 @@
-"""The phases of one tick: preflight, discovery, triage, report, and the records every tick writes.
+"""``Tick``: one tick of one loop, as a single state machine that performs no I/O.
 
-The act path (worktree → implementer → verifier → gate) lives in ``core.act``.
+One object, one state (``phase``, usage, lines, the effective level), its code split by phase:
+``core.tick_start`` (files, kill switch, runs/day, level, discovery), ``core.tick_agents`` (one
+agent call: reserve → run → settle), ``core.act`` (the act path) and ``core.tick_records``
+(outcomes and the records every tick writes). Those modules take the ``Tick`` and import it for
+annotations only, so no import circle runs through the tick.
+
+Two rules hold everywhere:
+
+* ``phase`` is read-only; ``lifecycle.advance`` is the only way it changes (``enter``/``_advance``).
+* every side effect is a ``core.effects.PortCall``: ``await t.ports.state.read(name)`` builds one
+  and yields it to the driver (``core.effects.drive``). The tick never holds an adapter.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from ..formats.lastrun import update_last_run
-from ..errors import ConfigError, DiscoveryUnavailable, LoopError
-from ..formats.runlog import MARKER, RunLogEntry, append_entry, parse_run_log, runs_on_day
-from ..formats.state import parse_state, render_state, with_last_run
-from ..formats.state_layout import layout_for, new_layout_text, prepare, write_escalation, write_report
-from ..formats.triage import TriageDecision, parse_triage
-from ..ports import Permission
-from .budget import utc_day
-from .engine import LAST_RUN_JSON, RUN_LOG, Halt, TickBase
-from .files import update_file
+from ..errors import DiscoveryUnavailable, LoopError
+from ..formats.triage import parse_triage
+from ..ports import Notification, Permission, Usage
+from . import tick_agents, tick_records, tick_start
+from .effects import REQUIRED, PortCall
+from .engine import PORT_NAMES, Halt, TickDeps, new_run_id
 from .levels import rank
-from .result import TickResult
-from .sanitize import inert
+from .lifecycle import advance
+from .plan import Plan
 from .redact import clip
+from .result import TickResult
 from .secrets import redact_json_text
+from .tick_start import FORCE_HINT
 
-WATCH = "Watch List"
-#: How a human gets past an early exit or the runs/day cap (budget and kill switch still apply).
-FORCE_HINT = "run with --force to tick anyway"
+__all__ = ["FORCE_HINT", "Tick"]
 
 
-class Tick(TickBase):
+class _Port:
+    """``t.ports.<port>.<method>(*args)`` → the PortCall ``<port>.<method>`` (awaitable).
+
+    Each method's builder is made once and kept on the proxy (``__getattr__`` runs only on a miss).
+    """
+
+    def __init__(self, tick: Tick, port: str) -> None:
+        self._tick, self._port = tick, port
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("__"):
+            raise AttributeError(method)
+        tick, port = self._tick, self._port
+
+        def call(*args: Any, **kwargs: Any) -> PortCall:
+            return tick.effect(port, method, *args, **kwargs)
+
+        setattr(self, method, call)
+        return call
+
+
+class _Ports:
+    """``t.ports``: one ``_Port`` per port name of ``TickDeps`` (an unknown name is an AttributeError)."""
+
+    def __init__(self, tick: Tick) -> None:
+        self._tick = tick
+
+    def __getattr__(self, port: str) -> _Port:
+        if port not in PORT_NAMES:
+            raise AttributeError(f"no port {port!r} (ports: {', '.join(PORT_NAMES)})")
+        proxy = _Port(self._tick, port)
+        setattr(self, port, proxy)
+        return proxy
+
+
+class Tick:
+    """One tick: preflight → discover → triage → report or act → records (see ``core.engine``)."""
+
+    def __init__(self, plan: Plan, deps: TickDeps, level: str) -> None:
+        self.plan, self.deps, self.level = plan, deps, level
+        self.tick_id = deps.options.tick_id or f"{plan.pattern_id}-{uuid.uuid4().hex[:12]}"
+        self.run_id = deps.options.run_id or ""  # allocated from the clock when the tick starts
+        self.started: datetime | None = None
+        self.wired = deps.wired()  # which ports exist: a tick asks nothing of a missing one
+        self.ports = _Ports(self)
+        self.usage: dict[str, Usage] = {}
+        self.lines: list[str] = []
+        self.effective = level
+        self.level_reason = "configured"
+        self.attempt = 0
+        self._phase = "idle"
+        self._seq = 0
+
+    # -- the state machine
+    @property
+    def phase(self) -> str:
+        """Where the tick is (``core.lifecycle``); read-only: only ``lifecycle.advance`` moves it."""
+        return self._phase
+
+    def _advance(self, dst: str) -> None:
+        self._phase = advance(self._phase, dst)
+
+    async def enter(self, phase: str, **data: Any) -> None:
+        """Move to ``phase`` and journal it (``phase:<name>``)."""
+        self._advance(phase)
+        await self.record(f"phase:{phase}", data)
+
+    # -- effects
+    def effect(self, port: str, method: str, *args: Any, default: Any = REQUIRED, key: str | None = None,
+               **kwargs: Any) -> PortCall:
+        """The PortCall for ``<port>.<method>(*args, **kwargs)``, with this tick's next deterministic key."""
+        self._seq += 1
+        return PortCall(port, method, args, kwargs, key or f"{self.tick_id}:{self._seq}:{port}.{method}", default)
+
+    async def now(self) -> datetime:
+        result: datetime = await self.ports.clock.now()
+        return result
+
+    async def record(self, phase: str, data: Mapping[str, Any]) -> None:
+        if "journal" in self.wired:
+            await self.ports.journal.record(self.tick_id, phase, dict(data), await self.now())
+        kind = "tick.phase" if phase.startswith("phase:") else "tick.record"
+        await self.emit(kind, {"phase": phase, **{k: v for k, v in data.items() if _small(v) and k != "phase"}})
+
+    async def emit(self, kind: str, payload: Mapping[str, Any]) -> None:
+        if "events" in self.wired:
+            await self.ports.events.emit(kind, {"pattern": self.plan.pattern_id, "tick": self.tick_id, **payload})
+        if "journal" in self.wired and kind.startswith("tick."):
+            await self.ports.journal.event(kind, dict(payload), await self.now(), pattern=self.plan.pattern_id,
+                                           tick_id=self.tick_id)
+
+    async def notify(self, kind: str, title: str, body: str) -> None:
+        if "notifier" not in self.wired:
+            return
+        try:
+            await self.ports.notifier.notify(Notification(kind=kind, title=title, body=body,
+                                                          pattern=self.plan.pattern_id))
+        except Exception:  # a failing notifier never fails a tick
+            pass
+
+    async def stop_reason(self) -> str | None:
+        """The stop signal's reason to stop now (a kill switch, a shutdown), else None."""
+        if "stop" not in self.wired:
+            return None
+        reason: str | None = await self.ports.stop.check()
+        return reason or None
+
+    @property
+    def tokens(self) -> int:
+        return sum(u.total for u in self.usage.values())
+
+    async def add_usage(self, role: str, usage: Usage) -> None:
+        self.usage[role] = self.usage.get(role, Usage()) + usage
+        await self.emit("tick.usage", {"role": role, "tokens": self.tokens})
+
+    async def call_agent(self, role: str, key: str, prompt: Any, cwd: str, permission: Permission) -> Any:
+        """Reserve → run → settle one agent call (``core.tick_agents``)."""
+        return await tick_agents.call_agent(self, role, key, prompt, cwd, permission)
+
+    async def result(self, decision: str, outcome: str, **kw: Any) -> TickResult:
+        assert self.started is not None
+        return TickResult(
+            tick_id=self.tick_id, run_id=self.run_id, pattern=self.plan.pattern_id,
+            pattern_name=self.plan.pattern.name, level=self.level, effective_level=self.effective,
+            level_reason=self.level_reason, decision=decision, outcome=outcome, tokens=self.tokens,
+            usage=dict(self.usage), lines=tuple(self.lines),
+            duration_s=(await self.now() - self.started).total_seconds(), **kw,
+        )
+
+    # -- outcomes (``core.tick_records``), named here so the act path reads ``t.finish(…)``
+    async def finish(self, decision: str, outcome: str, **kw: Any) -> TickResult:
+        return await tick_records.finish(self, decision, outcome, **kw)
+
+    def escalation_state(self, item_id: str, line: str, action: str) -> Any:
+        return tick_records.escalation_state(self, item_id, line, action)
+
+    # -- the tick
     async def run(self) -> TickResult:
-        j = self.deps.journal
-        if j is not None:
-            j.begin(tick_id=self.tick_id, run_id=self.run_id, pattern=self.plan.pattern_id, level=self.level,
-                    backend=getattr(self.deps.backend, "name", "?"), at=self.started)
+        self.started = await self.now()
+        self.run_id = self.run_id or new_run_id(self.started)
+        if "journal" in self.wired:
+            await self.ports.journal.begin(tick_id=self.tick_id, run_id=self.run_id, pattern=self.plan.pattern_id,
+                                           level=self.level, backend=await self.ports.backend.name(default="?"),
+                                           at=self.started)
         try:
             result = await self._run()
         except Halt as h:
-            result = self.halted(h.reason, h.note)
+            result = await tick_records.halted(self, h.reason, h.note)
         except LoopError as e:
-            if j is not None:
-                j.finish(self.tick_id, status="error", outcome="error", tokens=self.tokens,
-                         summary={"error": str(e), "phase": self.phase}, at=self.deps.clock.now())
+            if "journal" in self.wired:
+                await self.ports.journal.finish(self.tick_id, status="error", outcome="error", tokens=self.tokens,
+                                                summary={"error": str(e), "phase": self.phase}, at=await self.now())
             raise
-        if j is not None:
+        if "journal" in self.wired:
             status = "halted" if result.outcome == "halted" else "finished"
             if result.outcome == "halted" and result.halt_reason in ("budget", "timeout", "kill"):
                 status = "resumable" if result.halt_reason == "budget" and self.phase not in ("idle",) else status
-            j.finish(self.tick_id, status=status, outcome=result.outcome, tokens=result.tokens,
-                     summary=result.as_json(), at=self.deps.clock.now())
-        self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens, "decision": result.decision,
-                               "haltReason": result.halt_reason})
+            await self.ports.journal.finish(self.tick_id, status=status, outcome=result.outcome, tokens=result.tokens,
+                                            summary=result.as_json(), at=await self.now())
+        await self.emit("tick.end", {"outcome": result.outcome, "tokens": result.tokens,
+                                     "decision": result.decision, "haltReason": result.halt_reason})
         return result
 
     async def _run(self) -> TickResult:
-        self._validate_files()
-        ks = self.kill_state()
-        if ks.engaged:
-            raise Halt("paused", ks.note)
-        if not self.deps.force:
-            self._check_runs_cap()
-        self.decide_level()
-        if self.deps.sandbox_note:
-            self.lines.append(self.deps.sandbox_note)
-            self.record("sandbox", {"note": self.deps.sandbox_note})
+        kill = await tick_start.preflight(self)
+        await tick_start.decide_level(self, kill)
+        note = self.deps.options.sandbox_note
+        if note:
+            self.lines.append(note)
+            await self.record("sandbox", {"note": note})
         if self.effective == "L0":
-            return self._draft()
-        self.enter("discovering")
+            return await tick_records.draft(self)
+        await self.enter("discovering")
         try:
-            observation, fp = self.observe()
+            observation, fp = await tick_start.observe(self)
         except DiscoveryUnavailable as e:  # never act (or spend tokens) on a world we could not see
             reason = clip(str(e), 300)
             self.lines.append(f"report-only: {reason}")
-            return self._finish("report", "report-only", note=reason, extras={"reason": "discovery-unavailable"})
-        if self.plan.early_exit_required and not self.deps.force and fp == self._last_noop_fingerprint():
+            return await self.finish("report", "report-only", note=reason,
+                                     extras={"reason": "discovery-unavailable"})
+        if (self.plan.early_exit_required and not self.deps.options.force
+                and fp == await tick_start.last_noop_fingerprint(self)):
             self.lines.append(f"no change since the last no-op tick: exit early without calling an agent "
                               f"({FORCE_HINT})")
-            return self._finish("noop", "no-op", note="early exit: nothing changed", refingerprint=True)
-        self.enter("triaging")
-        tri = await self.call_agent("triage", "triage", self.triage_prompt(observation), self.deps.root,
-                                    Permission.READ_ONLY)
+            return await self.finish("noop", "no-op", note="early exit: nothing changed", refingerprint=True)
+        return await self._triage(observation)
+
+    async def _triage(self, observation: str) -> TickResult:
+        await self.enter("triaging")
+        prompt = await tick_start.triage_prompt(self, observation)
+        tri = await self.call_agent("triage", "triage", prompt, self.deps.options.root, Permission.READ_ONLY)
         # redacted before parsing: an id is reduced to ``[A-Za-z0-9#._:/-]`` and capped, which would
         # turn ``ghp_…`` into ``ghp-…`` (no credential shape left) before any writer could see it
         decision = parse_triage(redact_json_text(tri.text))
-        self.record("triage", {"decision": decision.decision, "items": len(decision.items),
-                               "summary": decision.summary, "parsed": decision.parsed})
+        await self.record("triage", {"decision": decision.decision, "items": len(decision.items),
+                                     "summary": decision.summary, "parsed": decision.parsed})
         self.lines.append(f"triage decision: {decision.decision}")
         self.lines.extend(f"warning: {w}" for w in decision.warnings)
-        if decision.decision == "noop" or (decision.decision != "noop" and not decision.items and
-                                           decision.decision == "act"):
-            return self._finish("noop", "no-op", note=decision.summary or "nothing actionable",
-                                refingerprint=self.plan.early_exit_required)
+        if decision.decision == "noop" or (decision.decision == "act" and not decision.items):
+            return await self.finish("noop", "no-op", note=decision.summary or "nothing actionable",
+                                     refingerprint=self.plan.early_exit_required)
         if decision.decision == "act" and rank(self.effective) >= 2:
             from .act import act
 
             return await act(self, decision)
         if decision.decision == "act":
             self.lines.append(f"level {self.effective}: report only ({self.level_reason})")
-        return self._report(decision)
+        return await tick_records.report(self, decision)
 
-    # -- outcomes
-    def _report(self, decision: TriageDecision) -> TickResult:
-        self.enter("reporting")
-        items = [f"- {inert(i.id, 40)} — {inert(i.title)}" for i in decision.items]
 
-        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
-
-        def update(doc: Any) -> Any:
-            return write_report(doc, layout, items)  # the pattern's own report section (Watch List for triage)
-
-        note = decision.summary or f"{len(decision.items)} item(s) reported"
-        return self._finish(decision.decision, "report-only", note=note, items=len(decision.items),
-                            state_update=update)
-
-    def _draft(self) -> TickResult:
-        """L0 drafts the triage prompt for review; no agent runs and no project file is written."""
-        try:
-            observation, _ = self.observe()
-        except DiscoveryUnavailable as e:
-            observation = f"(discovery unavailable: {e})"
-        prompt = self.triage_prompt(observation)
-        self.record("draft", {"system": prompt.system, "prompt": prompt.user})
-        self.lines.append(f"L0 draft: triage prompt of {len(prompt.user):,} characters (no agent called)")
-        return self.result("draft", "no-op", note="L0 draft")
-
-    def halted(self, reason: str, note: str) -> TickResult:
-        if reason == "paused":
-            self.lines.append(f"paused: kill switch {note.removeprefix('paused').strip(' ()') or note}")
-        elif reason == "budget":
-            self.lines.append(f"halted: {note} — `loop-runtime topup {self.plan.pattern_id} <tokens> --resume` "
-                              "raises today's cap and resumes this tick")
-        elif reason == "runs-cap":
-            self.lines.append(f"halted: {note} ({FORCE_HINT})")
-        else:
-            self.lines.append(f"halted: {note}")
-        self.phase = "halted"
-        self.record("phase:halted", {"reason": reason, "note": note})
-        if reason == "budget":
-            st = self.deps.budget.status(self.deps.clock.now())
-            self.notify("budget-100", f"{self.plan.pattern.name}: budget exhausted",
-                        f"{st.used:,} / {st.cap or 0:,} tokens today; tick halted")
-        elif reason == "kill":
-            self.notify("kill", f"{self.plan.pattern.name}: stopped by kill switch", note)
-        if reason != "runs-cap":  # blocked before any work: nothing happened worth a run-log entry
-            self._write_records("no-op", note=f"{'paused' if reason == 'paused' else 'halted'}: {note}",
-                                extras={"note": reason if reason == "paused" else f"halted: {reason}"})
-        return self.result("paused" if reason == "paused" else "halted", "halted", note=note, halt_reason=reason)
-
-    def _finish(self, decision: str, outcome: str, *, note: str, items: int = 0, actions: int = 0,
-                escalations: int = 0, extras: dict[str, Any] | None = None, state_update: Any = None,
-                refingerprint: bool = False, **kw: Any) -> TickResult:
-        if self.phase not in ("reporting", "committed", "escalated"):
-            self.phase = "reporting" if self.phase in ("discovering", "triaging") else self.phase
-        self._write_records(outcome, note=note, items=items, actions=actions, escalations=escalations,
-                            extras=extras, state_update=state_update, refingerprint=refingerprint)
-        self.phase = "done"
-        return self.result(decision, outcome, note=note, items_found=items, actions_taken=actions,
-                           escalations=escalations, **kw)
-
-    # -- records
-    def _write_records(self, outcome: str, *, note: str, items: int = 0, actions: int = 0, escalations: int = 0,
-                       extras: dict[str, Any] | None = None, state_update: Any = None,
-                       refingerprint: bool = False) -> None:
-        """STATE file (Last run + sections), one run-log entry, docs/last-run.json when present.
-
-        With ``refingerprint`` (a no-op tick of an early-exit pattern) the observation is
-        taken again *after* the state file is written, so the next tick compares against
-        the world as this tick left it — the loop's own write is not news.
-        """
-        st, now = self.deps.state, self.deps.clock.now()
-        name = self.plan.state_file
-        project = self.deps.context.project_name
-        layout = layout_for(self.plan.pattern_id, name)
-
-        def new_state(text: str | None) -> str:
-            fresh = new_layout_text(layout, project)  # the pattern's starter shape
-            doc = parse_state(text if text is not None else fresh, file=name)
-            doc = prepare(with_last_run(doc, now, clip(f"{outcome}: {note}", 200)), layout)
-            if state_update is not None:
-                doc = state_update(doc)
-            return render_state(doc)
-
-        # Each file is read, changed and replaced under its own lock (another tick may be
-        # writing the same STATE.md / run log right now); the texts are first computed from
-        # what is on disk, so a file we cannot parse stops us before anything is written.
-        new_state(st.read(name))
-        current_log = st.read(RUN_LOG)
-        if current_log is not None and MARKER not in current_log:
-            raise ConfigError(RUN_LOG, "marker", MARKER, message=f"marker line {MARKER!r} not found; add it "
-                              "under '## Recent Runs'")
-        update_file(st, name, new_state)
-        if refingerprint:
-            extras = {**(extras or {}), "fingerprint": self.observe()[1]}
-        entry = RunLogEntry(
-            run_id=self.run_id, pattern=self.plan.pattern_id,
-            duration_s=int(round((now - self.started).total_seconds())), items_found=items,
-            actions_taken=actions, escalations=escalations, tokens_estimate=self.tokens, outcome=outcome,
-            extras={"level": self.effective, **(extras or {})},
-        )
-        update_file(st, RUN_LOG, lambda text: append_entry(text, entry, now=now, project=project))
-        if "triage" in self.plan.pattern_id:
-            def badge(text: str | None) -> str | None:
-                try:
-                    return update_last_run(text, now)
-                except ConfigError as e:  # the badge is optional: a broken one is reported, never fatal
-                    self.lines.append(f"warning: {e}")
-                    return None
-
-            update_file(st, LAST_RUN_JSON, badge)
-        self.record("logged", {"outcome": outcome, "tokens": self.tokens})
-
-    def escalation_state(self, item_id: str, line: str, action: str) -> Any:
-        layout = layout_for(self.plan.pattern_id, self.plan.state_file)
-
-        def update(doc: Any) -> Any:
-            return write_escalation(doc, layout, item_id, inert(line), action)  # a new entry per escalation
-
-        return update
-
-    # -- preflight helpers
-    def _validate_files(self) -> None:
-        """Refuse to start (and spend tokens) when a file this tick reads or writes is malformed.
-
-        The same check the drivers run before any side effect (``loop_runtime.app.preflight``),
-        here over the engine's own state writer, so an embedded engine gets it too.
-        """
-        from .preflight import PreflightInput, check_texts, reads_for
-
-        names = reads_for(self.level, self.plan.state_file)
-        check_texts(PreflightInput(level=self.level, state_file=self.plan.state_file,
-                                   texts={n: self.deps.state.read(n) for n in names}))
-
-    def _check_runs_cap(self) -> None:
-        cap = self.plan.max_runs_per_day
-        if not cap:
-            return
-        log = parse_run_log(self.deps.state.read(RUN_LOG) or "")
-        done = runs_on_day(log, self.plan.pattern_id, utc_day(self.deps.clock.now()))
-        if done >= cap:
-            raise Halt("runs-cap", f"runs/day cap reached ({done}/{cap} from loop-budget.md)")
-
-    def _last_noop_fingerprint(self) -> str | None:
-        log = parse_run_log(self.deps.state.read(RUN_LOG) or "")
-        for e in reversed(log.entries):
-            if e.pattern == self.plan.pattern_id:
-                if e.outcome != "no-op":
-                    return None
-                fp = e.extras.get("fingerprint")
-                if isinstance(fp, str):
-                    return fp
-                note = e.extras.get("note")
-                if isinstance(note, str) and (note == "paused" or note.startswith("halted")):
-                    continue  # a halted/paused tick says nothing about the observation
-                return None
-        return None
+def _small(v: Any) -> bool:
+    return isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 200) or v is None
