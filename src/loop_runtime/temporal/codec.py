@@ -1,0 +1,232 @@
+"""A small, strict JSON codec for the values a tick sends through Temporal (PortCall args, results, the plan).
+
+Why not pickle (or Temporal's converter for arbitrary classes): a workflow history is data that outlives
+the process that wrote it and can be read by every worker. Decoding it must never be able to run code or
+build an object of a class nobody expected. So the codec knows exactly these shapes:
+
+* JSON scalars, lists (``list`` stays ``list``), ``{"$tuple": [...]}`` and ``{"$frozenset": [...]}``;
+* mappings: ``{"$map": [[k, v], ...]}`` (any encodable key; order kept);
+* ``{"$dt": iso}``, ``{"$date": iso}``, ``{"$path": str}``;
+* ``{"$enum": "module:Qualname", "value": v}`` — an ``Enum`` defined under ``loop_runtime.``;
+* ``{"$dc": "module:Qualname", "fields": {...}}`` — a *frozen* dataclass defined under ``loop_runtime.``
+  (built through its own ``__init__`` from its init fields, so its validation runs);
+* ``{"$error": "module:Qualname", "message": str}`` — an exception defined under ``loop_runtime.`` (what a
+  port raised; rebuilt as that class when it takes one message, else as ``PortCallError``).
+
+Anything else — a lambda, an object of another package, a mutable dataclass, a set — is refused
+(``CodecError``) on both sides: a value that cannot be encoded fails the call that wanted to send it, and a
+payload naming a class outside ``loop_runtime`` or not a frozen dataclass/enum/exception is never resolved.
+The module is pure (no I/O), so workflow code may use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import sys
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path, PurePath
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import LoopError
+
+__all__ = ["CodecError", "PortCallError", "decode", "decode_error", "encode", "encode_error"]
+
+PREFIX = "loop_runtime."
+_TAGS = frozenset({"$tuple", "$frozenset", "$map", "$dt", "$date", "$path", "$enum", "$dc", "$error"})
+
+
+class CodecError(ValueError):
+    """A value (or payload) the codec refuses: named, never guessed at."""
+
+
+class PortCallError(LoopError):
+    """A port raised an error whose class cannot be rebuilt here; the message is kept."""
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _ours(cls: type) -> bool:
+    return cls.__module__.startswith(PREFIX) and "<locals>" not in cls.__qualname__
+
+
+def encode(value: Any) -> Any:
+    """``value`` as a JSON-able tree (see the module doc); ``CodecError`` for anything else."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float) and type(value) in (int, float):
+        return value
+    if isinstance(value, enum.Enum):
+        cls = type(value)
+        if not _ours(cls):
+            raise CodecError(f"cannot encode enum {_name(cls)}: not a loop_runtime type")
+        return {"$enum": _name(cls), "value": encode(value.value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode_dataclass(value)
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, PurePath):
+        return {"$path": str(value)}
+    if type(value) is tuple:
+        return {"$tuple": [encode(v) for v in value]}
+    if type(value) is list:
+        return [encode(v) for v in value]
+    if type(value) is frozenset:
+        return {"$frozenset": [encode(v) for v in sorted(value, key=repr)]}
+    if isinstance(value, dict | MappingProxyType):
+        return {"$map": [[encode(k), encode(v)] for k, v in value.items()]}
+    raise CodecError(f"cannot encode a value of type {type(value).__module__}.{type(value).__qualname__}")
+
+
+def _encode_dataclass(value: Any) -> dict[str, Any]:
+    cls = type(value)
+    if not _ours(cls):
+        raise CodecError(f"cannot encode dataclass {_name(cls)}: not a loop_runtime type")
+    if not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise CodecError(f"cannot encode dataclass {_name(cls)}: not frozen")
+    fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    return {"$dc": _name(cls), "fields": fields}
+
+
+def decode(tree: Any) -> Any:
+    """The value ``tree`` encodes; ``CodecError`` for any shape or class the codec does not allow."""
+    if tree is None or isinstance(tree, bool | str):
+        return tree
+    if type(tree) in (int, float):
+        return tree
+    if type(tree) is list:
+        return [decode(v) for v in tree]
+    if type(tree) is not dict:
+        raise CodecError(f"cannot decode a value of type {type(tree).__name__}")
+    tags = _TAGS.intersection(tree)
+    if len(tags) != 1:
+        raise CodecError(f"cannot decode an object with keys {sorted(tree)[:5]}")
+    tag = next(iter(tags))
+    try:
+        return _DECODERS[tag](tree)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:
+        raise CodecError(f"cannot decode {tag}: {e}") from None
+
+
+def _expect(tree: dict[str, Any], *keys: str) -> None:
+    if set(tree) != set(keys):
+        raise CodecError(f"cannot decode an object with keys {sorted(tree)[:5]} (expected {sorted(keys)})")
+
+
+def _items(tree: dict[str, Any], tag: str) -> list[Any]:
+    _expect(tree, tag)
+    items = tree[tag]
+    if type(items) is not list:
+        raise CodecError(f"{tag} must hold a list")
+    return items
+
+
+def _map(tree: dict[str, Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for pair in _items(tree, "$map"):
+        if type(pair) is not list or len(pair) != 2:
+            raise CodecError("$map entries must be [key, value] pairs")
+        out[decode(pair[0])] = decode(pair[1])
+    return out
+
+
+def _text(tree: dict[str, Any], tag: str) -> str:
+    _expect(tree, tag)
+    if type(tree[tag]) is not str:
+        raise CodecError(f"{tag} must hold a string")
+    return str(tree[tag])
+
+
+def resolve(name: Any) -> type:
+    """The class ``module:Qualname`` names — only under ``loop_runtime.``, never a function or a module."""
+    if type(name) is not str or ":" not in name:
+        raise CodecError(f"not a class name: {name!r}")
+    module, _, qual = name.partition(":")
+    if not module.startswith(PREFIX) or "<" in qual or not qual or not all(p.isidentifier() for p in qual.split(".")):
+        raise CodecError(f"refusing to resolve {name!r}: only loop_runtime classes are decoded")
+    if any(p.startswith("_") for p in module.split(".")) or not all(p.isidentifier() for p in module.split(".")):
+        raise CodecError(f"refusing to resolve {name!r}: not a public loop_runtime module")
+    mod = sys.modules.get(module)
+    if mod is None:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            raise CodecError(f"cannot resolve {name!r}: no such module") from None
+    obj: Any = mod
+    for part in qual.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type) or not _ours(obj):
+        raise CodecError(f"cannot resolve {name!r}: not a loop_runtime class")
+    return obj
+
+
+def _enum(tree: dict[str, Any]) -> Any:
+    _expect(tree, "$enum", "value")
+    cls = resolve(tree["$enum"])
+    if not issubclass(cls, enum.Enum):
+        raise CodecError(f"{tree['$enum']} is not an enum")
+    return cls(decode(tree["value"]))
+
+
+def _dataclass(tree: dict[str, Any]) -> Any:
+    _expect(tree, "$dc", "fields")
+    cls = resolve(tree["$dc"])
+    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise CodecError(f"{tree['$dc']} is not a frozen dataclass")
+    fields = tree["fields"]
+    if type(fields) is not dict:
+        raise CodecError("$dc fields must be an object")
+    allowed = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise CodecError(f"{tree['$dc']} has no field(s) {sorted(unknown)[:5]}")
+    return cls(**{k: decode(v) for k, v in fields.items()})
+
+
+def encode_error(exc: BaseException) -> dict[str, Any]:
+    """A port's exception as data: its class (when it is ours) and its message."""
+    cls = type(exc)
+    name = _name(cls) if _ours(cls) and isinstance(exc, Exception) else _name(PortCallError)
+    message = str(exc) if _ours(cls) else f"{cls.__name__}: {exc}"
+    return {"$error": name, "message": message}
+
+
+def decode_error(tree: Any) -> Exception:
+    """The exception ``encode_error`` described, rebuilt (``PortCallError`` when its class needs more)."""
+    if type(tree) is not dict:
+        raise CodecError("an error must be an object")
+    _expect(tree, "$error", "message")
+    message = str(tree["message"])
+    cls = resolve(tree["$error"])
+    if not issubclass(cls, Exception):
+        raise CodecError(f"{tree['$error']} is not an exception")
+    try:
+        return cls(message)
+    except Exception:  # noqa: BLE001 — its constructor wants more than a message
+        return PortCallError(message)
+
+
+def _error(tree: dict[str, Any]) -> Any:
+    return decode_error(tree)
+
+
+_DECODERS: Mapping[str, Any] = {
+    "$tuple": lambda t: tuple(decode(v) for v in _items(t, "$tuple")),
+    "$frozenset": lambda t: frozenset(decode(v) for v in _items(t, "$frozenset")),
+    "$map": _map,
+    "$dt": lambda t: datetime.fromisoformat(_text(t, "$dt")),
+    "$date": lambda t: date.fromisoformat(_text(t, "$date")),
+    "$path": lambda t: Path(_text(t, "$path")),
+    "$enum": _enum,
+    "$dc": _dataclass,
+    "$error": _error,
+}

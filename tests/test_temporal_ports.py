@@ -1,0 +1,138 @@
+"""The per-port path on a real Temporal dev server: the core's tick runs in the workflow, every port call is
+one activity on the worker that opened the tick (issue 16, item 4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.support.gitrepo import git
+from tests.support.temporal import arun, client_for, run_log_entries, show, wait_for
+from tests.test_act_path import FIXED
+from tests.test_temporal import (  # noqa: F401 — fixtures
+    ACT,
+    budget,
+    normal,
+    project,
+    queue,
+    result_of,
+    scenario,
+    start_tick,
+    temporal_server,
+    tick_input,
+    workers,
+)
+
+temporalio = pytest.importorskip("temporalio")
+
+PER_PORT = {"LOOP_RUNTIME_TEMPORAL_PER_PORT": "1"}
+
+
+def history_activities(addr: str, wid: str) -> list[tuple[str, str]]:
+    """(activity type, port call) of every activity the tick workflow scheduled, in order (all its runs)."""
+    from temporalio.api.enums.v1 import EventType
+
+    from loop_runtime.temporal.port_types import PortCallInput
+
+    async def go() -> list[tuple[str, str]]:
+        client = await client_for(addr)
+        out: list[tuple[str, str]] = []
+        handle = client.get_workflow_handle(wid)
+        async for event in handle.fetch_history_events():
+            if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                continue
+            attrs = event.activity_task_scheduled_event_attributes
+            name = attrs.activity_type.name
+            call = ""
+            if name == "port_call":
+                [payload] = await client.data_converter.decode(attrs.input.payloads, [PortCallInput])
+                call = f"{payload.port}.{payload.method}"
+            out.append((name, call))
+        return out
+
+    return arun(go())
+
+
+def test_a_scheduled_per_port_tick_writes_the_same_state_file_and_run_log_as_the_embedded_runtime(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """A schedule synced with the per-port path on: the tick's state machine runs in the workflow, the state
+    file and run log it pushes are the bytes `loop-runtime run` writes (but for times), and the history has one
+    `port_call` activity per effect of the tick (the clock is the workflow's own), between `open_tick` and
+    `close_tick`."""
+    addr = temporal_server.address
+    bare, checkout = project(tmp_path, addr, queue)
+    sync = run_cli("schedule", "sync", "--json", cwd=checkout, env=PER_PORT)
+    assert sync.returncode == 0, sync.stderr
+    doc = json.loads(sync.stdout)
+    workers("w1")
+
+    async def trigger() -> None:
+        client = await client_for(addr)
+        await client.get_schedule_handle(f"loop-{doc['projectKey']}-ci-sweeper").trigger()
+
+    arun(trigger())
+    wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 180, what="the pushed run log")
+
+    embedded = tmp_path / "embedded" / "origin"
+    subprocess.run(["git", "clone", "-q", str(bare), str(embedded)], check=True)
+    git(embedded, "reset", "-q", "--hard", "HEAD~1")
+    ran = run_cli("run", "ci-sweeper", cwd=embedded)
+    assert ran.returncode == 0, ran.stderr
+    for rel in ("ci-sweeper-state.md", "loop-run-log.md"):
+        assert normal(show(bare, rel)) == normal((embedded / rel).read_text()), rel
+    [entry] = run_log_entries(show(bare, "loop-run-log.md"))
+    assert entry["outcome"] == "report-only" and entry["pattern"] == "ci-sweeper"
+
+    wid = _tick_workflow_id(addr, doc["projectKey"])
+    acts = wait_for(lambda: _finished(addr, wid) and history_activities(addr, wid), 60, what="the history")
+    names = [a for a, _ in acts]
+    calls = [c for a, c in acts if a == "port_call"]
+    assert names[0] == "open_tick" and "close_tick" in names and "run_tick" not in names
+    assert names.index("close_tick") == len(calls) + 1  # every effect between open and close is a port call
+    for want in ("state.read", "budget.status", "observer.observe", "backend.run", "budget.reserve",
+                 "budget.settle", "journal.begin", "journal.record", "journal.finish",
+                 "state.compare_and_write"):
+        assert want in calls, (want, sorted(set(calls)))
+    assert "clock.now" not in calls  # answered by workflow.now(): deterministic, no activity
+    assert calls.count("backend.run") == 1  # triage only (L1: report)
+    _replays(addr, wid)
+
+
+def _tick_workflow_id(addr: str, key: str) -> str:
+    async def go() -> str:
+        client = await client_for(addr)
+        async for wf in client.list_workflows("WorkflowType = 'LoopTick'"):
+            if wf.id.startswith(f"loop-tick-{key}-"):
+                return wf.id
+        raise AssertionError("no tick workflow found")
+
+    return arun(go())
+
+
+def _finished(addr: str, wid: str) -> bool:
+    async def go() -> bool:
+        client = await client_for(addr)
+        desc = await client.get_workflow_handle(wid).describe()
+        return desc.status is not None and desc.status.name != "RUNNING"
+
+    return arun(go())
+
+
+def _replays(addr: str, wid: str) -> None:
+    """The workflow code is deterministic: its history replays in the sandbox without a mismatch."""
+    from temporalio.worker import Replayer
+
+    from loop_runtime.temporal.worker import workflow_classes, workflow_runner
+
+    async def go() -> None:
+        client = await client_for(addr)
+        history = await client.get_workflow_handle(wid).fetch_history()
+        await Replayer(workflows=workflow_classes(), workflow_runner=workflow_runner()).replay_workflow(history)
+
+    arun(go())
