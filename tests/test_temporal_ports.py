@@ -136,3 +136,65 @@ def _replays(addr: str, wid: str) -> None:
         await Replayer(workflows=workflow_classes(), workflow_runner=workflow_runner()).replay_workflow(history)
 
     arun(go())
+
+
+def _settled_roles(st: Any) -> dict[str, int]:
+    return dict(st.settled)
+
+
+def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_an_activity(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """L2: discovery, triage, the implementer in a worktree on the worker, the diff gates, tests, the verifier
+    and the commit — each its own activity — and the proposed branch is pushed."""
+    addr = temporal_server.address
+    bare, _checkout = project(tmp_path, addr, queue, patterns='[patterns.ci-sweeper]\nlevel = "L2"\n')
+    doc = {"triage": ACT, "implementer": [{"files": {"calc.py": FIXED}, "tokens": 3000}],
+           "verifier": [{"verdict": "APPROVE", "tokens": 1000}]}
+    inp = tick_input(bare, scenario=scenario(tmp_path, "act", doc), level="L2", per_port=True)
+    workers("w1")
+    arun(start_tick(addr, queue, inp, "tick-act"))
+    summary = result_of(addr, "tick-act")
+    assert summary.outcome == "fix-proposed", summary
+    calls = [c for a, c in history_activities(addr, "tick-act") if a == "port_call"]
+    assert calls.count("backend.run") == 3  # triage, implementer, verifier
+    for want in ("workspace.prepare", "workspace.diff", "tests.run", "guard.snapshot", "workspace.finish"):
+        assert want in calls, (want, sorted(set(calls)))
+    branches = git(bare, "for-each-ref", "refs/heads/loop/", "--format=%(refname:short)").split()
+    assert len(branches) == 1 and show(bare, "calc.py", branches[0]) == FIXED
+    [entry] = run_log_entries(show(bare, "loop-run-log.md"))
+    assert entry["outcome"] == "fix-proposed"
+    st = budget(addr, f"{inp.project_key}/ci-sweeper")
+    assert sorted(st.settled.values()) == [1000, 1000, 3000] and not st.open
+    _replays(addr, "tick-act")
+
+
+def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """`loop-runtime kill` signals the tick; the running `backend.run` activity is cancelled, the worker's stop
+    check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
+    addr = temporal_server.address
+    bare, checkout = project(tmp_path, addr, queue)
+    scen = scenario(tmp_path, "slow", {"triage": {"decision": "noop", "tokens": 1000, "sleep_s": 120}})
+    workers("w1")
+    inp = tick_input(bare, scenario=scen, per_port=True)
+    wid = f"loop-tick-{inp.project_key}-ci-sweeper-manual"
+    arun(start_tick(addr, queue, inp, wid))
+
+    def agent_running() -> bool:
+        try:
+            return len(budget(addr, f"{inp.project_key}/ci-sweeper").open) == 1
+        except Exception:
+            return False
+
+    wait_for(agent_running, 90, what="the triage agent running")
+    began = time.monotonic()
+    killed = run_cli("kill", cwd=checkout)
+    assert killed.returncode == 0 and "1 running tick(s) signalled" in killed.stdout, killed.stdout + killed.stderr
+    wait_for(lambda: not budget(addr, f"{inp.project_key}/ci-sweeper").open, 60, what="the agent's settle")
+    stopped_in = time.monotonic() - began
+    summary = result_of(addr, wid, timeout=60)
+    assert summary.outcome == "halted" and "kill" in summary.note, summary
+    print(f"agent stopped {stopped_in:.1f} s after the kill")  # ≤ 5 s on an idle machine; no wall-clock assert
+    assert stopped_in < 60  # the 120 s agent did not run out
+    [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")
+    assert entry["note"] == "halted: kill"

@@ -70,7 +70,7 @@ def _perform(session: tick_session.TickSession, inp: PortCallInput) -> PortCallO
     """Decode, call the adapter (heartbeating; a cancellation stops the agent), encode."""
     from ..core.effects import REQUIRED, PortCall
 
-    payload = codec.decode(inp.payload)
+    payload = codec.decode(inp.payload, session.kept.get)
     args, kwargs = tuple(payload.get("args", ())), dict(payload.get("kwargs", {}))
     call = PortCall(inp.port, inp.method, args, kwargs, inp.key, None if inp.optional else REQUIRED)
     with Ticker(lambda: None) as ticker:
@@ -90,7 +90,7 @@ def _perform(session: tick_session.TickSession, inp: PortCallInput) -> PortCallO
     if (inp.port, inp.method) == ("journal", "escalate"):
         session.escalation_id = None if result is None else str(result)
     try:
-        return PortCallOutput(result=codec.encode(result))
+        return PortCallOutput(result=codec.encode(result, keep=session.keep))
     except codec.CodecError as e:
         return PortCallOutput(error=codec.encode_error(LoopError(f"{call.name}: {e}")))
 

@@ -109,6 +109,10 @@ class PortDriver:
                 return await self._close(result.as_json(), sorted(set(replay) - drop - _ws_keys(replay)))
             except WorkerLost:
                 continue
+            except (LoopError, codec.CodecError) as e:  # the tick failed (as `run` exits 1): fail the workflow,
+                await self._drop()  # never a workflow task retried for ever
+                raise ApplicationError(f"tick {self.tick_id}: {e}", type=type(e).__name__,
+                                       non_retryable=True) from None
 
     def _resume(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """What a re-opened tick replays: completed agent calls, and each replayed implementer's worktree."""
@@ -150,6 +154,16 @@ class PortDriver:
             if _lost(e):
                 raise WorkerLost() from None
             raise
+
+    async def _drop(self) -> None:
+        """Release the session of a tick that failed (best effort: the worker may be gone too)."""
+        try:
+            await workflow.execute_activity("drop_tick", self.tick_id, task_queue=self.queue,
+                                            start_to_close_timeout=timedelta(seconds=30),
+                                            schedule_to_start_timeout=self._sticky(),
+                                            retry_policy=RetryPolicy(maximum_attempts=2))
+        except ActivityError:
+            pass
 
     def _sticky(self) -> timedelta:
         return timedelta(seconds=max(self.inp.heartbeat_timeout_s * 2, 10))

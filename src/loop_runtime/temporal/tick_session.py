@@ -45,8 +45,16 @@ class TickSession:
     stopped: threading.Event = field(default_factory=threading.Event)  # the kill switch (activity cancelled)
     done: dict[str, Any] = field(default_factory=dict)  # PortCall key → its recorded output (idempotency)
     escalation_id: str | None = None
+    kept: dict[str, Any] = field(default_factory=dict)  # opaque adapter objects the tick holds (``codec.Opaque``)
     used: float = field(default_factory=time.monotonic)
     calls: threading.Lock = field(default_factory=threading.Lock)  # one port call at a time
+
+
+    def keep(self, obj: Any) -> str:
+        """Keep a worker-side object the tick will hand back (a guard's snapshot); the workflow gets its ref."""
+        ref = f"{self.generation}:{len(self.kept) + 1}"
+        self.kept[ref] = obj
+        return ref
 
 
 _SESSIONS: dict[str, TickSession] = {}
