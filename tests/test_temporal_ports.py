@@ -198,3 +198,94 @@ def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(
     assert stopped_in < 60  # the 120 s agent did not run out
     [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")
     assert entry["note"] == "halted: kill"
+
+
+def _kill_mid_tick(addr: str, queue: str, workers: Any, tmp_path: Path, slow: str) -> tuple[Any, Any, Path, Any]:
+    """Worker A runs the tick until the ``slow`` agent is running, then is SIGKILLed; worker B takes over."""
+    bare, _checkout = project(tmp_path, addr, queue, patterns='[patterns.ci-sweeper]\nlevel = "L2"\n')
+    doc: dict[str, Any] = {"triage": ACT, "implementer": [{"files": {"calc.py": FIXED}, "tokens": 3000}],
+                           "verifier": [{"verdict": "APPROVE", "tokens": 1000}]}
+    doc[slow] = [{**doc[slow][0], "sleep_s": 120}]
+    scen = scenario(tmp_path, f"slow-{slow}", doc)
+    inp = tick_input(bare, scenario=scen, level="L2", heartbeat_timeout_s=5, per_port=True)
+    a = workers("a")
+    wid = f"tick-kill-{slow}"
+    arun(start_tick(addr, queue, inp, wid))
+    scope = f"{inp.project_key}/ci-sweeper"
+    done_before = {"implementer": 1, "verifier": 2}[slow]
+
+    def slow_agent_running() -> bool:
+        try:
+            st = budget(addr, scope)
+        except Exception:
+            return False
+        return len(st.settled) == done_before and len(st.open) == 1
+
+    wait_for(slow_agent_running, 150, what=f"the {slow}'s reservation")
+    wait_for(lambda: _agent_started(addr, wid, done_before + 1), 60, what=f"the {slow} agent running")
+    a.kill9()
+    doc[slow] = [{k: v for k, v in doc[slow][0].items() if k != "sleep_s"}]  # the re-run answers at once
+    Path(scen).write_text(json.dumps(doc))
+    workers("b")
+    return result_of(addr, wid), budget(addr, scope), bare, wid
+
+
+def _agent_started(addr: str, wid: str, nth: int) -> bool:
+    """The tick's ``nth`` ``backend.run`` is scheduled and its activity is running on a worker."""
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    runs = [c for a, c in history_activities(addr, wid) if c == "backend.run"]
+    if len(runs) < nth:
+        return False
+
+    async def go() -> bool:
+        client = await client_for(addr)
+        desc = await client.get_workflow_handle(wid).describe()
+        return any(p.activity_type.name == "port_call" and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                   for p in desc.raw_description.pending_activities)
+
+    return arun(go())
+
+
+def test_a_worker_killed_during_the_implementer_is_replaced_without_billing_the_triage_again(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """Worker A dies while the implementer runs: the implementer's activity misses its heartbeats, the tick is
+    opened again on worker B and re-driven from the start — the triage answered from the workflow's own record
+    (no `backend.run`, no reservation), the lost implementer's reservation charged in full (fail closed), the
+    implementer and verifier run on B — and one fix is proposed."""
+    summary, st, bare, wid = _kill_mid_tick(temporal_server.address, queue, workers, tmp_path, "implementer")
+    assert summary.outcome == "fix-proposed", summary
+    assert summary.attempts == 2 and "triage" in summary.replayed and "implementer:1" not in summary.replayed
+    assert not st.open and st.spent == sum(st.settled.values())
+    first = sorted(v for k, v in st.settled.items() if ":1:" in k)
+    second = sorted(v for k, v in st.settled.items() if ":2:" in k)
+    assert len(first) == 2 and 1000 in first  # the triage once, and the killed implementer's reservation
+    assert second == [1000, 3000]  # only the implementer and the verifier ran again: the triage was not billed
+    calls = [c for a, c in history_activities(temporal_server.address, wid) if a == "port_call"]
+    assert calls.count("backend.run") == 4, " ".join(calls)  # A: triage, implementer; B: implementer, verifier
+    opens = [a for a, _ in history_activities(temporal_server.address, wid) if a == "open_tick"]
+    assert len(opens) == 2
+    [entry] = run_log_entries(show(bare, "loop-run-log.md"))
+    assert entry["outcome"] == "fix-proposed"
+    branches = git(bare, "for-each-ref", "refs/heads/loop/", "--format=%(refname:short)").split()
+    assert len(branches) == 1 and show(bare, "calc.py", branches[0]) == FIXED
+    _replays(temporal_server.address, wid)
+
+
+def test_a_worker_killed_during_the_verifier_replays_the_implementer_and_rebuilds_its_worktree_from_the_diff(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """Worker A dies while the verifier runs: on B the triage and the implementer are replayed (no agent call),
+    the implementer's worktree is recreated from the diff the tick took right after it (in the history), and
+    only the verifier runs again; the proposed branch holds the implementer's fix."""
+    summary, st, bare, wid = _kill_mid_tick(temporal_server.address, queue, workers, tmp_path, "verifier")
+    assert summary.outcome == "fix-proposed", summary
+    assert {"triage", "implementer:1"} <= set(summary.replayed)
+    assert not st.open
+    first = sorted(v for k, v in st.settled.items() if ":1:" in k)
+    second = [v for k, v in st.settled.items() if ":2:" in k]
+    assert len(first) == 3 and 1000 in first and 3000 in first
+    assert second == [1000]
+    branches = git(bare, "for-each-ref", "refs/heads/loop/", "--format=%(refname:short)").split()
+    assert len(branches) == 1 and show(bare, "calc.py", branches[0]) == FIXED
+    [entry] = run_log_entries(show(bare, "loop-run-log.md"))
+    assert entry["outcome"] == "fix-proposed"
