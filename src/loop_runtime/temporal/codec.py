@@ -162,7 +162,7 @@ def decode(tree: Any, lookup: Any = None) -> Any:
         return _DECODERS[tag](tree, lookup)
     except CodecError:
         raise
-    except (TypeError, ValueError, KeyError, binascii.Error) as e:
+    except (TypeError, ValueError, KeyError, binascii.Error, RecursionError) as e:
         raise CodecError(f"cannot decode {tag}: {e}") from None
 
 
