@@ -289,3 +289,35 @@ def test_a_worker_killed_during_the_verifier_replays_the_implementer_and_rebuild
     assert len(branches) == 1 and show(bare, "calc.py", branches[0]) == FIXED
     [entry] = run_log_entries(show(bare, "loop-run-log.md"))
     assert entry["outcome"] == "fix-proposed"
+
+
+def test_the_whole_tick_activity_is_kept_as_the_fallback_path(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """`per_port=False` (or `LOOP_RUNTIME_TEMPORAL_PER_PORT=0` at `schedule sync`): the tick is one `run_tick`
+    activity, as before the per-port path, with the same outcome."""
+    addr = temporal_server.address
+    bare, _checkout = project(tmp_path, addr, queue, patterns='[patterns.ci-sweeper]\nlevel = "L2"\n')
+    doc = {"triage": ACT, "implementer": [{"files": {"calc.py": FIXED}, "tokens": 3000}],
+           "verifier": [{"verdict": "APPROVE", "tokens": 1000}]}
+    inp = tick_input(bare, scenario=scenario(tmp_path, "act", doc), level="L2", per_port=False)
+    workers("w1")
+    arun(start_tick(addr, queue, inp, "tick-whole"))
+    summary = result_of(addr, "tick-whole")
+    assert summary.outcome == "fix-proposed", summary
+    names = [a for a, _ in history_activities(addr, "tick-whole")]
+    assert "run_tick" in names and "port_call" not in names and "open_tick" not in names
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False), ("off", False),
+                                                 ("false", False), ("yes", True)])
+def test_the_per_port_path_is_the_default_of_schedule_sync_and_can_be_turned_off(
+        monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool) -> None:
+    from loop_runtime.temporal.schedules import PER_PORT_ENV, per_port_default
+    from loop_runtime.temporal.types import TickInput
+
+    if value is None:
+        monkeypatch.delenv(PER_PORT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PER_PORT_ENV, value)
+    assert per_port_default() is expected
+    assert TickInput(repo_url="r", project_key="k", pattern="p").per_port is True

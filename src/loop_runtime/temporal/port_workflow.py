@@ -92,7 +92,6 @@ class PortDriver:
         self.queue = ""
         self.lost = False
         self.generation = 0
-        self.calls: list[str] = []  # every PortCall name, in order (what the history shows as activities)
 
     async def run(self) -> RunTickOutput:
         while True:
@@ -175,7 +174,6 @@ class PortDriver:
     async def execute(self, call: PortCall) -> Any:
         if self.lost:
             raise WorkerLost()
-        self.calls.append(call.name)
         if call.name == "clock.now":
             return workflow.now()
         if call.name == "stop.check" and self.owner.stop_reason is not None:

@@ -91,12 +91,12 @@ PER_PORT_ENV = "LOOP_RUNTIME_TEMPORAL_PER_PORT"
 
 
 def per_port_default() -> bool:
-    """Whether scheduled ticks run on the per-port path (``port_workflow``): ``LOOP_RUNTIME_TEMPORAL_PER_PORT=1``
-    when ``schedule sync`` runs. Off by default: the whole-tick activity (``run_tick``) stays the default
-    path until the per-port one has passed the whole Temporal suite."""
+    """Whether scheduled ticks run on the per-port path (``port_workflow``), the default; with
+    ``LOOP_RUNTIME_TEMPORAL_PER_PORT=0`` when ``schedule sync`` runs, each tick is one ``run_tick`` activity
+    (the earlier path, kept as a fallback)."""
     import os
 
-    return os.environ.get(PER_PORT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(PER_PORT_ENV, "").strip().lower() not in ("0", "false", "no", "off")
 
 
 def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> list[Wanted]:
