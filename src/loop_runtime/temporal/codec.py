@@ -34,11 +34,11 @@ import enum
 import importlib
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any
-from dataclasses import dataclass
 
 from ..errors import LoopError
 
