@@ -25,7 +25,8 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=10)
     ap.add_argument("--pattern", default="daily-triage")
     args = ap.parse_args()
-    from loop_runtime.formats.registry import find_pattern, load_registry
+    from loop_runtime.adapters.project_files import load_registry
+    from loop_runtime.formats.registry import find_pattern
     from loop_runtime.app.runner import LoopRunner, RunOptions
     from loop_runtime.app.runtime import load_project
     from tests.support.npm_tools import run_tool

@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from loop_runtime.formats.registry import BUNDLED_CACHE, BUNDLED_REGISTRY, source_stamp  # noqa: E402
+from loop_runtime.adapters.project_files import BUNDLED_CACHE, BUNDLED_REGISTRY  # noqa: E402
+from loop_runtime.formats.registry import source_stamp  # noqa: E402
 
 
 def cache_text(raw: bytes) -> str:

@@ -22,7 +22,8 @@ from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, build_pla
 from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.mock import MemoryWorkspace
 from loop_runtime.errors import AgentNotStarted, BackendError
-from loop_runtime.formats.registry import find_pattern, load_registry
+from loop_runtime.adapters.project_files import load_registry
+from loop_runtime.formats.registry import find_pattern
 from loop_runtime.app.recovery import recovered_outcome
 from tests.conftest import run_cli
 from tests.support.gitrepo import git, make_repo

@@ -10,7 +10,8 @@ from datetime import datetime, UTC
 from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MockBackend, build_plan
 from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.mock import MemoryWorkspace, load_scenario
-from loop_runtime.formats.registry import find_pattern, load_registry
+from loop_runtime.adapters.project_files import load_registry
+from loop_runtime.formats.registry import find_pattern
 from loop_runtime.formats.runlog import parse_run_log
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

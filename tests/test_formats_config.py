@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from loop_runtime.adapters.project_files import load_project_config
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats import project_config
 from loop_runtime.formats.project_config import (
     PatternConfig,
     ProjectConfig,
-    load_project_config,
     parse_project_config,
 )
 

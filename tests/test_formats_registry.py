@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from loop_runtime.adapters.project_files import load_registry
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.registry import (
     find_pattern,
-    load_registry,
     name_matches,
     normalise_name,
     parse_registry,

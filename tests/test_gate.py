@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loop_runtime.adapters.project_files import load_gate_policy
 from loop_runtime.core.gate import GateDecision, check, format_decision, glob_match, js_trim, split_paths_arg
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.gate_config import (
     DEFAULT_POLICY,
     GatePolicy,
-    load_gate_policy,
     parse_gate_yaml,
     render_gate_yaml,
 )

@@ -23,10 +23,11 @@ from loop_runtime import BudgetBreaker, LoopEngine, MemoryStateWriter, MockBacke
 from loop_runtime.adapters.agents.claude_cli import ClaudeCliBackend, permission_flags
 from loop_runtime.adapters.clock import ManualClock
 from loop_runtime.adapters.mock import MemoryWorkspace, load_scenario
+from loop_runtime.adapters.project_files import load_project_config, load_registry
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.mcp_json import parse_mcp_json
-from loop_runtime.formats.project_config import load_project_config, parse_project_config
-from loop_runtime.formats.registry import find_pattern, load_registry
+from loop_runtime.formats.project_config import parse_project_config
+from loop_runtime.formats.registry import find_pattern
 from loop_runtime.ports import AgentRequest, AgentResult, Permission
 from tests.conftest import run_cli
 from tests.fakes.model_server import ModelServer

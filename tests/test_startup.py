@@ -21,6 +21,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loop_runtime.adapters import project_files as files
 from loop_runtime.adapters.store.schema import parse_ts, to_ts
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats import registry as reg
@@ -131,16 +132,16 @@ def test_completion_mode_is_left_to_click(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_the_bundled_registry_cache_is_current() -> None:
     """Regenerate with `python scripts/bundle_registry.py` when this fails (the stale cache is not used anyway)."""
-    raw = reg.BUNDLED_REGISTRY.read_bytes()
-    cache = json.loads(reg.BUNDLED_CACHE.read_text(encoding="utf-8"))
+    raw = files.BUNDLED_REGISTRY.read_bytes()
+    cache = json.loads(files.BUNDLED_CACHE.read_text(encoding="utf-8"))
     assert cache["source"] == reg.source_stamp(raw)
     assert cache["document"] == yaml.safe_load(raw.decode("utf-8"))
 
 
 def test_the_cached_registry_is_the_yaml_registry(tmp_path: Path) -> None:
-    via_cache = reg.load_registry(tmp_path)
-    via_yaml = reg.parse_registry(reg.BUNDLED_REGISTRY.read_text(encoding="utf-8"),
-                                  file=str(reg.BUNDLED_REGISTRY), source="bundled")
+    via_cache = files.load_registry(tmp_path)
+    via_yaml = reg.parse_registry(files.BUNDLED_REGISTRY.read_text(encoding="utf-8"),
+                                  file=str(files.BUNDLED_REGISTRY), source="bundled")
     assert via_cache == via_yaml
 
 
@@ -153,25 +154,25 @@ def test_an_edited_registry_yaml_is_read_as_yaml_not_from_the_cache(tmp_path: Pa
                                                                     edit) -> None:
     copy = tmp_path / "data" / "registry.yaml"
     copy.parent.mkdir()
-    text = edit(reg.BUNDLED_REGISTRY.read_text(encoding="utf-8"))
+    text = edit(files.BUNDLED_REGISTRY.read_text(encoding="utf-8"))
     copy.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(reg, "BUNDLED_REGISTRY", copy)  # the real, now stale, cache stays in place
-    got = reg.load_registry(tmp_path)
+    monkeypatch.setattr(files, "BUNDLED_REGISTRY", copy)  # the real, now stale, cache stays in place
+    got = files.load_registry(tmp_path)
     assert got == reg.parse_registry(text, file=str(copy), source="bundled")
 
 
 @pytest.mark.parametrize("cache", [None, [], {}, {"source": None}, {"source": {"bytes": 1, "crc32": 2}, "document": 1},
                                    "text"])
 def test_a_cache_for_other_bytes_or_of_another_shape_is_ignored(cache: object) -> None:
-    assert reg.bundled_document(reg.BUNDLED_REGISTRY.read_bytes(), cache) is None
+    assert reg.bundled_document(files.BUNDLED_REGISTRY.read_bytes(), cache) is None
 
 
 def test_a_broken_cache_file_falls_back_to_the_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = tmp_path / "registry.json"
     broken.write_text("{not json")
-    monkeypatch.setattr(reg, "BUNDLED_CACHE", broken)
-    assert reg.load_registry(tmp_path).ids() == reg.parse_registry(
-        reg.BUNDLED_REGISTRY.read_text(encoding="utf-8")).ids()
+    monkeypatch.setattr(files, "BUNDLED_CACHE", broken)
+    assert files.load_registry(tmp_path).ids() == reg.parse_registry(
+        files.BUNDLED_REGISTRY.read_text(encoding="utf-8")).ids()
 
 
 # ---------------------------------------------------------------------------- libyaml, with the pure loader's verdicts

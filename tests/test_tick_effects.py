@@ -34,7 +34,8 @@ from loop_runtime.core.engine import PORT_NAMES, TickHooks, TickPorts
 from loop_runtime.core.lifecycle import IllegalTransition
 from loop_runtime.core.tick import Tick
 from loop_runtime.errors import GithubRefused
-from loop_runtime.formats.registry import find_pattern, load_registry
+from loop_runtime.adapters.project_files import load_registry
+from loop_runtime.formats.registry import find_pattern
 from loop_runtime import ports as p
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -134,6 +135,12 @@ class Tripwire:
 
     def __getattr__(self, attr: str) -> Any:
         raise AssertionError(f"the tick touched an adapter directly: .{attr}")
+
+    def _trip(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the tick called a hook directly")
+
+    # the hook ports' methods exist (``TickHooks`` takes the object as the port) but must never run
+    observe = check = labels = take = release = ready = emit = _trip
 
 
 def tripwire_deps(real: TickDeps) -> TickDeps:
@@ -291,12 +298,17 @@ def test_every_tick_phase_is_a_legal_transition_and_ends_in_a_final_state() -> N
     assert t.phase == "done"
 
 
+ASSIGNS_PHASE = re.compile(r"\.(_?phase)\s*=[^=]"  # t.phase = …, t._phase = …
+                           r"|setattr(?:__)?\([^)]*[\'\"]_?phase[\'\"]"  # (object.__)setattr(t, "_phase", …)
+                           r"|\[[\'\"]_?phase[\'\"]\]\s*=")  # vars(t)["_phase"] = …
+
+
 def test_nothing_in_core_assigns_a_phase_but_advance() -> None:
     """A source check: the only assignments to a tick's phase are its start and ``Tick._advance``."""
     found = set()
     for path in CORE.glob("*.py"):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if re.search(r"\.(_?phase)\s*=[^=]|setattr(?:__)?\([^)]*[\'\"]_?phase[\'\"]|\[[\'\"]_?phase[\'\"]\]\s*=", line):
+            if ASSIGNS_PHASE.search(line):
                 found.add((path.name, line.strip()))
     assert found == {("tick.py", 'self._phase = "idle"'), ("tick.py", "self._phase = advance(self._phase, dst)")}
 
@@ -346,6 +358,24 @@ def test_a_failed_effect_replays_as_the_same_failure() -> None:
     deps = dataclasses.replace(deps, observe=blind)
     recorder = Recorder(DirectExecutor(deps))
     first = asyncio.run(drive(Tick(plan(), tripwire_deps(deps), "L3").run(), recorder))
-    assert first.outcome == "report-only" and [o.call.name for o in recorder.outcomes if o.error] == ["observer.observe"]
+    assert first.outcome == "report-only"
+    assert [o.call.name for o in recorder.outcomes if o.error] == ["observer.observe"]
     again = asyncio.run(drive(Tick(plan(), tripwire_deps(deps), "L3").run(), Replayer(recorder.outcomes)))
     assert again.as_json() == first.as_json()
+
+
+def test_a_tick_built_from_its_spec_alone_runs_the_same() -> None:
+    """``TickSpec`` (policy, options, wired port names) is all a tick reads: what a workflow builds it from."""
+    deps, _ = every_port_deps()
+    spec = deps.spec()
+    assert spec.wired() == frozenset(PORT_NAMES)
+    first = asyncio.run(drive(Tick(plan(), spec, "L3").run(), DirectExecutor(deps)))
+    deps2, _ = every_port_deps()
+    second = asyncio.run(drive(Tick(plan(), tripwire_deps(deps2), "L3").run(), DirectExecutor(deps2)))
+    assert first.as_json() == second.as_json()
+
+
+def test_hooks_given_as_a_group_are_wrapped_too() -> None:
+    hooks = TickHooks(observer=lambda: "seen", stop=lambda: "kill")
+    assert hooks.observer.observe() == "seen" and hooks.stop.check() == "kill"
+    assert TickHooks(observer=hooks.observer).observer is hooks.observer  # a port is used as it is

@@ -26,27 +26,35 @@ temp dir, holding:
 At L2+ an implementer may commit in its worktree: the repository's object store, the
 worktree's own git folder and ``refs/heads/loop/`` are then writable too — never the
 base branch, tags, config or hooks.
+
+This module builds the settings and the command line; the rest of one process lives
+beside it, by concern: ``sandbox_denials`` (the denial channel, confirming its records,
+reading srt's violation reports), ``sandbox_git`` (the git paths a commit needs, importing
+the agent's objects) and ``sandbox_limits`` (the pids cgroup or the rlimit/watchdog
+fallback). Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..ports import READ_ONLY_WRITE, SandboxScope
+from ..formats.levels import LEVELS
+from ..ports import SandboxScope
+from .sandbox_denials import DenialChannel, RefusalContext, confirm_record, read_violations
+from .sandbox_git import current_branch, fork_point, git_writable, import_objects
+from .sandbox_limits import PROCESS_ALLOWANCE, SandboxLimits, limit_args, make_cgroup
 
-__all__ = ["DEPENDENCIES", "HOME_SECRETS", "MODES", "NoSandbox", "SandboxLimits", "SrtSandbox", "find_srt",
-           "endpoint_host", "make_sandbox", "missing_dependencies"]
+__all__ = ["DEPENDENCIES", "HOME_SECRETS", "MODES", "PROCESS_ALLOWANCE", "DenialChannel", "NoSandbox",
+           "SandboxLimits", "SrtSandbox", "find_srt", "endpoint_host", "make_sandbox", "missing_dependencies"]
 
 MODES = ("auto", "srt", "none")
 DEPENDENCIES = ("bwrap", "socat", "rg")  # Debian: bubblewrap, socat, ripgrep
@@ -67,29 +75,6 @@ MASKED_NAMES = (".gitconfig", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc
                 ".ripgreprc", ".mcp.json", ".vscode", ".idea", ".claude")
 """What srt (0.0.83) mounts over in the working directory so nothing can create them (``DANGEROUS_FILES``)."""
 
-PROCESS_ALLOWANCE = 48
-"""Tasks (processes and threads) of srt itself inside the pids cgroup: node, its proxies, bubblewrap, socat."""
-WATCH_MARGIN = 32
-HOST_GROWTH = 256  # room for the user's other processes to grow while a sandboxed one runs
-
-
-def _processes_of_this_user() -> int:
-    """How many processes our real uid already has on the host: ``RLIMIT_NPROC`` counts them all, not
-    only the sandbox's, so a limit set without them binds at once on a busy machine (forks fail with
-    EAGAIN below the watchdog's threshold and a fork bomb stalls instead of being killed)."""
-    uid, count = os.getuid(), 0
-    try:
-        names = [n for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return 0
-    for name in names:
-        try:
-            if os.stat(f"/proc/{name}").st_uid == uid:
-                count += 1
-        except OSError:
-            continue
-    return count
-
 EXEC_HELPER = str(Path(__file__).with_name("sandbox_exec.py"))
 RUNNER = str(Path(__file__).resolve().parents[1] / "data" / "srt_run.mjs")
 
@@ -99,16 +84,6 @@ def srt_library(srt: str) -> str | None:
     dist = Path(os.path.realpath(srt)).parent
     needed = ("index.js", "utils/config-loader.js", "utils/shell-quote.js")
     return str(dist) if all((dist / n).is_file() for n in needed) else None
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Per-process limits inside the sandbox (``sandbox_exec``): CPU seconds, MiB, processes, file MiB."""
-
-    cpu_s: int = 3600
-    memory_mb: int = 8192
-    processes: int = 512
-    file_mb: int = 2048
 
 
 def find_srt(env: Mapping[str, str] = os.environ) -> str | None:
@@ -144,89 +119,6 @@ def endpoint_host(url: str | None, default: str) -> tuple[tuple[str, ...], bool]
         names = (f"{literal}:{port}", f"localhost:{port}") if host == "localhost" else (f"{literal}:{port}",)
         return names, True
     return (host,), False
-
-
-class DenialChannel:
-    """The shims' write-only way to tell the runtime what they refused: a FIFO the runtime drains.
-
-    Why not a log file: whatever the shims can write inside the sandbox, the agent can write
-    too — a file it could truncate or rewrite. The FIFO sits in the process's private folder,
-    which is read-only inside (it cannot be removed or replaced), with mode ``0222``: nobody
-    may open it for reading, and the sandboxed command holds no capability to override that
-    (``sandbox_exec.drop_capabilities``). A record, once written, is in the runtime's hands: a
-    thread here drains it while the command runs (a flood cannot block a shim's write), each
-    record is one write of at most PIPE_BUF bytes starting with a newline (never interleaved
-    with, nor glued onto, anything the agent wrote). What the agent can still do — write a
-    record of its own — is handled by ``confirm``, which re-decides each record as it arrives
-    (``SrtProcess._confirm``): only confirmed denials are kept (at most ``MAX_LINES``, distinct), so a
-    flood of junk or of forged records of allowed calls cannot crowd out a real one.
-    """
-
-    MAX_LINES = 100
-    MAX_PENDING = 65536
-
-    def __init__(self, path: Path, confirm: Callable[[str], str | None]) -> None:
-        import threading
-
-        os.mkfifo(path, 0o600)
-        self.path = path
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer of our own: no EOF
-        os.chmod(path, 0o222)
-        self._pending = b""
-        self._confirm = confirm
-        self._lines: dict[str, None] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name="sandbox-denials", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        import select
-
-        while not self._stop.is_set():
-            fd = self.fd
-            if fd is None:
-                return
-            try:
-                ready, _, _ = select.select([fd], [], [], 0.2)
-            except (OSError, ValueError):
-                return
-            if ready:
-                self._read_available()
-
-    def _read_available(self) -> None:
-        with self._lock:
-            while self.fd is not None:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                *complete, self._pending = (self._pending + chunk).split(b"\n")
-                if len(self._pending) > self.MAX_PENDING:
-                    self._pending = b""  # a line that never ends is nobody's record
-                for raw in complete:
-                    if raw.strip() and len(self._lines) < self.MAX_LINES:
-                        shown = self._confirm(raw.decode("utf-8", "replace").strip())
-                        if shown:
-                            self._lines.setdefault(shown, None)
-
-    def lines(self) -> list[str]:
-        """Every confirmed denial so far (what is still in the pipe is read first)."""
-        self._read_available()
-        with self._lock:
-            return list(self._lines)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        with self._lock:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
 
 
 class NoSandbox:
@@ -295,7 +187,7 @@ class SrtProcess:
             self.channel = DenialChannel(self.log, self._confirm)
             self.report = self.dir / "violations.json"  # written by srt_run.mjs on the host side
             self.limit_report = self.dir / "limits.json"  # written by sandbox_exec's outer mode (host side)
-            self.cgroup = self._make_cgroup()
+            self.cgroup = make_cgroup(self.sandbox.limits, self.sandbox.cgroups)
             self.watchdog = self.cgroup is None  # the namespace watchdog holds the process count
             self.objects: Path | None = None  # the private object store of an L2+ agent's commits
             self.common_dir: Path | None = None
@@ -311,13 +203,6 @@ class SrtProcess:
             self.close()
             raise
 
-    def _make_cgroup(self) -> Path | None:
-        if not self.sandbox.cgroups:
-            return None
-        from . import pids_cgroup
-
-        return pids_cgroup.create(self.sandbox.limits.processes + PROCESS_ALLOWANCE)
-
     # -- what the process may touch
 
     def _level(self) -> str:
@@ -325,11 +210,10 @@ class SrtProcess:
         one (a tick held down to L2 gets no L3 `gh pr create`), else read-only (L1)."""
         if not (self.scope.writable and self.scope.purpose == "agent"):
             return "L1"
-        levels = ("L0", "L1", "L2", "L3")
         configured, effective = self.sandbox.level, self.scope.level or self.sandbox.level
-        if configured not in levels or effective not in levels:
+        if configured not in LEVELS or effective not in LEVELS:
             return "L1"  # an unknown level: the most restrictive
-        return min(configured, effective, key=levels.index)
+        return min(configured, effective, key=LEVELS.index)
 
     def _settings(self) -> dict[str, object]:
         root = Path(self.sandbox.root).resolve()
@@ -353,9 +237,11 @@ class SrtProcess:
             if dotgit.is_file():
                 deny_write.append(str(dotgit))  # the pointer to its git folder stays where it is
             if self.scope.purpose == "agent" and self._level() in ("L2", "L3"):
-                writable, denied = self._git_writable(cwd)
-                allow_write += writable
-                deny_write += denied
+                git = git_writable(cwd, self.rw)
+                if git is not None:
+                    self.objects, self.common_dir = git.objects, git.common
+                    allow_write += git.writable
+                    deny_write += git.denied
         hosts = sorted({*self.sandbox.allow_domains, *self.scope.hosts})
         return {
             "network": {"allowedDomains": hosts, "deniedDomains": []},
@@ -363,114 +249,21 @@ class SrtProcess:
                            "denyWrite": deny_write},
         }
 
-    def _git_writable(self, cwd: Path) -> tuple[list[str], list[str]]:
-        """(writable, write-denied) paths for a commit in a linked worktree.
-
-        Writable: its own git folder (index, its reflog, lock files) and ``refs/heads/loop/``.
-        Not the shared object store — as root, an agent could overwrite an existing object
-        there and change history without moving a ref. New objects go to a private store
-        (the git shim sets ``GIT_OBJECT_DIRECTORY`` for calls in the worktree, with the real
-        store as an alternate; a git run past the shim cannot write objects) and are copied in by
-        ``close()`` through ``git unpack-objects``, which names each by its verified hash and
-        never overwrites. Denied inside the git folder: ``HEAD``, ``commondir`` and ``gitdir``
-        (re-pointed, they would aim the runtime's own git calls at a config of the agent's).
-        """
-        try:
-            out = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
-                                 cwd=cwd, capture_output=True, text=True, timeout=30, check=True,
-                                 stdin=subprocess.DEVNULL).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            return [], []
-        if len(out) != 2:
-            return [], []
-        git_dir, common = Path(out[0]), Path(out[1])
-        if git_dir == common:
-            return [], []  # not a linked worktree: no commits from inside the sandbox
-        self.common_dir = common
-        self.objects = self.rw / "objects"
-        for sub in ("info", "pack"):
-            (self.objects / sub).mkdir(parents=True, exist_ok=True)
-        paths = [git_dir, common / "refs" / "heads" / "loop", common / "logs" / "refs" / "heads" / "loop"]
-        for path in paths:
-            with contextlib.suppress(OSError):
-                path.mkdir(parents=True, exist_ok=True)
-        denied = [str(git_dir / name) for name in ("HEAD", "commondir", "gitdir", "config.worktree")
-                  if (git_dir / name).exists()]
-        denied += self._other_loop_refs(cwd, common)
-        return [str(p) for p in paths], denied
-
-    @staticmethod
-    def _other_loop_refs(cwd: Path, common: Path) -> list[str]:
-        """Other attempts' branches (and reflogs) under the writable ``refs/heads/loop/``: never writable.
-
-        Without this, a git run past the shim could move another attempt's branch — one held for a
-        human's approval — to a commit of this agent's. (A ref that exists only in ``packed-refs`` has
-        no file to protect; the runtime's own branches are created loose.)"""
-        try:
-            proc = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/heads/loop/"], cwd=cwd,
-                                  capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-            own = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                 timeout=30, stdin=subprocess.DEVNULL).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return []
-        out: list[str] = []
-        for ref in proc.stdout.split():
-            if ref == own or not ref.startswith("refs/heads/loop/"):
-                continue
-            for base in (common, common / "logs"):
-                path = base / ref
-                if path.is_file():
-                    out.append(str(path))
-        return out
-
     def import_objects(self) -> str | None:
         """Copy the objects the agent's commits made into the repository; an error text, or None."""
         if self.objects is None or self.common_dir is None:
             return None
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        private = {**env, "GIT_OBJECT_DIRECTORY": str(self.objects)}
-        try:
-            ids = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname)"],
-                                 cwd=self.common_dir, env=private, capture_output=True, timeout=120,
-                                 stdin=subprocess.DEVNULL)
-            if ids.returncode != 0 or not ids.stdout.strip():
-                return None if ids.returncode == 0 else ids.stderr.decode(errors="replace")[-300:]
-            pack = subprocess.run(["git", "pack-objects", "--stdout", "-q"], cwd=self.common_dir, env=private,
-                                  input=ids.stdout, capture_output=True, timeout=300)
-            if pack.returncode != 0:
-                return pack.stderr.decode(errors="replace")[-300:]
-            unpacked = subprocess.run(["git", "unpack-objects", "-q"], cwd=self.common_dir, env=env,
-                                      input=pack.stdout, capture_output=True, timeout=300)
-            if unpacked.returncode != 0:
-                return unpacked.stderr.decode(errors="replace")[-300:]
-        except (OSError, subprocess.SubprocessError) as exc:
-            return str(exc)
-        return None
-
-    @staticmethod
-    def _git(args: list[str], cwd: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
-                                 stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() or None if out.returncode == 0 else None
-
-    def _branch(self) -> str | None:
-        return self._git(["symbolic-ref", "-q", "--short", "HEAD"], self.cwd)
+        return import_objects(self.objects, self.common_dir)
 
     def _base(self) -> str | None:
         """The attempt's base commit: given, or where its branch forked from the checkout's branch."""
-        if self.sandbox.base_commit:
-            return self.sandbox.base_commit
-        base_branch = self._git(["symbolic-ref", "-q", "--short", "HEAD"], self.sandbox.root)
-        return self._git(["merge-base", "HEAD", base_branch], self.cwd) if base_branch else None
+        return self.sandbox.base_commit or fork_point(self.sandbox.root, self.cwd)
 
     def _write_shims(self, path: str) -> None:
         from .shim import script
 
         tools = {t: shutil.which(t, path=path) for t in ("git", "gh")}
-        self.shim_level, self.shim_branch = self._level(), self._branch()
+        self.shim_level, self.shim_branch = self._level(), current_branch(self.cwd)
         config = {"level": self.shim_level, "branch": self.shim_branch, "log": str(self.log),
                   "root": str(Path(self.sandbox.root).resolve()),
                   "base": self._base() if self._level() == "L3" else None,
@@ -487,7 +280,6 @@ class SrtProcess:
     # -- ports.SandboxedProcess
 
     def wrap(self, argv: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-        limits = self.sandbox.limits
         child = dict(env)
         path = child.get("PATH") or os.defpath
         if self.scope.shims:
@@ -502,14 +294,7 @@ class SrtProcess:
             child["BASH_ENV"] = str(env_file)
         for name in ("TMPDIR", "TMP", "TEMP"):
             child[name] = str(self.tmp)
-        inner = [sys.executable, "-I", "-S", "-B", EXEC_HELPER, "--cpu", str(limits.cpu_s),
-                 "--data", str(limits.memory_mb * 1024 * 1024), "--fsize", str(limits.file_mb * 1024 * 1024)]
-        if self.cgroup is None:
-            # No pids cgroup: the namespace watchdog holds the process count. RLIMIT_NPROC (binding where the
-            # sandbox's user is not real root) sits above the watchdog's threshold so the watchdog sees it crossed.
-            nproc = limits.processes + WATCH_MARGIN + _processes_of_this_user() + HOST_GROWTH
-            inner += ["--nproc", str(nproc), "--watch", str(limits.processes),
-                      "--log", str(self.log)]
+        inner = [sys.executable, "-I", "-S", "-B", EXEC_HELPER, *limit_args(self.sandbox.limits, self.cgroup, self.log)]
         for host in self.scope.proxy_hosts:
             inner += ["--proxy-host", host]
         # srt points TMPDIR at /tmp/claude, shared by every sandboxed process: use our private one.
@@ -535,48 +320,10 @@ class SrtProcess:
         return [*outer, *inner, "--", *argv], child
 
     def violations(self) -> tuple[str, ...]:
-        """What the sandbox blocked (writes refused, connections denied, the process limit), read from
-        reports written on the host side: srt's own monitor (``srt_run.mjs``) and ``sandbox_exec``."""
-        seen: dict[str, None] = {}
-        try:
-            limit = json.loads(self.limit_report.read_text(encoding="utf-8"))
-            if isinstance(limit, dict) and limit.get("limit") == "processes":
-                seen[f"blocked: process limit exceeded ({str(limit.get('max'))[:20]} processes and threads)"] = None
-        except (OSError, ValueError):
-            pass
-        try:
-            data = json.loads(self.report.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return tuple(seen)
-        lines = data.get("violations") if isinstance(data, dict) else None
-        if not isinstance(lines, list):
-            return tuple(seen)
-        for line in lines:
-            if isinstance(line, str) and not self._expected(line):
-                prefix = READ_ONLY_WRITE if self._own_read_only_write(line) else "blocked: "
-                seen.setdefault(f"{prefix}{line[:300]}", None)
-        return tuple(seen)[:100]
-
-    def _own_read_only_write(self, line: str) -> bool:
-        """A read-only agent's (or tool's) refused write inside its own cwd: caches, ``__pycache__``."""
-        if self.scope.writable or not line.startswith("deny "):
-            return False
-        op, _, path = line.partition(" ")[2].partition(" ")
-        return op != "network-outbound" and (path == self.cwd or path.startswith(self.cwd + os.sep))
-
-    def _expected(self, line: str) -> bool:
-        """Refusals that are no escape attempt: the CLI's own home state and caches, ``mkdir`` of a folder
-        that exists, and paths the monitor could not resolve (relative to a descriptor, ``/proc/self/fd``)."""
-        op, _, path = line.partition(" ")[2].partition(" ")
-        if not line.startswith("deny ") or op == "network-outbound":
-            return False
-        if path == "/sys/kernel/debug/tracing/trace_marker":
-            return True  # Bun's runtime (opencode) probes the kernel trace log at start: no escape attempt
-        if path.startswith("/proc/self/fd/") or (op == "mkdir" and os.path.isdir(path)) or path == str(self.log):
-            return True  # (the denial channel is opened for writing where nothing else is writable)
-        home = str(Path(self.sandbox.home or os.path.expanduser("~")))
-        return any(path == f"{home}/{n}" or path.startswith(f"{home}/{n}")
-                   for n in (".claude", ".cache", ".npm", ".config/claude", ".local/state"))
+        """What the sandbox blocked, from the host-side reports (``sandbox_denials.read_violations``)."""
+        context = RefusalContext(cwd=self.cwd, writable=self.scope.writable, log=str(self.log),
+                                 home=str(Path(self.sandbox.home or os.path.expanduser("~"))))
+        return read_violations(self.limit_report, self.report, context.classify)
 
     def denials(self) -> tuple[str, ...]:
         """The shims' refusals (in order; malformed lines skipped), then what the sandbox blocked."""
@@ -596,36 +343,9 @@ class SrtProcess:
         return tuple(self.channel.lines())
 
     def _confirm(self, line: str) -> str | None:
-        """One record from the denial channel, re-decided here with the shims' own policy.
-
-        Anything inside the sandbox can write to the channel, so a record is believed only as far
-        as the policy confirms it: a git/gh call the policy denies at the shims' level (writing
-        that record is no different from making the call), a gate refusal of a call that needs
-        the gate, the namespace watchdog's process limit. Anything else is dropped, and the text
-        reported is the policy's reason, never the record's.
-        """
-        from ..core.shim_policy import decide
-
-        try:
-            entry = json.loads(line)
-            tool = entry.get("tool")
-            argv = [str(a) for a in entry.get("argv", [])] if tool in ("git", "gh") else []
-        except (ValueError, AttributeError, TypeError):
-            return None
-        if tool == "sandbox":
-            ok = entry.get("limit") == "processes" and self.watchdog
-            return "sandbox: process limit exceeded (namespace watchdog): all killed" if ok else None
-        if tool not in ("git", "gh") or self.shim_level is None:
-            return None
-        shown = f"{tool} {' '.join(argv)}"[:200]
-        decision = decide(tool, argv, level=self.shim_level, branch=self.shim_branch)
-        if not decision.allowed:
-            return f"{shown}: {decision.reason}"[:400]
-        if decision.needs_gate and str(entry.get("reason", "")).startswith("gate does not allow"):
-            return f"{shown}: gate does not allow {decision.needs_gate}"
-        if entry.get("clipped") is True:
-            return f"{shown}: denied (arguments clipped in the record)"
-        return None
+        """One record from the denial channel, re-decided with the shims' policy (``confirm_record``)."""
+        return confirm_record(line, shim_level=self.shim_level, shim_branch=self.shim_branch,
+                              watchdog=self.watchdog)
 
     def close(self) -> None:
         """Import the agent's new git objects (if any), then remove the cgroup and the private folder."""

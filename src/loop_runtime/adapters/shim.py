@@ -48,7 +48,7 @@ def _gate_allows(config: dict[str, Any], action: str) -> tuple[bool, str]:
         return False, f"cannot list the changed paths: {exc}"
     paths = [p for p in out.split("\0") if p]
     from ..core import gate
-    from ..formats.gate_config import load_gate_policy
+    from .project_files import load_gate_policy
 
     policy, _ = load_gate_policy(Path(root))
     verdict = gate.check(policy, paths, action)

@@ -18,7 +18,7 @@ from .runtime import Project
 
 def list_doc(root: Path) -> dict[str, Any]:
     """``list --json``: the registry's patterns (the project's registry, else the bundled one)."""
-    from ..formats.registry import load_registry
+    from ..adapters.project_files import load_registry
 
     reg = load_registry(root)
     rows = [
@@ -41,7 +41,8 @@ def cost_doc(root: Path, pattern: str, level: str, cadence: str | None, orchestr
              conservative: bool = False, with_caching: bool = False) -> dict[str, Any]:
     """``cost --json``: loop-cost's estimate."""
     from ..core.cost import estimate
-    from ..formats.registry import find_pattern, load_registry
+    from ..adapters.project_files import load_registry
+    from ..formats.registry import find_pattern
 
     registry = load_registry(root)
     return estimate(find_pattern(registry, pattern), level, cadence, conservative,

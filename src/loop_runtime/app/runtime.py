@@ -77,8 +77,7 @@ class Project:
 
 
 def load_project(root: Path) -> Project:
-    from ..formats.project_config import load_project_config
-    from ..formats.registry import load_registry
+    from ..adapters.project_files import load_project_config, load_registry
 
     registry = load_registry(root)
     config = load_project_config(root)
@@ -97,7 +96,7 @@ def load_project(root: Path) -> Project:
 
 
 def gate_policy(project: Project) -> Any:
-    from ..formats.gate_config import load_gate_policy
+    from ..adapters.project_files import load_gate_policy
 
     if project.gate_policy is None:
         policy, warning = load_gate_policy(project.root)

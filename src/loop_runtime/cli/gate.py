@@ -51,7 +51,8 @@ def gate_check(c: Ctx, paths: tuple[str, ...], paths_opt: tuple[str, ...], actio
 
 def _policy(c: Ctx, gate_file: str | None) -> tuple[object, str | None]:
     """The policy of ``--gate-file`` (an unreadable file is an error), else the project's gate.yaml or the default."""
-    from ..formats.gate_config import load_gate_policy, parse_gate_yaml
+    from ..adapters.project_files import load_gate_policy
+    from ..formats.gate_config import parse_gate_yaml
 
     if not gate_file:
         return load_gate_policy(c.root)

@@ -97,7 +97,7 @@ def cost(c: Ctx, pattern: str, level: str, cadence: str | None, orchestration: s
     from ..core.cost import format_estimate, list_patterns
 
     if list_ids:
-        from ..formats.registry import load_registry
+        from ..adapters.project_files import load_registry
 
         for line in list_patterns(load_registry(c.root)):
             click.echo(line)

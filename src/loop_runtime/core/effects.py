@@ -24,6 +24,7 @@ runs it itself: read the text, apply ``fn``, write back if the text is unchanged
 from __future__ import annotations
 
 import inspect
+from types import GeneratorType
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,9 @@ class PortMissing(LookupError):
 
 def _awaitable(value: Any) -> bool:
     """``inspect.isawaitable``, fast for the plain values most PortCalls return."""
-    return value is not None and hasattr(type(value), "__await__") or inspect.isawaitable(value)
+    if hasattr(type(value), "__await__"):
+        return True
+    return type(value) is GeneratorType and inspect.isawaitable(value)  # a generator-based coroutine
 
 
 Execute = Callable[[PortCall], Any]

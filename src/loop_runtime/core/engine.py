@@ -89,6 +89,10 @@ class TickHooks:
     promotion: PromotionCheck | None = None  # L3: promotion.yaml merge-readiness, when present
     events: EventStream | None = None  # progress events for live views
 
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a bare callable becomes the port it stands for (``core.hooks``)
+            object.__setattr__(self, f.name, as_hook(f.name, getattr(self, f.name)))
+
 
 @dataclass(frozen=True)
 class TickPolicy:
@@ -153,7 +157,7 @@ class TickDeps:
             if name not in _FLAT:
                 raise TypeError(f"TickDeps() got an unexpected keyword argument {name!r}")
             group, attr = _FLAT[name]
-            changes[group][attr] = as_hook(attr, value) if group == "hooks" else value
+            changes[group][attr] = value
         for group, cls in _GROUPS.items():
             base = given[group]
             value = cls(**changes[group]) if base is None else replace(base, **changes[group])
@@ -169,6 +173,26 @@ class TickDeps:
     def wired(self) -> frozenset[str]:
         """The port names with an adapter: what a tick may call (it asks nothing of a missing port)."""
         return frozenset(n for n in PORT_NAMES if self.port(n) is not None)
+
+    def spec(self) -> TickSpec:
+        """What the tick is told without its adapters (``Tick(plan, deps.spec(), level)`` runs the same)."""
+        return TickSpec(policy=self.policy, options=self.options, ports=self.wired())
+
+
+@dataclass(frozen=True)
+class TickSpec:
+    """All a ``Tick`` reads of what it is given: its policy, its options and which ports are wired.
+
+    A driver that performs the effects elsewhere (a Temporal workflow, whose activities hold the
+    adapters) builds the tick from this; ``TickDeps`` offers the same three for the embedded runtime.
+    """
+
+    policy: TickPolicy
+    options: TickOptions
+    ports: frozenset[str]
+
+    def wired(self) -> frozenset[str]:
+        return self.ports
 
 
 _PORT_FIELDS = frozenset(f.name for f in fields(TickPorts))

@@ -30,18 +30,18 @@ async def publish(t: Tick, item: TriageItem, handle: WorkspaceHandle, sha: str, 
     text = pr_text(run_id=t.run_id, pattern=t.plan.pattern_id, item_id=item.id, item_title=item.title,
                    verdict="APPROVE", reasons=reasons, test_command=tests.command if tests else None,
                    test_passed=bool(tests and tests.passed), test_exit=tests.exit_code if tests else None,
-                   tokens=t.tokens, level=t.effective, branch=handle.branch, secrets=t.deps.secrets)
+                   tokens=t.tokens, level=t.effective, branch=handle.branch, secrets=t.deps.policy.secrets)
     req = PublishRequest(branch=handle.branch, sha=sha, base=handle.base_branch, title=text.title, body=text.body,
                          draft=not merge_ok, merge=merge_ok)
     try:
         pr = await t.ports.publisher.publish(req)
     except GithubRefused as e:  # core.act escalates it (branch protection said no)
-        t.lines.append(f"merge refused: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
+        t.lines.append(f"merge refused: {clip(str(e), 200, extra_secrets=t.deps.policy.secrets)}")
         raise
     except LoopError as e:
         t.lines.append(f"GitHub step failed (the fix stays on {handle.branch}): "
-                       f"{clip(str(e), 300, extra_secrets=t.deps.secrets)}")
-        await t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.secrets)})
+                       f"{clip(str(e), 300, extra_secrets=t.deps.policy.secrets)}")
+        await t.record("publish", {"error": clip(str(e), 300, extra_secrets=t.deps.policy.secrets)})
         return None
     await t.record("publish", {"url": pr.url, "number": pr.number, "draft": req.draft, "merged": pr.merged})
     t.lines.append(f"{'draft ' if req.draft else ''}pull request #{pr.number}: {pr.url}"
@@ -58,8 +58,9 @@ async def mirror_escalation(t: Tick, item: TriageItem, reason: str, detail: str)
         return
     try:
         body = escalation_comment(run_id=t.run_id, pattern=t.plan.pattern_id, reason=reason, detail=detail,
-                                  secrets=t.deps.secrets)
+                                  secrets=t.deps.policy.secrets)
         url = await t.ports.publisher.comment(number, body)
         t.lines.append(f"escalation mirrored on #{number}" + (f": {url}" if url else ""))
     except LoopError as e:
-        t.lines.append(f"escalation not mirrored on #{number}: {clip(str(e), 200, extra_secrets=t.deps.secrets)}")
+        why = clip(str(e), 200, extra_secrets=t.deps.policy.secrets)
+        t.lines.append(f"escalation not mirrored on #{number}: {why}")

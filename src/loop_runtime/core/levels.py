@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..formats.levels import LEVELS  # the one list of levels (formats validate it too)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .budget import BudgetVerdict
     from .killswitch import KillState
-
-LEVELS = ("L0", "L1", "L2", "L3")
 
 #: What each level may do, enforced at run time (R9–R11).
 RULES = {

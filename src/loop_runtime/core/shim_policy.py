@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ShimDecision", "decide", "decide_gh", "decide_git"]
+from .levels import LEVELS
 
-LEVELS = ("L0", "L1", "L2", "L3")
+__all__ = ["ShimDecision", "decide", "decide_gh", "decide_git"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..formats.triage import parse_triage
 from ..ports import Notification, Permission, Usage
 from . import tick_agents, tick_records, tick_start
 from .effects import REQUIRED, PortCall
-from .engine import PORT_NAMES, Halt, TickDeps, new_run_id
+from .engine import PORT_NAMES, Halt, TickDeps, TickSpec, new_run_id
 from .levels import rank
 from .lifecycle import advance
 from .plan import Plan
@@ -73,9 +73,13 @@ class _Ports:
 
 
 class Tick:
-    """One tick: preflight → discover → triage → report or act → records (see ``core.engine``)."""
+    """One tick: preflight → discover → triage → report or act → records (see ``core.engine``).
 
-    def __init__(self, plan: Plan, deps: TickDeps, level: str) -> None:
+    It reads only ``deps.options``, ``deps.policy`` and ``deps.wired()`` — a ``TickDeps`` or its
+    ``TickSpec`` — and reaches every adapter through the PortCalls it yields.
+    """
+
+    def __init__(self, plan: Plan, deps: TickDeps | TickSpec, level: str) -> None:
         self.plan, self.deps, self.level = plan, deps, level
         self.tick_id = deps.options.tick_id or f"{plan.pattern_id}-{uuid.uuid4().hex[:12]}"
         self.run_id = deps.options.run_id or ""  # allocated from the clock when the tick starts

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from ..errors import ConfigError
+from .md_table import split_row as _split_row
 from .registry import name_matches
 from .registry_types import Pattern
 
@@ -105,13 +106,6 @@ def _is_row(line: str) -> bool:
 def _is_separator(line: str) -> bool:
     cells = [c.replace(" ", "") for c in _split_row(line) if c.strip()]
     return _is_row(line) and bool(cells) and all(_SEPARATOR_CELL.match(c) for c in cells)
-
-
-def _split_row(line: str) -> list[str]:
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", body)]
 
 
 def _header_key(cell: str) -> str:

@@ -11,7 +11,8 @@ core schema that loop-gate's ``yaml`` package uses, so ``on``/``yes`` stay strin
 duplicate keys are an error, instead of PyYAML's YAML 1.1 readings.
 
 A project without ``gate.yaml`` still gets a policy: docs/safety.md's default denylist
-with auto-merge disabled (R14), and a warning saying so.
+with auto-merge disabled (R14), and a warning saying so (``missing_gate_warning``; the file is
+read by ``adapters.project_files.load_gate_policy``, this module only parses text).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -191,14 +191,7 @@ def render_gate_yaml(policy: GatePolicy) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_gate_policy(root: Path) -> tuple[GatePolicy, str | None]:
-    """``<root>/gate.yaml`` if present; else ``DEFAULT_POLICY`` and a warning to log (R14)."""
-    path = Path(root) / GATE_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return DEFAULT_POLICY, (f"{GATE_FILE} not found in {root}: using the docs/safety.md default denylist "
-                                "(max 10 files); auto-merge is disabled")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(str(path), "file", None, message=f"cannot read gate config: {err}") from None
-    return parse_gate_yaml(text, file=str(path)), None
+def missing_gate_warning(root: str) -> str:
+    """The warning logged when ``root`` has no ``gate.yaml`` and ``DEFAULT_POLICY`` applies (R14)."""
+    return (f"{GATE_FILE} not found in {root}: using the docs/safety.md default denylist "
+            "(max 10 files); auto-merge is disabled")

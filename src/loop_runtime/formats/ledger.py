@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from ..errors import ConfigError
+from .json_text import load_strict_json
 
 LEDGER_FILE = "loop-ledger.json"
 OUTCOMES = ("success", "failure", "noop")
@@ -68,19 +69,6 @@ class DailySpend:
 
 
 # ------------------------------------------------------------------ parsing
-
-
-def _loads(text: str, file: str) -> Any:
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        return json.loads(text, parse_constant=no_constant)
-    except json.JSONDecodeError as err:
-        raise ConfigError(file, "json", None,
-                          message=f"invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
-    except (ValueError, RecursionError) as err:
-        raise ConfigError(file, "json", None, message=f"invalid JSON: {err}") from None
 
 
 def _whole_number(value: Any) -> TypeGuard[int | float]:
@@ -131,7 +119,7 @@ def _attempt(raw: Any, index: int, file: str) -> Attempt:
 
 def parse_ledger(text: str, *, file: str = LEDGER_FILE) -> Ledger:
     """Read a ledger; anything loop-context could not use safely is a ``ConfigError``."""
-    data = _loads(text, file)
+    data = load_strict_json(text, file)
     if not isinstance(data, dict) or not isinstance(data.get("goal"), str) \
             or not isinstance(data.get("attempts"), list):
         raise ConfigError(file, "goal/attempts", None,

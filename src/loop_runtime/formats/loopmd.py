@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .md_table import split_row as _split_row
 from .registry import ID_RE, name_matches
 from .registry_types import Pattern
 
@@ -115,13 +116,6 @@ def _loop_blocks(lines: list[str]) -> list[list[str]]:
         if keep:
             blocks[-1].append(line)
     return [b for b in blocks if b]
-
-
-def _split_row(line: str) -> list[str]:
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", body)]
 
 
 def _parse_tables(block: list[str], warnings: list[str]) -> list[LoopOverride]:

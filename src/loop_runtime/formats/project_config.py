@@ -4,7 +4,9 @@ The ecosystem files (registry, LOOP.md, loop-budget.md) are enough to run a loop
 this file only holds what they cannot say: which agent backend runs it, the test
 command, notifier URLs and so on. It is never required. Precedence, lowest first:
 built-in defaults < ``loop-runtime.toml`` < environment variables < CLI flags (the
-flags are applied by the CLI, not here).
+flags are applied by the CLI, not here). This module only turns text (and a mapping of
+environment values) into a ``ProjectConfig``; ``adapters.project_files.load_project_config``
+reads the files and the process environment.
 
 File format (every key optional; unknown keys are an error naming the valid ones)::
 
@@ -72,20 +74,18 @@ Environment variables (a non-empty value overrides the file):
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
 from .github_config import GithubConfig, parse_github_table
+from .levels import LEVELS
 
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
-LEVELS = ("L0", "L1", "L2", "L3")
 SANDBOX_MODES = ("auto", "srt", "none")
 # An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
 DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
@@ -143,7 +143,7 @@ class ProjectConfig:
     backends: Mapping[str, BackendConfig] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: ``[mcp]``: level (``L1``…) → server names an agent at that level may use (default: none)
     mcp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``load_project_config``)
+    #: the ``.mcp.json`` definitions of the servers ``mcp`` names (filled by ``adapters.project_files.load_project_config``)
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                          hash=False, repr=False)
     #: ``[temporal]``: where the project's Temporal is (empty: the project does not run on Temporal)
@@ -255,41 +255,35 @@ def _mcp_levels(raw: object, file: str) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(out)
 
 
-def _with_mcp_servers(config: ProjectConfig, root: Path, file: str) -> ProjectConfig:
-    """Resolve the ``[mcp]`` names against ``<root>/.mcp.json``: every listed name must be defined there."""
+def mcp_names_listed(config: ProjectConfig) -> bool:
+    """True when ``[mcp]`` names any server, so ``.mcp.json`` must be read to resolve them."""
+    return any(config.mcp.values())
+
+
+def with_mcp_servers(config: ProjectConfig, mcp_text: str | None, *, file: str, mcp_file: str,
+                     root: str) -> ProjectConfig:
+    """Resolve the ``[mcp]`` names against ``.mcp.json`` text: every listed name must be defined there.
+
+    ``mcp_text`` is None when the project has no ``.mcp.json`` (the loader in
+    ``adapters.project_files`` reads it); ``file`` is the ``loop-runtime.toml`` the names come
+    from, ``mcp_file`` the ``.mcp.json`` path and ``root`` the project, all for messages only.
+    """
     listed = [(level, n) for level, names in config.mcp.items() for n in names]
     if not listed:
         return config
     from .mcp_json import FILE_NAME as MCP_FILE, parse_mcp_json
 
-    path = Path(root) / MCP_FILE
-    try:
-        servers = parse_mcp_json(path.read_text(encoding="utf-8"), file=str(path))
-    except FileNotFoundError:
+    if mcp_text is None:
         level, name = listed[0]
         raise ConfigError(file, f"mcp.{level.lower()}", name,
-                          message=f"mcp.{level.lower()} names {name!r} but there is no {MCP_FILE} at {root}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
+                          message=f"mcp.{level.lower()} names {name!r} but there is no {MCP_FILE} at {root}")
+    servers = parse_mcp_json(mcp_text, file=mcp_file)
     for level, name in listed:
         if name not in servers:
             raise ConfigError(file, f"mcp.{level.lower()}", name, valid=sorted(servers) or "(none defined)",
                               message=f"mcp.{level.lower()} invalid: {name!r} is not a server in {MCP_FILE} "
                                       f"(defined: {', '.join(sorted(servers)) or 'none'})")
     return replace(config, mcp_servers=MappingProxyType({n: servers[n] for _, n in listed})).with_sources(config.sources)
-
-
-def load_project_config(root: Path, env: Mapping[str, str] = os.environ) -> ProjectConfig:
-    """``<root>/loop-runtime.toml`` when present (else defaults), then environment overrides."""
-    path = Path(root) / FILE_NAME
-    config = ProjectConfig()
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
-        config = _with_mcp_servers(parse_project_config(text, file=str(path)), Path(root), str(path))
-    return apply_env(config, env)
 
 
 def apply_env(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:

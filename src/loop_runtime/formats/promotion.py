@@ -16,7 +16,6 @@ are refused.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from .gate_config import load_yaml
+from .json_text import load_strict_json
 
 T = TypeVar("T")
 DATASET_KINDS = ("synthetic", "sanitized", "production")
@@ -403,18 +403,7 @@ def evidence_from_data(value: Any, *, file: str = "evidence.json") -> PromotionE
 
 def parse_promotion_evidence(text: str, *, file: str = "evidence.json") -> PromotionEvidence:
     """Read and validate promotion evidence JSON."""
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as err:
-        raise ConfigError(file, "json", None,
-                          message=f"invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
-    except (ValueError, RecursionError) as err:
-        raise ConfigError(file, "json", None, message=f"invalid JSON: {err}") from None
-    return evidence_from_data(value, file=file)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    return evidence_from_data(load_strict_json(text, file), file=file)
 
 
 # Short names the runner uses.

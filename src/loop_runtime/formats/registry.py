@@ -13,22 +13,21 @@ with three deliberate relaxations a runtime needs:
 
 A missing ``cost`` block is kept apart from a malformed one (R4): the former gives
 ``Pattern.cost = None``, the latter a ``ConfigError``.
+
+This module parses text (or an already-loaded document); which file is read — the
+project's or the bundled copy and its JSON cache — is ``adapters.project_files.load_registry``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
     from typing import Any, Literal
 
 from ..errors import ConfigError
 from .registry_types import CostModel, Pattern, Registry
-
-BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry.yaml"
-BUNDLED_CACHE = BUNDLED_REGISTRY.with_suffix(".json")  # the same document, pre-read (see bundled_document)
 
 ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
@@ -92,24 +91,6 @@ def registry_from_document(doc: Any, *, file: str = DEFAULT_FILE, source: str = 
     return Registry(patterns=tuple(patterns), source=kind, path=file, warnings=tuple(warnings))
 
 
-def load_registry(root: Path) -> Registry:
-    """The project's ``patterns/registry.yaml`` when present, else the bundled copy (R1).
-
-    Most adopter projects have no registry, so the bundled copy (identical to the
-    newest known upstream registry) is the normal case; ``Registry.source`` records
-    which one was used.
-    """
-    project = Path(root) / "patterns" / "registry.yaml"
-    if project.is_file():
-        return parse_registry(_read(project), file=str(project), source="project")
-    bundled = BUNDLED_REGISTRY  # a plain path: importlib.resources costs start-up time for nothing here
-    raw = bundled.read_bytes()
-    doc = bundled_document(raw, _read_cache())
-    if doc is not None:
-        return registry_from_document(doc, file=str(bundled), source="bundled")
-    return parse_registry(raw.decode("utf-8"), file=str(bundled), source="bundled")
-
-
 def source_stamp(raw: bytes) -> dict[str, int]:
     """What identifies the YAML a cached document was loaded from: its length and CRC-32."""
     import zlib
@@ -132,15 +113,6 @@ def bundled_document(raw: bytes, cache: Any) -> Any:
     return cache.get("document")
 
 
-def _read_cache() -> Any:
-    import json
-
-    try:
-        return json.loads(BUNDLED_CACHE.read_bytes())
-    except (OSError, ValueError):
-        return None  # no cache (or a broken one): the YAML is read instead
-
-
 def find_pattern(registry: Registry, pattern_id: str) -> Pattern:
     """Resolve ``--pattern`` by id only (R5); an unknown id names the valid ones."""
     for pattern in registry.patterns:
@@ -151,13 +123,6 @@ def find_pattern(registry: Registry, pattern_id: str) -> Pattern:
     message = explain_unknown(pattern_id, registry.ids(), {p.name: p.id for p in registry.patterns})
     file = "" if workflow_only(pattern_id) else registry.path  # not a registry problem: no file to blame
     raise ConfigError(file, "pattern", pattern_id, valid=registry.ids(), message=message)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "file", None, message=f"cannot read: {exc}") from None
 
 
 def _load_yaml(text: str, file: str) -> Any:

@@ -16,12 +16,12 @@ An issue requires ``reproduction``; a PR requires a 40-char lowercase ``headSha`
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .json_text import load_json
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 REPRODUCTION = ("confirmed", "unknown", "failed")
@@ -196,11 +196,7 @@ def observation_from_data(data: Any, *, file: str = "repair-evidence.json") -> R
 
 
 def parse_repair_observation(text: str, *, file: str = "repair-evidence.json") -> RepairObservation:
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise ConfigError(file, "json", None, message=f"not valid JSON: {e}") from None
-    return observation_from_data(data, file=file)
+    return observation_from_data(load_json(text, file), file=file)
 
 
 def observation_to_data(o: RepairObservation) -> dict[str, Any]:

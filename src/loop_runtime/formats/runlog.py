@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .json_text import reject_constant
 
 MARKER = "<!-- Loop appends below this line -->"
 MAX_AGE = timedelta(days=30)
@@ -261,17 +262,13 @@ def _on_day(log: RunLog, pattern: str, day: date) -> list[RunLogEntry]:
     return out
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # JSON.parse rejects NaN/Infinity; so do we
-
-
 _decoder: json.JSONDecoder | None = None
 
 
 def _load_object(line: str) -> dict[str, Any] | None:
     global _decoder
     if _decoder is None:  # one decoder for every line: json.loads(parse_constant=...) builds one per call
-        _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+        _decoder = json.JSONDecoder(parse_constant=reject_constant)
     if line.startswith("\ufeff"):
         return None  # json.loads refuses a leading BOM; the bare decoder would not
     try:

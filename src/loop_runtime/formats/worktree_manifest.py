@@ -22,6 +22,7 @@ from datetime import datetime, UTC
 from typing import Any
 
 from ..errors import ConfigError
+from .json_text import load_json as _load_json
 
 __all__ = [
     "CLEANUP_DEFAULT_STATUSES",
@@ -112,13 +113,6 @@ class LockFile:
 
 
 # --------------------------------------------------------------------------- manifest
-
-
-def _load_json(text: str, file: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ConfigError(file, "json", None, message=f"not valid JSON: {exc}") from None
 
 
 def _string(obj: Mapping[str, Any], key: str, where: str, file: str, *, required: bool = True) -> str | None:

@@ -48,23 +48,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AgentNotStarted, BackendError
-from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, Usage
 from ..metering_proxy import MeteringProxy
-from .metered import close_log, finish, run_metered
 from .boxed import BoxedCommand, agent_scope
-from .process import (
-    ProcessOutcome,
-    UsageMeter,
-    child_env,
-    emit,
-    fail_closed,
-    inside_root,
-    int_field,
-    larger,
-    last_line,
-    redact,
-    summarize,
-)
+from .jsonl_cli import Launch, UserLoginCliBackend, budget_halt
+from .metered import MeteredRun
+from .process import ProcessOutcome, UsageMeter, emit, fail_closed, inside_root, int_field, larger, last_line
+from .process import redact, summarize
 
 INSTALL_HINT = "install Claude Code (npm i -g @anthropic-ai/claude-code) or pip install 'loop-runtime[claude]'"
 SET_HINT = "set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`)"
@@ -330,11 +320,12 @@ would only be refused by the sandbox's allowlist — each refusal a reported vio
 tick whose agent did nothing wrong."""
 
 
-class ClaudeCliBackend:
+class ClaudeCliBackend(UserLoginCliBackend):
     """Runs one agent role through the Claude Code CLI with exact usage from its result."""
 
     name = "claude"
-    sandbox: Sandbox | None = None  # set by __init__; the class default keeps a bare instance unsandboxed
+    credential_vars = CREDENTIAL_VARS
+    credential_hint = CREDENTIAL_HINT
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
                  env: Mapping[str, str] | None = None, sandbox: Sandbox | None = None,
@@ -347,10 +338,6 @@ class ClaudeCliBackend:
         # The real API the metering proxy forwards to: the CLI's own variable, else the config, else official.
         self.upstream = self.credentials.pop("ANTHROPIC_BASE_URL", None) or base_url or DEFAULT_BASE_URL
         self.sandbox = sandbox
-
-    @property
-    def sandboxed(self) -> bool:
-        return self.sandbox is not None and self.sandbox.active
 
     def scope(self, request: AgentRequest, endpoint: str | None = None) -> SandboxScope:
         """What the CLI may touch: its cwd (writable at EDIT_WORKTREE) and its model endpoint.
@@ -385,18 +372,18 @@ class ClaudeCliBackend:
                  "--", request.prompt]
         return argv
 
-    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
-                  on_event: EventSink | None = None) -> AgentResult:
-        env = child_env(request.env, self.credentials)
-        if credentials_known_missing(env):
-            raise AgentNotStarted(CREDENTIAL_HINT)
-        if self.sandboxed:
-            env = {**SANDBOXED_ENV, **env}
-        secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
-        state = _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
+    def credentials_known_missing(self, env: Mapping[str, str]) -> bool:
+        return credentials_known_missing(env)
+
+    def run_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**SANDBOXED_ENV, **env} if self.sandboxed else env
+
+    def new_state(self, request: AgentRequest, on_event: EventSink | None) -> _Run:
+        return _Run(request, UsageMeter(request.token_limit), on_event, request.cwd)
+
+    def launch(self, request: AgentRequest, env: dict[str, str], box: BoxedCommand) -> Launch:
         mcp_config = write_mcp_config(request, private=self.sandboxed)
         own_folder = self.sandboxed or not request.transcript_dir
-        box = BoxedCommand(self.sandbox, on_event)
 
         def command(proxy: MeteringProxy) -> tuple[list[str], dict[str, str]]:
             # Under the sandbox the agent's network allowlist is the metering proxy alone.
@@ -408,18 +395,15 @@ class ClaudeCliBackend:
             if own_folder:
                 shutil.rmtree(mcp_config.parent, ignore_errors=True)  # our own private temp folder
 
-        run = await run_metered(request, self.upstream, secrets=secrets, command=command, handle=state.handle,
-                                stop=stop, on_event=on_event, cleanup=cleanup, before_close=box.collect)
-        try:
-            if run.outcome.halted == AUTH_FAILED and state.result is None:
-                raise BackendError(REJECTED_HINT)
-            result = self._result(request, state, run.outcome, list(run.secrets))
-        except BackendError:
-            close_log(run.proxy)
-            raise
-        cli_usage = result_usage(state.result) if state.result is not None else None
-        result = replace(result, sandbox_denials=box.denials)
-        return finish(result, run, cli_usage, on_event=on_event, backend="claude")
+        return Launch(self.upstream, command, cleanup)
+
+    def result(self, request: AgentRequest, state: _Run, run: MeteredRun) -> AgentResult:
+        if run.outcome.halted == AUTH_FAILED and state.result is None:
+            raise BackendError(REJECTED_HINT)
+        return self._result(request, state, run.outcome, list(run.secrets))
+
+    def cli_usage(self, state: _Run) -> Usage | None:
+        return result_usage(state.result) if state.result is not None else None
 
     def _result(self, request: AgentRequest, state: _Run, outcome: ProcessOutcome,
                 secrets: list[str]) -> AgentResult:
@@ -439,9 +423,7 @@ class ClaudeCliBackend:
                 error=error, files_changed=changed)
         text = "\n".join(state.texts)
         if halted == "budget":
-            return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=turns,
-                               stop_reason="budget", files_changed=changed,
-                               error=f"stopped: usage passed the reservation of {request.token_limit:,} tokens")
+            return budget_halt(text, state.meter.usage, turns, changed, request.token_limit)
         usage = fail_closed(state.meter.usage, request.token_limit)
         if halted is not None:
             return AgentResult(text=text, usage=usage, status="halted", turns=turns, stop_reason=halted,

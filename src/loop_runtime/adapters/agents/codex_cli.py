@@ -49,20 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import AgentNotStarted, BackendError
-from ...ports import AgentRequest, AgentResult, EventSink, Permission, StopCheck, Usage
+from ...errors import AgentNotStarted
+from ...ports import AgentRequest, AgentResult, EventSink, Permission, Usage
 from ..metering_proxy import MeteringProxy
-from .metered import finish, run_metered
-from .process import (
-    ProcessOutcome,
-    UsageMeter,
-    child_env,
-    emit,
-    fail_closed,
-    inside_root,
-    int_field,
-    last_line,
-)
+from .boxed import BoxedCommand
+from .jsonl_cli import Launch, UserLoginCliBackend, budget_halt
+from .metered import MeteredRun
+from .process import ProcessOutcome, UsageMeter, emit, fail_closed, inside_root, int_field, last_line
 
 INSTALL_HINT = "install it with npm i -g @openai/codex"
 CREDENTIAL_HINT = "codex CLI has no credentials: set OPENAI_API_KEY (or CODEX_API_KEY), or run `codex login`"
@@ -107,17 +100,21 @@ def _toml_value(value: Any) -> str:
 _MCP_KEYS = {"command": "command", "args": "args", "env": "env", "cwd": "cwd", "url": "url", "headers": "http_headers"}
 
 
-def user_mcp_servers(codex_home: str | None) -> tuple[str, ...]:
-    """The MCP server names in ``$CODEX_HOME/config.toml`` (none when it is absent or unreadable)."""
+def _user_config(codex_home: str | None) -> dict[str, Any]:
+    """``$CODEX_HOME/config.toml`` as a table; empty when absent or unreadable (codex reports a broken one)."""
     if not codex_home:
-        return ()
+        return {}
     import tomllib
 
     try:
-        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
+        return tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return ()  # codex itself reports a broken config
-    servers = data.get("mcp_servers")
+        return {}
+
+
+def user_mcp_servers(codex_home: str | None) -> tuple[str, ...]:
+    """The MCP server names in ``$CODEX_HOME/config.toml`` (none when it is absent or unreadable)."""
+    servers = _user_config(codex_home).get("mcp_servers")
     return tuple(servers) if isinstance(servers, dict) else ()
 
 
@@ -145,14 +142,7 @@ def codex_usage(raw: Any) -> Usage:
 
 def user_provider(codex_home: str | None) -> tuple[str | None, Mapping[str, Any]]:
     """The provider the user's ``config.toml`` selects (id, its table), or (None, {}) for the built-in one."""
-    if not codex_home:
-        return None, {}
-    import tomllib
-
-    try:
-        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None, {}
+    data = _user_config(codex_home)
     name = data.get("model_provider")
     providers = data.get("model_providers")
     table = providers.get(name) if isinstance(providers, dict) and isinstance(name, str) else None
@@ -161,11 +151,16 @@ def user_provider(codex_home: str | None) -> tuple[str | None, Mapping[str, Any]
     return None, {}
 
 
+def codex_home_of(env: Mapping[str, str]) -> str | None:
+    """Where codex keeps its login and config: ``$CODEX_HOME``, else ``~/.codex`` (None without a HOME)."""
+    return env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+
+
 def uses_chatgpt_login(env: Mapping[str, str]) -> bool:
     """No API key variable, but a ``codex login`` in the Codex home: codex talks to ChatGPT's backend."""
     if any(env.get(k) for k in CREDENTIAL_VARS):
         return False
-    home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+    home = codex_home_of(env)
     return home is not None and (Path(home) / "auth.json").is_file()
 
 
@@ -201,7 +196,7 @@ def credentials_known_missing(env: Mapping[str, str]) -> bool:
     """True only when no key variable is set and the Codex home has neither a login nor a config."""
     if any(env.get(k) for k in CREDENTIAL_VARS):
         return False
-    home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+    home = codex_home_of(env)
     if home is None:
         return False
     # A config.toml may select a provider that needs no key (a local server): we cannot know cheaply.
@@ -269,10 +264,12 @@ class _Run:
                         self.changed[rel] = None
 
 
-class CodexCliBackend:
+class CodexCliBackend(UserLoginCliBackend):
     """Runs one agent role through ``codex exec`` with usage from ``turn.completed``."""
 
     name = "codex"
+    credential_vars = CREDENTIAL_VARS
+    credential_hint = CREDENTIAL_HINT
 
     def __init__(self, *, binary: str | None = None, model: str | None = None,
                  env: Mapping[str, str] | None = None, codex_home: str | None = None,
@@ -306,14 +303,14 @@ class CodexCliBackend:
             argv += ["-c", f"developer_instructions={toml_string(request.system_prompt)}"]
         return [*argv, "--", request.prompt]
 
-    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
-                  on_event: EventSink | None = None) -> AgentResult:
-        env = child_env(request.env, self.credentials)
-        if credentials_known_missing(env):
-            raise AgentNotStarted(CREDENTIAL_HINT)
-        secrets = [v for k, v in env.items() if k in CREDENTIAL_VARS]
-        state = _Run(request, UsageMeter(request.token_limit), on_event)
-        home = env.get("CODEX_HOME") or (str(Path(env["HOME"]) / ".codex") if env.get("HOME") else None)
+    def credentials_known_missing(self, env: Mapping[str, str]) -> bool:
+        return credentials_known_missing(env)
+
+    def new_state(self, request: AgentRequest, on_event: EventSink | None) -> _Run:
+        return _Run(request, UsageMeter(request.token_limit), on_event)
+
+    def launch(self, request: AgentRequest, env: dict[str, str], box: BoxedCommand) -> Launch:
+        home = codex_home_of(env)
         provider, table = user_provider(home)
         upstream = str(table["base_url"]) if provider is not None else (
             CHATGPT_BASE_URL if uses_chatgpt_login(env) and not self.explicit_upstream else self.upstream)
@@ -322,11 +319,13 @@ class CodexCliBackend:
             overrides = provider_overrides(proxy.base_url, provider, env)
             return self.argv(request, user_mcp_servers(home), overrides), env
 
-        run = await run_metered(request, upstream, secrets=secrets, command=command, handle=state.handle,
-                                stop=stop, on_event=on_event)
-        result = _result(request, state, run.outcome, last_line(run.outcome.stderr_tail, run.secrets))
-        return finish(result, run, state.reported if state.failed is None else None, on_event=on_event,
-                      backend="codex")
+        return Launch(upstream, command)
+
+    def result(self, request: AgentRequest, state: _Run, run: MeteredRun) -> AgentResult:
+        return _result(request, state, run.outcome, last_line(run.outcome.stderr_tail, run.secrets))
+
+    def cli_usage(self, state: _Run) -> Usage | None:
+        return state.reported if state.failed is None else None
 
 
 def _result(request: AgentRequest, state: _Run, outcome: ProcessOutcome, stderr: str) -> AgentResult:
@@ -337,9 +336,7 @@ def _result(request: AgentRequest, state: _Run, outcome: ProcessOutcome, stderr:
     limit = request.token_limit
     charged = f"no usage reported; charged the full reservation of {limit:,} tokens"
     if halted == "budget":
-        return AgentResult(text=text, usage=state.meter.usage, status="halted", turns=state.completed,
-                           stop_reason="budget", files_changed=changed,
-                           error=f"stopped: usage passed the reservation of {limit:,} tokens")
+        return budget_halt(text, state.meter.usage, state.completed, changed, limit)
     if state.reported is not None and state.failed is None:
         ok = returncode == 0 or halted is not None  # killed after its turn completed: the usage is final
         return AgentResult(text=text, usage=state.reported, status="ok" if ok else "error",

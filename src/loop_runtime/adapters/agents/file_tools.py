@@ -12,10 +12,8 @@ failures ``FileToolError``, which the agent loop turns into tool results (never 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from ...errors import AdapterError, GateDenied

@@ -9,6 +9,12 @@ CLI's own report as the cross-check. Only the command line, the private config f
 the event vocabulary differ; a subclass supplies those (``prepare``, ``new_state``,
 ``outcome``). ``gemini``, ``opencode`` and ``grok`` use it.
 
+``claude`` and ``codex`` keep the user's own login (their config folder, an OAuth token), so
+they get no private HOME: their shared body is ``UserLoginCliBackend`` — the credential
+check, the child environment, the sandbox box, the metered run and the bill — and a
+subclass supplies its parser state, its command line (``launch``) and how the stream
+becomes a result (``result``); ``budget_halt`` is the result of a run the meter stopped.
+
 Each run gets a private folder (mode 0700, removed after the run) for the CLI's HOME and
 config, so a user's own settings, logins and saved keys are never read or written and the
 worktree gets nothing but the agent's edits.
@@ -19,16 +25,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import AgentNotStarted
+from ...errors import AgentNotStarted, BackendError
 from ...ports import AgentRequest, AgentResult, EventSink, Sandbox, StopCheck, Usage
 from ..metering_proxy import MeteringProxy
 from .boxed import BoxedCommand, agent_scope
-from .metered import finish, run_metered
+from .metered import MeteredRun, close_log, finish, run_metered
 from .process import ProcessOutcome, child_env, emit, fail_closed, last_line
 
 
@@ -174,4 +180,80 @@ class JsonLinesCliBackend:
         return None
 
 
-__all__ = ["CliState", "JsonLinesCliBackend", "Prepared"]
+def budget_halt(text: str, usage: Usage, turns: int, changed: tuple[str, ...], limit: int) -> AgentResult:
+    """The result of a run the usage meter stopped: ``usage`` passed the reservation ``limit``."""
+    return AgentResult(text=text, usage=usage, status="halted", turns=turns, stop_reason="budget",
+                       files_changed=changed, error=f"stopped: usage passed the reservation of {limit:,} tokens")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one run starts: the real API behind the proxy, the command for a proxy, what to remove after."""
+
+    upstream: str
+    command: Callable[[MeteringProxy], tuple[list[str], dict[str, str]]]
+    cleanup: Callable[[], None] | None = None
+
+
+class UserLoginCliBackend:
+    """Base of the CLI backends that run with the user's own login (``claude``, ``codex``).
+
+    Subclasses set ``name``, ``credential_vars`` and ``credential_hint``, fill ``credentials``
+    in ``__init__`` and implement ``credentials_known_missing``, ``new_state``, ``launch``,
+    ``result`` and ``cli_usage``; ``run`` is the same for both.
+    """
+
+    name = "cli"
+    credential_vars: tuple[str, ...] = ()
+    credential_hint = ""
+    credentials: dict[str, str]
+    sandbox: Sandbox | None = None  # the class default keeps a bare instance unsandboxed
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox is not None and self.sandbox.active
+
+    def credentials_known_missing(self, env: Mapping[str, str]) -> bool:
+        """True only when it is certain the CLI cannot authenticate (cheap checks, no network)."""
+        return False
+
+    def run_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The child's environment after the credential check (e.g. sandbox defaults under it)."""
+        return env
+
+    def new_state(self, request: AgentRequest, on_event: EventSink | None) -> Any:
+        raise NotImplementedError
+
+    def launch(self, request: AgentRequest, env: dict[str, str], box: BoxedCommand) -> Launch:
+        raise NotImplementedError
+
+    def result(self, request: AgentRequest, state: Any, run: MeteredRun) -> AgentResult:
+        raise NotImplementedError
+
+    def cli_usage(self, state: Any) -> Usage | None:
+        """The CLI's own usage report, the proxy's cross-check (None when it gave none)."""
+        return None
+
+    async def run(self, request: AgentRequest, *, stop: StopCheck | None = None,
+                  on_event: EventSink | None = None) -> AgentResult:
+        env = child_env(request.env, self.credentials)
+        if self.credentials_known_missing(env):
+            raise AgentNotStarted(self.credential_hint)
+        env = self.run_env(env)
+        secrets = [v for k, v in env.items() if k in self.credential_vars]
+        state = self.new_state(request, on_event)
+        box = BoxedCommand(self.sandbox, on_event)
+        launch = self.launch(request, env, box)
+        run = await run_metered(request, launch.upstream, secrets=secrets, command=launch.command,
+                                handle=state.handle, stop=stop, on_event=on_event, cleanup=launch.cleanup,
+                                before_close=box.collect)
+        try:
+            result = self.result(request, state, run)
+        except BackendError:
+            close_log(run.proxy)  # no bill() follows: close the call log here
+            raise
+        result = replace(result, sandbox_denials=box.denials)
+        return finish(result, run, self.cli_usage(state), on_event=on_event, backend=self.name)
+
+
+__all__ = ["CliState", "JsonLinesCliBackend", "Launch", "Prepared", "UserLoginCliBackend", "budget_halt"]

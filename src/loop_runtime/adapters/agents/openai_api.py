@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ...errors import AgentNotStarted, BackendError, GateDenied
+from ...errors import AgentNotStarted, GateDenied
 from ...ports import AgentRequest, AgentResult, EventSink, Permission, Sandbox, SandboxScope, StopCheck, Usage
 from . import file_tools
 from .metered import bill, metered, stop_with

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...errors import AgentNotStarted, BackendError
+from ...errors import AgentNotStarted
 from ...ports import EventSink, StopCheck, Usage
 
 POLL_S = 0.2  # how often stop() and the deadline are checked while the child is silent
@@ -296,6 +296,14 @@ async def run_json_lines(
                           time.monotonic() - started)
 
 
+def _halt_reason(stop: StopCheck | None, deadline: float, now: float) -> str | None:
+    """Why the run must stop now: ``timeout`` past the deadline, else what ``stop()`` says (None: go on)."""
+    if now >= deadline:
+        return "timeout"
+    reason = stop() if stop is not None else None
+    return str(reason) if reason else None
+
+
 async def _read_loop(
     queue: asyncio.Queue[bytes | None],
     exited: asyncio.Future[int],
@@ -311,11 +319,9 @@ async def _read_loop(
     reaped = False
     while True:
         now = time.monotonic()
-        if now >= deadline:
-            return "timeout"
-        reason = stop() if stop is not None else None
+        reason = _halt_reason(stop, deadline, now)
         if reason:
-            return str(reason)
+            return reason
         if exited.done() and not reaped:
             # The leader is gone; a grandchild may still hold stdout open. Kill the group so the
             # pipe closes — buffered lines stay readable.
@@ -348,11 +354,9 @@ async def _await_exit(exited: asyncio.Future[int], stop: StopCheck | None, deadl
     """After EOF the leader should exit promptly; keep enforcing the deadline and stop() meanwhile."""
     while not exited.done():
         now = time.monotonic()
-        if now >= deadline:
-            return "timeout"
-        reason = stop() if stop is not None else None
+        reason = _halt_reason(stop, deadline, now)
         if reason:
-            return str(reason)
+            return reason
         await asyncio.wait([exited], timeout=min(POLL_S, deadline - now))
     return None
 
