@@ -19,7 +19,9 @@ from .app.runtime import Project
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .app.services import Services
     from .ports.store import Store
+    from .scheduler import Scheduler
 
 GRACE_S = 30.0
 
@@ -106,13 +108,40 @@ def human_line(kind: str, f: Mapping[str, Any]) -> str:
 async def serve_forever(project: Project, patterns: list[str], *, backend: str | None = None,
                         scenario: str | None = None, log_format: str = "plain", dashboard_port: int | None = None,
                         clock: Any = None) -> None:
-    from .adapters.clock import SystemClock
-    from .adapters.store.sqlite import RunStore
-    from .core.schedule import LoopSchedule
-    from .app.runner import LoopRunner, RunOptions, backend_name
-    from .scheduler import Scheduler, install_signal_handlers
+    """Tick every loop of ``patterns`` (default: the enabled ones) on its cadence until SIGTERM/SIGINT.
 
+    Every loop, the scheduler, the retention sweep and the embedded dashboard share the project's one
+    ``Services`` (one store connection, one notifier, one clock).
+    """
+    from .app.rules import runs_counter
+    from .app.runner import LoopRunner, RunOptions
+    from .app.services import Services
+    from .core.schedule import LoopSchedule
+    from .scheduler import Scheduler
+
+    ids = _loops_to_serve(project, patterns, backend, scenario, dashboard_port)
+    log = _logger(log_format)
+    services = Services.open(project, clock=clock, notifier=_notifier(project, dashboard_port, log))
+    try:
+        runners = {pid: LoopRunner(services, project.plan(pid), RunOptions(
+            backend=backend, scenario=scenario, clock=services.clock,
+            on_event=lambda k, p: log(k, p) if k == "tick.end" else None)) for pid in ids}
+        specs = [LoopSchedule.for_interval(pid, r.plan.interval_s, r.plan.max_runs_per_day) for pid, r in runners.items()]
+        scheduler = Scheduler(specs, _ticker(runners, services.notifier, log), store=services.store,
+                              clock=services.clock, on_log=log, runs_today=runs_counter(project, services.store))
+        await _serve(scheduler, services, ids, log, dashboard_port)
+    finally:
+        services.close()
+        log("daemon.stop", {})
+
+
+def _loops_to_serve(project: Project, patterns: list[str], backend: str | None, scenario: str | None,
+                    dashboard_port: int | None) -> list[str]:
+    """The loops to tick, every one's files checked before the store exists or any tick starts."""
+    from .app.backends import backend_name
     from .app.loops import project_loops
+    from .app.preflight import preflight
+    from .app.runner import RunOptions
 
     for pid in patterns:
         project.pattern(pid)  # an unknown id fails now, with the valid list, not at its first tick
@@ -120,33 +149,29 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
     ids = list(dict.fromkeys(patterns)) or list(loops.enabled)
     if not ids:
         raise LoopError(loops.none_message(project))
-    from .dashboard.security import preflight_dashboard
-    from .app.preflight import preflight
-
-    for pid in ids:  # every loop's files, before the store exists or any tick starts
-        plan = project.plan(pid)
-        preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)),
-                  scenario=scenario)
-    if dashboard_port:
-        preflight_dashboard(project)
-    clock = clock or SystemClock()
-    store = RunStore.open(project.root)
-    log = _logger(log_format)
-    notifier = None
-    if project.config.notify:
-        from .adapters.notify import AppriseNotifier
-
-        url = f"http://127.0.0.1:{dashboard_port}/" if dashboard_port else None
-        notifier = AppriseNotifier(tuple(project.config.notify), dashboard_url=url,
-                                   log=lambda m: log("notify.error", {"error": m}))
-    runners: dict[str, LoopRunner] = {}
-    specs = []
     for pid in ids:
         plan = project.plan(pid)
-        opts = RunOptions(backend=backend, scenario=scenario, clock=clock, notifier=notifier,
-                          on_event=lambda k, p: log(k, p) if k == "tick.end" else None)
-        runners[pid] = LoopRunner(project, plan, opts, store=store)
-        specs.append(LoopSchedule.for_interval(pid, plan.interval_s, plan.max_runs_per_day))
+        preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)), scenario=scenario)
+    if dashboard_port:
+        from .dashboard.security import preflight_dashboard
+
+        preflight_dashboard(project)
+    return ids
+
+
+def _notifier(project: Project, dashboard_port: int | None, log: Any) -> Any:
+    """The project's notifier (apprise URLs), linking to the embedded dashboard when there is one."""
+    if not project.config.notify:
+        return None
+    from .adapters.notify import AppriseNotifier
+
+    url = f"http://127.0.0.1:{dashboard_port}/" if dashboard_port else None
+    return AppriseNotifier(tuple(project.config.notify), dashboard_url=url,
+                           log=lambda m: log("notify.error", {"error": m}))
+
+
+def _ticker(runners: Mapping[str, Any], notifier: Any, log: Any) -> Any:
+    """The scheduler's ``run_tick``: one tick of a loop, logged; a failed tick is logged and notified, never raised."""
 
     async def run_tick(pid: str) -> None:
         import time
@@ -167,21 +192,27 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
 
                 notifier.notify(Notification("daemon-error", f"{pid}: tick failed", clip(str(e), 300), pattern=pid))
 
-    scheduler = Scheduler(specs, run_tick, store=store, clock=clock, on_log=log)
+    return run_tick
+
+
+async def _serve(scheduler: Scheduler, services: Services, ids: list[str], log: Any,
+                 dashboard_port: int | None) -> None:
+    """Run the scheduler with its companions (signals, daily summaries, retention, the dashboard) until it stops."""
+    from .app.fleet import prune_loop
+    from .scheduler import install_signal_handlers
+
+    project, store, clock, notifier = services.project, services.store, services.clock, services.notifier
     summary_task = None
     if notifier is not None and project.config.daily_summary:
         summary_task = asyncio.ensure_future(_daily_summaries(store, notifier, clock, ids, log))
-    loop = asyncio.get_running_loop()
-    remove = install_signal_handlers(scheduler, loop, GRACE_S)
-    server_task = None
+    remove = install_signal_handlers(scheduler, asyncio.get_running_loop(), GRACE_S)
+    server, server_task = None, None
     if dashboard_port:
         from .dashboard.server import make_server
 
-        server, token = make_server(project, host="127.0.0.1", port=dashboard_port, token=None)
+        server, token = make_server(project, host="127.0.0.1", port=dashboard_port, token=None, services=services)
         print(f"dashboard: http://127.0.0.1:{dashboard_port}/?token={token}", file=sys.stderr, flush=True)
         server_task = asyncio.ensure_future(server.serve())
-    from .app.fleet import prune_loop
-
     retention = asyncio.ensure_future(prune_loop([("", store, project.config.retention_days)], clock, log))
     log("daemon.start", {"loops": ",".join(ids)})
     try:
@@ -192,11 +223,9 @@ async def serve_forever(project: Project, patterns: list[str], *, backend: str |
         retention.cancel()
         if summary_task is not None:
             summary_task.cancel()
-        if server_task is not None:
+        if server is not None and server_task is not None:
             server.should_exit = True
             await asyncio.wait([server_task], timeout=5)
-        store.close()
-        log("daemon.stop", {})
 
 
 async def _daily_summaries(store: Store, notifier: Any, clock: Any, patterns: list[str], log: Any,

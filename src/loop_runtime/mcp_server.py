@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LoopError
+from .formats.levels import LEVELS
 
-LEVELS = ("L0", "L1", "L2", "L3")
-COST_LEVELS = ("L1", "L2", "L3")
+COST_LEVELS = LEVELS[1:]  # L0 drafts prompts and calls no agent: it has no cost to estimate
 RUN_LOG = "loop-run-log.md"
 SERVER_NAME = "loop-runtime"
 

@@ -14,8 +14,11 @@ How it runs:
 * a due time whose previous tick of the same loop is still running is skipped
   (``skip.overlap``) and the loop is rescheduled one interval later — ticks of one
   loop never overlap (cross-process exclusion is the engine's lease);
-* ``runs/day``: a loop that already began ``max_runs_per_day`` ticks this UTC day is
-  skipped (``skip.runs-cap``) until 00:00 UTC (plus its jitter);
+* ``runs/day``: a loop that already ran ``max_runs_per_day`` times this UTC day is
+  skipped (``skip.runs-cap``) until 00:00 UTC (plus its jitter). Runs are counted by
+  ``core.schedule.runs_today`` over the run log and the store's ticks, as the engine and
+  ``status`` count them (``runs_today``: ``app.rules.runs_counter``; without it, the store's
+  ticks alone);
 * a tick that raises is logged (``tick.error``) and never stops the scheduler.
 
 Stopping: ``request_stop()`` launches nothing new and wakes ``run()``;
@@ -43,13 +46,12 @@ import logging
 import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from .adapters.store.sqlite import RunStore
-from .core.schedule import LoopSchedule, first_due, next_day_start, next_due, runs_cap_reached, utc_day
-from .errors import ConfigError, StoreError
+from .core.schedule import LoopSchedule, first_due, next_day_start, next_due, runs_cap_reached, runs_today, utc_day
+from .errors import ConfigError, LoopError, StoreError
 from .ports import Clock
 
 TYPE_CHECKING = False
@@ -62,6 +64,8 @@ _log = logging.getLogger("loop_runtime.scheduler")
 _QUIET = frozenset({"tick.start", "tick.done"})
 
 LogFn = Callable[[str, Mapping[str, Any]], None]
+RunsToday = Callable[[str, date], int]
+"""``(pattern, UTC day) → runs so far`` (``app.rules.runs_counter``)."""
 
 CANCEL_WAIT_S = 10.0
 """After cancelling, how long (real time) to wait for ticks to finish their checkpoint."""
@@ -91,6 +95,7 @@ class Scheduler:
         rng: random.Random | None = None,
         on_log: LogFn | None = None,
         max_sleep_s: float = 30.0,
+        runs_today: RunsToday | None = None,
     ) -> None:
         self._specs: dict[str, LoopSchedule] = {}
         for spec in specs:
@@ -99,6 +104,7 @@ class Scheduler:
             self._specs[spec.pattern] = spec
         self._run_tick = run_tick
         self._store = store
+        self._runs_today: RunsToday = runs_today or (lambda p, day: runs_today_of(store, p, day))
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -206,8 +212,8 @@ class Scheduler:
             self._skip("skip.overlap", pattern, now, {"due": due, "next_due": following})
             return following
         if spec.max_runs_per_day is not None:
-            runs = self._store_call("runs_on_day", lambda: self._store.runs_on_day(pattern, utc_day(now)))
-            if runs is None:  # store unreadable: fail closed, try again one interval later
+            runs = self._store_call("runs_today", lambda: self._runs_today(pattern, utc_day(now)), (LoopError,))
+            if runs is None:  # store or run log unreadable: fail closed, try again one interval later
                 return following
             if runs_cap_reached(spec, runs):
                 resume = next_day_start(now) + timedelta(seconds=round(self._rng.random() * spec.jitter_s))
@@ -241,11 +247,11 @@ class Scheduler:
     def _push(self, pattern: str, due: datetime) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), pattern))
 
-    def _store_call(self, what: str, call: Callable[[], Any]) -> Any:
-        """Run a store call; a ``StoreError`` is logged (``store.error``) and yields None."""
+    def _store_call(self, what: str, call: Callable[[], Any], errors: tuple[type[Exception], ...] = (StoreError,)) -> Any:
+        """Run a store call; a ``StoreError`` (or one of ``errors``) is logged (``store.error``) and yields None."""
         try:
             return call()
-        except StoreError as exc:
+        except errors as exc:
             self._emit("store.error", {"call": what, "error": _error_text(exc)})
             return None
 
@@ -309,6 +315,11 @@ class Scheduler:
         finally:
             timer.cancel()
         return {t for t in pending if not t.done()}
+
+
+def runs_today_of(store: Store, pattern: str, day: date) -> int:
+    """``core.schedule.runs_today`` over the store's ticks alone (a scheduler given no run log)."""
+    return runs_today((), store.tick_run_ids(pattern, day))
 
 
 def install_signal_handlers(

@@ -30,8 +30,10 @@ __all__ = [
     "diff_against",
     "git_env",
     "git_ok",
+    "merge_conflicts",
     "parse_numstat_z",
     "parse_raw_z",
+    "rev_parse",
     "run_git",
     "run_git_bytes",
     "unquote_c",
@@ -266,3 +268,22 @@ def diff_against(cwd: Path, base: str) -> Diff:
     added = added_lines_by_path(patch)
     targets = _blobs(cwd, [e.new_sha for e in raw if e.new_mode == "120000"])
     return Diff(base_commit=base, changes=tuple(_file_change(e, binary, added, targets) for e in raw), patch=patch)
+
+
+# --------------------------------------------------------------------------- questions the application asks
+
+
+def rev_parse(cwd: str | Path, rev: str) -> str | None:
+    """The commit ``rev`` names, or None when it names none (a branch deleted meanwhile)."""
+    proc = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd, None, None, None)
+    return (decode(proc.stdout).strip() or None) if proc.returncode == 0 else None
+
+
+def merge_conflicts(cwd: str | Path, branch: str, into: str = "HEAD") -> list[str]:
+    """Paths where merging ``branch`` into ``into`` conflicts (``git merge-tree``), without touching the
+    checkout; empty when it merges cleanly or git cannot tell (an old git without ``--write-tree``)."""
+    proc = _run(["merge-tree", "--write-tree", "--name-only", "--no-messages", "--end-of-options", into, branch],
+                cwd, None, None, 60)
+    if proc.returncode != 1:
+        return []
+    return [line for line in decode(proc.stdout).splitlines()[1:] if line.strip()]

@@ -25,17 +25,19 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..core.sanitize import clean
-from ..ports import Notification
+from ..core.schedule import utc_day
+from ..ports import Clock, Notification, Notifier
 
 if TYPE_CHECKING:
-    from ..ports.store import Store
+    from ..ports.store import EventStore, Store
 
-__all__ = ["AppriseNotifier", "NullNotifier", "RecordingNotifier", "daily_summary", "redact_text"]
+__all__ = ["AppriseNotifier", "NullNotifier", "OncePerDayNotifier", "RecordingNotifier", "daily_summary",
+           "redact_text"]
 
 TITLE_MAX = 100
 BODY_MAX = 300
@@ -169,6 +171,29 @@ class RecordingNotifier:
 
     def notify(self, note: Notification) -> None:
         self.notes.append(note)
+
+
+class OncePerDayNotifier:
+    """Budget notifications go out once per loop per UTC day, not on every tick past the threshold.
+
+    Every other kind (escalation, kill, daemon error) is a distinct event a human must see. What was
+    sent is remembered as a ``notify.<kind>`` event in the store, so every process of the project agrees.
+    """
+
+    DAILY = ("budget-80", "budget-100")
+
+    def __init__(self, inner: Notifier, store: EventStore, clock: Clock) -> None:
+        self.inner, self.store, self.clock = inner, store, clock
+
+    def notify(self, note: Notification) -> None:
+        if note.kind in self.DAILY:
+            now = self.clock.now()
+            midnight = datetime.combine(utc_day(now), datetime.min.time(), tzinfo=now.tzinfo)
+            kind = f"notify.{note.kind}"
+            if self.store.count_events(kind, pattern=note.pattern, since=midnight):
+                return
+            self.store.add_event(kind, {"title": note.title}, now, pattern=note.pattern)
+        self.inner.notify(note)
 
 
 def daily_summary(store: Store, day: date, patterns: Sequence[str]) -> Notification:

@@ -3,6 +3,11 @@
 The CLI and the dashboard call these same functions, so a button and a command have
 the same effect. None of them calls an agent backend: approving an escalation applies
 exactly the diff a human reviewed.
+
+Each takes the project's ``Services`` (or the project, for callers that have no services yet):
+the store is the services' one, project files are written through a state writer that may
+change exactly the file the action is about (``Services.file_writer``), and git is asked
+through ``adapters.git``.
 """
 
 from __future__ import annotations
@@ -13,45 +18,58 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters import locked_files
-from ..adapters.state_files import at_rest, project_secrets
 from ..core import killswitch
 from ..core.redact import clip
 from ..core.budget import utc_day
 from ..errors import ConfigError, GitError, LoopError
 from .runtime import Project, now_utc
+from .services import Services, using
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..ports.store import EscalationStore, Store
 
 
-def _write(project: Project, rel: str, text: str) -> None:
-    """Atomically write a project file, redacted like every file the runtime writes."""
-    locked_files.write(project.root, project.root / rel, at_rest(rel, text, project_secrets(project.root)))
+def _project(source: Project | Services) -> Project:
+    return source.project if isinstance(source, Services) else source
+
+
+def _update(services: Services, rel: str, fn: Callable[[str | None], str | None]) -> None:
+    """Read-modify-write one project file through a state writer allowed that file alone (locked, atomic,
+    redacted like every file the runtime writes)."""
+    services.file_writer(rel).update(rel, fn)
 
 
 def _switch_file(pattern: str | None) -> str:
     return killswitch.ALL if pattern is None else killswitch.pattern_switch(pattern)
 
 
-def kill(project: Project, pattern: str | None, *, reason: str = "", now: datetime | None = None) -> str:
+def kill(source: Project | Services, pattern: str | None, *, reason: str = "", now: datetime | None = None) -> str:
     """Write the kill switch: ``loop-pause-all`` (all loops) or ``loop-pause-<id>`` at the root."""
+    project = _project(source)
     if pattern is not None:
         project.pattern(pattern)  # unknown ids fail with the valid list
     name = _switch_file(pattern)
     when = (now or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _write(project, name, f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
-                 + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
-    _event(project, "kill", {"scope": pattern or "all", "file": name, "reason": reason}, pattern)
+    text = (f"paused by {getpass.getuser()} at {when}" + (f": {reason}" if reason else "")
+            + "\nDelete this file (or run `loop-runtime resume`) to resume.\n")
+    with using(source) as services:
+        _update(services, name, lambda _old: text)
+        _event(services, "kill", {"scope": pattern or "all", "file": name, "reason": reason}, pattern)
     return name
 
 
-def resume(project: Project, pattern: str | None) -> tuple[list[str], list[str]]:
+def resume(source: Project | Services, pattern: str | None) -> tuple[list[str], list[str]]:
     """Clear the root kill-switch file(s). Returns (cleared, still-set-by-hand) descriptions.
 
     Flags written by hand inside LOOP.md or a state file are human-owned: they are
     reported, not edited.
     """
+    from .rules import hand_flag
+
+    project = _project(source)
     cleared: list[str] = []
     names = [_switch_file(pattern)] if pattern else [killswitch.ALL] + [
         killswitch.pattern_switch(p.id) for p in project.registry.patterns
@@ -63,39 +81,28 @@ def resume(project: Project, pattern: str | None) -> tuple[list[str], list[str]]
     remaining: list[str] = []
     ids = [pattern] if pattern else [p.id for p in project.registry.patterns]
     for pid in ids:
-        p = project.pattern(pid)
-        texts = {n: project.read(n) for n in {p.state, "STATE.md", "LOOP.md"}}
-        st = killswitch.evaluate(pid, state_file=p.state, texts=texts, root_files=set())
+        st = hand_flag(project, pid, project.pattern(pid).state)
         if st.engaged and st.source and f"{st.source}" not in remaining:
             remaining.append(f"{st.source} (a flag line: edit the file to clear it)")
-    _event(project, "resume", {"scope": pattern or "all", "cleared": cleared}, pattern)
+    with using(source) as services:
+        _event(services, "resume", {"scope": pattern or "all", "cleared": cleared}, pattern)
     return cleared, remaining
 
 
-def _event(project: Project, kind: str, payload: dict[str, Any], pattern: str | None) -> None:
-    if not (project.root / ".loop-runtime" / "runtime.db").exists():
-        return
-    from ..adapters.store.sqlite import RunStore
-
-    store = RunStore.open(project.root)
-    try:
+def _event(services: Services, kind: str, payload: dict[str, Any], pattern: str | None) -> None:
+    """Record a human's action in the store's feed, when the project has a store (kill creates none)."""
+    store = services.existing_store()
+    if store is not None:
         store.add_event(kind, payload, now_utc(), pattern=pattern)
-    finally:
-        store.close()
 
 
-def open_store(project: Project) -> Any:
-    from ..adapters.store.sqlite import RunStore
-
-    return RunStore.open(project.root)
-
-
-def _existing_store(project: Project) -> Any:
+def _existing_store(services: Services) -> Store:
     """The store of a project that has one; escalations cannot exist without it (and we create none)."""
-    if not (project.root / ".loop-runtime" / "runtime.db").is_file():
+    store = services.existing_store()
+    if store is None:
         raise ConfigError(".loop-runtime/runtime.db", "escalation", None,
                           message="no loop-runtime store in this project: there is no escalation to decide")
-    return open_store(project)
+    return store
 
 
 def _escalation(store: EscalationStore, esc_id: str, *, allow: tuple[str, ...] = ("open",)) -> Any:
@@ -116,7 +123,7 @@ def spine_files(project: Project) -> tuple[str, ...]:
 
     A merge may carry them over (or commit them) — they are not the human's work in progress.
     """
-    from .runner import runtime_written
+    from .services import runtime_written
 
     return runtime_written(project)
 
@@ -186,7 +193,7 @@ def _on_branch(root: Path) -> bool:
 def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> dict[str, Any]:
     """Merge an approved branch; the runtime's dirty files are carried over, or committed when the branch
     touches them (git would refuse to overwrite them), and the result says which."""
-    from ..adapters.git import run_git
+    from ..adapters.git import merge_conflicts, run_git
 
     touched = set(run_git(["diff", "--name-only", "-z", f"HEAD...{handle.branch}"], project.root).split("\0"))
     to_commit = [p for p in spine_dirty if p in touched]
@@ -201,7 +208,7 @@ def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> di
     try:
         info["merge"] = merge_ws.merge(handle)
     except GitError as e:
-        conflicts = _conflicts(project.root, handle.branch)
+        conflicts = merge_conflicts(project.root, handle.branch)
         if info["stateCommit"] and run_git(["rev-parse", "HEAD"], project.root) == info["stateCommit"]:
             run_git(["reset", "-q", "HEAD~1"], project.root)  # undo our own commit: the files stay as they were
         if not conflicts:
@@ -213,71 +220,60 @@ def _merge(project: Project, ws: Any, handle: Any, spine_dirty: list[str]) -> di
     return info
 
 
-def _conflicts(root: Path, branch: str) -> list[str]:
-    """Paths where merging ``branch`` into HEAD conflicts (``git merge-tree``; empty if it cannot tell)."""
-    import subprocess
-
-    proc = subprocess.run(["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", "HEAD", branch],
-                          cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    if proc.returncode != 1:
-        return []
-    return [line for line in proc.stdout.splitlines()[1:] if line.strip()]
-
-
 def _already_merged(root: Path, branch: str) -> bool:
     from ..adapters.git import git_ok
 
     return git_ok(["merge-base", "--is-ancestor", f"refs/heads/{branch}", "HEAD"], root)
 
 
-def approve(project: Project, esc_id: str, *, merge: bool = False, by: str | None = None,
+def approve(source: Project | Services, esc_id: str, *, merge: bool = False, by: str | None = None,
             store: Store | None = None) -> dict[str, Any]:
     """Apply the held change exactly as reviewed: commit on its branch (merge too with ``merge``).
 
     An escalation approved earlier without ``merge`` can be merged later the same way.
     """
-    from ..adapters.git_workspace import GitWorkspace
-    from ..formats.state import parse_state, render_state, set_human_decision
-    from .preflight import preflight_state_write
-
-    own = store is None
-    store = store or _existing_store(project)
-    try:
+    with using(source, store) as services:
+        store = _existing_store(services)
         esc = _escalation(store, esc_id, allow=("open", "approved") if merge else ("open",))
         if esc.status == "approved":
-            return _merge_later(project, store, esc)
-        preflight_state_write(project, esc.pattern)  # before the branch, the commit, the decision
-        ctx = esc.context
-        who = by or getpass.getuser()
-        result: dict[str, Any] = {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id}
-        spine_dirty = merge_preflight(project, esc_id, ctx.get("worktreeRunId")) if merge and esc.diff.strip() else []
-        if esc.diff.strip():
-            ws = GitWorkspace(project.root)
-            run_id = ctx.get("worktreeRunId") or f"{esc.pattern}-approved-{esc_id}"
-            message = clip(f"loop({esc.pattern}): {esc.title}", 72) + f"\n\nApproved-by: {who} ({esc_id})"
-            handle = ws.apply_held(run_id, esc.diff, esc.pattern, message)
-            result["branch"] = handle.branch
-            result["commit"] = _head(project.root, handle.branch)
-            result["worktreeRunId"] = run_id
-            if merge:
-                result.update(_merge(project, ws, handle, spine_dirty))
-                result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
-        now = now_utc()
-        store.resolve_escalation(esc_id, status="approved", decided_by=who, reason="approved", at=now, result=result)
-        merged = " (merged)" if result.get("merge") else ""
-        _state_decision(project, esc, f"approved by {who} on {now:%Y-%m-%d}{merged}",
-                        parse_state, render_state, set_human_decision)
-        store.add_event("escalation.approved", result, now, pattern=esc.pattern)
-        return result
-    finally:
-        if own:
-            store.close()
+            return _merge_later(services, store, esc)
+        return _approve_open(services, store, esc, merge=merge, who=by or getpass.getuser())
 
 
-def _merge_later(project: Project, store: Store | None, esc: Any) -> dict[str, Any]:
+def _approve_open(services: Services, store: Store, esc: Any, *, merge: bool, who: str) -> dict[str, Any]:
+    from ..adapters.git import rev_parse
+    from ..adapters.git_workspace import GitWorkspace
+    from .preflight import preflight_state_write
+
+    project, esc_id, ctx = services.project, esc.id, esc.context
+    preflight_state_write(project, esc.pattern)  # before the branch, the commit, the decision
+    result: dict[str, Any] = {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id}
+    spine_dirty = merge_preflight(project, esc_id, ctx.get("worktreeRunId")) if merge and esc.diff.strip() else []
+    if esc.diff.strip():
+        ws = GitWorkspace(project.root)
+        run_id = ctx.get("worktreeRunId") or f"{esc.pattern}-approved-{esc_id}"
+        message = clip(f"loop({esc.pattern}): {esc.title}", 72) + f"\n\nApproved-by: {who} ({esc_id})"
+        handle = ws.apply_held(run_id, esc.diff, esc.pattern, message)
+        result["branch"] = handle.branch
+        result["commit"] = rev_parse(project.root, handle.branch)
+        result["worktreeRunId"] = run_id
+        if merge:
+            result.update(_merge(project, ws, handle, spine_dirty))
+            result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
+    now = now_utc()
+    store.resolve_escalation(esc_id, status="approved", decided_by=who, reason="approved", at=now, result=result)
+    merged = " (merged)" if result.get("merge") else ""
+    _state_decision(services, esc, f"approved by {who} on {now:%Y-%m-%d}{merged}")
+    store.add_event("escalation.approved", result, now, pattern=esc.pattern)
+    return result
+
+
+def _merge_later(services: Services, store: Store, esc: Any) -> dict[str, Any]:
     """``approve <id> --merge`` on an escalation approved earlier: merge its branch now (once)."""
+    from ..adapters.git import rev_parse
     from ..adapters.git_workspace import GitWorkspace
 
+    project = services.project
     prior = dict(esc.result or {})
     branch = prior.get("branch")
     if not branch:
@@ -294,29 +290,25 @@ def _merge_later(project: Project, store: Store | None, esc: Any) -> dict[str, A
         raise LoopError(f"escalation {esc.id} is already approved and {branch} is already merged into HEAD")
     spine_dirty = merge_preflight(project, esc.id, run_id)
     result: dict[str, Any] = {"id": esc.id, "pattern": esc.pattern, "item": esc.item_id, "branch": branch,
-                              "commit": _head(project.root, branch), "worktreeRunId": run_id, "later": True}
+                              "commit": rev_parse(project.root, branch), "worktreeRunId": run_id, "later": True}
     result.update(_merge(project, ws, handle, spine_dirty))
     result["removed"] = ws.remove(run_id, keep_branch=True, status="merged")
     now = now_utc()
-    from ..formats.state import parse_state, render_state, set_human_decision
-
     approved = f"{esc.decided_at:%Y-%m-%d}" if hasattr(esc.decided_at, "strftime") else "earlier"
-    _state_decision(project, esc, f"approved by {esc.decided_by or 'a human'} on {approved}; merged on {now:%Y-%m-%d}",
-                    parse_state, render_state, set_human_decision)
+    _state_decision(services, esc, f"approved by {esc.decided_by or 'a human'} on {approved}; "
+                                   f"merged on {now:%Y-%m-%d}")
     store.add_event("escalation.merged", result, now, pattern=esc.pattern)
     return result
 
 
-def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None, store: Store | None = None,
-           keep_branch: bool = False) -> dict[str, Any]:
+def reject(source: Project | Services, esc_id: str, *, reason: str, by: str | None = None,
+           store: Store | None = None, keep_branch: bool = False) -> dict[str, Any]:
     """Discard the held change: its worktree and patch are removed, its branch deleted unless ``keep_branch``
     (then the held change is committed on it first, so the kept branch holds what was reviewed)."""
-    from ..formats.state import parse_state, render_state, set_human_decision
     from .preflight import preflight_state_write
 
-    own = store is None
-    store = store or _existing_store(project)
-    try:
+    with using(source, store) as services:
+        project, store = services.project, _existing_store(services)
         esc = _escalation(store, esc_id)
         preflight_state_write(project, esc.pattern)
         who = by or getpass.getuser()
@@ -333,68 +325,50 @@ def reject(project: Project, esc_id: str, *, reason: str, by: str | None = None,
         now = now_utc()
         store.resolve_escalation(esc_id, status="rejected", decided_by=who, reason=reason, at=now,
                                  result={"removed": removed})
-        _state_decision(project, esc, f"rejected by {who} on {now:%Y-%m-%d}: {reason}", parse_state, render_state,
-                        set_human_decision)
+        _state_decision(services, esc, f"rejected by {who} on {now:%Y-%m-%d}: {reason}")
         store.add_event("escalation.rejected", {"id": esc_id, "reason": reason, "removed": removed}, now,
                         pattern=esc.pattern)
         return {"id": esc_id, "pattern": esc.pattern, "item": esc.item_id, "reason": reason, "removed": removed}
-    finally:
-        if own:
-            store.close()
 
 
-def _state_decision(project: Project, esc: Any, decision: str, parse_state: Any, render_state: Any,
-                    set_human_decision: Any) -> None:
+def _state_decision(services: Services, esc: Any, decision: str) -> None:
+    """The human's decision on the escalated item, in the loop's state file (through its state writer)."""
     from ..core.sanitize import clean
+    from ..formats.state import parse_state, render_state, set_human_decision
 
-    state_file = project.pattern(esc.pattern).state
+    state_file = services.project.pattern(esc.pattern).state
 
     def decide(text: str | None) -> str | None:
         if text is None:
             return None
         doc = set_human_decision(parse_state(text, file=state_file), esc.item_id, clean(decision, 200), ref=esc.id)
-        return at_rest(state_file, render_state(doc), project_secrets(project.root))
+        return render_state(doc)
 
-    locked_files.update(project.root, project.root / state_file, decide)
-
-
-def _head(root: Path, branch: str) -> str | None:
-    import subprocess
-
-    proc = subprocess.run(["git", "rev-parse", branch], cwd=root, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    return proc.stdout.strip() or None
+    _update(services, state_file, decide)
 
 
-def topup(project: Project, pattern: str, tokens: int, *, reason: str, store: Store | None = None,
+def topup(source: Project | Services, pattern: str, tokens: int, *, reason: str, store: Store | None = None,
           now: datetime | None = None) -> dict[str, Any]:
     """Raise today's cap of one pattern; recorded in the store and the state file."""
+    from ..core.sanitize import clean
     from ..formats.state import append_section_line, parse_state, render_state
+    from .preflight import preflight_state_write
 
     if tokens <= 0:
         raise ConfigError("topup", "tokens", tokens, message=f"tokens must be positive: {tokens}")
-    from .preflight import preflight_state_write
-
+    project = _project(source)
     p = project.pattern(pattern)
     preflight_state_write(project, pattern)  # before the store records a top-up the state file cannot
     now = now or now_utc()
-    own = store is None
-    store = store or open_store(project)
-    try:
-        store.add_topup(pattern, utc_day(now), tokens, reason, now)
-        store.add_event("budget.topup", {"tokens": tokens, "reason": reason}, now, pattern=pattern)
-    finally:
-        if own:
-            store.close()
-    from ..core.sanitize import clean
-
     line = f"- {now:%Y-%m-%dT%H:%M:%SZ} +{tokens:,} tokens for {pattern}: {clean(reason, 120)}"
 
     def add(text: str | None) -> str | None:
         if text is None:
             return None
-        return at_rest(p.state, render_state(append_section_line(parse_state(text, file=p.state), "Budget top-ups", line)),
-                       project_secrets(project.root))
+        return render_state(append_section_line(parse_state(text, file=p.state), "Budget top-ups", line))
 
-    locked_files.update(project.root, project.root / p.state, add)
+    with using(source, store) as services:
+        services.store.add_topup(pattern, utc_day(now), tokens, reason, now)
+        services.store.add_event("budget.topup", {"tokens": tokens, "reason": reason}, now, pattern=pattern)
+        _update(services, p.state, add)
     return {"pattern": pattern, "tokens": tokens, "reason": reason, "day": str(utc_day(now))}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .runtime import Project
+from .services import Services, using
 
 
 def list_doc(root: Path) -> dict[str, Any]:
@@ -50,25 +51,19 @@ def cost_doc(root: Path, pattern: str, level: str, cadence: str | None, orchestr
 
 
 def store_if_exists(project: Project) -> Any:
-    """The run store when the project has one (read commands never create it)."""
-    if not (project.root / ".loop-runtime" / "runtime.db").exists():
-        return None
-    from ..adapters.store.sqlite import RunStore
+    """The run store when the project has one (read commands never create it); the caller closes it."""
+    from .services import Services
 
-    return RunStore.open(project.root)
+    return Services.open(project).existing_store()
 
 
-def status_doc(project: Project) -> dict[str, Any]:
+def status_doc(project: Project | Services) -> dict[str, Any]:
     """``status --json``: every loop's level, cadence, next run, last outcome, spend, escalations."""
     from .runtime import now_utc
     from .status import project_status
 
-    store = store_if_exists(project)
-    try:
-        return project_status(project, now_utc(), store)
-    finally:
-        if store is not None:
-            store.close()
+    with using(project) as services:
+        return project_status(services.project, now_utc(), services.existing_store())
 
 
 def esc_doc(e: Any) -> dict[str, Any]:
@@ -80,12 +75,11 @@ def esc_doc(e: Any) -> dict[str, Any]:
             "lastError": e.context.get("lastError"), "diffLines": len(e.diff.splitlines())}
 
 
-def escalations_doc(project: Project, show_all: bool = False) -> dict[str, Any]:
+def escalations_doc(project: Project | Services, show_all: bool = False) -> dict[str, Any]:
     """``escalations --json``: held changes waiting for a human (``show_all``: decided ones too)."""
-    store = store_if_exists(project)
-    items = [] if store is None else store.list_escalations(None if show_all else "open")
-    if store is not None:
-        store.close()
+    with using(project) as services:
+        store = services.existing_store()
+        items = [] if store is None else store.list_escalations(None if show_all else "open")
     return {"escalations": [esc_doc(e) for e in items]}
 
 
@@ -129,8 +123,10 @@ def run_ticks(project: Project, pattern: str, opts: Any, ticks: int = 1) -> RunR
     """
     import asyncio
 
+    from ..adapters.store.budget import scope_status
     from ..core.budget import utc_day
-    from .runner import LoopRunner, StoreBudget, backend_name, dry_run as do_dry_run, runlog_spent
+    from .rules import external_spent, read_log
+    from .runner import LoopRunner, backend_name, dry_run as do_dry_run
     from .runtime import now_utc
 
     plan_ = project.plan(pattern, opts.level)
@@ -143,31 +139,25 @@ def run_ticks(project: Project, pattern: str, opts: Any, ticks: int = 1) -> RunR
     name = backend_name(project, plan_, opts)
     if opts.dry_run:
         results = asyncio.run(do_dry_run(project, plan_, opts, ticks))
-        spent = sum(r.tokens for r in results) + runlog_spent(project, pattern, utc_day(now_utc()))
-    else:
-        runner = LoopRunner(project, plan_, opts)
-        try:
-            results = []
-            for _ in range(ticks):
-                results.append(asyncio.run(runner.tick()))
-            spent = StoreBudget(runner.store, pattern, plan_.daily_token_cap, "-").status(now_utc()).spent
-        finally:
-            runner.store.close()
-    return RunReport(pattern=pattern, backend=name, dry_run=opts.dry_run, results=results, spent=spent,
-                     cap=cap_today(project, plan_), plan=plan_)
-
-
-def cap_today(project: Project, plan_: Any) -> int | None:
-    """Today's cap for the loop: the plan's daily cap plus today's top-ups."""
-    if plan_.daily_token_cap is None:
-        return None
-    store = store_if_exists(project)
-    if store is None:
-        return int(plan_.daily_token_cap)
+        spent = sum(r.tokens for r in results) + external_spent(read_log(project), None, pattern, utc_day(now_utc()))
+        return RunReport(pattern=pattern, backend=name, dry_run=True, results=results, spent=spent,
+                         cap=cap_today(project, plan_), plan=plan_)
+    runner = LoopRunner(project, plan_, opts)
     try:
-        from ..core.budget import todays_cap, utc_day
-        from .runtime import now_utc
-
-        return todays_cap(plan_.daily_token_cap, store.topups(plan_.pattern_id, utc_day(now_utc())))
+        results = [asyncio.run(runner.tick()) for _ in range(ticks)]
+        spent = scope_status(runner.store, pattern, plan_.daily_token_cap, now_utc()).spent
+        cap = cap_today(runner.services, plan_)
     finally:
-        store.close()
+        runner.close()
+    return RunReport(pattern=pattern, backend=name, dry_run=False, results=results, spent=spent, cap=cap,
+                     plan=plan_)
+
+
+def cap_today(project: Project | Services, plan_: Any) -> int | None:
+    """Today's cap for the loop: ``rules.cap_on`` (the plan's daily cap plus today's top-ups)."""
+    from ..core.budget import utc_day
+    from .rules import cap_on
+    from .runtime import now_utc
+
+    with using(project) as services:
+        return cap_on(plan_.daily_token_cap, services.existing_store(), plan_.pattern_id, utc_day(now_utc()))

@@ -25,6 +25,8 @@ from typing import Any
 from ..core.redact import clip
 from ..formats.runlog import RunLogEntry, append_entry
 
+RUN_LOG = "loop-run-log.md"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..ports.store import Store
@@ -101,9 +103,6 @@ def _journal_tokens(phases: list[Any]) -> int:
 
 def recover(project: Any, store: Store, pattern: str, now: datetime) -> list[str]:
     """Finalise crashed ticks of ``pattern``; the caller holds the pattern's lease. Returns their ids."""
-    from ..adapters import locked_files
-    from ..adapters.state_files import at_rest, project_secrets
-
     recovered: list[str] = []
     for tick in store.open_ticks(pattern):
         phases = store.phases(tick.tick_id)
@@ -116,10 +115,8 @@ def recover(project: Any, store: Store, pattern: str, now: datetime) -> list[str
             entry = RunLogEntry(run_id=tick.run_id, pattern=pattern, duration_s=0, items_found=done.items,
                                 actions_taken=done.actions, escalations=done.escalations, tokens_estimate=tokens,
                                 outcome=done.outcome, extras={"level": tick.level, **done.extras, "tick": tick.tick_id})
-            secrets = project_secrets(project.root)
-            locked_files.update(project.root, project.root / "loop-run-log.md",
-                                lambda text, e=entry: at_rest("loop-run-log.md", append_entry(
-                                    text, e, now=now, project=project.root.name), secrets))
+            _writer(project, RUN_LOG).update(RUN_LOG, lambda text, e=entry: append_entry(
+                text, e, now=now, project=project.root.name))
             if done.outcome != "no-op":
                 _update_state(project, pattern, done, now)
             store.record_phase(tick.tick_id, "logged", {"outcome": done.outcome, "note": done.note}, now)
@@ -138,6 +135,14 @@ def recover(project: Any, store: Store, pattern: str, now: datetime) -> list[str
             live |= {str(p.data.get("run_id")) for p in store.phases(other.tick_id) if p.phase == "workspace"}
         GitWorkspace(project.root).recover_stale(0, live)
     return recovered
+
+
+def _writer(project: Any, name: str) -> Any:
+    """A state writer allowed ``name`` alone: recovery writes what the crashed tick would have, nothing else,
+    locked, atomic and redacted like every write of the runtime."""
+    from ..adapters.state_files import FileStateWriter
+
+    return FileStateWriter(project.root, writable=(name,))
 
 
 def _merge_finder(project: Any) -> Any:
@@ -163,7 +168,6 @@ def _merge_finder(project: Any) -> Any:
 
 def _update_state(project: Any, pattern: str, done: Recovered, now: datetime) -> None:
     """The state file's ``Last run`` (and High Priority for an escalation), as the tick would have."""
-    from ..adapters.state_files import FileStateWriter
     from ..core.sanitize import inert
     from ..formats.state import (add_high_priority, ensure_canonical_sections, new_state_text, parse_state,
                                 render_state, with_last_run)
@@ -180,6 +184,6 @@ def _update_state(project: Any, pattern: str, done: Recovered, now: datetime) ->
                                         f"escalated ({done.extras.get('reason')}); recovered after crash")
             return render_state(doc)
 
-        FileStateWriter(project.root).update(name, recovered)
+        _writer(project, name).update(name, recovered)
     except LoopError:  # the run log already tells the truth; a state file we cannot parse is left as is
         pass

@@ -43,6 +43,8 @@ def _line_re(token: str) -> re.Pattern[str]:
 
 
 def _flag_in(text: str, token: str) -> bool:
+    if token.casefold() not in text.casefold():
+        return False  # the line must hold the token itself: no need to build (and compile) its pattern
     for m in _line_re(token).finditer(text):
         value = (m.group(1) or "").lower()
         if value in _TRUE:

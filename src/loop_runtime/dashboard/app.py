@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import ConfigError
-from ..app.runtime import Project, now_utc
+from ..app.runtime import Project
 from .mutations import FLASH_COOKIE, call, dash_of
 from .security import CSRF_FIELD, Guard, SecurityMiddleware, loopback_hosts
 
@@ -45,20 +45,32 @@ HERE = Path(__file__).parent
 POLL_S = 0.5
 STATUS_EVERY_S = 5.0
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ..app.services import Services
+    from ..ports.store import Store
+
 StoreFactory = Callable[[Project], Any]
 
 
 class Dashboard:
     """What every request of one app shares: project, guard, store, templates, secrets."""
 
-    def __init__(self, project: Project, guard: Guard, store_factory: StoreFactory | None) -> None:
+    def __init__(self, project: Project, guard: Guard, store_factory: StoreFactory | None,
+                 services: Services | None = None) -> None:
         from starlette.templating import Jinja2Templates
 
         from ..adapters.environment import secret_values
 
+        from ..app.services import Services
+
         self.project, self.guard = project, guard
+        self._own = services is None  # services handed in (the daemon's) are closed by their owner
+        self.services = services if services is not None else Services.open(project)
         self._factory = store_factory
-        self._store: Any = None
+        self._store: Store | None = None
         self._lock = threading.Lock()
         self.closing = False
         self.should_stop: Callable[[], bool] = lambda: False  # the server's "shutting down" flag
@@ -74,29 +86,30 @@ class Dashboard:
         self.templates.env.filters["pct"] = lambda v: "" if v is None else f"{float(v):.0f}%"
 
     # -- store
-    def store(self) -> Any:
+    def store(self) -> Store | None:
         """The run store, opened once it exists (the dashboard never creates one by looking)."""
         with self._lock:
             if self._store is None:
-                if self._factory is not None:
-                    self._store = self._factory(self.project)
-                elif (self.project.root / ".loop-runtime" / "runtime.db").exists():
-                    from ..adapters.store.sqlite import RunStore
-
-                    self._store = RunStore.open(self.project.root)
+                self._store = (self._factory(self.project) if self._factory is not None
+                               else self.services.existing_store())
             return self._store
 
     def close(self) -> None:
+        """Close the store these services opened (one from ``store_factory`` stays its owner's)."""
         with self._lock:
-            if self._store is not None and self._factory is None:
-                self._store.close()
+            if self._own:
+                self.services.close()
             self._store = None
+
+    def now(self) -> datetime:
+        """What time it is for every page: the services' clock (a test's manual one, else the system's)."""
+        return self.services.clock.now()
 
     # -- reads
     def status(self) -> dict[str, Any]:
         from ..app.status import project_status
 
-        return project_status(self.project, now_utc(), self.store())
+        return project_status(self.project, self.now(), self.store())
 
     def live(self, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Running ticks' lifecycle phase and tokens so far, by pattern.
@@ -206,7 +219,7 @@ async def loop_page(request: Any) -> Any:
     loop = next((lp for lp in doc["loops"] if lp["pattern"] == pattern), None)
     if loop is None:
         return _not_found(request, f"no loop {pattern!r} in this project")
-    view = await call(loop_view, d.project, d.store(), loop, now_utc(), d.secrets)
+    view = await call(loop_view, d.project, d.store(), loop, d.now(), d.secrets)
     events, last = await call(d.recent_events)
     return d.page(request, "loop.html", {"status": doc, "loop": loop, "view": view, "since": last,
                                          "events": [e for e in events if e["pattern"] == pattern], "nav": "loop"})
@@ -219,7 +232,7 @@ async def timeline(request: Any) -> Any:
     pattern = request.path_params["pattern"]
     if not any(p.id == pattern for p in d.project.registry.patterns):
         return _not_found(request, f"no loop {pattern!r}")
-    rows = await call(tick_rows, d.project, d.store(), pattern, now_utc(), d.secrets)
+    rows = await call(tick_rows, d.project, d.store(), pattern, d.now(), d.secrets)
     return d.page(request, "_timeline.html", {"ticks": rows, "pattern": pattern})
 
 
@@ -261,7 +274,7 @@ async def tick_page(request: Any) -> Any:
     tick = None if store is None else await call(store.get_tick, tick_id)
     if tick is None:
         return _not_found(request, "no such tick")
-    view = await call(tick_view, d.project, store, tick, now_utc(), d.secrets)
+    view = await call(tick_view, d.project, store, tick, d.now(), d.secrets)
     doc = await call(d.status)
     return d.page(request, "tick.html", {"status": doc, "tick": view, "since": None, "nav": "loop"})
 
@@ -305,7 +318,7 @@ async def api_budget(request: Any) -> Any:
 
     def build() -> dict[str, Any]:
         store = d.store()
-        return budget_document(d.project, store, loops_to_show(d.project, store), now_utc())
+        return budget_document(d.project, store, loops_to_show(d.project, store), d.now())
 
     return JSONResponse(await call(build))
 
@@ -366,14 +379,16 @@ async def _stream(request: Any, d: Dashboard, since: int, limit: int, follow: bo
 
 
 def create_app(project: Project, *, token: str, store_factory: StoreFactory | None = None,
-               public_reads: bool = True, allowed_hosts: list[str] | None = None) -> Any:
+               public_reads: bool = True, allowed_hosts: list[str] | None = None,
+               services: Services | None = None) -> Any:
     """The dashboard app for one project.
 
     ``token`` is required for every mutating request (and every request when
     ``public_reads`` is False). ``store_factory(project)`` supplies the run store (the
     caller keeps ownership of it); by default the app opens ``.loop-runtime/runtime.db``
     once it exists and closes it on shutdown. ``allowed_hosts`` pins the Host header
-    (default: loopback names only).
+    (default: loopback names only). ``services``: the project's (the daemon's, a test's with a manual
+    clock); their store is read, and they stay open when the app shuts down.
     """
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -386,7 +401,7 @@ def create_app(project: Project, *, token: str, store_factory: StoreFactory | No
     if not token:
         raise ConfigError("dashboard", "token", "", message="the dashboard needs a token")
     guard = Guard(token, public_reads=public_reads)
-    dash = Dashboard(project, guard, store_factory)
+    dash = Dashboard(project, guard, store_factory, services)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

@@ -92,11 +92,11 @@ def _spend_points(store: Store, log: RunLog, pattern: str, day: date) -> tuple[l
     return points, store.spent(pattern, day) + external
 
 
-def _cap(project: Project, store: Store, pattern: str, day: date) -> int | None:
-    cap = project.plan(pattern).daily_token_cap
-    if cap is None:
-        return None
-    return cap + (store.topups(pattern, day) if store is not None else 0)
+def _cap(project: Project, store: Store | None, pattern: str, day: date) -> int | None:
+    """The loop's cap on ``day`` (``app.rules.cap_on``: ``core.budget.todays_cap`` over that day's top-ups)."""
+    from ..app.rules import cap_on
+
+    return cap_on(project.plan(pattern).daily_token_cap, store, pattern, day)
 
 
 def _topups_today(store: Store, pattern: str, day: date) -> list[tuple[datetime, int]]:

@@ -14,6 +14,10 @@ from typing import Any
 from ..app.runtime import Project
 from .security import is_loopback, resolve_token
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..app.services import Services
+
 __all__ = ["dashboard_url", "make_server", "serve"]
 
 GRACEFUL_S = 3  # open SSE streams are cut after this long on shutdown
@@ -24,9 +28,11 @@ def dashboard_url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def make_server(project: Project, *, host: str, port: int, token: str | None) -> tuple[Any, str]:
+def make_server(project: Project, *, host: str, port: int, token: str | None,
+                services: Services | None = None) -> tuple[Any, str]:
     """A configured (not yet started) ``uvicorn.Server`` and the token it requires.
 
+    ``services``: the daemon's, whose one store the dashboard then reads (it never closes it).
     Raises ``ConfigError`` for a non-loopback ``host`` without a token.
     """
     from ..optional import require
@@ -39,7 +45,8 @@ def make_server(project: Project, *, host: str, port: int, token: str | None) ->
     token = resolve_token(host, token, project.config.dashboard_token,
                           project.config.source_of("dashboard_token"))
     loopback = is_loopback(host)
-    app = create_app(project, token=token, public_reads=loopback, allowed_hosts=None if loopback else ["*"])
+    app = create_app(project, token=token, public_reads=loopback, allowed_hosts=None if loopback else ["*"],
+                     services=services)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_S, server_header=False)
     server = uvicorn.Server(config)

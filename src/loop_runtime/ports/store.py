@@ -10,7 +10,6 @@ that whole surface, for the one place that opens it (``app.services``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -18,90 +17,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# --------------------------------------------------------------------------- records
+from .records import (  # noqa: F401  (re-exported: the records belong with the protocols that return them)
+    EscalationRecord,
+    EventRecord,
+    PhaseRecord,
+    PruneReport,
+    ReservationRecord,
+    TickRecord,
+    TopupRecord,
+)
 
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What one ``Store.prune`` removed (after summing it into ``daily_rollups``)."""
-
-    ticks: int = 0
-    events: int = 0
-    reservations: int = 0
-    pages_freed: int = 0
-
-
-@dataclass(frozen=True)
-class PhaseRecord:
-    phase: str
-    data: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class TickRecord:
-    tick_id: str
-    run_id: str
-    pattern: str
-    level: str
-    backend: str
-    status: str
-    outcome: str | None
-    tokens: int
-    started_at: datetime
-    finished_at: datetime | None
-    owner: str
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    kind: str
-    pattern: str | None
-    tick_id: str | None
-    payload: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ReservationRecord:
-    """Tokens set aside for one agent call; ``settled`` is the actual usage once known."""
-
-    id: int
-    pattern: str
-    day: date
-    amount: int
-    tick_id: str
-    settled: int | None = None
-
-
-@dataclass(frozen=True)
-class TopupRecord:
-    id: int
-    pattern: str
-    day: date
-    tokens: int
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class EscalationRecord:
-    id: str
-    pattern: str
-    tick_id: str
-    run_id: str
-    item_id: str
-    title: str
-    diff: str
-    context: dict[str, Any]
-    status: str
-    created_at: datetime
-    decided_by: str | None = None
-    reason: str | None = None
-    decided_at: datetime | None = None
-    result: dict[str, Any] = field(default_factory=dict)
 
 # --------------------------------------------------------------------------- protocols
 
@@ -142,15 +67,8 @@ class TickStore(Protocol):
 class EventStore(Protocol):
     """The append-only feed the dashboard streams and the notifier counts."""
 
-    def add_event(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        at: datetime,
-        *,
-        pattern: str | None = None,
-        tick_id: str | None = None,
-    ) -> int: ...
+    def add_event(self, kind: str, payload: Mapping[str, Any], at: datetime, *, pattern: str | None = None,
+                  tick_id: str | None = None) -> int: ...
     def events_since(self, event_id: int, limit: int = 200) -> list[EventRecord]: ...
     def count_events(self, kind: str, *, pattern: str | None, since: datetime) -> int: ...
     def last_event_id(self) -> int: ...
@@ -181,30 +99,12 @@ class LedgerStore(Protocol):
 class EscalationStore(Protocol):
     """What waits for a human: opened by a tick, decided by approve/reject."""
 
-    def add_escalation(
-        self,
-        *,
-        pattern: str,
-        tick_id: str,
-        run_id: str,
-        item_id: str,
-        title: str,
-        diff: str,
-        context: Mapping[str, Any],
-        created_at: datetime,
-    ) -> str: ...
+    def add_escalation(self, *, pattern: str, tick_id: str, run_id: str, item_id: str, title: str, diff: str,
+                       context: Mapping[str, Any], created_at: datetime) -> str: ...
     def list_escalations(self, status: str | None = "open") -> list[EscalationRecord]: ...
     def get_escalation(self, esc_id: str) -> EscalationRecord | None: ...
-    def resolve_escalation(
-        self,
-        esc_id: str,
-        *,
-        status: Literal["approved", "rejected"],
-        decided_by: str,
-        reason: str,
-        at: datetime,
-        result: Mapping[str, Any] = {},  # read-only default, never mutated
-    ) -> None: ...
+    def resolve_escalation(self, esc_id: str, *, status: Literal["approved", "rejected"], decided_by: str,
+                           reason: str, at: datetime, result: Mapping[str, Any] = {}) -> None: ...
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import StoreError
-from ...ports.store import (
+from ...ports.records import (
     EscalationRecord,
     EventRecord,
     PhaseRecord,
