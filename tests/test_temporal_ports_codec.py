@@ -190,3 +190,25 @@ def test_a_worker_side_object_travels_as_a_reference_and_comes_back_as_itself() 
         decode({"$opaque": "9"}, kept.get)
     with pytest.raises(CodecError):
         encode(snap)  # without a session to keep it, a worker-side object is refused
+
+
+WORKFLOW_MODULES = ["loop_runtime.temporal.workflows", "loop_runtime.temporal.port_workflow",
+                    "loop_runtime.temporal.budget_workflow", "loop_runtime.temporal.codec",
+                    "loop_runtime.temporal.types", "loop_runtime.temporal.port_types"]
+IO_MODULES = ["subprocess", "asyncio", "sqlite3", "socket", "os", "shutil", "tempfile", "loop_runtime.adapters",
+              "loop_runtime.app", "loop_runtime.temporal.activities", "loop_runtime.temporal.port_activities",
+              "loop_runtime.temporal.tick_session", "loop_runtime.temporal.clones", "loop_runtime.temporal.worker",
+              "loop_runtime.temporal.client", "loop_runtime.temporal.budget_client"]
+
+
+def test_workflow_code_reaches_no_io_module_by_any_chain_of_imports() -> None:
+    """The sandbox replays workflow code: it (and the core it drives) imports no I/O, even lazily."""
+    import grimp
+
+    graph = grimp.build_graph("loop_runtime", include_external_packages=True)
+    found = []
+    for src in WORKFLOW_MODULES:
+        for bad in IO_MODULES:
+            if bad in graph.modules and graph.chain_exists(importer=src, imported=bad, as_packages=True):
+                found.append(graph.find_shortest_chain(importer=src, imported=bad))
+    assert not found, found

@@ -95,7 +95,7 @@ class _Encoder:
 
 
 def _encode(value: Any, enc: _Encoder) -> Any:
-    if value is None or isinstance(value, bool | str):
+    if value is None or type(value) in (bool, str):  # exact types: a StrEnum is an enum, not a string
         return value
     if isinstance(value, int | float) and type(value) in (int, float):
         return value
