@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 from ..errors import LoopError
 from . import clones, codec, tick_session
 from .activities import Ticker, _escalation_facts, _fail, _heartbeat, context
-from .port_types import CloseTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
+from .port_types import CloseTickInput, DropTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
 from .types import EscalationInfo, RunTickOutput, SpineFile
 
 #: what the workflow gets instead of the worker's agent environment (it holds secrets)
@@ -207,9 +207,9 @@ def _close(ctx: Any, session: tick_session.TickSession, inp: CloseTickInput) -> 
 
 
 @activity.defn(name="drop_tick")
-def drop_tick(tick_id: str) -> bool:
-    """Release a session whose workflow gave up on it (a failure before ``close_tick``)."""
-    return tick_session.close(tick_id) is not None
+def drop_tick(inp: DropTickInput) -> bool:
+    """Release a session its workflow gave up on (the tick failed, or was re-opened on another worker)."""
+    return tick_session.close(inp.tick_id, up_to=inp.generation) is not None
 
 
 OPEN_ACTIVITIES = [open_tick]

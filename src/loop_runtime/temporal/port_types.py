@@ -66,3 +66,12 @@ class CloseTickInput:
     result: dict[str, Any] = field(default_factory=dict)  # TickResult.as_json()
     generation: int = 1
     replayed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DropTickInput:
+    """Release the tick's session on a worker if it is from ``generation`` or earlier (never a newer one that
+    the same worker may have opened since)."""
+
+    tick_id: str
+    generation: int

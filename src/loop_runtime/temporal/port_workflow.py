@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from ..core.tick_agents import result_to
     from ..errors import LoopError
     from . import codec
-    from .port_types import CloseTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
+    from .port_types import CloseTickInput, DropTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
     from .types import RunTickOutput, TickInput
 
 MAX_OPENS = 5
@@ -62,10 +62,20 @@ class WorkerLost(BaseException):
 
 
 class _Remote:
-    """Stands for an adapter that lives on the worker (the tick only asks ``deps.wired()`` about it)."""
+    """Stands for an adapter that lives on the worker: the tick only asks ``deps.wired()`` about it (and
+    ``TickDeps`` that it has the port's method); calling one here would be a bug (every effect is a PortCall)."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, port: str) -> None:
+        self._port = port
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def elsewhere(*_a: Any, **_k: Any) -> Any:
+            raise RuntimeError(f"{self._port}.{method} lives on the worker: the tick must yield a PortCall for it")
+
+        return elsewhere
 
 
 def build_tick(opened: OpenTickOutput, drop: set[str]) -> Tick:
@@ -107,6 +117,7 @@ class PortDriver:
                 result = await drive(build_tick(opened, drop).run(), self.execute)
                 return await self._close(result.as_json(), sorted(set(replay) - drop - _ws_keys(replay)))
             except WorkerLost:
+                self._forget()  # the old worker, if it is only slow, releases the clone
                 continue
             except (LoopError, codec.CodecError) as e:  # the tick failed (as `run` exits 1): fail the workflow,
                 await self._drop()  # never a workflow task retried for ever
@@ -157,12 +168,19 @@ class PortDriver:
     async def _drop(self) -> None:
         """Release the session of a tick that failed (best effort: the worker may be gone too)."""
         try:
-            await workflow.execute_activity("drop_tick", self.tick_id, task_queue=self.queue,
+            await workflow.execute_activity("drop_tick", DropTickInput(self.tick_id, self.generation),
+                                            task_queue=self.queue,
                                             start_to_close_timeout=timedelta(seconds=30),
                                             schedule_to_start_timeout=self._sticky(),
                                             retry_policy=RetryPolicy(maximum_attempts=2))
         except ActivityError:
             pass
+
+    def _forget(self) -> None:
+        """Tell the lost worker to drop the session, without waiting (it may be gone: the request then lapses)."""
+        workflow.start_activity("drop_tick", DropTickInput(self.tick_id, self.generation), task_queue=self.queue,
+                                start_to_close_timeout=timedelta(seconds=30), schedule_to_start_timeout=self._sticky(),
+                                retry_policy=RetryPolicy(maximum_attempts=1))
 
     def _sticky(self) -> timedelta:
         return timedelta(seconds=max(self.inp.heartbeat_timeout_s * 2, 10))

@@ -5,7 +5,8 @@ activity. The adapters cannot travel (a git worktree, an open SQLite store, a ru
 live here, in the worker process that opened the tick, keyed by tick id, and every port call of the
 tick is sent to that worker's own queue. The session holds the clone's lock from ``open`` to
 ``close`` (one checkout, one tick at a time); a session nobody closed (its workflow was terminated)
-expires after ``ttl_s`` of silence, so it cannot hold the clone for ever.
+expires after ``IDLE_TTL_S`` without a call, so it cannot hold the clone for ever; and a workflow that
+re-opens its tick elsewhere tells the old worker to drop it (``drop_tick``, best effort).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class TickSession:
         return ref
 
 
+#: a session with no port call for this long is closed when another tick wants its clone (the workflow sends
+#: the next call within seconds; one that is slower than this has re-opened the tick elsewhere by then)
+IDLE_TTL_S = 600.0
+
 _SESSIONS: dict[str, TickSession] = {}
 _GUARD = threading.Lock()
 
@@ -70,10 +75,13 @@ def get(tick_id: str) -> TickSession:
     return s
 
 
-def close(tick_id: str) -> TickSession | None:
-    """End the session: close its store and release the clone (idempotent)."""
+def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
+    """End the session (only if its generation is ``up_to`` or older): close its store, release the clone."""
     with _GUARD:
-        s = _SESSIONS.pop(tick_id, None)
+        s = _SESSIONS.get(tick_id)
+        if s is None or (up_to is not None and s.generation > up_to):
+            return None
+        del _SESSIONS[tick_id]
     if s is not None:
         try:
             s.store.close()
@@ -86,7 +94,8 @@ def close(tick_id: str) -> TickSession | None:
 def _expire() -> None:
     now = time.monotonic()
     with _GUARD:
-        stale = [k for k, s in _SESSIONS.items() if now - s.used > s.ttl_s]
+        # idle too long between two calls (its workflow moved on or is gone); a call in progress keeps it
+        stale = [k for k, s in _SESSIONS.items() if now - s.used > s.ttl_s and not s.calls.locked()]
     for k in stale:
         close(k)
 
@@ -112,10 +121,9 @@ def open_session(ctx: Any, inp: Any, beat: Any) -> tuple[TickSession, Any, list[
     """
     close(inp.tick_id)
     t = inp.tick
-    ttl = t.agent_timeout_s * 8 + 900
-    lock = _acquire(t.project_key, beat, ttl)
+    lock = _acquire(t.project_key, beat, t.agent_timeout_s * 8 + 900)
     try:
-        return _build(ctx, inp, lock, ttl)
+        return _build(ctx, inp, lock, IDLE_TTL_S)
     except BaseException:
         lock.release()
         raise
