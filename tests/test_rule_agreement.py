@@ -299,10 +299,6 @@ def test_status_scheduler_and_dashboard_agree_with_the_rules(w: World) -> None:
             assert decision["runs"] == lp["runs"]["today"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 11: the engine's tick is wired to the same rule functions by the tick restructure (core/, helper "
-    "c-tick): it must pass source=plan.level_source to effective_level, judge the repository scope with its "
-    "label, and count the journal's begun runs (StoreJournal.run_ids_on_day). Remove this mark when it lands."))
 @settings(max_examples=25)
 @given(worlds())
 def test_the_engine_agrees_with_status(w: World) -> None:

@@ -379,3 +379,40 @@ def test_hooks_given_as_a_group_are_wrapped_too() -> None:
     hooks = TickHooks(observer=lambda: "seen", stop=lambda: "kill")
     assert hooks.observer.observe() == "seen" and hooks.stop.check() == "kill"
     assert TickHooks(observer=hooks.observer).observer is hooks.observer  # a port is used as it is
+
+
+# -- the shared rules
+
+
+def test_without_a_worktree_an_l2_tick_reports_for_the_one_reason_status_gives() -> None:
+    from loop_runtime.core.levels import NO_WORKTREE
+
+    deps = TickDeps(backend=MockBackend(load_scenario("default")), state=MemoryStateWriter({}),
+                    budget=BudgetBreaker(None), clock=ManualClock(T0))
+    result = asyncio.run(drive(Tick(plan("L2"), deps, "L2").run(), DirectExecutor(deps)))
+    assert (result.effective_level, result.level_reason, result.outcome) == ("L1", NO_WORKTREE, "report-only")
+
+
+class BegunJournal(Journal):
+    """A journal that knows the runs this runtime began today (the store's ticks)."""
+
+    def __init__(self, begun: list[str]) -> None:
+        super().__init__()
+        self.begun = begun
+
+    def run_ids_on_day(self, pattern: str, day: Any) -> list[str]:
+        return list(self.begun)
+
+
+def test_the_runs_cap_counts_begun_runs_with_the_logged_ones_but_never_the_tick_itself() -> None:
+    p = dataclasses.replace(plan("L1"), max_runs_per_day=2)
+    run_id = "2026-11-25T09:00:00.000Z"
+
+    def tick(begun: list[str]) -> Any:
+        deps = TickDeps(backend=MockBackend(load_scenario("noop")), state=MemoryStateWriter({}),
+                        budget=BudgetBreaker(None), clock=ManualClock(T0), journal=BegunJournal(begun), run_id=run_id)
+        return asyncio.run(drive(Tick(p, deps, "L1").run(), DirectExecutor(deps)))
+
+    assert tick([run_id, "2026-11-25T08:00:00.000Z"]).outcome == "no-op"  # itself + one other: 1 of 2
+    capped = tick(["2026-11-25T07:00:00.000Z", "2026-11-25T08:00:00.000Z"])
+    assert (capped.outcome, capped.halt_reason) == ("halted", "runs-cap")

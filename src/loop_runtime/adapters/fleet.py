@@ -234,11 +234,11 @@ class PortfolioLedger:
     def labelled(self, now: Any) -> list[tuple[str, Any]]:
         """Each portfolio ledger with the words ``status`` puts before its verdict."""
         from ..core.budget import usd_cap_units
-        from .store.budget import PORTFOLIO, PORTFOLIO_USD, scope_status
+        from .store.budget import PORTFOLIO, PORTFOLIO_USD, SCOPE_LABELS, scope_status
 
-        out = [("portfolio", scope_status(self.store, PORTFOLIO, self.cap, now))]
+        out = [(SCOPE_LABELS[PORTFOLIO], scope_status(self.store, PORTFOLIO, self.cap, now))]
         if self.usd_cap is not None:
-            out.append(("portfolio dollar (micro-USD)",
+            out.append((SCOPE_LABELS[PORTFOLIO_USD],
                         scope_status(self.store, PORTFOLIO_USD, usd_cap_units(self.usd_cap), now)))
         return out
 

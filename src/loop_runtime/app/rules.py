@@ -91,9 +91,9 @@ def shared_scopes(project: Project, store: LedgerStore | None, now: datetime,
     """The budget scopes above each loop: the repository's ``global_daily_cap`` and the fleet's portfolio."""
     out: list[tuple[str, BudgetStatus]] = []
     if store is not None and project.config.global_daily_cap is not None:
-        from ..adapters.store.budget import GLOBAL, scope_status
+        from ..adapters.store.budget import GLOBAL, SCOPE_LABELS, scope_status
 
-        out.append(("repository", scope_status(store, GLOBAL, project.config.global_daily_cap, now)))
+        out.append((SCOPE_LABELS[GLOBAL], scope_status(store, GLOBAL, project.config.global_daily_cap, now)))
     if portfolio is not None:
         labelled = getattr(portfolio, "labelled", None)
         out.extend(labelled(now) if labelled is not None else [("portfolio", portfolio.status(now))])

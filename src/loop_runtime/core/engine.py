@@ -24,29 +24,29 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
-from ..ports import (
-    AgentBackend,
-    BudgetLedger,
-    ChangePublisher,
-    Clock,
-    EventStream,
-    IssueLease,
-    Notifier,
-    Observer,
-    OutsideGuard,
-    PromotionCheck,
-    RemotePause,
-    StateWriter,
-    StopSignal,
-    TestRunner,
-    TickJournal,
-    Workspace,
-)
 from . import killswitch
 from .hooks import as_hook
 from .prompts import ProjectContext
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: building TickDeps imports no port module
+    from ..ports import (
+        AgentBackend,
+        BudgetLedger,
+        ChangePublisher,
+        Clock,
+        EventStream,
+        IssueLease,
+        Notifier,
+        Observer,
+        OutsideGuard,
+        PromotionCheck,
+        RemotePause,
+        StateWriter,
+        StopSignal,
+        TestRunner,
+        TickJournal,
+        Workspace,
+    )
     from ..formats.gate_config import GatePolicy
     from .control_files import ControlSet
 

@@ -10,9 +10,10 @@ read ``deps.stop()`` or ``deps.observe()`` keeps working.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ports import Diff
+if TYPE_CHECKING:
+    from ..ports import Diff
 
 __all__ = ["CallableEvents", "CallableLease", "CallableObserver", "CallablePromotion", "CallableRemotePause",
            "CallableStop", "as_hook"]

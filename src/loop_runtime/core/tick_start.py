@@ -82,8 +82,12 @@ async def check_runs_cap(t: Tick) -> None:
 
 async def decide_level(t: Tick, kill: killswitch.KillState) -> None:
     """The effective level (``core.levels.effective_level``): a spent budget halts; ≥80% or no worktree → L1."""
-    verdict = judge(await t.ports.budget.status(await t.now()))
-    decision = effective_level(t.level, budget=verdict, kill=kill, can_act="workspace" in t.wired)
+    now = await t.now()
+    # a ledger with shared scopes (repository, portfolio) names them, so the reason reads as status's does
+    scoped = await t.ports.budget.scoped_status(now, default=None)
+    verdict = judge(*scoped) if scoped is not None else judge(await t.ports.budget.status(now))
+    decision = effective_level(t.level, budget=verdict, kill=kill, can_act="workspace" in t.wired,
+                               source=t.plan.level_source)
     if decision.effective == "halted":
         raise Halt("budget", verdict.reason)
     if verdict.level_cap and rank(t.level) > rank(verdict.level_cap):

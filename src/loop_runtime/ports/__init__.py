@@ -6,7 +6,7 @@ crosses it is a frozen dataclass, so the core can be driven by real adapters
 ``MemoryStateWriter``, ``ManualClock``) with no change. Nothing here does I/O.
 
 The ports live in one module per concern (``agents``, ``workspace``, ``files``, ``notify``,
-``budget``, ``store``, ``hooks``); every name is importable from ``loop_runtime.ports`` too. Those names are
+``budget``, ``hooks``, ``store``); every name is importable from ``loop_runtime.ports`` too. Those names are
 loaded on first use (PEP 562): ``status`` needs two budget values, not forty dataclasses, and a
 dataclass costs about half a millisecond to build at import.
 """

@@ -40,7 +40,7 @@ class BudgetStatus:
 @runtime_checkable
 class BudgetLedger(Protocol):
     """Where today's spend is kept: ``core.budget.BudgetBreaker`` in memory, or the SQLite store
-    shared by every process of a project (``adapters.store_budget.StoreBudget``)."""
+    shared by every process of a project (``adapters.store.budget.StoreBudget``)."""
 
     def status(self, now: datetime) -> BudgetStatus: ...
 

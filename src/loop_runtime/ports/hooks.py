@@ -1,8 +1,10 @@
-"""Tick hooks as ports: what ``TickDeps`` once took as bare callables, as named ports.
+"""The tick's hooks as named ports: discovery, the stop signal, the issue tracker's pause labels,
+the issue lease, promotion readiness and progress events.
 
-A tick reaches each through a ``core.effects.PortCall`` (``observer.observe``, ``stop.check`` …) like
-any other adapter. ``core.hooks`` wraps a plain callable into each, so ``TickDeps(observe=lambda: …)``
-still works.
+Part of ``loop_runtime.ports`` (every name is importable from there). ``TickDeps`` once took
+these as bare callables; a tick now reaches each through a ``core.effects.PortCall``
+(``observer.observe``, ``stop.check`` …) like any other adapter, and ``core.hooks`` wraps a plain
+callable into each, so ``TickDeps(observe=lambda: …)`` still works.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ __all__ = ["GLOBAL", "NO_CAP", "PORTFOLIO", "PORTFOLIO_USD", "BudgetScope", "Sto
 GLOBAL = "*"
 PORTFOLIO = "portfolio"
 PORTFOLIO_USD = "portfolio-usd"
+#: the words a verdict on a shared scope starts with (``core.budget.judge``), as ``status`` shows them
+SCOPE_LABELS = {GLOBAL: "repository", PORTFOLIO: "portfolio", PORTFOLIO_USD: "portfolio dollar (micro-USD)"}
 """The portfolio's dollar ledger, in micro-dollars (integers: SQLite sums stay exact)."""
 NO_CAP = 10**15
 """Recorded-but-uncapped scopes still go through ``reserve`` so their spend is kept."""
@@ -105,6 +107,13 @@ class StoreBudget:
     def status(self, now: datetime) -> BudgetStatus:
         """The tightest scope (``core.budget.tightest``): what ``assess`` judges the tick by."""
         return tightest([scope_status(s.store, s.key, s.cap, now) for s in reversed(self.scopes())])
+
+    def scoped_status(self, now: datetime) -> tuple[BudgetStatus, tuple[tuple[str, BudgetStatus], ...]]:
+        """The loop's own scope and the labelled shared ones above it, for ``core.budget.judge``: the tick
+        then gives the reason ``status`` gives ("repository budget: …", "portfolio budget: …")."""
+        *shared, own = self.scopes()
+        return (scope_status(own.store, own.key, own.cap, now),
+                tuple((SCOPE_LABELS.get(s.key, s.key), scope_status(s.store, s.key, s.cap, now)) for s in shared))
 
     def reserve(self, amount: int, now: datetime) -> Reservation | None:
         day = utc_day(now)  # once: every scope books the same day
