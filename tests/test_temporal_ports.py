@@ -115,6 +115,14 @@ def _tick_workflow_id(addr: str, key: str) -> str:
     return arun(go())
 
 
+def _history_length(addr: str, wid: str) -> int:
+    async def go() -> int:
+        client = await client_for(addr)
+        return sum([1 async for _ in client.get_workflow_handle(wid).fetch_history_events()])
+
+    return arun(go())
+
+
 def _finished(addr: str, wid: str) -> bool:
     async def go() -> bool:
         client = await client_for(addr)
@@ -166,6 +174,7 @@ def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_a
     st = budget(addr, f"{inp.project_key}/ci-sweeper")
     assert sorted(st.settled.values()) == [1000, 1000, 3000] and not st.open
     _replays(addr, "tick-act")
+    print(f"an L2 tick: {len(calls)} port calls, {_history_length(addr, 'tick-act')} history events")
 
 
 def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(

@@ -15,6 +15,7 @@ pytest.importorskip("temporalio")
 
 from loop_runtime.core.effects import PortCall  # noqa: E402
 from loop_runtime.errors import LoopError  # noqa: E402
+from loop_runtime.temporal.codec import text_digest  # noqa: E402
 from loop_runtime.temporal.port_workflow import CAS_TRIES, PortDriver  # noqa: E402
 
 
@@ -33,7 +34,7 @@ class FakeFile:
             self.races -= 1
             self.text = (self.text or "") + "other\n"
             return False
-        if self.text != expected:
+        if text_digest(self.text) != expected:
             return False
         self.text = new
         return True
@@ -85,7 +86,8 @@ def test_the_workers_compare_and_write_writes_only_over_the_expected_text(tmp_pa
     session = SimpleNamespace(deps=SimpleNamespace(ports=SimpleNamespace(state=state)))
     assert _compare_and_write(session, "STATE.md", None, "one\n") is True  # type: ignore[arg-type]
     assert _compare_and_write(session, "STATE.md", None, "two\n") is False  # type: ignore[arg-type]
-    assert _compare_and_write(session, "STATE.md", "one\n", "two\n") is True  # type: ignore[arg-type]
+    assert _compare_and_write(session, "STATE.md", text_digest("zero\n"), "two\n") is False  # type: ignore[arg-type]
+    assert _compare_and_write(session, "STATE.md", text_digest("one\n"), "two\n") is True  # type: ignore[arg-type]
     assert (tmp_path / "STATE.md").read_text() == "two\n"
 
 

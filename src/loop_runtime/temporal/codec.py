@@ -241,6 +241,13 @@ def _dataclass(tree: dict[str, Any], lookup: Any) -> Any:
     return cls(**{k: decode(v, lookup) for k, v in fields.items()})
 
 
+def text_digest(text: str | None) -> str | None:
+    """What compare-and-write compares: a file's digest (the history then holds its text once per try)."""
+    import hashlib
+
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def encode_error(exc: BaseException) -> dict[str, Any]:
     """A port's exception as data: its class (when it is ours) and its message."""
     cls = type(exc)

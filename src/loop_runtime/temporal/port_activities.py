@@ -136,14 +136,15 @@ def _begin(session: tick_session.TickSession, call: Any) -> Any:
 
 
 def _compare_and_write(session: tick_session.TickSession, path: str, expected: str | None, new: str) -> bool:
-    """Write ``new`` to ``path`` only if its text is still ``expected`` (under the writer's lock)."""
+    """Write ``new`` to ``path`` only if its text still has the digest ``expected`` (None: the file is absent),
+    under the writer's lock."""
     from ..core.files import update_file
 
     wrote = False
 
     def fn(current: str | None) -> str | None:
         nonlocal wrote
-        if current != expected:
+        if codec.text_digest(current) != expected:
             return current
         wrote = True
         return new

@@ -208,7 +208,7 @@ class PortDriver:
             new = fn(old)
             if new is None or new == old:
                 return old
-            wrote = await self._call(PortCall("state", "compare_and_write", (path, old, new), {},
+            wrote = await self._call(PortCall("state", "compare_and_write", (path, codec.text_digest(old), new), {},
                                               f"{call.key}:write:{i}"))
             if wrote:
                 return new
