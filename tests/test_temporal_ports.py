@@ -146,10 +146,6 @@ def _replays(addr: str, wid: str) -> None:
     arun(go())
 
 
-def _settled_roles(st: Any) -> dict[str, int]:
-    return dict(st.settled)
-
-
 def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_an_activity(
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
     """L2: discovery, triage, the implementer in a worktree on the worker, the diff gates, tests, the verifier
