@@ -31,7 +31,8 @@ def test_lint_imports_keeps_every_contract() -> None:
 
 
 def test_the_io_contract_is_at_least_the_hand_written_one() -> None:
-    """What tests/test_core_units.py blocks at import time is forbidden here too (and lazily, too)."""
+    """The I/O contract replaces the old hand-written import test (which blocked modules at import time only):
+    it covers those modules and more, lazily imported ones too."""
     contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     (io,) = [c for c in contracts if c["type"] == "forbidden"]
     assert {"loop_runtime.core", "loop_runtime.formats"} <= set(io["source_modules"])

@@ -479,3 +479,14 @@ def test_next_due_times_persist(store: RunStore) -> None:
     store.set_next_dues({})
     assert store.get_next_due("a") == T0 + timedelta(hours=1)
     assert store.get_next_due("b") == T0 + timedelta(hours=2)
+
+
+def test_recent_patterns_are_the_patterns_of_the_newest_ticks_only(store: RunStore) -> None:
+    """``list``/``status`` ask which loops have a story here without reading whole tick rows."""
+    from datetime import timedelta
+
+    for i, pattern in enumerate(["old", "a", "b", "a", "c"]):
+        begin(store, f"t{i}", pattern=pattern, at=T0 + timedelta(minutes=i))
+    assert store.recent_patterns(200) == {"old", "a", "b", "c"}
+    assert store.recent_patterns(3) == {"b", "a", "c"}  # the newest three ticks: c, a, b
+    assert store.recent_patterns(3) == {t.pattern for t in store.recent_ticks(None, 3)}

@@ -67,10 +67,10 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
                       on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
                       stores: dict[str, Any], portfolio: Any) -> list[FleetLoop]:
     """Every enabled loop of every repository (preflighted), each with its runner."""
-    from .adapters.store.sqlite import RunStore
     from .app.loops import project_loops
     from .app.preflight import preflight
     from .app.runner import LoopRunner, RunOptions, backend_name
+    from .app.services import Services
 
     loops: list[FleetLoop] = []
     for place in loaded.places:
@@ -82,7 +82,7 @@ def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None,
             plan = project.plan(pid)
             preflight(project, plan, backend=backend_name(project, plan, RunOptions(backend=backend)),
                       scenario=scenario)
-        store = stores.get(place.name) or RunStore.open(project.root)
+        store = stores.get(place.name) or Services.open(project).store  # the daemon closes every store it made
         stores[place.name] = store
         link = portfolio.for_repo(place.name)
         notifier = None

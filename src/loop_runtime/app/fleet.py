@@ -219,9 +219,9 @@ def topup_scope(project: Project, scope: str, tokens: int, *, reason: str, fleet
         if project.config.global_daily_cap is None:
             raise ConfigError("topup", "scope", scope, message="@repo: this repository has no global_daily_cap "
                               "(loop-runtime.toml) to raise")
-        from ..adapters.store.sqlite import RunStore
+        from .services import Services
 
-        store, key_, name = RunStore.open(project.root), GLOBAL, f"repository {project.root.name}"
+        store, key_, name = Services.open(project).store, GLOBAL, f"repository {project.root.name}"
     elif scope == "@portfolio":
         if not fleet:
             raise ConfigError("topup", "--fleet", None, message="@portfolio needs --fleet FILE")

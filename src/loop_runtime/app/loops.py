@@ -116,5 +116,5 @@ def _ran(project: Project, store: Store | None, log: Any = None) -> set[str]:
         log = parse_run_log(project.read("loop-run-log.md") or "")
     active = {e.pattern for e in log.entries}
     if store is not None:
-        active |= {t.pattern for t in store.recent_ticks(None, 200)}
+        active |= store.recent_patterns(200)
     return active

@@ -292,6 +292,7 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     from ..app.fleet import linked_project
     from ..app.runner import LoopRunner, RunOptions, backend_name
     from ..app.runtime import load_project
+    from ..app.services import Services
 
     t = inp.tick
     root = clones.sync_clone(ctx.work_dir, t.repo_url, t.project_key, t.branch)
@@ -311,7 +312,8 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
     if attempt > 1:
         budget.settle_previous_attempts(clock.now())
         rebuild_worktrees(root, t.pattern, patches)
-    runner = LoopRunner(project, plan, opts, owner=ctx.identity)
+    services = Services.open(project, clock=clock, owner=ctx.identity)  # the worker's clone, as `run` in it
+    runner = LoopRunner(services, plan, opts)
     journal: HeartbeatJournal | None = None
     try:
         deps = runner._deps()
@@ -320,17 +322,19 @@ def _run_tick(ctx: WorkerContext, inp: RunTickInput, attempt: int, prior: Mappin
         deps = replace(deps, budget=budget, journal=journal, tick_id=inp.tick_id,
                        agent_timeout_s=min(deps.agent_timeout_s, t.agent_timeout_s))
         result = asyncio.run(LoopEngine(plan, deps=deps).tick(level=runner.opts.level or plan.level))
+        escalated = _escalation_facts(services, journal.escalation_id) if (
+            result.outcome == "escalated" and journal.escalation_id is not None) else None
     finally:
-        runner.store.close()
+        services.close()
     out = result.as_json()
     branches = []
     if result.branch and result.outcome in ("fix-proposed",):
         clones.push_branch(root, result.branch)
         branches.append(result.branch)
     escalation = None
-    if result.outcome == "escalated" and journal is not None and journal.escalation_id is not None:
+    if escalated is not None and journal is not None and journal.escalation_id is not None:
         local = journal.escalation_id
-        item, reason, title = _escalation_facts(root, local)
+        item, reason, title = escalated
         escalation = EscalationInfo(escalation_id=local, local_id=local, pattern=t.pattern, item=item,
                                     title=title, reason=reason, worker_queue=ctx.worker_queue)
     spine = [SpineFile(n, base[n], clones.read(root, n)) for n in spine_names]
@@ -361,14 +365,8 @@ def _spine_names(project: Any, plan: Any) -> list[str]:
     return sorted({*states, *SPINE_FILES})
 
 
-def _escalation_facts(root: Path, local_id: str) -> tuple[str, str, str]:
-    from ..adapters.store.sqlite import RunStore
-
-    store = RunStore.open(root)
-    try:
-        e = store.get_escalation(local_id)
-    finally:
-        store.close()
+def _escalation_facts(services: Any, local_id: str) -> tuple[str, str, str]:
+    e = services.store.get_escalation(local_id)
     if e is None:
         return "", "", ""
     return str(e.item_id), str((e.context or {}).get("reason") or ""), str(e.title)

@@ -105,6 +105,15 @@ class Ticks(StoreBase):
             ).fetchall()
         return {r[0] for r in rows}
 
+    def recent_patterns(self, limit: int = 200) -> set[str]:
+        """The patterns of the newest ``limit`` ticks (which loops have a story here), without reading the rows."""
+        with self._read("recent_patterns") as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT pattern FROM (SELECT pattern FROM ticks ORDER BY started_at DESC, rowid DESC "
+                "LIMIT ?)", (limit,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def _ticks(self, where: str, args: tuple[Any, ...]) -> list[TickRecord]:
         with self._read("ticks") as conn:
             rows = conn.execute(f"SELECT {TICK_COLS} FROM ticks {where}", args).fetchall()
