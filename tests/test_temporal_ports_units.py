@@ -109,7 +109,7 @@ def test_a_session_is_released_only_up_to_its_generation() -> None:
     lock.acquire()
     s = tick_session.TickSession(
         tick_id="t-9", generation=2, root=Path("."), project_key="k", pattern="p", plan=None, spine_names=[],
-        base={}, base_commit="", deps=None, execute=None, store=SimpleNamespace(close=lambda: None), lock=lock,
+        base={}, base_commit="", deps=None, execute=None, runner=SimpleNamespace(close=lambda: None), lock=lock,
         ttl_s=600)
     tick_session._SESSIONS["t-9"] = s
     assert tick_session.close("t-9", up_to=1) is None  # an older generation's drop never closes a newer session

@@ -198,7 +198,7 @@ def _close(ctx: Any, session: tick_session.TickSession, inp: CloseTickInput) -> 
     escalation = None
     if out.get("outcome") == "escalated" and session.escalation_id is not None:
         local = session.escalation_id
-        item, reason, title = _escalation_facts(root, local)
+        item, reason, title = _escalation_facts(session.runner.services, local)
         escalation = EscalationInfo(escalation_id=local, local_id=local, pattern=t.pattern, item=item,
                                     title=title, reason=reason, worker_queue=ctx.worker_queue)
     spine = [SpineFile(n, session.base[n], clones.read(root, n)) for n in session.spine_names]

@@ -40,7 +40,7 @@ class TickSession:
     base_commit: str
     deps: Any  # core.engine.TickDeps: the adapters the port calls run on
     execute: Any  # core.effects.DirectExecutor over ``deps``
-    store: Any
+    runner: Any  # app.runner.LoopRunner: its services (store …) close with the session
     lock: threading.Lock  # the clone's lock, held for the session's life
     ttl_s: float
     stopped: threading.Event = field(default_factory=threading.Event)  # the kill switch (activity cancelled)
@@ -84,7 +84,7 @@ def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
         del _SESSIONS[tick_id]
     if s is not None:
         try:
-            s.store.close()
+            s.runner.close()
         finally:
             if s.lock.locked():
                 s.lock.release()
@@ -160,12 +160,12 @@ def _build(ctx: Any, inp: Any, lock: threading.Lock, ttl: float) -> tuple[TickSe
         deps = replace(built, budget=budget, tick_id=inp.tick_id,
                        agent_timeout_s=min(built.agent_timeout_s, t.agent_timeout_s))
     except BaseException:
-        runner.store.close()
+        runner.close()
         raise
     session = TickSession(
         tick_id=inp.tick_id, generation=inp.generation, root=root, project_key=t.project_key, pattern=t.pattern, plan=plan,
         spine_names=spine_names, base={n: clones.read(root, n) for n in spine_names}, base_commit=base_commit,
-        deps=deps, execute=DirectExecutor(deps), store=runner.store, lock=lock, ttl_s=ttl, stopped=stopped)
+        deps=deps, execute=DirectExecutor(deps), runner=runner, lock=lock, ttl_s=ttl, stopped=stopped)
     with _GUARD:
         _SESSIONS[inp.tick_id] = session
     return session, deps, unrebuilt
