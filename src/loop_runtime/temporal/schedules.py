@@ -87,6 +87,18 @@ def repo_of(project: Any) -> Repo:
     return Repo(url=url, branch=branch, key=clones.project_key(url))
 
 
+PER_PORT_ENV = "LOOP_RUNTIME_TEMPORAL_PER_PORT"
+
+
+def per_port_default() -> bool:
+    """Whether scheduled ticks run on the per-port path (``port_workflow``), the default; with
+    ``LOOP_RUNTIME_TEMPORAL_PER_PORT=0`` when ``schedule sync`` runs, each tick is one ``run_tick`` activity
+    (the earlier path, kept as a fallback)."""
+    import os
+
+    return os.environ.get(PER_PORT_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+
+
 def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> list[Wanted]:
     """One schedule per enabled loop; ``links(pattern)`` is the loop's ``FleetLink`` (``sync --fleet``)."""
     from ..app.runner import kill_stop
@@ -101,7 +113,7 @@ def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> 
                          level=project.config.for_pattern(pid).level,
                          escalation_expiry_s=s.escalation_expiry_s,
                          agent_timeout_s=float(project.config.agent_timeout_s),
-                         fleet=links(pid) if links is not None else None)
+                         fleet=links(pid) if links is not None else None, per_port=per_port_default())
         out.append(Wanted(pattern=pid, interval_s=int(plan.interval_s), paused=killed,
                           note="kill switch engaged" if killed else "", tick=tick))
     return out

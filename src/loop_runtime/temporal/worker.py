@@ -30,7 +30,8 @@ def workflow_runner() -> Any:
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "loop_runtime.temporal.types"))
+        "loop_runtime.temporal.types", "loop_runtime.temporal.port_types", "loop_runtime.temporal.codec",
+        "loop_runtime.core", "loop_runtime.ports", "loop_runtime.formats", "loop_runtime.errors"))
 
 
 def workflow_classes() -> list[Any]:
@@ -44,7 +45,7 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
                      ready: Any = None, stop: asyncio.Event | None = None) -> None:
     from temporalio.worker import Worker
 
-    from . import activities
+    from . import activities, port_activities
 
     client = await connect(s)
     identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -52,16 +53,19 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
     activities.set_context(activities.WorkerContext(
         client=client, loop=asyncio.get_running_loop(), work_dir=work_dir, task_queue=s.task_queue,
         worker_queue=own_queue, identity=identity))
-    pool = ThreadPoolExecutor(max_workers=concurrency + 2, thread_name_prefix="loop-activity")
+    pool = ThreadPoolExecutor(max_workers=concurrency * 2 + 4, thread_name_prefix="loop-activity")
     common: dict[str, Any] = dict(activity_executor=pool, identity=identity,
                                   max_heartbeat_throttle_interval=timedelta(seconds=1),
                                   default_heartbeat_throttle_interval=timedelta(seconds=1),
                                   graceful_shutdown_timeout=timedelta(seconds=5))
     shared = Worker(client, task_queue=s.task_queue, workflows=workflow_classes(),
-                    activities=activities.ACTIVITIES, workflow_runner=workflow_runner(),
+                    activities=[*activities.ACTIVITIES, *port_activities.OPEN_ACTIVITIES], workflow_runner=workflow_runner(),
                     max_concurrent_activities=concurrency, **common)
-    own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine],
-                 max_concurrent_activities=2, **common)
+    # this worker's own queue: decisions on the changes its clones hold, and every port call of a tick it
+    # opened on the per-port path (``port_workflow``: its session lives in this process)
+    own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine,
+                                                           *port_activities.SESSION_ACTIVITIES],
+                 max_concurrent_activities=concurrency + 2, **common)
     stop = stop or asyncio.Event()
     try:
         async with shared, own:

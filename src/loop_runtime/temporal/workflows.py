@@ -24,6 +24,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from .port_workflow import PortDriver
+
 with workflow.unsafe.imports_passed_through():
     from .types import (
         ESCALATION_WORKFLOW,
@@ -117,6 +119,8 @@ class TickWorkflow:
     async def _tick(self, inp: TickInput, carry: TickCarry) -> RunTickOutput | TickSummary:
         """The engine's tick (one activity, retried on another worker); a kill switch cancels it."""
         self.phase = "ticking"
+        if inp.per_port:  # the tick's state machine here, one activity per port call
+            return await PortDriver(self, replace(inp, resume=None), carry.tick_id, carry.run_id).run()
         handle = workflow.start_activity(
             "run_tick", RunTickInput(tick=replace(inp, resume=None), tick_id=carry.tick_id, run_id=carry.run_id),
             result_type=RunTickOutput,

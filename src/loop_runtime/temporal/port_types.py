@@ -1,0 +1,77 @@
+"""Values that cross Temporal on the per-port path (``port_workflow``): one dataclass input per activity.
+
+Pure data, no I/O and no ``temporalio`` import (the workflow sandbox passes it through). Everything
+the tick itself sends or gets back (PortCall arguments and results, the plan, the tick's policy and
+options) travels as a tree of ``codec`` (strict JSON: loop_runtime frozen dataclasses and plain
+values only), never pickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import TickInput
+
+
+@dataclass(frozen=True)
+class OpenTickInput:
+    """Open (or, after a lost worker, re-open) a tick on whichever worker takes it."""
+
+    tick: TickInput
+    tick_id: str
+    run_id: str
+    generation: int = 1  # 1, then 2, 3 … each time the tick is re-opened on another worker
+    #: resumed tick: the core's replay map (``<role-key>`` → recorded agent result, ``workspace:<n>`` → its handle)
+    replay: dict[str, Any] = field(default_factory=dict)
+    #: attempt → {"run_id", "patch"}: the worktrees a replayed implementer left, rebuilt before the tick runs
+    patches: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenTickOutput:
+    worker_queue: str  # the worker's own queue: every port call of this tick goes there (its clone, its worktrees)
+    worker: str
+    level: str  # the level the tick runs at (the tick input's, else the plan's)
+    #: codec tree of {"plan", "policy", "options", "wired"}: what the workflow builds the core ``Tick`` from
+    setup: dict[str, Any] = field(default_factory=dict)
+    unrebuilt: list[str] = field(default_factory=list)  # attempts whose worktree patch did not apply
+
+
+@dataclass(frozen=True)
+class PortCallInput:
+    """One ``PortCall`` of the tick, on the worker holding the tick's session."""
+
+    tick_id: str
+    key: str  # the PortCall's deterministic key: a retried activity with it returns the recorded result
+    port: str
+    method: str
+    payload: dict[str, Any] = field(default_factory=dict)  # codec tree of {"args", "kwargs"}
+    optional: bool = False  # the PortCall has a default: a missing adapter method answers "absent"
+
+
+@dataclass(frozen=True)
+class PortCallOutput:
+    """What the port gave: a codec tree of the result, or of the error it raised (handed back to the tick)."""
+
+    result: Any = None
+    error: dict[str, Any] | None = None
+    absent: bool = False  # optional method the adapter lacks: the tick gets the PortCall's default
+
+
+@dataclass(frozen=True)
+class CloseTickInput:
+    tick: TickInput
+    tick_id: str
+    result: dict[str, Any] = field(default_factory=dict)  # TickResult.as_json()
+    generation: int = 1
+    replayed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DropTickInput:
+    """Release the tick's session on a worker if it is from ``generation`` or earlier (never a newer one that
+    the same worker may have opened since)."""
+
+    tick_id: str
+    generation: int
