@@ -24,7 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Tests that want one set it themselves.
 for _name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_HOST", "GH_ENTERPRISE_TOKEN",
               "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL",
-              "GOOGLE_GEMINI_BASE_URL", "GROK_BASE_URL", "LOOP_PROJECT_ROOT"):
+              "GOOGLE_GEMINI_BASE_URL", "GROK_BASE_URL", "LOOP_PROJECT_ROOT", "LOOP_RUNTIME_TEMPORAL_KEY",
+              "LOOP_RUNTIME_TEMPORAL_KEY_FILE", "LOOP_RUNTIME_TEMPORAL_PER_PORT"):
     os.environ.pop(_name, None)
 
 

@@ -313,16 +313,24 @@ def test_the_whole_tick_activity_is_kept_as_the_fallback_path(
     assert "run_tick" in names and "port_call" not in names and "open_tick" not in names
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False), ("off", False),
-                                                 ("false", False), ("yes", True)])
-def test_the_per_port_path_is_the_default_of_schedule_sync_and_can_be_turned_off(
-        monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool) -> None:
+KEY = "q5mC1bqI0r7mO0Jb8m0Y3D9bq1VxQn9y6m5h2b5c7Ts="
+
+
+@pytest.mark.parametrize(("value", "key", "expected"), [
+    (None, None, False), (None, KEY, True), ("1", None, True), ("yes", None, True),
+    ("0", KEY, False), ("off", KEY, False), ("false", None, False)])
+def test_the_per_port_path_is_on_when_payloads_are_encrypted_and_the_operator_can_choose(
+        monkeypatch: pytest.MonkeyPatch, value: str | None, key: str | None, expected: bool) -> None:
+    """The per-port history holds prompts, diffs and secret values: by default it is used only when they are
+    encrypted (``LOOP_RUNTIME_TEMPORAL_KEY``); ``LOOP_RUNTIME_TEMPORAL_PER_PORT`` decides either way."""
+    from loop_runtime.temporal.encryption import KEY_ENV
     from loop_runtime.temporal.schedules import PER_PORT_ENV, per_port_default
     from loop_runtime.temporal.types import TickInput
 
-    if value is None:
-        monkeypatch.delenv(PER_PORT_ENV, raising=False)
-    else:
-        monkeypatch.setenv(PER_PORT_ENV, value)
+    for name, v in ((PER_PORT_ENV, value), (KEY_ENV, key)):
+        if v is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, v)
     assert per_port_default() is expected
     assert TickInput(repo_url="r", project_key="k", pattern="p").per_port is True

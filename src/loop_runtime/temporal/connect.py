@@ -45,8 +45,11 @@ async def connect(s: TemporalSettings) -> Any:
     require("temporalio", extra="temporal", feature="running loops on Temporal")
     from temporalio.client import Client
 
+    from .encryption import data_converter
+
+    converter = data_converter()  # a malformed key fails here, before any connection (one line)
     try:
-        return await Client.connect(s.address, namespace=s.namespace)
+        return await Client.connect(s.address, namespace=s.namespace, data_converter=converter)
     except Exception as e:  # RuntimeError from the core bridge: refused, DNS, TLS
         raise TemporalUnavailable(f"cannot reach Temporal at {s.address} (namespace {s.namespace}): "
                                   f"{' '.join(str(e).split())[:200]} — start one with "

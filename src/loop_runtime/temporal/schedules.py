@@ -91,12 +91,22 @@ PER_PORT_ENV = "LOOP_RUNTIME_TEMPORAL_PER_PORT"
 
 
 def per_port_default() -> bool:
-    """Whether scheduled ticks run on the per-port path (``port_workflow``), the default; with
-    ``LOOP_RUNTIME_TEMPORAL_PER_PORT=0`` when ``schedule sync`` runs, each tick is one ``run_tick`` activity
-    (the earlier path, kept as a fallback)."""
+    """Whether scheduled ticks run on the per-port path (``port_workflow``: every port call an activity).
+
+    On when payloads are encrypted (``encryption``: ``LOOP_RUNTIME_TEMPORAL_KEY``), because that path puts
+    what the tick reads and writes — prompts, diffs, the project's secret values — into Temporal's history;
+    without a key each tick is one ``run_tick`` activity, whose history holds only results. The operator's
+    ``LOOP_RUNTIME_TEMPORAL_PER_PORT`` (``1``/``0``) at ``schedule sync`` overrides either way."""
     import os
 
-    return os.environ.get(PER_PORT_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+    from .encryption import payload_key
+
+    chosen = os.environ.get(PER_PORT_ENV, "").strip().lower()
+    if chosen in ("0", "false", "no", "off"):
+        return False
+    if chosen in ("1", "true", "yes", "on"):
+        return True
+    return payload_key() is not None
 
 
 def wanted(project: Any, repo: Repo, s: TemporalSettings, links: Any = None) -> list[Wanted]:
