@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "claude_agent_sdk": ("claude", "the Claude Code CLI bundled in claude-agent-sdk"),
     "mcp": ("mcp", "the MCP server (`loop-runtime mcp`)"),
     "temporalio": ("temporal", "running loops on Temporal (`loop-runtime worker`, `schedule sync`)"),
+    "cryptography": ("temporal", "encrypted Temporal payloads (LOOP_RUNTIME_TEMPORAL_KEY)"),
     "githubkit": ("github", "the GitHub connector ([github] in loop-runtime.toml)"),
     "githubkit_schemas": ("github", "the GitHub connector (githubkit's generated REST models)"),
     "hishel": ("github", "the GitHub connector (githubkit's HTTP cache layer, pinned below 2)"),

@@ -75,9 +75,13 @@ class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over each serialized payload; payloads that are not ours pass through untouched."""
 
     def __init__(self, key: bytes) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from ..optional import require
 
-        self._aead = AESGCM(key)
+        feature = "encrypted Temporal payloads (LOOP_RUNTIME_TEMPORAL_KEY)"
+        require("cryptography", extra="temporal", feature=feature)
+        aead = require("cryptography.hazmat.primitives.ciphers.aead", extra="temporal", feature=feature)
+        self._invalid = require("cryptography.exceptions", extra="temporal", feature=feature).InvalidTag
+        self._aead = aead.AESGCM(key)
         self.key_id = key_id(key)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -100,11 +104,9 @@ class EncryptionCodec(PayloadCodec):
             raise DecryptError(KEY_ENV, "key", kid, message=f"a Temporal payload was encrypted with key {kid!r}, "
                                f"this process holds key {self.key_id!r}: give every client and worker the same "
                                f"{KEY_ENV}")
-        from cryptography.exceptions import InvalidTag
-
         try:
             plain = self._aead.decrypt(p.data[:_NONCE], p.data[_NONCE:], ENCODING + kid.encode())
-        except InvalidTag:
+        except self._invalid:
             raise DecryptError(KEY_ENV, "payload", kid, message="a Temporal payload failed its integrity check "
                                "(altered, or truncated): refused") from None
         return Payload.FromString(plain)
