@@ -66,29 +66,36 @@ def _need_browser() -> Any:
 
 
 @contextmanager
-def dashboard(root: Path) -> Iterator[str]:
-    """The real uvicorn server from ``make_server`` on a free loopback port, in a thread."""
-    from loop_runtime.dashboard.server import make_server
-
-    server, _ = make_server(load_project(root), host="127.0.0.1", port=0, token=TOKEN)
+def serving(server: Any, what: str = "dashboard server") -> Iterator[str]:
+    """A uvicorn ``server`` on a free loopback port, in a thread; yields its base URL, stops it after."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     started = threading.Event()
-    for _ in range(200):
+    for _ in range(300):
         if server.started:
             started.set()
             break
         started.wait(0.05)
-    assert server.started, "dashboard server did not start"
+    assert server.started, f"{what} did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def dashboard(root: Path) -> Iterator[str]:
+    """The real uvicorn server from ``make_server`` on a free loopback port, in a thread."""
+    from loop_runtime.dashboard.server import make_server
+
+    server, _ = make_server(load_project(root), host="127.0.0.1", port=0, token=TOKEN)
+    with serving(server) as base:
+        yield base
 
 
 def test_browser_live_updates_kill_and_approve(tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ each clicked on the fleet page and landing in the right repository. Screenshots 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from loop_runtime.adapters.fleet import load_fleet
 from tests.support.gitrepo import git
 from tests.test_dashboard_app import NEW, PATTERN, TOKEN
-from tests.test_dashboard_browser import ARGS, CHROMIUM, SHOTS, WAIT_MS, WIDE, _need_browser, snap
+from tests.test_dashboard_browser import ARGS, CHROMIUM, SHOTS, WAIT_MS, WIDE, _need_browser, serving, snap
 from tests.test_fleet_dashboard import fleet
 
 pytestmark = pytest.mark.browser
@@ -28,23 +26,8 @@ def fleet_dashboard(f: Path) -> Iterator[str]:
     from loop_runtime.dashboard.fleet import make_fleet_server
 
     server, _ = make_fleet_server(load_fleet(f), host="127.0.0.1", port=0, token=TOKEN)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    for _ in range(300):
-        if server.started:
-            break
-        ready.wait(0.05)
-    assert server.started, "fleet dashboard server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with serving(server, "fleet dashboard server") as base:
+        yield base
 
 
 def test_browser_fleet_page_tops_up_kills_resumes_and_approves_in_the_right_repository(tmp_path: Path) -> None:

@@ -461,16 +461,18 @@ def test_a_tick_of_a_loop_whose_registry_entry_was_removed_fails_once_without_re
 # ---------------------------------------------------------------------------- 6. the kill switch
 
 
-def test_kill_stops_a_running_tick_and_records_it(temporal_server: Any, queue: str, workers: Any,
-                                                  tmp_path: Path) -> None:
+def kill_a_running_agent(addr: str, queue: str, workers: Any, tmp_path: Path,
+                         **tick: Any) -> tuple[Any, float, float, Path]:
+    """Start a tick whose triage agent sleeps 120 s, `loop-runtime kill` once the agent holds its reservation:
+    (the tick's summary, seconds from the kill to the agent's settle, and to the tick's result, the bare repo)."""
     import time
 
-    addr = temporal_server.address
     bare, checkout = project(tmp_path, addr, queue)
     scen = scenario(tmp_path, "slow", {"triage": {"decision": "noop", "tokens": 1000, "sleep_s": 120}})
     workers("w1")
-    inp = tick_input(bare, scenario=scen)
-    arun(start_tick(addr, queue, inp, f"loop-tick-{inp.project_key}-ci-sweeper-manual"))
+    inp = tick_input(bare, scenario=scen, **tick)
+    wid = f"loop-tick-{inp.project_key}-ci-sweeper-manual"
+    arun(start_tick(addr, queue, inp, wid))
 
     def agent_running() -> bool:
         try:
@@ -482,8 +484,16 @@ def test_kill_stops_a_running_tick_and_records_it(temporal_server: Any, queue: s
     began = time.monotonic()
     killed = run_cli("kill", cwd=checkout)
     assert killed.returncode == 0 and "1 running tick(s) signalled" in killed.stdout, killed.stdout + killed.stderr
-    summary = result_of(addr, f"loop-tick-{inp.project_key}-ci-sweeper-manual", timeout=60)
-    assert time.monotonic() - began < 60  # the 120 s agent did not run out (the bound is ~1 s + a heartbeat)
+    wait_for(lambda: not budget(addr, f"{inp.project_key}/ci-sweeper").open, 60, what="the agent's settle")
+    stopped_in = time.monotonic() - began
+    summary = result_of(addr, wid, timeout=60)
+    return summary, stopped_in, time.monotonic() - began, bare
+
+
+def test_kill_stops_a_running_tick_and_records_it(temporal_server: Any, queue: str, workers: Any,
+                                                  tmp_path: Path) -> None:
+    summary, _stopped_in, done_in, bare = kill_a_running_agent(temporal_server.address, queue, workers, tmp_path)
+    assert done_in < 60  # the 120 s agent did not run out (the bound is ~1 s + a heartbeat)
     assert summary.outcome == "halted" and "kill" in summary.note, summary
     [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")
     assert entry["outcome"] == "no-op" and entry["note"] == "halted: kill"

@@ -16,6 +16,7 @@ from tests.support.gitrepo import git
 from tests.support.temporal import arun, client_for, run_log_entries, show, wait_for
 from tests.test_act_path import FIXED
 from tests.test_temporal import (  # noqa: F401 — fixtures
+    kill_a_running_agent,
     ACT,
     budget,
     normal,
@@ -177,27 +178,8 @@ def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
     """`loop-runtime kill` signals the tick; the running `backend.run` activity is cancelled, the worker's stop
     check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
-    addr = temporal_server.address
-    bare, checkout = project(tmp_path, addr, queue)
-    scen = scenario(tmp_path, "slow", {"triage": {"decision": "noop", "tokens": 1000, "sleep_s": 120}})
-    workers("w1")
-    inp = tick_input(bare, scenario=scen, per_port=True)
-    wid = f"loop-tick-{inp.project_key}-ci-sweeper-manual"
-    arun(start_tick(addr, queue, inp, wid))
-
-    def agent_running() -> bool:
-        try:
-            return len(budget(addr, f"{inp.project_key}/ci-sweeper").open) == 1
-        except Exception:
-            return False
-
-    wait_for(agent_running, 90, what="the triage agent running")
-    began = time.monotonic()
-    killed = run_cli("kill", cwd=checkout)
-    assert killed.returncode == 0 and "1 running tick(s) signalled" in killed.stdout, killed.stdout + killed.stderr
-    wait_for(lambda: not budget(addr, f"{inp.project_key}/ci-sweeper").open, 60, what="the agent's settle")
-    stopped_in = time.monotonic() - began
-    summary = result_of(addr, wid, timeout=60)
+    summary, stopped_in, _done_in, bare = kill_a_running_agent(temporal_server.address, queue, workers, tmp_path,
+                                                                per_port=True)
     assert summary.outcome == "halted" and "kill" in summary.note, summary
     print(f"agent stopped {stopped_in:.1f} s after the kill")  # ≤ 5 s on an idle machine; no wall-clock assert
     assert stopped_in < 60  # the 120 s agent did not run out
