@@ -75,19 +75,29 @@ def _perform(session: tick_session.TickSession, inp: PortCallInput) -> PortCallO
     call = PortCall(inp.port, inp.method, args, kwargs, inp.key, None if inp.optional else REQUIRED)
     with Ticker(lambda: None) as ticker:
         with activity.shield_thread_cancel_exception():
-            watch = _watch(session, ticker)
+            stop_relay = watch(session, ticker)
             try:
-                result = _execute(session, call, inp.optional)
-            except Exception as e:  # noqa: BLE001 — the port's error is the tick's to handle
-                return PortCallOutput(error=codec.encode_error(e))
+                out = perform(session, call, inp.optional)
             finally:
-                watch.set()
+                stop_relay.set()
     if ticker.shutdown.is_set():
-        raise ApplicationError("the worker is shutting down; the tick continues on another worker",
-                               type="WorkerShutdown")
+        raise worker_shutdown()
+    return out
+
+
+def worker_shutdown() -> ApplicationError:
+    return ApplicationError("the worker is shutting down; the tick continues on another worker", type="WorkerShutdown")
+
+
+def perform(session: tick_session.TickSession, call: Any, optional: bool) -> PortCallOutput:
+    """One PortCall on the session's adapters, its result (or the port's error) encoded for the workflow."""
+    try:
+        result = _execute(session, call, optional)
+    except Exception as e:  # noqa: BLE001 — the port's error is the tick's to handle
+        return PortCallOutput(error=codec.encode_error(e))
     if result is _ABSENT:
         return PortCallOutput(absent=True)
-    if (inp.port, inp.method) == ("journal", "escalate"):
+    if (call.port, call.method) == ("journal", "escalate"):
         session.escalation_id = None if result is None else str(result)
     try:
         return PortCallOutput(result=codec.encode(result, keep=session.keep))
@@ -153,7 +163,7 @@ def _compare_and_write(session: tick_session.TickSession, path: str, expected: s
     return wrote
 
 
-def _watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
+def watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
     """Relays the ticker's stop (cancellation) to the session's stop check, which the agent polls."""
     import threading
 

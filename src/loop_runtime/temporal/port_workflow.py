@@ -27,6 +27,7 @@ Workflow code: ``core`` and ``codec`` are pure and passed through the sandbox.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,18 @@ with workflow.unsafe.imports_passed_through():
     from ..core.tick_agents import result_to
     from ..errors import LoopError
     from . import codec
-    from .port_types import CloseTickInput, DropTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
+    from .port_types import (
+        BatchStep,
+        CloseTickInput,
+        DropTickInput,
+        OpenTickInput,
+        OpenTickOutput,
+        PortBatchInput,
+        PortBatchOutput,
+        PortCallInput,
+        PortCallOutput,
+        dropped_keys,
+    )
     from .types import RunTickOutput, TickInput
 
 MAX_OPENS = 5
@@ -53,12 +65,22 @@ _HOOK_FIELDS = ("observer", "stop", "remote_pause", "lease", "promotion", "event
 _LIMITS: dict[str, tuple[float, int]] = {"tests": (3600, 2), "observer": (900, 3), "workspace": (900, 3),
                                          "publisher": (600, 3), "guard": (300, 3), "lease": (300, 3)}
 _NON_RETRYABLE = ["ConfigError", "MissingDependency", "NonRetryable", "SessionLost", "WorkerShutdown"]
+#: ticks started since batches exist run their port calls in batches (``port_batch``); an older history
+#: replays its one activity per call
+BATCH_PATCH = "port-batch-v1"
+#: what a batch may add to its head's start-to-close limit: the cheap calls after it
+_BATCH_TAIL_S = 300
 
 
 class WorkerLost(BaseException):
     """The worker holding the tick's session is gone: every further call fails with this until re-opened.
 
     A ``BaseException``: the tick's own ``except Exception`` handlers must not swallow it."""
+
+
+class Diverged(WorkerLost):
+    """The worker's run of the tick answered another call than ours (or its batch failed): re-open the tick,
+    its calls one by one from then on (nothing the worker did after the parting is taken as ours)."""
 
 
 class _Remote:
@@ -102,8 +124,12 @@ class PortDriver:
         self.queue = ""
         self.lost = False
         self.generation = 0
+        self.can_batch = False  # set in the workflow (``BATCH_PATCH``); a unit test drives calls one by one
+        self.batching = False
+        self.steps: deque[BatchStep] = deque()  # the worker's answers not yet asked for by our tick
 
     async def run(self) -> RunTickOutput:
+        self.can_batch = workflow.patched(BATCH_PATCH)
         while True:
             self.generation += 1
             if self.generation > MAX_OPENS:
@@ -112,11 +138,14 @@ class PortDriver:
             replay, patches = self._resume()
             opened = await self._open(replay, patches)
             self.queue, self.lost = opened.worker_queue, False
-            drop = self._dropped(opened.unrebuilt)
+            self.batching, self.steps = self.can_batch, deque()
+            drop = dropped_keys(opened.unrebuilt)
             try:
                 result = await drive(build_tick(opened, drop).run(), self.execute)
                 return await self._close(result.as_json(), sorted(set(replay) - drop - _ws_keys(replay)))
-            except WorkerLost:
+            except WorkerLost as e:
+                if isinstance(e, Diverged):  # the re-opened tick runs its calls one by one
+                    self.can_batch = False
                 self._forget()  # the old worker, if it is only slow, releases the clone
                 continue
             except (LoopError, codec.CodecError) as e:  # the tick failed (as `run` exits 1): fail the workflow,
@@ -136,9 +165,6 @@ class PortDriver:
             else:  # no diff to rebuild its worktree from: that attempt's agents run again
                 replay = {k: v for k, v in replay.items() if not k.endswith(f":{n}")}
         return replay, patches
-
-    def _dropped(self, unrebuilt: list[str]) -> set[str]:
-        return {k for n in unrebuilt for k in (f"implementer:{n}", f"verifier:{n}", f"workspace:{n}")}
 
     async def _open(self, replay: dict[str, Any], patches: dict[str, Any]) -> OpenTickOutput:
         self.owner.phase = "opening"
@@ -192,6 +218,8 @@ class PortDriver:
     async def execute(self, call: PortCall) -> Any:
         if self.lost:
             raise WorkerLost()
+        if self.batching:
+            return await self._batched(call)
         if call.name == "clock.now":
             return workflow.now()
         if call.name == "stop.check" and self.owner.stop_reason is not None:
@@ -215,7 +243,9 @@ class PortDriver:
         raise LoopError(f"{path}: changed under {CAS_TRIES} updates in a row")
 
     async def _call(self, call: PortCall) -> Any:
-        out = await self._activity(call)
+        return self._answer(call, await self._activity(call))
+
+    def _answer(self, call: PortCall, out: PortCallOutput) -> Any:
         if out.absent:
             return call.default
         if out.error is not None:
@@ -223,6 +253,43 @@ class PortDriver:
         value = codec.decode(out.result)
         self._note(call, value)
         return value
+
+    async def _batched(self, call: PortCall) -> Any:
+        """Our tick's call, answered by the worker's run of the same tick (``port_batch``), checked call by call."""
+        if not self.steps:
+            self.steps.extend((await self._batch(call)).steps)
+        step = self.steps.popleft() if self.steps else None
+        if step is None or (step.key, step.name) != (call.key, call.name):
+            self.lost = True  # the two runs of the tick parted: what the worker did is not ours to trust
+            got = "nothing" if step is None else f"{step.name} ({step.key})"
+            workflow.logger.warning(f"tick {self.tick_id}: the worker answered {got} for {call.name} ({call.key})")
+            raise Diverged()
+        return self._answer(call, PortCallOutput(result=step.result, error=step.error, absent=step.absent))
+
+    async def _batch(self, call: PortCall) -> PortBatchOutput:
+        self.owner.phase = f"ticking: {call.name}"
+        agent = call.name == "backend.run"
+        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
+        handle = workflow.start_activity(
+            "port_batch", PortBatchInput(tick_id=self.tick_id, key=f"{call.key}:batch", head=call.name,
+                                         stop=self.owner.stop_reason),
+            result_type=PortBatchOutput, task_queue=self.queue,
+            start_to_close_timeout=timedelta(seconds=limit + _BATCH_TAIL_S),
+            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
+                                     non_retryable_error_types=_NON_RETRYABLE),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        if self.owner.stop_reason is None:  # a kill switch signal cancels the batch: the worker's stop check says so
+            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
+            if not handle.done():
+                handle.cancel()
+        try:
+            return await handle
+        except ActivityError as e:
+            self.lost = True  # lost, cancelled before it answered, or failed: the worker's run is not ours now
+            if _lost(e) or isinstance(e.cause, CancelledError):
+                raise WorkerLost() from None
+            raise Diverged() from None
 
     def _note(self, call: PortCall, value: Any) -> None:
         """Keep what a re-opened tick needs: completed agent results, worktree records, post-implementer diffs."""

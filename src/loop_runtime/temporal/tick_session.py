@@ -49,7 +49,10 @@ class TickSession:
     kept: dict[str, Any] = field(default_factory=dict)  # opaque adapter objects the tick holds (``codec.Opaque``)
     used: float = field(default_factory=time.monotonic)
     calls: threading.Lock = field(default_factory=threading.Lock)  # one port call at a time
-
+    level: str = ""  # the level the tick runs at (as the workflow's tick is told)
+    unrebuilt: list[str] = field(default_factory=list)  # attempts whose worktree patch did not apply
+    stepper: Any = None  # ``port_batch.Stepper``: the worker's own run of the tick, made at the first batch
+    halt: dict[str, str] = field(default_factory=lambda: {"reason": "kill"})  # what the stop check says
 
     def keep(self, obj: Any) -> str:
         """Keep a worker-side object the tick will hand back (a guard's snapshot); the workflow gets its ref."""
@@ -145,8 +148,9 @@ def _build(ctx: Any, inp: Any, lock: threading.Lock, ttl: float) -> tuple[TickSe
     plan = project.plan(t.pattern)
     spine_names = _spine_names(project, plan)
     stopped = threading.Event()
+    halt = {"reason": "kill"}  # the workflow's stop signal may name another reason (``port_batch``)
     opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id,
-                      replay=dict(inp.replay), extra_stop=lambda: "kill" if stopped.is_set() else None,
+                      replay=dict(inp.replay), extra_stop=lambda: halt["reason"] if stopped.is_set() else None,
                       force=t.force, clock=SystemClock())
     rti = RunTickInput(tick=t, tick_id=inp.tick_id, run_id=inp.run_id)
     budget = tick_budget(ctx, rti, inp.generation, project, plan, backend_name(project, plan, opts))
@@ -165,7 +169,8 @@ def _build(ctx: Any, inp: Any, lock: threading.Lock, ttl: float) -> tuple[TickSe
     session = TickSession(
         tick_id=inp.tick_id, generation=inp.generation, root=root, project_key=t.project_key, pattern=t.pattern, plan=plan,
         spine_names=spine_names, base={n: clones.read(root, n) for n in spine_names}, base_commit=base_commit,
-        deps=deps, execute=DirectExecutor(deps), runner=runner, lock=lock, ttl_s=ttl, stopped=stopped)
+        deps=deps, execute=DirectExecutor(deps), runner=runner, lock=lock, ttl_s=ttl, stopped=stopped,
+        level=t.level or plan.level, unrebuilt=unrebuilt, halt=halt)
     with _GUARD:
         _SESSIONS[inp.tick_id] = session
     return session, deps, unrebuilt

@@ -45,7 +45,7 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
                      ready: Any = None, stop: asyncio.Event | None = None) -> None:
     from temporalio.worker import Worker
 
-    from . import activities, port_activities
+    from . import activities, port_activities, port_batch
 
     client = await connect(s)
     identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -64,7 +64,8 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
     # this worker's own queue: decisions on the changes its clones hold, and every port call of a tick it
     # opened on the per-port path (``port_workflow``: its session lives in this process)
     own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine,
-                                                           *port_activities.SESSION_ACTIVITIES],
+                                                           *port_activities.SESSION_ACTIVITIES,
+                                                           port_batch.port_batch],
                  max_concurrent_activities=concurrency + 2, **common)
     stop = stop or asyncio.Event()
     try:
