@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import LoopError
 from . import clones
 
-__all__ = ["SessionLost", "TickSession", "close", "get", "open_session"]
+__all__ = ["SessionLost", "TickSession", "close", "count", "expire", "get", "open_session"]
 
 
 class SessionLost(LoopError):
@@ -92,6 +92,17 @@ def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
             if s.lock.locked():
                 s.lock.release()
     return s
+
+
+def count() -> int:
+    """Open sessions in this worker: ticks it holds (``capacity.TickSlots`` counts them against its concurrency)."""
+    with _GUARD:
+        return len(_SESSIONS)
+
+
+def expire() -> None:
+    """Close the sessions idle past their time (their workflow is gone or moved on)."""
+    _expire()
 
 
 def _expire() -> None:
