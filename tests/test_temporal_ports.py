@@ -349,3 +349,31 @@ def test_the_per_port_path_is_on_when_payloads_are_encrypted_and_the_operator_ca
             monkeypatch.setenv(name, v)
     assert per_port_default() is expected
     assert TickInput(repo_url="r", project_key="k", pattern="p").per_port is True
+
+
+def test_a_worker_killed_between_two_calls_of_a_batch_is_replaced_and_nothing_is_billed_twice(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """Worker A dies (like `kill -9`) right after the triage's `budget.settle`, inside the batch headed by that
+    `backend.run`: the batch never answered, so the workflow never learnt the triage ended. The tick is opened
+    again on worker B and the triage runs there; A's tokens were settled once by A (they were spent), B's once,
+    no reservation stays open, one run-log entry is pushed, and the history replays."""
+    addr = temporal_server.address
+    bare, _checkout = project(tmp_path, addr, queue)
+    inp = tick_input(bare, scenario=scenario(tmp_path, "report", {"triage": {"decision": "report", "summary": "ok",
+                                                                             "tokens": 1000}}),
+                     heartbeat_timeout_s=5, per_port=True)
+    a = workers("a", env={"LOOP_RUNTIME_FAULT_AT": "temporal:batch:budget.settle"})
+    wid = "tick-kill-in-batch"
+    arun(start_tick(addr, queue, inp, wid))
+    wait_for(lambda: a.proc.poll() is not None, 150, what="worker A to die after the settle")
+    workers("b")
+    summary = result_of(addr, wid)
+    assert summary.outcome == "report-only" and summary.attempts == 2, summary
+    st = budget(addr, f"{inp.project_key}/ci-sweeper")
+    assert not st.open and sorted(st.settled.values()) == [1000, 1000] and st.spent == 2000
+    assert len([k for k in st.settled if ":1:" in k]) == 1 and len([k for k in st.settled if ":2:" in k]) == 1
+    calls = performed_calls(addr, wid)
+    assert calls.count("backend.run") == 2 and calls.count("budget.settle") == 1  # A's batch never answered
+    [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the run log")
+    assert entry["outcome"] == "report-only"
+    _replays(addr, wid)

@@ -24,6 +24,8 @@ __all__ = ["TickSlots"]
 
 #: how often a waiting reservation looks again (a session closes in an activity thread)
 POLL_S = 0.05
+#: how often a waiting reservation closes the sessions idle past their time (``tick_session.expire``)
+EXPIRE_EVERY_S = 5.0
 
 
 class TickSlots(CustomSlotSupplier):
@@ -48,7 +50,7 @@ class TickSlots(CustomSlotSupplier):
         while not self._take():
             await asyncio.sleep(POLL_S)
             waited += POLL_S
-            if self.expire is not None and waited >= 5:  # now and then: a session nobody closes gives way
+            if self.expire is not None and waited >= EXPIRE_EVERY_S:  # a session nobody closes gives way
                 waited = 0.0
                 await asyncio.get_running_loop().run_in_executor(None, self.expire)
         return SlotPermit()

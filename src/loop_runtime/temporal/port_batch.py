@@ -31,7 +31,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from . import codec, tick_session
+from . import clones, codec, tick_session
 from .activities import Ticker
 from .port_activities import perform, watch, worker_shutdown
 from .port_types import BatchStep, PortBatchInput, PortBatchOutput, PortCallOutput, dropped_keys
@@ -131,6 +131,7 @@ def run_batch(session: tick_session.TickSession, inp: PortBatchInput, shutdown: 
         if shutdown is not None and shutdown():
             raise worker_shutdown()  # a call cut short by the worker stopping is not an outcome: re-open
         steps.append(BatchStep(key=call.key, name=call.name, result=out.result, error=out.error, absent=out.absent))
+        clones._fault(f"temporal:batch:{call.name}")  # crash tests: die between two calls of a batch
         size += _size(out)
         st.answer(call, out, session.kept.get)
     st.finished.add(inp.key)

@@ -145,6 +145,7 @@ class PortDriver:
                 return await self._close(result.as_json(), sorted(set(replay) - drop - _ws_keys(replay)))
             except WorkerLost as e:
                 if isinstance(e, Diverged):  # the re-opened tick runs its calls one by one
+                    workflow.logger.warning(f"{e}: re-opening the tick, one activity per call")
                     self.can_batch = False
                 self._forget()  # the old worker, if it is only slow, releases the clone
                 continue
@@ -262,8 +263,7 @@ class PortDriver:
         if step is None or (step.key, step.name) != (call.key, call.name):
             self.lost = True  # the two runs of the tick parted: what the worker did is not ours to trust
             got = "nothing" if step is None else f"{step.name} ({step.key})"
-            workflow.logger.warning(f"tick {self.tick_id}: the worker answered {got} for {call.name} ({call.key})")
-            raise Diverged()
+            raise Diverged(f"tick {self.tick_id}: the worker answered {got} for {call.name} ({call.key})")
         return self._answer(call, PortCallOutput(result=step.result, error=step.error, absent=step.absent))
 
     async def _batch(self, call: PortCall) -> PortBatchOutput:
@@ -289,7 +289,7 @@ class PortDriver:
             self.lost = True  # lost, cancelled before it answered, or failed: the worker's run is not ours now
             if _lost(e) or isinstance(e.cause, CancelledError):
                 raise WorkerLost() from None
-            raise Diverged() from None
+            raise Diverged(f"tick {self.tick_id}: the batch for {call.name} failed: {e.cause or e}") from None
 
     def _note(self, call: PortCall, value: Any) -> None:
         """Keep what a re-opened tick needs: completed agent results, worktree records, post-implementer diffs."""

@@ -53,6 +53,7 @@ class TickSession:
     unrebuilt: list[str] = field(default_factory=list)  # attempts whose worktree patch did not apply
     stepper: Any = None  # ``port_batch.Stepper``: the worker's own run of the tick, made at the first batch
     halt: dict[str, str] = field(default_factory=lambda: {"reason": "kill"})  # what the stop check says
+    called: bool = False  # a port call (or close) reached it: its workflow knows this worker holds the tick
 
     def keep(self, obj: Any) -> str:
         """Keep a worker-side object the tick will hand back (a guard's snapshot); the workflow gets its ref."""
@@ -64,6 +65,9 @@ class TickSession:
 #: a session with no port call for this long is closed when another tick wants its clone (the workflow sends
 #: the next call within seconds; one that is slower than this has re-opened the tick elsewhere by then)
 IDLE_TTL_S = 600.0
+#: a session that never got a call: its ``open_tick`` answer was lost (the activity timed out and was retried,
+#: perhaps on another worker, which then holds the tick): it gives the worker's capacity back sooner
+UNUSED_TTL_S = 120.0
 
 _SESSIONS: dict[str, TickSession] = {}
 _GUARD = threading.Lock()
@@ -75,6 +79,7 @@ def get(tick_id: str) -> TickSession:
     if s is None:
         raise SessionLost(f"no session for tick {tick_id} in this worker (restarted?): re-open the tick")
     s.used = time.monotonic()
+    s.called = True
     return s
 
 
@@ -109,7 +114,8 @@ def _expire() -> None:
     now = time.monotonic()
     with _GUARD:
         # idle too long between two calls (its workflow moved on or is gone); a call in progress keeps it
-        stale = [k for k, s in _SESSIONS.items() if now - s.used > s.ttl_s and not s.calls.locked()]
+        stale = [k for k, s in _SESSIONS.items()
+                 if now - s.used > (s.ttl_s if s.called else min(s.ttl_s, UNUSED_TTL_S)) and not s.calls.locked()]
     for k in stale:
         close(k)
 
