@@ -51,12 +51,18 @@ def open_tick(inp: OpenTickInput) -> OpenTickOutput:
                           unrebuilt=unrebuilt)
 
 
-@activity.defn(name="port_call")
-def port_call(inp: PortCallInput) -> PortCallOutput:
+def session_of(tick_id: str) -> tick_session.TickSession:
+    """The tick's session in this worker; none (it restarted, or the session expired) fails the activity so the
+    workflow re-opens the tick."""
     try:
-        session = tick_session.get(inp.tick_id)
+        return tick_session.get(tick_id)
     except tick_session.SessionLost as e:
         raise ApplicationError(str(e), type="SessionLost", non_retryable=True) from None
+
+
+@activity.defn(name="port_call")
+def port_call(inp: PortCallInput) -> PortCallOutput:
+    session = session_of(inp.tick_id)
     with session.calls:
         known = session.done.get(inp.key)
         if known is not None:
@@ -186,10 +192,7 @@ def watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
 def close_tick(inp: CloseTickInput) -> RunTickOutput:
     """The tick is done: read the spine files as it left them, push a proposed branch, release the session."""
     ctx = context()
-    try:
-        session = tick_session.get(inp.tick_id)
-    except tick_session.SessionLost as e:
-        raise ApplicationError(str(e), type="SessionLost", non_retryable=True) from None
+    session = session_of(inp.tick_id)
     try:
         with Ticker(lambda: None):
             return _close(ctx, session, inp)

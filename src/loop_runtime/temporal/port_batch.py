@@ -29,11 +29,10 @@ import json
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from . import clones, codec, tick_session
 from .activities import Ticker
-from .port_activities import perform, watch, worker_shutdown
+from .port_activities import perform, session_of, watch, worker_shutdown
 from .port_types import BatchStep, PortBatchInput, PortBatchOutput, PortCallOutput, dropped_keys
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_STEPS", "Stepper", "heads_activity", "port_batch", "run_batch"]
@@ -146,10 +145,7 @@ def _required() -> Any:
 
 @activity.defn(name="port_batch")
 def port_batch(inp: PortBatchInput) -> PortBatchOutput:
-    try:
-        session = tick_session.get(inp.tick_id)
-    except tick_session.SessionLost as e:
-        raise ApplicationError(str(e), type="SessionLost", non_retryable=True) from None
+    session = session_of(inp.tick_id)
     with session.calls:
         with Ticker(lambda: None) as ticker:
             with activity.shield_thread_cancel_exception():

@@ -267,22 +267,11 @@ class PortDriver:
         return self._answer(call, PortCallOutput(result=step.result, error=step.error, absent=step.absent))
 
     async def _batch(self, call: PortCall) -> PortBatchOutput:
-        self.owner.phase = f"ticking: {call.name}"
-        agent = call.name == "backend.run"
-        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
-        handle = workflow.start_activity(
-            "port_batch", PortBatchInput(tick_id=self.tick_id, key=f"{call.key}:batch", head=call.name,
-                                         stop=self.owner.stop_reason),
-            result_type=PortBatchOutput, task_queue=self.queue,
-            start_to_close_timeout=timedelta(seconds=limit + _BATCH_TAIL_S),
-            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
-                                     non_retryable_error_types=_NON_RETRYABLE),
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        inp = PortBatchInput(tick_id=self.tick_id, key=f"{call.key}:batch", head=call.name,
+                             stop=self.owner.stop_reason)
+        handle = self._start("port_batch", inp, PortBatchOutput, call, _BATCH_TAIL_S)
         if self.owner.stop_reason is None:  # a kill switch signal cancels the batch: the worker's stop check says so
-            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
-            if not handle.done():
-                handle.cancel()
+            await self._stoppable(handle)
         try:
             return await handle
         except ActivityError as e:
@@ -290,6 +279,25 @@ class PortDriver:
             if _lost(e) or isinstance(e.cause, CancelledError):
                 raise WorkerLost() from None
             raise Diverged(f"tick {self.tick_id}: the batch for {call.name} failed: {e.cause or e}") from None
+
+    def _start(self, name: str, inp: Any, result_type: type, call: PortCall, tail_s: float = 0) -> Any:
+        """Start the activity performing ``call`` (and, for a batch, the calls after it) on the session's worker."""
+        self.owner.phase = f"ticking: {call.name}"
+        agent = call.name == "backend.run"
+        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
+        return workflow.start_activity(
+            name, inp, result_type=result_type, task_queue=self.queue,
+            start_to_close_timeout=timedelta(seconds=limit + tail_s),
+            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
+                                     non_retryable_error_types=_NON_RETRYABLE),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+    async def _stoppable(self, handle: Any) -> None:
+        """Wait for the activity; a kill switch signal meanwhile cancels it (the worker's stop check says so)."""
+        await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
+        if not handle.done():
+            handle.cancel()
 
     def _note(self, call: PortCall, value: Any) -> None:
         """Keep what a re-opened tick needs: completed agent results, worktree records, post-implementer diffs."""
@@ -309,20 +317,9 @@ class PortDriver:
             raise LoopError(f"{call.name}: {e}") from None
         inp = PortCallInput(tick_id=self.tick_id, key=call.key, port=call.port, method=call.method,
                             payload=payload, optional=call.default is not REQUIRED)
-        self.owner.phase = f"ticking: {call.name}"
-        agent = call.name == "backend.run"
-        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
-        handle = workflow.start_activity(
-            "port_call", inp, result_type=PortCallOutput, task_queue=self.queue,
-            activity_id=None, start_to_close_timeout=timedelta(seconds=limit),
-            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
-                                     non_retryable_error_types=_NON_RETRYABLE),
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
-        if agent:  # the kill switch cancels a running agent: it is stopped within a heartbeat
-            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
-            if not handle.done():
-                handle.cancel()
+        handle = self._start("port_call", inp, PortCallOutput, call)
+        if call.name == "backend.run":  # the kill switch cancels a running agent: it is stopped within a heartbeat
+            await self._stoppable(handle)
         try:
             return await handle
         except ActivityError as e:
