@@ -1,14 +1,19 @@
-"""The per-port tick: the core's tick state machine runs *in the workflow*, each PortCall one activity.
+"""The per-port tick: the core's tick state machine runs *in the workflow*, its PortCalls performed by activities.
 
-    open_tick (any worker) ─▶ Tick(plan, deps).run() driven here ─▶ port_call × N (that worker's queue)
+    open_tick (any worker) ─▶ Tick(plan, deps).run() driven here ─▶ port_batch × N (that worker's queue)
                                                                  ─▶ close_tick (spine files, branch)
 
 The tick is ``core.tick.Tick``, the very code ``loop-runtime run`` drives with ``DirectExecutor``;
-here ``PortDriver.execute`` performs each PortCall it yields as a ``port_call`` activity on the
-worker that opened the tick (its clone and worktrees are local: the queue is sticky). Two calls
-never leave the workflow: ``clock.now`` is ``workflow.now()`` (deterministic), and ``stop.check``
-answers the kill switch signal at once when it came. ``state.update(path, fn)`` cannot ship ``fn``:
-the workflow reads, applies ``fn`` and sends a compare-and-write, again until the text held still.
+here ``PortDriver.execute`` answers each PortCall it yields from the worker that opened the tick (its
+clone and worktrees are local: the queue is sticky). Batches (``port_batch``, the default since
+``BATCH_PATCH``): the worker runs the same tick in its session and performs its calls ahead — the call
+ours waits for, then every cheap one after it up to the next heavy one — and ours is answered from that
+record, each call's key and name checked (a parting re-opens the tick, one activity per call from then on).
+One activity per call (``port_call``: histories from before batches, and after a parting): two calls never
+leave the workflow: ``clock.now`` is ``workflow.now()`` (deterministic), and ``stop.check`` answers the kill
+switch signal at once when it came; ``state.update(path, fn)`` cannot ship ``fn``: the workflow reads,
+applies ``fn`` and sends a compare-and-write, again until the text held still. In a batch the worker's
+clock, stop check (told the signal) and ``update_file`` answer them, and the history holds the answers.
 
 Idempotency: every activity carries the PortCall's deterministic key, and the worker returns the
 recorded output of a key it already performed. ``backend.run`` is never retried (it bills tokens).
