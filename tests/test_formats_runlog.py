@@ -16,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.lastrun import update_last_run
 from loop_runtime.formats.runlog import (
+    _JS_SPACE,
     MARKER,
     RunLogEntry,
     append_entry,
@@ -292,3 +293,31 @@ def test_entries_by_day_are_what_a_scan_of_the_log_finds(rows: list[tuple[str, s
                     if e.pattern == pattern and (w := parse_run_time(e.run_id)) is not None and w.date() == day]
             assert list(log.by_day.get((pattern, day), ())) == scan
             assert tokens_on_day(log, pattern, day) == sum(e.tokens_estimate for e in scan)
+
+
+def _reference_object(line: str) -> object:
+    """What one run-log line holds, read the plain way: ``json.loads`` of the whole line (NaN refused)."""
+    def refuse(name: str) -> object:
+        raise ValueError(name)
+    try:
+        obj = json.loads(line, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+_LINE_BITS = st.sampled_from(['{"run_id":"2026-09-15T01:00:00Z","pattern":"p"}', "{}", '{"a":[1,', "2]}", "[1]", "x",
+                              " ", "\t", "\u00a0", "\ufeff", ",", '{"n":NaN}', '"s"', "}", "{", '{"k":1} {"k":2}', "1e999"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE_BITS, min_size=1, max_size=4).map("".join))
+def test_each_line_reads_as_json_loads_of_the_trimmed_line_would(line: str) -> None:
+    """The log reader's fast per-line decode finds exactly the objects ``json.loads`` finds, line by line."""
+    log = parse_run_log(f"{MARKER}\n{line}\n")
+    trimmed = line.strip(_JS_SPACE)
+    expected = _reference_object(trimmed) if trimmed and not trimmed.startswith("\ufeff") else None
+    if expected is None:
+        assert log.entries == () and log.skipped_lines == (1 if trimmed else 0)
+    else:
+        assert log.entries == (RunLogEntry.from_dict(expected),) and log.skipped_lines == 0

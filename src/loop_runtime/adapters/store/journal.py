@@ -13,8 +13,7 @@ from datetime import date, datetime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-    from typing import Protocol
+    from typing import Any, Protocol
 
     from ...ports.store import EscalationStore, EventStore, TickStore
 
