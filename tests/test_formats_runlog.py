@@ -6,14 +6,17 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import FrozenInstanceError, fields
 from datetime import date, datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from loop_runtime.errors import ConfigError
 from loop_runtime.formats.lastrun import update_last_run
 from loop_runtime.formats.runlog import (
+    _JS_SPACE,
     MARKER,
     RunLogEntry,
     append_entry,
@@ -257,3 +260,64 @@ def test_last_run_badge_malformed_is_a_config_error() -> None:
         update_last_run("{oops", _utc(2026, 9, 16))
     with pytest.raises(ConfigError):
         update_last_run("[1]", _utc(2026, 9, 16))
+
+
+_JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
+                          st.text(max_size=8))
+_RUN_IDS = st.one_of(st.text(max_size=12), st.datetimes(min_value=datetime(2026, 9, 1), max_value=datetime(2026, 9, 4),
+                                                         timezones=st.just(UTC)).map(lambda d: d.isoformat()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["run_id", "pattern", "duration_s", "items_found", "actions_taken",
+                                         "escalations", "tokens_estimate", "outcome", "note", "x"]), _JSON_SCALARS))
+def test_from_dict_builds_the_same_frozen_value_as_the_constructor(raw: dict[str, object]) -> None:
+    """from_dict fills the entry in directly (speed); it must be the very value the constructor builds:
+    equal, same hash, same repr, and as frozen."""
+    entry = RunLogEntry.from_dict(raw)
+    built = RunLogEntry(**{f.name: getattr(entry, f.name) for f in fields(RunLogEntry)})
+    assert entry == built and hash(entry) == hash(built) and repr(entry) == repr(built)
+    with pytest.raises(FrozenInstanceError):
+        entry.tokens_estimate = 1  # type: ignore[misc]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", ""]), _RUN_IDS, st.integers(0, 1000)), max_size=30))
+def test_entries_by_day_are_what_a_scan_of_the_log_finds(rows: list[tuple[str, str, int]]) -> None:
+    """``by_day`` (one pass, kept) answers exactly what scanning every entry would, in log order."""
+    lines = [json.dumps({"run_id": run_id, "pattern": p, "tokens_estimate": t}) for p, run_id, t in rows]
+    log = parse_run_log(MARKER + "\n" + "\n".join(lines) + "\n")
+    for pattern in ("a", "b", ""):
+        for day in (date(2026, 9, d) for d in range(1, 6)):
+            scan = [e for e in log.entries
+                    if e.pattern == pattern and (w := parse_run_time(e.run_id)) is not None and w.date() == day]
+            assert list(log.by_day.get((pattern, day), ())) == scan
+            assert tokens_on_day(log, pattern, day) == sum(e.tokens_estimate for e in scan)
+
+
+def _reference_object(line: str) -> object:
+    """What one run-log line holds, read the plain way: ``json.loads`` of the whole line (NaN refused)."""
+    def refuse(name: str) -> object:
+        raise ValueError(name)
+    try:
+        obj = json.loads(line, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+_LINE_BITS = st.sampled_from(['{"run_id":"2026-09-15T01:00:00Z","pattern":"p"}', "{}", '{"a":[1,', "2]}", "[1]", "x",
+                              " ", "\t", "\u00a0", "\ufeff", ",", '{"n":NaN}', '"s"', "}", "{", '{"k":1} {"k":2}', "1e999"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE_BITS, min_size=1, max_size=4).map("".join))
+def test_each_line_reads_as_json_loads_of_the_trimmed_line_would(line: str) -> None:
+    """The log reader's fast per-line decode finds exactly the objects ``json.loads`` finds, line by line."""
+    log = parse_run_log(f"{MARKER}\n{line}\n")
+    trimmed = line.strip(_JS_SPACE)
+    expected = _reference_object(trimmed) if trimmed and not trimmed.startswith("\ufeff") else None
+    if expected is None:
+        assert log.entries == () and log.skipped_lines == (1 if trimmed else 0)
+    else:
+        assert log.entries == (RunLogEntry.from_dict(expected),) and log.skipped_lines == 0

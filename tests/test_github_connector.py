@@ -21,7 +21,8 @@ from loop_runtime.core.github_discovery import Discovery, Finding, render
 from loop_runtime.core.github_pr import pr_text, safe_loop_branch
 from loop_runtime.core.repair_plan import plan
 from loop_runtime.errors import ConfigError, GithubError
-from loop_runtime.formats.github_config import GithubConfig, parse_remote_url, repository_from_remote
+from loop_runtime.formats.git_remote import parse_remote_url, repository_from_remote
+from loop_runtime.formats.github_config import GithubConfig
 from loop_runtime.formats.project_config import parse_project_config
 from loop_runtime.formats.repair import (
     observation_from_data,

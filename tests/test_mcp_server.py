@@ -289,7 +289,7 @@ def test_stdout_carries_only_the_protocol_even_while_a_real_tick_runs_tests(tmp_
     ]
     env = {k: v for k, v in os.environ.items() if k != "LOOP_PROJECT_ROOT"}
     harness = ("import runpy, sys\n"
-               "import loop_runtime.app.commands as c\n"
+               "import loop_runtime.app.run as c\n"
                "real = c.run_ticks\n"
                "def noisy(*a, **k):\n"
                "    print('stray print inside a tool')\n"

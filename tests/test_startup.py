@@ -86,11 +86,14 @@ def test_python_dash_m_uses_the_fast_entry_point_and_the_script_too(project: Pat
 
 @pytest.mark.parametrize("command", ["list", "status"])
 def test_list_and_status_import_neither_click_nor_yaml(project: Path, command: str) -> None:
-    """The point of the fast path: `list` pays for no CLI framework and no YAML reader (bundled registry)."""
+    """The point of the fast path: `list` pays for no CLI framework and no YAML reader (bundled registry),
+    and neither pays for `typing` (its protocols are for type checkers) nor for what only `run` needs."""
     code = ("import sys\nsys.argv = ['loop-runtime', %r]\nfrom loop_runtime.quick import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('LOADED', sorted(m for m in ('click', 'yaml', 'rich', 'httpx', 'asyncio', 'starlette', 'tomllib',"
-            " 'loop_runtime.core.engine', 'loop_runtime.cli.group', 'loop_runtime.cli.entry') if m in sys.modules))\n") % command
+            " 'loop_runtime.core.engine', 'loop_runtime.cli.group', 'loop_runtime.cli.entry', 'typing',"
+            " 'loop_runtime.ports.budget', 'loop_runtime.app.run', 'loop_runtime.formats.git_remote')"
+            " if m in sys.modules))\n") % command
     proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
     assert "LOADED []" in proc.stdout, proc.stdout[-800:] + proc.stderr
 

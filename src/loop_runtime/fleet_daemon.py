@@ -16,6 +16,10 @@ from .errors import ConfigError, LeaseHeld, LoopError
 from .app.fleet import FleetStores, fleet_project, key, prune_loop, settle_portfolio_orphans, stagger_first_runs
 from .app.runtime import Project
 
+TYPE_CHECKING = False  # annotations only
+if TYPE_CHECKING:
+    from .ports.store import Store
+
 
 MAX_TICK_THREADS = 64
 """Ticks run in worker threads, each on its own event loop: a tick's blocking steps (git, SQLite, file
@@ -65,7 +69,7 @@ class FleetLoop:
 
 def build_fleet_loops(loaded: Any, *, backend: str | None, scenario: str | None, clock: Any,
                       on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
-                      stores: dict[str, Any], portfolio: Any) -> list[FleetLoop]:
+                      stores: dict[str, Store], portfolio: Any) -> list[FleetLoop]:
     """Every enabled loop of every repository (preflighted), each with its runner."""
     from .app.loops import project_loops
     from .app.preflight import preflight
@@ -158,7 +162,7 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
     loaded = placed(loaded, sync)
     clock = clock or SystemClock()
     portfolio = open_portfolio(loaded)
-    stores: dict[str, Any] = {}
+    stores: dict[str, Store] = {}
     try:
         loops = build_fleet_loops(loaded, backend=backend, scenario=scenario, clock=clock, stores=stores,
                                   portfolio=portfolio)
@@ -173,7 +177,7 @@ async def serve_fleet(loaded: Any, *, backend: str | None = None, scenario: str 
         log("daemon.stop", {})
 
 
-async def _schedule(loaded: Any, loops: list[FleetLoop], stores: dict[str, Any], portfolio: Any, *, clock: Any,
+async def _schedule(loaded: Any, loops: list[FleetLoop], stores: dict[str, Store], portfolio: Any, *, clock: Any,
                     log: Any, stop_after_s: float | None, dashboard_port: int | None, interval_s: int | None,
                     tick_threads: int | None) -> None:
     """Every loop on one ``Scheduler`` (keys ``<repo>/<pattern>``), retention, the dashboard; until stopped."""

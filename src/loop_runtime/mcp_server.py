@@ -150,7 +150,7 @@ class Tools:
     # -- mutating tools (the CLI's functions; every rule applies there)
     def run_tick(self, pattern: Any, level: Any = None, backend: Any = None, scenario: Any = None,
                  model: Any = None, force: Any = False, confirm: Any = False) -> dict[str, Any]:
-        from .app.commands import notifier_for, run_ticks
+        from .app.run import notifier_for, run_ticks
         from .app.runner import RunOptions
 
         project = self.project()

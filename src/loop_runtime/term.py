@@ -9,7 +9,10 @@ stream is a terminal, ``CI`` is not set to a true value and ``TERM`` is not ``du
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 _FALSE = ("", "0", "false", "no", "off")
 

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..errors import LoopError
-from .commands import RunReport
+from .run import RunReport
 from .runtime import Project
 
 SEP = "/"
@@ -141,7 +141,7 @@ def run_member_ticks(project: Project, pattern: str, opts: Any, ticks: int, *, f
     ``status.loop_status`` over the portfolio scope) — the simulated tick runs at that level, and a spent
     portfolio exits 2 as the real tick would (it would halt before its first agent call). A real run
     spends from the portfolio through ``opts.portfolio`` already."""
-    from .commands import run_ticks
+    from .run import run_ticks
 
     if not fleet or not opts.dry_run:
         return run_ticks(project, pattern, opts, ticks)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:  # annotations only: runtime.py imports this module (Project.enabled_patterns)
+    from typing import Any
     from .runtime import Project
 
 SHARED_STATE = "STATE.md"

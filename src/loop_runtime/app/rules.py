@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from ..core import killswitch
 from ..core.budget import judge, todays_cap, utc_day
@@ -24,6 +23,7 @@ from .runtime import Project
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from ..core.plan import Plan
     from ..formats.runlog import RunLog
     from ..ports.store import LedgerStore, Store, TickStore

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from ..ports import BudgetStatus
 from .runtime import Project
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from ..ports.store import Store
     from .services import Services
 

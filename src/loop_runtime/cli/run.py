@@ -37,7 +37,7 @@ def run(c: Ctx, pattern: str, level: str | None, dry_run: bool, ticks: int, back
 
     PATTERN: a pattern id from the registry (`loop-runtime list`).
     """
-    from ..app.commands import notifier_for
+    from ..app.run import notifier_for
     from ..app.fleet import run_member_ticks
     from ..app.runner import RunOptions
     from ..progress import make_progress

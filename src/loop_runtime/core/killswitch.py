@@ -59,6 +59,8 @@ _PAUSED_RE = re.compile(r"^\s*(?:[-*+]\s+)?(?:paused\s*:\s*true|loop\s*:\s*pause
 
 @dataclass(frozen=True)
 class KillState:
+    """Whether the kill switch is engaged, for every loop or one, and which file says so (shown to the user)."""
+
     engaged: bool
     scope: str | None = None  # "all" | "pattern"
     source: str | None = None  # file that holds the flag

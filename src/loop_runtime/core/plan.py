@@ -10,12 +10,15 @@ LOOP.md > registry defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ConfigError
 from ..formats.registry_types import Pattern
 from .cadence import Cadence, parse_cadence, runs_per_day, schedule_interval_s
 from .levels import LEVELS, RULES
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Per-call reservations when a pattern has no cost block (R4): generous but bounded.
 FALLBACK_CALL_TOKENS = {"triage": 50_000, "implementer": 200_000, "verifier": 50_000}
@@ -23,6 +26,8 @@ FALLBACK_CALL_TOKENS = {"triage": 50_000, "implementer": 200_000, "verifier": 50
 
 @dataclass(frozen=True)
 class Plan:
+    """How one loop will run (level, cadence, cap, backend) and where each setting came from (``*_source``)."""
+
     pattern: Pattern
     level: str
     level_source: str

@@ -14,9 +14,12 @@ are kept exactly (tests and users read them):
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ..errors import ConfigError
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def reject_constant(name: str) -> Any:

@@ -50,6 +50,8 @@ class LoopOverride:
 
 @dataclass(frozen=True)
 class LoopMd:
+    """What ``LOOP.md`` says about each loop (its overrides), and what could not be read (warnings, never errors)."""
+
     overrides: tuple[LoopOverride, ...]
     warnings: tuple[str, ...]
 

@@ -78,18 +78,22 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
 
 from ..errors import ConfigError
 from .github_config import GithubConfig, parse_github_table
 from .levels import LEVELS
 
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
+
 FILE_NAME = "loop-runtime.toml"
 BACKENDS = ("mock", "claude", "codex", "openai", "grok", "opencode", "gemini")
 SANDBOX_MODES = ("auto", "srt", "none")
 # An allowlist entry as srt takes it: a host name (optionally `*.`-prefixed) or an IP literal, optional :port.
-DOMAIN_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
-                       r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+# A pattern, not a compiled one: `re` compiles it on first use, and only a sandbox allowlist needs it.
+DOMAIN_PATTERN = (r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?$"
+                  r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 CADENCE_RE = re.compile(r"^[0-9]+[mhd](-[0-9]+[mhd])?$")
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ENV_FILE = "environment"
@@ -97,6 +101,8 @@ ENV_FILE = "environment"
 
 @dataclass(frozen=True)
 class PatternConfig:
+    """``[patterns.<id>]``: one loop's settings, each overriding the registry's and ``LOOP.md``'s when set."""
+
     level: str | None = None
     cadence: str | None = None
     backend: str | None = None
@@ -119,6 +125,8 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class ProjectConfig:
+    """``loop-runtime.toml``: the project-wide settings; every field has a default, so no file is needed."""
+
     backend: str = "mock"
     model: str | None = None
     test_command: str | None = None
@@ -320,7 +328,8 @@ _ENV = {
 }
 
 # ── validation ────────────────────────────────────────────────────────────
-Check = Callable[[object], Any]  # returns the converted value or raises ValueError
+if TYPE_CHECKING:
+    Check = Callable[[object], Any]  # returns the converted value or raises ValueError
 
 
 def _text(value: object) -> str:
@@ -360,7 +369,7 @@ def _positive_number(value: object) -> float:
 def _domains(value: object) -> tuple[str, ...]:
     """Hosts for the sandbox's network allowlist; a bare ``*`` (everything) is refused."""
     hosts = _strings(value)
-    if not all(DOMAIN_RE.fullmatch(h) and not h.endswith(":0") for h in hosts):
+    if not all(re.fullmatch(DOMAIN_PATTERN, h) and not h.endswith(":0") for h in hosts):
         raise ValueError
     return hosts
 

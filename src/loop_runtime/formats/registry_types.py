@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CostModel:
+    """A pattern's ``cost`` block: tokens per outcome and the daily cap loop-cost suggests (the budget's defaults)."""
+
     tokens_noop: int
     tokens_report: int
     tokens_action: int
@@ -20,6 +22,8 @@ class CostModel:
 
 @dataclass(frozen=True)
 class Pattern:
+    """One entry of ``patterns/registry.yaml``: what a loop is for and how often and how riskily it may run."""
+
     id: str
     name: str
     file: str
@@ -39,6 +43,8 @@ class Pattern:
 
 @dataclass(frozen=True)
 class Registry:
+    """The patterns a project may run: its own registry, else the bundled one (``source`` says which)."""
+
     patterns: tuple[Pattern, ...]
     source: Literal["project", "bundled"]
     path: str  # file it was read from (the bundled file's path for "bundled")

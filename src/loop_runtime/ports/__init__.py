@@ -14,7 +14,6 @@ dataclass costs about half a millisecond to build at import.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 _HOME: dict[str, str] = {
     "AgentBackend": "agents",
@@ -22,7 +21,7 @@ _HOME: dict[str, str] = {
     "AgentResult": "agents",
     "AgentStatus": "agents",
     "BudgetLedger": "budget",
-    "BudgetStatus": "budget",
+    "BudgetStatus": "records",
     "ChangeKind": "workspace",
     "ChangePublisher": "files",
     "Clock": "files",
@@ -39,7 +38,7 @@ _HOME: dict[str, str] = {
     "PromotionCheck": "hooks",
     "READ_ONLY_WRITE": "agents",
     "RemotePause": "hooks",
-    "Reservation": "budget",
+    "Reservation": "records",
     "Role": "agents",
     "Sandbox": "agents",
     "SandboxScope": "agents",
@@ -71,7 +70,9 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_HOME})
 
 
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:  # for type checkers and readers: where each name lives
+    from typing import Any
     from .agents import (
         AgentBackend,
         AgentRequest,

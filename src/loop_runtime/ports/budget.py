@@ -1,40 +1,21 @@
 """The budget ledger the breaker reserves from and settles to.
 
-Part of ``loop_runtime.ports`` (every name is importable from there).
+Part of ``loop_runtime.ports`` (every name is importable from there). The values it passes
+(``Reservation``, ``BudgetStatus``) live in ``ports.records``: ``status`` and the core's breaker
+need them at run time, and this protocol needs ``typing``, which ``status`` does not otherwise import.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .records import BudgetStatus, Reservation
+
+__all__ = ["BudgetLedger", "BudgetStatus", "Reservation"]
+
 
 # --------------------------------------------------------------------------- budget
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Tokens set aside for one agent call before it starts (reserve → settle)."""
-
-    id: int
-    amount: int
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    day: str  # YYYY-MM-DD, UTC
-    cap: int | None  # None: unknown (no cost block and no loop-budget.md row)
-    spent: int  # settled
-    reserved: int  # open reservations
-
-    @property
-    def used(self) -> int:
-        return self.spent + self.reserved
-
-    @property
-    def fraction(self) -> float:
-        return 0.0 if not self.cap else self.used / self.cap
 
 
 @runtime_checkable

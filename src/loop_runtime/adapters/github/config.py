@@ -21,16 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...formats.github_config import (
-    DEFAULT_API_URL,
-    GithubConfig,
-    parse_remote_url,
-    repository_from_remote,
-    valid_api_url,
-    valid_repository,
-    web_host,
-    web_origin,
-)
+from ...formats.git_remote import parse_remote_url, repository_from_remote, web_host, web_origin
+from ...formats.github_config import DEFAULT_API_URL, GithubConfig, valid_api_url, valid_repository
 
 GH_TIMEOUT_S = 10.0
 

@@ -14,12 +14,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from ...errors import StoreError
 from .schema import dump_json
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["StoreBase"]
 

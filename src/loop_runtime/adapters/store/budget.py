@@ -106,7 +106,8 @@ class StoreBudget:
 
     def status(self, now: datetime) -> BudgetStatus:
         """The tightest scope (``core.budget.tightest``): what ``assess`` judges the tick by."""
-        return tightest([scope_status(s.store, s.key, s.cap, now) for s in reversed(self.scopes())])
+        own, shared = self.scoped_status(now)
+        return tightest([own, *(status for _, status in reversed(shared))])
 
     def scoped_status(self, now: datetime) -> tuple[BudgetStatus, tuple[tuple[str, BudgetStatus], ...]]:
         """The loop's own scope and the labelled shared ones above it, for ``core.budget.judge``: the tick

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
 
 from ...errors import StoreError
 from .base import StoreBase
 from .schema import ESC_COLS, ESCALATION_STATUSES, EscalationRecord, escalation_from_row, escalation_id, to_ts
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 __all__ = ["Escalations"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from .base import StoreBase
 from .schema import load_json, parse_ts, to_ts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from ...ports.ledger_records import EventRecord
 
 __all__ = ["Events"]

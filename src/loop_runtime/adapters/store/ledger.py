@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
 
 from ...errors import StoreError
 from .base import StoreBase
@@ -26,6 +25,7 @@ from .schema import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from ...ports.ledger_records import ReservationRecord as Reservation
     from ...ports.ledger_records import TopupRecord
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import Any
 
 from .base import StoreBase
 from .schema import to_day
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from ...ports.ledger_records import PruneReport
 
 __all__ = ["Retention"]

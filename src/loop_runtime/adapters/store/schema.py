@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
-from typing import Any, TypeVar
 
 from ...errors import StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
     from ...ports.ledger_records import ReservationRecord as Reservation
 from ...ports.records import (
     EscalationRecord,
@@ -61,7 +61,8 @@ __all__ = [
     "to_ts",
 ]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 10.0
 """How long a writer waits for another process's lock before giving up (SQLite busy_timeout)."""

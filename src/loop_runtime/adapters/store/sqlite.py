@@ -39,7 +39,6 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ...errors import StoreError
 from .escalations import Escalations
@@ -58,6 +57,10 @@ from .schema import (
     retry_busy,
 )
 from .ticks import Ticks
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "EscalationRecord",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
 
 from ...errors import StoreError
 from .base import StoreBase
@@ -23,6 +22,10 @@ from .schema import (
     to_day,
     to_ts,
 )
+
+TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Ticks"]
 
