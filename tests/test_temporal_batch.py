@@ -243,3 +243,23 @@ def test_a_session_that_never_got_a_call_gives_the_worker_back_sooner_than_an_id
     finally:
         tick_session.close("t-used")
         tick_session.close("t-unused")
+
+
+@pytest.mark.parametrize("poison", [
+    {"$dc": "os:system", "fields": {}},  # a class outside loop_runtime's value modules
+    {"$dc": "loop_runtime.adapters.store:Store", "fields": {}},  # ours, but an adapter (I/O)
+    {"$error": "builtins:SystemExit", "message": "x"},
+    {"$opaque": "1:1", "extra": 1},  # a malformed tag
+])
+def test_a_poisoned_answer_in_a_batch_builds_nothing_and_fails_the_tick(poison: Any) -> None:
+    """What a batch carries is decoded by the strict codec, as a single call's answer is: a tree naming a class
+    the codec does not allow is refused (``CodecError`` out of the tick: the workflow fails it, never retries)."""
+    d = PortDriver(SimpleNamespace(stop_reason=None, phase=""), SimpleNamespace(), "t", "r")
+    d.batching = True
+
+    async def batch(call: PortCall) -> PortBatchOutput:
+        return PortBatchOutput(steps=[BatchStep(key=call.key, name=call.name, result=poison)])
+
+    d._batch = batch  # type: ignore[method-assign]
+    with pytest.raises(codec.CodecError):
+        asyncio.run(drive(script_tick([("state", "read", "t:1:state.read")]), d.execute))
