@@ -173,12 +173,15 @@ async def history_stats(address: str, ids: list[str]) -> dict[str, object]:
     runs: dict[str, list[float]] = {}
     wf_tasks = 0
     wf_wait: list[float] = []
+    events = size = 0
     for wid in ids:
         hist = await client.get_workflow_handle(wid).fetch_history()
         scheduled: dict[int, tuple[str, float]] = {}
         started: dict[int, float] = {}
         wft: dict[int, float] = {}
         for ev in hist.events:
+            events += 1
+            size += ev.ByteSize()
             t = ev.event_time.ToDatetime().timestamp()
             if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 a = ev.activity_task_scheduled_event_attributes
@@ -212,6 +215,7 @@ async def history_stats(address: str, ids: list[str]) -> dict[str, object]:
                    "mean_run_s": round(statistics.mean(runs.get(k) or [0]), 4)} for k in sorted(counts)}
     return {"activities_per_tick": round(sum(counts.values()) / n, 1),
             "workflow_tasks_per_tick": round(wf_tasks / n, 1),
+            "history_events_per_tick": round(events / n, 1), "history_kb_per_tick": round(size / n / 1024, 1),
             "workflow_task_mean_s": round(statistics.mean(wf_wait or [0]), 4),
             "activity_wait_per_tick_s": round(sum(sum(v) for v in waits.values()) / n, 3),
             "activity_run_per_tick_s": round(sum(sum(v) for v in runs.values()) / n, 3),
@@ -310,7 +314,8 @@ def report(name: str, r: dict, args: argparse.Namespace) -> None:
     print(f"  per tick: on Temporal {r['temporal_tick_s']:.2f} s → overhead {r['overhead_per_tick_s']:.2f} s "
           f"over embedded; {h['activities_per_tick']} activities (waiting {h['activity_wait_per_tick_s']:.2f} s "
           f"to start, running {h['activity_run_per_tick_s']:.2f} s), {h['workflow_tasks_per_tick']} workflow tasks "
-          f"({h['workflow_task_mean_s'] * 1000:.0f} ms each)")
+          f"({h['workflow_task_mean_s'] * 1000:.0f} ms each); history {h['history_events_per_tick']:g} events, "
+          f"{h['history_kb_per_tick']:g} KB")
     if args.detail:
         for k, v in h["by_type"].items():
             print(f"    {k:<44} {v['per_tick']:>6} per tick, wait {v['mean_wait_s'] * 1000:6.1f} ms, "

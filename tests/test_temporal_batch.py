@@ -263,3 +263,26 @@ def test_a_poisoned_answer_in_a_batch_builds_nothing_and_fails_the_tick(poison: 
     d._batch = batch  # type: ignore[method-assign]
     with pytest.raises(codec.CodecError):
         asyncio.run(drive(script_tick([("state", "read", "t:1:state.read")]), d.execute))
+
+
+def test_a_session_closed_mid_tick_ends_the_workers_run_of_it_and_a_new_session_starts_afresh() -> None:
+    """A dropped or re-opened tick's session goes with its half-run tick: nothing of it is reused by the
+    session that opens the tick again (which builds its own run from the start)."""
+    from pathlib import Path
+
+    from loop_runtime.temporal import tick_session
+
+    script = [("journal", "record", "t:1:journal.record"), ("observer", "observe", "t:2:observer.observe")]
+    s = tick_session.TickSession(
+        tick_id="t-mid", generation=1, root=Path("."), project_key="k", pattern="p", plan=None, spine_names=[],
+        base={}, base_commit="", deps=None, execute=Ports({}), runner=SimpleNamespace(close=lambda: None),
+        lock=threading.Lock(), ttl_s=600)
+    s.stepper = Stepper(script_tick(script))
+    tick_session._SESSIONS["t-mid"] = s
+    out = run_batch(s, PortBatchInput(tick_id="t-mid", key="b1", head="journal.record"))
+    assert not out.ended and s.stepper.pending.key == "t:2:observer.observe"
+    coro = s.stepper.coro
+    assert tick_session.close("t-mid") is s
+    assert coro.cr_frame is None  # the half-run tick is closed, not left to the garbage collector
+    with pytest.raises(tick_session.SessionLost):
+        tick_session.get("t-mid")

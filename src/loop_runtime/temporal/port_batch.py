@@ -76,6 +76,13 @@ class Stepper:
             return
         self.pending = call
 
+    def close(self) -> None:
+        """The session ends with the tick unfinished (dropped, re-opened elsewhere): end the coroutine quietly."""
+        try:
+            self.coro.close()
+        except BaseException:  # noqa: BLE001 — it awaited in a ``finally`` or runs in another thread: let it go
+            pass
+
     def answer(self, call: Any, out: PortCallOutput, lookup: Any) -> None:
         """Hand the call's outcome to the tick as the workflow's tick gets it (through the codec)."""
         if out.absent:

@@ -91,6 +91,8 @@ def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
             return None
         del _SESSIONS[tick_id]
     if s is not None:
+        if s.stepper is not None:
+            s.stepper.close()
         try:
             s.runner.close()
         finally:
