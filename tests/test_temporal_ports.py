@@ -209,11 +209,12 @@ def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_a
 
 def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
-    """`loop-runtime kill` signals the tick; the running `backend.run` activity is cancelled, the worker's stop
-    check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
+    """`loop-runtime kill` signals the tick; the worker running the `backend.run` batch is told (`port_stop`), its
+    stop check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
     summary, stopped_in, _done_in, bare = kill_a_running_agent(temporal_server.address, queue, workers, tmp_path,
                                                                 per_port=True)
     assert summary.outcome == "halted" and "kill" in summary.note, summary
+    assert summary.attempts == 1  # told to stop (``port_stop``), the worker's tick halted and said so: no re-open
     print(f"agent stopped {stopped_in:.1f} s after the kill")  # ≤ 5 s on an idle machine; no wall-clock assert
     assert stopped_in < 60  # the 120 s agent did not run out
     [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")

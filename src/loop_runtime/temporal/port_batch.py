@@ -33,9 +33,9 @@ from temporalio import activity
 from . import clones, codec, tick_session
 from .activities import Ticker
 from .port_activities import perform, session_of, watch, worker_shutdown
-from .port_types import BatchStep, PortBatchInput, PortBatchOutput, PortCallOutput, dropped_keys
+from .port_types import BatchStep, PortBatchInput, PortBatchOutput, PortCallOutput, PortStopInput, dropped_keys
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_STEPS", "Stepper", "heads_activity", "port_batch", "run_batch"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_STEPS", "Stepper", "heads_activity", "port_batch", "port_stop", "run_batch"]
 
 #: ports whose every call is slow, or acts outside the tick's own journal, files and budget: its own activity
 HEAD_PORTS = frozenset({"observer", "tests", "guard", "workspace", "publisher", "lease", "notifier"})
@@ -161,3 +161,20 @@ def port_batch(inp: PortBatchInput) -> PortBatchOutput:
                     return run_batch(session, inp, ticker.shutdown.is_set)
                 finally:
                     relay.set()
+
+
+@activity.defn(name="port_stop")
+def port_stop(inp: PortStopInput) -> bool:
+    """The kill switch, for a tick whose batch is running here: the session's stop check says so from now on.
+
+    Not a cancellation of the batch: a cancelled activity answers nothing, so the workflow could not know what
+    the tick did before it stopped (it would re-open the tick); told to stop, the tick halts as it does
+    embedded — the agent stops, its reservation is settled, the halt recorded — and the batch answers all of
+    it. No session here (the worker restarted): nothing to stop; the batch's own heartbeat says it is lost."""
+    try:
+        session = tick_session.get(inp.tick_id)
+    except tick_session.SessionLost:
+        return False
+    session.halt["reason"] = inp.reason or "kill"
+    session.stopped.set()
+    return True

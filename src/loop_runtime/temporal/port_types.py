@@ -107,6 +107,15 @@ class PortBatchOutput:
     ended: bool = False  # the worker's tick has returned (or raised): no call follows the last step
 
 
+@dataclass(frozen=True)
+class PortStopInput:
+    """The kill switch signal, told to the worker running a batch of the tick: its stop check says ``reason``
+    (the agent stops within a heartbeat and the batch answers with the halted run, as the embedded tick does)."""
+
+    tick_id: str
+    reason: str
+
+
 def dropped_keys(unrebuilt: list[str]) -> set[str]:
     """The replay keys of attempts whose worktree could not be rebuilt: their agents run again (both the
     workflow's tick and the worker's run of it leave them out of the replay map)."""

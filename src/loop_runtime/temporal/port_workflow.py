@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         PortBatchOutput,
         PortCallInput,
         PortCallOutput,
+        PortStopInput,
         dropped_keys,
     )
     from .types import RunTickOutput, TickInput
@@ -275,8 +276,10 @@ class PortDriver:
         inp = PortBatchInput(tick_id=self.tick_id, key=f"{call.key}:batch", head=call.name,
                              stop=self.owner.stop_reason)
         handle = self._start("port_batch", inp, PortBatchOutput, call, _BATCH_TAIL_S)
-        if self.owner.stop_reason is None:  # a kill switch signal cancels the batch: the worker's stop check says so
-            await self._stoppable(handle)
+        if self.owner.stop_reason is None:  # a kill switch signal meanwhile is told to the worker (``port_stop``)
+            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
+            if not handle.done():
+                await self._tell_stop()
         try:
             return await handle
         except ActivityError as e:
@@ -297,6 +300,17 @@ class PortDriver:
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
                                      non_retryable_error_types=_NON_RETRYABLE),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+    async def _tell_stop(self) -> None:
+        """The worker's stop check says the signal's reason from now on (best effort: a lost worker is noticed
+        by the batch's heartbeat, and the re-opened tick is told the reason in its first batch)."""
+        try:
+            await workflow.execute_activity(
+                "port_stop", PortStopInput(self.tick_id, self.owner.stop_reason or "kill"), task_queue=self.queue,
+                start_to_close_timeout=timedelta(seconds=30), schedule_to_start_timeout=self._sticky(),
+                retry_policy=RetryPolicy(maximum_attempts=2))
+        except ActivityError:
+            pass
 
     async def _stoppable(self, handle: Any) -> None:
         """Wait for the activity; a kill switch signal meanwhile cancels it (the worker's stop check says so)."""

@@ -71,7 +71,7 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
     # opened on the per-port path (``port_workflow``: its session lives in this process)
     own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine,
                                                            *port_activities.SESSION_ACTIVITIES,
-                                                           port_batch.port_batch],
+                                                           port_batch.port_batch, port_batch.port_stop],
                  max_concurrent_activities=concurrency + 2, **common)
     stop = stop or asyncio.Event()
     try:
