@@ -1,5 +1,8 @@
 """Activities of the per-port path: ``open_tick``, one ``port_call`` per PortCall of the tick, ``close_tick``.
 
+(A tick started since batches exist sends its calls through ``port_batch`` instead — several calls an
+activity, see ``port_batch`` — which performs each one with ``perform`` here, as ``port_call`` does.)
+
 ``open_tick`` runs on any worker (the shared queue): it opens the tick's session there
 (``tick_session``) and answers with what the workflow builds the core's ``Tick`` from and the
 worker's own queue, where the tick's port calls then go (its clone and worktrees are local).
