@@ -248,8 +248,12 @@ def run_path(args: argparse.Namespace, server: DevServer, tmp: Path, scen: Path,
         pushed = sum(len([ln for ln in git(o, "show", "main:loop-run-log.md").split(MARKER, 1)[-1]
                           .splitlines() if ln.startswith("{")]) for o in origins)
         cpu = {k: round((b - a) / args.ticks, 3) for k, a, b in zip(("server", "workers", "client"), cpu0, cpu1)}
+        pushes = [r.push for r in results if r.push is not None]
         rows[workers] = {"wall_s": round(wall, 2), "ticks_per_s": round(args.ticks / wall, 3),
-                         "run_log_entries": pushed, "cpu_per_tick_s": cpu}
+                         "run_log_entries": pushed, "cpu_per_tick_s": cpu,
+                         # concurrent pushes to one origin: tries per push (a non-fast-forward is tried again)
+                         "push_tries": sum(p.attempts for p in pushes), "pushes_merged": sum(bool(p.merged)
+                                                                                             for p in pushes)}
         if workers == 1:
             rows["history"] = asyncio.run(history_stats(server.address, [f"bench-{tag}-{i}"
                                                                          for i in range(args.ticks)]))
@@ -308,7 +312,8 @@ def report(name: str, r: dict, args: argparse.Namespace) -> None:
         cpu = row["cpu_per_tick_s"]
         print(f"  {n} worker process{'es' if n > 1 else ''}: {row['wall_s']:.1f} s, {row['ticks_per_s']:.2f} ticks/s "
               f"({row['run_log_entries']} run-log entries pushed incl. warm-up); CPU per tick: server "
-              f"{cpu['server']:.2f} s, workers {cpu['workers']:.2f} s, client {cpu['client']:.2f} s")
+              f"{cpu['server']:.2f} s, workers {cpu['workers']:.2f} s, client {cpu['client']:.2f} s; "
+              f"{row['push_tries']} push tries for {args.ticks} ticks, {row['pushes_merged']} merged")
     print(f"  throughput ratio 2 vs 1 workers: {r['throughput_ratio']:.2f} (target ≥ 1.8)")
     h = r["history"]
     print(f"  per tick: on Temporal {r['temporal_tick_s']:.2f} s → overhead {r['overhead_per_tick_s']:.2f} s "
