@@ -162,7 +162,7 @@ def test_a_per_port_tick_with_a_key_leaves_no_secret_prompt_or_file_in_the_histo
 
     payloads, raw = _raw_history(addr, f"loop-tick-{doc['projectKey']}-")
     assert payloads, "no payloads read"
-    assert b"port_call" in raw and b"run_tick" not in raw  # the key chose the per-port path
+    assert b"port_batch" in raw and b"run_tick" not in raw  # the key chose the per-port path
     assert all(p.metadata.get("encoding") == ENCODING for p in payloads), {
         p.metadata.get("encoding") for p in payloads}
     state_line = show(bare, "ci-sweeper-state.md").splitlines()[0].encode()
@@ -190,4 +190,4 @@ def test_without_a_key_the_per_port_history_would_hold_the_secret_so_it_is_not_t
     arun(trigger())
     wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 180, what="the pushed run log")
     _payloads, raw = _raw_history(addr, f"loop-tick-{doc['projectKey']}-")
-    assert b"port_call" in raw and SECRET.encode() in raw
+    assert b"port_batch" in raw and SECRET.encode() in raw

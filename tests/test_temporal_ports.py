@@ -36,16 +36,41 @@ PER_PORT = {"LOOP_RUNTIME_TEMPORAL_PER_PORT": "1"}
 
 
 def history_activities(addr: str, wid: str) -> list[tuple[str, str]]:
-    """(activity type, port call) of every activity the tick workflow scheduled, in order (all its runs)."""
+    """(activity type, port call) of every activity the tick workflow scheduled, in order (all its runs): a
+    ``port_call``'s call, a ``port_batch``'s head (the call it was scheduled for)."""
+    return [(name, call) for name, call, _steps in _activities(addr, wid)]
+
+
+def performed_calls(addr: str, wid: str) -> list[str]:
+    """Every port call the worker performed for the tick, in order: each ``port_call``, and every call of each
+    ``port_batch`` (from its recorded output; a batch that never completed — its worker died — by its head)."""
+    out: list[str] = []
+    for name, call, steps in _activities(addr, wid):
+        if name == "port_call":
+            out.append(call)
+        elif name == "port_batch":
+            out.extend(steps if steps is not None else [call])
+    return out
+
+
+def _activities(addr: str, wid: str) -> list[tuple[str, str, list[str] | None]]:
     from temporalio.api.enums.v1 import EventType
 
-    from loop_runtime.temporal.port_types import PortCallInput
+    from loop_runtime.temporal.port_types import PortBatchInput, PortBatchOutput, PortCallInput
 
-    async def go() -> list[tuple[str, str]]:
+    async def go() -> list[tuple[str, str, list[str] | None]]:
         client = await client_for(addr)
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, str, list[str] | None]] = []
+        index: dict[int, int] = {}
         handle = client.get_workflow_handle(wid)
         async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                attrs = event.activity_task_completed_event_attributes
+                at = index.get(attrs.scheduled_event_id)
+                if at is not None and out[at][0] == "port_batch":
+                    [done] = await client.data_converter.decode(attrs.result.payloads, [PortBatchOutput])
+                    out[at] = (out[at][0], out[at][1], [s.name for s in done.steps])
+                continue
             if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 continue
             attrs = event.activity_task_scheduled_event_attributes
@@ -54,7 +79,11 @@ def history_activities(addr: str, wid: str) -> list[tuple[str, str]]:
             if name == "port_call":
                 [payload] = await client.data_converter.decode(attrs.input.payloads, [PortCallInput])
                 call = f"{payload.port}.{payload.method}"
-            out.append((name, call))
+            elif name == "port_batch":
+                [batch] = await client.data_converter.decode(attrs.input.payloads, [PortBatchInput])
+                call = batch.head
+            index[event.event_id] = len(out)
+            out.append((name, call, None))
         return out
 
     return arun(go())
@@ -64,8 +93,9 @@ def test_a_scheduled_per_port_tick_writes_the_same_state_file_and_run_log_as_the
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
     """A schedule synced with the per-port path on: the tick's state machine runs in the workflow, the state
     file and run log it pushes are the bytes `loop-runtime run` writes (but for times), and the history has one
-    `port_call` activity per effect of the tick (the clock is the workflow's own), between `open_tick` and
-    `close_tick`."""
+    activity per heavy effect of the tick (discovery, the agent) between `open_tick` and `close_tick`, the cheap
+    calls that follow each one performed in the same activity (`port_batch`): a handful of activities, not one
+    per journal record."""
     addr = temporal_server.address
     bare, checkout = project(tmp_path, addr, queue)
     sync = run_cli("schedule", "sync", "--json", cwd=checkout, env=PER_PORT)
@@ -93,14 +123,16 @@ def test_a_scheduled_per_port_tick_writes_the_same_state_file_and_run_log_as_the
     wid = _tick_workflow_id(addr, doc["projectKey"])
     acts = wait_for(lambda: _finished(addr, wid) and history_activities(addr, wid), 60, what="the history")
     names = [a for a, _ in acts]
-    calls = [c for a, c in acts if a == "port_call"]
+    heads = [c for a, c in acts if a in ("port_call", "port_batch")]
+    calls = performed_calls(addr, wid)
     assert names[0] == "open_tick" and "close_tick" in names and "run_tick" not in names
-    assert names.index("close_tick") == len(calls) + 1  # every effect between open and close is a port call
+    assert names.index("close_tick") == len(heads) + 1  # every effect between open and close is a port activity
     for want in ("state.read", "budget.status", "observer.observe", "backend.run", "budget.reserve",
-                 "budget.settle", "journal.begin", "journal.record", "journal.finish",
-                 "state.compare_and_write"):
+                 "budget.settle", "journal.begin", "journal.record", "journal.finish", "state.update"):
         assert want in calls, (want, sorted(set(calls)))
-    assert "clock.now" not in calls  # answered by workflow.now(): deterministic, no activity
+    assert "observer.observe" in heads and "backend.run" in heads  # discovery and the agent: each its own activity
+    assert "clock.now" not in heads[1:] and "journal.record" not in heads  # bookkeeping rides along
+    assert len(heads) <= 4 < len(calls)  # the first calls, discovery, the triage agent: not one per call
     assert calls.count("backend.run") == 1  # triage only (L1: report)
     _replays(addr, wid)
 
@@ -160,10 +192,11 @@ def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_a
     arun(start_tick(addr, queue, inp, "tick-act"))
     summary = result_of(addr, "tick-act")
     assert summary.outcome == "fix-proposed", summary
-    calls = [c for a, c in history_activities(addr, "tick-act") if a == "port_call"]
-    assert calls.count("backend.run") == 3  # triage, implementer, verifier
+    calls = performed_calls(addr, "tick-act")
+    heads = [c for a, c in history_activities(addr, "tick-act") if a in ("port_call", "port_batch")]
+    assert calls.count("backend.run") == 3 == heads.count("backend.run")  # triage, implementer, verifier
     for want in ("workspace.prepare", "workspace.diff", "tests.run", "guard.snapshot", "workspace.finish"):
-        assert want in calls, (want, sorted(set(calls)))
+        assert want in calls and want in heads, (want, sorted(set(calls)), heads)  # each its own activity
     branches = git(bare, "for-each-ref", "refs/heads/loop/", "--format=%(refname:short)").split()
     assert len(branches) == 1 and show(bare, "calc.py", branches[0]) == FIXED
     [entry] = run_log_entries(show(bare, "loop-run-log.md"))
@@ -176,11 +209,12 @@ def test_an_act_tick_on_the_per_port_path_proposes_the_fix_and_every_effect_is_a
 
 def test_the_kill_signal_stops_a_running_agent_on_the_per_port_path(
         temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
-    """`loop-runtime kill` signals the tick; the running `backend.run` activity is cancelled, the worker's stop
-    check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
+    """`loop-runtime kill` signals the tick; the worker running the `backend.run` batch is told (`port_stop`), its
+    stop check says "kill", the agent stops (well before its 120 s), and the tick records the halt."""
     summary, stopped_in, _done_in, bare = kill_a_running_agent(temporal_server.address, queue, workers, tmp_path,
                                                                 per_port=True)
     assert summary.outcome == "halted" and "kill" in summary.note, summary
+    assert summary.attempts == 1  # told to stop (``port_stop``), the worker's tick halted and said so: no re-open
     print(f"agent stopped {stopped_in:.1f} s after the kill")  # ≤ 5 s on an idle machine; no wall-clock assert
     assert stopped_in < 60  # the 120 s agent did not run out
     [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the halted tick's record")
@@ -228,7 +262,7 @@ def _agent_started(addr: str, wid: str, nth: int) -> bool:
     async def go() -> bool:
         client = await client_for(addr)
         desc = await client.get_workflow_handle(wid).describe()
-        return any(p.activity_type.name == "port_call" and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        return any(p.activity_type.name in ("port_call", "port_batch") and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                    for p in desc.raw_description.pending_activities)
 
     return arun(go())
@@ -248,7 +282,7 @@ def test_a_worker_killed_during_the_implementer_is_replaced_without_billing_the_
     second = sorted(v for k, v in st.settled.items() if ":2:" in k)
     assert len(first) == 2 and 1000 in first  # the triage once, and the killed implementer's reservation
     assert second == [1000, 3000]  # only the implementer and the verifier ran again: the triage was not billed
-    calls = [c for a, c in history_activities(temporal_server.address, wid) if a == "port_call"]
+    calls = performed_calls(temporal_server.address, wid)
     assert calls.count("backend.run") == 4, " ".join(calls)  # A: triage, implementer; B: implementer, verifier
     opens = [a for a, _ in history_activities(temporal_server.address, wid) if a == "open_tick"]
     assert len(opens) == 2
@@ -292,7 +326,7 @@ def test_the_whole_tick_activity_is_kept_as_the_fallback_path(
     summary = result_of(addr, "tick-whole")
     assert summary.outcome == "fix-proposed", summary
     names = [a for a, _ in history_activities(addr, "tick-whole")]
-    assert "run_tick" in names and "port_call" not in names and "open_tick" not in names
+    assert "run_tick" in names and "port_call" not in names and "port_batch" not in names and "open_tick" not in names
 
 
 KEY = "q5mC1bqI0r7mO0Jb8m0Y3D9bq1VxQn9y6m5h2b5c7Ts="
@@ -316,3 +350,31 @@ def test_the_per_port_path_is_on_when_payloads_are_encrypted_and_the_operator_ca
             monkeypatch.setenv(name, v)
     assert per_port_default() is expected
     assert TickInput(repo_url="r", project_key="k", pattern="p").per_port is True
+
+
+def test_a_worker_killed_between_two_calls_of_a_batch_is_replaced_and_nothing_is_billed_twice(
+        temporal_server: Any, queue: str, workers: Any, tmp_path: Path) -> None:
+    """Worker A dies (like `kill -9`) right after the triage's `budget.settle`, inside the batch headed by that
+    `backend.run`: the batch never answered, so the workflow never learnt the triage ended. The tick is opened
+    again on worker B and the triage runs there; A's tokens were settled once by A (they were spent), B's once,
+    no reservation stays open, one run-log entry is pushed, and the history replays."""
+    addr = temporal_server.address
+    bare, _checkout = project(tmp_path, addr, queue)
+    inp = tick_input(bare, scenario=scenario(tmp_path, "report", {"triage": {"decision": "report", "summary": "ok",
+                                                                             "tokens": 1000}}),
+                     heartbeat_timeout_s=5, per_port=True)
+    a = workers("a", env={"LOOP_RUNTIME_FAULT_AT": "temporal:batch:budget.settle"})
+    wid = "tick-kill-in-batch"
+    arun(start_tick(addr, queue, inp, wid))
+    wait_for(lambda: a.proc.poll() is not None, 150, what="worker A to die after the settle")
+    workers("b")
+    summary = result_of(addr, wid)
+    assert summary.outcome == "report-only" and summary.attempts == 2, summary
+    st = budget(addr, f"{inp.project_key}/ci-sweeper")
+    assert not st.open and sorted(st.settled.values()) == [1000, 1000] and st.spent == 2000
+    assert len([k for k in st.settled if ":1:" in k]) == 1 and len([k for k in st.settled if ":2:" in k]) == 1
+    calls = performed_calls(addr, wid)
+    assert calls.count("backend.run") == 2 and calls.count("budget.settle") == 1  # A's batch never answered
+    [entry] = wait_for(lambda: run_log_entries(show(bare, "loop-run-log.md")), 60, what="the run log")
+    assert entry["outcome"] == "report-only"
+    _replays(addr, wid)

@@ -382,14 +382,19 @@ def _beat() -> None:
         pass
 
 
+#: where a worker pushes spine files from: clones of their own, so a push never waits for the next tick,
+#: which holds the tick clone (its checkout) from start to end, and never resets a checkout a tick is using
+PUSH_DIR = ".push"
+
+
 @activity.defn(name="push_spine")
 def push_spine(inp: PushInput) -> PushOutput:
     ctx = context()
     marker = f"Loop-Run: {inp.pattern} {inp.run_id}"
     try:
-        with Ticker(lambda: None), clones.clone_lock(inp.project_key):
+        with Ticker(lambda: None), clones.clone_lock(f"{inp.project_key}{PUSH_DIR}"):
             commit, attempts, already, merged = clones.push_files(
-                ctx.work_dir, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker,
+                ctx.work_dir / PUSH_DIR, inp.repo_url, inp.project_key, inp.branch, inp.files, inp.message, marker,
                 beat=_beat)
     except (LoopError, OSError, subprocess.SubprocessError) as e:
         raise _fail(e) from None

@@ -1,5 +1,8 @@
 """Activities of the per-port path: ``open_tick``, one ``port_call`` per PortCall of the tick, ``close_tick``.
 
+(A tick started since batches exist sends its calls through ``port_batch`` instead — several calls an
+activity, see ``port_batch`` — which performs each one with ``perform`` here, as ``port_call`` does.)
+
 ``open_tick`` runs on any worker (the shared queue): it opens the tick's session there
 (``tick_session``) and answers with what the workflow builds the core's ``Tick`` from and the
 worker's own queue, where the tick's port calls then go (its clone and worktrees are local).
@@ -51,12 +54,18 @@ def open_tick(inp: OpenTickInput) -> OpenTickOutput:
                           unrebuilt=unrebuilt)
 
 
-@activity.defn(name="port_call")
-def port_call(inp: PortCallInput) -> PortCallOutput:
+def session_of(tick_id: str) -> tick_session.TickSession:
+    """The tick's session in this worker; none (it restarted, or the session expired) fails the activity so the
+    workflow re-opens the tick."""
     try:
-        session = tick_session.get(inp.tick_id)
+        return tick_session.get(tick_id)
     except tick_session.SessionLost as e:
         raise ApplicationError(str(e), type="SessionLost", non_retryable=True) from None
+
+
+@activity.defn(name="port_call")
+def port_call(inp: PortCallInput) -> PortCallOutput:
+    session = session_of(inp.tick_id)
     with session.calls:
         known = session.done.get(inp.key)
         if known is not None:
@@ -75,19 +84,29 @@ def _perform(session: tick_session.TickSession, inp: PortCallInput) -> PortCallO
     call = PortCall(inp.port, inp.method, args, kwargs, inp.key, None if inp.optional else REQUIRED)
     with Ticker(lambda: None) as ticker:
         with activity.shield_thread_cancel_exception():
-            watch = _watch(session, ticker)
+            stop_relay = watch(session, ticker)
             try:
-                result = _execute(session, call, inp.optional)
-            except Exception as e:  # noqa: BLE001 — the port's error is the tick's to handle
-                return PortCallOutput(error=codec.encode_error(e))
+                out = perform(session, call, inp.optional)
             finally:
-                watch.set()
+                stop_relay.set()
     if ticker.shutdown.is_set():
-        raise ApplicationError("the worker is shutting down; the tick continues on another worker",
-                               type="WorkerShutdown")
+        raise worker_shutdown()
+    return out
+
+
+def worker_shutdown() -> ApplicationError:
+    return ApplicationError("the worker is shutting down; the tick continues on another worker", type="WorkerShutdown")
+
+
+def perform(session: tick_session.TickSession, call: Any, optional: bool) -> PortCallOutput:
+    """One PortCall on the session's adapters, its result (or the port's error) encoded for the workflow."""
+    try:
+        result = _execute(session, call, optional)
+    except Exception as e:  # noqa: BLE001 — the port's error is the tick's to handle
+        return PortCallOutput(error=codec.encode_error(e))
     if result is _ABSENT:
         return PortCallOutput(absent=True)
-    if (inp.port, inp.method) == ("journal", "escalate"):
+    if (call.port, call.method) == ("journal", "escalate"):
         session.escalation_id = None if result is None else str(result)
     try:
         return PortCallOutput(result=codec.encode(result, keep=session.keep))
@@ -153,7 +172,7 @@ def _compare_and_write(session: tick_session.TickSession, path: str, expected: s
     return wrote
 
 
-def _watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
+def watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
     """Relays the ticker's stop (cancellation) to the session's stop check, which the agent polls."""
     import threading
 
@@ -176,10 +195,7 @@ def _watch(session: tick_session.TickSession, ticker: Ticker) -> Any:
 def close_tick(inp: CloseTickInput) -> RunTickOutput:
     """The tick is done: read the spine files as it left them, push a proposed branch, release the session."""
     ctx = context()
-    try:
-        session = tick_session.get(inp.tick_id)
-    except tick_session.SessionLost as e:
-        raise ApplicationError(str(e), type="SessionLost", non_retryable=True) from None
+    session = session_of(inp.tick_id)
     try:
         with Ticker(lambda: None):
             return _close(ctx, session, inp)

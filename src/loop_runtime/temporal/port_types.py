@@ -75,3 +75,48 @@ class DropTickInput:
 
     tick_id: str
     generation: int
+
+
+@dataclass(frozen=True)
+class PortBatchInput:
+    """Go on with the worker's own run of the tick (``port_batch``): perform its next port calls, starting with
+    the one the workflow's tick is waiting for (``head``) and up to, not including, the next call that heads
+    an activity of its own (an agent run, discovery, the tests, the gate, the worktree, publishing)."""
+
+    tick_id: str
+    key: str  # deterministic per batch (the head call's key): a retried activity returns the recorded batch
+    head: str  # ``port.method`` of the first call (what the batch is for; read in the history)
+    stop: str | None = None  # the kill switch signal the workflow got: the worker's stop check answers it
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """One port call the worker performed, in order: its key and name (the workflow checks both against its
+    own tick's call) and what the port gave (as ``PortCallOutput``)."""
+
+    key: str
+    name: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    absent: bool = False
+
+
+@dataclass(frozen=True)
+class PortBatchOutput:
+    steps: list[BatchStep] = field(default_factory=list)
+    ended: bool = False  # the worker's tick has returned (or raised): no call follows the last step
+
+
+@dataclass(frozen=True)
+class PortStopInput:
+    """The kill switch signal, told to the worker running a batch of the tick: its stop check says ``reason``
+    (the agent stops within a heartbeat and the batch answers with the halted run, as the embedded tick does)."""
+
+    tick_id: str
+    reason: str
+
+
+def dropped_keys(unrebuilt: list[str]) -> set[str]:
+    """The replay keys of attempts whose worktree could not be rebuilt: their agents run again (both the
+    workflow's tick and the worker's run of it leave them out of the replay map)."""
+    return {k for n in unrebuilt for k in (f"implementer:{n}", f"verifier:{n}", f"workspace:{n}")}

@@ -1,14 +1,19 @@
-"""The per-port tick: the core's tick state machine runs *in the workflow*, each PortCall one activity.
+"""The per-port tick: the core's tick state machine runs *in the workflow*, its PortCalls performed by activities.
 
-    open_tick (any worker) ─▶ Tick(plan, deps).run() driven here ─▶ port_call × N (that worker's queue)
+    open_tick (any worker) ─▶ Tick(plan, deps).run() driven here ─▶ port_batch × N (that worker's queue)
                                                                  ─▶ close_tick (spine files, branch)
 
 The tick is ``core.tick.Tick``, the very code ``loop-runtime run`` drives with ``DirectExecutor``;
-here ``PortDriver.execute`` performs each PortCall it yields as a ``port_call`` activity on the
-worker that opened the tick (its clone and worktrees are local: the queue is sticky). Two calls
-never leave the workflow: ``clock.now`` is ``workflow.now()`` (deterministic), and ``stop.check``
-answers the kill switch signal at once when it came. ``state.update(path, fn)`` cannot ship ``fn``:
-the workflow reads, applies ``fn`` and sends a compare-and-write, again until the text held still.
+here ``PortDriver.execute`` answers each PortCall it yields from the worker that opened the tick (its
+clone and worktrees are local: the queue is sticky). Batches (``port_batch``, the default since
+``BATCH_PATCH``): the worker runs the same tick in its session and performs its calls ahead — the call
+ours waits for, then every cheap one after it up to the next heavy one — and ours is answered from that
+record, each call's key and name checked (a parting re-opens the tick, one activity per call from then on).
+One activity per call (``port_call``: histories from before batches, and after a parting): two calls never
+leave the workflow: ``clock.now`` is ``workflow.now()`` (deterministic), and ``stop.check`` answers the kill
+switch signal at once when it came; ``state.update(path, fn)`` cannot ship ``fn``: the workflow reads,
+applies ``fn`` and sends a compare-and-write, again until the text held still. In a batch the worker's
+clock, stop check (told the signal) and ``update_file`` answer them, and the history holds the answers.
 
 Idempotency: every activity carries the PortCall's deterministic key, and the worker returns the
 recorded output of a key it already performed. ``backend.run`` is never retried (it bills tokens).
@@ -27,6 +32,7 @@ Workflow code: ``core`` and ``codec`` are pure and passed through the sandbox.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +49,19 @@ with workflow.unsafe.imports_passed_through():
     from ..core.tick_agents import result_to
     from ..errors import LoopError
     from . import codec
-    from .port_types import CloseTickInput, DropTickInput, OpenTickInput, OpenTickOutput, PortCallInput, PortCallOutput
+    from .port_types import (
+        BatchStep,
+        CloseTickInput,
+        DropTickInput,
+        OpenTickInput,
+        OpenTickOutput,
+        PortBatchInput,
+        PortBatchOutput,
+        PortCallInput,
+        PortCallOutput,
+        PortStopInput,
+        dropped_keys,
+    )
     from .types import RunTickOutput, TickInput
 
 MAX_OPENS = 5
@@ -53,12 +71,22 @@ _HOOK_FIELDS = ("observer", "stop", "remote_pause", "lease", "promotion", "event
 _LIMITS: dict[str, tuple[float, int]] = {"tests": (3600, 2), "observer": (900, 3), "workspace": (900, 3),
                                          "publisher": (600, 3), "guard": (300, 3), "lease": (300, 3)}
 _NON_RETRYABLE = ["ConfigError", "MissingDependency", "NonRetryable", "SessionLost", "WorkerShutdown"]
+#: ticks started since batches exist run their port calls in batches (``port_batch``); an older history
+#: replays its one activity per call
+BATCH_PATCH = "port-batch-v1"
+#: what a batch may add to its head's start-to-close limit: the cheap calls after it
+_BATCH_TAIL_S = 300
 
 
 class WorkerLost(BaseException):
     """The worker holding the tick's session is gone: every further call fails with this until re-opened.
 
     A ``BaseException``: the tick's own ``except Exception`` handlers must not swallow it."""
+
+
+class Diverged(WorkerLost):
+    """The worker's run of the tick answered another call than ours (or its batch failed): re-open the tick,
+    its calls one by one from then on (nothing the worker did after the parting is taken as ours)."""
 
 
 class _Remote:
@@ -102,8 +130,12 @@ class PortDriver:
         self.queue = ""
         self.lost = False
         self.generation = 0
+        self.can_batch = False  # set in the workflow (``BATCH_PATCH``); a unit test drives calls one by one
+        self.batching = False
+        self.steps: deque[BatchStep] = deque()  # the worker's answers not yet asked for by our tick
 
     async def run(self) -> RunTickOutput:
+        self.can_batch = workflow.patched(BATCH_PATCH)
         while True:
             self.generation += 1
             if self.generation > MAX_OPENS:
@@ -112,11 +144,15 @@ class PortDriver:
             replay, patches = self._resume()
             opened = await self._open(replay, patches)
             self.queue, self.lost = opened.worker_queue, False
-            drop = self._dropped(opened.unrebuilt)
+            self.batching, self.steps = self.can_batch, deque()
+            drop = dropped_keys(opened.unrebuilt)
             try:
                 result = await drive(build_tick(opened, drop).run(), self.execute)
                 return await self._close(result.as_json(), sorted(set(replay) - drop - _ws_keys(replay)))
-            except WorkerLost:
+            except WorkerLost as e:
+                if isinstance(e, Diverged):  # the re-opened tick runs its calls one by one
+                    workflow.logger.warning(f"{e}: re-opening the tick, one activity per call")
+                    self.can_batch = False
                 self._forget()  # the old worker, if it is only slow, releases the clone
                 continue
             except (LoopError, codec.CodecError) as e:  # the tick failed (as `run` exits 1): fail the workflow,
@@ -136,9 +172,6 @@ class PortDriver:
             else:  # no diff to rebuild its worktree from: that attempt's agents run again
                 replay = {k: v for k, v in replay.items() if not k.endswith(f":{n}")}
         return replay, patches
-
-    def _dropped(self, unrebuilt: list[str]) -> set[str]:
-        return {k for n in unrebuilt for k in (f"implementer:{n}", f"verifier:{n}", f"workspace:{n}")}
 
     async def _open(self, replay: dict[str, Any], patches: dict[str, Any]) -> OpenTickOutput:
         self.owner.phase = "opening"
@@ -192,6 +225,8 @@ class PortDriver:
     async def execute(self, call: PortCall) -> Any:
         if self.lost:
             raise WorkerLost()
+        if self.batching:
+            return await self._batched(call)
         if call.name == "clock.now":
             return workflow.now()
         if call.name == "stop.check" and self.owner.stop_reason is not None:
@@ -215,7 +250,9 @@ class PortDriver:
         raise LoopError(f"{path}: changed under {CAS_TRIES} updates in a row")
 
     async def _call(self, call: PortCall) -> Any:
-        out = await self._activity(call)
+        return self._answer(call, await self._activity(call))
+
+    def _answer(self, call: PortCall, out: PortCallOutput) -> Any:
         if out.absent:
             return call.default
         if out.error is not None:
@@ -223,6 +260,63 @@ class PortDriver:
         value = codec.decode(out.result)
         self._note(call, value)
         return value
+
+    async def _batched(self, call: PortCall) -> Any:
+        """Our tick's call, answered by the worker's run of the same tick (``port_batch``), checked call by call."""
+        if not self.steps:
+            self.steps.extend((await self._batch(call)).steps)
+        step = self.steps.popleft() if self.steps else None
+        if step is None or (step.key, step.name) != (call.key, call.name):
+            self.lost = True  # the two runs of the tick parted: what the worker did is not ours to trust
+            got = "nothing" if step is None else f"{step.name} ({step.key})"
+            raise Diverged(f"tick {self.tick_id}: the worker answered {got} for {call.name} ({call.key})")
+        return self._answer(call, PortCallOutput(result=step.result, error=step.error, absent=step.absent))
+
+    async def _batch(self, call: PortCall) -> PortBatchOutput:
+        inp = PortBatchInput(tick_id=self.tick_id, key=f"{call.key}:batch", head=call.name,
+                             stop=self.owner.stop_reason)
+        handle = self._start("port_batch", inp, PortBatchOutput, call, _BATCH_TAIL_S)
+        if self.owner.stop_reason is None:  # a kill switch signal meanwhile is told to the worker (``port_stop``)
+            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
+            if not handle.done():
+                await self._tell_stop()
+        try:
+            return await handle
+        except ActivityError as e:
+            self.lost = True  # lost, cancelled before it answered, or failed: the worker's run is not ours now
+            if _lost(e) or isinstance(e.cause, CancelledError):
+                raise WorkerLost() from None
+            raise Diverged(f"tick {self.tick_id}: the batch for {call.name} failed: {e.cause or e}") from None
+
+    def _start(self, name: str, inp: Any, result_type: type, call: PortCall, tail_s: float = 0) -> Any:
+        """Start the activity performing ``call`` (and, for a batch, the calls after it) on the session's worker."""
+        self.owner.phase = f"ticking: {call.name}"
+        agent = call.name == "backend.run"
+        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
+        return workflow.start_activity(
+            name, inp, result_type=result_type, task_queue=self.queue,
+            start_to_close_timeout=timedelta(seconds=limit + tail_s),
+            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
+                                     non_retryable_error_types=_NON_RETRYABLE),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+    async def _tell_stop(self) -> None:
+        """The worker's stop check says the signal's reason from now on (best effort: a lost worker is noticed
+        by the batch's heartbeat, and the re-opened tick is told the reason in its first batch)."""
+        try:
+            await workflow.execute_activity(
+                "port_stop", PortStopInput(self.tick_id, self.owner.stop_reason or "kill"), task_queue=self.queue,
+                start_to_close_timeout=timedelta(seconds=30), schedule_to_start_timeout=self._sticky(),
+                retry_policy=RetryPolicy(maximum_attempts=2))
+        except ActivityError:
+            pass
+
+    async def _stoppable(self, handle: Any) -> None:
+        """Wait for the activity; a kill switch signal meanwhile cancels it (the worker's stop check says so)."""
+        await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
+        if not handle.done():
+            handle.cancel()
 
     def _note(self, call: PortCall, value: Any) -> None:
         """Keep what a re-opened tick needs: completed agent results, worktree records, post-implementer diffs."""
@@ -242,20 +336,9 @@ class PortDriver:
             raise LoopError(f"{call.name}: {e}") from None
         inp = PortCallInput(tick_id=self.tick_id, key=call.key, port=call.port, method=call.method,
                             payload=payload, optional=call.default is not REQUIRED)
-        self.owner.phase = f"ticking: {call.name}"
-        agent = call.name == "backend.run"
-        limit, attempts = ((self.inp.agent_timeout_s + 120, 1) if agent else _LIMITS.get(call.port, (120, 3)))
-        handle = workflow.start_activity(
-            "port_call", inp, result_type=PortCallOutput, task_queue=self.queue,
-            activity_id=None, start_to_close_timeout=timedelta(seconds=limit),
-            schedule_to_start_timeout=self._sticky(), heartbeat_timeout=self._beat(),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
-                                     non_retryable_error_types=_NON_RETRYABLE),
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
-        if agent:  # the kill switch cancels a running agent: it is stopped within a heartbeat
-            await workflow.wait_condition(lambda: handle.done() or self.owner.stop_reason is not None)
-            if not handle.done():
-                handle.cancel()
+        handle = self._start("port_call", inp, PortCallOutput, call)
+        if call.name == "backend.run":  # the kill switch cancels a running agent: it is stopped within a heartbeat
+            await self._stoppable(handle)
         try:
             return await handle
         except ActivityError as e:

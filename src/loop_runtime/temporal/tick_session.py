@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import LoopError
 from . import clones
 
-__all__ = ["SessionLost", "TickSession", "close", "get", "open_session"]
+__all__ = ["SessionLost", "TickSession", "close", "count", "expire", "get", "open_session"]
 
 
 class SessionLost(LoopError):
@@ -49,7 +49,11 @@ class TickSession:
     kept: dict[str, Any] = field(default_factory=dict)  # opaque adapter objects the tick holds (``codec.Opaque``)
     used: float = field(default_factory=time.monotonic)
     calls: threading.Lock = field(default_factory=threading.Lock)  # one port call at a time
-
+    level: str = ""  # the level the tick runs at (as the workflow's tick is told)
+    unrebuilt: list[str] = field(default_factory=list)  # attempts whose worktree patch did not apply
+    stepper: Any = None  # ``port_batch.Stepper``: the worker's own run of the tick, made at the first batch
+    halt: dict[str, str] = field(default_factory=lambda: {"reason": "kill"})  # what the stop check says
+    called: bool = False  # a port call (or close) reached it: its workflow knows this worker holds the tick
 
     def keep(self, obj: Any) -> str:
         """Keep a worker-side object the tick will hand back (a guard's snapshot); the workflow gets its ref."""
@@ -61,6 +65,9 @@ class TickSession:
 #: a session with no port call for this long is closed when another tick wants its clone (the workflow sends
 #: the next call within seconds; one that is slower than this has re-opened the tick elsewhere by then)
 IDLE_TTL_S = 600.0
+#: a session that never got a call: its ``open_tick`` answer was lost (the activity timed out and was retried,
+#: perhaps on another worker, which then holds the tick): it gives the worker's capacity back sooner
+UNUSED_TTL_S = 120.0
 
 _SESSIONS: dict[str, TickSession] = {}
 _GUARD = threading.Lock()
@@ -72,6 +79,7 @@ def get(tick_id: str) -> TickSession:
     if s is None:
         raise SessionLost(f"no session for tick {tick_id} in this worker (restarted?): re-open the tick")
     s.used = time.monotonic()
+    s.called = True
     return s
 
 
@@ -83,6 +91,8 @@ def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
             return None
         del _SESSIONS[tick_id]
     if s is not None:
+        if s.stepper is not None:
+            s.stepper.close()
         try:
             s.runner.close()
         finally:
@@ -91,11 +101,23 @@ def close(tick_id: str, up_to: int | None = None) -> TickSession | None:
     return s
 
 
+def count() -> int:
+    """Open sessions in this worker: ticks it holds (``capacity.TickSlots`` counts them against its concurrency)."""
+    with _GUARD:
+        return len(_SESSIONS)
+
+
+def expire() -> None:
+    """Close the sessions idle past their time (their workflow is gone or moved on)."""
+    _expire()
+
+
 def _expire() -> None:
     now = time.monotonic()
     with _GUARD:
         # idle too long between two calls (its workflow moved on or is gone); a call in progress keeps it
-        stale = [k for k, s in _SESSIONS.items() if now - s.used > s.ttl_s and not s.calls.locked()]
+        stale = [k for k, s in _SESSIONS.items()
+                 if now - s.used > (s.ttl_s if s.called else min(s.ttl_s, UNUSED_TTL_S)) and not s.calls.locked()]
     for k in stale:
         close(k)
 
@@ -145,8 +167,9 @@ def _build(ctx: Any, inp: Any, lock: threading.Lock, ttl: float) -> tuple[TickSe
     plan = project.plan(t.pattern)
     spine_names = _spine_names(project, plan)
     stopped = threading.Event()
+    halt = {"reason": "kill"}  # the workflow's stop signal may name another reason (``port_batch``)
     opts = RunOptions(level=t.level, backend=t.backend, scenario=t.scenario, run_id=inp.run_id,
-                      replay=dict(inp.replay), extra_stop=lambda: "kill" if stopped.is_set() else None,
+                      replay=dict(inp.replay), extra_stop=lambda: halt["reason"] if stopped.is_set() else None,
                       force=t.force, clock=SystemClock())
     rti = RunTickInput(tick=t, tick_id=inp.tick_id, run_id=inp.run_id)
     budget = tick_budget(ctx, rti, inp.generation, project, plan, backend_name(project, plan, opts))
@@ -165,7 +188,8 @@ def _build(ctx: Any, inp: Any, lock: threading.Lock, ttl: float) -> tuple[TickSe
     session = TickSession(
         tick_id=inp.tick_id, generation=inp.generation, root=root, project_key=t.project_key, pattern=t.pattern, plan=plan,
         spine_names=spine_names, base={n: clones.read(root, n) for n in spine_names}, base_commit=base_commit,
-        deps=deps, execute=DirectExecutor(deps), runner=runner, lock=lock, ttl_s=ttl, stopped=stopped)
+        deps=deps, execute=DirectExecutor(deps), runner=runner, lock=lock, ttl_s=ttl, stopped=stopped,
+        level=t.level or plan.level, unrebuilt=unrebuilt, halt=halt)
     with _GUARD:
         _SESSIONS[inp.tick_id] = session
     return session, deps, unrebuilt

@@ -43,9 +43,10 @@ def workflow_classes() -> list[Any]:
 
 async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 4,
                      ready: Any = None, stop: asyncio.Event | None = None) -> None:
-    from temporalio.worker import Worker
+    from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
-    from . import activities, port_activities
+    from . import activities, port_activities, port_batch, tick_session
+    from .capacity import TickSlots
 
     client = await connect(s)
     identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -58,13 +59,19 @@ async def run_worker(s: TemporalSettings, *, work_dir: Path, concurrency: int = 
                                   max_heartbeat_throttle_interval=timedelta(seconds=1),
                                   default_heartbeat_throttle_interval=timedelta(seconds=1),
                                   graceful_shutdown_timeout=timedelta(seconds=5))
+    # ``concurrency`` ticks at a time: run_tick activities and per-port sessions alike (``capacity``)
+    slots = TickSlots(concurrency, tick_session.count, tick_session.expire)
+    tuner = WorkerTuner.create_composite(workflow_supplier=FixedSizeSlotSupplier(100), activity_supplier=slots,
+                                         local_activity_supplier=FixedSizeSlotSupplier(100),
+                                         nexus_supplier=FixedSizeSlotSupplier(100))
     shared = Worker(client, task_queue=s.task_queue, workflows=workflow_classes(),
                     activities=[*activities.ACTIVITIES, *port_activities.OPEN_ACTIVITIES], workflow_runner=workflow_runner(),
-                    max_concurrent_activities=concurrency, **common)
+                    tuner=tuner, **common)
     # this worker's own queue: decisions on the changes its clones hold, and every port call of a tick it
     # opened on the per-port path (``port_workflow``: its session lives in this process)
     own = Worker(client, task_queue=own_queue, activities=[activities.decide_escalation, activities.push_spine,
-                                                           *port_activities.SESSION_ACTIVITIES],
+                                                           *port_activities.SESSION_ACTIVITIES,
+                                                           port_batch.port_batch, port_batch.port_stop],
                  max_concurrent_activities=concurrency + 2, **common)
     stop = stop or asyncio.Event()
     try:
