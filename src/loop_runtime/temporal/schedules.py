@@ -91,7 +91,8 @@ PER_PORT_ENV = "LOOP_RUNTIME_TEMPORAL_PER_PORT"
 
 
 def per_port_default() -> bool:
-    """Whether scheduled ticks run on the per-port path (``port_workflow``: every port call an activity).
+    """Whether scheduled ticks run on the per-port path (``port_workflow``: the tick's effects as activities,
+    heavy ones alone, cheap ones batched).
 
     On when payloads are encrypted (``encryption``: ``LOOP_RUNTIME_TEMPORAL_KEY``), because that path puts
     what the tick reads and writes — prompts, diffs, the project's secret values — into Temporal's history;

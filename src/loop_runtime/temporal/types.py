@@ -88,7 +88,8 @@ class TickInput:
     #: continue-as-new once the history has this many events (Temporal's own suggestion also counts)
     max_history_events: int = 10_000
     resume: TickCarry | None = None  # set only by continue-as-new: what the earlier runs of this tick did
-    #: drive the core's tick in the workflow, one activity per port call (``port_workflow``: the default);
+    #: drive the core's tick in the workflow, its effects as activities (``port_workflow``, ``port_batch``):
+    #: the default;
     #: False runs the whole tick as one ``run_tick`` activity (the earlier path, kept as a fallback)
     per_port: bool = True
 

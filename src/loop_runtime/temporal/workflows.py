@@ -119,7 +119,7 @@ class TickWorkflow:
     async def _tick(self, inp: TickInput, carry: TickCarry) -> RunTickOutput | TickSummary:
         """The engine's tick (one activity, retried on another worker); a kill switch cancels it."""
         self.phase = "ticking"
-        if inp.per_port:  # the tick's state machine here, one activity per port call
+        if inp.per_port:  # the tick's state machine here, its effects as activities
             return await PortDriver(self, replace(inp, resume=None), carry.tick_id, carry.run_id).run()
         handle = workflow.start_activity(
             "run_tick", RunTickInput(tick=replace(inp, resume=None), tick_id=carry.tick_id, run_id=carry.run_id),
