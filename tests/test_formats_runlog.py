@@ -17,6 +17,8 @@ from loop_runtime.errors import ConfigError
 from loop_runtime.formats.lastrun import update_last_run
 from loop_runtime.formats.runlog import (
     _JS_SPACE,
+    _number,
+    _text,
     MARKER,
     RunLogEntry,
     append_entry,
@@ -277,6 +279,13 @@ def test_from_dict_builds_the_same_frozen_value_as_the_constructor(raw: dict[str
     entry = RunLogEntry.from_dict(raw)
     built = RunLogEntry(**{f.name: getattr(entry, f.name) for f in fields(RunLogEntry)})
     assert entry == built and hash(entry) == hash(built) and repr(entry) == repr(built)
+    # the common shapes' shortcut reads what the tolerant readers read, type for type
+    tolerant = (_text(raw.get("run_id")), _text(raw.get("pattern")), _number(raw.get("duration_s")),
+                *(int(_number(raw.get(k))) for k in ("items_found", "actions_taken", "escalations", "tokens_estimate")),
+                _text(raw.get("outcome")))
+    got = (entry.run_id, entry.pattern, entry.duration_s, entry.items_found, entry.actions_taken, entry.escalations,
+           entry.tokens_estimate, entry.outcome)
+    assert got == tolerant and [type(v) for v in got] == [type(v) for v in tolerant]
     with pytest.raises(FrozenInstanceError):
         entry.tokens_estimate = 1  # type: ignore[misc]
 

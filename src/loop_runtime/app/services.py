@@ -12,7 +12,7 @@ starts or a human acts — and a reader finds the wiring in one file.
 
 from __future__ import annotations
 
-import threading
+import _thread  # threading.Lock is _thread.allocate_lock; threading itself costs read commands' start-up
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ class _Lazy:
     lease owner id and the system clock — ``status`` pays for none of them unless it needs them."""
 
     def __init__(self, store: Store | None, owner: str | None = None, clock: Clock | None = None) -> None:
-        self.store, self.owned, self.lock = store, False, threading.Lock()
+        self.store, self.owned, self.lock = store, False, _thread.allocate_lock()
         self.owner, self.clock = owner, clock
 
 

@@ -116,16 +116,22 @@ class RunLogEntry:
         # Every value is checked above or here, so the entry is filled in directly: a frozen
         # dataclass's __init__ sets each field through object.__setattr__, which made building
         # entries half the cost of reading a month of log (status reads one on every call).
+        # The shapes every writer uses (strings and plain ints) are taken as they are; anything else goes
+        # through the tolerant readers.
+        get = d.get
+        run_id, pattern, outcome = get("run_id"), get("pattern"), get("outcome")
+        duration, items, actions = get("duration_s"), get("items_found"), get("actions_taken")
+        escalations, tokens = get("escalations"), get("tokens_estimate")
         entry = object.__new__(cls)
         entry.__dict__.update(
-            run_id=_text(d.get("run_id")),
-            pattern=_text(d.get("pattern")),
-            duration_s=_number(d.get("duration_s")),
-            items_found=int(_number(d.get("items_found"))),
-            actions_taken=int(_number(d.get("actions_taken"))),
-            escalations=int(_number(d.get("escalations"))),
-            tokens_estimate=int(_number(d.get("tokens_estimate"))),
-            outcome=_text(d.get("outcome")),
+            run_id=run_id if type(run_id) is str else _text(run_id),
+            pattern=pattern if type(pattern) is str else _text(pattern),
+            duration_s=duration if type(duration) is int else _number(duration),
+            items_found=items if type(items) is int else int(_number(items)),
+            actions_taken=actions if type(actions) is int else int(_number(actions)),
+            escalations=escalations if type(escalations) is int else int(_number(escalations)),
+            tokens_estimate=tokens if type(tokens) is int else int(_number(tokens)),
+            outcome=outcome if type(outcome) is str else _text(outcome),
             extras=extras,
         )
         return entry

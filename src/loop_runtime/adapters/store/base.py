@@ -10,7 +10,6 @@ written goes through ``_text``/``_json`` — so no concern can skip the lock or 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from .schema import dump_json
 
 TYPE_CHECKING = False  # typing costs start-up time (see quick.py); type checkers still read the block
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 __all__ = ["StoreBase"]

@@ -35,8 +35,8 @@ connection, runs the migrations and composes them.
 
 from __future__ import annotations
 
+import _thread  # threading's own locks, without importing threading (read commands' start-up)
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,7 +85,7 @@ class RunStore(Leases, Ticks, Events, Ledger, Escalations, Schedule, Retention):
     def __init__(self, path: Path, *, secrets: Sequence[str] | None = None) -> None:
         self.path = Path(path)
         self._secrets = None if secrets is None else tuple(secrets)
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._conn: sqlite3.Connection | None = None
         with self._guard("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
