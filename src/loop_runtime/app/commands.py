@@ -53,8 +53,6 @@ def cost_doc(root: Path, pattern: str, level: str, cadence: str | None, orchestr
 
 def store_if_exists(project: Project) -> Any:
     """The run store when the project has one (read commands never create it); the caller closes it."""
-    from .services import Services
-
     return Services.open(project).existing_store()
 
 

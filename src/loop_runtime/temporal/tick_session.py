@@ -109,10 +109,6 @@ def count() -> int:
 
 def expire() -> None:
     """Close the sessions idle past their time (their workflow is gone or moved on)."""
-    _expire()
-
-
-def _expire() -> None:
     now = time.monotonic()
     with _GUARD:
         # idle too long between two calls (its workflow moved on or is gone); a call in progress keeps it
@@ -128,7 +124,7 @@ def _acquire(key: str, beat: Any, wait_s: float) -> threading.Lock:
     deadline = time.monotonic() + wait_s
     while not lock.acquire(timeout=0.5):
         beat()
-        _expire()
+        expire()
         if time.monotonic() > deadline:
             raise LoopError(f"the clone of {key} stayed busy for {wait_s:g} s")
     return lock
